@@ -1,0 +1,130 @@
+// Channels move bytes and know nothing above that. There are two kinds:
+//  - point-to-point channels (Direct, in-process): send/recv of a byte span to a peer;
+//  - object-store channels (Redis, S3, in-process store): put/get/erase/list of named objects.
+// The collective algorithms (src/collectives/) are written once against these two
+// interfaces; the channel policy (include/fmi/policy.h) picks a channel per operation.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fmi/types.h"
+
+namespace FMI::Comm {
+
+enum class ChannelKind { peer_to_peer, object_store };
+
+/// Who this channel works for; given to Channel::init by the Communicator.
+struct ChannelContext {
+  Utils::peer_num peer_id = 0;
+  Utils::peer_num num_peers = 1;
+  std::string comm_name;
+  unsigned faas_memory = 128;  // MiB of the function, for cost models
+};
+
+/// Performance and cost model of one exchange on a channel: `producers` peers each
+/// deliver `bytes` to `consumers` peers. Parameters come from the config's "model"
+/// section. Used by the channel policy; see docs/channels.md for the formulas.
+class ChannelModel {
+ public:
+  virtual ~ChannelModel() = default;
+  /// Predicted seconds until every consumer holds every producer's data.
+  virtual double latency(unsigned producers, unsigned consumers, std::size_t bytes) const = 0;
+  /// Predicted USD charged by the channel itself (requests, transfer, servers),
+  /// excluding the functions' own run time (the policy adds that from latency).
+  virtual double cost(unsigned producers, unsigned consumers, std::size_t bytes) const = 0;
+};
+
+/// Base of every channel. Channels are created by the Communicator from the config
+/// (see src/channels/registry.cpp) or registered by the user (register_channel).
+class Channel {
+ public:
+  virtual ~Channel() = default;
+  Channel() = default;
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  virtual ChannelKind kind() const = 0;
+
+  /// Called once by the Communicator before any transfer.
+  virtual void init(const ChannelContext& ctx) = 0;
+
+  /// Releases everything the channel created (connections, keys, objects).
+  /// Called by the Communicator's destructor; idempotent; must not throw.
+  virtual void finalize() noexcept = 0;
+
+  /// Longest time one operation on this channel may take before it raises
+  /// TimeoutError; the Communicator turns it into each operation's deadline.
+  virtual std::chrono::milliseconds max_timeout() const = 0;
+
+  /// The channel's performance/cost model, or nullptr when it has none (the
+  /// default policy then ranks it after every modelled channel).
+  virtual std::shared_ptr<const ChannelModel> model() const { return nullptr; }
+};
+
+/// A channel with direct, ordered, reliable byte streams between each pair of peers.
+/// Messages between one ordered pair arrive in the order sent. Every call throws
+/// TimeoutError after `deadline`, PeerError when the peer is gone or the message
+/// does not match (tag or size), ChannelError on transport failures.
+class PeerToPeerChannel : public Channel {
+ public:
+  ChannelKind kind() const final { return ChannelKind::peer_to_peer; }
+
+  /// Sends `data` to `dest`. May return before the peer has received it.
+  virtual void send(Utils::peer_num dest, ConstBytes data, Tag tag, Utils::Deadline deadline) = 0;
+
+  /// Receives exactly `out.size()` bytes sent by `src` with `tag`.
+  virtual void recv(Utils::peer_num src, Bytes out, Tag tag, Utils::Deadline deadline) = 0;
+
+  /// Sends to `dest` and receives from `src` at the same time. Needed by exchange
+  /// and ring algorithms: two blocking sends facing each other would deadlock once
+  /// the messages exceed the transport's buffers. dest may equal src.
+  virtual void sendrecv(Utils::peer_num dest, ConstBytes data, Utils::peer_num src, Bytes out,
+                        Tag tag, Utils::Deadline deadline) = 0;
+
+  /// Optional: open connections to all peers now (collectives that talk to many
+  /// peers call it so that set-up is not serialised inside the algorithm).
+  virtual void connect_all(Utils::Deadline /*deadline*/) {}
+};
+
+/// Names one object of one operation. Channels turn it into a key with
+/// str(comm_name): keys of different communicators never collide.
+struct ObjectKey {
+  static constexpr Utils::peer_num all = 0xffffffffu;  // "to every peer"
+  Tag tag;
+  Utils::peer_num from = 0;
+  Utils::peer_num to = all;
+
+  /// "<comm>/<op>/<seq>/<from>-<to>"; `to` is "all" for objects read by every peer.
+  std::string str(const std::string& comm_name) const;
+};
+
+/// A channel that exchanges data through named objects in a shared store.
+/// Every call throws TimeoutError after its deadline and ChannelError on failures
+/// of the store (naming the command/request and the object's purpose).
+class ObjectStoreChannel : public Channel {
+ public:
+  ChannelKind kind() const final { return ChannelKind::object_store; }
+
+  /// Stores `data` under `key`. `readers` is how many get() calls will read it:
+  /// a store that can count reads deletes the object after the last one; the
+  /// others delete it at finalize at the latest.
+  virtual void put(const ObjectKey& key, ConstBytes data, unsigned readers,
+                   Utils::Deadline deadline) = 0;
+
+  /// Waits until `key` exists and reads it into `out`; its size must be exactly
+  /// out.size() (PeerError otherwise, naming both sizes).
+  virtual void get(const ObjectKey& key, Bytes out, Utils::Deadline deadline) = 0;
+
+  /// Deletes `key` if it exists.
+  virtual void erase(const ObjectKey& key, Utils::Deadline deadline) = 0;
+
+  /// Keys (as produced by ObjectKey::str) that exist under `prefix`; a store lists
+  /// only by prefix, never everything.
+  virtual std::vector<std::string> list(const std::string& prefix, Utils::Deadline deadline) = 0;
+};
+
+}  // namespace FMI::Comm

@@ -1,0 +1,105 @@
+// The collective algorithms, written once per kind of channel:
+//  - coll::p2p::*   over a PeerToPeerChannel (Direct, in-process);
+//  - coll::store::* over an ObjectStoreChannel (Redis, S3, in-process store).
+// They are free functions over byte buffers; the Communicator checks arguments
+// (ranges, sizes) before calling them, so here sizes are trusted to be consistent
+// on this peer (a peer with other sizes is caught by the channel's size check).
+//
+// Every rank must run the same algorithm for the same call, so the choice
+// (choose_algorithm) depends only on values all ranks share.
+#pragma once
+
+#include "fmi/channel.h"
+#include "fmi/function.h"
+#include "fmi/types.h"
+
+namespace FMI::coll {
+
+enum class Algorithm {
+  automatic,           // let choose_algorithm decide
+  linear,              // root talks to every peer / left-to-right chain
+  binomial,            // binomial tree (log2 n rounds)
+  recursive_doubling,  // pairwise exchange, log2 n rounds (allreduce, allgather)
+  ring,                // bandwidth-optimal ring (allreduce, allgather, reduce_scatter)
+  scatter_allgather,   // bcast of large messages: scatter, then ring allgather
+  pairwise,            // alltoall: n-1 rounds of pairwise exchange
+  dissemination,       // barrier: log2 n rounds
+};
+const char* to_string(Algorithm a);
+
+/// One collective call on one rank.
+struct Context {
+  Utils::peer_num rank = 0;
+  Utils::peer_num size = 1;
+  Comm::Tag tag;
+  Utils::Deadline deadline;
+};
+
+struct Options {
+  Utils::peer_num root = 0;
+  Algorithm algorithm = Algorithm::automatic;
+};
+
+/// Properties of the reduction that the choice may depend on (no function: all
+/// ranks know these).
+struct ReduceProps {
+  bool commutative = true;
+  bool associative = true;
+  std::size_t granularity = 1;  // 0: whole-buffer function, cannot be chunked
+};
+
+/// Message size (bytes per peer contribution) from which bandwidth-optimal
+/// algorithms (ring, scatter+allgather) replace latency-optimal ones.
+inline constexpr std::size_t kLargeMessage = 256 * 1024;
+
+/// The algorithm a p2p / store collective will run. Pure function of its arguments.
+Algorithm choose_p2p(Utils::Operation op, std::size_t bytes, Utils::peer_num n,
+                     const ReduceProps& props);
+Algorithm choose_store(Utils::Operation op, std::size_t bytes, Utils::peer_num n,
+                       const ReduceProps& props);
+
+namespace p2p {
+using Ch = Comm::PeerToPeerChannel;
+using Utils::ReduceOp;
+void bcast(Ch& ch, const Context& c, Comm::Bytes buf, const Options& o);
+void barrier(Ch& ch, const Context& c, const Options& o);
+void gather(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const Options& o);
+void scatter(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const Options& o);
+void reduce(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const ReduceOp& f,
+            const Options& o);
+void allreduce(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
+               const ReduceOp& f, const Options& o);
+void scan(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const ReduceOp& f,
+          const Options& o);
+void allgather(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
+               const Options& o);
+void alltoall(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
+              const Options& o);
+void reduce_scatter(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
+                    const ReduceOp& f, const Options& o);
+}  // namespace p2p
+
+namespace store {
+using Ch = Comm::ObjectStoreChannel;
+using Utils::ReduceOp;
+void send(Ch& ch, const Context& c, Comm::ConstBytes data, Utils::peer_num dest);
+void recv(Ch& ch, const Context& c, Comm::Bytes data, Utils::peer_num src);
+void bcast(Ch& ch, const Context& c, Comm::Bytes buf, const Options& o);
+void barrier(Ch& ch, const Context& c, const Options& o);
+void gather(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const Options& o);
+void scatter(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const Options& o);
+void reduce(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const ReduceOp& f,
+            const Options& o);
+void allreduce(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
+               const ReduceOp& f, const Options& o);
+void scan(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const ReduceOp& f,
+          const Options& o);
+void allgather(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
+               const Options& o);
+void alltoall(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
+              const Options& o);
+void reduce_scatter(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
+                    const ReduceOp& f, const Options& o);
+}  // namespace store
+
+}  // namespace FMI::coll
