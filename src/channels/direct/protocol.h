@@ -1,0 +1,129 @@
+// Wire protocol of the Direct channel: the messages between a function and the
+// rendezvous server (fmi-rendezvous), and the handshake two functions run on every
+// candidate TCP connection. Shared by the server and the client, and kept free of
+// I/O so that it can be fuzzed on its own. The format is documented in
+// docs/rendezvous-protocol.md; everything is encoded field by field in network
+// byte order (never as raw structs).
+//
+// Frame: magic "FMIR" (4 bytes) | version u8 | type u8 | payload length u32 | payload.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+struct sockaddr;
+struct sockaddr_storage;
+
+namespace FMI::Direct::proto {
+
+inline constexpr std::uint8_t kVersion = 1;
+inline constexpr std::array<std::uint8_t, 4> kMagic = {'F', 'M', 'I', 'R'};
+inline constexpr std::size_t kHeaderSize = 10;
+
+// Limits. A client's requests and the handshake are small; only the server's
+// endpoint table grows with the communicator.
+inline constexpr std::size_t kMaxCommName = 255;
+inline constexpr std::size_t kMaxErrorText = 1024;
+inline constexpr std::uint32_t kMaxPeers = 4096;
+inline constexpr std::size_t kMaxRequestPayload = 1024;  // client -> server, peer <-> peer
+inline constexpr std::size_t kMaxReplyPayload = 4 + kMaxPeers * (2 * 19 + 8);  // table
+
+enum class MsgType : std::uint8_t {
+  reg = 1,         // client -> server: Register
+  registered = 2,  // server -> client: Registered
+  table = 3,       // server -> client: Table
+  error = 4,       // server -> client: ErrorMsg, then the server closes
+  hello = 16,      // peer <-> peer: Hello (first frame on every candidate connection)
+  decide = 17,     // lower peer id -> higher: Decide
+};
+
+/// An IPv4 or IPv6 address and port, as the wire carries it.
+struct Endpoint {
+  bool v6 = false;
+  std::array<std::uint8_t, 16> addr{};  // first 4 bytes used for IPv4
+  std::uint16_t port = 0;
+
+  bool same_address(const Endpoint& o) const;
+  bool operator==(const Endpoint& o) const { return same_address(o) && port == o.port; }
+  std::string str() const;  // "1.2.3.4:5" or "[::1]:5"
+
+  static Endpoint from_sockaddr(const sockaddr* sa);
+  /// Fills `ss`, returns the length to pass to connect/bind.
+  unsigned to_sockaddr(sockaddr_storage& ss) const;
+};
+
+struct Register {
+  std::string comm;
+  std::uint32_t peer_id = 0;
+  std::uint32_t num_peers = 0;
+  std::uint64_t session = 0;  // random per registration; identifies this incarnation
+  Endpoint private_ep;        // the local address:port the function is bound to
+};
+struct Registered {
+  Endpoint public_ep;  // the address:port the server sees (through NAT)
+};
+struct PeerEntry {
+  Endpoint public_ep;
+  Endpoint private_ep;
+  std::uint64_t session = 0;
+};
+struct Table {
+  std::vector<PeerEntry> peers;  // indexed by peer id
+};
+enum class ErrorCode : std::uint16_t {
+  bad_request = 1,
+  bad_version = 2,
+  num_peers_mismatch = 3,
+  replaced = 4,  // a newer registration of the same (comm, peer id) took over
+  expired = 5,   // not every peer registered in time
+  overloaded = 6,
+  shutdown = 7,
+};
+struct ErrorMsg {
+  ErrorCode code = ErrorCode::bad_request;
+  std::string text;
+};
+struct Hello {
+  std::string comm;
+  std::uint32_t peer_id = 0;
+  std::uint64_t session = 0;  // the sender's session, as in the server's table
+};
+struct Decide {
+  bool accept = false;
+};
+
+using Message = std::variant<Register, Registered, Table, ErrorMsg, Hello, Decide>;
+
+const char* to_string(MsgType t);
+const char* to_string(ErrorCode c);
+
+/// Encodes one complete frame.
+std::vector<std::byte> encode(const Message& m);
+
+struct Header {
+  std::uint8_t version = 0;
+  MsgType type{};
+  std::uint32_t length = 0;
+};
+/// Parses the fixed header (exactly kHeaderSize bytes). Throws ChannelError on a bad
+/// magic, or a length above `max_payload`. The version is returned, not checked,
+/// so that the server can answer an unknown version with an error.
+Header decode_header(std::span<const std::byte> bytes, std::size_t max_payload);
+
+/// Parses the payload of a frame of type `type`. Throws ChannelError on any
+/// malformed content (truncation, trailing bytes, out-of-range values).
+Message decode_payload(MsgType type, std::span<const std::byte> payload);
+
+/// Extracts one frame from the front of `buf` if it is complete: returns it and
+/// sets `consumed`; returns nullopt (consumed = 0) if more bytes are needed.
+/// Throws ChannelError on malformed input, including an unsupported version.
+std::optional<Message> try_decode(std::span<const std::byte> buf, std::size_t max_payload,
+                                  std::size_t& consumed);
+
+}  // namespace FMI::Direct::proto

@@ -1,0 +1,202 @@
+// In-process channels: the medium is memory shared by threads. Each peer's
+// endpoint behaves like a real channel: messages are tagged and size-checked,
+// receivers block with a deadline, the store counts readers and deletes objects
+// after the last read.
+#include "fmi/inproc.h"
+
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "fmi/errors.h"
+
+namespace FMI::Comm {
+
+using Utils::Deadline;
+using Utils::peer_num;
+
+struct InProcessHub::State {
+  explicit State(peer_num n, std::chrono::milliseconds t) : num_peers(n), max_timeout(t), boxes(n) {}
+
+  struct Message {
+    std::uint64_t tag;
+    std::vector<std::byte> data;
+  };
+  // One mailbox per receiving peer; within it one FIFO per sender, so messages of
+  // one ordered pair stay in order, as on a TCP connection.
+  struct Mailbox {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::map<peer_num, std::deque<Message>> from;
+  };
+  struct Object {
+    std::vector<std::byte> data;
+    unsigned readers_left;
+  };
+
+  const peer_num num_peers;
+  const std::chrono::milliseconds max_timeout;
+  std::vector<Mailbox> boxes;
+
+  mutable std::mutex store_mu;
+  std::condition_variable store_cv;
+  std::map<std::string, Object> objects;
+  std::size_t requests = 0;
+};
+
+namespace {
+
+void check_init(bool inited, const char* what) {
+  if (!inited) FMI_THROW(UsageError, "in-process channel: ", what, " before init()");
+}
+
+class InProcP2P final : public PeerToPeerChannel {
+ public:
+  explicit InProcP2P(std::shared_ptr<InProcessHub::State> s) : s_(std::move(s)) {}
+
+  void init(const ChannelContext& ctx) override {
+    if (ctx.num_peers != s_->num_peers)
+      FMI_THROW(UsageError, "in-process channel: hub made for ", s_->num_peers,
+                " peers, communicator has ", ctx.num_peers);
+    self_ = ctx.peer_id;
+    inited_ = true;
+  }
+  void finalize() noexcept override {}
+  std::chrono::milliseconds max_timeout() const override { return s_->max_timeout; }
+
+  void send(peer_num dest, ConstBytes data, Tag tag, Deadline) override {
+    check_init(inited_, "send");
+    auto& box = s_->boxes.at(dest);
+    {
+      std::lock_guard lk(box.mu);
+      box.from[self_].push_back({tag.encode(), {data.begin(), data.end()}});
+    }
+    box.cv.notify_all();
+  }
+
+  void recv(peer_num src, Bytes out, Tag tag, Deadline deadline) override {
+    check_init(inited_, "recv");
+    auto& box = s_->boxes.at(self_);
+    std::unique_lock lk(box.mu);
+    auto& q = box.from[src];
+    if (!box.cv.wait_until(lk, deadline, [&] { return !q.empty(); }))
+      FMI_THROW(TimeoutError, "in-process recv of ", to_string(tag), " from peer ", src,
+                " on peer ", self_, " timed out after ", format_duration(s_->max_timeout));
+    InProcessHub::State::Message m = std::move(q.front());
+    q.pop_front();
+    lk.unlock();
+    if (m.tag != tag.encode())
+      FMI_THROW(PeerError, "in-process recv on peer ", self_, ": expected ", to_string(tag),
+                " from peer ", src, ", got ", to_string(Tag::decode(m.tag)),
+                " (peers called operations in different orders)");
+    if (m.data.size() != out.size())
+      FMI_THROW(PeerError, "in-process recv of ", to_string(tag), " on peer ", self_,
+                ": peer ", src, " sent ", m.data.size(), " bytes, expected ", out.size());
+    if (!out.empty()) std::memcpy(out.data(), m.data.data(), out.size());
+  }
+
+  void sendrecv(peer_num dest, ConstBytes data, peer_num src, Bytes out, Tag tag,
+                Deadline deadline) override {
+    // Sends never block here, so sequential is deadlock-free.
+    send(dest, data, tag, deadline);
+    recv(src, out, tag, deadline);
+  }
+
+ private:
+  std::shared_ptr<InProcessHub::State> s_;
+  peer_num self_ = 0;
+  bool inited_ = false;
+};
+
+class InProcStore final : public ObjectStoreChannel {
+ public:
+  explicit InProcStore(std::shared_ptr<InProcessHub::State> s) : s_(std::move(s)) {}
+
+  void init(const ChannelContext& ctx) override {
+    if (ctx.num_peers != s_->num_peers)
+      FMI_THROW(UsageError, "in-process store: hub made for ", s_->num_peers,
+                " peers, communicator has ", ctx.num_peers);
+    ctx_ = ctx;
+    inited_ = true;
+  }
+  void finalize() noexcept override {}
+  std::chrono::milliseconds max_timeout() const override { return s_->max_timeout; }
+
+  void put(const ObjectKey& key, ConstBytes data, unsigned readers, Deadline) override {
+    check_init(inited_, "put");
+    if (readers == 0) return;  // nobody will read it: storing it would leak it
+    const std::string k = key.str(ctx_.comm_name);
+    {
+      std::lock_guard lk(s_->store_mu);
+      ++s_->requests;
+      auto [it, fresh] = s_->objects.try_emplace(k, InProcessHub::State::Object{{data.begin(), data.end()}, readers});
+      if (!fresh)
+        FMI_THROW(ChannelError, "in-process store: object ", k, " already exists (put by peer ",
+                  ctx_.peer_id, ")");
+    }
+    s_->store_cv.notify_all();
+  }
+
+  void get(const ObjectKey& key, Bytes out, Deadline deadline) override {
+    check_init(inited_, "get");
+    const std::string k = key.str(ctx_.comm_name);
+    std::unique_lock lk(s_->store_mu);
+    ++s_->requests;
+    if (!s_->store_cv.wait_until(lk, deadline, [&] { return s_->objects.count(k) > 0; }))
+      FMI_THROW(TimeoutError, "in-process store: peer ", ctx_.peer_id, " waited for ", k,
+                " (from peer ", key.from, ") for ", format_duration(s_->max_timeout));
+    auto it = s_->objects.find(k);
+    if (it->second.data.size() != out.size())
+      FMI_THROW(PeerError, "in-process store: object ", k, " from peer ", key.from, " has ",
+                it->second.data.size(), " bytes, peer ", ctx_.peer_id, " expected ", out.size());
+    if (!out.empty()) std::memcpy(out.data(), it->second.data.data(), out.size());
+    if (--it->second.readers_left == 0) s_->objects.erase(it);
+  }
+
+  void erase(const ObjectKey& key, Deadline) override {
+    std::lock_guard lk(s_->store_mu);
+    ++s_->requests;
+    s_->objects.erase(key.str(ctx_.comm_name));
+  }
+
+  std::vector<std::string> list(const std::string& prefix, Deadline) override {
+    std::lock_guard lk(s_->store_mu);
+    ++s_->requests;
+    std::vector<std::string> keys;
+    for (auto it = s_->objects.lower_bound(prefix);
+         it != s_->objects.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it)
+      keys.push_back(it->first);
+    return keys;
+  }
+
+ private:
+  std::shared_ptr<InProcessHub::State> s_;
+  ChannelContext ctx_;
+  bool inited_ = false;
+};
+
+}  // namespace
+
+InProcessHub::InProcessHub(peer_num num_peers, std::chrono::milliseconds max_timeout)
+    : state_(std::make_shared<State>(num_peers, max_timeout)) {}
+InProcessHub::~InProcessHub() = default;
+
+std::shared_ptr<PeerToPeerChannel> InProcessHub::p2p_endpoint() {
+  return std::make_shared<InProcP2P>(state_);
+}
+std::shared_ptr<ObjectStoreChannel> InProcessHub::store_endpoint() {
+  return std::make_shared<InProcStore>(state_);
+}
+std::size_t InProcessHub::objects_in_store() const {
+  std::lock_guard lk(state_->store_mu);
+  return state_->objects.size();
+}
+std::size_t InProcessHub::store_requests() const {
+  std::lock_guard lk(state_->store_mu);
+  return state_->requests;
+}
+
+}  // namespace FMI::Comm

@@ -1,0 +1,94 @@
+// The S3 channel: an object-store channel over S3 or an S3-compatible server.
+// How it works, its configuration, polling, lifecycle and cost model: docs/s3.md.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "channels/s3/s3_client.h"
+#include "fmi/channel.h"
+#include "fmi/config.h"
+
+namespace FMI::Comm {
+
+/// latency = overhead x request rounds + bytes moved / bandwidth;
+/// cost = PUT and GET (incl. expected polls) prices + transfer price (docs/s3.md).
+class S3Model final : public ChannelModel {
+ public:
+  /// `first_poll`: the channel's first poll interval (config s3.timeout).
+  S3Model(const Config::Model::S3& m, std::chrono::milliseconds first_poll);
+  double latency(unsigned producers, unsigned consumers, std::size_t bytes) const override;
+  double cost(unsigned producers, unsigned consumers, std::size_t bytes) const override;
+
+  /// GETs that find no object yet, expected per object read (used by cost()).
+  static constexpr double kExpectedPollsPerGet = 1.0;
+
+ private:
+  Config::Model::S3 m_;
+  double first_poll_s_;
+};
+
+class S3Channel final : public ObjectStoreChannel {
+ public:
+  /// Reads config.s3 and the AWS_* environment variables. Throws ConfigError
+  /// (missing credentials, bucket, region, bad endpoint). No network yet.
+  explicit S3Channel(const Config& config);
+  ~S3Channel() override;
+
+  /// Checks that the bucket exists (ChannelError naming bucket and endpoint).
+  void init(const ChannelContext& ctx) override;
+  /// Store-level barrier of all peers, then deletes what this peer created or
+  /// consumed and has not deleted yet. Bounded by max_timeout; never throws.
+  void finalize() noexcept override;
+  std::chrono::milliseconds max_timeout() const override { return cfg_.max_timeout; }
+  std::shared_ptr<const ChannelModel> model() const override { return model_; }
+
+  void put(const ObjectKey& key, ConstBytes data, unsigned readers,
+           Utils::Deadline deadline) override;
+  void get(const ObjectKey& key, Bytes out, Utils::Deadline deadline) override;
+  void erase(const ObjectKey& key, Utils::Deadline deadline) override;
+  std::vector<std::string> list(const std::string& prefix, Utils::Deadline deadline) override;
+
+  /// HTTP requests sent (every one is billed by S3), retries and polls included.
+  std::uint64_t requests() const { return client_.requests(); }
+  /// GETs (or LISTs in finalize) that found nothing yet: the cost of waiting.
+  std::uint64_t polls() const { return polls_.load(); }
+  /// ListObjectsV2 page size (S3's maximum and default 1000; tests lower it).
+  void set_list_page_size(unsigned n) { page_size_ = n; }
+  /// Longest pause between two polls of a missing object (at least config timeout).
+  static constexpr std::chrono::milliseconds kMaxPollInterval{1000};
+  /// Consumed single-reader objects are deleted in batches of this many (and at
+  /// finalize), which keeps the DELETE round trip off the receive path.
+  static constexpr std::size_t kDeleteBatch = 100;
+
+  s3::Client& client() { return client_; }
+
+ private:
+  /// Polls until `ready()` returns true (adaptive interval, never past deadline).
+  template <typename F>
+  void poll_until(F&& ready, Utils::Deadline deadline, const std::string& what,
+                  const std::string& key);
+  void queue_delete(std::string key, Utils::Deadline deadline);
+  void flush_deletes(Utils::Deadline deadline);
+  void finalize_barrier(Utils::Deadline deadline);
+  void check_init(const char* op) const;
+
+  Config::S3 cfg_;
+  s3::Client client_;
+  std::shared_ptr<const S3Model> model_;
+  ChannelContext ctx_;
+  bool inited_ = false;
+  bool finalized_ = false;
+  unsigned page_size_ = 1000;
+  std::atomic<std::uint64_t> polls_{0};
+
+  std::mutex mu_;                     // guards the two lists below
+  std::vector<std::string> owned_;    // multi-reader objects put here: deleted at finalize
+  std::vector<std::string> pending_;  // consumed single-reader objects not yet deleted
+};
+
+}  // namespace FMI::Comm

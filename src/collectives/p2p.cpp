@@ -1,0 +1,551 @@
+// Collective algorithms over point-to-point channels (Direct, in-process).
+//
+// Conventions used throughout:
+//  - n = number of peers, r = this peer's rank.
+//  - Rooted algorithms work on the virtual rank v = (r - root) mod n, so that the
+//    root is always v = 0 and one tree shape serves every root.
+//  - "block" = one peer's contribution (gather/scatter/allgather/alltoall);
+//    "chunk" = one of n slices of a buffer that a bandwidth-optimal algorithm
+//    reduces or forwards piecewise (cut at multiples of the operator's element
+//    size, so an element-wise reduction can work on any chunk).
+//  - All messages of one collective share its tag; the channel keeps messages of
+//    one ordered pair in order, and every algorithm has both sides of a pair
+//    perform their transfers in the same order.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "collectives/collectives.h"
+#include "fmi/errors.h"
+
+namespace FMI::coll::p2p {
+namespace {
+
+using Comm::Bytes;
+using Comm::ConstBytes;
+using Utils::peer_num;
+using Buffer = std::vector<std::byte>;
+
+peer_num to_virtual(peer_num r, peer_num root, peer_num n) { return (r + n - root) % n; }
+peer_num to_real(peer_num v, peer_num root, peer_num n) { return (v + root) % n; }
+
+void copy(ConstBytes from, Bytes to) {
+  if (!from.empty() && from.data() != to.data()) std::memmove(to.data(), from.data(), from.size());
+}
+
+// Chunk i of a buffer of `len` bytes cut into n chunks at multiples of `gran`
+// bytes: sizes differ by at most one element.
+struct Chunks {
+  std::size_t len, gran;
+  peer_num n;
+  std::size_t begin(peer_num i) const {
+    const std::size_t elems = len / gran;
+    return gran * (elems * i / n);
+  }
+  std::size_t size(peer_num i) const { return begin(i + 1) - begin(i); }
+  std::size_t max_size() const {
+    std::size_t m = 0;
+    for (peer_num i = 0; i < n; ++i) m = std::max(m, size(i));
+    return m;
+  }
+};
+
+// Ring reduce-scatter in place on `buf` (n chunks). Step s: send chunk
+// (r - s - 1) to the right neighbour, receive chunk (r - s - 2) from the left one
+// and reduce it into ours. A chunk c starts at rank c+1 and travels right picking
+// up one contribution per hop, so after n-1 steps rank r holds chunk r complete.
+// Requires a commutative and associative operator (contributions are combined in
+// ring order, not peer order).
+void ring_reduce_scatter(Ch& ch, const Context& c, Bytes buf, const Chunks& ck, const ReduceOp& f) {
+  const peer_num n = c.size, r = c.rank;
+  const peer_num right = (r + 1) % n, left = (r + n - 1) % n;
+  Buffer tmp(ck.max_size());
+  for (peer_num s = 0; s + 1 < n; ++s) {
+    const peer_num cs = (r + 2 * n - s - 1) % n;
+    const peer_num cr = (r + 2 * n - s - 2) % n;
+    Bytes in(tmp.data(), ck.size(cr));
+    ch.sendrecv(right, buf.subspan(ck.begin(cs), ck.size(cs)), left, in, c.tag, c.deadline);
+    Bytes mine = buf.subspan(ck.begin(cr), ck.size(cr));
+    if (!mine.empty()) f(in, mine, mine);
+  }
+}
+
+// Ring allgather in place on `buf`: rank r starts with chunk r complete; step s
+// forwards chunk (r - s) to the right and receives chunk (r - s - 1) from the left.
+void ring_allgather(Ch& ch, const Context& c, Bytes buf, const Chunks& ck) {
+  const peer_num n = c.size, r = c.rank;
+  const peer_num right = (r + 1) % n, left = (r + n - 1) % n;
+  for (peer_num s = 0; s + 1 < n; ++s) {
+    const peer_num cs = (r + n - s) % n;
+    const peer_num cr = (r + 2 * n - s - 1) % n;
+    ch.sendrecv(right, buf.subspan(ck.begin(cs), ck.size(cs)), left,
+                buf.subspan(ck.begin(cr), ck.size(cr)), c.tag, c.deadline);
+  }
+}
+
+// Binomial-tree broadcast on virtual ranks. A peer with virtual rank v > 0
+// receives once, from v minus its lowest set bit; then it sends to v + m for
+// every power of two m below that bit (the root: below n), largest first, so
+// that the far half of the tree starts forwarding as early as possible.
+void bcast_binomial(Ch& ch, const Context& c, Bytes buf, peer_num root) {
+  const peer_num n = c.size, v = to_virtual(c.rank, root, n);
+  peer_num mask = 1;
+  while (mask < n) {
+    if (v & mask) {
+      ch.recv(to_real(v - mask, root, n), buf, c.tag, c.deadline);
+      break;
+    }
+    mask <<= 1;
+  }
+  for (mask >>= 1; mask > 0; mask >>= 1)
+    if (v + mask < n) ch.send(to_real(v + mask, root, n), buf, c.tag, c.deadline);
+}
+
+// Large broadcast (van de Geijn): scatter n chunks down the binomial tree, then a
+// ring allgather. Each byte crosses each link about twice instead of log2(n) times.
+// Chunks are indexed by virtual rank, so a subtree's chunks are contiguous bytes.
+void bcast_scatter_allgather(Ch& ch, const Context& c, Bytes buf, peer_num root) {
+  const peer_num n = c.size, v = to_virtual(c.rank, root, n);
+  const Chunks ck{buf.size(), 1, n};
+  auto range = [&](peer_num first, peer_num count) {
+    const peer_num last = std::min(n, first + count);
+    return buf.subspan(ck.begin(first), ck.begin(last) - ck.begin(first));
+  };
+  peer_num mask = 1;
+  while (mask < n) {
+    if (v & mask) {  // my subtree is [v, v + mask)
+      ch.recv(to_real(v - mask, root, n), range(v, mask), c.tag, c.deadline);
+      break;
+    }
+    mask <<= 1;
+  }
+  for (mask >>= 1; mask > 0; mask >>= 1)
+    if (v + mask < n) ch.send(to_real(v + mask, root, n), range(v + mask, mask), c.tag, c.deadline);
+  // Ring on virtual ranks: virtual peer v holds chunk v.
+  Context vc = c;
+  vc.rank = v;
+  struct Virtual final : Ch {
+    Ch& inner;
+    peer_num root, n;
+    Virtual(Ch& i, peer_num ro, peer_num nn) : inner(i), root(ro), n(nn) {}
+    void init(const Comm::ChannelContext&) override {}
+    void finalize() noexcept override {}
+    std::chrono::milliseconds max_timeout() const override { return inner.max_timeout(); }
+    void send(peer_num d, ConstBytes b, Comm::Tag t, Utils::Deadline dl) override {
+      inner.send(to_real(d, root, n), b, t, dl);
+    }
+    void recv(peer_num s, Bytes b, Comm::Tag t, Utils::Deadline dl) override {
+      inner.recv(to_real(s, root, n), b, t, dl);
+    }
+    void sendrecv(peer_num d, ConstBytes b, peer_num s, Bytes o, Comm::Tag t,
+                  Utils::Deadline dl) override {
+      inner.sendrecv(to_real(d, root, n), b, to_real(s, root, n), o, t, dl);
+    }
+  } virt(ch, root, n);
+  ring_allgather(virt, vc, buf, ck);
+}
+
+// Order-preserving binomial reduction to rank 0 on real ranks: a peer r combines
+// its subtree [r, r + 2^k) as acc = acc op (child's subtree), children taken in
+// increasing order, so the operands stay in peer order (associative functions).
+void reduce_binomial_ordered(Ch& ch, const Context& c, Bytes acc, const ReduceOp& f) {
+  const peer_num n = c.size, r = c.rank;
+  Buffer tmp(acc.size());
+  for (peer_num mask = 1; mask < n; mask <<= 1) {
+    if (r & mask) {
+      ch.send(r - mask, acc, c.tag, c.deadline);
+      return;
+    }
+    if (r + mask < n) {
+      ch.recv(r + mask, tmp, c.tag, c.deadline);
+      f(acc, tmp, acc);
+    }
+  }
+}
+
+// Binomial reduction on virtual ranks (commutative and associative functions).
+void reduce_binomial_virtual(Ch& ch, const Context& c, Bytes acc, peer_num root,
+                             const ReduceOp& f) {
+  const peer_num n = c.size, v = to_virtual(c.rank, root, n);
+  Buffer tmp(acc.size());
+  for (peer_num mask = 1; mask < n; mask <<= 1) {
+    if (v & mask) {
+      ch.send(to_real(v - mask, root, n), acc, c.tag, c.deadline);
+      return;
+    }
+    if (v + mask < n) {
+      ch.recv(to_real(v + mask, root, n), tmp, c.tag, c.deadline);
+      f(acc, tmp, acc);
+    }
+  }
+}
+
+// Strict left-to-right reduction for functions that are not associative: a
+// chain 0 -> 1 -> ... -> n-1 where peer i computes acc = acc(0..i-1) op x_i.
+// Returns true on the peer that ends with the result (n-1).
+bool reduce_chain(Ch& ch, const Context& c, ConstBytes send, Bytes acc, const ReduceOp& f) {
+  const peer_num n = c.size, r = c.rank;
+  if (r == 0) {
+    copy(send, acc);
+  } else {
+    ch.recv(r - 1, acc, c.tag, c.deadline);
+    f(acc, send, acc);
+  }
+  if (r + 1 < n) ch.send(r + 1, acc, c.tag, c.deadline);
+  return r + 1 == n;
+}
+
+// Recursive doubling allreduce for associative functions, any n. With p the
+// largest power of two <= n and e = n - p, the first 2e peers pair up (2i, 2i+1)
+// and the odd one keeps x_2i op x_2i+1, leaving p participants that each cover a
+// contiguous range of peers in order. In round k, participant j exchanges with
+// j ^ 2^k and combines (lower range) op (higher range): both partners compute the
+// same operands in the same order, so every peer ends with identical bits, and
+// the peer order is preserved (non-commutative functions are fine).
+void allreduce_recursive_doubling(Ch& ch, const Context& c, Bytes acc, const ReduceOp& f) {
+  const peer_num n = c.size, r = c.rank;
+  peer_num p = 1;
+  while (p * 2 <= n) p *= 2;
+  const peer_num e = n - p;
+  Buffer tmp(acc.size());
+  peer_num j;  // participant index, or none
+  if (r < 2 * e) {
+    if (r % 2 == 0) {
+      ch.send(r + 1, acc, c.tag, c.deadline);
+      ch.recv(r + 1, acc, c.tag, c.deadline);  // the final result
+      return;
+    }
+    ch.recv(r - 1, tmp, c.tag, c.deadline);
+    f(tmp, acc, acc);
+    j = r / 2;
+  } else {
+    j = r - e;
+  }
+  auto real_of = [&](peer_num jj) { return jj < e ? 2 * jj + 1 : jj + e; };
+  for (peer_num mask = 1; mask < p; mask <<= 1) {
+    const peer_num partner = j ^ mask;
+    ch.sendrecv(real_of(partner), acc, real_of(partner), tmp, c.tag, c.deadline);
+    if (partner < j)
+      f(tmp, acc, acc);
+    else
+      f(acc, tmp, acc);
+  }
+  if (r < 2 * e) ch.send(r - 1, acc, c.tag, c.deadline);
+}
+
+}  // namespace
+
+void bcast(Ch& ch, const Context& c, Bytes buf, const Options& o) {
+  if (c.size == 1) return;
+  Algorithm a = o.algorithm;
+  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::bcast, buf.size(), c.size, {});
+  if (a == Algorithm::scatter_allgather)
+    bcast_scatter_allgather(ch, c, buf, o.root);
+  else if (a == Algorithm::linear) {
+    if (c.rank == o.root) {
+      for (peer_num p = 0; p < c.size; ++p)
+        if (p != o.root) ch.send(p, buf, c.tag, c.deadline);
+    } else {
+      ch.recv(o.root, buf, c.tag, c.deadline);
+    }
+  } else {
+    bcast_binomial(ch, c, buf, o.root);
+  }
+}
+
+// Dissemination barrier: in round k every peer signals (r + 2^k) and waits for
+// (r - 2^k); after ceil(log2 n) rounds each peer has transitively heard from all.
+void barrier(Ch& ch, const Context& c, const Options&) {
+  const peer_num n = c.size, r = c.rank;
+  for (peer_num d = 1; d < n; d <<= 1)
+    ch.sendrecv((r + d) % n, {}, (r + n - d) % n, {}, c.tag, c.deadline);
+}
+
+// Binomial gather on virtual ranks: a peer collects the blocks of its subtree
+// [v, v + 2^k) contiguously (virtual order) and hands them to its parent in one
+// message. The root then rotates virtual order back into peer order.
+// Large blocks use the linear algorithm: forwarding would copy each block
+// log2(n) times.
+void gather(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Options& o) {
+  const peer_num n = c.size, root = o.root;
+  const std::size_t bs = send.size();
+  Algorithm a = o.algorithm;
+  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::gather, bs, n, {});
+  if (a == Algorithm::linear || n == 1) {
+    if (c.rank != root) {
+      ch.send(root, send, c.tag, c.deadline);
+      return;
+    }
+    for (peer_num p = 0; p < n; ++p) {
+      if (p == root)
+        copy(send, recv.subspan(p * bs, bs));
+      else
+        ch.recv(p, recv.subspan(p * bs, bs), c.tag, c.deadline);
+    }
+    return;
+  }
+  const peer_num v = to_virtual(c.rank, root, n);
+  // Subtree size: lowest set bit of v (the root: n), clipped at n.
+  peer_num sub = 1;
+  while (sub < n && !(v & sub)) sub <<= 1;
+  const peer_num have = std::min(sub, n - v);
+  Buffer tmp;
+  Bytes acc;
+  if (v == 0 && root == 0) {
+    acc = recv;  // virtual order is peer order: assemble in place
+  } else {
+    tmp.resize(static_cast<std::size_t>(have) * bs);
+    acc = tmp;
+  }
+  copy(send, acc.subspan(0, bs));
+  for (peer_num mask = 1; mask < n; mask <<= 1) {
+    if (v & mask) {
+      ch.send(to_real(v - mask, root, n), acc, c.tag, c.deadline);
+      return;
+    }
+    if (v + mask < n) {
+      const peer_num cnt = std::min(mask, n - v - mask);
+      ch.recv(to_real(v + mask, root, n), acc.subspan(mask * bs, cnt * bs), c.tag, c.deadline);
+    }
+  }
+  if (acc.data() != recv.data())
+    for (peer_num i = 0; i < n; ++i)
+      copy(acc.subspan(i * bs, bs), recv.subspan(to_real(i, root, n) * bs, bs));
+}
+
+// Binomial scatter: the reverse of gather. The root lays the blocks out in
+// virtual order; each peer receives its subtree's blocks and passes on the
+// halves that belong to its children.
+void scatter(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Options& o) {
+  const peer_num n = c.size, root = o.root;
+  const std::size_t bs = recv.size();
+  Algorithm a = o.algorithm;
+  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::scatter, bs, n, {});
+  if (a == Algorithm::linear || n == 1) {
+    if (c.rank != root) {
+      ch.recv(root, recv, c.tag, c.deadline);
+      return;
+    }
+    for (peer_num p = 0; p < n; ++p) {
+      if (p == root)
+        copy(send.subspan(p * bs, bs), recv);
+      else
+        ch.send(p, send.subspan(p * bs, bs), c.tag, c.deadline);
+    }
+    return;
+  }
+  const peer_num v = to_virtual(c.rank, root, n);
+  peer_num sub = 1;
+  while (sub < n && !(v & sub)) sub <<= 1;
+  const peer_num have = std::min(sub, n - v);
+  Buffer tmp;
+  ConstBytes blocks;
+  if (v == 0) {
+    if (root == 0) {
+      blocks = send;
+    } else {
+      tmp.resize(static_cast<std::size_t>(n) * bs);
+      for (peer_num i = 0; i < n; ++i)
+        copy(send.subspan(to_real(i, root, n) * bs, bs), Bytes(tmp).subspan(i * bs, bs));
+      blocks = tmp;
+    }
+  } else {
+    tmp.resize(static_cast<std::size_t>(have) * bs);
+    ch.recv(to_real(v - sub, root, n), tmp, c.tag, c.deadline);
+    blocks = tmp;
+  }
+  // Children of v are v + m for the powers of two m below v's lowest set bit
+  // (for the root: below n), each owning the blocks [v + m, v + 2m).
+  for (peer_num mask = sub >> 1; mask > 0; mask >>= 1) {
+    if (v + mask < n) {
+      const peer_num cnt = std::min(mask, n - v - mask);
+      ch.send(to_real(v + mask, root, n), blocks.subspan(mask * bs, cnt * bs), c.tag, c.deadline);
+    }
+  }
+  copy(blocks.subspan(0, bs), recv);
+}
+
+void reduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceOp& f,
+            const Options& o) {
+  const peer_num n = c.size, r = c.rank, root = o.root;
+  if (n == 1) {
+    copy(send, recv);
+    return;
+  }
+  Algorithm a = o.algorithm;
+  const ReduceProps props{f.commutative, f.associative, f.granularity};
+  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::reduce, send.size(), n, props);
+  // Work in the root's recv buffer; elsewhere in a scratch buffer. Never write
+  // into the caller's send buffer.
+  Buffer scratch;
+  Bytes acc = recv;
+  if (r != root || a == Algorithm::ring) {
+    scratch.assign(send.begin(), send.end());
+    acc = scratch;
+  } else {
+    copy(send, acc);
+  }
+  switch (a) {
+    case Algorithm::linear: {  // left-to-right chain, then n-1 -> root
+      const bool last = reduce_chain(ch, c, send, acc, f);
+      if (root != n - 1) {
+        if (last) ch.send(root, acc, c.tag, c.deadline);
+        if (r == root) ch.recv(n - 1, recv, c.tag, c.deadline);
+      } else if (last && acc.data() != recv.data()) {
+        copy(acc, recv);
+      }
+      return;
+    }
+    case Algorithm::ring: {  // reduce-scatter, then gather the chunks at root
+      const Chunks ck{send.size(), f.granularity, n};
+      ring_reduce_scatter(ch, c, acc, ck, f);
+      if (r != root) {
+        ch.send(root, Bytes(acc).subspan(ck.begin(r), ck.size(r)), c.tag, c.deadline);
+      } else {
+        for (peer_num p = 0; p < n; ++p) {
+          Bytes dst = recv.subspan(ck.begin(p), ck.size(p));
+          if (p == r)
+            copy(Bytes(acc).subspan(ck.begin(p), ck.size(p)), dst);
+          else
+            ch.recv(p, dst, c.tag, c.deadline);
+        }
+      }
+      return;
+    }
+    case Algorithm::binomial:
+      if (f.commutative && f.associative) {
+        reduce_binomial_virtual(ch, c, acc, root, f);
+        return;
+      }
+      [[fallthrough]];
+    default:  // associative, not commutative: ordered tree to 0, then 0 -> root
+      reduce_binomial_ordered(ch, c, acc, f);
+      if (root != 0) {
+        if (r == 0) ch.send(root, acc, c.tag, c.deadline);
+        if (r == root) ch.recv(0, recv, c.tag, c.deadline);
+      }
+      return;
+  }
+}
+
+void allreduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceOp& f,
+               const Options& o) {
+  const peer_num n = c.size;
+  copy(send, recv);
+  if (n == 1) return;
+  Algorithm a = o.algorithm;
+  const ReduceProps props{f.commutative, f.associative, f.granularity};
+  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::allreduce, send.size(), n, props);
+  switch (a) {
+    case Algorithm::ring: {
+      // Reduce-scatter then allgather: each peer sends and receives about
+      // 2 (n-1)/n of the buffer, independent of n (bandwidth-optimal).
+      const Chunks ck{send.size(), f.granularity, n};
+      ring_reduce_scatter(ch, c, recv, ck, f);
+      ring_allgather(ch, c, recv, ck);
+      return;
+    }
+    case Algorithm::linear: {  // not associative: left-to-right chain, then bcast
+      Buffer acc(send.size());
+      if (reduce_chain(ch, c, send, acc, f)) copy(acc, recv);
+      bcast_binomial(ch, c, recv, n - 1);
+      return;
+    }
+    default:
+      allreduce_recursive_doubling(ch, c, recv, f);
+  }
+}
+
+// Inclusive scan. Not associative: the chain, which is exactly left to right.
+// Associative: Hillis-Steele recursive doubling, ceil(log2 n) rounds; in round k
+// peer r sends its partial prefix (covering [r - 2^k + 1, r]) to r + 2^k and
+// prepends the one it receives from r - 2^k, keeping operands in peer order.
+void scan(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceOp& f,
+          const Options& o) {
+  const peer_num n = c.size, r = c.rank;
+  Algorithm a = o.algorithm;
+  const ReduceProps props{f.commutative, f.associative, f.granularity};
+  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::scan, send.size(), n, props);
+  if (a == Algorithm::linear) {
+    if (r == 0) {
+      copy(send, recv);
+    } else {
+      ch.recv(r - 1, recv, c.tag, c.deadline);
+      f(recv, send, recv);
+    }
+    if (r + 1 < n) ch.send(r + 1, recv, c.tag, c.deadline);
+    return;
+  }
+  copy(send, recv);
+  Buffer tmp(send.size());
+  for (peer_num d = 1; d < n; d <<= 1) {
+    const bool to = r + d < n, from = r >= d;
+    if (to && from)
+      ch.sendrecv(r + d, recv, r - d, tmp, c.tag, c.deadline);
+    else if (to)
+      ch.send(r + d, recv, c.tag, c.deadline);
+    else if (from)
+      ch.recv(r - d, tmp, c.tag, c.deadline);
+    if (from) f(tmp, recv, recv);
+  }
+}
+
+void allgather(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Options& o) {
+  const peer_num n = c.size;
+  const std::size_t bs = send.size();
+  Algorithm a = o.algorithm;
+  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::allgather, bs, n, {});
+  if (a == Algorithm::binomial) {  // small blocks: gather to 0, then broadcast
+    Options go;
+    go.root = 0;
+    gather(ch, c, send, recv, go);
+    bcast_binomial(ch, c, recv, 0);
+    return;
+  }
+  copy(send, recv.subspan(c.rank * bs, bs));
+  ring_allgather(ch, c, recv, Chunks{recv.size(), std::max<std::size_t>(bs, 1), n});
+}
+
+// Pairwise exchange: in round s every peer sends to r + s and receives from r - s,
+// so each round is a permutation and no peer is a hot spot.
+void alltoall(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Options&) {
+  const peer_num n = c.size, r = c.rank;
+  const std::size_t bs = send.size() / n;
+  copy(send.subspan(r * bs, bs), recv.subspan(r * bs, bs));
+  for (peer_num s = 1; s < n; ++s) {
+    const peer_num dest = (r + s) % n, src = (r + n - s) % n;
+    ch.sendrecv(dest, send.subspan(dest * bs, bs), src, recv.subspan(src * bs, bs), c.tag,
+                c.deadline);
+  }
+}
+
+void reduce_scatter(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceOp& f,
+                    const Options& o) {
+  const peer_num n = c.size, r = c.rank;
+  const std::size_t bs = recv.size();
+  if (n == 1) {
+    copy(send, recv);
+    return;
+  }
+  Algorithm a = o.algorithm;
+  const ReduceProps props{f.commutative, f.associative, f.granularity};
+  if (a == Algorithm::automatic)
+    a = choose_p2p(Utils::Operation::reduce_scatter, bs, n, props);
+  if (a == Algorithm::ring) {
+    Buffer work(send.begin(), send.end());
+    ring_reduce_scatter(ch, c, work, Chunks{work.size(), std::max<std::size_t>(bs, 1), n}, f);
+    copy(Bytes(work).subspan(r * bs, bs), recv);
+    return;
+  }
+  // Order-sensitive or whole-buffer functions: reduce everything to 0 with the
+  // order-respecting algorithm, then scatter the blocks.
+  Buffer full(send.size());
+  Options ro;
+  ro.root = 0;
+  reduce(ch, c, send, full, f, ro);
+  Options so;
+  so.root = 0;
+  scatter(ch, c, full, recv, so);
+}
+
+}  // namespace FMI::coll::p2p

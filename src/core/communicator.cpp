@@ -1,0 +1,296 @@
+// The Communicator: checks arguments, asks the policy for a channel, and runs the
+// algorithm family that fits the channel's kind. It holds no algorithm itself.
+#include "fmi/communicator.h"
+
+#include <string>
+
+#include "channels/factories.h"
+#include "collectives/collectives.h"
+#include "fmi/inproc.h"
+
+namespace FMI {
+
+using Comm::Bytes;
+using Comm::ConstBytes;
+using Utils::Operation;
+
+struct Communicator::Selected {
+  Comm::Channel* channel;
+  const std::string* name;
+  coll::Context ctx;
+};
+
+Communicator::Communicator(peer_num peer_id, peer_num num_peers, std::string config_path,
+                           std::string comm_name, unsigned int faas_memory)
+    : Communicator(peer_id, num_peers, Config::load(config_path), std::move(comm_name),
+                   faas_memory) {}
+
+Communicator::Communicator(peer_num peer_id, peer_num num_peers, const Config& config,
+                           std::string comm_name, unsigned int faas_memory)
+    : peer_id_(peer_id),
+      num_peers_(num_peers),
+      comm_name_(std::move(comm_name)),
+      faas_memory_(faas_memory),
+      config_(config),
+      send_seq_(num_peers, 0),
+      recv_seq_(num_peers, 0) {
+  if (num_peers == 0) FMI_THROW(UsageError, "Communicator: num_peers must be at least 1");
+  if (peer_id >= num_peers)
+    FMI_THROW(UsageError, "Communicator: peer_id ", peer_id, " is out of range for ", num_peers,
+              " peers (valid: 0..", num_peers - 1, ")");
+  if (comm_name_.empty()) FMI_THROW(UsageError, "Communicator: comm_name must not be empty");
+  policy_ = Utils::make_default_policy(config_);
+  create_channels();
+}
+
+void Communicator::create_channels() {
+  for (const auto& b : Comm::builtin_channels()) {
+    if (!b.enabled(config_)) continue;
+    register_channel(b.name, b.make(config_));
+  }
+}
+
+Communicator::~Communicator() {
+  for (auto& [name, ch] : channels_) ch->finalize();
+}
+
+void Communicator::register_channel(std::string name, std::shared_ptr<Comm::Channel> channel) {
+  if (!channel) FMI_THROW(UsageError, "register_channel: channel '", name, "' is null");
+  channel->init(Comm::ChannelContext{peer_id_, num_peers_, comm_name_, faas_memory_});
+  auto& slot = channels_[std::move(name)];
+  if (slot) slot->finalize();
+  slot = std::move(channel);
+}
+
+void Communicator::set_channel_policy(std::shared_ptr<Utils::ChannelPolicy> policy) {
+  if (!policy) FMI_THROW(UsageError, "set_channel_policy: policy is null");
+  policy_ = std::move(policy);
+}
+
+std::string Communicator::channel_for(const Utils::OperationInfo& info) const {
+  if (channels_.empty())
+    FMI_THROW(UsageError, Utils::to_string(info.op),
+              ": no channel available (enable a backend in the config or call register_channel)");
+  std::string name = policy_->get_channel(info, channels_);
+  if (!channels_.count(name))
+    FMI_THROW(UsageError, Utils::to_string(info.op), ": the channel policy chose '", name,
+              "', which is not a registered channel");
+  return name;
+}
+
+Communicator::Selected Communicator::select(Operation op, std::size_t bytes,
+                                            const Utils::ReduceOp* f) {
+  Utils::OperationInfo info;
+  info.op = op;
+  info.data_size = bytes;
+  info.num_peers = num_peers_;
+  if (f) {
+    info.commutative = f->commutative;
+    info.associative = f->associative;
+  }
+  info.hint = hint_;
+  info.faas_memory = faas_memory_;
+  auto it = channels_.find(channel_for(info));
+  Selected s{it->second.get(), &it->first, {}};
+  s.ctx.rank = peer_id_;
+  s.ctx.size = num_peers_;
+  s.ctx.tag = Comm::Tag{op, 0};
+  s.ctx.deadline = Utils::Clock::now() + s.channel->max_timeout();
+  return s;
+}
+
+void Communicator::check_peer(const char* what, peer_num p, const char* role) const {
+  if (p >= num_peers_)
+    FMI_THROW(UsageError, what, ": ", role, " ", p, " is out of range for ", num_peers_,
+              " peers (valid: 0..", num_peers_ - 1, ")");
+}
+
+namespace {
+// Runs the algorithm family that matches the channel's kind.
+template <typename P2P, typename Store>
+void dispatch(Comm::Channel* ch, P2P&& p2p, Store&& store) {
+  if (ch->kind() == Comm::ChannelKind::peer_to_peer)
+    p2p(static_cast<Comm::PeerToPeerChannel&>(*ch));
+  else
+    store(static_cast<Comm::ObjectStoreChannel&>(*ch));
+}
+
+[[noreturn]] void size_error(const char* op, const char* what, std::size_t have,
+                             const std::string& need) {
+  FMI_THROW(UsageError, op, ": ", what, " holds ", have, " bytes, ", need);
+}
+}  // namespace
+
+// ---- point to point -----------------------------------------------------------
+
+void Communicator::send_bytes(ConstBytes data, peer_num dest) {
+  check_peer("send", dest, "destination peer");
+  if (dest == peer_id_) FMI_THROW(UsageError, "send: peer ", peer_id_, " cannot send to itself");
+  Selected s = select(Operation::send, data.size(), nullptr);
+  s.ctx.tag.seq = send_seq_[dest]++;
+  dispatch(
+      s.channel,
+      [&](auto& ch) { ch.send(dest, data, s.ctx.tag, s.ctx.deadline); },
+      [&](auto& ch) { coll::store::send(ch, s.ctx, data, dest); });
+}
+
+void Communicator::recv_bytes(Bytes data, peer_num src) {
+  check_peer("recv", src, "source peer");
+  if (src == peer_id_)
+    FMI_THROW(UsageError, "recv: peer ", peer_id_, " cannot receive from itself");
+  Selected s = select(Operation::send, data.size(), nullptr);
+  s.ctx.tag.seq = recv_seq_[src]++;
+  dispatch(
+      s.channel,
+      [&](auto& ch) { ch.recv(src, data, s.ctx.tag, s.ctx.deadline); },
+      [&](auto& ch) { coll::store::recv(ch, s.ctx, data, src); });
+}
+
+// ---- collectives ----------------------------------------------------------------
+
+void Communicator::bcast_bytes(Bytes data, peer_num root) {
+  check_peer("bcast", root, "root");
+  Selected s = select(Operation::bcast, data.size(), nullptr);
+  s.ctx.tag.seq = coll_seq_++;
+  coll::Options o{root};
+  dispatch(
+      s.channel, [&](auto& ch) { coll::p2p::bcast(ch, s.ctx, data, o); },
+      [&](auto& ch) { coll::store::bcast(ch, s.ctx, data, o); });
+}
+
+void Communicator::barrier() {
+  Selected s = select(Operation::barrier, 0, nullptr);
+  s.ctx.tag.seq = coll_seq_++;
+  coll::Options o{};
+  dispatch(
+      s.channel, [&](auto& ch) { coll::p2p::barrier(ch, s.ctx, o); },
+      [&](auto& ch) { coll::store::barrier(ch, s.ctx, o); });
+}
+
+void Communicator::gather_bytes(ConstBytes send, Bytes recv, peer_num root) {
+  check_peer("gather", root, "root");
+  if (peer_id_ == root && recv.size() != send.size() * num_peers_)
+    size_error("gather", "recv buffer on root", recv.size(),
+               "needs num_peers x send = " + std::to_string(num_peers_) + " x " +
+                   std::to_string(send.size()) + " = " +
+                   std::to_string(send.size() * num_peers_));
+  Selected s = select(Operation::gather, send.size(), nullptr);
+  s.ctx.tag.seq = coll_seq_++;
+  coll::Options o{root};
+  dispatch(
+      s.channel, [&](auto& ch) { coll::p2p::gather(ch, s.ctx, send, recv, o); },
+      [&](auto& ch) { coll::store::gather(ch, s.ctx, send, recv, o); });
+}
+
+void Communicator::scatter_bytes(ConstBytes send, Bytes recv, peer_num root) {
+  check_peer("scatter", root, "root");
+  if (peer_id_ == root && send.size() != recv.size() * num_peers_) {
+    if (send.size() % num_peers_ != 0)
+      size_error("scatter", "send buffer on root", send.size(),
+                 "not divisible by num_peers = " + std::to_string(num_peers_));
+    size_error("scatter", "send buffer on root", send.size(),
+               "needs num_peers x recv = " + std::to_string(num_peers_) + " x " +
+                   std::to_string(recv.size()) + " = " +
+                   std::to_string(recv.size() * num_peers_));
+  }
+  Selected s = select(Operation::scatter, recv.size(), nullptr);
+  s.ctx.tag.seq = coll_seq_++;
+  coll::Options o{root};
+  dispatch(
+      s.channel, [&](auto& ch) { coll::p2p::scatter(ch, s.ctx, send, recv, o); },
+      [&](auto& ch) { coll::store::scatter(ch, s.ctx, send, recv, o); });
+}
+
+namespace {
+void check_same(const char* op, ConstBytes send, Bytes recv) {
+  if (send.size() != recv.size())
+    FMI_THROW(UsageError, op, ": send buffer holds ", send.size(), " bytes, recv buffer holds ",
+              recv.size(), " bytes; they must be equal");
+}
+void check_granular(const char* op, std::size_t bytes, const Utils::ReduceOp& f) {
+  if (f.granularity > 0 && bytes % f.granularity != 0)
+    FMI_THROW(UsageError, op, ": buffer of ", bytes, " bytes is not a whole number of ",
+              f.granularity, "-byte elements");
+}
+}  // namespace
+
+void Communicator::reduce_bytes(ConstBytes send, Bytes recv, peer_num root,
+                                const Utils::ReduceOp& f) {
+  check_peer("reduce", root, "root");
+  if (peer_id_ == root) check_same("reduce", send, recv);
+  check_granular("reduce", send.size(), f);
+  Selected s = select(Operation::reduce, send.size(), &f);
+  s.ctx.tag.seq = coll_seq_++;
+  coll::Options o{root};
+  dispatch(
+      s.channel, [&](auto& ch) { coll::p2p::reduce(ch, s.ctx, send, recv, f, o); },
+      [&](auto& ch) { coll::store::reduce(ch, s.ctx, send, recv, f, o); });
+}
+
+void Communicator::allreduce_bytes(ConstBytes send, Bytes recv, const Utils::ReduceOp& f) {
+  check_same("allreduce", send, recv);
+  check_granular("allreduce", send.size(), f);
+  Selected s = select(Operation::allreduce, send.size(), &f);
+  s.ctx.tag.seq = coll_seq_++;
+  coll::Options o{};
+  dispatch(
+      s.channel, [&](auto& ch) { coll::p2p::allreduce(ch, s.ctx, send, recv, f, o); },
+      [&](auto& ch) { coll::store::allreduce(ch, s.ctx, send, recv, f, o); });
+}
+
+void Communicator::scan_bytes(ConstBytes send, Bytes recv, const Utils::ReduceOp& f) {
+  check_same("scan", send, recv);
+  check_granular("scan", send.size(), f);
+  Selected s = select(Operation::scan, send.size(), &f);
+  s.ctx.tag.seq = coll_seq_++;
+  coll::Options o{};
+  dispatch(
+      s.channel, [&](auto& ch) { coll::p2p::scan(ch, s.ctx, send, recv, f, o); },
+      [&](auto& ch) { coll::store::scan(ch, s.ctx, send, recv, f, o); });
+}
+
+void Communicator::allgather_bytes(ConstBytes send, Bytes recv) {
+  if (recv.size() != send.size() * num_peers_)
+    size_error("allgather", "recv buffer", recv.size(),
+               "needs num_peers x send = " + std::to_string(num_peers_) + " x " +
+                   std::to_string(send.size()) + " = " +
+                   std::to_string(send.size() * num_peers_));
+  Selected s = select(Operation::allgather, send.size(), nullptr);
+  s.ctx.tag.seq = coll_seq_++;
+  coll::Options o{};
+  dispatch(
+      s.channel, [&](auto& ch) { coll::p2p::allgather(ch, s.ctx, send, recv, o); },
+      [&](auto& ch) { coll::store::allgather(ch, s.ctx, send, recv, o); });
+}
+
+void Communicator::alltoall_bytes(ConstBytes send, Bytes recv) {
+  if (send.size() % num_peers_ != 0)
+    size_error("alltoall", "send buffer", send.size(),
+               "not divisible by num_peers = " + std::to_string(num_peers_));
+  if (recv.size() != send.size())
+    size_error("alltoall", "recv buffer", recv.size(),
+               "must equal the send buffer's " + std::to_string(send.size()) + " bytes");
+  Selected s = select(Operation::alltoall, send.size() / num_peers_, nullptr);
+  s.ctx.tag.seq = coll_seq_++;
+  coll::Options o{};
+  dispatch(
+      s.channel, [&](auto& ch) { coll::p2p::alltoall(ch, s.ctx, send, recv, o); },
+      [&](auto& ch) { coll::store::alltoall(ch, s.ctx, send, recv, o); });
+}
+
+void Communicator::reduce_scatter_bytes(ConstBytes send, Bytes recv, const Utils::ReduceOp& f) {
+  if (send.size() != recv.size() * num_peers_)
+    size_error("reduce_scatter", "send buffer", send.size(),
+               "needs num_peers x recv = " + std::to_string(num_peers_) + " x " +
+                   std::to_string(recv.size()) + " = " +
+                   std::to_string(recv.size() * num_peers_));
+  check_granular("reduce_scatter", recv.size(), f);
+  Selected s = select(Operation::reduce_scatter, recv.size(), &f);
+  s.ctx.tag.seq = coll_seq_++;
+  coll::Options o{};
+  dispatch(
+      s.channel, [&](auto& ch) { coll::p2p::reduce_scatter(ch, s.ctx, send, recv, f, o); },
+      [&](auto& ch) { coll::store::reduce_scatter(ch, s.ctx, send, recv, f, o); });
+}
+
+}  // namespace FMI
