@@ -76,7 +76,11 @@ class PeerToPeerChannel : public Channel {
   /// Sends `data` to `dest`. May return before the peer has received it.
   virtual void send(Utils::peer_num dest, ConstBytes data, Tag tag, Utils::Deadline deadline) = 0;
 
-  /// Receives exactly `out.size()` bytes sent by `src` with `tag`.
+  /// Receives the oldest message from `src` that carries `tag`; it must hold
+  /// exactly `out.size()` bytes (PeerError otherwise). Messages from `src` with
+  /// other tags (a point-to-point message arriving while this peer is inside a
+  /// collective, or the reverse) are kept for the recv that asks for them, as
+  /// MPI matches by (source, tag).
   virtual void recv(Utils::peer_num src, Bytes out, Tag tag, Utils::Deadline deadline) = 0;
 
   /// Sends to `dest` and receives from `src` at the same time. Needed by exchange

@@ -6,8 +6,12 @@
 //   comm.allreduce(grad, sum, FMI::Utils::Function<std::vector<float>>::sum());
 //
 // Every call is collective over the communicator unless it is send/recv, and every
-// peer must call collectives in the same order with matching sizes. Each call is
-// bounded by the chosen channel's max_timeout and throws FMI::TimeoutError after it.
+// peer must call collectives in the same order with matching sizes. Messages are
+// matched as in MPI: the k-th send from A to B meets the k-th recv on B from A, and
+// point-to-point messages never mix with collectives, whatever the interleaving.
+// Each call is bounded by the chosen channel's max_timeout and throws
+// FMI::TimeoutError after it; every error message starts with the call
+// ("recv from peer 2 via Redis: ...").
 #pragma once
 
 #include <map>

@@ -106,13 +106,33 @@ void Communicator::check_peer(const char* what, peer_num p, const char* role) co
 }
 
 namespace {
-// Runs the algorithm family that matches the channel's kind.
-template <typename P2P, typename Store>
-void dispatch(Comm::Channel* ch, P2P&& p2p, Store&& store) {
-  if (ch->kind() == Comm::ChannelKind::peer_to_peer)
-    p2p(static_cast<Comm::PeerToPeerChannel&>(*ch));
-  else
-    store(static_cast<Comm::ObjectStoreChannel&>(*ch));
+// Re-throws `e` as the same type with the operation the user called in front:
+// a channel knows its own request, not which API call it serves.
+template <typename E>
+[[noreturn]] void rethrow_as(const E& e, const std::string& what) {
+  throw E(what + ": " + e.what());
+}
+
+// Runs the algorithm family that matches the channel's kind; errors are prefixed
+// with `what()` (e.g. "recv from peer 2 via Redis").
+template <typename What, typename P2P, typename Store>
+void dispatch(Comm::Channel* ch, What&& what, P2P&& p2p, Store&& store) {
+  try {
+    if (ch->kind() == Comm::ChannelKind::peer_to_peer)
+      p2p(static_cast<Comm::PeerToPeerChannel&>(*ch));
+    else
+      store(static_cast<Comm::ObjectStoreChannel&>(*ch));
+  } catch (const TimeoutError& e) {
+    rethrow_as(e, what());
+  } catch (const PeerError& e) {
+    rethrow_as(e, what());
+  } catch (const ChannelError& e) {
+    rethrow_as(e, what());
+  } catch (const UsageError& e) {
+    rethrow_as(e, what());
+  } catch (const ConfigError& e) {
+    rethrow_as(e, what());
+  }
 }
 
 [[noreturn]] void size_error(const char* op, const char* what, std::size_t have,
@@ -129,7 +149,7 @@ void Communicator::send_bytes(ConstBytes data, peer_num dest) {
   Selected s = select(Operation::send, data.size(), nullptr);
   s.ctx.tag.seq = send_seq_[dest]++;
   dispatch(
-      s.channel,
+      s.channel, [&] { return "send to peer " + std::to_string(dest) + " via " + *s.name; },
       [&](auto& ch) { ch.send(dest, data, s.ctx.tag, s.ctx.deadline); },
       [&](auto& ch) { coll::store::send(ch, s.ctx, data, dest); });
 }
@@ -141,7 +161,7 @@ void Communicator::recv_bytes(Bytes data, peer_num src) {
   Selected s = select(Operation::send, data.size(), nullptr);
   s.ctx.tag.seq = recv_seq_[src]++;
   dispatch(
-      s.channel,
+      s.channel, [&] { return "recv from peer " + std::to_string(src) + " via " + *s.name; },
       [&](auto& ch) { ch.recv(src, data, s.ctx.tag, s.ctx.deadline); },
       [&](auto& ch) { coll::store::recv(ch, s.ctx, data, src); });
 }
@@ -154,7 +174,7 @@ void Communicator::bcast_bytes(Bytes data, peer_num root) {
   s.ctx.tag.seq = coll_seq_++;
   coll::Options o{root};
   dispatch(
-      s.channel, [&](auto& ch) { coll::p2p::bcast(ch, s.ctx, data, o); },
+      s.channel, [&] { return "bcast (root " + std::to_string(root) + ")" + " via " + *s.name; }, [&](auto& ch) { coll::p2p::bcast(ch, s.ctx, data, o); },
       [&](auto& ch) { coll::store::bcast(ch, s.ctx, data, o); });
 }
 
@@ -163,7 +183,7 @@ void Communicator::barrier() {
   s.ctx.tag.seq = coll_seq_++;
   coll::Options o{};
   dispatch(
-      s.channel, [&](auto& ch) { coll::p2p::barrier(ch, s.ctx, o); },
+      s.channel, [&] { return std::string("barrier") + " via " + *s.name; }, [&](auto& ch) { coll::p2p::barrier(ch, s.ctx, o); },
       [&](auto& ch) { coll::store::barrier(ch, s.ctx, o); });
 }
 
@@ -178,7 +198,7 @@ void Communicator::gather_bytes(ConstBytes send, Bytes recv, peer_num root) {
   s.ctx.tag.seq = coll_seq_++;
   coll::Options o{root};
   dispatch(
-      s.channel, [&](auto& ch) { coll::p2p::gather(ch, s.ctx, send, recv, o); },
+      s.channel, [&] { return "gather (root " + std::to_string(root) + ")" + " via " + *s.name; }, [&](auto& ch) { coll::p2p::gather(ch, s.ctx, send, recv, o); },
       [&](auto& ch) { coll::store::gather(ch, s.ctx, send, recv, o); });
 }
 
@@ -197,7 +217,7 @@ void Communicator::scatter_bytes(ConstBytes send, Bytes recv, peer_num root) {
   s.ctx.tag.seq = coll_seq_++;
   coll::Options o{root};
   dispatch(
-      s.channel, [&](auto& ch) { coll::p2p::scatter(ch, s.ctx, send, recv, o); },
+      s.channel, [&] { return "scatter (root " + std::to_string(root) + ")" + " via " + *s.name; }, [&](auto& ch) { coll::p2p::scatter(ch, s.ctx, send, recv, o); },
       [&](auto& ch) { coll::store::scatter(ch, s.ctx, send, recv, o); });
 }
 
@@ -223,7 +243,7 @@ void Communicator::reduce_bytes(ConstBytes send, Bytes recv, peer_num root,
   s.ctx.tag.seq = coll_seq_++;
   coll::Options o{root};
   dispatch(
-      s.channel, [&](auto& ch) { coll::p2p::reduce(ch, s.ctx, send, recv, f, o); },
+      s.channel, [&] { return "reduce (root " + std::to_string(root) + ")" + " via " + *s.name; }, [&](auto& ch) { coll::p2p::reduce(ch, s.ctx, send, recv, f, o); },
       [&](auto& ch) { coll::store::reduce(ch, s.ctx, send, recv, f, o); });
 }
 
@@ -234,7 +254,7 @@ void Communicator::allreduce_bytes(ConstBytes send, Bytes recv, const Utils::Red
   s.ctx.tag.seq = coll_seq_++;
   coll::Options o{};
   dispatch(
-      s.channel, [&](auto& ch) { coll::p2p::allreduce(ch, s.ctx, send, recv, f, o); },
+      s.channel, [&] { return std::string("allreduce") + " via " + *s.name; }, [&](auto& ch) { coll::p2p::allreduce(ch, s.ctx, send, recv, f, o); },
       [&](auto& ch) { coll::store::allreduce(ch, s.ctx, send, recv, f, o); });
 }
 
@@ -245,7 +265,7 @@ void Communicator::scan_bytes(ConstBytes send, Bytes recv, const Utils::ReduceOp
   s.ctx.tag.seq = coll_seq_++;
   coll::Options o{};
   dispatch(
-      s.channel, [&](auto& ch) { coll::p2p::scan(ch, s.ctx, send, recv, f, o); },
+      s.channel, [&] { return std::string("scan") + " via " + *s.name; }, [&](auto& ch) { coll::p2p::scan(ch, s.ctx, send, recv, f, o); },
       [&](auto& ch) { coll::store::scan(ch, s.ctx, send, recv, f, o); });
 }
 
@@ -259,7 +279,7 @@ void Communicator::allgather_bytes(ConstBytes send, Bytes recv) {
   s.ctx.tag.seq = coll_seq_++;
   coll::Options o{};
   dispatch(
-      s.channel, [&](auto& ch) { coll::p2p::allgather(ch, s.ctx, send, recv, o); },
+      s.channel, [&] { return std::string("allgather") + " via " + *s.name; }, [&](auto& ch) { coll::p2p::allgather(ch, s.ctx, send, recv, o); },
       [&](auto& ch) { coll::store::allgather(ch, s.ctx, send, recv, o); });
 }
 
@@ -274,7 +294,7 @@ void Communicator::alltoall_bytes(ConstBytes send, Bytes recv) {
   s.ctx.tag.seq = coll_seq_++;
   coll::Options o{};
   dispatch(
-      s.channel, [&](auto& ch) { coll::p2p::alltoall(ch, s.ctx, send, recv, o); },
+      s.channel, [&] { return std::string("alltoall") + " via " + *s.name; }, [&](auto& ch) { coll::p2p::alltoall(ch, s.ctx, send, recv, o); },
       [&](auto& ch) { coll::store::alltoall(ch, s.ctx, send, recv, o); });
 }
 
@@ -289,7 +309,7 @@ void Communicator::reduce_scatter_bytes(ConstBytes send, Bytes recv, const Utils
   s.ctx.tag.seq = coll_seq_++;
   coll::Options o{};
   dispatch(
-      s.channel, [&](auto& ch) { coll::p2p::reduce_scatter(ch, s.ctx, send, recv, f, o); },
+      s.channel, [&] { return std::string("reduce_scatter") + " via " + *s.name; }, [&](auto& ch) { coll::p2p::reduce_scatter(ch, s.ctx, send, recv, f, o); },
       [&](auto& ch) { coll::store::reduce_scatter(ch, s.ctx, send, recv, f, o); });
 }
 

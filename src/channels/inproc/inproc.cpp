@@ -4,6 +4,7 @@
 // after the last read.
 #include "fmi/inproc.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -77,21 +78,25 @@ class InProcP2P final : public PeerToPeerChannel {
     box.cv.notify_all();
   }
 
+  // Messages are matched by (sender, tag), as MPI matches by (source, tag): a
+  // point-to-point message that arrives while the receiver is inside a collective
+  // waits in the queue until its recv comes, and vice versa.
   void recv(peer_num src, Bytes out, Tag tag, Deadline deadline) override {
     check_init(inited_, "recv");
     auto& box = s_->boxes.at(self_);
     std::unique_lock lk(box.mu);
     auto& q = box.from[src];
-    if (!box.cv.wait_until(lk, deadline, [&] { return !q.empty(); }))
+    const std::uint64_t want = tag.encode();
+    auto match = q.end();
+    if (!box.cv.wait_until(lk, deadline, [&] {
+          match = std::find_if(q.begin(), q.end(), [&](const auto& m) { return m.tag == want; });
+          return match != q.end();
+        }))
       FMI_THROW(TimeoutError, "in-process recv of ", to_string(tag), " from peer ", src,
                 " on peer ", self_, " timed out after ", format_duration(s_->max_timeout));
-    InProcessHub::State::Message m = std::move(q.front());
-    q.pop_front();
+    InProcessHub::State::Message m = std::move(*match);
+    q.erase(match);
     lk.unlock();
-    if (m.tag != tag.encode())
-      FMI_THROW(PeerError, "in-process recv on peer ", self_, ": expected ", to_string(tag),
-                " from peer ", src, ", got ", to_string(Tag::decode(m.tag)),
-                " (peers called operations in different orders)");
     if (m.data.size() != out.size())
       FMI_THROW(PeerError, "in-process recv of ", to_string(tag), " on peer ", self_,
                 ": peer ", src, " sent ", m.data.size(), " bytes, expected ", out.size());

@@ -57,6 +57,8 @@ class S3Channel final : public ObjectStoreChannel {
   std::uint64_t requests() const { return client_.requests(); }
   /// GETs (or LISTs in finalize) that found nothing yet: the cost of waiting.
   std::uint64_t polls() const { return polls_.load(); }
+  /// Connections opened (keep-alive keeps this near 1 on servers that allow it).
+  std::uint64_t connections() const { return client_.connections(); }
   /// ListObjectsV2 page size (S3's maximum and default 1000; tests lower it).
   void set_list_page_size(unsigned n) { page_size_ = n; }
   /// Longest pause between two polls of a missing object (at least config timeout).

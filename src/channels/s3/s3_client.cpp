@@ -2,6 +2,8 @@
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <cctype>
@@ -69,12 +71,23 @@ std::string xml_escape(const std::string& s) {
   o.reserve(s.size());
   for (char c : s) {
     switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      case '\'': o += "&apos;"; break;
-      default: o += c;
+      case '&':
+        o += "&amp;";
+        break;
+      case '<':
+        o += "&lt;";
+        break;
+      case '>':
+        o += "&gt;";
+        break;
+      case '"':
+        o += "&quot;";
+        break;
+      case '\'':
+        o += "&apos;";
+        break;
+      default:
+        o += c;
     }
   }
   return o;
@@ -153,6 +166,41 @@ long long ms_left(Deadline d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d - Clock::now()).count();
 }
 
+// With CURLOPT_NOSIGNAL (needed when several threads use curl) libcurl does not
+// ignore SIGPIPE itself, and a TLS write on a connection the server has closed
+// would kill the process. Block SIGPIPE in this thread during the call and
+// discard one raised meanwhile, without touching the process-wide disposition.
+class SigpipeGuard {
+ public:
+  SigpipeGuard() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigemptyset(&pending);
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  }
+  ~SigpipeGuard() {
+    if (!was_pending_) {
+      sigset_t pending;
+      sigemptyset(&pending);
+      sigpending(&pending);
+      if (sigismember(&pending, SIGPIPE) == 1) {
+        const timespec zero{0, 0};
+        sigtimedwait(&pipe_, nullptr, &zero);
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeGuard(const SigpipeGuard&) = delete;
+  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
+
+ private:
+  sigset_t pipe_{}, old_{};
+  bool was_pending_ = false;
+};
+
 struct SList {
   curl_slist* p = nullptr;
   ~SList() { curl_slist_free_all(p); }
@@ -170,7 +218,8 @@ std::string uri_encode(const std::string& s, bool keep_slash) {
   std::string o;
   o.reserve(s.size());
   for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
+        (keep_slash && c == '/')) {
       o += char(c);
     } else {
       o += '%';
@@ -187,12 +236,13 @@ Credentials Credentials::from_env() {
     return std::string(v ? v : "");
   };
   Credentials c{get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY"), get("AWS_SESSION_TOKEN")};
-  std::string missing;
-  if (c.access_key.empty()) missing += "AWS_ACCESS_KEY_ID";
-  if (c.secret_key.empty()) missing += std::string(missing.empty() ? "" : " and ") + "AWS_SECRET_ACCESS_KEY";
-  if (!missing.empty())
-    FMI_THROW(ConfigError, "S3 channel: no AWS credentials: environment variable ", missing,
-              " is not set (credentials are read only from AWS_ACCESS_KEY_ID, "
+  const bool no_id = c.access_key.empty(), no_secret = c.secret_key.empty();
+  if (no_id || no_secret)
+    FMI_THROW(ConfigError, "S3 channel: no AWS credentials: environment variable",
+              no_id && no_secret ? "s AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are"
+              : no_id            ? " AWS_ACCESS_KEY_ID is"
+                                 : " AWS_SECRET_ACCESS_KEY is",
+              " not set (credentials are read only from AWS_ACCESS_KEY_ID, "
               "AWS_SECRET_ACCESS_KEY and optionally AWS_SESSION_TOKEN)");
   return c;
 }
@@ -204,19 +254,24 @@ struct Client::Request {
   ConstBytes body;
   bool has_body = false;
   Headers headers;
-  Bytes sink;          // a 2xx GET body goes here; must fit exactly
+  Bytes sink;  // a 2xx GET body goes here; must fit exactly
   bool use_sink = false;
-  const char* purpose = "";  // for messages: "get of object", "bucket check", ...
+  std::string purpose;  // for messages: "get of object", "bucket check", ...
+  std::string subject;  // for messages: the key, prefix or first key of a batch
+
+  std::string what() const {
+    return method + (" (" + purpose) + (subject.empty() ? "" : " '" + subject + "'") + ")";
+  }
   bool retry_connect = true;  // false at the bucket check: a wrong endpoint fails fast
 };
 
 struct Client::Response {
   long status = 0;
-  std::string body;             // error bodies and non-sink bodies
-  std::size_t written = 0;      // bytes written into the sink
+  std::string body;         // error bodies and non-sink bodies
+  std::size_t written = 0;  // bytes written into the sink
   std::optional<std::size_t> content_length;
   std::optional<unsigned> readers;
-  std::string bucket_region;    // x-amz-bucket-region (wrong-region hints)
+  std::string bucket_region;  // x-amz-bucket-region (wrong-region hints)
   bool size_mismatch = false;
   const Request* rq = nullptr;
 };
@@ -239,17 +294,22 @@ size_t on_header(char* buf, size_t size, size_t n, void* ud) {
     r->written = 0;
     return len;
   }
+  if (line == "\r\n" || line == "\n") {
+    // End of the headers: abort rather than download an object that cannot be
+    // used (checked here, not at Content-Length, to have read every header).
+    if (r->rq->use_sink && is_2xx(r->status) && r->content_length &&
+        *r->content_length != r->rq->sink.size()) {
+      r->size_mismatch = true;
+      return 0;
+    }
+    return len;
+  }
   const auto colon = line.find(':');
   if (colon == std::string::npos) return len;
   const std::string name = lower(line.substr(0, colon));
   const std::string value = trim(line.substr(colon + 1));
   if (name == "content-length") {
     r->content_length = std::strtoull(value.c_str(), nullptr, 10);
-    // Abort early rather than download a large object that cannot be used.
-    if (r->rq->use_sink && is_2xx(r->status) && *r->content_length != r->rq->sink.size()) {
-      r->size_mismatch = true;
-      return 0;
-    }
   } else if (name == "x-amz-meta-fmi-readers") {
     r->readers = unsigned(std::strtoul(value.c_str(), nullptr, 10));
   } else if (name == "x-amz-bucket-region") {
@@ -292,10 +352,8 @@ bool retryable_curl(CURLcode c, bool retry_connect) {
 }  // namespace
 
 Client::Client(ClientOptions opts) : opts_(std::move(opts)) {
-  if (opts_.bucket.empty())
-    FMI_THROW(ConfigError, "S3 channel: backends.S3.bucket_name is empty");
-  if (opts_.region.empty())
-    FMI_THROW(ConfigError, "S3 channel: backends.S3.s3_region is empty");
+  if (opts_.bucket.empty()) FMI_THROW(ConfigError, "S3 channel: backends.S3.bucket_name is empty");
+  if (opts_.region.empty()) FMI_THROW(ConfigError, "S3 channel: backends.S3.s3_region is empty");
   sigv4_ = "aws:amz:" + opts_.region + ":s3";
   if (opts_.endpoint.empty()) {
     // Virtual-hosted style is what AWS recommends; bucket names with dots break
@@ -352,9 +410,9 @@ Client::Response Client::perform_once(const Request& rq, Deadline deadline, int&
 
   SList hdrs;
   // The payload hash is part of the signature (curl signs every header we add).
-  hdrs.add("x-amz-content-sha256: " +
-           (rq.has_body && !rq.body.empty() ? sha256_hex(rq.body.data(), rq.body.size())
-                                            : kEmptySha256));
+  hdrs.add("x-amz-content-sha256: " + (rq.has_body && !rq.body.empty()
+                                           ? sha256_hex(rq.body.data(), rq.body.size())
+                                           : kEmptySha256));
   if (!opts_.credentials.session_token.empty())
     hdrs.add("x-amz-security-token: " + opts_.credentials.session_token);
   for (const auto& [k, v] : rq.headers) hdrs.add(k + ": " + v);
@@ -393,11 +451,21 @@ Client::Response Client::perform_once(const Request& rq, Deadline deadline, int&
   }
 
   ++requests_;
-  const CURLcode rc = curl_easy_perform(h);
+  CURLcode rc;
+  {
+    SigpipeGuard no_sigpipe;
+    rc = curl_easy_perform(h);
+  }
+  long connects = 0;
+  if (curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK && connects > 0)
+    connections_ += std::uint64_t(connects);
   curl_code = int(rc);
   if (rc != CURLE_OK && !r.size_mismatch)
     curl_error = errbuf[0] ? std::string(errbuf) : std::string(curl_easy_strerror(rc));
   if (r.size_mismatch) curl_code = 0;
+  // Drop the pointers to this call's locals (error buffer, header list, response);
+  // the connection stays in the handle's cache.
+  curl_easy_reset(h);
   return r;
 }
 
@@ -407,20 +475,18 @@ Client::Response Client::perform(const Request& rq, Deadline deadline) {
   std::string last;  // the last retryable failure, for the timeout message
   for (int attempt = 1;; ++attempt) {
     if (Clock::now() >= deadline)
-      FMI_THROW(TimeoutError, "S3 ", rq.method, " (", rq.purpose, " '", rq.key, "') at ", where(),
-                ": deadline passed", last.empty() ? "" : " after retries; last failure: ", last);
+      FMI_THROW(TimeoutError, "S3 ", rq.what(), " at ", where(), ": deadline passed",
+                last.empty() ? "" : " after retries; last failure: ", last);
     int code = 0;
     std::string err;
     Response r = perform_once(rq, deadline, code, err);
     const auto rc = CURLcode(code);
     bool retry = false;
     if (rc == CURLE_OPERATION_TIMEDOUT) {
-      FMI_THROW(TimeoutError, "S3 ", rq.method, " (", rq.purpose, " '", rq.key, "') at ", where(),
-                " timed out: ", err);
+      FMI_THROW(TimeoutError, "S3 ", rq.what(), " at ", where(), " timed out: ", err);
     } else if (rc != CURLE_OK) {
       if (!retryable_curl(rc, rq.retry_connect) || attempt >= 5)
-        FMI_THROW(ChannelError, "S3 ", rq.method, " (", rq.purpose, " '", rq.key, "') to ",
-                  url(rq.key, rq.query), " failed: ", err,
+        FMI_THROW(ChannelError, "S3 ", rq.what(), " to ", url(rq.key, rq.query), " failed: ", err,
                   rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST
                       ? " (is the S3 endpoint address right and the server running?)"
                       : "");
@@ -443,8 +509,7 @@ Client::Response Client::perform(const Request& rq, Deadline deadline) {
 void Client::throw_s3_error(const Request& rq, const Response& r) const {
   const std::string code = xml_field(r.body, "Code").value_or("");
   const std::string msg = xml_field(r.body, "Message").value_or("");
-  FMI_THROW(ChannelError, "S3 ", rq.method, " (", rq.purpose, rq.key.empty() ? "" : " '", rq.key,
-            rq.key.empty() ? "" : "'", ") at ", where(), " failed: HTTP ", r.status,
+  FMI_THROW(ChannelError, "S3 ", rq.what(), " at ", where(), " failed: HTTP ", r.status,
             code.empty() ? "" : " ", code, msg.empty() ? "" : ": ", msg);
 }
 
@@ -492,6 +557,7 @@ void Client::put_object(const std::string& key, ConstBytes data, const Headers& 
   rq.method = "PUT";
   rq.purpose = "put of object";
   rq.key = key;
+  rq.subject = key;
   rq.body = data;
   rq.has_body = true;
   rq.headers = extra;
@@ -504,6 +570,7 @@ GetResult Client::get_object(const std::string& key, Bytes out, Deadline deadlin
   rq.method = "GET";
   rq.purpose = "get of object";
   rq.key = key;
+  rq.subject = key;
   rq.sink = out;
   rq.use_sink = true;
   const Response r = perform(rq, deadline);
@@ -528,6 +595,7 @@ void Client::delete_object(const std::string& key, Deadline deadline) {
   rq.method = "DELETE";
   rq.purpose = "delete of object";
   rq.key = key;
+  rq.subject = key;
   const Response r = perform(rq, deadline);
   if (!is_2xx(r.status) && r.status != 404) throw_s3_error(rq, r);
 }
@@ -540,12 +608,13 @@ void Client::delete_objects(const std::vector<std::string>& keys, Deadline deadl
       continue;
     }
     std::string body = "<Delete><Quiet>true</Quiet>";
-    for (std::size_t i = at; i < end; ++i) body += "<Object><Key>" + xml_escape(keys[i]) + "</Key></Object>";
+    for (std::size_t i = at; i < end; ++i)
+      body += "<Object><Key>" + xml_escape(keys[i]) + "</Key></Object>";
     body += "</Delete>";
     Request rq;
     rq.method = "POST";
-    rq.purpose = "batch delete (DeleteObjects) starting at";
-    rq.key = "";
+    rq.purpose = "DeleteObjects of " + std::to_string(end - at) + " keys, the first";
+    rq.subject = keys[at];
     rq.query = "delete=";
     rq.body = std::as_bytes(std::span(body.data(), body.size()));
     rq.has_body = true;
@@ -569,16 +638,13 @@ std::vector<std::string> Client::list_objects(const std::string& prefix, Deadlin
     Request rq;
     rq.method = "GET";
     rq.purpose = "list of prefix";
+    rq.subject = prefix;
     // Parameters in the sorted order SigV4's canonical query string requires.
     if (!token.empty()) rq.query += "continuation-token=" + uri_encode(token, false) + "&";
     rq.query += "list-type=2&max-keys=" + std::to_string(page_size) +
                 "&prefix=" + uri_encode(prefix, false);
     const Response r = perform(rq, deadline);
-    if (!is_2xx(r.status)) {
-      Request named = rq;
-      named.key = prefix;
-      throw_s3_error(named, r);
-    }
+    if (!is_2xx(r.status)) throw_s3_error(rq, r);
     std::size_t pos = 0;
     while (auto c = xml_raw(r.body, "Contents", &pos))
       if (auto k = xml_field(*c, "Key")) keys.push_back(*k);

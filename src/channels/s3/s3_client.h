@@ -44,9 +44,9 @@ struct ClientOptions {
 
 /// Result of one GET of an object.
 struct GetResult {
-  bool found = false;        // false: the object does not exist (yet)
-  std::size_t size = 0;      // the object's size (also when it did not fit `out`)
-  bool size_matches = false; // size == out.size() and `out` holds the object
+  bool found = false;               // false: the object does not exist (yet)
+  std::size_t size = 0;             // the object's size (also when it did not fit `out`)
+  bool size_matches = false;        // size == out.size() and `out` holds the object
   std::optional<unsigned> readers;  // x-amz-meta-fmi-readers, when the creator set it
 };
 
@@ -84,6 +84,9 @@ class Client {
 
   /// HTTP requests sent so far, retries included (each is billed by S3).
   std::uint64_t requests() const { return requests_.load(); }
+  /// TCP (or TLS) connections opened so far: stays far below requests() when the
+  /// server keeps connections alive (AWS, MinIO; moto closes every connection).
+  std::uint64_t connections() const { return connections_.load(); }
   /// "http://127.0.0.1:9000 (bucket b)" or "https://b.s3.eu-central-1.amazonaws.com".
   std::string where() const;
   const std::string& bucket() const { return opts_.bucket; }
@@ -100,11 +103,12 @@ class Client {
 
   ClientOptions opts_;
   bool path_style_ = false;
-  std::string base_;       // scheme://host[:port][/bucket]
-  std::string sigv4_;      // "aws:amz:<region>:s3"
-  std::mutex mu_;          // one request at a time on the handle
-  void* curl_ = nullptr;   // CURL*; void* keeps curl.h out of this header
+  std::string base_;      // scheme://host[:port][/bucket]
+  std::string sigv4_;     // "aws:amz:<region>:s3"
+  std::mutex mu_;         // one request at a time on the handle
+  void* curl_ = nullptr;  // CURL*; void* keeps curl.h out of this header
   std::atomic<std::uint64_t> requests_{0};
+  std::atomic<std::uint64_t> connections_{0};
 };
 
 /// Percent-encodes for an S3 path ('/' kept) or query value ('/' encoded), as

@@ -1,0 +1,187 @@
+// Test harness of the core suite: a communicator of n peers as n threads of this
+// process over the in-process channels (include/fmi/inproc.h).
+//
+// Every peer runs the same body; an exception escaping a peer's body is recorded
+// with the peer id and reported on the main thread once every thread has joined.
+// A peer can never hang the test: the hub's max_timeout bounds each blocked call,
+// so a peer whose partner failed ends with a TimeoutError, which is reported too.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <span>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fmi/fmi.h"
+
+namespace fmitest {
+
+using namespace std::chrono_literals;
+using FMI::Utils::peer_num;
+
+enum class Kind { p2p, store };
+
+inline const char* kind_name(Kind k) { return k == Kind::p2p ? "p2p" : "store"; }
+
+inline std::shared_ptr<FMI::Comm::Channel> endpoint(FMI::Comm::InProcessHub& hub, Kind k) {
+  if (k == Kind::p2p) return hub.p2p_endpoint();
+  return hub.store_endpoint();
+}
+
+/// The what() of an exception_ptr, prefixed with its FMI type.
+inline std::string describe(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const FMI::TimeoutError& x) {
+    return std::string("FMI::TimeoutError: ") + x.what();
+  } catch (const FMI::UsageError& x) {
+    return std::string("FMI::UsageError: ") + x.what();
+  } catch (const FMI::PeerError& x) {
+    return std::string("FMI::PeerError: ") + x.what();
+  } catch (const FMI::ChannelError& x) {
+    return std::string("FMI::ChannelError: ") + x.what();
+  } catch (const FMI::ConfigError& x) {
+    return std::string("FMI::ConfigError: ") + x.what();
+  } catch (const FMI::Error& x) {
+    return std::string("FMI::Error: ") + x.what();
+  } catch (const std::exception& x) {
+    return std::string("std::exception: ") + x.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
+struct RunOptions {
+  std::chrono::milliseconds max_timeout = 10s;
+  std::string comm_name = "test";
+  /// Store kind: after every communicator is destroyed, the store must be empty.
+  bool check_store_empty = true;
+};
+
+/// Result of one run: per peer, the exception it ended with (null if none).
+struct RunResult {
+  std::vector<std::exception_ptr> errors;
+  std::size_t objects_left = 0;
+};
+
+/// Runs `body(comm)` on n peers (threads) and returns what each one threw.
+inline RunResult run_peers_raw(peer_num n, Kind kind,
+                               const std::function<void(FMI::Communicator&)>& body,
+                               const RunOptions& opt = {}) {
+  auto hub = std::make_shared<FMI::Comm::InProcessHub>(n, opt.max_timeout);
+  RunResult r;
+  r.errors.resize(n);
+  std::vector<std::thread> threads;
+  threads.reserve(n);
+  for (peer_num i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        FMI::Config cfg;
+        FMI::Communicator comm(i, n, cfg, opt.comm_name);
+        comm.register_channel("inproc", endpoint(*hub, kind));
+        body(comm);
+      } catch (...) {
+        r.errors[i] = std::current_exception();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  r.objects_left = hub->objects_in_store();
+  return r;
+}
+
+/// Runs `body` on n peers; every peer's exception becomes a test failure naming it.
+inline void run_peers(peer_num n, Kind kind, const std::function<void(FMI::Communicator&)>& body,
+                      const RunOptions& opt = {}) {
+  RunResult r = run_peers_raw(n, kind, body, opt);
+  for (peer_num i = 0; i < n; ++i) {
+    if (r.errors[i]) {
+      ADD_FAILURE() << "peer " << i << " of " << n << " (" << kind_name(kind) << ") threw "
+                    << describe(r.errors[i]);
+    }
+  }
+  if (kind == Kind::store && opt.check_store_empty) {
+    EXPECT_EQ(r.objects_left, 0u) << "objects left in the in-process store after every "
+                                     "communicator was destroyed";
+  }
+}
+
+// ---- data patterns ---------------------------------------------------------------
+
+/// A byte that depends on the peer, the block and the index, so that a block put in
+/// the wrong place, shifted, or from the wrong peer is caught.
+inline std::uint8_t pattern(std::uint32_t peer, std::uint32_t block, std::size_t i) {
+  std::uint32_t h = (peer + 1) * 0x9E3779B1u ^ (block + 7) * 0x85EBCA77u ^
+                    static_cast<std::uint32_t>(i) * 0xC2B2AE3Du ^
+                    static_cast<std::uint32_t>(i >> 32);
+  h ^= h >> 15;
+  h *= 0x2C1B3C6Du;
+  h ^= h >> 12;
+  return static_cast<std::uint8_t>(h);
+}
+
+inline void fill_pattern(std::span<std::byte> out, std::uint32_t peer, std::uint32_t block) {
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = std::byte{pattern(peer, block, i)};
+}
+
+/// Compares bytes; on mismatch, one failure naming the first differing offset.
+inline ::testing::AssertionResult bytes_equal(std::span<const std::byte> actual,
+                                              std::span<const std::byte> expected) {
+  if (actual.size() != expected.size())
+    return ::testing::AssertionFailure()
+           << "size " << actual.size() << " bytes, expected " << expected.size();
+  if (actual.empty() || std::memcmp(actual.data(), expected.data(), actual.size()) == 0)
+    return ::testing::AssertionSuccess();
+  std::size_t i = 0;
+  while (actual[i] == expected[i]) ++i;
+  std::size_t diffs = 0;
+  for (std::size_t k = i; k < actual.size(); ++k) diffs += actual[k] != expected[k];
+  return ::testing::AssertionFailure()
+         << "first difference at byte " << i << " of " << actual.size() << ": got "
+         << int(actual[i]) << ", expected " << int(expected[i]) << " (" << diffs
+         << " bytes differ)";
+}
+
+template <typename E>
+::testing::AssertionResult elems_equal(const std::vector<E>& actual, const std::vector<E>& expected) {
+  if (actual.size() != expected.size())
+    return ::testing::AssertionFailure()
+           << "size " << actual.size() << " elements, expected " << expected.size();
+  for (std::size_t i = 0; i < actual.size(); ++i) {
+    if (std::memcmp(&actual[i], &expected[i], sizeof(E)) != 0) {
+      std::size_t diffs = 0;
+      for (std::size_t k = i; k < actual.size(); ++k)
+        diffs += std::memcmp(&actual[k], &expected[k], sizeof(E)) != 0;
+      return ::testing::AssertionFailure()
+             << "first difference at element " << i << " of " << actual.size() << ": got "
+             << +actual[i] << ", expected " << +expected[i] << " (" << diffs
+             << " elements differ)";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+/// Peer counts of the suite, and the subset that also runs 4 MiB messages.
+inline const std::vector<peer_num> kPeerCounts = {1, 2, 3, 4, 5, 7, 8, 9, 16};
+inline bool big_for(peer_num n) { return n == 2 || n == 3 || n == 8; }
+inline constexpr std::size_t kBig = 4u << 20;
+
+/// Roots {0, middle, last} without duplicates.
+inline std::vector<peer_num> roots_for(peer_num n) {
+  std::vector<peer_num> r = {0};
+  if (n / 2 != 0) r.push_back(n / 2);
+  if (n - 1 != 0 && n - 1 != n / 2) r.push_back(n - 1);
+  return r;
+}
+
+}  // namespace fmitest

@@ -1,0 +1,74 @@
+// Shared set-up of the S3 tests: one moto server per test process (started by the
+// suite, stopped at its end), test credentials in the environment, a fresh bucket
+// per test, and helpers to look into the bucket with the channel's own client.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "channels/s3/s3_channel.h"
+#include "channels/s3/s3_client.h"
+#include "fmi/config.h"
+#include "moto_server.h"
+
+namespace fmitest {
+
+using namespace std::chrono_literals;
+
+inline FMI::Utils::Deadline in(std::chrono::milliseconds d) { return FMI::Utils::Clock::now() + d; }
+
+class S3Test : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ::setenv("AWS_ACCESS_KEY_ID", "testing", 1);
+    ::setenv("AWS_SECRET_ACCESS_KEY", "testing", 1);
+    ::unsetenv("AWS_SESSION_TOKEN");
+    server_ = new MotoServer();
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+
+  void SetUp() override {
+    static std::atomic<int> counter{0};
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    bucket_ = "fmi-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+    comm_ = std::string(info->name());
+    client()->create_bucket(in(10s));
+  }
+
+  /// Configuration of the S3 channel for this test's bucket on the moto server.
+  FMI::Config config(std::chrono::milliseconds first_poll = 5ms) const {
+    FMI::Config c;
+    c.s3.enabled = true;
+    c.s3.bucket_name = bucket_;
+    c.s3.s3_region = "us-east-1";
+    c.s3.endpoint = server_->endpoint();
+    c.s3.timeout = first_poll;
+    c.s3.max_timeout = 20s;
+    return c;
+  }
+
+  std::unique_ptr<FMI::Comm::s3::Client> client(std::string bucket = {}) const {
+    return std::make_unique<FMI::Comm::s3::Client>(
+        FMI::Comm::s3::ClientOptions{bucket.empty() ? bucket_ : bucket, "us-east-1",
+                                     server_->endpoint(), FMI::Comm::s3::Credentials::from_env()});
+  }
+
+  /// Every key in this test's bucket (listing by the empty prefix is fine in a test).
+  std::vector<std::string> bucket_contents() const { return client()->list_objects("", in(10s)); }
+
+  static MotoServer* server_;
+  std::string bucket_;
+  std::string comm_;
+};
+
+inline MotoServer* S3Test::server_ = nullptr;
+
+}  // namespace fmitest
