@@ -1,0 +1,390 @@
+// The policy's models: exchange models of the built-in channels, the exchanges
+// each collective algorithm performs, and their sum for one operation.
+// Formulas and units: docs/policy.md. Everything here is a pure function of its
+// arguments, so every peer predicts (and chooses) the same.
+#include "policy/models.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "fmi/errors.h"
+#include "fmi/model.h"
+
+namespace FMI::policy {
+
+using Comm::ChannelKind;
+using coll::Algorithm;
+using Utils::Operation;
+using Utils::peer_num;
+
+namespace {
+
+constexpr double kMiB = 1024.0 * 1024.0;
+constexpr double kGiB = 1024.0 * kMiB;
+constexpr double kGrowth = 1.5;       // S3 channel: poll interval x1.5 per miss
+constexpr double kPollCap = 1.0;      // S3 channel: up to 1 s (or the first interval)
+
+double seconds(double ms) { return ms / 1000.0; }
+
+// log2(P + C) request overheads: a fan-in or fan-out over P + C peers is modelled
+// as a tree of requests (the original FMI's formula); 1 -> 1 pays one overhead.
+double fan(unsigned p, unsigned c) { return std::log2(double(p) + double(c)); }
+
+double volume(unsigned p, unsigned c, std::size_t bytes) {
+  return double(p) * double(c) * double(bytes);
+}
+
+// Amortised price of one request on a server billed per hour.
+double per_request(bool include, double hourly, double requests_per_hour) {
+  if (!include || requests_per_hour <= 0) return 0.0;
+  return hourly / requests_per_hour;
+}
+
+}  // namespace
+
+// ---- exchange models -------------------------------------------------------------
+
+// Direct: TCP connections between the functions. One overhead per level of the
+// request tree, then the P x C messages through the busiest link.
+double DirectModel::latency(unsigned p, unsigned c, std::size_t bytes) const {
+  if (p == 0 || c == 0) return 0.0;
+  return fan(p, c) * seconds(m_.overhead) + volume(p, c, bytes) / (m_.bandwidth * kMiB);
+}
+
+// One "request" per message: the rendezvous VM's hourly price is spread over the
+// requests it serves in an hour.
+double DirectModel::cost(unsigned p, unsigned c, std::size_t bytes) const {
+  if (p == 0 || c == 0) return 0.0;
+  const double messages = double(p) * c;
+  return messages * per_request(m_.include_infrastructure_costs, m_.vm_price,
+                                m_.requests_per_hour) +
+         m_.transfer_price * volume(p, c, bytes) / kGiB;
+}
+
+// Redis: one server; one consumer reads at bandwidth_single, several consumers
+// together reach bandwidth_multiple. Consumers block (BLPOP): no polling delay.
+double RedisModel::latency(unsigned p, unsigned c, std::size_t bytes) const {
+  if (p == 0 || c == 0) return 0.0;
+  const double bw = c == 1 ? m_.bandwidth_single : m_.bandwidth_multiple;
+  return fan(p, c) * seconds(m_.overhead) + volume(p, c, bytes) / (bw * kMiB);
+}
+
+// P uploads and P x C downloads, each a request on the hourly-billed instance.
+double RedisModel::cost(unsigned p, unsigned c, std::size_t bytes) const {
+  if (p == 0 || c == 0) return 0.0;
+  const double requests = double(p) + double(p) * c;
+  return requests * per_request(m_.include_infrastructure_costs, m_.instance_price,
+                                m_.requests_per_hour) +
+         m_.transfer_price * volume(p, c, bytes) / kGiB;
+}
+
+S3Model::S3Model(const Config::Model::S3& m, std::chrono::milliseconds first_poll)
+    : m_(m), first_poll_(std::chrono::duration<double>(first_poll).count()) {}
+
+double S3Model::upload_time(std::size_t bytes) const {
+  return seconds(m_.overhead) + double(bytes) / (m_.bandwidth * kMiB);
+}
+
+// The consumer asks at t = 0, t0, t0 + 1.5 t0, ... (capped growth): every attempt
+// before the object exists is a miss.
+unsigned S3Model::misses(double wait) const {
+  if (first_poll_ <= 0 || wait <= 0) return 0;
+  unsigned m = 0;
+  double t = 0.0;  // time of the next attempt
+  while (t < wait && m < 100000) {
+    ++m;
+    t += interval_after(m);
+  }
+  return m;
+}
+
+double S3Model::interval_after(unsigned misses) const {
+  if (misses == 0) return 0.0;
+  const double cap = std::max(kPollCap, first_poll_);
+  return std::min(cap, first_poll_ * std::pow(kGrowth, double(misses - 1)));
+}
+
+// Original formula, plus the polling delay: the object appears, on average, half
+// a poll interval before the consumer asks again.
+double S3Model::latency(unsigned p, unsigned c, std::size_t bytes) const {
+  if (p == 0 || c == 0) return 0.0;
+  const double poll_delay = 0.5 * interval_after(misses(upload_time(bytes)));
+  return fan(p, c) * seconds(m_.overhead) + volume(p, c, bytes) / (m_.bandwidth * kMiB) +
+         poll_delay;
+}
+
+// One PUT per producer, one GET per (producer, consumer) and, per consumer, the
+// GETs that miss while the first object is still being uploaded; transfer price
+// per GiB read out of S3.
+double S3Model::cost(unsigned p, unsigned c, std::size_t bytes) const {
+  if (p == 0 || c == 0) return 0.0;
+  const double gets = double(p) * c + double(c) * misses(upload_time(bytes));
+  return m_.upload_price * p + m_.download_price * gets +
+         m_.transfer_price * volume(p, c, bytes) / kGiB;
+}
+
+// ---- patterns ----------------------------------------------------------------
+
+coll::ReduceProps assumed_props(const Utils::OperationInfo& info) {
+  return coll::ReduceProps{info.commutative, info.associative, 1};
+}
+
+namespace {
+
+unsigned ceil_log2(peer_num n) {
+  unsigned l = 0;
+  while ((std::uint64_t(1) << l) < n) ++l;
+  return l;
+}
+
+std::size_t ceil_div(std::size_t a, std::size_t b) { return b == 0 ? 0 : (a + b - 1) / b; }
+
+class Builder {
+ public:
+  explicit Builder(Pattern& p) : p_(p) {}
+
+  // One round of `parallel` simultaneous 1 -> 1 messages of `bytes`.
+  void round(double parallel, std::size_t bytes, double rounds = 1) {
+    if (parallel <= 0 || rounds <= 0) return;
+    p_.path.push_back({rounds, 1, 1, bytes});
+    p_.traffic.push_back({rounds * parallel, 1, 1, bytes});
+  }
+  // One exchange on the critical path that is also all the traffic.
+  void exchange(unsigned producers, unsigned consumers, std::size_t bytes) {
+    p_.path.push_back({1, producers, consumers, bytes});
+    p_.traffic.push_back({1, producers, consumers, bytes});
+  }
+  void path(unsigned producers, unsigned consumers, std::size_t bytes) {
+    p_.path.push_back({1, producers, consumers, bytes});
+  }
+  void traffic(double count, unsigned producers, unsigned consumers, std::size_t bytes) {
+    if (count > 0) p_.traffic.push_back({count, producers, consumers, bytes});
+  }
+
+  // Binomial broadcast/reduction of `bytes`: ceil(log2 n) rounds, n - 1 messages
+  // in all (round k: the 2^k peers that have the data send to 2^k more).
+  void binomial(peer_num n, std::size_t bytes) {
+    for (std::uint64_t m = 1; m < n; m <<= 1) round(double(std::min<std::uint64_t>(m, n - m)), bytes);
+  }
+
+  // Binomial gather/scatter of `block` bytes per peer: in the round with mask m,
+  // every v that is a multiple of 2m exchanges the blocks of the subtree
+  // [v + m, v + 2m) with v + m; the root's message (the largest) is on the path.
+  void binomial_blocks(peer_num n, std::size_t block) {
+    for (std::uint64_t m = 1; m < n; m <<= 1) {
+      path(1, 1, std::size_t(std::min<std::uint64_t>(m, n - m)) * block);
+      std::map<std::uint64_t, double> by_blocks;
+      for (std::uint64_t v = 0; v + m < n; v += 2 * m) by_blocks[std::min(m, n - v - m)] += 1;
+      for (const auto& [blocks, count] : by_blocks) traffic(count, 1, 1, std::size_t(blocks) * block);
+    }
+  }
+
+ private:
+  Pattern& p_;
+};
+
+void p2p_pattern(const Utils::OperationInfo& info, Pattern& pat);
+
+// The reduce and scatter that the p2p reduce_scatter falls back to: separate
+// collectives, each choosing its own algorithm for its own size.
+void p2p_sub(Operation op, std::size_t bytes, const Utils::OperationInfo& info, Pattern& pat) {
+  Utils::OperationInfo sub = info;
+  sub.op = op;
+  sub.data_size = bytes;
+  Pattern p;
+  p2p_pattern(sub, p);
+  pat.path.insert(pat.path.end(), p.path.begin(), p.path.end());
+  pat.traffic.insert(pat.traffic.end(), p.traffic.begin(), p.traffic.end());
+}
+
+// Mirrors src/collectives/p2p.cpp. Rooted operations are costed for root 0 (the
+// policy does not know the root; other roots differ by at most one message).
+void p2p_pattern(const Utils::OperationInfo& info, Pattern& pat) {
+  const peer_num n = info.num_peers;
+  const std::size_t s = info.data_size;
+  const coll::ReduceProps props = assumed_props(info);
+  Builder b(pat);
+  pat.algorithm = coll::choose_p2p(info.op, s, n, props);
+  if (info.op == Operation::send) {
+    b.round(1, s);
+    return;
+  }
+  if (n <= 1) return;
+  const std::size_t chunk = ceil_div(s, n);
+  switch (info.op) {
+    case Operation::send: break;
+    case Operation::barrier:  // dissemination: every peer signals one peer per round
+      b.round(n, 0, ceil_log2(n));
+      break;
+    case Operation::bcast:
+      if (pat.algorithm == Algorithm::scatter_allgather) {
+        b.binomial_blocks(n, chunk);  // scatter of n chunks down the tree
+        b.round(n, chunk, n - 1);     // ring allgather
+      } else {
+        b.binomial(n, s);
+      }
+      break;
+    case Operation::gather:
+      if (pat.algorithm == Algorithm::linear)
+        b.exchange(n - 1, 1, s);
+      else
+        b.binomial_blocks(n, s);
+      break;
+    case Operation::scatter:
+      if (pat.algorithm == Algorithm::linear)
+        b.exchange(1, n - 1, s);
+      else
+        b.binomial_blocks(n, s);
+      break;
+    case Operation::reduce:
+      if (pat.algorithm == Algorithm::linear) {  // chain 0 -> n-1, then n-1 -> root
+        b.round(1, s, n - 1);
+        b.round(1, s);
+      } else if (pat.algorithm == Algorithm::ring) {  // reduce-scatter, chunks to root
+        b.round(n, chunk, n - 1);
+        b.exchange(n - 1, 1, chunk);
+      } else {
+        b.binomial(n, s);
+      }
+      break;
+    case Operation::allreduce:
+      if (pat.algorithm == Algorithm::linear) {  // chain, then binomial bcast
+        b.round(1, s, n - 1);
+        b.binomial(n, s);
+      } else if (pat.algorithm == Algorithm::ring) {  // reduce-scatter + allgather
+        b.round(n, chunk, 2.0 * (n - 1));
+      } else {  // recursive doubling on p = 2^floor(log2 n); e extra peers fold in and out
+        peer_num p = 1;
+        while (p * 2 <= n) p *= 2;
+        const peer_num e = n - p;
+        b.round(e, s);
+        b.round(p, s, ceil_log2(p));
+        b.round(e, s);
+      }
+      break;
+    case Operation::scan:
+      if (pat.algorithm == Algorithm::linear) {
+        b.round(1, s, n - 1);
+      } else {  // Hillis-Steele: round d, every peer r >= d hears from r - d
+        for (std::uint64_t d = 1; d < n; d <<= 1) b.round(double(n - d), s);
+      }
+      break;
+    case Operation::allgather:
+      if (pat.algorithm == Algorithm::binomial) {  // gather to 0, bcast n blocks
+        b.binomial_blocks(n, s);
+        b.binomial(n, s * n);
+      } else {
+        b.round(n, s, n - 1);
+      }
+      break;
+    case Operation::alltoall:  // pairwise: n - 1 rounds, a permutation each
+      b.round(n, s, n - 1);
+      break;
+    case Operation::reduce_scatter:
+      if (pat.algorithm == Algorithm::ring) {
+        b.round(n, s, n - 1);
+      } else {
+        p2p_sub(Operation::reduce, s * n, info, pat);
+        p2p_sub(Operation::scatter, s, info, pat);
+      }
+      break;
+  }
+}
+
+// Mirrors src/collectives/store.cpp: one round of uploads and downloads where
+// possible, every consumer reading exactly the objects it needs.
+void store_pattern(const Utils::OperationInfo& info, Pattern& pat) {
+  const peer_num n = info.num_peers;
+  const std::size_t s = info.data_size;
+  Builder b(pat);
+  pat.algorithm = coll::choose_store(info.op, s, n, assumed_props(info));
+  if (info.op == Operation::send) {
+    b.exchange(1, 1, s);
+    return;
+  }
+  if (n <= 1) return;
+  switch (info.op) {
+    case Operation::send: break;
+    case Operation::barrier:  // arrivals at 0, then one release object read by all
+      b.exchange(n - 1, 1, 0);
+      b.exchange(1, n - 1, 0);
+      break;
+    case Operation::bcast: b.exchange(1, n - 1, s); break;
+    case Operation::gather:
+    case Operation::reduce: b.exchange(n - 1, 1, s); break;
+    case Operation::scatter:  // n - 1 objects, one per consumer
+      b.path(1, n - 1, s);
+      b.traffic(n - 1, 1, 1, s);
+      break;
+    case Operation::allreduce:  // reduce at 0, one result object read by all
+      b.exchange(n - 1, 1, s);
+      b.exchange(1, n - 1, s);
+      break;
+    case Operation::scan:  // peer i's object is read by the n - 1 - i peers after it
+      b.path(n - 1, 1, s);
+      for (peer_num i = 0; i + 1 < n; ++i) b.traffic(1, 1, n - 1 - i, s);
+      break;
+    case Operation::allgather:  // n objects, each read by n - 1 peers
+      b.exchange(n, n - 1, s);
+      break;
+    case Operation::alltoall:
+    case Operation::reduce_scatter:  // n (n - 1) objects, each read once
+      b.path(n, n - 1, s);
+      b.traffic(double(n) * (n - 1), 1, 1, s);
+      break;
+  }
+}
+
+}  // namespace
+
+Pattern pattern(const Utils::OperationInfo& info, ChannelKind kind) {
+  Pattern pat;
+  if (kind == ChannelKind::peer_to_peer)
+    p2p_pattern(info, pat);
+  else
+    store_pattern(info, pat);
+  // Functions pay for the time they take part: both ends of a send, every peer
+  // of a collective.
+  pat.participants = info.op == Operation::send ? 2 : info.num_peers;
+  return pat;
+}
+
+}  // namespace FMI::policy
+
+// ---- public entry points ------------------------------------------------------------
+
+namespace FMI::Comm {
+
+std::shared_ptr<const ChannelModel> make_builtin_model(const std::string& name,
+                                                       const Config& config) {
+  if (name == "Direct") return std::make_shared<policy::DirectModel>(config.model.direct);
+  if (name == "Redis") return std::make_shared<policy::RedisModel>(config.model.redis);
+  if (name == "S3") return std::make_shared<policy::S3Model>(config.model.s3, config.s3.timeout);
+  return nullptr;
+}
+
+ChannelKind builtin_kind(const std::string& name) {
+  if (name == "Direct") return ChannelKind::peer_to_peer;
+  if (name == "Redis" || name == "S3") return ChannelKind::object_store;
+  FMI_THROW(UsageError, "'", name, "' is not a built-in channel (Direct, Redis, S3)");
+}
+
+}  // namespace FMI::Comm
+
+namespace FMI::Utils {
+
+Prediction predict(const OperationInfo& info, Comm::ChannelKind kind,
+                   const Comm::ChannelModel& model, const Config& config) {
+  const policy::Pattern pat = policy::pattern(info, kind);
+  Prediction p;
+  p.algorithm = coll::to_string(pat.algorithm);
+  for (const auto& x : pat.path) p.latency += x.count * model.latency(x.producers, x.consumers, x.bytes);
+  for (const auto& x : pat.traffic)
+    p.channel_cost += x.count * model.cost(x.producers, x.consumers, x.bytes);
+  p.faas_cost = config.model.faas.gib_second_price * (double(info.faas_memory) / 1024.0) *
+                p.latency * pat.participants;
+  return p;
+}
+
+}  // namespace FMI::Utils
