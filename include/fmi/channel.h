@@ -54,6 +54,10 @@ class Channel {
 
   /// Releases everything the channel created (connections, keys, objects).
   /// Called by the Communicator's destructor; idempotent; must not throw.
+  /// Peers finish at different times: finalize must not delete what another peer
+  /// may still read (a bcast root can be destroyed right after its upload). Object
+  /// stores that count reads leave that to the last reader (with a TTL for peers
+  /// that die); stores that cannot (S3) synchronise the peers in finalize first.
   virtual void finalize() noexcept = 0;
 
   /// Longest time one operation on this channel may take before it raises

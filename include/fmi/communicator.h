@@ -9,7 +9,7 @@
 // peer must call collectives in the same order with matching sizes. Messages are
 // matched as in MPI: the k-th send from A to B meets the k-th recv on B from A, and
 // point-to-point messages never mix with collectives, whatever the interleaving.
-// Each call is bounded by the chosen channel's max_timeout and throws
+// Sizes in error messages are in bytes. Each call is bounded by the chosen channel's max_timeout and throws
 // FMI::TimeoutError after it; every error message starts with the call
 // ("recv from peer 2 via Redis: ...").
 #pragma once

@@ -152,7 +152,10 @@ class Function {
     Function fn(
         [](T a, T b) {
           if constexpr (detail::is_vector<T>::value) {
-            T out(std::min(a.size(), b.size()));
+            if (a.size() != b.size())
+              FMI_THROW(UsageError, "element-wise reduction of vectors of different lengths (",
+                        a.size(), " and ", b.size(), ")");
+            T out(a.size());
             detail::elementwise<E, Op>(a.data(), b.data(), out.data(), out.size());
             return out;
           } else {

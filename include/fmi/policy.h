@@ -24,6 +24,9 @@ struct OperationInfo {
   peer_num num_peers = 1;
   bool commutative = true;
   bool associative = true;
+  /// Bytes per element of an element-wise reduction (chunked algorithms allowed),
+  /// 0 for a function that only works on whole buffers.
+  std::size_t granularity = 1;
   Hint hint = Hint::cheap;
   unsigned faas_memory = 128;  // MiB
 

@@ -87,6 +87,7 @@ Communicator::Selected Communicator::select(Operation op, std::size_t bytes,
   if (f) {
     info.commutative = f->commutative;
     info.associative = f->associative;
+    info.granularity = f->granularity;
   }
   info.hint = hint_;
   info.faas_memory = faas_memory_;

@@ -127,7 +127,7 @@ double S3Model::cost(unsigned p, unsigned c, std::size_t bytes) const {
 // ---- patterns ----------------------------------------------------------------
 
 coll::ReduceProps assumed_props(const Utils::OperationInfo& info) {
-  return coll::ReduceProps{info.commutative, info.associative, 1};
+  return coll::ReduceProps{info.commutative, info.associative, info.granularity};
 }
 
 namespace {

@@ -1,3 +1,4 @@
+#include "fmi/model.h"
 #include "channels/s3/s3_channel.h"
 
 #include <algorithm>
@@ -27,40 +28,15 @@ s3::ClientOptions client_options(const Config& c) {
                            s3::Credentials::from_env()};
 }
 
-constexpr double kMiB = 1024.0 * 1024.0;
-constexpr double kGiB = 1024.0 * kMiB;
 
 }  // namespace
-
-// ---- model ------------------------------------------------------------------
-
-S3Model::S3Model(const Config::Model::S3& m, std::chrono::milliseconds first_poll)
-    : m_(m), first_poll_s_(std::chrono::duration<double>(first_poll).count()) {}
-
-// Producers upload in parallel (one request round); every consumer then reads
-// the `producers` objects one after the other (one round each). A consumer that
-// starts before the object exists pays on average half a first poll interval.
-double S3Model::latency(unsigned producers, unsigned consumers, std::size_t bytes) const {
-  if (producers == 0 || consumers == 0) return 0.0;
-  const double rounds = 1.0 + producers;
-  const double moved = double(bytes) * (1.0 + producers);  // one upload + p downloads in series
-  return m_.overhead / 1000.0 * rounds + moved / (m_.bandwidth * kMiB) + 0.5 * first_poll_s_;
-}
-
-// One PUT per producer; one GET per (producer, consumer) pair plus the expected
-// unsuccessful polls; transfer price per GiB read out of S3. DELETE is free on S3.
-double S3Model::cost(unsigned producers, unsigned consumers, std::size_t bytes) const {
-  const double gets = double(producers) * consumers * (1.0 + kExpectedPollsPerGet);
-  return m_.upload_price * producers + m_.download_price * gets +
-         m_.transfer_price * double(producers) * consumers * double(bytes) / kGiB;
-}
 
 // ---- channel ----------------------------------------------------------------
 
 S3Channel::S3Channel(const Config& config)
     : cfg_(config.s3),
       client_(client_options(config)),
-      model_(std::make_shared<S3Model>(config.model.s3, config.s3.timeout)) {}
+      model_(make_builtin_model("S3", config)) {}
 
 S3Channel::~S3Channel() { finalize(); }
 

@@ -15,23 +15,6 @@
 
 namespace FMI::Comm {
 
-/// latency = overhead x request rounds + bytes moved / bandwidth;
-/// cost = PUT and GET (incl. expected polls) prices + transfer price (docs/s3.md).
-class S3Model final : public ChannelModel {
- public:
-  /// `first_poll`: the channel's first poll interval (config s3.timeout).
-  S3Model(const Config::Model::S3& m, std::chrono::milliseconds first_poll);
-  double latency(unsigned producers, unsigned consumers, std::size_t bytes) const override;
-  double cost(unsigned producers, unsigned consumers, std::size_t bytes) const override;
-
-  /// GETs that find no object yet, expected per object read (used by cost()).
-  static constexpr double kExpectedPollsPerGet = 1.0;
-
- private:
-  Config::Model::S3 m_;
-  double first_poll_s_;
-};
-
 class S3Channel final : public ObjectStoreChannel {
  public:
   /// Reads config.s3 and the AWS_* environment variables. Throws ConfigError
@@ -81,7 +64,7 @@ class S3Channel final : public ObjectStoreChannel {
 
   Config::S3 cfg_;
   s3::Client client_;
-  std::shared_ptr<const S3Model> model_;
+  std::shared_ptr<const ChannelModel> model_;  // the policy's reference S3 model
   ChannelContext ctx_;
   bool inited_ = false;
   bool finalized_ = false;
