@@ -1,0 +1,175 @@
+"""FMI, the FaaS Message Interface: MPI-like communication between serverless functions.
+
+Type stubs of the compiled module (python/src). See docs/python.md.
+"""
+
+import builtins
+import datetime
+import enum
+import os
+from typing import Any, Callable, List, Optional, TypeVar, Union, overload
+
+__version__: str
+#: Channels compiled into this build, e.g. ["Direct", "Redis", "S3"].
+builtin_channels: List[str]
+
+# Buffers (numpy.ndarray, bytes, bytearray, memoryview, ...) are typed Any: Python
+# before 3.12 cannot spell "supports the buffer protocol".
+_B = TypeVar("_B")
+_Path = Union[str, "os.PathLike[str]"]
+
+# ---- exceptions -------------------------------------------------------------------
+
+class Error(Exception):
+    """Root of every exception FMI raises."""
+
+class TimeoutError(Error, builtins.TimeoutError):
+    """A blocking call passed its deadline (the channel's max_timeout)."""
+
+class ConfigError(Error):
+    """The configuration is missing or unparsable, or a field is missing or ill-typed."""
+
+class UsageError(Error, ValueError):
+    """Invalid arguments (peer out of range, sizes or counts that do not match)."""
+
+class PeerError(Error):
+    """A peer went away or sent a message that does not match."""
+
+class ChannelError(Error):
+    """A channel's transport failed (server unreachable, error reply, I/O error)."""
+
+# ---- types, operators, hints --------------------------------------------------------
+
+class datatypes(enum.Enum):
+    int: datatypes
+    double: datatypes
+    int_list: datatypes
+    double_list: datatypes
+
+class op(enum.Enum):
+    sum: op
+    prod: op
+    max: op
+    min: op
+    custom: op
+
+class hints(enum.Enum):
+    fast: hints
+    cheap: hints
+
+class types:
+    """How a Python value is laid out: fmi.types(fmi.datatypes.int_list, 4)."""
+
+    def __init__(self, datatype: datatypes, count: Optional[int] = None) -> None: ...
+    @property
+    def datatype(self) -> datatypes: ...
+    @property
+    def count(self) -> Optional[int]: ...
+
+class func:
+    """A reduction operator.
+
+    fmi.func(fmi.op.sum) / prod / max / min, or
+    fmi.func(fmi.op.custom, f, commutative, associative) with f(left, right) -> value,
+    where left comes from lower peer ids. Neither commutative nor associative: strictly
+    left to right over the peer ids.
+    """
+
+    def __init__(
+        self,
+        op: op,
+        function: Optional[Callable[[Any, Any], Any]] = None,
+        commutative: bool = False,
+        associative: bool = False,
+    ) -> None: ...
+    @property
+    def op(self) -> op: ...
+    @property
+    def function(self) -> Optional[Callable[[Any, Any], Any]]: ...
+    @property
+    def commutative(self) -> bool: ...
+    @property
+    def associative(self) -> bool: ...
+
+# ---- channels --------------------------------------------------------------------------
+
+class Channel:
+    @property
+    def kind(self) -> str: ...  # "peer_to_peer" or "object_store"
+    @property
+    def max_timeout(self) -> datetime.timedelta: ...
+
+class PeerToPeerChannel(Channel): ...
+class ObjectStoreChannel(Channel): ...
+
+class InProcessHub:
+    """Medium of a communicator whose peers are threads of this process."""
+
+    def __init__(
+        self, num_peers: int, max_timeout: Union[float, datetime.timedelta] = ...
+    ) -> None: ...
+    def p2p_endpoint(self) -> PeerToPeerChannel: ...
+    def store_endpoint(self) -> ObjectStoreChannel: ...
+    def objects_in_store(self) -> int: ...
+    def store_requests(self) -> int: ...
+
+# ---- the communicator --------------------------------------------------------------------
+
+class Communicator:
+    """A group of peers.
+
+    Each operation takes either a `type` (fmi.types: Python values, the original API)
+    or buffers (NumPy arrays, bytes, bytearray, memoryview: type=None), in which case
+    results are written into `out` when given (returned as is) or into a new NumPy array.
+    The GIL is released while the call blocks.
+    """
+
+    def __init__(
+        self,
+        peer_id: int,
+        num_peers: int,
+        config_path: Optional[_Path],
+        comm_name: str,
+        faas_memory: int = 128,
+    ) -> None: ...
+    @staticmethod
+    def from_env(comm_name: Optional[str] = None, faas_memory: int = 128) -> Communicator: ...
+    def __enter__(self) -> Communicator: ...
+    def __exit__(self, *args: Any) -> bool: ...
+    def finalize(self) -> None: ...
+    @property
+    def finalized(self) -> bool: ...
+    @property
+    def peer_id(self) -> int: ...
+    @property
+    def num_peers(self) -> int: ...
+    @property
+    def comm_name(self) -> str: ...
+    @property
+    def channels(self) -> List[str]: ...
+    def hint(self, hint: hints) -> None: ...
+    def get_hint(self) -> hints: ...
+    def register_channel(self, name: str, channel: Channel) -> None: ...
+
+    # point to point
+    def send(self, obj: Any, dest: int, type: Optional[types] = None) -> None: ...
+    @overload
+    def recv(self, src: int, type: types) -> Any: ...
+    @overload
+    def recv(self, src: int, type: None = None, *, out: _B) -> _B: ...
+
+    # collectives (every peer calls them in the same order)
+    def bcast(self, obj: Any, root: int, type: Optional[types] = None, *, out: Any = None) -> Any: ...
+    def barrier(self) -> None: ...
+    def gather(self, obj: Any, root: int, type: Optional[types] = None, *, out: Any = None) -> Any: ...
+    def scatter(self, obj: Any, root: int, type: Optional[types] = None, *, out: Any = None) -> Any: ...
+    def reduce(
+        self, obj: Any, root: int, func: func, type: Optional[types] = None, *, out: Any = None
+    ) -> Any: ...
+    def allreduce(self, obj: Any, func: func, type: Optional[types] = None, *, out: Any = None) -> Any: ...
+    def scan(self, obj: Any, func: func, type: Optional[types] = None, *, out: Any = None) -> Any: ...
+    def allgather(self, obj: Any, type: Optional[types] = None, *, out: Any = None) -> Any: ...
+    def alltoall(self, obj: Any, type: Optional[types] = None, *, out: Any = None) -> Any: ...
+    def reduce_scatter(
+        self, obj: Any, func: func, type: Optional[types] = None, *, out: Any = None
+    ) -> Any: ...

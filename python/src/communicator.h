@@ -1,0 +1,79 @@
+// fmi.Communicator: the Python face of FMI::Communicator.
+//
+// Each method has two forms, chosen by its arguments:
+//  - typed (the original FMI API): a `type` (fmi.types) describes a Python value;
+//    the value is converted into C++ storage and results come back as Python values;
+//  - buffers (type=None): NumPy arrays and buffer-protocol objects are sent from and
+//    received into their own memory; results go into `out=` when given, else into a
+//    new NumPy array.
+// Arguments are converted with the GIL held; the communication itself runs with the
+// GIL released, under a per-communicator mutex (the core Communicator is not
+// thread-safe; Python threads sharing one communicator are serialised).
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "buffers.h"
+#include "fmi/communicator.h"
+#include "reductions.h"
+
+namespace fmipy {
+
+class PyCommunicator {
+ public:
+  PyCommunicator(long long peer_id, long long num_peers, const py::object& config,
+                 std::string comm_name, unsigned faas_memory);
+  ~PyCommunicator();
+
+  /// Reads FMI_PEER_ID, FMI_NUM_PEERS, FMI_CONFIG and FMI_COMM_NAME (set by fmirun).
+  static std::unique_ptr<PyCommunicator> from_env(const py::object& comm_name,
+                                                  unsigned faas_memory);
+
+  /// Finalises every channel (idempotent). Later calls raise fmi.UsageError.
+  void finalize();
+  bool finalized() const { return !comm_; }
+
+  unsigned peer_id() const { return peer_id_; }
+  unsigned num_peers() const { return num_peers_; }
+  const std::string& comm_name() const { return comm_name_; }
+  py::list channels();
+  void hint(FMI::Utils::Hint h);
+  FMI::Utils::Hint get_hint();
+  void register_channel(std::string name, std::shared_ptr<FMI::Comm::Channel> ch);
+
+  void send(py::handle obj, long long dest, py::handle type);
+  py::object recv(long long src, py::handle type, py::handle out);
+  py::object bcast(py::handle obj, long long root, py::handle type, py::handle out);
+  void barrier();
+  py::object gather(py::handle obj, long long root, py::handle type, py::handle out);
+  py::object scatter(py::handle obj, long long root, py::handle type, py::handle out);
+  py::object reduce(py::handle obj, long long root, py::handle func, py::handle type,
+                    py::handle out);
+  py::object allreduce(py::handle obj, py::handle func, py::handle type, py::handle out);
+  py::object scan(py::handle obj, py::handle func, py::handle type, py::handle out);
+  py::object allgather(py::handle obj, py::handle type, py::handle out);
+  py::object alltoall(py::handle obj, py::handle type, py::handle out);
+  py::object reduce_scatter(py::handle obj, py::handle func, py::handle type, py::handle out);
+
+ private:
+  FMI::Communicator& comm(const char* op);
+  unsigned peer_arg(long long p, const char* op, const char* role) const;
+  /// Runs `f` on the core communicator with the GIL released, under mu_. Every
+  /// access to comm_ goes through here: mu_ is never taken with the GIL held (a
+  /// custom reduction takes the GIL while its thread holds mu_).
+  template <typename F>
+  void blocking(const char* op, F&& f);
+  /// The result of an allreduce/reduce/scan/reduce_scatter: out (checked) or a new array.
+  py::array reduce_target(py::handle out, const py::array& in,
+                          const std::vector<py::ssize_t>& shape, const char* op);
+
+  std::unique_ptr<FMI::Communicator> comm_;
+  std::mutex mu_;  // serialises calls on comm_ from several Python threads
+  unsigned peer_id_;
+  unsigned num_peers_;
+  std::string comm_name_;
+};
+
+}  // namespace fmipy
