@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "fmi/channel.h"
@@ -153,6 +154,14 @@ class Communicator {
   Utils::Hint hint_ = Utils::Hint::cheap;
   Utils::ChannelMap channels_;
   std::shared_ptr<Utils::ChannelPolicy> policy_;
+  // The default policy is a pure function of the OperationInfo, so its answers are
+  // remembered (the models cost a few hundred ns per call, as much as a small
+  // message's whole latency). A user's policy is asked every time.
+  bool policy_is_default_ = true;
+  std::map<std::tuple<int, std::size_t, int, bool, bool, std::size_t>, std::string> choice_cache_;
+  // Point-to-point channels whose full mesh has been opened (before their first
+  // collective: set-up of all pairs in parallel, instead of inside the algorithm).
+  std::vector<const Comm::Channel*> meshed_;
   // Sequence numbers that tag messages: one counter for collectives (every peer
   // calls them in the same order) and one per peer and direction for send/recv.
   std::uint32_t coll_seq_ = 0;

@@ -38,6 +38,7 @@ struct Config {
     std::string host;  // rendezvous server
     std::uint16_t port = 10000;
     ms max_timeout{10000};
+    std::string secret;  // optional shared secret (HMAC key, >= 16 bytes); env FMI_SECRET wins
   };
 
   /// Model parameters: bandwidth in MiB/s, overhead in ms, prices in USD.

@@ -2,6 +2,7 @@
 // algorithm family that fits the channel's kind. It holds no algorithm itself.
 #include "fmi/communicator.h"
 
+#include <algorithm>
 #include <string>
 
 #include "channels/factories.h"
@@ -58,13 +59,19 @@ void Communicator::register_channel(std::string name, std::shared_ptr<Comm::Chan
   if (!channel) FMI_THROW(UsageError, "register_channel: channel '", name, "' is null");
   channel->init(Comm::ChannelContext{peer_id_, num_peers_, comm_name_, faas_memory_});
   auto& slot = channels_[std::move(name)];
-  if (slot) slot->finalize();
+  if (slot) {
+    std::erase(meshed_, slot.get());
+    slot->finalize();
+  }
   slot = std::move(channel);
+  choice_cache_.clear();
 }
 
 void Communicator::set_channel_policy(std::shared_ptr<Utils::ChannelPolicy> policy) {
   if (!policy) FMI_THROW(UsageError, "set_channel_policy: policy is null");
   policy_ = std::move(policy);
+  policy_is_default_ = false;
+  choice_cache_.clear();
 }
 
 std::string Communicator::channel_for(const Utils::OperationInfo& info) const {
@@ -91,12 +98,34 @@ Communicator::Selected Communicator::select(Operation op, std::size_t bytes,
   }
   info.hint = hint_;
   info.faas_memory = faas_memory_;
-  auto it = channels_.find(channel_for(info));
+  Utils::ChannelMap::iterator it;
+  if (channels_.size() == 1 && policy_is_default_) {
+    it = channels_.begin();
+  } else if (policy_is_default_) {
+    const auto key = std::make_tuple(int(op), bytes, int(hint_), info.commutative,
+                                     info.associative, info.granularity);
+    auto c = choice_cache_.find(key);
+    if (c == choice_cache_.end()) {
+      if (choice_cache_.size() > 4096) choice_cache_.clear();  // bounded memory
+      c = choice_cache_.emplace(key, channel_for(info)).first;
+    }
+    it = channels_.find(c->second);
+  } else {
+    it = channels_.find(channel_for(info));
+  }
   Selected s{it->second.get(), &it->first, {}};
   s.ctx.rank = peer_id_;
   s.ctx.size = num_peers_;
   s.ctx.tag = Comm::Tag{op, 0};
   s.ctx.deadline = Utils::Clock::now() + s.channel->max_timeout();
+  if (op != Operation::send && num_peers_ > 1 &&
+      s.channel->kind() == Comm::ChannelKind::peer_to_peer &&
+      std::find(meshed_.begin(), meshed_.end(), s.channel) == meshed_.end()) {
+    // Every peer reaches this point at its first collective on the channel (the
+    // choice is the same everywhere), so all pairs are opened together.
+    static_cast<Comm::PeerToPeerChannel*>(s.channel)->connect_all(s.ctx.deadline);
+    meshed_.push_back(s.channel);
+  }
   return s;
 }
 

@@ -56,6 +56,12 @@ class Reader {
     return static_cast<long long>(d);
   }
 
+  double positive(const char* key) const {
+    const double d = num(key);
+    if (!(d > 0)) fail(key, "must be positive");
+    return d;
+  }
+
   std::chrono::milliseconds millis(const char* key) const {
     return std::chrono::milliseconds(integer(key, 0, 365LL * 24 * 3600 * 1000));
   }
@@ -122,6 +128,7 @@ void parse_backends(const Reader& b, Config& c) {
       c.direct.host = d.str("host");
       c.direct.port = static_cast<std::uint16_t>(d.integer("port", 0, 65535));
       c.direct.max_timeout = d.millis("max_timeout");
+      if (d.has("secret")) c.direct.secret = d.str("secret");
     }
   }
 }
@@ -134,7 +141,7 @@ void parse_model(const Reader& m, Config& c) {
   if (c.s3.enabled || m.has("S3")) {
     Reader s = m.child("S3");
     auto& p = c.model.s3;
-    p.bandwidth = s.num("bandwidth");
+    p.bandwidth = s.positive("bandwidth");
     p.overhead = s.num("overhead");
     p.transfer_price = s.num("transfer_price");
     p.download_price = s.num("download_price");
@@ -143,22 +150,22 @@ void parse_model(const Reader& m, Config& c) {
   if (c.redis.enabled || m.has("Redis")) {
     Reader r = m.child("Redis");
     auto& p = c.model.redis;
-    p.bandwidth_single = r.num("bandwidth_single");
-    p.bandwidth_multiple = r.num("bandwidth_multiple");
+    p.bandwidth_single = r.positive("bandwidth_single");
+    p.bandwidth_multiple = r.positive("bandwidth_multiple");
     p.overhead = r.num("overhead");
     p.transfer_price = r.num("transfer_price");
     p.instance_price = r.num("instance_price");
-    p.requests_per_hour = r.num("requests_per_hour");
+    p.requests_per_hour = r.positive("requests_per_hour");
     p.include_infrastructure_costs = r.boolean("include_infrastructure_costs");
   }
   if (c.direct.enabled || m.has("Direct")) {
     Reader d = m.child("Direct");
     auto& p = c.model.direct;
-    p.bandwidth = d.num("bandwidth");
+    p.bandwidth = d.positive("bandwidth");
     p.overhead = d.num("overhead");
     p.transfer_price = d.num("transfer_price");
     p.vm_price = d.num("vm_price");
-    p.requests_per_hour = d.num("requests_per_hour");
+    p.requests_per_hour = d.positive("requests_per_hour");
     p.include_infrastructure_costs = d.boolean("include_infrastructure_costs");
   }
 }

@@ -5,7 +5,8 @@
 // safe, a key never goes into a format string), payloads are sent straight from the
 // caller's buffer with sendmsg (no copy of a 256 MiB message into hiredis' output
 // buffer) and with MSG_NOSIGNAL, so a server that went away is an error, not a
-// SIGPIPE that kills the function.
+// SIGPIPE that kills the function. Large bulk replies can likewise be received
+// straight into the caller's buffer (Batch::add_into).
 //
 // Every exchange is bounded by a deadline: the socket's send and receive timeouts are
 // set to the time left, so a server that stops answering ends in TimeoutError. Any
@@ -49,6 +50,12 @@ class Batch {
   Batch& add(std::initializer_list<std::string_view> args, std::string_view role,
              Handler on_reply = {});
   Batch& add(std::vector<std::string_view> args, std::string_view role, Handler on_reply = {});
+  /// A command answered by a bulk string of exactly into.size() bytes, which is
+  /// received straight into `into` (large values skip hiredis' buffers and copies).
+  /// Any other reply (nil, another type) goes to `otherwise`; a bulk string of
+  /// another length is received, dropped and reported as a PeerError.
+  Batch& add_into(std::vector<std::string_view> args, std::string_view role, Bytes into,
+                  Handler otherwise);
   /// Stores a string for the lifetime of the batch and returns a view of it.
   std::string_view keep(std::string s);
 
@@ -61,6 +68,8 @@ class Batch {
     std::vector<std::string_view> args;
     std::string_view role;
     Handler on_reply;
+    Bytes into{};
+    bool direct = false;
   };
   std::vector<Cmd> cmds_;
   std::deque<std::string> kept_;  // deque: views stay valid as it grows
@@ -81,29 +90,38 @@ class Connection {
   /// ChannelError naming host:port when that fails.
   void connect(Utils::Deadline deadline);
 
-  /// Sends the batch and handles every reply. `wait` is how long the server itself
-  /// may hold a reply back (the timeout given to a blocking command): the socket
-  /// waits that much longer than the deadline before it declares the server gone.
+  /// Sends the batch and handles every reply. The socket gives up `grace` after the
+  /// deadline: a blocking command (BLPOP) is answered by the server itself when its
+  /// timeout (the deadline) passes, so the socket must not give up first.
   /// Every reply is read even when one is an error, so the connection stays in step;
   /// the first error is then thrown (ChannelError naming the command and its role, or
   /// whatever a handler threw).
   void exchange(Batch& batch, Utils::Deadline deadline,
-                std::chrono::milliseconds wait = std::chrono::milliseconds(0));
+                std::chrono::milliseconds grace = std::chrono::milliseconds(0));
 
   /// Sends the batch now and checks its replies at the start of the next exchange:
   /// clean-up commands that no caller waits for (the reader that consumed a message
   /// deletes it) cost a write, not a round trip. Handlers are not supported here.
   void send_unacknowledged(Batch& batch, Utils::Deadline deadline);
 
-  /// Reads the replies still owed to send_unacknowledged (finalize).
+  /// Queues commands (arguments are copied) to go out with the next exchange's
+  /// write, whose replies are checked first: clean-up that may wait until this
+  /// connection is used again costs neither a round trip nor a system call. drain()
+  /// sends what is queued.
+  void defer(const Batch& batch);
+
+  /// Sends deferred commands and reads the replies still owed to
+  /// send_unacknowledged and defer (finalize).
   void drain(Utils::Deadline deadline);
 
   /// Closes the connection (idempotent).
   void close() noexcept;
 
  private:
-  void set_socket_timeout(Utils::Deadline deadline, std::chrono::milliseconds wait);
-  void write_batch(const Batch& batch, Utils::Deadline deadline);
+  void set_socket_timeout(Utils::Deadline deadline, std::chrono::milliseconds grace);
+  // Writes the deferred commands (moving them to pending_) and then `batch`, with
+  // as few sendmsg calls as possible.
+  void write_batch(const Batch* batch, Utils::Deadline deadline);
   struct ReplyDeleter {
     void operator()(redisReply* r) const noexcept;
   };
@@ -112,14 +130,18 @@ class Connection {
   [[noreturn]] void fail_io(std::string_view command, std::string_view role, const char* what,
                             Utils::Deadline deadline);
   void read_pending(Utils::Deadline deadline, std::exception_ptr& first_error);
+  bool read_bulk_into(const Batch::Cmd& cmd, Utils::Deadline deadline,
+                      std::chrono::milliseconds grace, std::exception_ptr& first_error);
 
   Endpoint ep_;
   std::string address_;
   redisContext* ctx_ = nullptr;
   std::chrono::microseconds socket_timeout_{-1};
+  Utils::Clock::time_point exchange_start_{};  // for the duration in timeout messages
   // Commands sent by send_unacknowledged whose replies are still on the wire:
   // "DEL on data of bcast#3 from peer 0" for each, in order.
   std::deque<std::string> pending_;
+  Batch deferred_;       // commands queued by defer(), arguments owned by the batch
   std::string scratch_;  // encoding buffer, reused
 };
 

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# FMI-Direct against the references a user would pick instead, in ONE run on this
+# machine: bare blocking TCP over loopback (the physical limit) and OpenMPI over TCP
+# (Debian's openmpi, --mca btl tcp,self). Same sizes, same peer counts, same timing
+# method (see tools/fmi-bench/bench_common.h). Prints every row, the ratios FMI/TCP
+# and FMI/MPI, the targets of issue 8, and writes charts (bench/plot.py).
+#
+#   bench/compare.sh                         # build/, results in build/bench-results/compare-<date>/
+#   BUILD_DIR=build-bench OUT=/tmp/cmp bench/compare.sh
+#
+# Environment: BUILD_DIR (default build), OUT (results folder), SIZES (default
+# 8,1K,64K,1M,64M), PEERS (collectives, default 2,4,8), OPS (collectives, default
+# bcast,barrier,allreduce), BUDGET (seconds of timed iterations per point, default 1),
+# NO_INSTALL=1 (never apt-get), NO_PLOTS=1. STORES=Redis,S3 also measures the storage
+# channels (local redis-server and moto, started and stopped here; the build needs
+# them) on STORE_SIZES (default 8,1K,64K,1M) with STORE_BUDGET (default 0.5).
+#
+# The MPI and FMI runs of each peer count follow each other, so both see the same
+# load; on a shared machine run it when nothing else is compiling and compare ratios
+# from the same run only.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+src=$(cd "$here/.." && pwd)
+build=${BUILD_DIR:-build}
+[[ "$build" = /* ]] || build="$src/$build"
+out=${OUT:-$build/bench-results/compare-$(date -u +%Y%m%d-%H%M%S)}
+sizes=${SIZES:-8,1K,64K,1M,64M}
+peers=${PEERS:-2,4,8}
+ops=${OPS:-bcast,barrier,allreduce}
+budget=${BUDGET:-1}
+stores=${STORES:-}
+store_sizes=${STORE_SIZES:-8,1K,64K,1M}
+store_budget=${STORE_BUDGET:-0.5}
+
+log() { echo "[compare] $*" >&2; }
+
+# ---- what it needs -----------------------------------------------------------
+need=()
+command -v mpirun >/dev/null || need+=(openmpi-bin)
+dpkg -s libopenmpi-dev >/dev/null 2>&1 || need+=(libopenmpi-dev)
+if [[ -z "${NO_PLOTS:-}" ]] && ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
+  need+=(python3-matplotlib)
+fi
+if ((${#need[@]})); then
+  if [[ -n "${NO_INSTALL:-}" ]]; then
+    log "missing Debian packages: ${need[*]} (NO_INSTALL is set)"; exit 1
+  fi
+  log "installing ${need[*]}"
+  sudo=; [[ $(id -u) -eq 0 ]] || sudo=sudo
+  $sudo apt-get install -y "${need[@]}" >&2 || { $sudo apt-get update >&2 && $sudo apt-get install -y "${need[@]}" >&2; }
+fi
+
+if [[ ! -f "$build/build.ninja" && ! -f "$build/Makefile" ]]; then
+  log "configuring $build"
+  gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
+  cmake -S "$src" -B "$build" "${gen[@]}" >&2
+fi
+log "building in $build"
+cmake --build "$build" -j2 --target tcp_pingpong mpi_bench fmi-bench fmirun fmi-rendezvous >&2
+
+tcp="$build/bench/baseline/tcp_pingpong"
+mpi="$build/bench/baseline/mpi_bench"
+fmib="$build/tools/fmi-bench/fmi-bench"
+for b in "$tcp" "$mpi" "$fmib"; do [[ -x "$b" ]] || { log "missing $b"; exit 1; }; done
+mpirun=(mpirun --allow-run-as-root --oversubscribe --mca btl tcp,self --bind-to none)
+
+mkdir -p "$out"
+all="$out/all.csv"
+echo "tool,op,channel,peers,bytes,iters,median_us,p90_us,min_us,bw_MiBps,pred_us,pred_usd" >"$all"
+{ echo "date: $(date -u +%FT%TZ)"; echo "host: $(uname -srm), $(nproc) cores"; uptime;
+  echo "sizes=$sizes peers=$peers ops=$ops budget=$budget"; } >"$out/environment.txt"
+log "load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---- point to point: 2 peers ------------------------------------------------------
+log "bare TCP ping-pong and stream"
+"$tcp" --sizes "$sizes" --budget "$budget" --csv | tail -n +2 >>"$all"
+log "OpenMPI ping-pong and bandwidth"
+"${mpirun[@]}" -n 2 "$mpi" --ops pingpong,bandwidth --sizes "$sizes" --budget "$budget" \
+  --csv --no-header >>"$all"
+log "FMI Direct ping-pong and bandwidth"
+"$fmib" --channel Direct --ops pingpong,bandwidth --peers 2 --sizes "$sizes" --budget "$budget" \
+  --csv | tail -n +2 >>"$all"
+
+# ---- collectives: per peer count, MPI then FMI ---------------------------------------
+IFS=, read -ra plist <<<"$peers"
+for p in "${plist[@]}"; do
+  log "OpenMPI $ops on $p peers"
+  "${mpirun[@]}" -n "$p" "$mpi" --ops "$ops" --sizes "$sizes" --budget "$budget" \
+    --csv --no-header >>"$all"
+  log "FMI Direct $ops on $p peers"
+  "$fmib" --channel Direct --ops "$ops" --peers "$p" --sizes "$sizes" --budget "$budget" \
+    --csv | tail -n +2 >>"$all"
+done
+
+# ---- storage channels (optional) ---------------------------------------------------
+if [[ -n "$stores" ]]; then
+  SERVER_LOGS=$out
+  source "$here/servers.sh"  # start_redis, start_moto, write_config; stops them on exit
+  IFS=, read -ra slist <<<"$stores"
+  for ch in "${slist[@]}"; do
+    case $ch in
+      Redis) start_redis;;
+      S3) start_moto;;
+      *) log "STORES: unknown channel $ch (Redis, S3)"; exit 2;;
+    esac
+    write_config "$ch" "$out/config-$ch.json"
+    log "FMI $ch ping-pong and bandwidth"
+    "$fmib" --channel "$ch" --config "$out/config-$ch.json" --ops pingpong,bandwidth --peers 2 \
+      --sizes "$store_sizes" --budget "$store_budget" --warmup 3 --csv | tail -n +2 >>"$all" ||
+      log "FMI $ch point-to-point failed"
+    log "FMI $ch $ops on $peers peers"
+    "$fmib" --channel "$ch" --config "$out/config-$ch.json" --ops "$ops" --peers "$peers" \
+      --sizes "$store_sizes" --budget "$store_budget" --warmup 3 --csv | tail -n +2 >>"$all" ||
+      log "FMI $ch collectives failed"
+  done
+fi
+log "load after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---- ratios and targets ------------------------------------------------------------
+python3 - "$all" <<'EOF' | tee "$out/summary.txt"
+import csv, sys
+rows = [r for r in csv.DictReader(open(sys.argv[1]))]
+def get(tool, op, peers, size, channel=None):
+    for r in rows:
+        if (r["tool"] == tool and r["op"] == op and int(r["peers"]) == peers
+                and int(r["bytes"]) == size and (channel is None or r["channel"] == channel)):
+            return r
+    return None
+def med(r): return float(r["median_us"]) if r else None
+def fmt(v, unit="us"):
+    if v is None: return "n/a"
+    return f"{v/1000:.2f} ms" if unit == "us" and v >= 10000 else f"{v:.2f} {unit}"
+
+print("\nAll points: median time, FMI Direct / OpenMPI-TCP and FMI Direct / bare TCP")
+print(f"{'op':<10} {'peers':>5} {'bytes':>10} {'tcp':>12} {'mpi':>12} {'fmi':>12} {'fmi/mpi':>8} {'fmi/tcp':>8}")
+keys = sorted({(r["op"], int(r["peers"]), int(r["bytes"])) for r in rows
+               if r["tool"] == "fmi" and r["channel"] == "Direct"})
+for op, p, b in keys:
+    f = med(get("fmi", op, p, b, "Direct")); m = med(get("mpi", op, p, b)); t = med(get("tcp", op, p, b))
+    rm = f"{f/m:.2f}" if f and m else "-"; rt = f"{f/t:.2f}" if f and t else "-"
+    print(f"{op:<10} {p:>5} {b:>10} {fmt(t):>12} {fmt(m):>12} {fmt(f):>12} {rm:>8} {rt:>8}")
+
+print("\nTargets of issue 8 (same run)")
+def target(name, f, ref, refname, limit):
+    if f is None or ref is None:
+        print(f"  {name}: not measured"); return
+    ratio = f / ref
+    ok = "MET" if ratio <= limit else "NOT MET"
+    print(f"  {name}: FMI {fmt(f)}, {refname} {fmt(ref)}, ratio {ratio:.2f} (target <= {limit}) {ok}")
+target("8 B ping-pong one-way latency vs bare TCP", med(get("fmi", "pingpong", 2, 8, "Direct")),
+       med(get("tcp", "pingpong", 2, 8)), "TCP", 1.0)
+target("8 B ping-pong one-way latency vs OpenMPI", med(get("fmi", "pingpong", 2, 8, "Direct")),
+       med(get("mpi", "pingpong", 2, 8)), "MPI", float("inf"))
+big = 64 << 20
+fb = get("fmi", "bandwidth", 2, big, "Direct"); tb = get("tcp", "bandwidth", 2, big)
+if fb and tb:
+    r = float(fb["bw_MiBps"]) / float(tb["bw_MiBps"])
+    print(f"  64 MiB bandwidth: FMI {float(fb['bw_MiBps']):.0f} MiB/s, TCP {float(tb['bw_MiBps']):.0f} MiB/s,"
+          f" ratio {r:.2f} (issue 3 target >= 0.8) {'MET' if r >= 0.8 else 'NOT MET'}")
+target("allreduce 64 MiB float32, 4 peers, vs OpenMPI", med(get("fmi", "allreduce", 4, big, "Direct")),
+       med(get("mpi", "allreduce", 4, big)), "MPI", 0.8)
+for op in ("bcast", "barrier"):
+    sizes = sorted({int(r["bytes"]) for r in rows if r["op"] == op and int(r["peers"]) == 8})
+    for b in sizes:
+        target(f"{op} {b} B, 8 peers, vs OpenMPI", med(get("fmi", op, 8, b, "Direct")),
+               med(get("mpi", op, 8, b)), "MPI", 1.5)
+stores = sorted({r["channel"] for r in rows if r["tool"] == "fmi" and r["channel"] != "Direct"})
+if stores:
+    print("\nStorage channels: median time and slowdown against FMI Direct")
+    for r in rows:
+        if r["tool"] != "fmi" or r["channel"] not in stores:
+            continue
+        d = med(get("fmi", r["op"], int(r["peers"]), int(r["bytes"]), "Direct"))
+        m = float(r["median_us"])
+        print(f"  {r['channel']:<6} {r['op']:<10} {r['peers']:>2} peers {int(r['bytes']):>9} B: {fmt(m):>12}"
+              + (f"  ({m/d:.0f}x Direct)" if d else ""))
+EOF
+
+if [[ -z "${NO_PLOTS:-}" ]]; then
+  /usr/bin/python3 "$here/plot.py" "$all" --out "$out/img" >&2 || log "plotting failed"
+fi
+log "results: $out (all.csv, summary.txt, img/)"

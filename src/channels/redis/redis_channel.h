@@ -1,0 +1,85 @@
+// The Redis channel: an object store on a Redis server, without polling.
+//
+// One logical object K = ObjectKey::str(comm) ("<comm>/<op>/<seq>/<from>-<to>") is
+// held under at most three keys, all with a TTL (see docs/redis.md):
+//   fmi:K#n          notification list: one element per reader; readers BLPOP it
+//   fmi:K#d          data hash (large or many-reader objects): field "r" counts the
+//                    reads still to come, fields "0", "1", ... hold 32 MiB chunks
+//   fmi:<comm>#idx   sorted set of the communicator's live objects (list by prefix)
+// A small object goes into the list elements themselves, so a one-reader message is
+// one RPUSH and one BLPOP, as fast as Redis hands data over. The last reader deletes
+// what the object used; finalize() deletes what this peer created that is left.
+//
+// Not thread-safe: one channel is used by one thread at a time (like the
+// Communicator that owns it). Peers that run in parallel need a channel each.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "channels/redis/connection.h"
+#include "fmi/channel.h"
+#include "fmi/config.h"
+
+namespace FMI::Comm::redis {
+
+class RedisChannel final : public ObjectStoreChannel {
+ public:
+  /// ConfigError when the Redis section is unusable (empty host, bad model).
+  explicit RedisChannel(const Config& config);
+  ~RedisChannel() override;
+
+  /// Connects (ChannelError naming host:port when that fails), authenticates,
+  /// selects the database.
+  void init(const ChannelContext& ctx) override;
+  /// Waits (up to max_timeout) for the peers to read what this peer put, then
+  /// deletes whatever of it is left, and disconnects. Idempotent, never throws.
+  void finalize() noexcept override;
+  std::chrono::milliseconds max_timeout() const override { return max_timeout_; }
+  std::shared_ptr<const ChannelModel> model() const override { return model_; }
+
+  void put(const ObjectKey& key, ConstBytes data, unsigned readers,
+           Utils::Deadline deadline) override;
+  void get(const ObjectKey& key, Bytes out, Utils::Deadline deadline) override;
+  void erase(const ObjectKey& key, Utils::Deadline deadline) override;
+  /// Objects of this channel's communicator (put and not yet read by all their
+  /// readers, erased or expired) whose key starts with `prefix`, in byte order.
+  std::vector<std::string> list(const std::string& prefix, Utils::Deadline deadline) override;
+
+  /// Messages up to this size (times the number of readers) travel inside the
+  /// notification list; larger ones go to the data hash.
+  static constexpr std::size_t kInlineBytes = 1024 * 1024;
+  /// Chunk size of the data hash: far below Redis' 512 MB limit per value, large
+  /// enough that per-command overhead vanishes.
+  static constexpr std::size_t kChunkBytes = 32 * 1024 * 1024;
+
+ private:
+  struct Names;
+  Names names(const ObjectKey& key) const;
+  void require_init(const char* op) const;
+  // Which of `keys` still exist (notification list or data hash); one round trip.
+  std::vector<std::string> still_there(const std::vector<std::string>& keys,
+                                       Utils::Deadline deadline);
+  void prune(Utils::Deadline deadline);
+  // Clean-up a reader sends after it has its data, without waiting for the reply.
+  void tidy_up(Batch& batch, Utils::Deadline deadline);
+
+  std::chrono::milliseconds max_timeout_;
+  std::chrono::milliseconds first_wait_;  // first interval of finalize's wait
+  std::string ttl_ms_;                    // PEXPIRE argument of every key
+  std::shared_ptr<const ChannelModel> model_;
+  Connection conn_;
+  ChannelContext ctx_;
+  std::string index_key_, index_role_;
+  bool initialised_ = false;
+  bool finalised_ = false;
+  // Logical keys this peer put, and whether anyone will read them (readers > 0):
+  // what finalize waits for and then deletes. Pruned of consumed objects as it grows.
+  std::unordered_map<std::string, bool> created_;
+  std::size_t prune_at_ = 1024;
+};
+
+}  // namespace FMI::Comm::redis

@@ -1,0 +1,528 @@
+// Conformance of the Redis channel against a real redis-server started by the test
+// (redis_server.h): put/get of every size class, several readers, blocking get,
+// size mismatch, deadlines, list/erase, TTLs, clean-up (DBSIZE 0 after every test),
+// AUTH, database selection, a server that dies mid-operation, unreachable servers,
+// and the cost model.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <set>
+#include <thread>
+
+#include "fmi/model.h"
+#include "channels/factories.h"
+#include "fmi/fmi.h"
+#include "redis_server.h"
+
+namespace fmitest {
+namespace {
+
+using namespace std::chrono_literals;
+using FMI::Comm::ChannelContext;
+using FMI::Comm::ObjectKey;
+using FMI::Comm::ObjectStoreChannel;
+using FMI::Comm::Tag;
+using FMI::Utils::Clock;
+using FMI::Utils::Operation;
+using Bytes = std::vector<std::byte>;
+
+constexpr std::size_t MiB = 1024 * 1024;
+
+FMI::Config config_for(std::uint16_t port, std::chrono::milliseconds max_timeout = 10s) {
+  FMI::Config cfg;
+  cfg.redis.enabled = true;
+  cfg.redis.host = "127.0.0.1";
+  cfg.redis.port = port;
+  cfg.redis.max_timeout = max_timeout;
+  return cfg;
+}
+
+std::shared_ptr<ObjectStoreChannel> open(const FMI::Config& cfg, unsigned peer = 0,
+                                         unsigned peers = 2,
+                                         const std::string& comm = "redis-test") {
+  auto ch = std::dynamic_pointer_cast<ObjectStoreChannel>(FMI::Comm::make_redis_channel(cfg));
+  if (!ch) throw std::runtime_error("make_redis_channel did not return an object store");
+  ch->init(ChannelContext{peer, peers, comm, 128});
+  return ch;
+}
+
+// Every byte depends on the seed and its index, so a misplaced chunk shows.
+Bytes pattern(std::size_t n, unsigned seed) {
+  Bytes b(n);
+  std::uint32_t x = 2166136261u ^ seed;
+  for (std::size_t i = 0; i < n; ++i) {
+    x = x * 16777619u + static_cast<std::uint32_t>(i >> 12);
+    b[i] = static_cast<std::byte>((x >> 13) ^ i);
+  }
+  return b;
+}
+
+ObjectKey key(Operation op, std::uint32_t seq, unsigned from, unsigned to = ObjectKey::all) {
+  return ObjectKey{Tag{op, seq}, from, to};
+}
+
+FMI::Utils::Deadline in(std::chrono::milliseconds d) { return Clock::now() + d; }
+
+// Every key on the server has a TTL (PTTL > 0: -1 would be "no TTL").
+void expect_ttl_on_every_key(RawClient& raw) {
+  const auto keys = raw.keys();
+  EXPECT_FALSE(keys.empty());
+  for (const auto& k : keys) {
+    const long long ms = raw.integer({"PTTL", k});
+    EXPECT_GT(ms, 0) << "key " << k << " has no TTL";
+  }
+}
+
+class RedisChannelTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    // Nothing left behind by any test (its channels are finalised by then).
+    if (server_) {
+      EXPECT_EQ(server_->client()->dbsize(), 0) << "keys left behind";
+    }
+  }
+  std::unique_ptr<RedisServer> server_ = std::make_unique<RedisServer>();
+};
+
+TEST_F(RedisChannelTest, PutGetEverySizeClass) {
+  auto cfg = config_for(server_->port());
+  auto a = open(cfg, 0), b = open(cfg, 1);
+  auto raw = server_->client();
+  // Around the inline limit (1 MiB incl. a 5-byte header) and the chunk size.
+  const std::vector<std::size_t> sizes = {0,     1,       3,       8,       1001,
+                                          65537, MiB - 5, MiB - 4, MiB + 1, 3 * MiB + 7};
+  std::uint32_t seq = 0;
+  for (std::size_t n : sizes) {
+    SCOPED_TRACE("size " + std::to_string(n));
+    const auto k = key(Operation::send, seq++, 0, 1);
+    const Bytes data = pattern(n, static_cast<unsigned>(n));
+    a->put(k, data, 1, in(10s));
+    expect_ttl_on_every_key(*raw);
+    Bytes out(n, std::byte{0xEE});
+    b->get(k, out, in(10s));
+    EXPECT_TRUE(out == data);
+  }
+  EXPECT_EQ(raw->dbsize(), 0) << "the reader deletes what it read";
+  a->finalize();
+  b->finalize();
+}
+
+TEST_F(RedisChannelTest, LargeMessages64And256MiB) {
+  auto cfg = config_for(server_->port(), 60s);
+  auto a = open(cfg, 0), b = open(cfg, 1);
+  auto raw = server_->client();
+  std::uint32_t seq = 0;
+  for (std::size_t n : {64 * MiB, 256 * MiB}) {
+    SCOPED_TRACE("size " + std::to_string(n));
+    const auto k = key(Operation::bcast, seq++, 0);
+    Bytes data = pattern(n, 7);
+    a->put(k, data, 1, in(60s));
+    expect_ttl_on_every_key(*raw);
+    Bytes out(n);
+    b->get(k, out, in(60s));
+    EXPECT_TRUE(out == data);
+    EXPECT_EQ(raw->dbsize(), 0);
+  }
+}
+
+TEST_F(RedisChannelTest, SeveralReadersEachWithTheirOwnChannel) {
+  auto cfg = config_for(server_->port());
+  constexpr unsigned kReaders = 4;
+  auto writer = open(cfg, 0, kReaders + 1);
+  auto raw = server_->client();
+  std::uint32_t seq = 0;
+  // Inline (one copy per reader), stored (one hash, read counter), and empty.
+  for (std::size_t n : {std::size_t(0), std::size_t(100), std::size_t(300 * 1024), 2 * MiB + 3}) {
+    SCOPED_TRACE("size " + std::to_string(n));
+    const auto k = key(Operation::bcast, seq++, 0);
+    const Bytes data = pattern(n, 99);
+    writer->put(k, data, kReaders, in(10s));
+    expect_ttl_on_every_key(*raw);
+    std::vector<std::thread> threads;
+    std::vector<Bytes> got(kReaders);
+    std::atomic<int> failures{0};
+    for (unsigned r = 0; r < kReaders; ++r) {
+      threads.emplace_back([&, r] {
+        try {
+          auto ch = open(cfg, r + 1, kReaders + 1);
+          got[r].assign(n, std::byte{0xEE});
+          ch->get(k, got[r], in(10s));
+          ch->finalize();
+        } catch (const std::exception& e) {
+          ADD_FAILURE() << "reader " << r << ": " << e.what();
+          ++failures;
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    ASSERT_EQ(failures, 0);
+    for (unsigned r = 0; r < kReaders; ++r) EXPECT_TRUE(got[r] == data) << "reader " << r;
+    EXPECT_EQ(raw->dbsize(), 0) << "the last reader deletes";
+  }
+}
+
+TEST_F(RedisChannelTest, TtlOnEveryKeyWhileReadersRemain) {
+  auto cfg = config_for(server_->port());
+  auto writer = open(cfg, 0, 3), r1 = open(cfg, 1, 3), r2 = open(cfg, 2, 3);
+  auto raw = server_->client();
+  const auto k = key(Operation::allgather, 4, 0);
+  const Bytes data = pattern(3 * MiB, 1);  // stored: list + hash + index
+  writer->put(k, data, 2, in(10s));
+  EXPECT_EQ(raw->dbsize(), 3);
+  expect_ttl_on_every_key(*raw);
+  Bytes out(data.size());
+  r1->get(k, out, in(10s));
+  EXPECT_TRUE(out == data);
+  expect_ttl_on_every_key(*raw);  // one token left, counter at 1
+  r2->get(k, out, in(10s));
+  EXPECT_TRUE(out == data);
+}
+
+TEST_F(RedisChannelTest, GetBlocksUntilALaterPut) {
+  auto cfg = config_for(server_->port());
+  auto a = open(cfg, 0), b = open(cfg, 1);
+  for (std::size_t n : {std::size_t(8), 5 * MiB}) {
+    const auto k = key(Operation::send, static_cast<std::uint32_t>(n), 0, 1);
+    const Bytes data = pattern(n, 3);
+    std::atomic<bool> put_done{false};
+    Bytes out(n);
+    bool was_put_before_return = false;
+    std::thread reader([&] {
+      b->get(k, out, in(10s));
+      was_put_before_return = put_done.load();
+    });
+    std::this_thread::sleep_for(200ms);  // let the reader block first
+    put_done = true;  // set before: the put may wake the reader before it returns
+    a->put(k, data, 1, in(10s));
+    reader.join();
+    EXPECT_TRUE(was_put_before_return);
+    EXPECT_TRUE(out == data);
+  }
+}
+
+TEST_F(RedisChannelTest, SizeMismatchIsPeerErrorNamingBothSizes) {
+  auto cfg = config_for(server_->port(), 1s);
+  auto a = open(cfg, 0), b = open(cfg, 1);
+  std::uint32_t seq = 0;
+  for (auto [sent, expected] :
+       {std::pair<std::size_t, std::size_t>{10, 12}, {2 * MiB, 2 * MiB - 1}}) {
+    const auto k = key(Operation::gather, seq++, 0, 1);
+    a->put(k, pattern(sent, 1), 1, in(5s));
+    Bytes out(expected);
+    try {
+      b->get(k, out, in(5s));
+      ADD_FAILURE() << "no PeerError";
+    } catch (const FMI::PeerError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(std::to_string(sent)), std::string::npos) << what;
+      EXPECT_NE(what.find(std::to_string(expected)), std::string::npos) << what;
+      EXPECT_NE(what.find("gather#"), std::string::npos) << what;
+    }
+  }
+  // The writer's finalize removes what the failed reader left (after max_timeout).
+  a->finalize();
+  b->finalize();
+}
+
+TEST_F(RedisChannelTest, DataGoneIsChannelErrorAndLeavesNoKeyWithoutTtl) {
+  auto cfg = config_for(server_->port(), 500ms);
+  auto a = open(cfg, 0, 3), b = open(cfg, 1, 3);
+  auto raw = server_->client();
+  const auto k = key(Operation::bcast, 5, 0);
+  a->put(k, pattern(2 * MiB, 1), 2, in(5s));
+  const std::string data_key = "fmi:redis-test/bcast/5/0-all#d";
+  ASSERT_EQ(raw->integer({"DEL", data_key}), 1);  // as if it had expired
+  Bytes out(2 * MiB);
+  try {
+    b->get(k, out, in(5s));
+    ADD_FAILURE() << "no ChannelError";
+  } catch (const FMI::ChannelError& e) {
+    EXPECT_NE(std::string(e.what()).find("is gone"), std::string::npos) << e.what();
+  }
+  b->finalize();  // sends what get left to send
+  EXPECT_NE(raw->integer({"PTTL", data_key}), -1) << "a key without TTL";
+}
+
+TEST_F(RedisChannelTest, DeadlineIsTimeoutError) {
+  auto cfg = config_for(server_->port());
+  auto b = open(cfg, 1);
+  Bytes out(8);
+  try {
+    b->get(key(Operation::reduce, 9, 0, 1), out, in(300ms));
+    ADD_FAILURE() << "no TimeoutError";
+  } catch (const FMI::TimeoutError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("reduce#9 from peer 0 to peer 1"), std::string::npos) << what;
+    EXPECT_NE(what.find("127.0.0.1:" + std::to_string(server_->port())), std::string::npos);
+  }
+  // A deadline that has already passed still fails the same way.
+  EXPECT_THROW(b->get(key(Operation::reduce, 10, 0, 1), out, Clock::now() - 1s), FMI::TimeoutError);
+  // ... and data that is there is still delivered.
+  auto a = open(cfg, 0);
+  a->put(key(Operation::reduce, 11, 0, 1), pattern(8, 0), 1, in(1s));
+  b->get(key(Operation::reduce, 11, 0, 1), out, Clock::now() - 1s);
+  EXPECT_TRUE(out == pattern(8, 0));
+}
+
+TEST_F(RedisChannelTest, ListByPrefixAndErase) {
+  auto cfg = config_for(server_->port());
+  auto a = open(cfg, 0, 3, "lister"), b = open(cfg, 1, 3, "lister");
+  auto other = open(cfg, 0, 3, "another");
+  const Bytes small = pattern(16, 1), big = pattern(2 * MiB, 2);
+  a->put(key(Operation::bcast, 1, 0), small, 2, in(5s));
+  a->put(key(Operation::bcast, 2, 0), big, 1, in(5s));
+  a->put(key(Operation::gather, 1, 0, 2), small, 1, in(5s));
+  b->put(key(Operation::gather, 1, 1, 2), small, 1, in(5s));
+  other->put(key(Operation::bcast, 1, 0), small, 1, in(5s));
+
+  using Set = std::set<std::string>;
+  auto listed = [&](const std::string& prefix) {
+    auto v = b->list(prefix, in(5s));
+    return Set(v.begin(), v.end());
+  };
+  EXPECT_EQ(listed("lister/bcast/"), (Set{"lister/bcast/1/0-all", "lister/bcast/2/0-all"}));
+  EXPECT_EQ(listed("lister/gather/1/"), (Set{"lister/gather/1/0-2", "lister/gather/1/1-2"}));
+  EXPECT_EQ(listed("lister/").size(), 4u);
+  EXPECT_EQ(listed("").size(), 4u);  // this communicator's objects only
+  EXPECT_TRUE(listed("lister/scan/").empty());
+
+  // Erase removes an object's keys and its index entry at once.
+  a->erase(key(Operation::bcast, 2, 0), in(5s));
+  EXPECT_EQ(listed("lister/bcast/"), (Set{"lister/bcast/1/0-all"}));
+  Bytes out(big.size());
+  EXPECT_THROW(b->get(key(Operation::bcast, 2, 0), out, in(200ms)), FMI::TimeoutError);
+  // Erasing what is not there is fine.
+  a->erase(key(Operation::bcast, 77, 0), in(5s));
+
+  // A consumed object disappears from the list (two readers: after the second).
+  Bytes s(small.size());
+  b->get(key(Operation::bcast, 1, 0), s, in(5s));
+  EXPECT_EQ(listed("lister/bcast/"), (Set{"lister/bcast/1/0-all"}));
+  b->get(key(Operation::bcast, 1, 0), s, in(5s));
+  EXPECT_TRUE(listed("lister/bcast/").empty());
+
+  b->get(key(Operation::gather, 1, 0, 2), s, in(5s));
+  b->get(key(Operation::gather, 1, 1, 2), s, in(5s));
+  // Another peer's view: b's index clean-up waits for b's next request, but what
+  // was read is not listed any more.
+  EXPECT_TRUE(a->list("lister/gather/", in(5s)).empty());
+  Bytes o(small.size());
+  auto other_reader = open(cfg, 1, 3, "another");
+  other_reader->get(key(Operation::bcast, 1, 0), o, in(5s));
+  EXPECT_TRUE(o == small);
+  EXPECT_TRUE(listed("").empty());
+}
+
+TEST_F(RedisChannelTest, FinalizeDeletesUnreadObjectsAndIsIdempotent) {
+  auto cfg = config_for(server_->port(), 300ms);
+  auto raw = server_->client();
+  {
+    auto a = open(cfg, 0);
+    a->put(key(Operation::send, 0, 0, 1), pattern(10, 0), 1, in(1s));
+    a->put(key(Operation::send, 1, 0, 1), pattern(3 * MiB, 0), 1, in(1s));
+    a->put(key(Operation::bcast, 0, 0), pattern(10, 0), 3, in(1s));
+    EXPECT_GT(raw->dbsize(), 0);
+    a->finalize();  // waits up to max_timeout for readers that never come
+    EXPECT_EQ(raw->dbsize(), 0);
+    a->finalize();
+    EXPECT_THROW(a->put(key(Operation::send, 2, 0, 1), pattern(1, 0), 1, in(1s)), FMI::UsageError);
+  }  // the destructor finalises again: nothing happens
+  {
+    auto a = open(cfg, 0);
+    a->put(key(Operation::send, 0, 0, 1), pattern(10, 0), 1, in(1s));
+  }  // destructor without finalize
+  EXPECT_EQ(raw->dbsize(), 0);
+}
+
+TEST_F(RedisChannelTest, FinalizeLeavesTimeToReadersThatComeLate) {
+  auto cfg = config_for(server_->port(), 10s);
+  const Bytes data = pattern(100, 5);
+  auto a = open(cfg, 0);
+  a->put(key(Operation::bcast, 0, 0), data, 1, in(1s));
+  std::thread late([&] {
+    std::this_thread::sleep_for(300ms);
+    auto b = open(cfg, 1);
+    Bytes out(data.size());
+    b->get(key(Operation::bcast, 0, 0), out, in(5s));
+    EXPECT_TRUE(out == data);
+  });
+  a->finalize();  // returns once the reader has read
+  late.join();
+}
+
+TEST_F(RedisChannelTest, BinarySafeCommunicatorNames) {
+  auto cfg = config_for(server_->port());
+  const std::string name("odd %s %b\r\n* $3 name\0with nul", 30);
+  auto a = open(cfg, 0, 2, name), b = open(cfg, 1, 2, name);
+  const Bytes data = pattern(33, 1);
+  a->put(key(Operation::send, 0, 0, 1), data, 1, in(5s));
+  auto listed = b->list(name + "/send/", in(5s));
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0], name + "/send/0/0-1");
+  Bytes out(data.size());
+  b->get(key(Operation::send, 0, 0, 1), out, in(5s));
+  EXPECT_TRUE(out == data);
+}
+
+TEST_F(RedisChannelTest, HostNamesResolveAndDatabaseIsSelected) {
+  auto cfg = config_for(server_->port());
+  cfg.redis.host = "localhost";
+  cfg.redis.db = 3;
+  auto a = open(cfg, 0), b = open(cfg, 1);
+  a->put(key(Operation::send, 0, 0, 1), pattern(10, 0), 1, in(5s));
+  EXPECT_EQ(server_->client(3)->dbsize(), 2);  // notification list + index
+  EXPECT_EQ(server_->client(0)->dbsize(), 0);
+  Bytes out(10);
+  b->get(key(Operation::send, 0, 0, 1), out, in(5s));
+  a->finalize();
+  b->finalize();
+  EXPECT_EQ(server_->client(3)->dbsize(), 0);
+}
+
+TEST(RedisChannelErrors, UnreachableServerIsChannelErrorNamingHostAndPort) {
+  const std::uint16_t port = free_port();  // nothing listens there
+  auto cfg = config_for(port, 2s);
+  try {
+    open(cfg);
+    ADD_FAILURE() << "no ChannelError";
+  } catch (const FMI::ChannelError& e) {
+    EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(port)), std::string::npos)
+        << e.what();
+  }
+  cfg.redis.host = "no-such-host.invalid";
+  try {
+    open(cfg);
+    ADD_FAILURE() << "no ChannelError";
+  } catch (const FMI::ChannelError& e) {
+    EXPECT_NE(std::string(e.what()).find("no-such-host.invalid:" + std::to_string(port)),
+              std::string::npos)
+        << e.what();
+  }
+  cfg.redis.host = "";
+  EXPECT_THROW(FMI::Comm::make_redis_channel(cfg), FMI::ConfigError);
+}
+
+TEST(RedisChannelAuth, PasswordAndUsername) {
+  RedisServer server(RedisServer::Options{"s3cret pass"});
+  auto cfg = config_for(server.port());
+
+  // No password: the server refuses, and the error says where and why.
+  try {
+    open(cfg);
+    ADD_FAILURE() << "no ChannelError";
+  } catch (const FMI::ChannelError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("127.0.0.1:" + std::to_string(server.port())), std::string::npos);
+    EXPECT_NE(what.find("NOAUTH"), std::string::npos) << what;
+  }
+  cfg.redis.password = "wrong";
+  try {
+    open(cfg);
+    ADD_FAILURE() << "no ChannelError";
+  } catch (const FMI::ChannelError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("AUTH"), std::string::npos) << what;
+    EXPECT_EQ(what.find("wrong"), std::string::npos) << "the password leaks: " << what;
+  }
+
+  cfg.redis.password = "s3cret pass";
+  {
+    auto a = open(cfg, 0), b = open(cfg, 1);
+    a->put(key(Operation::send, 0, 0, 1), pattern(10, 0), 1, in(5s));
+    Bytes out(10);
+    b->get(key(Operation::send, 0, 0, 1), out, in(5s));
+    EXPECT_TRUE(out == pattern(10, 0));
+  }
+
+  // A Redis 6 ACL user.
+  auto raw = server.client();
+  raw->command({"ACL", "SETUSER", "fmi-user", "on", ">user pass", "~*", "&*", "+@all"});
+  cfg.redis.username = "fmi-user";
+  cfg.redis.password = "user pass";
+  {
+    auto a = open(cfg, 0), b = open(cfg, 1);
+    a->put(key(Operation::send, 0, 0, 1), pattern(3 * MiB, 0), 1, in(5s));
+    Bytes out(3 * MiB);
+    b->get(key(Operation::send, 0, 0, 1), out, in(5s));
+    EXPECT_TRUE(out == pattern(3 * MiB, 0));
+  }
+  cfg.redis.password = "s3cret pass";  // the default user's password, not fmi-user's
+  EXPECT_THROW(open(cfg), FMI::ChannelError);
+  EXPECT_EQ(raw->dbsize(), 0);
+}
+
+TEST(RedisChannelFailure, ServerKilledWhileAGetIsBlocked) {
+  RedisServer server;
+  auto cfg = config_for(server.port(), 30s);
+  auto a = open(cfg, 0), b = open(cfg, 1);
+  std::string error;
+  std::thread reader([&] {
+    Bytes out(8);
+    try {
+      b->get(key(Operation::send, 0, 0, 1), out, in(30s));
+      error = "returned";
+    } catch (const FMI::ChannelError& e) {
+      error = std::string("ChannelError: ") + e.what();
+    } catch (const std::exception& e) {
+      error = std::string("other: ") + e.what();
+    }
+  });
+  std::this_thread::sleep_for(300ms);
+  server.kill();
+  reader.join();
+  EXPECT_EQ(error.rfind("ChannelError: ", 0), 0u) << error;
+  EXPECT_NE(error.find("BLPOP"), std::string::npos) << error;
+  EXPECT_NE(error.find("send#0 from peer 0 to peer 1"), std::string::npos) << error;
+
+  // Later operations fail the same way (reconnecting is refused), and finalize
+  // neither throws nor hangs.
+  try {
+    a->put(key(Operation::send, 1, 0, 1), pattern(8, 0), 1, in(5s));
+    ADD_FAILURE() << "no ChannelError";
+  } catch (const FMI::ChannelError& e) {
+    EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(server.port())),
+              std::string::npos)
+        << e.what();
+  }
+  a->finalize();
+  b->finalize();
+}
+
+TEST(RedisChannelFailure, ServerKilledDuringALargeTransfer) {
+  RedisServer server;
+  auto cfg = config_for(server.port(), 30s);
+  auto a = open(cfg, 0);
+  const Bytes data = pattern(256 * MiB, 1);
+  std::thread killer([&] {
+    std::this_thread::sleep_for(50ms);
+    server.kill();
+  });
+  // Either the put got through before the kill (then a later one fails) or it fails.
+  bool failed = false;
+  for (std::uint32_t i = 0; i < 3 && !failed; ++i) {
+    try {
+      a->put(key(Operation::send, i, 0, 1), data, 1, in(30s));
+    } catch (const FMI::ChannelError&) {
+      failed = true;
+    }
+  }
+  killer.join();
+  EXPECT_TRUE(failed);
+  a->finalize();
+}
+
+TEST(RedisModel, ChannelExposesThePolicysReferenceModel) {
+  // The formulas are tested in tests/policy; the channel must hand the policy the
+  // same model that fmi-model explains.
+  FMI::Config cfg;
+  cfg.redis.host = "127.0.0.1";
+  auto model = FMI::Comm::make_redis_channel(cfg)->model();
+  ASSERT_TRUE(model);
+  auto ref = FMI::Comm::make_builtin_model("Redis", cfg);
+  EXPECT_DOUBLE_EQ(model->latency(1, 7, 10 * MiB), ref->latency(1, 7, 10 * MiB));
+  EXPECT_DOUBLE_EQ(model->cost(1, 3, 1'000'000'000), ref->cost(1, 3, 1'000'000'000));
+}
+
+}  // namespace
+}  // namespace fmitest

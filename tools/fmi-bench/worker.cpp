@@ -1,0 +1,338 @@
+// Measurement, in the way of the OSU micro-benchmarks:
+//  - warm-up iterations first (connections, allocations, caches);
+//  - the number of timed iterations comes from the slowest peer's warm-up time,
+//    so it is the same on every peer and fills roughly `budget_s`;
+//  - collectives: an untimed barrier aligns the peers before each iteration, each
+//    peer times its own call, and the iteration's time is the slowest peer's
+//    (element-wise max over peers, reduced once at the end, outside the timing);
+//  - ping-pong: peer 0 times round trips with peer 1 and halves them;
+//  - bandwidth: peer 0 sends a window of messages, peer 1 answers with one byte.
+// Statistics are taken over the per-iteration times: median, p90, min.
+#include "worker.h"
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "fmi/data.h"
+#include "fmi/function.h"
+#ifdef FMI_BENCH_HAVE_MODEL
+#include "fmi/model.h"
+#endif
+
+namespace fmibench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using FMI::Utils::Operation;
+using Raw = FMI::Comm::Data<void*>;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+Operation operation_of(const std::string& op) {
+  if (op == "pingpong" || op == "bandwidth") return Operation::send;
+  if (op == "bcast") return Operation::bcast;
+  if (op == "barrier") return Operation::barrier;
+  if (op == "gather") return Operation::gather;
+  if (op == "scatter") return Operation::scatter;
+  if (op == "reduce") return Operation::reduce;
+  if (op == "allreduce") return Operation::allreduce;
+  if (op == "scan") return Operation::scan;
+  if (op == "allgather") return Operation::allgather;
+  if (op == "alltoall") return Operation::alltoall;
+  if (op == "reduce_scatter") return Operation::reduce_scatter;
+  FMI_THROW(FMI::UsageError, "fmi-bench: unknown operation '", op, "'");
+}
+
+class Runner {
+ public:
+  Runner(FMI::Communicator& comm, const WorkerOptions& opt, const WorkerEvents& ev)
+      : comm_(comm), opt_(opt), ev_(ev), me_(comm.peer_id()), n_(comm.num_peers()) {}
+
+  void run() {
+    for (const auto& op : opt_.ops) operation_of(op);  // every peer validates first
+    // Open every connection before the first point (as mpi_bench does for
+    // OpenMPI), so that no point pays for the mesh's set-up.
+    {
+      std::vector<std::byte> a(n_), b(n_);
+      Raw s(a.data(), a.size()), r(b.data(), b.size());
+      for (int i = 0; i < 3; ++i) {
+        comm_.alltoall(s, r);
+        comm_.barrier();
+      }
+    }
+    for (const auto& op : opt_.ops) {
+      if (op == "barrier") {
+        point(op, 0);
+        continue;
+      }
+      for (std::size_t s : opt_.sizes) point(op, s);
+    }
+  }
+
+ private:
+  // Bytes of the point's buffers on one peer, to skip what does not fit.
+  std::size_t footprint(const std::string& op, std::size_t bytes) const {
+    if (op == "gather" || op == "scatter" || op == "allgather") return bytes * (n_ + 1);
+    if (op == "alltoall" || op == "reduce_scatter") return bytes * n_ * 2;
+    return bytes * 2;
+  }
+
+  void skip(const std::string& op, std::size_t bytes, const std::string& why) {
+    if (me_ == 0 && ev_.progress) ev_.progress(op, bytes, why);
+  }
+
+  void point(const std::string& op, std::size_t bytes) {
+    // As osu_latency / osu_bw: exactly two peers (more would only idle).
+    if ((op == "pingpong" || op == "bandwidth") && n_ != 2)
+      return skip(op, bytes, "runs on 2 peers only");
+    // Reductions are float32 sums: whole floats only.
+    const bool reduction = op == "reduce" || op == "allreduce" || op == "scan" ||
+                           op == "reduce_scatter";
+    if (reduction) bytes = std::max<std::size_t>(4, (bytes + 3) / 4 * 4);
+    if (footprint(op, bytes) > opt_.max_buffer)
+      return skip(op, bytes,
+                  "needs " + format_size(footprint(op, bytes)) + " per peer (> --max-buffer)");
+    if (me_ == 0 && ev_.progress) ev_.progress(op, bytes, "");
+
+    std::vector<double> secs;
+    std::size_t per_iter = 1;
+    if (op == "pingpong") {
+      secs = pingpong(bytes);
+    } else if (op == "bandwidth") {
+      per_iter = bandwidth_window(bytes);
+      secs = bandwidth(bytes, per_iter);
+    } else {
+      secs = collective(op, bytes);
+    }
+    if (me_ != 0) return;
+    Row r = make_row("fmi", op, channel_name(op, bytes), n_, bytes, secs, per_iter);
+    predict(r, op, bytes);
+    if (ev_.row) ev_.row(r);
+  }
+
+  FMI::Utils::OperationInfo info_of(const std::string& op, std::size_t bytes) const {
+    FMI::Utils::OperationInfo info;
+    info.op = operation_of(op);
+    info.data_size = bytes;
+    info.num_peers = op == "pingpong" || op == "bandwidth" ? 2 : n_;
+    info.hint = comm_.get_hint();
+    info.faas_memory = faas_memory_;
+    return info;
+  }
+
+  std::string channel_name(const std::string& op, std::size_t bytes) const {
+    if (!opt_.channel_label.empty()) return opt_.channel_label;
+    auto info = info_of(op, bytes);
+    info.num_peers = n_;  // what the Communicator itself asks the policy
+    return comm_.channel_for(info);
+  }
+
+  void predict([[maybe_unused]] Row& r, [[maybe_unused]] const std::string& op,
+               [[maybe_unused]] std::size_t bytes) const {
+#ifdef FMI_BENCH_HAVE_MODEL
+    auto info = info_of(op, bytes);
+    auto in = info;
+    in.num_peers = n_;
+    const std::string name = comm_.channel_for(in);
+    const auto& ch = comm_.channels().at(name);
+    std::shared_ptr<const FMI::Comm::ChannelModel> model = ch->model();
+    if (!model) model = FMI::Comm::make_builtin_model(name, comm_.config());
+    if (!model) return;
+    FMI::Utils::Prediction p = FMI::Utils::predict(info, ch->kind(), *model, comm_.config());
+    r.pred_us = p.latency * 1e6;
+    r.pred_usd = p.cost();
+#endif
+  }
+
+  // ---- synchronisation helpers (untimed) ---------------------------------
+
+  // The slowest peer's value, on every peer.
+  double max_over_peers(double v) {
+    FMI::Comm::Data<double> in(v), out;
+    comm_.allreduce(in, out, FMI::Utils::Function<double>::max());
+    return out.get();
+  }
+
+  // The count of timed iterations, from the slowest peer's median warm-up
+  // iteration (the first ones include connection set-up: a mean would be far
+  // too pessimistic).
+  std::size_t agree_iterations(const std::vector<double>& warm, std::size_t max_iters) {
+    double per = max_over_peers(summarize(warm).median);
+    return iterations_for(per, opt_.budget_s, opt_.min_iters, max_iters);
+  }
+
+  template <typename F>
+  std::vector<double> warm_up(std::size_t count, bool align, F&& once) {
+    std::vector<double> secs;
+    for (std::size_t i = 0; i < count; ++i) {
+      if (align) comm_.barrier();
+      auto a = Clock::now();
+      once();
+      secs.push_back(seconds_since(a));
+    }
+    return secs;
+  }
+
+  // Per-iteration slowest time, valid on peer 0.
+  std::vector<double> slowest(std::vector<double> mine) {
+    FMI::Comm::Data<std::vector<double>> in(std::move(mine)), out(in.size());
+    comm_.reduce(in, out, 0, FMI::Utils::Function<std::vector<double>>::max());
+    return me_ == 0 ? out.get() : std::vector<double>{};
+  }
+
+  // ---- point to point ----------------------------------------------------
+
+  std::vector<double> pingpong(std::size_t bytes) {
+    std::vector<std::byte> buf(std::max<std::size_t>(bytes, 1));
+    Raw msg(buf.data(), bytes);
+    auto once = [&] {
+      if (me_ == 0) {
+        comm_.send(msg, 1);
+        comm_.recv(msg, 1);
+      } else if (me_ == 1) {
+        comm_.recv(msg, 0);
+        comm_.send(msg, 0);
+      }
+    };
+    comm_.barrier();
+    std::size_t iters = agree_iterations(warm_up(warmup_for(opt_.warmup, bytes), false, once), opt_.iters);
+    std::vector<double> secs;
+    secs.reserve(iters);
+    for (std::size_t i = 0; i < iters; ++i) {
+      auto a = Clock::now();
+      once();
+      secs.push_back(seconds_since(a) / 2);
+    }
+    comm_.barrier();
+    return secs;
+  }
+
+  std::vector<double> bandwidth(std::size_t bytes, std::size_t window) {
+    std::vector<std::byte> buf(std::max<std::size_t>(bytes, 1));
+    Raw msg(buf.data(), bytes);
+    FMI::Comm::Data<char> ack('a');
+    auto once = [&] {
+      if (me_ == 0) {
+        for (std::size_t w = 0; w < window; ++w) comm_.send(msg, 1);
+        comm_.recv(ack, 1);
+      } else if (me_ == 1) {
+        for (std::size_t w = 0; w < window; ++w) comm_.recv(msg, 0);
+        comm_.send(ack, 0);
+      }
+    };
+    comm_.barrier();
+    const std::size_t warm = std::max<std::size_t>(2, warmup_for(opt_.warmup, bytes) / 5);
+    std::size_t iters = agree_iterations(warm_up(warm, false, once),
+                                         std::max<std::size_t>(opt_.iters / 10, opt_.min_iters));
+    std::vector<double> secs;
+    secs.reserve(iters);
+    for (std::size_t i = 0; i < iters; ++i) {
+      auto a = Clock::now();
+      once();
+      secs.push_back(seconds_since(a));
+    }
+    comm_.barrier();
+    return secs;
+  }
+
+  // ---- collectives -------------------------------------------------------
+
+  std::vector<double> collective(const std::string& op, std::size_t bytes) {
+    const std::size_t floats = bytes / 4;
+    std::vector<std::byte> a, b;
+    FMI::Comm::Data<std::vector<float>> fa, fb;
+    const auto sum = FMI::Utils::Function<std::vector<float>>::sum();
+    std::function<void()> body;
+
+    if (op == "barrier") {
+      body = [&] { comm_.barrier(); };
+    } else if (op == "bcast") {
+      a.assign(bytes, std::byte{1});
+      body = [&] {
+        Raw d(a.data(), bytes);
+        comm_.bcast(d, 0);
+      };
+    } else if (op == "gather" || op == "allgather") {
+      a.assign(bytes, std::byte{1});
+      b.resize(bytes * n_);
+      const bool all = op == "allgather";
+      body = [&, all] {
+        Raw s(a.data(), bytes);
+        Raw r(b.data(), (all || me_ == 0) ? bytes * n_ : 0);
+        if (all)
+          comm_.allgather(s, r);
+        else
+          comm_.gather(s, r, 0);
+      };
+    } else if (op == "scatter") {
+      a.assign(me_ == 0 ? bytes * n_ : 0, std::byte{1});
+      b.resize(bytes);
+      body = [&] {
+        Raw s(a.data(), a.size());
+        Raw r(b.data(), bytes);
+        comm_.scatter(s, r, 0);
+      };
+    } else if (op == "alltoall") {
+      a.assign(bytes * n_, std::byte{1});
+      b.resize(bytes * n_);
+      body = [&] {
+        Raw s(a.data(), a.size());
+        Raw r(b.data(), b.size());
+        comm_.alltoall(s, r);
+      };
+    } else if (op == "reduce" || op == "allreduce" || op == "scan") {
+      fa.ref().assign(floats, 1.0f);
+      fb.ref().assign(floats, 0.0f);
+      if (op == "reduce")
+        body = [&] { comm_.reduce(fa, fb, 0, sum); };
+      else if (op == "allreduce")
+        body = [&] { comm_.allreduce(fa, fb, sum); };
+      else
+        body = [&] { comm_.scan(fa, fb, sum); };
+    } else if (op == "reduce_scatter") {
+      fa.ref().assign(floats * n_, 1.0f);
+      fb.ref().assign(floats, 0.0f);
+      body = [&] { comm_.reduce_scatter(fa, fb, sum); };
+    }
+
+    std::size_t iters = agree_iterations(warm_up(warmup_for(opt_.warmup, bytes), true, body), opt_.iters);
+    std::vector<double> secs;
+    secs.reserve(iters);
+    for (std::size_t i = 0; i < iters; ++i) {
+      comm_.barrier();
+      auto t = Clock::now();
+      body();
+      secs.push_back(seconds_since(t));
+    }
+    // A wrong result would make every number meaningless: check the sums once.
+    if ((op == "allreduce" || (op == "reduce" && me_ == 0)) && floats > 0 &&
+        (fb.get().front() != static_cast<float>(n_) || fb.get().back() != static_cast<float>(n_)))
+      FMI_THROW(FMI::PeerError, "fmi-bench: ", op, " of ", bytes, " B on ", n_, " peers gave ",
+                fb.get().front(), " on peer ", me_, ", expected ", n_);
+    return slowest(std::move(secs));
+  }
+
+  FMI::Communicator& comm_;
+  const WorkerOptions& opt_;
+  const WorkerEvents& ev_;
+  const unsigned me_, n_;
+  unsigned faas_memory_ = 128;
+
+ public:
+  void set_faas_memory(unsigned m) { faas_memory_ = m; }
+};
+
+}  // namespace
+
+void run_worker(FMI::Communicator& comm, const WorkerOptions& opt, const WorkerEvents& ev) {
+  Runner r(comm, opt, ev);
+  r.set_faas_memory(opt.faas_memory);
+  r.run();
+}
+
+}  // namespace fmibench

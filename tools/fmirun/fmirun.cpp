@@ -1,0 +1,872 @@
+// fmirun: starts N FMI functions as local processes, in the spirit of mpirun.
+//
+//   fmirun -n 4 --config config/fmi.json -- build/examples/kmeans
+//   fmirun -n 4 --config config/fmi.json --nat -- build/examples/hello   (root)
+//
+// Each function gets FMI_PEER_ID, FMI_NUM_PEERS, FMI_COMM_NAME and FMI_CONFIG in its
+// environment. When the configuration enables the Direct channel on a local host and
+// nothing listens on its port, fmirun starts fmi-rendezvous itself for the run. Output
+// is forwarded line by line as "[peer i] ...". The first function that fails (non-zero
+// exit or signal) ends the run: the others get SIGTERM, then SIGKILL after a grace
+// period, and fmirun exits non-zero naming the peer. With --nat every function runs in
+// its own network namespace behind its own NAT router (scripts/natlab.sh), and the
+// rendezvous server in the lab's "public" namespace. See docs/fmirun.md.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifdef FMIRUN_WITH_LIBRARY
+#include <fmi/config.h>
+#include <fmi/errors.h>
+#endif
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Exit codes besides the failing peer's own (documented in docs/fmirun.md).
+constexpr int kExitSetup = 2;      // bad arguments, config, lab or server setup
+constexpr int kExitTimeout = 124;  // --timeout passed (as timeout(1))
+
+// The lab's fixed public address of the rendezvous server (scripts/natlab.sh).
+constexpr const char* kLabServerAddress = "10.200.0.1";
+
+struct SetupError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+// ---- file descriptors and signals -----------------------------------------
+
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+void write_all(int fd, const std::string& s) {
+  std::size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = ::write(fd, s.data() + off, s.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;  // our own stdout went away (e.g. a closed pager): nothing to report to
+    }
+    off += static_cast<std::size_t>(n);
+  }
+}
+
+void say(const std::string& s) { write_all(STDERR_FILENO, "fmirun: " + s + "\n"); }
+
+// Signals reach the poll loop through a pipe so that every reaction (terminating
+// the peers, tearing the lab down) happens in normal code, not in a handler.
+int g_signal_pipe_w = -1;
+void on_signal(int sig) {
+  int saved = errno;
+  unsigned char b = static_cast<unsigned char>(sig);
+  (void)!::write(g_signal_pipe_w, &b, 1);
+  errno = saved;
+}
+
+std::pair<Fd, Fd> make_pipe() {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) throw SetupError("pipe: " + errno_text(errno));
+  return {Fd(p[0]), Fd(p[1])};
+}
+
+std::string describe_status(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    const char* name = ::sigdescr_np(sig);
+    return "was killed by signal " + std::to_string(sig) + " (" + (name ? name : "?") + ")" +
+           (WCOREDUMP(status) ? ", core dumped" : "");
+  }
+  return "ended with wait status " + std::to_string(status);
+}
+
+// ---- configuration --------------------------------------------------------
+
+// The only part of the configuration fmirun needs. With the library (the normal build)
+// the file is validated by FMI::Config::load, so a bad file is reported once, before any
+// function starts, with the library's own message; nlohmann-json is used to rewrite it
+// (--nat, --rendezvous-port) and, without the library, to read these few fields (like
+// the library, numbers and booleans may be written as strings: "10000", "true").
+struct DirectEndpoint {
+  bool enabled = false;
+  std::string host;
+  std::uint16_t port = 10000;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw SetupError("cannot read config file " + path + ": " + errno_text(errno));
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+nlohmann::json load_json(const std::string& path) {
+  try {
+    return nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw SetupError("config file " + path + " is not valid JSON: " + e.what());
+  }
+}
+
+DirectEndpoint direct_endpoint(const nlohmann::json& cfg, const std::string& path) {
+  DirectEndpoint d;
+#ifdef FMIRUN_WITH_LIBRARY
+  (void)cfg;
+  try {
+    FMI::Config c = FMI::Config::load(path);
+    d.enabled = c.direct.enabled;
+    d.host = c.direct.host;
+    d.port = c.direct.port;
+    return d;
+  } catch (const FMI::Error& e) {
+    throw SetupError(e.what());
+  }
+#endif
+  auto backends = cfg.find("backends");
+  if (backends == cfg.end() || !backends->is_object()) return d;
+  auto it = backends->find("Direct");
+  if (it == backends->end() || !it->is_object()) return d;
+  const auto& j = *it;
+  auto field = [&](const char* name) { return "backends.Direct." + std::string(name) + " in " + path; };
+  if (auto e = j.find("enabled"); e != j.end()) {
+    if (e->is_boolean()) d.enabled = e->get<bool>();
+    else if (e->is_string() && (*e == "true" || *e == "false")) d.enabled = (*e == "true");
+    else throw SetupError(field("enabled") + " must be a boolean");
+  }
+  if (!d.enabled) return d;
+  auto h = j.find("host");
+  if (h == j.end() || !h->is_string()) throw SetupError(field("host") + " must be a string");
+  d.host = h->get<std::string>();
+  if (auto p = j.find("port"); p != j.end()) {
+    long v = -1;
+    if (p->is_number_integer()) v = p->get<long>();
+    else if (p->is_string()) {
+      try {
+        std::size_t used = 0;
+        v = std::stol(p->get<std::string>(), &used);
+        if (used != p->get<std::string>().size()) v = -1;
+      } catch (const std::exception&) {
+        v = -1;
+      }
+    }
+    if (v < 1 || v > 65535) throw SetupError(field("port") + " must be a port number (1-65535)");
+    d.port = static_cast<std::uint16_t>(v);
+  }
+  return d;
+}
+
+bool is_local_host(const std::string& h) {
+  return h == "127.0.0.1" || h == "localhost" || h == "::1" || h.rfind("127.", 0) == 0;
+}
+
+// True when something accepts TCP connections on host:port (probed with a connect,
+// which on a local address answers at once: accepted or refused).
+bool port_in_use(const std::string& host, std::uint16_t port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0) return false;
+  bool used = false;
+  for (addrinfo* a = res; a && !used; a = a->ai_next) {
+    Fd s(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
+    if (!s) continue;
+    int rc;
+    do rc = ::connect(s.get(), a->ai_addr, a->ai_addrlen);
+    while (rc != 0 && errno == EINTR);
+    used = (rc == 0);
+  }
+  ::freeaddrinfo(res);
+  return used;
+}
+
+// ---- locating helpers -----------------------------------------------------
+
+fs::path self_dir() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? fs::path() : exe.parent_path();
+}
+
+bool is_executable(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
+}
+
+std::optional<fs::path> search_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  if (!path) return std::nullopt;
+  std::string all(path);
+  std::size_t start = 0;
+  while (start <= all.size()) {
+    std::size_t end = all.find(':', start);
+    if (end == std::string::npos) end = all.size();
+    fs::path cand = fs::path(all.substr(start, end - start)) / name;
+    if (is_executable(cand)) return cand;
+    start = end + 1;
+  }
+  return std::nullopt;
+}
+
+// First existing executable among: the option, the environment variable, paths
+// relative to fmirun (installed side by side, or the build tree's layout), the
+// path compiled in, and PATH.
+fs::path find_helper(const std::string& option, const char* env, std::vector<fs::path> near_self,
+                     const char* compiled_in, const std::string& path_name, const std::string& what) {
+  if (!option.empty()) {
+    if (!is_executable(option)) throw SetupError(what + " " + option + " is not an executable file");
+    return option;
+  }
+  if (const char* e = std::getenv(env); e && *e) {
+    if (!is_executable(e)) throw SetupError(what + " " + e + " (from $" + env + ") is not an executable file");
+    return e;
+  }
+  fs::path dir = self_dir();
+  if (!dir.empty())
+    for (const auto& rel : near_self)
+      if (is_executable(dir / rel)) return fs::weakly_canonical(dir / rel);
+  if (compiled_in && *compiled_in && is_executable(compiled_in)) return compiled_in;
+  if (auto p = search_path(path_name)) return *p;
+  throw SetupError("cannot find " + what + " (" + path_name + "); give its path with the option or $" + env);
+}
+
+#ifndef FMIRUN_RENDEZVOUS
+#define FMIRUN_RENDEZVOUS ""
+#endif
+#ifndef FMIRUN_NATLAB_SCRIPT
+#define FMIRUN_NATLAB_SCRIPT ""
+#endif
+
+// ---- child processes -------------------------------------------------------
+
+struct Stream {
+  Fd fd;
+  int target = STDOUT_FILENO;  // where its lines go
+  std::string partial;          // bytes after the last newline
+};
+
+struct Proc {
+  std::string label;  // "peer 3", "rendezvous"
+  pid_t pid = -1;
+  bool running = false;
+  int status = 0;
+  bool terminated_by_us = false;  // we sent it a signal: its death is not a failure
+  Stream out, err;
+};
+
+struct SpawnSpec {
+  std::vector<std::string> argv;
+  std::vector<std::pair<std::string, std::string>> env;
+  int netns_fd = -1;  // join this network namespace before exec
+};
+
+// Starts a process in its own process group (so that ending it also ends whatever it
+// started), stdin from /dev/null, stdout and stderr into pipes read by the poll loop.
+void spawn(Proc& p, const SpawnSpec& spec) {
+  auto [out_r, out_w] = make_pipe();
+  auto [err_r, err_w] = make_pipe();
+  std::vector<char*> argv;
+  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+
+  const pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) throw SetupError("fork for " + p.label + ": " + errno_text(errno));
+  if (pid == 0) {
+    // Child: only async-signal-safe calls plus setenv (fmirun is single-threaded).
+    ::setpgid(0, 0);
+    // Even a SIGKILLed fmirun must not leave functions or a server behind.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(128 + SIGTERM);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGCHLD}) ::signal(s, SIG_DFL);
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
+    ::dup2(out_w.get(), STDOUT_FILENO);
+    ::dup2(err_w.get(), STDERR_FILENO);
+    auto die = [&](const char* what, int err) {
+      std::string m = std::string("fmirun: ") + what + " " + spec.argv[0] + ": " + std::strerror(err) + "\n";
+      (void)!::write(STDERR_FILENO, m.data(), m.size());
+      ::_exit(127);
+    };
+    if (spec.netns_fd >= 0 && ::setns(spec.netns_fd, CLONE_NEWNET) != 0)
+      die("cannot enter the network namespace for", errno);
+    for (const auto& [k, v] : spec.env) ::setenv(k.c_str(), v.c_str(), 1);
+    ::execvp(argv[0], argv.data());
+    die("cannot execute", errno);
+  }
+  // Parent: also set the group here, so that a kill(-pid) right after fork works.
+  ::setpgid(pid, pid);
+  p.pid = pid;
+  p.running = true;
+  p.out.fd = std::move(out_r);
+  p.out.target = STDOUT_FILENO;
+  p.err.fd = std::move(err_r);
+  p.err.target = STDERR_FILENO;
+}
+
+void signal_group(Proc& p, int sig) {
+  if (!p.running) return;
+  p.terminated_by_us = true;
+  if (::kill(-p.pid, sig) != 0) ::kill(p.pid, sig);
+}
+
+// Runs a helper command to completion (NAT lab set-up and tear-down): its stderr
+// passes through to ours (errors), its stdout is dropped. Returns its wait status.
+int run_command(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) throw SetupError("fork: " + errno_text(errno));
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    int devnull = ::open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+      ::dup2(devnull, STDIN_FILENO);
+      ::dup2(devnull, STDOUT_FILENO);
+    }
+    ::execvp(argv[0], argv.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return status;
+}
+
+// ---- the NAT lab -------------------------------------------------------------
+
+// A lab made by scripts/natlab.sh for this run; torn down in the destructor, so on
+// every way out of main, including errors and signals (the lab script also removes
+// what it made if its own set-up fails half way).
+class NatLab {
+ public:
+  NatLab(fs::path script, int n, bool symmetric)
+      : script_(std::move(script)), prefix_("fmi" + std::to_string(::getpid()) + "-") {
+    std::vector<std::string> cmd{script_.string(), "--prefix", prefix_, "up", std::to_string(n)};
+    if (symmetric) cmd.push_back("--symmetric");
+    int st = run_command(cmd);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+      throw SetupError("setting up the NAT lab failed: " + script_.string() + " " + describe_status(st));
+    up_ = true;
+  }
+  ~NatLab() {
+    if (up_) run_command({script_.string(), "--prefix", prefix_, "down"});
+  }
+  NatLab(const NatLab&) = delete;
+  NatLab& operator=(const NatLab&) = delete;
+
+  Fd open_ns(const std::string& name) const {
+    std::string path = "/run/netns/" + prefix_ + name;
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) throw SetupError("cannot open network namespace " + path + ": " + errno_text(errno));
+    return fd;
+  }
+  const std::string& prefix() const { return prefix_; }
+
+ private:
+  fs::path script_;
+  std::string prefix_;
+  bool up_ = false;
+};
+
+// A temporary file removed on every way out.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& content) {
+    std::string tmpl = (fs::temp_directory_path() / "fmirun-config-XXXXXX.json").string();
+    Fd fd(::mkstemps(tmpl.data(), 5));
+    if (!fd) throw SetupError("cannot create a temporary config file: " + errno_text(errno));
+    path_ = tmpl;
+    write_all(fd.get(), content);
+    ::fchmod(fd.get(), 0644);
+  }
+  ~TempFile() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// ---- the run -----------------------------------------------------------------
+
+struct Options {
+  int n = 1;
+  std::string config;
+  std::string name;
+  bool nat = false;
+  bool symmetric = false;
+  double timeout_s = 0;
+  double grace_s = 3;
+  int rendezvous_port = -1;  // -1: the config's; 0: any free port
+  bool verbose = false;
+  std::string rendezvous;
+  std::string natlab;
+  std::vector<std::string> command;
+};
+
+class Launcher {
+ public:
+  explicit Launcher(const Options& o) : opt_(o) {}
+  // On an error half way through, nothing we started may outlive us.
+  ~Launcher() { kill_all(); }
+  Launcher(const Launcher&) = delete;
+  Launcher& operator=(const Launcher&) = delete;
+
+  int run();
+
+ private:
+  std::uint16_t start_rendezvous(std::uint16_t port, int netns_fd, const std::string& bind);
+  void pump(std::chrono::milliseconds max_wait);
+  void read_stream(Proc& p, Stream& s);
+  void emit(Proc& p, Stream& s, const std::string& line);
+  void reap();
+  void begin_termination(const std::string& why, int exit_code);
+  void stop_rendezvous();
+  void kill_all();
+  bool peers_running() const;
+  std::chrono::milliseconds until_deadline() const;
+
+  const Options& opt_;
+  Fd sig_r_;
+  // Destroyed after ~Launcher has ended every process (members go after the body).
+  std::optional<NatLab> lab_;
+  std::optional<TempFile> lab_config_;  // the configuration the functions see, when rewritten
+  std::vector<Proc> peers_;
+  std::optional<Proc> server_;
+  bool server_ready_ = false;
+  int server_port_ = 0;  // as announced by the server ("listening on ADDR:PORT")
+  std::deque<std::string> server_log_;  // last lines, shown when the server fails
+
+  std::optional<Clock::time_point> deadline_;
+  bool terminating_ = false;
+  Clock::time_point kill_at_{};
+  bool killed_ = false;
+  int exit_code_ = 0;
+  int fatal_signal_ = 0;
+};
+
+std::chrono::milliseconds Launcher::until_deadline() const {
+  if (!deadline_) return std::chrono::milliseconds::max();
+  return std::max(0ms, std::chrono::duration_cast<std::chrono::milliseconds>(*deadline_ - Clock::now()));
+}
+
+bool Launcher::peers_running() const {
+  return std::any_of(peers_.begin(), peers_.end(), [](const Proc& p) { return p.running; });
+}
+
+void Launcher::emit(Proc& p, Stream& s, const std::string& line) {
+  if (server_ && &p == &*server_) {
+    if (auto at = line.find("listening on "); at != std::string::npos && !server_ready_) {
+      server_ready_ = true;
+      std::string addr = line.substr(at + 13);
+      addr = addr.substr(0, addr.find_first_of(" \t"));
+      if (auto colon = addr.rfind(':'); colon != std::string::npos) server_port_ = std::atoi(addr.c_str() + colon + 1);
+    }
+    server_log_.push_back(line);
+    if (server_log_.size() > 20) server_log_.pop_front();
+    if (!opt_.verbose) return;
+  }
+  write_all(s.target, "[" + p.label + "] " + line + "\n");
+}
+
+void Launcher::read_stream(Proc& p, Stream& s) {
+  char buf[65536];
+  ssize_t n = ::read(s.fd.get(), buf, sizeof buf);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  if (n <= 0) {  // EOF (or an error on our own pipe): flush an unterminated last line
+    if (!s.partial.empty()) emit(p, s, s.partial);
+    s.partial.clear();
+    s.fd.reset();
+    return;
+  }
+  s.partial.append(buf, static_cast<std::size_t>(n));
+  std::size_t start = 0, nl;
+  while ((nl = s.partial.find('\n', start)) != std::string::npos) {
+    emit(p, s, s.partial.substr(start, nl - start));
+    start = nl + 1;
+  }
+  s.partial.erase(0, start);
+  // A process printing without newlines must not make us buffer without bound.
+  if (s.partial.size() > (1u << 20)) {
+    emit(p, s, s.partial);
+    s.partial.clear();
+  }
+}
+
+// Waits up to max_wait for output or a signal, forwards what arrived, reaps children.
+void Launcher::pump(std::chrono::milliseconds max_wait) {
+  std::vector<pollfd> fds;
+  std::vector<std::pair<Proc*, Stream*>> owners;
+  fds.push_back({sig_r_.get(), POLLIN, 0});
+  owners.emplace_back(nullptr, nullptr);
+  auto add = [&](Proc& p) {
+    for (Stream* s : {&p.out, &p.err})
+      if (s->fd) {
+        fds.push_back({s->fd.get(), POLLIN, 0});
+        owners.emplace_back(&p, s);
+      }
+  };
+  for (auto& p : peers_) add(p);
+  if (server_) add(*server_);
+
+  int rc = ::poll(fds.data(), fds.size(), static_cast<int>(std::min<long long>(max_wait.count(), 1000)));
+  if (rc > 0) {
+    for (std::size_t i = 1; i < fds.size(); ++i)
+      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) read_stream(*owners[i].first, *owners[i].second);
+    if (fds[0].revents & POLLIN) {
+      unsigned char sigs[64];
+      ssize_t n = ::read(sig_r_.get(), sigs, sizeof sigs);
+      for (ssize_t i = 0; i < n; ++i)
+        if (sigs[i] != SIGCHLD && !fatal_signal_) {
+          fatal_signal_ = sigs[i];
+          begin_termination(std::string("received ") + ::sigabbrev_np(sigs[i]) + ", ending the run",
+                            128 + sigs[i]);
+        }
+    }
+  }
+  reap();
+}
+
+void Launcher::reap() {
+  int status;
+  pid_t pid;
+  while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+    if (server_ && server_->pid == pid) {
+      server_->running = false;
+      server_->status = status;
+      if (!server_->terminated_by_us) {
+        say("the rendezvous server " + describe_status(status) + " during the run; its last lines:");
+        for (const auto& l : server_log_) write_all(STDERR_FILENO, "[rendezvous] " + l + "\n");
+      }
+      continue;
+    }
+    for (std::size_t i = 0; i < peers_.size(); ++i) {
+      Proc& p = peers_[i];
+      if (p.pid != pid) continue;
+      p.running = false;
+      p.status = status;
+      bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      if (ok || terminating_) break;  // peers we ended ourselves are not the cause
+      int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      begin_termination(p.label + " (pid " + std::to_string(pid) + ") " + describe_status(status) +
+                            "; ending the other peers",
+                        code);
+      break;
+    }
+  }
+}
+
+void Launcher::begin_termination(const std::string& why, int exit_code) {
+  if (terminating_) return;
+  terminating_ = true;
+  exit_code_ = exit_code;
+  say(why);
+  for (auto& p : peers_) signal_group(p, SIGTERM);
+  kill_at_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.grace_s));
+}
+
+// Starts fmi-rendezvous on bind:port (port 0: the server picks one and announces it)
+// and returns the port it listens on.
+std::uint16_t Launcher::start_rendezvous(std::uint16_t port, int netns_fd, const std::string& bind) {
+  fs::path bin = find_helper(opt_.rendezvous, "FMI_RENDEZVOUS",
+                             {"fmi-rendezvous", "../../server/fmi-rendezvous", "../server/fmi-rendezvous"},
+                             FMIRUN_RENDEZVOUS, "fmi-rendezvous", "the rendezvous server");
+  server_.emplace();
+  server_->label = "rendezvous";
+  SpawnSpec spec;
+  spec.argv = {bin.string(), "--port", std::to_string(port), "--bind", bind};
+  spec.netns_fd = netns_fd;
+  spawn(*server_, spec);
+
+  // Ready when it says so (or, on loopback, when its port answers); bounded so that a
+  // server that hangs at start-up does not hang the launcher.
+  auto give_up = Clock::now() + 10s;
+  while (!server_ready_) {
+    if (!server_->running) {
+      std::string log;
+      for (const auto& l : server_log_) log += "\n[rendezvous] " + l;
+      throw SetupError("the rendezvous server " + bin.string() + " " + describe_status(server_->status) +
+                       " before listening on " + bind + ":" + std::to_string(port) + log);
+    }
+    if (netns_fd < 0 && port != 0 && port_in_use(bind, port)) break;
+    if (Clock::now() > give_up || fatal_signal_)
+      throw SetupError("the rendezvous server " + bin.string() + " did not listen on " + bind + ":" +
+                       std::to_string(port) + " within 10 s");
+    pump(50ms);
+  }
+  if (port == 0) {
+    if (server_port_ <= 0 || server_port_ > 65535)
+      throw SetupError("the rendezvous server " + bin.string() +
+                       " was started on port 0 but did not announce its port (\"listening on ADDR:PORT\")");
+    port = static_cast<std::uint16_t>(server_port_);
+  }
+  say("started the rendezvous server on " + bind + ":" + std::to_string(port));
+  return port;
+}
+
+void Launcher::kill_all() {
+  auto end = [](Proc& p) {
+    if (!p.running) return;
+    signal_group(p, SIGKILL);
+    while (::waitpid(p.pid, &p.status, 0) < 0 && errno == EINTR) {
+    }
+    p.running = false;
+  };
+  for (auto& p : peers_) end(p);
+  if (server_) end(*server_);
+}
+
+void Launcher::stop_rendezvous() {
+  if (!server_ || !server_->running) return;
+  signal_group(*server_, SIGTERM);
+  auto kill_at = Clock::now() + 3s;
+  while (server_->running) {
+    if (Clock::now() > kill_at) signal_group(*server_, SIGKILL);
+    pump(50ms);
+  }
+}
+
+int Launcher::run() {
+  if (opt_.timeout_s > 0)
+    deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.timeout_s));
+
+  // Signals: through a pipe into the poll loop (see on_signal).
+  {
+    auto [r, w] = make_pipe();
+    ::fcntl(r.get(), F_SETFL, O_NONBLOCK);
+    ::fcntl(w.get(), F_SETFL, O_NONBLOCK);
+    sig_r_ = std::move(r);
+    g_signal_pipe_w = w.get();
+    static Fd keep_w;  // lives as long as the handlers may run
+    keep_w = std::move(w);
+    struct sigaction sa{};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) ::sigaction(s, &sa, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+  }
+
+  std::string comm_name = opt_.name.empty()
+                              ? "fmirun-" + std::to_string(::getpid()) + "-" +
+                                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                                       std::chrono::system_clock::now().time_since_epoch())
+                                                       .count())
+                              : opt_.name;
+
+  std::string config_path;
+  nlohmann::json config;
+  DirectEndpoint direct;
+  if (!opt_.config.empty()) {
+    config_path = fs::absolute(opt_.config).lexically_normal().string();
+    config = load_json(config_path);
+    direct = direct_endpoint(config, config_path);
+  }
+
+  std::vector<Fd> peer_ns(opt_.n);
+  if (opt_.nat) {
+    if (::geteuid() != 0) throw SetupError("--nat needs root (it creates network namespaces and NAT rules)");
+    fs::path script = find_helper(opt_.natlab, "FMI_NATLAB", {"fmi-natlab", "natlab.sh"}, FMIRUN_NATLAB_SCRIPT,
+                                  "fmi-natlab", "the NAT lab script");
+    lab_.emplace(script, opt_.n, opt_.symmetric);
+    say("NAT lab " + lab_->prefix() + " is up: " + std::to_string(opt_.n) + " functions behind " +
+        (opt_.symmetric ? "symmetric" : "port-preserving") + " NATs, rendezvous at " + kLabServerAddress);
+    for (int i = 0; i < opt_.n; ++i) peer_ns[i] = lab_->open_ns("f" + std::to_string(i));
+    if (direct.enabled) {
+      // Inside the lab the only reachable server is the one in the public namespace:
+      // the functions see a copy of the configuration that points there.
+      Fd pub = lab_->open_ns("pub");
+      std::uint16_t port = start_rendezvous(opt_.rendezvous_port > 0 ? opt_.rendezvous_port : direct.port, pub.get(),
+                                            kLabServerAddress);
+      config["backends"]["Direct"]["host"] = kLabServerAddress;
+      config["backends"]["Direct"]["port"] = port;
+      lab_config_.emplace(config.dump(2));
+      config_path = lab_config_->path();
+    } else {
+      say("warning: the Direct channel is not enabled in the configuration; the functions run in the NAT lab "
+          "without a rendezvous server");
+    }
+  } else if (direct.enabled && is_local_host(direct.host)) {
+    std::string bind = direct.host == "localhost" ? "127.0.0.1" : direct.host;
+    if (opt_.rendezvous_port >= 0) {
+      // A server of our own on another port (0: any free one, for parallel runs):
+      // the functions see a copy of the configuration that points there.
+      std::uint16_t port = start_rendezvous(static_cast<std::uint16_t>(opt_.rendezvous_port), -1, bind);
+      config["backends"]["Direct"]["port"] = port;
+      lab_config_.emplace(config.dump(2));
+      config_path = lab_config_->path();
+    } else if (port_in_use(bind, direct.port)) {
+      say("using the rendezvous server already listening on " + bind + ":" + std::to_string(direct.port));
+    } else {
+      start_rendezvous(direct.port, -1, bind);
+    }
+  } else if (opt_.rendezvous_port >= 0) {
+    say("warning: --rendezvous-port ignored: the configuration does not enable the Direct channel on a local host");
+  }
+
+  // The functions.
+  peers_.resize(opt_.n);
+  for (int i = 0; i < opt_.n && !terminating_; ++i) {
+    Proc& p = peers_[i];
+    p.label = "peer " + std::to_string(i);
+    SpawnSpec spec;
+    spec.argv = opt_.command;
+    spec.env = {{"FMI_PEER_ID", std::to_string(i)},
+                {"FMI_NUM_PEERS", std::to_string(opt_.n)},
+                {"FMI_COMM_NAME", comm_name}};
+    if (!config_path.empty()) spec.env.emplace_back("FMI_CONFIG", config_path);
+    spec.netns_fd = peer_ns[i] ? peer_ns[i].get() : -1;
+    spawn(p, spec);
+  }
+
+  // Until every peer has ended: forward output, watch for failures, the timeout and
+  // signals; after SIGTERM, SIGKILL whoever is left when the grace period is over.
+  while (peers_running()) {
+    auto wait = 1000ms;
+    if (deadline_ && !terminating_) wait = std::min(wait, until_deadline());
+    if (terminating_ && !killed_)
+      wait = std::min(wait, std::max(0ms, std::chrono::duration_cast<std::chrono::milliseconds>(kill_at_ - Clock::now())));
+    pump(std::max(wait, 1ms));
+    if (deadline_ && !terminating_ && Clock::now() >= *deadline_) {
+      std::string left;
+      for (const auto& p : peers_)
+        if (p.running) left += (left.empty() ? "" : ", ") + p.label.substr(5);
+      std::ostringstream limit;
+      limit << opt_.timeout_s;
+      begin_termination("timeout: the run took longer than " + limit.str() + " s; ending peers still running: " + left,
+                        kExitTimeout);
+    }
+    if (terminating_ && !killed_ && Clock::now() >= kill_at_) {
+      killed_ = true;
+      std::string left;
+      for (auto& p : peers_)
+        if (p.running) {
+          left += (left.empty() ? "" : ", ") + p.label;
+          signal_group(p, SIGKILL);
+        }
+      if (!left.empty()) say("sending SIGKILL to " + left + " (still running after SIGTERM)");
+    }
+  }
+
+  // The peers are gone; whatever they started may still hold their pipes. Drain
+  // briefly, then end such leftovers with their process group.
+  auto drain_until = Clock::now() + 1s;
+  auto open_pipes = [&] {
+    return std::any_of(peers_.begin(), peers_.end(), [](const Proc& p) { return p.out.fd || p.err.fd; });
+  };
+  while (open_pipes() && Clock::now() < drain_until) pump(20ms);
+  for (auto& p : peers_)
+    if (p.out.fd || p.err.fd) {
+      ::kill(-p.pid, SIGKILL);
+      p.out.fd.reset();
+      p.err.fd.reset();
+    }
+
+  stop_rendezvous();
+  return exit_code_;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  CLI::App app{"fmirun: start N FMI functions as local processes (see docs/fmirun.md)", "fmirun"};
+  app.add_option("-n,--np", opt.n, "number of functions (peers)")->required()->check(CLI::Range(1, 4096));
+  app.add_option("--config", opt.config,
+                 "FMI configuration file (default: $FMI_CONFIG); passed to the functions as FMI_CONFIG")
+      ->envname("FMI_CONFIG");
+  app.add_option("--name", opt.name, "communicator name, FMI_COMM_NAME (default: unique per run)");
+  app.add_flag("--nat", opt.nat,
+               "run every function in its own network namespace behind its own NAT (root; scripts/natlab.sh)");
+  app.add_flag("--symmetric", opt.symmetric, "with --nat: symmetric NATs (MASQUERADE --random-fully)");
+  app.add_option("--timeout", opt.timeout_s, "end the run after this many seconds (0: no limit); exit code 124")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--grace", opt.grace_s, "seconds between SIGTERM and SIGKILL when ending peers")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--rendezvous-port", opt.rendezvous_port,
+                 "start a rendezvous server of our own on this port (0: any free port) and point the functions "
+                 "at it, instead of the configuration's port")
+      ->check(CLI::Range(0, 65535));
+  app.add_flag("-v,--verbose", opt.verbose, "also forward the rendezvous server's log");
+  app.add_option("--rendezvous", opt.rendezvous, "path of fmi-rendezvous (default: $FMI_RENDEZVOUS, next to fmirun, PATH)");
+  app.add_option("--natlab", opt.natlab, "path of natlab.sh (default: $FMI_NATLAB, the source tree's scripts/)");
+  app.add_option("command", opt.command, "PROGRAM ARGS... (after --)")->required();
+  app.footer(
+      "Exit status: 0 when every function exits 0; else the first failing function's exit status (128+N for "
+      "signal N), 124 on --timeout, 128+N when fmirun itself gets signal N, 2 for set-up errors.");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    Launcher launcher(opt);
+    return launcher.run();  // the lab, if any, is torn down inside, after the peers
+  } catch (const SetupError& e) {
+    say(e.what());
+    return kExitSetup;
+  } catch (const std::exception& e) {
+    say(std::string("error: ") + e.what());
+    return kExitSetup;
+  }
+}
