@@ -66,7 +66,8 @@ declare -a SUMMARY=()
 STATUS=0
 
 has_target() {  # build dir, target
-  ninja -C "$1" -t targets all 2>/dev/null | grep -q "^$2:"
+  # (not grep -q: with pipefail, ninja's SIGPIPE after an early match reads as "no")
+  ninja -C "$1" -t targets all 2>/dev/null | grep "^$2:" >/dev/null
 }
 
 # run_test <dir> <label> <binary> [args...]: runs one binary, keeps its log, records

@@ -41,7 +41,8 @@ Algorithm choose_p2p(Operation op, std::size_t bytes, Utils::peer_num n, const R
       return Algorithm::binomial;
     case Operation::allreduce:
       if (!p.associative) return Algorithm::linear;
-      if (large && ringable && n > 2) return Algorithm::ring;
+      // Ring even for two peers: each reduces half the buffer instead of all of it.
+      if (large && ringable) return Algorithm::ring;
       return Algorithm::recursive_doubling;
     case Operation::scan:
       return p.associative ? Algorithm::recursive_doubling : Algorithm::linear;

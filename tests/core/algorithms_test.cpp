@@ -20,6 +20,10 @@ struct Param {
   peer_num n;
 };
 
+void PrintTo(const Param& p, std::ostream* os) {
+  *os << FMI::Utils::to_string(p.op) << ", " << FMI::coll::to_string(p.alg) << ", " << p.n << " peers";
+}
+
 std::string param_name(const ::testing::TestParamInfo<Param>& i) {
   return std::string(FMI::Utils::to_string(i.param.op)) + "_" +
          FMI::coll::to_string(i.param.alg) + "_n" + std::to_string(i.param.n);

@@ -17,6 +17,10 @@ struct Param {
   peer_num root;
 };
 
+void PrintTo(const Param& p, std::ostream* os) {
+  *os << kind_name(p.kind) << ", " << p.n << " peers, root " << p.root;
+}
+
 std::string param_name(const ::testing::TestParamInfo<Param>& i) {
   return std::string(kind_name(i.param.kind)) + "_n" + std::to_string(i.param.n) + "_root" +
          std::to_string(i.param.root);

@@ -32,6 +32,7 @@ using FMI::Utils::peer_num;
 enum class Kind { p2p, store };
 
 inline const char* kind_name(Kind k) { return k == Kind::p2p ? "p2p" : "store"; }
+inline void PrintTo(Kind k, std::ostream* os) { *os << kind_name(k); }
 
 inline std::shared_ptr<FMI::Comm::Channel> endpoint(FMI::Comm::InProcessHub& hub, Kind k) {
   if (k == Kind::p2p) return hub.p2p_endpoint();

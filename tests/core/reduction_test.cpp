@@ -231,6 +231,10 @@ struct Param {
   std::string fn;
 };
 
+void PrintTo(const Param& p, std::ostream* os) {
+  *os << op_name(p.op) << ", " << kind_name(p.kind) << ", " << p.n << " peers, " << p.fn;
+}
+
 std::string param_name(const ::testing::TestParamInfo<Param>& i) {
   const Param& p = i.param;
   std::string s = std::string(op_name(p.op)) + "_" + kind_name(p.kind) + "_n" + std::to_string(p.n);
@@ -288,6 +292,8 @@ struct ReproParam {
   Kind kind;
   peer_num n;
 };
+
+void PrintTo(const ReproParam& p, std::ostream* os) { *os << kind_name(p.kind) << ", " << p.n << " peers"; }
 
 class Reproducible : public ::testing::TestWithParam<ReproParam> {};
 

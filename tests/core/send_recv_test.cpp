@@ -11,6 +11,8 @@ struct Param {
   peer_num n;
 };
 
+void PrintTo(const Param& p, std::ostream* os) { *os << kind_name(p.kind) << ", " << p.n << " peers"; }
+
 std::string param_name(const ::testing::TestParamInfo<Param>& i) {
   return std::string(kind_name(i.param.kind)) + "_n" + std::to_string(i.param.n);
 }

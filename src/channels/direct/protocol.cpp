@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <cstring>
+#include <iterator>
 
 #include "fmi/errors.h"
 
@@ -36,6 +37,17 @@ class Writer {
       FMI_THROW(UsageError, "Direct protocol: ", what, " is ", s.size(), " bytes, limit ", max);
     u16(std::uint16_t(s.size()));
     bytes(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
+  }
+  template <std::size_t N>
+  void fixed(const std::array<std::uint8_t, N>& a) {
+    bytes(a.data(), N);
+  }
+  void proof(const std::optional<Proof>& p) {
+    u8(p ? 1 : 0);
+    if (p) {
+      fixed(p->nonce);
+      fixed(p->mac);
+    }
   }
   void endpoint(const Endpoint& e) {
     u8(e.v6 ? 6 : 4);
@@ -87,6 +99,26 @@ class Reader {
     e.port = u16();
     return e;
   }
+  template <std::size_t N>
+  std::array<std::uint8_t, N> fixed() {
+    need(N);
+    std::array<std::uint8_t, N> a;
+    std::memcpy(a.data(), b_.data() + pos_, N);
+    pos_ += N;
+    return a;
+  }
+  std::uint8_t flag(const char* what) {
+    std::uint8_t v = u8();
+    if (v > 1) fail(what, " flag ", int(v), " is not 0 or 1");
+    return v;
+  }
+  std::optional<Proof> proof() {
+    if (!flag("proof")) return std::nullopt;
+    Proof p;
+    p.nonce = fixed<kNonceSize>();
+    p.mac = fixed<kMacSize>();
+    return p;
+  }
   void done() {
     if (pos_ != b_.size()) fail(b_.size() - pos_, " trailing bytes");
   }
@@ -105,8 +137,12 @@ class Reader {
 };
 
 MsgType type_of(const Message& m) {
-  static constexpr MsgType types[] = {MsgType::reg,   MsgType::registered, MsgType::table,
-                                      MsgType::error, MsgType::hello,      MsgType::decide};
+  static constexpr MsgType types[] = {MsgType::reg,       MsgType::registered,
+                                      MsgType::table,     MsgType::error,
+                                      MsgType::hello,     MsgType::decide,
+                                      MsgType::relay,     MsgType::relay_ready,
+                                      MsgType::challenge, MsgType::proof};
+  static_assert(std::size(types) == std::variant_size_v<Message>);
   return types[m.index()];
 }
 
@@ -162,6 +198,10 @@ const char* to_string(MsgType t) {
     case MsgType::error: return "ERROR";
     case MsgType::hello: return "HELLO";
     case MsgType::decide: return "DECIDE";
+    case MsgType::relay: return "RELAY";
+    case MsgType::relay_ready: return "RELAY_READY";
+    case MsgType::challenge: return "CHALLENGE";
+    case MsgType::proof: return "PROOF";
   }
   return "UNKNOWN";
 }
@@ -175,6 +215,7 @@ const char* to_string(ErrorCode c) {
     case ErrorCode::expired: return "expired";
     case ErrorCode::overloaded: return "overloaded";
     case ErrorCode::shutdown: return "server shutting down";
+    case ErrorCode::auth_failed: return "authentication failed";
   }
   return "unknown error";
 }
@@ -194,6 +235,7 @@ std::vector<std::byte> encode(const Message& m) {
           w.u32(msg.num_peers);
           w.u64(msg.session);
           w.endpoint(msg.private_ep);
+          w.proof(msg.proof);
         } else if constexpr (std::is_same_v<T, Registered>) {
           w.endpoint(msg.public_ep);
         } else if constexpr (std::is_same_v<T, Table>) {
@@ -207,11 +249,28 @@ std::vector<std::byte> encode(const Message& m) {
           w.u16(std::uint16_t(msg.code));
           std::string t = msg.text.substr(0, kMaxErrorText);
           w.str(t, kMaxErrorText, "error text");
+        } else if constexpr (std::is_same_v<T, Relay>) {
+          w.str(msg.comm, kMaxCommName, "communicator name");
+          w.u32(msg.from);
+          w.u32(msg.to);
+          w.u64(msg.from_session);
+          w.u64(msg.to_session);
+          w.proof(msg.proof);
+        } else if constexpr (std::is_same_v<T, RelayReady>) {
+          // empty payload
         } else if constexpr (std::is_same_v<T, Hello>) {
           w.str(msg.comm, kMaxCommName, "communicator name");
           w.u32(msg.peer_id);
           w.u64(msg.session);
+          w.u8(msg.auth ? 1 : 0);
+          w.fixed(msg.nonce);
+        } else if constexpr (std::is_same_v<T, Challenge>) {
+          w.u8(msg.auth ? 1 : 0);
+          w.fixed(msg.nonce);
+        } else if constexpr (std::is_same_v<T, PeerProof>) {
+          w.fixed(msg.mac);
         } else {
+          static_assert(std::is_same_v<T, Decide>);
           w.u8(msg.accept ? 1 : 0);
         }
       },
@@ -248,6 +307,7 @@ Message decode_payload(MsgType type, std::span<const std::byte> payload) {
       if (m.peer_id >= m.num_peers) r.fail("peer id ", m.peer_id, " >= num_peers ", m.num_peers);
       m.session = r.u64();
       m.private_ep = r.endpoint("private endpoint");
+      m.proof = r.proof();
       r.done();
       return m;
     }
@@ -282,6 +342,39 @@ Message decode_payload(MsgType type, std::span<const std::byte> payload) {
       m.comm = r.str(kMaxCommName, "communicator name");
       m.peer_id = r.u32();
       m.session = r.u64();
+      m.auth = r.flag("auth") == 1;
+      m.nonce = r.fixed<kNonceSize>();
+      r.done();
+      return m;
+    }
+    case MsgType::relay: {
+      Relay m;
+      m.comm = r.str(kMaxCommName, "communicator name");
+      if (m.comm.empty()) r.fail("empty communicator name");
+      m.from = r.u32();
+      m.to = r.u32();
+      if (m.from >= kMaxPeers || m.to >= kMaxPeers || m.from == m.to)
+        r.fail("peer ids ", m.from, " -> ", m.to, " are not two distinct ids below ", kMaxPeers);
+      m.from_session = r.u64();
+      m.to_session = r.u64();
+      m.proof = r.proof();
+      r.done();
+      return m;
+    }
+    case MsgType::relay_ready: {
+      r.done();
+      return RelayReady{};
+    }
+    case MsgType::challenge: {
+      Challenge m;
+      m.auth = r.flag("auth") == 1;
+      m.nonce = r.fixed<kNonceSize>();
+      r.done();
+      return m;
+    }
+    case MsgType::proof: {
+      PeerProof m;
+      m.mac = r.fixed<kMacSize>();
       r.done();
       return m;
     }

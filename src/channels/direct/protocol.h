@@ -6,6 +6,10 @@
 // byte order (never as raw structs).
 //
 // Frame: magic "FMIR" (4 bytes) | version u8 | type u8 | payload length u32 | payload.
+//
+// Version 2 added the optional shared-secret authentication (CHALLENGE, the proof
+// fields of REGISTER and RELAY, the nonce of HELLO, PROOF); the MACs themselves are
+// computed in auth.cpp, so that this parser needs no crypto library.
 #pragma once
 
 #include <array>
@@ -22,7 +26,7 @@ struct sockaddr_storage;
 
 namespace FMI::Direct::proto {
 
-inline constexpr std::uint8_t kVersion = 1;
+inline constexpr std::uint8_t kVersion = 2;
 inline constexpr std::array<std::uint8_t, 4> kMagic = {'F', 'M', 'I', 'R'};
 inline constexpr std::size_t kHeaderSize = 10;
 
@@ -33,14 +37,23 @@ inline constexpr std::size_t kMaxErrorText = 1024;
 inline constexpr std::uint32_t kMaxPeers = 4096;
 inline constexpr std::size_t kMaxRequestPayload = 1024;  // client -> server, peer <-> peer
 inline constexpr std::size_t kMaxReplyPayload = 4 + kMaxPeers * (2 * 19 + 8);  // table
+inline constexpr std::size_t kNonceSize = 32;
+inline constexpr std::size_t kMacSize = 32;  // HMAC-SHA256
+
+using Nonce = std::array<std::uint8_t, kNonceSize>;
+using Mac = std::array<std::uint8_t, kMacSize>;
 
 enum class MsgType : std::uint8_t {
   reg = 1,         // client -> server: Register
   registered = 2,  // server -> client: Registered
   table = 3,       // server -> client: Table
   error = 4,       // server -> client: ErrorMsg, then the server closes
+  relay = 5,       // client -> server: Relay (a new connection asking to be paired)
+  relay_ready = 6, // server -> client: RelayReady; from then on bytes are forwarded
+  challenge = 7,   // server -> client: Challenge, first frame on every connection (v2)
   hello = 16,      // peer <-> peer: Hello (first frame on every candidate connection)
   decide = 17,     // lower peer id -> higher: Decide
+  proof = 18,      // peer <-> peer: PeerProof, after the HELLOs, when a secret is set (v2)
 };
 
 /// An IPv4 or IPv6 address and port, as the wire carries it.
@@ -58,12 +71,19 @@ struct Endpoint {
   unsigned to_sockaddr(sockaddr_storage& ss) const;
 };
 
+/// Proof of knowledge of the shared secret in a request to the server: the
+/// client's fresh nonce and an HMAC that also covers the server's challenge nonce.
+struct Proof {
+  Nonce nonce{};
+  Mac mac{};
+};
 struct Register {
   std::string comm;
   std::uint32_t peer_id = 0;
   std::uint32_t num_peers = 0;
   std::uint64_t session = 0;  // random per registration; identifies this incarnation
   Endpoint private_ep;        // the local address:port the function is bound to
+  std::optional<Proof> proof = {};  // present when the client has a secret
 };
 struct Registered {
   Endpoint public_ep;  // the address:port the server sees (through NAT)
@@ -84,21 +104,46 @@ enum class ErrorCode : std::uint16_t {
   expired = 5,   // not every peer registered in time
   overloaded = 6,
   shutdown = 7,
+  auth_failed = 8,  // missing or wrong proof of the shared secret
 };
 struct ErrorMsg {
   ErrorCode code = ErrorCode::bad_request;
   std::string text;
 };
+/// Asks the server to pair this connection with the one `to` opens towards `from`
+/// and forward bytes between them (for pairs that cannot punch through their NATs).
+struct Relay {
+  std::string comm;
+  std::uint32_t from = 0;
+  std::uint32_t to = 0;
+  std::uint64_t from_session = 0;
+  std::uint64_t to_session = 0;
+  std::optional<Proof> proof = {};
+};
+struct RelayReady {};
+/// Sent by the server as soon as it accepts a connection. `auth` says whether it
+/// requires proofs; the nonce makes every proof valid for this connection only.
+struct Challenge {
+  bool auth = false;
+  Nonce nonce{};
+};
 struct Hello {
   std::string comm;
   std::uint32_t peer_id = 0;
   std::uint64_t session = 0;  // the sender's session, as in the server's table
+  bool auth = false;          // the sender has a secret and will send PROOF
+  Nonce nonce{};              // fresh per candidate connection
+};
+/// HMAC over the pairing and both HELLO nonces (see auth.h).
+struct PeerProof {
+  Mac mac{};
 };
 struct Decide {
   bool accept = false;
 };
 
-using Message = std::variant<Register, Registered, Table, ErrorMsg, Hello, Decide>;
+using Message = std::variant<Register, Registered, Table, ErrorMsg, Hello, Decide, Relay,
+                             RelayReady, Challenge, PeerProof>;
 
 const char* to_string(MsgType t);
 const char* to_string(ErrorCode c);

@@ -1,0 +1,598 @@
+#include "server.h"
+
+#include <signal.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <iostream>
+#include <sstream>
+
+#include "channels/direct/auth.h"
+#include "fmi/errors.h"
+
+namespace FMI::Rendezvous {
+
+namespace {
+constexpr std::size_t kMaxIn = proto::kHeaderSize + proto::kMaxRequestPayload;
+
+std::string utc_now() {
+  char buf[32];
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+}  // namespace
+
+template <typename... A>
+void Server::log(bool important, const A&... a) {
+  if (opt_.quiet && !important) return;
+  std::ostringstream os;
+  os << utc_now() << " fmi-rendezvous: ";
+  (os << ... << a);
+  os << '\n';
+  std::cerr << os.str() << std::flush;
+}
+
+Server::Server(Options opt) : opt_(std::move(opt)) {
+  auto eps = Direct::resolve(opt_.bind, opt_.port, Clock::now() + std::chrono::seconds(5));
+  const proto::Endpoint& ep = eps.front();
+  listener_ = Direct::make_socket(ep.v6 ? AF_INET6 : AF_INET);
+  int one = 1;
+  // SO_REUSEADDR only (not REUSEPORT): a restarted server can rebind at once, but
+  // two servers can never silently share a port.
+  ::setsockopt(listener_.fd(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_storage ss;
+  unsigned len = ep.to_sockaddr(ss);
+  if (::bind(listener_.fd(), reinterpret_cast<sockaddr*>(&ss), len) < 0)
+    FMI_THROW(ChannelError, "fmi-rendezvous: cannot bind ", ep.str(), ": ",
+              Direct::errno_text(errno));
+  if (::listen(listener_.fd(), 1024) < 0)
+    FMI_THROW(ChannelError, "fmi-rendezvous: listen failed: ", Direct::errno_text(errno));
+  port_ = Direct::local_endpoint(listener_.fd()).port;
+
+  epoll_ = Direct::Socket(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) FMI_THROW(ChannelError, "fmi-rendezvous: epoll_create1: ", Direct::errno_text(errno));
+
+  // Signals arrive as readable events of the loop, so shutdown happens between
+  // events, never in the middle of one.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  if (::sigprocmask(SIG_BLOCK, &set, nullptr) < 0)
+    FMI_THROW(ChannelError, "fmi-rendezvous: sigprocmask: ", Direct::errno_text(errno));
+  signal_ = Direct::Socket(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!signal_) FMI_THROW(ChannelError, "fmi-rendezvous: signalfd: ", Direct::errno_text(errno));
+  ::signal(SIGPIPE, SIG_IGN);
+
+  for (int fd : {listener_.fd(), signal_.fd()}) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (::epoll_ctl(epoll_.fd(), EPOLL_CTL_ADD, fd, &ev) < 0)
+      FMI_THROW(ChannelError, "fmi-rendezvous: epoll_ctl: ", Direct::errno_text(errno));
+  }
+  proto::Endpoint shown = ep;
+  shown.port = port_;
+  // The readiness line has a fixed form (no timestamp) for scripts that wait for it.
+  std::cerr << "fmi-rendezvous listening on " << shown.str() << std::endl;
+  log(true, opt_.secret.empty()
+                ? "no shared secret: any client can register (see docs/security.md)"
+                : "shared secret set: registrations and relay requests must prove it");
+}
+
+Server::~Server() = default;
+
+void Server::run() {
+  std::vector<epoll_event> events(256);
+  auto next_sweep = Clock::now();
+  while (!stopping_) {
+    int n = ::epoll_wait(epoll_.fd(), events.data(), int(events.size()), 250);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      FMI_THROW(ChannelError, "fmi-rendezvous: epoll_wait: ", Direct::errno_text(errno));
+    }
+    for (int i = 0; i < n && !stopping_; ++i) {
+      int fd = events[i].data.fd;
+      if (fd == listener_.fd()) {
+        accept_all();
+        continue;
+      }
+      if (fd == signal_.fd()) {
+        signalfd_siginfo si{};
+        if (::read(fd, &si, sizeof si) == sizeof si)
+          log(true, "received ", strsignal(int(si.ssi_signo)), ", shutting down");
+        stopping_ = true;
+        break;
+      }
+      auto it = conns_.find(fd);
+      if (it == conns_.end()) continue;  // closed earlier in this batch
+      Conn& c = *it->second;
+      if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
+        on_readable(c);
+        if (!conns_.count(fd)) continue;
+      }
+      if (events[i].events & EPOLLOUT) on_writable(c);
+    }
+    if (Clock::now() >= next_sweep) {
+      sweep();
+      next_sweep = Clock::now() + std::chrono::milliseconds(250);
+    }
+  }
+  std::size_t waiting = 0;
+  for (auto& [name, g] : groups_) waiting += g.count;
+  log(true, "stopped: closing ", conns_.size(), " connections (", waiting,
+      " registrations of ", groups_.size(), " incomplete communicators dropped)");
+  conns_.clear();
+  groups_.clear();
+}
+
+void Server::accept_all() {
+  for (;;) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    int fd = ::accept4(listener_.fd(), reinterpret_cast<sockaddr*>(&ss), &len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      // EMFILE and friends: stop accepting this round; the sweep keeps running.
+      log(true, "accept failed: ", Direct::errno_text(errno));
+      return;
+    }
+    auto c = std::make_unique<Conn>();
+    c->sock = Direct::Socket(fd);
+    c->public_ep = proto::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+    c->addr = c->public_ep.str();
+    if (conns_.size() >= opt_.max_connections) {
+      log(true, "refusing ", c->addr, ": ", conns_.size(), " connections open (limit ",
+          opt_.max_connections, ")");
+      auto frame = proto::encode(proto::ErrorMsg{proto::ErrorCode::overloaded, "server overloaded"});
+      (void)!::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      continue;  // the Socket closes it
+    }
+    c->deadline = Clock::now() + opt_.hello_timeout;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.fd = fd;
+    if (::epoll_ctl(epoll_.fd(), EPOLL_CTL_ADD, fd, &ev) < 0) {
+      log(true, "epoll_ctl for ", c->addr, " failed: ", Direct::errno_text(errno));
+      continue;
+    }
+    // Every connection starts with a CHALLENGE: a client with a secret needs its
+    // nonce to make a proof that is good for this connection only (no replay), and
+    // learns whether this server wants one at all.
+    proto::Challenge ch;
+    ch.auth = !opt_.secret.empty();
+    if (ch.auth) ch.nonce = Direct::auth::random_nonce();
+    c->nonce = ch.nonce;
+    Conn& conn = *conns_.emplace(fd, std::move(c)).first->second;
+    queue(conn, ch);
+  }
+}
+
+void Server::on_readable(Conn& c) {
+  if (c.state == State::relaying) return relay_read(c);
+  int fd = c.sock.fd();
+  std::byte buf[4096];
+  // A bounded number of reads per event: a client that floods cannot starve the
+  // others (the level-triggered epoll reports it again next round).
+  for (int round = 0; round < 16; ++round) {
+    // Input is bounded: a request never exceeds one maximal frame; once that much is
+    // buffered without a complete frame the parser has already rejected it.
+    std::size_t room = c.state == State::awaiting_register ? kMaxIn - c.in.size() : sizeof buf;
+    if (room == 0) room = 1;  // lets us notice EOF; the parser rejects the overflow
+    ssize_t r = ::recv(fd, buf, std::min(room, sizeof buf), 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      close_conn(fd, "read error: " + Direct::errno_text(errno));
+      return;
+    }
+    if (r == 0) {
+      if (c.state == State::relay_waiting)
+        close_conn(fd, "relay request withdrawn");
+      else if (c.state == State::registered)
+        close_conn(fd, "peer " + std::to_string(c.peer_id) + " of comm '" + c.comm +
+                           "' disconnected before every peer registered");
+      else if (c.state == State::awaiting_register)
+        close_conn(fd, c.in.empty() ? "closed without registering"
+                                    : "closed in the middle of a request");
+      else
+        close_conn(fd, "");
+      return;
+    }
+    if (c.state != State::awaiting_register) {
+      if (c.state == State::registered || c.state == State::relay_waiting) {
+        fail(c, proto::ErrorCode::bad_request, "unexpected data after the request");
+        return;
+      }
+      continue;  // closing: discard
+    }
+    c.in.insert(c.in.end(), buf, buf + r);
+    try {
+      std::size_t used = 0;
+      auto hdr_ok = c.in.size() >= proto::kHeaderSize;
+      if (hdr_ok) {
+        auto h = proto::decode_header(c.in, proto::kMaxRequestPayload);
+        if (h.version != proto::kVersion) {
+          fail(c, proto::ErrorCode::bad_version,
+               "unsupported protocol version " + std::to_string(h.version) +
+                   ", this server speaks version " + std::to_string(proto::kVersion));
+          return;
+        }
+      }
+      auto m = proto::try_decode(c.in, proto::kMaxRequestPayload, used);
+      if (!m) continue;
+      if (used != c.in.size()) {
+        fail(c, proto::ErrorCode::bad_request, "unexpected data after the request");
+        return;
+      }
+      c.in.clear();
+      handle(c, *m);
+      return;
+    } catch (const ChannelError& e) {
+      log(false, "dropping ", c.addr, ": ", e.what());
+      close_conn(fd, "");
+      return;
+    }
+  }
+}
+
+void Server::handle(Conn& c, const proto::Message& m) {
+  if (auto* r = std::get_if<proto::Register>(&m)) {
+    handle_register(c, *r);
+    return;
+  }
+  if (auto* r = std::get_if<proto::Relay>(&m)) {
+    handle_relay(c, *r);
+    return;
+  }
+  fail(c, proto::ErrorCode::bad_request,
+       "expected REGISTER or RELAY, got message type " + std::to_string(m.index()));
+}
+
+bool Server::authenticate(Conn& c, const std::optional<proto::Proof>& proof,
+                          const proto::Mac& expected, const std::string& who) {
+  if (opt_.secret.empty()) return true;
+  if (proof && Direct::auth::equal(proof->mac, expected)) return true;
+  fail(c, proto::ErrorCode::auth_failed,
+       who + ": " +
+           (proof ? "wrong proof of the shared secret (a different secret?)"
+                  : "no proof of the shared secret (this server requires FMI_SECRET or "
+                    "backends.Direct.secret)"));
+  return false;
+}
+
+void Server::handle_register(Conn& c, const proto::Register& r) {
+  // Before anything touches the tables: an unauthenticated client can neither
+  // squat a peer id nor learn anybody's address.
+  std::string who = "comm '" + r.comm + "' peer " + std::to_string(r.peer_id) + " from " + c.addr;
+  if (!opt_.secret.empty() &&
+      !authenticate(c, r.proof,
+                    r.proof ? Direct::auth::register_mac(opt_.secret, r, c.nonce) : proto::Mac{},
+                    who))
+    return;
+  auto [it, created] = groups_.try_emplace(r.comm);
+  Group& g = it->second;
+  if (created) {
+    g.num_peers = r.num_peers;
+    g.members.assign(r.num_peers, -1);
+    g.entries.resize(r.num_peers);
+  } else if (g.num_peers != r.num_peers) {
+    fail(c, proto::ErrorCode::num_peers_mismatch,
+         "comm '" + r.comm + "' has " + std::to_string(g.num_peers) + " peers, peer " +
+             std::to_string(r.peer_id) + " registered with num_peers " +
+             std::to_string(r.num_peers));
+    return;
+  }
+  // A live registration of the same (comm, peer id) is a restarted function: the
+  // newer one wins and the old connection is told so.
+  if (int old = g.members[r.peer_id]; old >= 0) {
+    Conn& o = *conns_.at(old);
+    // Taken out of the group here (not by fail) so that the group never empties.
+    o.state = State::closing;
+    g.members[r.peer_id] = -1;
+    --g.count;
+    log(true, "comm '", r.comm, "' peer ", r.peer_id, ": registration from ", o.addr,
+        " replaced by ", c.addr);
+    fail(o, proto::ErrorCode::replaced,
+         "peer " + std::to_string(r.peer_id) + " of comm '" + r.comm +
+             "' registered again from " + c.addr);
+  }
+  g.members[r.peer_id] = c.sock.fd();
+  g.entries[r.peer_id] = proto::PeerEntry{c.public_ep, r.private_ep, r.session};
+  ++g.count;
+  c.state = State::registered;
+  c.comm = r.comm;
+  c.peer_id = r.peer_id;
+  c.deadline = Clock::now() + opt_.registration_ttl;
+  log(false, "register comm '", r.comm, "' peer ", r.peer_id, "/", r.num_peers, " public ",
+      c.addr, " private ", r.private_ep.str(), " (", g.count, " of ", g.num_peers, ")");
+  int fd = c.sock.fd();
+  std::string comm = r.comm;
+  queue(c, proto::Registered{c.public_ep});  // may close c (and shrink the group)
+  if (!conns_.count(fd)) return;
+  it = groups_.find(comm);
+  if (it == groups_.end() || it->second.count < it->second.num_peers) return;
+
+  proto::Table table;
+  table.peers = it->second.entries;
+  std::vector<int> members = it->second.members;
+  groups_.erase(it);
+  for (int fd : members) {
+    auto ci = conns_.find(fd);
+    if (ci == conns_.end()) continue;
+    Conn& m = *ci->second;
+    m.state = State::closing;
+    queue(m, table);
+  }
+  log(false, "comm '", comm, "' complete: endpoint table sent to ", members.size(), " peers");
+}
+
+namespace {
+// Bytes forwarded but not yet written to the other side, per direction: reading
+// pauses above this, so a relay holds at most this much per direction.
+constexpr std::size_t kRelayBuffer = 1 << 20;
+
+std::string relay_key(const std::string& comm, std::uint32_t from, std::uint32_t to,
+                      std::uint64_t fs, std::uint64_t ts) {
+  return "'" + comm + "' " + std::to_string(from) + "(" + std::to_string(fs) + ")->" +
+         std::to_string(to) + "(" + std::to_string(ts) + ")";
+}
+}  // namespace
+
+// Relay for pairs behind NATs that cannot be punched: both peers open a connection
+// and send RELAY naming each other; the server pairs the two and forwards bytes
+// both ways (the peers then run their normal handshake through it).
+void Server::handle_relay(Conn& c, const proto::Relay& r) {
+  if (!opt_.secret.empty() &&
+      !authenticate(c, r.proof,
+                    r.proof ? Direct::auth::relay_mac(opt_.secret, r, c.nonce) : proto::Mac{},
+                    "relay of comm '" + r.comm + "' " + std::to_string(r.from) + "->" +
+                        std::to_string(r.to) + " from " + c.addr))
+    return;
+  std::string mine = relay_key(r.comm, r.from, r.to, r.from_session, r.to_session);
+  std::string theirs = relay_key(r.comm, r.to, r.from, r.to_session, r.from_session);
+  if (auto old = relay_waiting_.find(mine); old != relay_waiting_.end()) {
+    int ofd = old->second;
+    relay_waiting_.erase(old);
+    if (auto oc = conns_.find(ofd); oc != conns_.end()) {
+      oc->second->state = State::closing;
+      fail(*oc->second, proto::ErrorCode::replaced, "relay " + mine + " requested again");
+    }
+  }
+  c.relay_key = mine;
+  auto it = relay_waiting_.find(theirs);
+  if (it == relay_waiting_.end()) {
+    relay_waiting_.emplace(mine, c.sock.fd());
+    c.state = State::relay_waiting;
+    c.deadline = Clock::now() + opt_.registration_ttl;
+    log(false, "relay ", mine, " requested by ", c.addr, ", waiting for the other side");
+    return;
+  }
+  Conn& o = *conns_.at(it->second);
+  relay_waiting_.erase(it);
+  int one = 1;
+  for (Conn* x : {&c, &o}) {
+    x->state = State::relaying;
+    x->deadline = Clock::time_point::max();
+    ::setsockopt(x->sock.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  c.partner = o.sock.fd();
+  o.partner = c.sock.fd();
+  log(true, "relaying ", mine, " between ", c.addr, " and ", o.addr);
+  int ofd = o.sock.fd();
+  auto ready = proto::encode(proto::RelayReady{});
+  c.out.insert(c.out.end(), ready.begin(), ready.end());
+  o.out.insert(o.out.end(), ready.begin(), ready.end());
+  on_writable(c);
+  if (auto oi = conns_.find(ofd); oi != conns_.end()) on_writable(*oi->second);
+}
+
+void Server::relay_read(Conn& c) {
+  auto pi = conns_.find(c.partner);
+  if (pi == conns_.end()) {
+    close_conn(c.sock.fd(), "relay partner gone");
+    return;
+  }
+  Conn& o = *pi->second;
+  int fd = c.sock.fd();
+  while (!c.read_closed) {
+    std::size_t pending = o.out.size() - o.out_off;
+    if (pending >= kRelayBuffer) {
+      c.paused = true;  // resumed by relay_flushed once the partner drained
+      break;
+    }
+    std::size_t room = std::min<std::size_t>(kRelayBuffer - pending, 256 * 1024);
+    std::size_t at = o.out.size();
+    o.out.resize(at + room);
+    ssize_t r = ::recv(fd, o.out.data() + at, room, 0);
+    o.out.resize(at + std::size_t(std::max<ssize_t>(r, 0)));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      close_conn(fd, "relay read error: " + Direct::errno_text(errno));
+      return;
+    }
+    if (r == 0) {
+      c.read_closed = true;
+      break;
+    }
+    c.relayed += std::uint64_t(r);
+  }
+  update_events(c);
+  on_writable(o);  // forwards what arrived; may close both
+}
+
+void Server::relay_flushed(Conn& c) {
+  int fd = c.sock.fd();
+  if (c.out_off == c.out.size()) {
+    c.out.clear();
+    c.out_off = 0;
+  } else if (c.out_off > kRelayBuffer) {
+    c.out.erase(c.out.begin(), c.out.begin() + std::ptrdiff_t(c.out_off));
+    c.out_off = 0;
+  }
+  auto pi = conns_.find(c.partner);
+  if (pi == conns_.end()) {
+    // The other side is gone: deliver what is buffered, then close.
+    if (c.out.empty()) close_conn(fd, "");
+    else update_events(c);
+    return;
+  }
+  Conn& o = *pi->second;
+  if (o.paused && c.out.size() - c.out_off < kRelayBuffer) {
+    o.paused = false;
+    update_events(o);
+  }
+  // A side that finished sending: pass the end of stream on once its data is out.
+  if (o.read_closed && c.out.empty()) ::shutdown(fd, SHUT_WR);
+  if (c.read_closed && o.read_closed && c.out.empty() && o.out.empty()) {
+    close_conn(fd, "");
+    return;
+  }
+  update_events(c);
+}
+
+void Server::queue(Conn& c, const proto::Message& m) {
+  auto frame = proto::encode(m);
+  c.out.insert(c.out.end(), frame.begin(), frame.end());
+  if (c.state == State::closing) c.deadline = Clock::now() + opt_.write_timeout;
+  on_writable(c);
+}
+
+void Server::on_writable(Conn& c) {
+  int fd = c.sock.fd();
+  while (c.out_off < c.out.size()) {
+    ssize_t w = ::send(fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      close_conn(fd, "write error: " + Direct::errno_text(errno));
+      return;
+    }
+    c.out_off += std::size_t(w);
+  }
+  if (c.state == State::relaying) {
+    relay_flushed(c);
+    return;
+  }
+  if (c.out_off == c.out.size()) {
+    c.out.clear();
+    c.out_off = 0;
+    if (c.state == State::closing) {
+      // Everything this client will ever get has been sent.
+      close_conn(fd, "");
+      return;
+    }
+  }
+  update_events(c);
+}
+
+void Server::update_events(Conn& c) {
+  bool want = c.out_off < c.out.size();
+  bool read = !c.paused && !c.read_closed;
+  if (want == c.want_write && read == c.want_read) return;
+  c.want_write = want;
+  c.want_read = read;
+  epoll_event ev{};
+  ev.events = (read ? EPOLLIN | EPOLLRDHUP : 0u) | (want ? EPOLLOUT : 0u);
+  ev.data.fd = c.sock.fd();
+  ::epoll_ctl(epoll_.fd(), EPOLL_CTL_MOD, c.sock.fd(), &ev);
+}
+
+void Server::fail(Conn& c, proto::ErrorCode code, const std::string& text) {
+  log(true, "error to ", c.addr, ": ", proto::to_string(code), ": ", text);
+  leave_group(c);
+  c.state = State::closing;
+  queue(c, proto::ErrorMsg{code, text});
+}
+
+void Server::leave_group(Conn& c) {
+  if (c.state == State::relay_waiting) {
+    auto it = relay_waiting_.find(c.relay_key);
+    if (it != relay_waiting_.end() && it->second == c.sock.fd()) relay_waiting_.erase(it);
+    c.state = State::closing;
+    return;
+  }
+  if (c.state != State::registered) return;
+  auto it = groups_.find(c.comm);
+  if (it != groups_.end() && c.peer_id < it->second.members.size() &&
+      it->second.members[c.peer_id] == c.sock.fd()) {
+    it->second.members[c.peer_id] = -1;
+    if (--it->second.count == 0) groups_.erase(it);
+  }
+  c.state = State::closing;
+}
+
+void Server::close_conn(int fd, const std::string& why) {
+  auto it = conns_.find(fd);
+  if (it == conns_.end()) return;
+  Conn& c = *it->second;
+  if (!why.empty()) log(false, "closing ", c.addr, ": ", why);
+  leave_group(c);
+  int partner = c.state == State::relaying ? c.partner : -1;
+  if (partner >= 0)
+    log(false, "relay ", c.relay_key, " ended after ", c.relayed, " bytes from ", c.addr);
+  ::epoll_ctl(epoll_.fd(), EPOLL_CTL_DEL, fd, nullptr);
+  conns_.erase(it);
+  if (partner >= 0) {
+    auto pi = conns_.find(partner);
+    if (pi != conns_.end()) {
+      pi->second->partner = -1;
+      close_conn(partner, "relay partner gone");
+    }
+  }
+}
+
+void Server::sweep() {
+  auto now = Clock::now();
+  std::vector<int> late;
+  for (auto& [fd, c] : conns_)
+    if (now >= c->deadline) late.push_back(fd);
+  for (int fd : late) {
+    auto it = conns_.find(fd);
+    if (it == conns_.end()) continue;
+    Conn& c = *it->second;
+    switch (c.state) {
+      case State::awaiting_register:
+        close_conn(fd, "no complete REGISTER within " +
+                           std::to_string(opt_.hello_timeout.count()) +
+                           " ms (slow or half-open connection)");
+        break;
+      case State::registered: {
+        auto g = groups_.find(c.comm);
+        std::string have = g == groups_.end() ? "?" : std::to_string(g->second.count);
+        std::string want = g == groups_.end() ? "?" : std::to_string(g->second.num_peers);
+        fail(c, proto::ErrorCode::expired,
+             "registration of peer " + std::to_string(c.peer_id) + " of comm '" + c.comm +
+                 "' expired after " + std::to_string(opt_.registration_ttl.count()) + " ms: " +
+                 have + " of " + want + " peers registered");
+        break;
+      }
+      case State::relay_waiting:
+        fail(c, proto::ErrorCode::expired,
+             "relay " + c.relay_key + ": the other peer did not ask for it within " +
+                 std::to_string(opt_.registration_ttl.count()) + " ms");
+        break;
+      case State::relaying:
+        break;
+      case State::closing:
+        close_conn(fd, "reply not read within " + std::to_string(opt_.write_timeout.count()) +
+                           " ms");
+        break;
+    }
+  }
+}
+
+}  // namespace FMI::Rendezvous

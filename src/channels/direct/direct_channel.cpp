@@ -1,0 +1,407 @@
+#include "channels/direct/direct_channel.h"
+
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "channels/direct/auth.h"
+#include "channels/factories.h"
+#include "fmi/errors.h"
+
+namespace FMI::Comm {
+
+namespace {
+// Before blocking in poll, a waiting call retries the non-blocking socket this
+// long: a reply that arrives within a few microseconds is then picked up without
+// the sleep/wake-up round trip (a function pays for its time either way).
+// FMI_DIRECT_SPIN_US overrides it (0 turns spinning off: better on a machine with
+// more busy processes than cores, where a spinning peer steals the CPU its partner
+// needs to answer).
+constexpr auto kDefaultSpin = std::chrono::microseconds(30);
+
+std::chrono::microseconds spin_from_env() {
+  const char* v = std::getenv("FMI_DIRECT_SPIN_US");
+  if (!v || !*v) return kDefaultSpin;
+  char* end = nullptr;
+  long us = std::strtol(v, &end, 10);
+  if (*end || us < 0 || us > 1000000)
+    FMI_THROW(ConfigError, "FMI_DIRECT_SPIN_US='", v, "' is not a number of microseconds (0..1000000)");
+  return std::chrono::microseconds(us);
+}
+
+// FMI_DIRECT_RELAY=auto|always|never: when pairs fall back to relaying through the
+// rendezvous server (see mesh.h).
+Direct::RelayMode relay_from_env() {
+  const char* v = std::getenv("FMI_DIRECT_RELAY");
+  if (!v || !*v || std::string(v) == "auto") return Direct::RelayMode::automatic;
+  if (std::string(v) == "always") return Direct::RelayMode::always;
+  if (std::string(v) == "never") return Direct::RelayMode::never;
+  FMI_THROW(ConfigError, "FMI_DIRECT_RELAY='", v, "' must be auto, always or never");
+}
+constexpr std::size_t kHeader = 16;
+// A message with another tag than the one awaited is buffered up to this size;
+// a larger one means the peers are out of step (PeerError), not a message that
+// merely arrived early.
+constexpr std::uint64_t kMaxParked = std::uint64_t(1) << 32;
+
+void put_u64(std::byte* p, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = std::byte(std::uint8_t(v >> (56 - 8 * i)));
+}
+std::uint64_t get_u64(const std::byte* p) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | std::to_integer<std::uint64_t>(p[i]);
+  return v;
+}
+}  // namespace
+
+/// One direction of one message in progress: header then payload.
+struct DirectChannel::Transfer {
+  bool sending;
+  Utils::peer_num peer;
+  int fd;
+  Tag tag;
+  std::byte* data;  // const for sends (never written through)
+  std::size_t size;
+  std::byte hdr[kHeader];
+  std::size_t done = 0;  // bytes of header + payload moved
+  bool checked = false;  // receive: header verified
+  // Receive: a message with another tag arrived first (e.g. a point-to-point
+  // message while we are inside a collective). It is read into `park` and kept
+  // for the recv that asks for it; then this transfer reads the next header.
+  bool parking = false;
+  Tag park_tag{};
+  std::vector<std::byte> park{};
+  std::size_t park_done = 0;
+
+  std::size_t total() const { return kHeader + size; }
+  bool finished() const { return done == total(); }
+};
+
+DirectChannel::DirectChannel(Config::Direct cfg)
+    : cfg_(std::move(cfg)), spin_(spin_from_env()), relay_(relay_from_env()) {
+  // FMI_SECRET (if set) replaces the configured secret here, once.
+  cfg_.secret = Direct::auth::resolve_secret(cfg_.secret);
+}
+
+DirectChannel::~DirectChannel() { finalize(); }
+
+void DirectChannel::init(const ChannelContext& ctx) {
+  if (ctx.num_peers == 0 || ctx.peer_id >= ctx.num_peers)
+    FMI_THROW(UsageError, "Direct: init with peer id ", ctx.peer_id, " of ", ctx.num_peers,
+              " peers");
+  if (cfg_.host.empty())
+    FMI_THROW(ConfigError, "Direct channel: backends.Direct.host (rendezvous server) is empty");
+  finalize();
+  ctx_ = ctx;
+  parked_.assign(ctx.num_peers, {});
+  pending_.assign(ctx.num_peers, {});
+  initialised_ = true;
+  if (ctx.num_peers > 1) {
+    Direct::MeshOptions o{cfg_.host,      cfg_.port, ctx.comm_name, ctx.peer_id,
+                          ctx.num_peers,  relay_,    cfg_.secret};
+    mesh_ = std::make_unique<Direct::Mesh>(o, Utils::Clock::now() + cfg_.max_timeout);
+  }
+}
+
+void DirectChannel::finalize() noexcept {
+  mesh_.reset();
+  self_.clear();
+  parked_.clear();
+  pending_.clear();
+  initialised_ = false;
+}
+
+std::string DirectChannel::local_endpoint() const { return mesh_ ? mesh_->local().str() : ""; }
+
+void DirectChannel::check_peer(Utils::peer_num p, const char* op) const {
+  if (!initialised_) FMI_THROW(UsageError, "Direct: ", op, " on a channel that is not initialised");
+  if (p >= ctx_.num_peers)
+    FMI_THROW(UsageError, "Direct: ", op, ": peer ", p, " out of range (", ctx_.num_peers,
+              " peers)");
+}
+
+void DirectChannel::ensure(std::initializer_list<Utils::peer_num> peers,
+                           Utils::Deadline deadline, const char* op) {
+  bool missing = false;
+  for (auto p : peers) {
+    if (p == ctx_.peer_id) continue;
+    if (!mesh_->broken(p).empty())
+      FMI_THROW(PeerError, "Direct: ", op, ": connection to peer ", p, " is broken: ",
+                mesh_->broken(p));
+    missing |= mesh_->fd(p) < 0;
+  }
+  if (missing) mesh_->connect(std::span<const Utils::peer_num>(peers.begin(), peers.size()),
+                              deadline, op);
+}
+
+void DirectChannel::connect_all(Utils::Deadline deadline) {
+  if (!initialised_) FMI_THROW(UsageError, "Direct: connect_all on a channel that is not initialised");
+  if (!mesh_) return;
+  std::vector<Utils::peer_num> all;
+  for (Utils::peer_num p = 0; p < ctx_.num_peers; ++p)
+    if (p != ctx_.peer_id && mesh_->fd(p) < 0) all.push_back(p);
+  if (!all.empty()) mesh_->connect(all, deadline, "connect_all");
+}
+
+// Moves as many bytes as the socket takes now. Returns true once the transfer is
+// complete; throws PeerError when the connection fails or the message does not
+// match what the receiver expects.
+// Reads up to `len` bytes of the stream from `peer`: first what an earlier
+// mismatching read left over (pending_), then the socket.
+ssize_t DirectChannel::read_stream(Utils::peer_num peer, int fd, iovec* iov, int n) {
+  auto& pend = pending_[peer];
+  if (pend.empty()) return ::readv(fd, iov, n);
+  std::size_t used = 0;
+  for (int i = 0; i < n && used < pend.size(); ++i) {
+    std::size_t k = std::min(iov[i].iov_len, pend.size() - used);
+    std::memcpy(iov[i].iov_base, pend.data() + used, k);
+    used += k;
+  }
+  pend.erase(pend.begin(), pend.begin() + std::ptrdiff_t(used));
+  return ssize_t(used);
+}
+
+bool DirectChannel::step(Transfer& t) {
+  while (!t.finished()) {
+    if (t.parking) {
+      if (!park_step(t)) return false;
+      continue;
+    }
+    iovec iov[2];
+    int n = 0;
+    if (t.done < kHeader) iov[n++] = {t.hdr + t.done, kHeader - t.done};
+    std::size_t off = t.done > kHeader ? t.done - kHeader : 0;
+    if (t.size > off) iov[n++] = {t.data + off, t.size - off};
+    ssize_t r;
+    if (t.sending) {
+      msghdr mh{};
+      mh.msg_iov = iov;
+      mh.msg_iovlen = std::size_t(n);
+      r = ::sendmsg(t.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } else {
+      // Header and payload in one call: a mismatching header is caught right after
+      // it arrives (below), and then the connection is given up anyway.
+      r = read_stream(t.peer, t.fd, iov, n);
+    }
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+      std::string why = std::string(t.sending ? "send to" : "receive from") + " peer " +
+                        std::to_string(t.peer) + " failed after " + std::to_string(t.done) +
+                        " of " + std::to_string(t.total()) + " bytes: " +
+                        Direct::errno_text(errno);
+      mesh_->mark_broken(t.peer, why);
+      FMI_THROW(PeerError, "Direct: ", why, " (peer died or closed the connection?)");
+    }
+    if (r == 0) {
+      std::string why = "peer " + std::to_string(t.peer) + " closed the connection after " +
+                        std::to_string(t.done) + " of " + std::to_string(t.total()) +
+                        " bytes of a receive (peer exited or died?)";
+      mesh_->mark_broken(t.peer, why);
+      FMI_THROW(PeerError, "Direct: ", why);
+    }
+    t.done += std::size_t(r);
+    if (!t.sending && !t.checked && t.done >= kHeader) {
+      t.checked = true;
+      Tag got = Tag::decode(get_u64(t.hdr));
+      std::uint64_t len = get_u64(t.hdr + 8);
+      if (!(got == t.tag) && len <= kMaxParked) {
+        start_parking(t, got, len);
+        continue;
+      }
+      if (!(got == t.tag) || len != t.size) {
+        std::string why = "message from peer " + std::to_string(t.peer) + " does not match: expected " +
+                          to_string(t.tag) + " with " + std::to_string(t.size) + " bytes, got " +
+                          to_string(got) + " with " + std::to_string(len) + " bytes";
+        mesh_->mark_broken(t.peer, why);
+        FMI_THROW(PeerError, "Direct: recv: ", why,
+                  " (peers disagree on the operation order or buffer sizes)");
+      }
+    }
+  }
+  return true;
+}
+
+// The header just read belongs to another message than the one this transfer
+// waits for. The payload bytes that the same read already put into the caller's
+// buffer are the start of that message (and, if it was short, of the stream
+// after it): move them where they belong, then read the rest of the message.
+void DirectChannel::start_parking(Transfer& t, Tag got, std::uint64_t len) {
+  const std::size_t have = t.done - kHeader;  // stream bytes already in t.data
+  const std::size_t take = std::min<std::size_t>(have, len);
+  t.parking = true;
+  t.park_tag = got;
+  t.park.assign(t.data, t.data + take);
+  t.park.resize(len);
+  t.park_done = take;
+  if (have > take) {
+    auto& pend = pending_[t.peer];
+    pend.insert(pend.begin(), t.data + take, t.data + have);
+  }
+  t.done = 0;
+  t.checked = false;
+  finish_parking_if_done(t);
+}
+
+void DirectChannel::finish_parking_if_done(Transfer& t) {
+  if (!t.parking || t.park_done < t.park.size()) return;
+  parked_[t.peer].push_back({t.park_tag, std::move(t.park)});
+  t.park = {};
+  t.parking = false;
+}
+
+bool DirectChannel::park_step(Transfer& t) {
+  iovec iov{t.park.data() + t.park_done, t.park.size() - t.park_done};
+  ssize_t r = read_stream(t.peer, t.fd, &iov, 1);
+  if (r < 0) {
+    if (errno == EINTR) return true;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+    std::string why = "receive from peer " + std::to_string(t.peer) + " failed: " +
+                      Direct::errno_text(errno);
+    mesh_->mark_broken(t.peer, why);
+    FMI_THROW(PeerError, "Direct: ", why, " (peer died or closed the connection?)");
+  }
+  if (r == 0) {
+    std::string why = "peer " + std::to_string(t.peer) + " closed the connection mid-message";
+    mesh_->mark_broken(t.peer, why);
+    FMI_THROW(PeerError, "Direct: ", why, " (peer exited or died?)");
+  }
+  t.park_done += std::size_t(r);
+  finish_parking_if_done(t);
+  return true;
+}
+
+// A message parked earlier (read while waiting for another tag) that this
+// receive asks for. Returns false when there is none.
+bool DirectChannel::take_parked(Utils::peer_num src, Bytes out, Tag tag) {
+  auto& q = parked_[src];
+  auto it = std::find_if(q.begin(), q.end(), [&](const SelfMessage& m) { return m.tag == tag; });
+  if (it == q.end()) return false;
+  if (it->data.size() != out.size())
+    FMI_THROW(PeerError, "Direct: recv: message from peer ", src, " (", to_string(tag), ") has ",
+              it->data.size(), " bytes, expected ", out.size(),
+              " (peers disagree on buffer sizes)");
+  if (!out.empty()) std::memcpy(out.data(), it->data.data(), out.size());
+  q.erase(it);
+  return true;
+}
+
+void DirectChannel::run(std::span<Transfer> ts, Utils::Deadline deadline, const char* op) {
+  auto start = Utils::Clock::now();
+  auto spin_until = start + spin_;
+  for (;;) {
+    bool all = true, progress = false;
+    for (auto& t : ts) {
+      if (t.finished()) continue;
+      std::size_t before = t.done;
+      all &= step(t);
+      progress |= t.done != before;
+    }
+    if (all) return;
+    auto now = Utils::Clock::now();
+    if (progress) spin_until = now + spin_;
+    if (now < spin_until) {
+      // Yielding keeps the spin cheap when processes outnumber cores: a peer that
+      // waits hands its core to whoever must run to answer it (sched_yield returns
+      // at once when nobody else is runnable).
+      ::sched_yield();
+      continue;
+    }
+    if (now >= deadline) {
+      std::string what;
+      for (auto& t : ts) {
+        if (t.finished()) continue;
+        what += std::string(what.empty() ? "" : ", ") + (t.sending ? "send to" : "receive from") +
+                " peer " + std::to_string(t.peer) + " (" + to_string(t.tag) + ", " +
+                std::to_string(t.done) + " of " + std::to_string(t.total()) + " bytes moved)";
+        // A half-moved message leaves the stream out of step: give the connection up.
+        if (t.done > 0) mesh_->mark_broken(t.peer, "a " + std::string(op) + " timed out mid-message");
+      }
+      FMI_THROW(TimeoutError, "Direct: ", op, " timed out after ",
+                format_duration(now - start), ": ", what);
+    }
+    fds_.clear();
+    for (auto& t : ts)
+      if (!t.finished()) fds_.push_back({t.fd, short(t.sending ? POLLOUT : POLLIN), 0});
+    std::size_t own = fds_.size();
+    mesh_->add_pollfds(fds_);
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count();
+    timespec tsp{time_t(ns / 1000000000), long(ns % 1000000000)};
+    int r = ::ppoll(fds_.data(), fds_.size(), &tsp, nullptr);
+    if (r < 0 && errno != EINTR)
+      FMI_THROW(ChannelError, "Direct: ", op, ": poll failed: ", Direct::errno_text(errno));
+    if (r > 0) mesh_->handle(fds_.data() + own, fds_.size() - own);
+    spin_until = Utils::Clock::now() + spin_;
+  }
+}
+
+void DirectChannel::send(Utils::peer_num dest, ConstBytes data, Tag tag, Utils::Deadline deadline) {
+  check_peer(dest, "send");
+  if (dest == ctx_.peer_id) {
+    self_.push_back({tag, std::vector<std::byte>(data.begin(), data.end())});
+    return;
+  }
+  ensure({dest}, deadline, "send");
+  Transfer t{true, dest, mesh_->fd(dest), tag, const_cast<std::byte*>(data.data()), data.size(), {}};
+  put_u64(t.hdr, tag.encode());
+  put_u64(t.hdr + 8, data.size());
+  run({&t, 1}, deadline, "send");
+}
+
+void DirectChannel::self_recv(Bytes out, Tag tag) {
+  auto it = std::find_if(self_.begin(), self_.end(), [&](const SelfMessage& m) { return m.tag == tag; });
+  if (it == self_.end())
+    FMI_THROW(UsageError, "Direct: recv from self (peer ", ctx_.peer_id, ", ", to_string(tag),
+              ") without a prior send to self");
+  if (it->data.size() != out.size())
+    FMI_THROW(PeerError, "Direct: recv from self (peer ", ctx_.peer_id, "): ", to_string(tag),
+              " has ", it->data.size(), " bytes, expected ", out.size());
+  if (!out.empty()) std::memcpy(out.data(), it->data.data(), out.size());
+  self_.erase(it);
+}
+
+void DirectChannel::recv(Utils::peer_num src, Bytes out, Tag tag, Utils::Deadline deadline) {
+  check_peer(src, "recv");
+  if (src == ctx_.peer_id) return self_recv(out, tag);
+  if (take_parked(src, out, tag)) return;
+  ensure({src}, deadline, "recv");
+  Transfer t{false, src, mesh_->fd(src), tag, out.data(), out.size(), {}};
+  run({&t, 1}, deadline, "recv");
+}
+
+void DirectChannel::sendrecv(Utils::peer_num dest, ConstBytes data, Utils::peer_num src, Bytes out,
+                             Tag tag, Utils::Deadline deadline) {
+  check_peer(dest, "sendrecv");
+  check_peer(src, "sendrecv");
+  if (dest == ctx_.peer_id || src == ctx_.peer_id) {
+    // Sending to ourselves never blocks, so doing the two halves in turn is safe.
+    send(dest, data, tag, deadline);
+    recv(src, out, tag, deadline);
+    return;
+  }
+  // Both connections are wanted at once: in a ring every peer waits for its two
+  // neighbours, and each pair must be punched from both of its sides.
+  if (take_parked(src, out, tag)) {
+    send(dest, data, tag, deadline);
+    return;
+  }
+  ensure({dest, src}, deadline, "sendrecv");
+  Transfer ts[2] = {
+      {true, dest, mesh_->fd(dest), tag, const_cast<std::byte*>(data.data()), data.size(), {}},
+      {false, src, mesh_->fd(src), tag, out.data(), out.size(), {}}};
+  put_u64(ts[0].hdr, tag.encode());
+  put_u64(ts[0].hdr + 8, data.size());
+  run(ts, deadline, "sendrecv");
+}
+
+std::shared_ptr<Channel> make_direct_channel(const Config& config) {
+  return std::make_shared<DirectChannel>(config.direct);
+}
+
+}  // namespace FMI::Comm

@@ -1,0 +1,74 @@
+// The Direct channel: TCP connections between functions, opened by hole punching
+// through the rendezvous server (mesh.h). See docs/direct.md.
+//
+// Each message on a connection is a 16-byte header (tag u64, payload length u64,
+// both big-endian) followed by the payload. The receiver knows what it expects and
+// checks both fields, so a peer that sends another operation or another size is
+// reported (PeerError naming both) instead of silently corrupting the stream.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "channels/direct/mesh.h"
+#include "fmi/channel.h"
+#include "fmi/config.h"
+
+namespace FMI::Comm {
+
+class DirectChannel final : public PeerToPeerChannel {
+ public:
+  explicit DirectChannel(Config::Direct cfg);
+  ~DirectChannel() override;
+
+  void init(const ChannelContext& ctx) override;
+  void finalize() noexcept override;
+  std::chrono::milliseconds max_timeout() const override { return cfg_.max_timeout; }
+
+  void send(Utils::peer_num dest, ConstBytes data, Tag tag, Utils::Deadline deadline) override;
+  void recv(Utils::peer_num src, Bytes out, Tag tag, Utils::Deadline deadline) override;
+  void sendrecv(Utils::peer_num dest, ConstBytes data, Utils::peer_num src, Bytes out, Tag tag,
+                Utils::Deadline deadline) override;
+  void connect_all(Utils::Deadline deadline) override;
+
+  /// The local endpoint registered with the server (tests, logs).
+  std::string local_endpoint() const;
+
+  struct Transfer;
+
+ private:
+  void check_peer(Utils::peer_num p, const char* op) const;
+  void ensure(std::initializer_list<Utils::peer_num> peers, Utils::Deadline deadline,
+              const char* op);
+  bool step(Transfer& t);
+  void run(std::span<Transfer> ts, Utils::Deadline deadline, const char* op);
+  void self_recv(Bytes out, Tag tag);
+  ssize_t read_stream(Utils::peer_num peer, int fd, struct iovec* iov, int n);
+  void start_parking(Transfer& t, Tag got, std::uint64_t len);
+  void finish_parking_if_done(Transfer& t);
+  bool park_step(Transfer& t);
+  bool take_parked(Utils::peer_num src, Bytes out, Tag tag);
+
+  Config::Direct cfg_;
+  std::chrono::microseconds spin_;  // busy-retry before blocking in poll
+  Direct::RelayMode relay_;
+  ChannelContext ctx_;
+  bool initialised_ = false;
+  std::unique_ptr<Direct::Mesh> mesh_;
+  struct SelfMessage {
+    Tag tag;
+    std::vector<std::byte> data;
+  };
+  std::deque<SelfMessage> self_;  // messages a peer sent to itself
+  // Per source peer: messages that arrived while a receive waited for another
+  // tag (matched later by tag, as MPI matches by (source, tag)), and stream bytes
+  // read past such a message's end.
+  std::vector<std::deque<SelfMessage>> parked_;
+  std::vector<std::vector<std::byte>> pending_;
+  std::vector<pollfd> fds_;        // reused across calls
+};
+
+}  // namespace FMI::Comm

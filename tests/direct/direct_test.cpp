@@ -1,0 +1,430 @@
+// Conformance of the Direct channel over real TCP on loopback: a real
+// fmi-rendezvous and one forked process per peer.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include "channels/direct/direct_channel.h"
+#include "fmi/errors.h"
+#include "harness.h"
+
+using FMI::Comm::DirectChannel;
+using FMI::Comm::Tag;
+using FMI::Utils::Clock;
+using FMI::Utils::Operation;
+using namespace fmi_test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::unique_ptr<DirectChannel> make_channel(std::uint16_t port, unsigned id, unsigned n,
+                                            const std::string& comm,
+                                            std::chrono::milliseconds timeout = 30s) {
+  FMI::Config::Direct d;
+  d.enabled = true;
+  d.host = "127.0.0.1";
+  d.port = port;
+  d.max_timeout = timeout;
+  auto ch = std::make_unique<DirectChannel>(d);
+  ch->init({id, n, comm, 128});
+  return ch;
+}
+
+std::string comm_name() {
+  auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string n = std::string(info->test_suite_name()) + "." + info->name();
+  return n.size() > 200 ? n.substr(n.size() - 200) : n;
+}
+
+/// Deterministic content of the message from `from` to `to` in round `r`.
+std::byte pattern(std::size_t k, unsigned from, unsigned to, std::size_t r) {
+  return std::byte(std::uint8_t(k * 131 + from * 17 + to * 7 + r * 3 + (k >> 12)));
+}
+std::vector<std::byte> make_data(std::size_t n, unsigned from, unsigned to, std::size_t r) {
+  std::vector<std::byte> v(n);
+  for (std::size_t k = 0; k < n; ++k) v[k] = pattern(k, from, to, r);
+  return v;
+}
+void check_data(const std::vector<std::byte>& v, unsigned from, unsigned to, std::size_t r) {
+  for (std::size_t k = 0; k < v.size(); ++k)
+    PEER_CHECK(v[k] == pattern(k, from, to, r), "byte ", k, " of ", v.size(), " from peer ", from,
+               " to ", to, " round ", r);
+}
+
+auto deadline(std::chrono::milliseconds d = 60s) { return Clock::now() + d; }
+
+Tag tag(std::uint32_t seq, Operation op = Operation::send) { return Tag{op, seq}; }
+
+}  // namespace
+
+class DirectConformance : public ::testing::TestWithParam<unsigned> {};
+
+// Ring exchange with sendrecv (every round r: to peer+r, from peer-r), then an echo
+// with plain send/recv through peer 0, then a message to self; each at sizes from
+// 0 bytes to 64 MiB (64 MiB only up to 3 peers, to keep the test small).
+TEST_P(DirectConformance, SendRecvSendrecvAllSizes) {
+  const unsigned n = GetParam();
+  RendezvousServer server;
+  std::vector<std::size_t> sizes = {0, 1, 7, 64 * 1024 + 3, 1 << 20};
+  if (n <= 3) sizes.push_back(64u << 20);
+  auto res = run_peers(n, [&](unsigned me) {
+    auto ch = make_channel(server.port(), me, n, comm_name());
+    ch->connect_all(deadline());
+    std::uint32_t seq = 0;
+    for (std::size_t s : sizes) {
+      for (unsigned r = 1; r < n; ++r) {
+        unsigned dest = (me + r) % n, src = (me + n - r) % n;
+        auto out = make_data(s, me, dest, r);
+        std::vector<std::byte> in(s);
+        ch->sendrecv(dest, out, src, in, tag(seq, Operation::allgather), deadline());
+        check_data(in, src, me, r);
+        ++seq;
+      }
+      // Echo: peer 0 sends to every peer, which sends the bytes back.
+      if (me == 0) {
+        for (unsigned p = 1; p < n; ++p) {
+          auto out = make_data(s, 0, p, 0);
+          std::vector<std::byte> back(s);
+          ch->send(p, out, tag(seq), deadline());
+          ch->recv(p, back, tag(seq), deadline());
+          PEER_CHECK(back == out, "echo of ", s, " bytes from peer ", p);
+        }
+      } else {
+        std::vector<std::byte> in(s);
+        ch->recv(0, in, tag(seq), deadline());
+        check_data(in, 0, me, 0);
+        ch->send(0, in, tag(seq), deadline());
+      }
+      ++seq;
+      // To self, through send/recv and through sendrecv.
+      auto self = make_data(s, me, me, 9);
+      std::vector<std::byte> got(s);
+      ch->send(me, self, tag(seq), deadline());
+      ch->recv(me, got, tag(seq), deadline());
+      PEER_CHECK(got == self);
+      std::fill(got.begin(), got.end(), std::byte{0});
+      ch->sendrecv(me, self, me, got, tag(seq + 1), deadline());
+      PEER_CHECK(got == self);
+      seq += 2;
+    }
+    ch->finalize();
+    ch->finalize();  // idempotent
+  });
+  expect_all_ok(res);
+}
+
+INSTANTIATE_TEST_SUITE_P(Peers, DirectConformance, ::testing::Values(1u, 2u, 3u, 5u, 8u),
+                         [](const auto& info) { return std::to_string(info.param) + "peers"; });
+
+// Connections opened on first use only, by the two peers of a pair; sendrecv where
+// dest == src; a peer that does not use the channel at all (it still registers).
+TEST(Direct, LazyConnectionsAndSameDestSrc) {
+  RendezvousServer server;
+  auto res = run_peers(3, [&](unsigned me) {
+    auto ch = make_channel(server.port(), me, 3, comm_name());
+    if (me == 2) {
+      // Must stay registered until the table is out; then nobody talks to it.
+      std::this_thread::sleep_for(300ms);
+      return;
+    }
+    unsigned other = 1 - me;
+    std::vector<std::byte> out = make_data(3 * 1024 * 1024 + 1, me, other, 0), in(out.size());
+    ch->sendrecv(other, out, other, in, tag(0), deadline());
+    check_data(in, other, me, 0);
+  });
+  expect_all_ok(res);
+}
+
+// Several messages of one pair arrive in the order sent, each with its own tag.
+TEST(Direct, ManyMessagesKeepTheirOrder) {
+  RendezvousServer server;
+  auto res = run_peers(2, [&](unsigned me) {
+    auto ch = make_channel(server.port(), me, 2, comm_name());
+    for (std::uint32_t i = 0; i < 200; ++i) {
+      std::size_t s = (i * 977) % 20000;
+      if (me == 0) {
+        ch->send(1, make_data(s, 0, 1, i), tag(i), deadline());
+      } else {
+        std::vector<std::byte> in(s);
+        ch->recv(0, in, tag(i), deadline());
+        check_data(in, 0, 1, i);
+      }
+    }
+  });
+  expect_all_ok(res);
+}
+
+// A receiver expecting another size for the same tag gets PeerError naming the
+// peer and both sizes.
+TEST(Direct, MismatchedMessageRaisesPeerError) {
+  RendezvousServer server;
+  auto res = run_peers(3, [&](unsigned me) {
+    auto ch = make_channel(server.port(), me, 3, comm_name());
+    if (me == 0) {
+      ch->send(1, make_data(100, 0, 1, 0), tag(1), deadline());
+      ch->send(2, make_data(100, 0, 2, 0), tag(1), deadline());
+      // The receivers give the connection up after the mismatch: peer 0 sees the
+      // close as a PeerError too.
+      for (unsigned p = 1; p < 3; ++p) {
+        std::byte b[1];
+        bool closed = false;
+        try {
+          ch->recv(p, b, tag(2), deadline());
+        } catch (const FMI::PeerError& e) {
+          closed = std::string(e.what()).find("peer " + std::to_string(p)) != std::string::npos;
+        }
+        PEER_CHECK(closed, "peer 0 did not see peer ", p, " close the connection");
+      }
+      return;
+    }
+    // Same tag, another size: larger (peer 1) or smaller (peer 2) than what was
+    // sent. (Another tag is no longer a mismatch: since the channel matches
+    // receives by tag, such a message is parked for a later receive.)
+    std::vector<std::byte> in(me == 1 ? 200 : 50);
+    Tag expect = tag(1);
+    std::string what;
+    try {
+      ch->recv(0, in, expect, deadline());
+    } catch (const FMI::PeerError& e) {
+      what = e.what();
+    }
+    PEER_CHECK(!what.empty(), "no PeerError");
+    PEER_CHECK(what.find("peer 0") != std::string::npos, what);
+    if (me == 1)
+      PEER_CHECK(what.find("200 bytes") != std::string::npos &&
+                     what.find("100 bytes") != std::string::npos,
+                 what);
+    // The connection is given up after a mismatch: later use says why.
+    bool again = false;
+    try {
+      ch->recv(0, in, expect, deadline());
+    } catch (const FMI::PeerError&) {
+      again = true;
+    }
+    PEER_CHECK(again);
+  });
+  expect_all_ok(res);
+}
+
+// A receive nobody answers raises TimeoutError naming the peer and the operation;
+// the connection stays usable when no byte of the message had arrived.
+TEST(Direct, ReceiveTimesOut) {
+  RendezvousServer server;
+  auto res = run_peers(2, [&](unsigned me) {
+    auto ch = make_channel(server.port(), me, 2, comm_name());
+    ch->connect_all(deadline());
+    std::byte b[8] = {};
+    if (me == 1) {
+      std::string what;
+      try {
+        ch->recv(0, b, tag(1), Clock::now() + 200ms);
+      } catch (const FMI::TimeoutError& e) {
+        what = e.what();
+      }
+      PEER_CHECK(what.find("timed out") != std::string::npos, what);
+      PEER_CHECK(what.find("peer 0") != std::string::npos, what);
+      PEER_CHECK(what.find("recv") != std::string::npos, what);
+      ch->send(0, b, tag(2), deadline());
+      ch->recv(0, b, tag(3), deadline());
+    } else {
+      ch->recv(1, b, tag(2), deadline());
+      ch->send(1, b, tag(3), deadline());
+    }
+  });
+  expect_all_ok(res);
+}
+
+// A peer killed after the mesh is up: the survivors waiting for it get PeerError
+// (at once, from the closed connection, not after the 60 s deadline).
+TEST(Direct, KilledPeerRaisesPeerError) {
+  RendezvousServer server;
+  auto res = run_peers(3, [&](unsigned me) {
+    auto ch = make_channel(server.port(), me, 3, comm_name(), 60s);
+    ch->connect_all(deadline());
+    std::byte b[4] = {};
+    // Everybody is connected to everybody: one round of messages.
+    for (unsigned p = 0; p < 3; ++p)
+      if (p != me) ch->send(p, b, tag(0), deadline());
+    for (unsigned p = 0; p < 3; ++p)
+      if (p != me) ch->recv(p, b, tag(0), deadline());
+    if (me == 2) ::raise(SIGKILL);
+    std::vector<std::byte> big(1 << 20);
+    std::string what;
+    auto t0 = Clock::now();
+    try {
+      ch->recv(2, big, tag(1), deadline());
+    } catch (const FMI::PeerError& e) {
+      what = e.what();
+    }
+    PEER_CHECK(!what.empty(), "no PeerError");
+    PEER_CHECK(what.find("peer 2") != std::string::npos, what);
+    std::cerr << "peer " << me << " noticed the death of peer 2 after "
+              << std::chrono::duration<double, std::milli>(Clock::now() - t0).count()
+              << " ms: " << what << "\n";
+  });
+  EXPECT_TRUE(res[0].exited && res[0].code == 0);
+  EXPECT_TRUE(res[1].exited && res[1].code == 0);
+  EXPECT_EQ(res[2].signal, SIGKILL);
+}
+
+// Pairs that cannot punch relay through the server (forced here with
+// FMI_DIRECT_RELAY=always): same results, both directions at once, large messages,
+// and the end of a peer still reaches the others through the relay.
+TEST(Direct, RelayThroughTheServer) {
+  RendezvousServer server;
+  const unsigned n = 3;
+  auto res = run_peers(n, [&](unsigned me) {
+    ::setenv("FMI_DIRECT_RELAY", "always", 1);
+    auto ch = make_channel(server.port(), me, n, comm_name());
+    ch->connect_all(deadline());
+    std::uint32_t seq = 0;
+    for (std::size_t s : {std::size_t(0), std::size_t(7), std::size_t(1 << 20) + 3,
+                          std::size_t(16) << 20}) {
+      for (unsigned r = 1; r < n; ++r) {
+        unsigned dest = (me + r) % n, src = (me + n - r) % n;
+        auto out = make_data(s, me, dest, r);
+        std::vector<std::byte> in(s);
+        ch->sendrecv(dest, out, src, in, tag(seq++), deadline());
+        check_data(in, src, me, r);
+      }
+    }
+    if (me == 2) return;  // exits: the others must see it as a PeerError
+    std::byte b[1];
+    bool closed = false;
+    try {
+      ch->recv(2, b, tag(99), deadline());
+    } catch (const FMI::PeerError&) {
+      closed = true;
+    }
+    PEER_CHECK(closed, "peer ", me, " did not notice the end of peer 2 through the relay");
+  });
+  expect_all_ok(res);
+  EXPECT_NE(server.log().find("relaying"), std::string::npos) << server.log();
+}
+
+// A peer whose counterpart is registered but never reachable: the punch fails with a
+// ChannelError that names both peers (this is what a symmetric NAT looks like).
+TEST(Direct, UnreachablePeerFailsWithPunchingError) {
+  RendezvousServer server;
+  auto res = run_peers(2, [&](unsigned me) {
+    auto ch = make_channel(server.port(), me, 2, comm_name());
+    if (me == 1) {
+      std::this_thread::sleep_for(300ms);  // long enough for the table to go out
+      ch->finalize();                      // its port now refuses connections
+      std::this_thread::sleep_for(2s);
+      return;
+    }
+    std::this_thread::sleep_for(600ms);
+    std::string what;
+    try {
+      ch->connect_all(Clock::now() + 1s);
+    } catch (const FMI::ChannelError& e) {
+      what = e.what();
+    }
+    PEER_CHECK(what.find("hole punching between peer 0 and peer 1 failed") != std::string::npos,
+               what);
+  });
+  expect_all_ok(res);
+}
+
+// The server expires registrations of a communicator that never completes, and
+// the waiting peer gets a ChannelError that says so.
+TEST(Direct, IncompleteCommunicatorExpires) {
+  RendezvousServer server({"--ttl-ms", "300"});
+  auto res = run_peers(1, [&](unsigned) {
+    auto ch = make_channel(server.port(), 0, 2, comm_name());
+    std::string what;
+    try {
+      ch->connect_all(deadline(20s));
+    } catch (const FMI::ChannelError& e) {
+      what = e.what();
+    }
+    PEER_CHECK(what.find("expired") != std::string::npos, what);
+  });
+  expect_all_ok(res);
+}
+
+// A second registration of the same (comm, peer id) replaces the first (a
+// restarted function); the replaced one is told so, the new one works.
+TEST(Direct, DuplicateRegistrationReplacesTheOldOne) {
+  RendezvousServer server;
+  auto res = run_peers(3, [&](unsigned me) {
+    // Processes 0 and 2 both claim peer id 0; process 2 comes later.
+    if (me == 2) std::this_thread::sleep_for(200ms);
+    if (me == 1) std::this_thread::sleep_for(400ms);
+    unsigned id = me == 2 ? 0 : me;
+    auto ch = make_channel(server.port(), id, 2, comm_name());
+    std::byte b[3] = {};
+    if (me == 0) {
+      std::string what;
+      try {
+        ch->connect_all(deadline(10s));
+      } catch (const FMI::ChannelError& e) {
+        what = e.what();
+      }
+      PEER_CHECK(what.find("replaced") != std::string::npos, what);
+      return;
+    }
+    ch->sendrecv(1 - id, b, 1 - id, b, tag(0), deadline());
+  });
+  expect_all_ok(res);
+}
+
+// No server: init retries the connection until max_timeout, then says which
+// server it could not reach.
+TEST(Direct, UnreachableServerFailsAfterRetrying) {
+  std::uint16_t port;
+  {
+    RendezvousServer server;  // a port that was free a moment ago, now closed
+    port = server.port();
+  }
+  std::string what;
+  try {
+    make_channel(port, 0, 2, comm_name(), 400ms);
+  } catch (const FMI::ChannelError& e) {
+    what = e.what();
+  }
+  EXPECT_NE(what.find("cannot connect to rendezvous server 127.0.0.1:" + std::to_string(port)),
+            std::string::npos)
+      << what;
+}
+
+// 1 GiB in one message, checksummed; skipped on small machines.
+TEST(Direct, OneGibibyteMessage) {
+  std::ifstream mi("/proc/meminfo");
+  std::string line;
+  long kb = 0;
+  while (std::getline(mi, line))
+    if (line.rfind("MemAvailable:", 0) == 0) kb = std::stol(line.substr(13));
+  if (kb < 6L * 1024 * 1024) GTEST_SKIP() << "needs 6 GiB of free memory";
+  RendezvousServer server;
+  auto res = run_peers(2, [&](unsigned me) {
+    auto ch = make_channel(server.port(), me, 2, comm_name(), 120s);
+    std::vector<std::uint64_t> buf((1ull << 30) / 8);
+    if (me == 0) {
+      std::uint64_t x = 88172645463325252ull;
+      for (auto& v : buf) v = (x ^= x << 13, x ^= x >> 7, x ^= x << 17);
+      std::uint64_t sum = 0;
+      for (auto v : buf) sum += v * 0x9E3779B97F4A7C15ull;
+      auto t0 = Clock::now();
+      ch->send(1, std::as_bytes(std::span(buf)), tag(0), deadline(120s));
+      ch->send(1, std::as_bytes(std::span(&sum, 1)), tag(1), deadline(120s));
+      std::byte ack[1];
+      ch->recv(1, ack, tag(2), deadline(120s));
+      double s = std::chrono::duration<double>(Clock::now() - t0).count();
+      std::cerr << "1 GiB sent and acknowledged in " << s << " s (" << 1024 / s << " MiB/s)\n";
+    } else {
+      std::uint64_t sum = 0, expect = 0;
+      ch->recv(0, std::as_writable_bytes(std::span(buf)), tag(0), deadline(120s));
+      ch->recv(0, std::as_writable_bytes(std::span(&expect, 1)), tag(1), deadline(120s));
+      for (auto v : buf) sum += v * 0x9E3779B97F4A7C15ull;
+      PEER_CHECK(sum == expect, "checksum of 1 GiB");
+      std::byte ack[1] = {};
+      ch->send(0, ack, tag(2), deadline(120s));
+    }
+  });
+  expect_all_ok(res);
+}

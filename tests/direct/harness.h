@@ -1,0 +1,206 @@
+// Test harness of the Direct channel: a real fmi-rendezvous child process on a
+// free port, and peers as forked processes (each with its own channel), reaped
+// with waitpid. A failing peer prints its error on stderr (which reaches the test
+// output) and exits non-zero.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fmi/errors.h"
+
+namespace fmi_test {
+
+/// Throws (in a peer process) with file:line when a condition fails.
+#define PEER_CHECK(cond, ...)                                                     \
+  do {                                                                            \
+    if (!(cond))                                                                  \
+      throw std::runtime_error(::FMI::detail::concat(                             \
+          __FILE__, ":", __LINE__, ": check `" #cond "` failed. " __VA_OPT__(, ) __VA_ARGS__)); \
+  } while (0)
+
+/// fmi-rendezvous as a child process: --port 0, its log in a temporary file from
+/// which the "listening on ADDR:PORT" line gives the port. Stopped by SIGTERM (and
+/// reaped) in the destructor, even when the test fails.
+class RendezvousServer {
+ public:
+  explicit RendezvousServer(std::vector<std::string> extra = {}) {
+    char tmpl[] = "/tmp/fmi-rendezvous-test-XXXXXX";
+    int fd = ::mkstemp(tmpl);
+    if (fd < 0) throw std::runtime_error("mkstemp failed");
+    log_path_ = tmpl;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(fd, 2);
+      std::vector<std::string> args = {FMI_RENDEZVOUS_PATH, "--port", "0", "--bind", "127.0.0.1"};
+      args.insert(args.end(), extra.begin(), extra.end());
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      std::perror("exec fmi-rendezvous");
+      ::_exit(127);
+    }
+    ::close(fd);
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < until) {
+      std::string log = this->log();
+      auto at = log.find("listening on ");
+      if (at != std::string::npos && log.find('\n', at) != std::string::npos) {
+        auto colon = log.rfind(':', log.find('\n', at));
+        port_ = static_cast<std::uint16_t>(std::stoi(log.substr(colon + 1)));
+        return;
+      }
+      int st;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        throw std::runtime_error("fmi-rendezvous exited at start: " + log);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    throw std::runtime_error("fmi-rendezvous did not start within 10 s: " + this->log());
+  }
+  ~RendezvousServer() {
+    int rc = stop();
+    if (::testing::Test::HasFailure() || rc != 0)
+      std::cerr << "---- fmi-rendezvous log (exit " << rc << ") ----\n" << log() << "----\n";
+    ::unlink(log_path_.c_str());
+  }
+  RendezvousServer(const RendezvousServer&) = delete;
+  RendezvousServer& operator=(const RendezvousServer&) = delete;
+
+  std::uint16_t port() const { return port_; }
+  std::string log() const {
+    std::ifstream f(log_path_);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  }
+  /// SIGTERM, then waits; returns the exit status (0 on a clean shutdown).
+  int stop() {
+    if (pid_ <= 0) return exit_status_;
+    ::kill(pid_, SIGTERM);
+    int st = 0;
+    ::waitpid(pid_, &st, 0);
+    pid_ = -1;
+    exit_status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return exit_status_;
+  }
+
+ private:
+  std::string log_path_;
+  pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+  int exit_status_ = 0;
+};
+
+/// A temporary file holding a shared secret, for `fmi-rendezvous --secret-file`.
+class SecretFile {
+ public:
+  explicit SecretFile(const std::string& secret) {
+    char tmpl[] = "/tmp/fmi-secret-test-XXXXXX";
+    int fd = ::mkstemp(tmpl);
+    if (fd < 0) throw std::runtime_error("mkstemp failed");
+    std::string text = secret + "\n";  // a trailing newline, as editors write it
+    if (::write(fd, text.data(), text.size()) != ssize_t(text.size()))
+      throw std::runtime_error("writing the secret file failed");
+    ::close(fd);
+    path_ = tmpl;
+  }
+  ~SecretFile() { ::unlink(path_.c_str()); }
+  SecretFile(const SecretFile&) = delete;
+  SecretFile& operator=(const SecretFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+struct PeerResult {
+  bool exited = false;
+  int code = -1;    // exit code when exited
+  int signal = 0;   // terminating signal otherwise
+};
+
+/// Runs fn(peer) in `n` forked processes and waits for all (killing the rest after
+/// `limit`). A peer that throws prints the message and exits 1.
+inline std::vector<PeerResult> run_peers(unsigned n, const std::function<void(unsigned)>& fn,
+                                         std::chrono::seconds limit = std::chrono::seconds(90)) {
+  std::cout.flush();
+  std::cerr.flush();
+  std::vector<pid_t> pids;
+  for (unsigned p = 0; p < n; ++p) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int code = 0;
+      try {
+        fn(p);
+      } catch (const std::exception& e) {
+        std::cerr << "peer " << p << " of " << n << " failed: " << e.what() << std::endl;
+        code = 1;
+      } catch (...) {
+        std::cerr << "peer " << p << " of " << n << " failed: unknown exception" << std::endl;
+        code = 1;
+      }
+      std::cerr.flush();
+      ::_exit(code);
+    }
+    pids.push_back(pid);
+  }
+  std::vector<PeerResult> res(n);
+  unsigned left = n;
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (left > 0) {
+    for (unsigned p = 0; p < n; ++p) {
+      if (pids[p] <= 0) continue;
+      int st;
+      if (::waitpid(pids[p], &st, WNOHANG) == pids[p]) {
+        res[p].exited = WIFEXITED(st);
+        res[p].code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        res[p].signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+        pids[p] = -1;
+        --left;
+      }
+    }
+    if (left == 0) break;
+    if (std::chrono::steady_clock::now() > until) {
+      for (unsigned p = 0; p < n; ++p)
+        if (pids[p] > 0) {
+          std::cerr << "peer " << p << " still running after " << limit.count()
+                    << " s: killing it\n";
+          ::kill(pids[p], SIGKILL);
+          ::waitpid(pids[p], nullptr, 0);
+          res[p].signal = SIGKILL;
+          pids[p] = -1;
+        }
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return res;
+}
+
+/// Asserts every peer exited with 0.
+inline void expect_all_ok(const std::vector<PeerResult>& res) {
+  for (std::size_t p = 0; p < res.size(); ++p) {
+    EXPECT_TRUE(res[p].exited && res[p].code == 0)
+        << "peer " << p << ": " << (res[p].exited ? "exit code " + std::to_string(res[p].code)
+                                                   : "killed by signal " + std::to_string(res[p].signal));
+  }
+}
+
+}  // namespace fmi_test
