@@ -123,13 +123,15 @@ class Function {
       r.fn = [](const void* ctx, Comm::ConstBytes l, Comm::ConstBytes rr, Comm::Bytes out) {
         auto* self = static_cast<const Function*>(ctx);
         T a(l.size() / sizeof(E)), b(rr.size() / sizeof(E));
-        std::memcpy(a.data(), l.data(), l.size());
-        std::memcpy(b.data(), rr.data(), rr.size());
+        // memcpy with a null pointer is undefined even for 0 bytes, and empty
+        // vectors and spans may hold null (UBSan: nonnull-attribute).
+        if (!l.empty()) std::memcpy(a.data(), l.data(), l.size());
+        if (!rr.empty()) std::memcpy(b.data(), rr.data(), rr.size());
         T c = self->f(std::move(a), std::move(b));
         if (c.size() * sizeof(E) != out.size())
           FMI_THROW(UsageError, "reduction function returned ", c.size(), " elements, expected ",
                     out.size() / sizeof(E));
-        std::memcpy(out.data(), c.data(), out.size());
+        if (!out.empty()) std::memcpy(out.data(), c.data(), out.size());
       };
     } else {
       r.granularity = sizeof(T);
