@@ -130,7 +130,9 @@ for san in "${SANS[@]}"; do
     # Optional targets: built when the channel (and its test folder) is part of
     # this build. A target that fails to compile is reported, not fatal: the
     # others still run.
-    for t in s3_channel_test s3_communicator_test fmi_redis_tests direct_test fmi_reliability_tests; do
+    # fmi-rendezvous: the Direct tests start the server binary of this build; it is
+    # not a link dependency of direct_test, so it must be built explicitly.
+    for t in s3_channel_test s3_communicator_test fmi_redis_tests fmi-rendezvous direct_test fmi_reliability_tests; do
       has_target "$dir" "$t" && targets+=("$t")
     done
     for t in "${targets[@]}"; do
