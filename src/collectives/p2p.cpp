@@ -29,6 +29,15 @@ using Buffer = std::vector<std::byte>;
 peer_num to_virtual(peer_num r, peer_num root, peer_num n) { return (r + n - root) % n; }
 peer_num to_real(peer_num v, peer_num root, peer_num n) { return (v + root) % n; }
 
+// Number of virtual ranks in v's binomial subtree [v, v + size): the lowest set
+// bit of v (for the root, the first power of two >= n), clipped at n.
+peer_num subtree_of(peer_num v, peer_num n, peer_num* lowbit = nullptr) {
+  peer_num sub = 1;
+  while (sub < n && !(v & sub)) sub <<= 1;
+  if (lowbit) *lowbit = sub;
+  return std::min(sub, n - v);
+}
+
 void copy(ConstBytes from, Bytes to) {
   if (!from.empty() && from.data() != to.data()) std::memmove(to.data(), from.data(), from.size());
 }
@@ -285,10 +294,7 @@ void gather(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Options
     return;
   }
   const peer_num v = to_virtual(c.rank, root, n);
-  // Subtree size: lowest set bit of v (the root: n), clipped at n.
-  peer_num sub = 1;
-  while (sub < n && !(v & sub)) sub <<= 1;
-  const peer_num have = std::min(sub, n - v);
+  const peer_num have = subtree_of(v, n);
   Buffer tmp;
   Bytes acc;
   if (v == 0 && root == 0) {
@@ -335,9 +341,8 @@ void scatter(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Option
     return;
   }
   const peer_num v = to_virtual(c.rank, root, n);
-  peer_num sub = 1;
-  while (sub < n && !(v & sub)) sub <<= 1;
-  const peer_num have = std::min(sub, n - v);
+  peer_num sub;
+  const peer_num have = subtree_of(v, n, &sub);
   Buffer tmp;
   ConstBytes blocks;
   if (v == 0) {

@@ -169,6 +169,12 @@ void dispatch(Comm::Channel* ch, What&& what, P2P&& p2p, Store&& store) {
                              const std::string& need) {
   FMI_THROW(UsageError, op, ": ", what, " holds ", have, " bytes, ", need);
 }
+
+// "needs num_peers x send = 4 x 3 = 12": the requirement of the gather family.
+std::string needs_n_times(Utils::peer_num n, const char* name, std::size_t each) {
+  return "needs num_peers x " + std::string(name) + " = " + std::to_string(n) + " x " +
+         std::to_string(each) + " = " + std::to_string(each * n);
+}
 }  // namespace
 
 // ---- point to point -----------------------------------------------------------
@@ -221,9 +227,7 @@ void Communicator::gather_bytes(ConstBytes send, Bytes recv, peer_num root) {
   check_peer("gather", root, "root");
   if (peer_id_ == root && recv.size() != send.size() * num_peers_)
     size_error("gather", "recv buffer on root", recv.size(),
-               "needs num_peers x send = " + std::to_string(num_peers_) + " x " +
-                   std::to_string(send.size()) + " = " +
-                   std::to_string(send.size() * num_peers_));
+               needs_n_times(num_peers_, "send", send.size()));
   Selected s = select(Operation::gather, send.size(), nullptr);
   s.ctx.tag.seq = coll_seq_++;
   coll::Options o{root};
@@ -239,9 +243,7 @@ void Communicator::scatter_bytes(ConstBytes send, Bytes recv, peer_num root) {
       size_error("scatter", "send buffer on root", send.size(),
                  "not divisible by num_peers = " + std::to_string(num_peers_));
     size_error("scatter", "send buffer on root", send.size(),
-               "needs num_peers x recv = " + std::to_string(num_peers_) + " x " +
-                   std::to_string(recv.size()) + " = " +
-                   std::to_string(recv.size() * num_peers_));
+               needs_n_times(num_peers_, "recv", recv.size()));
   }
   Selected s = select(Operation::scatter, recv.size(), nullptr);
   s.ctx.tag.seq = coll_seq_++;
@@ -302,9 +304,7 @@ void Communicator::scan_bytes(ConstBytes send, Bytes recv, const Utils::ReduceOp
 void Communicator::allgather_bytes(ConstBytes send, Bytes recv) {
   if (recv.size() != send.size() * num_peers_)
     size_error("allgather", "recv buffer", recv.size(),
-               "needs num_peers x send = " + std::to_string(num_peers_) + " x " +
-                   std::to_string(send.size()) + " = " +
-                   std::to_string(send.size() * num_peers_));
+               needs_n_times(num_peers_, "send", send.size()));
   Selected s = select(Operation::allgather, send.size(), nullptr);
   s.ctx.tag.seq = coll_seq_++;
   coll::Options o{};
@@ -331,9 +331,7 @@ void Communicator::alltoall_bytes(ConstBytes send, Bytes recv) {
 void Communicator::reduce_scatter_bytes(ConstBytes send, Bytes recv, const Utils::ReduceOp& f) {
   if (send.size() != recv.size() * num_peers_)
     size_error("reduce_scatter", "send buffer", send.size(),
-               "needs num_peers x recv = " + std::to_string(num_peers_) + " x " +
-                   std::to_string(recv.size()) + " = " +
-                   std::to_string(recv.size() * num_peers_));
+               needs_n_times(num_peers_, "recv", recv.size()));
   check_granular("reduce_scatter", recv.size(), f);
   Selected s = select(Operation::reduce_scatter, recv.size(), &f);
   s.ctx.tag.seq = coll_seq_++;
