@@ -149,6 +149,13 @@ void DirectChannel::connect_all(Utils::Deadline deadline) {
   if (!all.empty()) mesh_->connect(all, deadline, "connect_all");
 }
 
+// A connection failed mid-stream: it is out of step for good, so later calls on
+// it say why instead of reading garbage.
+void DirectChannel::lose(Utils::peer_num peer, const std::string& why, const char* hint) {
+  mesh_->mark_broken(peer, why);
+  FMI_THROW(PeerError, "Direct: ", why, hint);
+}
+
 // Moves as many bytes as the socket takes now. Returns true once the transfer is
 // complete; throws PeerError when the connection fails or the message does not
 // match what the receiver expects.
@@ -196,15 +203,13 @@ bool DirectChannel::step(Transfer& t) {
                         std::to_string(t.peer) + " failed after " + std::to_string(t.done) +
                         " of " + std::to_string(t.total()) + " bytes: " +
                         Direct::errno_text(errno);
-      mesh_->mark_broken(t.peer, why);
-      FMI_THROW(PeerError, "Direct: ", why, " (peer died or closed the connection?)");
+      lose(t.peer, why, " (peer died or closed the connection?)");
     }
     if (r == 0) {
       std::string why = "peer " + std::to_string(t.peer) + " closed the connection after " +
                         std::to_string(t.done) + " of " + std::to_string(t.total()) +
                         " bytes of a receive (peer exited or died?)";
-      mesh_->mark_broken(t.peer, why);
-      FMI_THROW(PeerError, "Direct: ", why);
+      lose(t.peer, why, "");
     }
     t.done += std::size_t(r);
     if (!t.sending && !t.checked && t.done >= kHeader) {
@@ -264,13 +269,11 @@ bool DirectChannel::park_step(Transfer& t) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
     std::string why = "receive from peer " + std::to_string(t.peer) + " failed: " +
                       Direct::errno_text(errno);
-    mesh_->mark_broken(t.peer, why);
-    FMI_THROW(PeerError, "Direct: ", why, " (peer died or closed the connection?)");
+    lose(t.peer, why, " (peer died or closed the connection?)");
   }
   if (r == 0) {
     std::string why = "peer " + std::to_string(t.peer) + " closed the connection mid-message";
-    mesh_->mark_broken(t.peer, why);
-    FMI_THROW(PeerError, "Direct: ", why, " (peer exited or died?)");
+    lose(t.peer, why, " (peer exited or died?)");
   }
   t.park_done += std::size_t(r);
   finish_parking_if_done(t);

@@ -44,6 +44,7 @@ class DirectChannel final : public PeerToPeerChannel {
   void ensure(std::initializer_list<Utils::peer_num> peers, Utils::Deadline deadline,
               const char* op);
   bool step(Transfer& t);
+  [[noreturn]] void lose(Utils::peer_num peer, const std::string& why, const char* hint);
   void run(std::span<Transfer> ts, Utils::Deadline deadline, const char* op);
   void self_recv(Bytes out, Tag tag);
   ssize_t read_stream(Utils::peer_num peer, int fd, struct iovec* iov, int n);
