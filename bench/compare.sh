@@ -11,7 +11,9 @@
 # Environment: BUILD_DIR (default build), OUT (results folder), SIZES (default
 # 8,1K,64K,1M,64M), PEERS (collectives, default 2,4,8), OPS (collectives, default
 # bcast,barrier,allreduce), BUDGET (seconds of timed iterations per point, default 1),
-# NO_INSTALL=1 (never apt-get), NO_PLOTS=1. STORES=Redis,S3 also measures the storage
+# NO_INSTALL=1 (never apt-get), NO_PLOTS=1, MESH_PEERS (full-mesh set-up on loopback,
+# default 16,64; empty: none), NAT_MESH_PEERS (the same in the NAT lab, root only,
+# default 16). STORES=Redis,S3 also measures the storage
 # channels (local redis-server and moto, started and stopped here; the build needs
 # them) on STORE_SIZES (default 8,1K,64K,1M) with STORE_BUDGET (default 0.5).
 #
@@ -75,6 +77,8 @@ log "load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 # ---- point to point: 2 peers ------------------------------------------------------
 log "bare TCP ping-pong and stream"
 "$tcp" --sizes "$sizes" --budget "$budget" --csv | tail -n +2 >>"$all"
+log "bare TCP with a busy-polling receiver (the floor without wake-ups)"
+"$tcp" --spin --sizes "$sizes" --budget "$budget" --csv | tail -n +2 >>"$all"
 log "OpenMPI ping-pong and bandwidth"
 "${mpirun[@]}" -n 2 "$mpi" --ops pingpong,bandwidth --sizes "$sizes" --budget "$budget" \
   --csv --no-header >>"$all"
@@ -92,6 +96,23 @@ for p in "${plist[@]}"; do
   "$fmib" --channel Direct --ops "$ops" --peers "$p" --sizes "$sizes" --budget "$budget" \
     --csv | tail -n +2 >>"$all"
 done
+
+# ---- set-up of a full mesh (issue 3) --------------------------------------------------
+# A new communicator per iteration: registration, endpoint table, every connection.
+# On loopback for MESH_PEERS (default 16,64); behind one NAT per function in the NAT
+# lab (fmirun --nat, root only) for NAT_MESH_PEERS (default 16), rows "Direct-NAT".
+mesh_peers=${MESH_PEERS-16,64}
+nat_mesh_peers=${NAT_MESH_PEERS-16}
+if [[ -n "$mesh_peers" ]]; then
+  log "FMI Direct full-mesh set-up on loopback, $mesh_peers functions"
+  "$fmib" --channel Direct --ops mesh --peers "$mesh_peers" --iters 100 --budget 3 --csv -q |
+    tail -n +2 >>"$all"
+fi
+if [[ -n "$nat_mesh_peers" && $(id -u) -eq 0 ]]; then
+  log "FMI Direct full-mesh set-up in the NAT lab, $nat_mesh_peers functions"
+  "$fmib" --channel Direct --ops mesh --peers "$nat_mesh_peers" --iters 100 --budget 3 --nat \
+    --csv -q | tail -n +2 | awk -F, -v OFS=, '{ $3 = "Direct-NAT"; print }' >>"$all"
+fi
 
 # ---- storage channels (optional) ---------------------------------------------------
 if [[ -n "$stores" ]]; then
@@ -132,24 +153,30 @@ def fmt(v, unit="us"):
     if v is None: return "n/a"
     return f"{v/1000:.2f} ms" if unit == "us" and v >= 10000 else f"{v:.2f} {unit}"
 
-print("\nAll points: median time, FMI Direct / OpenMPI-TCP and FMI Direct / bare TCP")
-print(f"{'op':<10} {'peers':>5} {'bytes':>10} {'tcp':>12} {'mpi':>12} {'fmi':>12} {'fmi/mpi':>8} {'fmi/tcp':>8}")
+print("\nAll points: median time, FMI Direct / OpenMPI-TCP and FMI Direct / bare TCP"
+      " (tcp: blocking recv; tcp-spin: busy-polling recv)")
+print(f"{'op':<10} {'peers':>5} {'bytes':>10} {'tcp':>12} {'tcp-spin':>12} {'mpi':>12} {'fmi':>12} {'fmi/mpi':>8} {'fmi/tcp':>8} {'fmi/spin':>8}")
 keys = sorted({(r["op"], int(r["peers"]), int(r["bytes"])) for r in rows
                if r["tool"] == "fmi" and r["channel"] == "Direct"})
 for op, p, b in keys:
     f = med(get("fmi", op, p, b, "Direct")); m = med(get("mpi", op, p, b)); t = med(get("tcp", op, p, b))
-    rm = f"{f/m:.2f}" if f and m else "-"; rt = f"{f/t:.2f}" if f and t else "-"
-    print(f"{op:<10} {p:>5} {b:>10} {fmt(t):>12} {fmt(m):>12} {fmt(f):>12} {rm:>8} {rt:>8}")
+    ts = med(get("tcp-spin", op, p, b))
+    ratio = lambda a, b: f"{a/b:.2f}" if a and b else "-"
+    print(f"{op:<10} {p:>5} {b:>10} {fmt(t):>12} {fmt(ts):>12} {fmt(m):>12} {fmt(f):>12}"
+          f" {ratio(f, m):>8} {ratio(f, t):>8} {ratio(f, ts):>8}")
 
 print("\nTargets of issue 8 (same run)")
 def target(name, f, ref, refname, limit):
     if f is None or ref is None:
         print(f"  {name}: not measured"); return
     ratio = f / ref
-    ok = "MET" if ratio <= limit else "NOT MET"
-    print(f"  {name}: FMI {fmt(f)}, {refname} {fmt(ref)}, ratio {ratio:.2f} (target <= {limit}) {ok}")
+    goal = "" if limit == float("inf") else f" (target <= {limit}) " + ("MET" if ratio <= limit else "NOT MET")
+    print(f"  {name}: FMI {fmt(f)}, {refname} {fmt(ref)}, ratio {ratio:.2f}{goal}")
 target("8 B ping-pong one-way latency vs bare TCP", med(get("fmi", "pingpong", 2, 8, "Direct")),
        med(get("tcp", "pingpong", 2, 8)), "TCP", 1.0)
+target("8 B ping-pong one-way latency vs busy-polling TCP (FMI's own overhead)",
+       med(get("fmi", "pingpong", 2, 8, "Direct")), med(get("tcp-spin", "pingpong", 2, 8)),
+       "TCP-spin", float("inf"))
 target("8 B ping-pong one-way latency vs OpenMPI", med(get("fmi", "pingpong", 2, 8, "Direct")),
        med(get("mpi", "pingpong", 2, 8)), "MPI", float("inf"))
 big = 64 << 20
@@ -158,6 +185,13 @@ if fb and tb:
     r = float(fb["bw_MiBps"]) / float(tb["bw_MiBps"])
     print(f"  64 MiB bandwidth: FMI {float(fb['bw_MiBps']):.0f} MiB/s, TCP {float(tb['bw_MiBps']):.0f} MiB/s,"
           f" ratio {r:.2f} (issue 3 target >= 0.8) {'MET' if r >= 0.8 else 'NOT MET'}")
+for ch, where in (("Direct", "loopback"), ("Direct-NAT", "NAT lab")):
+    for r in rows:
+        if r["tool"] == "fmi" and r["op"] == "mesh" and r["channel"] == ch:
+            p, m = int(r["peers"]), float(r["median_us"])
+            goal = " (issue 3 target < 0.5 s) " + ("MET" if m < 5e5 else "NOT MET") if ch == "Direct-NAT" and p == 16 else ""
+            print(f"  full mesh of {p} functions, {where}: median {fmt(m)}, p90 {fmt(float(r['p90_us']))},"
+                  f" {r['iters']} set-ups{goal}")
 target("allreduce 64 MiB float32, 4 peers, vs OpenMPI", med(get("fmi", "allreduce", 4, big, "Direct")),
        med(get("mpi", "allreduce", 4, big)), "MPI", 0.8)
 for op in ("bcast", "barrier"):
@@ -165,7 +199,7 @@ for op in ("bcast", "barrier"):
     for b in sizes:
         target(f"{op} {b} B, 8 peers, vs OpenMPI", med(get("fmi", op, 8, b, "Direct")),
                med(get("mpi", op, 8, b)), "MPI", 1.5)
-stores = sorted({r["channel"] for r in rows if r["tool"] == "fmi" and r["channel"] != "Direct"})
+stores = sorted({r["channel"] for r in rows if r["tool"] == "fmi" and r["channel"] in ("Redis", "S3")})
 if stores:
     print("\nStorage channels: median time and slowdown against FMI Direct")
     for r in rows:

@@ -50,6 +50,8 @@ def read_rows(paths):
 def label(r):
     if r["tool"] == "tcp":
         return "bare TCP"
+    if r["tool"] == "tcp-spin":
+        return "bare TCP, busy-polling"
     if r["tool"] == "mpi":
         return "OpenMPI (TCP)"
     return "FMI " + r["channel"]
@@ -62,7 +64,7 @@ def size_label(b):
     return str(b)
 
 
-STYLE = {"bare TCP": ("k", "o"), "OpenMPI (TCP)": ("tab:blue", "s"),
+STYLE = {"bare TCP": ("k", "o"), "bare TCP, busy-polling": ("tab:gray", "x"), "OpenMPI (TCP)": ("tab:blue", "s"),
          "FMI Direct": ("tab:red", "^"), "FMI Redis": ("tab:green", "v"),
          "FMI S3": ("tab:orange", "D")}
 

@@ -2,6 +2,11 @@
 // with FMI (bench/compare.sh). Two processes (fork) on one blocking TCP connection
 // with TCP_NODELAY, nothing else: no framing, no tags, no threads.
 //
+// --spin: the receiver busy-polls (recv with MSG_DONTWAIT in a loop) instead of
+// sleeping in recv. On a virtual machine whose idle vCPU halts, a blocking receiver
+// pays tens of microseconds per wake-up; the spinning loop is the floor that FMI's
+// own spin-then-block wait is compared with (rows "tcp-spin").
+//
 //   build-bench/bench/baseline/tcp_pingpong --sizes 8,1K,64K,1M,64M --csv
 //
 // Prints rows in fmi-bench's format (tools/fmi-bench/bench_common.h):
@@ -64,11 +69,13 @@ void write_all(int fd, const char* p, std::size_t n) {
   }
 }
 
+bool g_spin = false;  // --spin
+
 void read_all(int fd, char* p, std::size_t n) {
   while (n > 0) {
-    ssize_t k = ::recv(fd, p, n, 0);
+    ssize_t k = ::recv(fd, p, n, g_spin ? MSG_DONTWAIT : 0);
     if (k < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR || (g_spin && (errno == EAGAIN || errno == EWOULDBLOCK))) continue;
       sys_fail("recv");
     }
     if (k == 0) throw std::runtime_error("recv: peer closed the connection");
@@ -127,7 +134,8 @@ void run(int fd, bool rank0, const Options& opt, std::vector<fmibench::Row>& row
       once();
       secs.push_back(std::chrono::duration<double>(Clock::now() - a).count() / 2);
     }
-    if (rank0) rows.push_back(fmibench::make_row("tcp", "pingpong", "loopback", 2, size, secs));
+    const char* tool = g_spin ? "tcp-spin" : "tcp";
+    if (rank0) rows.push_back(fmibench::make_row(tool, "pingpong", "loopback", 2, size, secs));
 
     // ---- bandwidth: a window of messages one way, then one acknowledgement byte
     const std::size_t window = fmibench::bandwidth_window(size);
@@ -160,7 +168,7 @@ void run(int fd, bool rank0, const Options& opt, std::vector<fmibench::Row>& row
       secs.push_back(std::chrono::duration<double>(Clock::now() - a).count());
     }
     if (rank0)
-      rows.push_back(fmibench::make_row("tcp", "bandwidth", "loopback", 2, size, secs, window));
+      rows.push_back(fmibench::make_row(tool, "bandwidth", "loopback", 2, size, secs, window));
   }
 }
 
@@ -175,6 +183,7 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", opt.warmup, "warm-up iterations per size");
   app.add_option("--budget", opt.budget_s, "seconds of measurement per size and test (approx.)");
   app.add_flag("--csv", opt.csv, "CSV output (fmi-bench's columns)");
+  app.add_flag("--spin", g_spin, "busy-poll the socket instead of blocking in recv (rows tcp-spin)");
   CLI11_PARSE(app, argc, argv);
   try {
     opt.sizes = fmibench::parse_sizes(sizes);

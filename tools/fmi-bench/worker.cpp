@@ -35,6 +35,7 @@ double seconds_since(Clock::time_point t) {
 
 Operation operation_of(const std::string& op) {
   if (op == "pingpong" || op == "bandwidth") return Operation::send;
+  if (op == "mesh") return Operation::barrier;
   if (op == "bcast") return Operation::bcast;
   if (op == "barrier") return Operation::barrier;
   if (op == "gather") return Operation::gather;
@@ -66,7 +67,7 @@ class Runner {
       }
     }
     for (const auto& op : opt_.ops) {
-      if (op == "barrier") {
+      if (op == "barrier" || op == "mesh") {
         point(op, 0);
         continue;
       }
@@ -90,6 +91,10 @@ class Runner {
     // As osu_latency / osu_bw: exactly two peers (more would only idle).
     if ((op == "pingpong" || op == "bandwidth") && n_ != 2)
       return skip(op, bytes, "runs on 2 peers only");
+    // A new communicator gets its channels from the configuration; the in-process
+    // ones are registered by hand, so there is nothing to set up.
+    if (op == "mesh" && opt_.channel_label.rfind("inproc", 0) == 0)
+      return skip(op, bytes, "needs a channel from the configuration (not inproc)");
     // Reductions are float32 sums: whole floats only.
     const bool reduction = op == "reduce" || op == "allreduce" || op == "scan" ||
                            op == "reduce_scatter";
@@ -103,6 +108,8 @@ class Runner {
     std::size_t per_iter = 1;
     if (op == "pingpong") {
       secs = pingpong(bytes);
+    } else if (op == "mesh") {
+      secs = mesh();
     } else if (op == "bandwidth") {
       per_iter = bandwidth_window(bytes);
       secs = bandwidth(bytes, per_iter);
@@ -210,6 +217,34 @@ class Runner {
     }
     comm_.barrier();
     return secs;
+  }
+
+  // Set-up of a whole communicator: from the moment every function has started
+  // (a barrier on the benchmark's own communicator) until every function has a
+  // connection to every other (the first barrier of a new communicator connects
+  // the full mesh: Communicator::connect_all before a collective). The slowest
+  // function's time counts. Each iteration is a new communicator name, so a new
+  // registration, new local ports and new NAT mappings.
+  std::vector<double> mesh() {
+    auto once = [&] {
+      FMI::Communicator c(me_, n_, comm_.config(),
+                          comm_.comm_name() + "-mesh" + std::to_string(mesh_rounds_++),
+                          faas_memory_);
+      c.barrier();
+    };
+    auto timed = [&](std::size_t count) {
+      std::vector<double> secs;
+      for (std::size_t i = 0; i < count; ++i) {
+        comm_.barrier();
+        auto t = Clock::now();
+        once();
+        secs.push_back(seconds_since(t));
+      }
+      return secs;
+    };
+    std::size_t iters = agree_iterations(timed(std::max<std::size_t>(1, opt_.warmup / 10)),
+                                         std::max<std::size_t>(opt_.iters / 10, 1));
+    return slowest(timed(iters));
   }
 
   std::vector<double> bandwidth(std::size_t bytes, std::size_t window) {
@@ -322,6 +357,7 @@ class Runner {
   const WorkerEvents& ev_;
   const unsigned me_, n_;
   unsigned faas_memory_ = 128;
+  std::size_t mesh_rounds_ = 0;  // communicators opened by mesh()
 
  public:
   void set_faas_memory(unsigned m) { faas_memory_ = m; }
