@@ -126,5 +126,5 @@ TEST_P(CommunicatorOverDirect, EveryCollective) {
   expect_all_ok(res);
 }
 
-INSTANTIATE_TEST_SUITE_P(Peers, CommunicatorOverDirect, ::testing::Values(1u, 2u, 3u, 5u, 8u),
+INSTANTIATE_TEST_SUITE_P(Peers, CommunicatorOverDirect, ::testing::Values(1u, 2u, 3u, 5u, 8u, 16u),
                          [](const auto& info) { return std::to_string(info.param) + "peers"; });

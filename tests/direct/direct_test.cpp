@@ -116,7 +116,7 @@ TEST_P(DirectConformance, SendRecvSendrecvAllSizes) {
   expect_all_ok(res);
 }
 
-INSTANTIATE_TEST_SUITE_P(Peers, DirectConformance, ::testing::Values(1u, 2u, 3u, 5u, 8u),
+INSTANTIATE_TEST_SUITE_P(Peers, DirectConformance, ::testing::Values(1u, 2u, 3u, 5u, 8u, 16u),
                          [](const auto& info) { return std::to_string(info.param) + "peers"; });
 
 // Connections opened on first use only, by the two peers of a pair; sendrecv where
