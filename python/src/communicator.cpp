@@ -359,9 +359,10 @@ py::object PyCommunicator::reduce(py::handle obj, long long root, py::handle fun
   return given(out) ? py::reinterpret_borrow<py::object>(out) : py::object(o);
 }
 
-py::object PyCommunicator::allreduce(py::handle obj, py::handle func, py::handle type,
-                                     py::handle out) {
-  const char* op = "allreduce";
+// allreduce and scan: every peer gets a result shaped like its own input.
+py::object PyCommunicator::elementwise_reduction(const char* op, ReduceCall call, py::handle obj,
+                                                 py::handle func, py::handle type,
+                                                 py::handle out) {
   const Func& f = func_arg(func, op);
   const TypeSpec* t = type_arg(type, op);
   no_type_and_out(t, out, op);
@@ -369,36 +370,26 @@ py::object PyCommunicator::allreduce(py::handle obj, py::handle func, py::handle
     Packed p = pack(obj, *t, t->is_list(), expected_count(*t), op);
     Reduction red(f, *t, t->is_list(), op);
     Packed res = packed_zeros(*t, p.count);
-    blocking(op, [&](auto& c) { c.allreduce_bytes(p.cspan(), res.span(), red.op()); });
+    blocking(op, [&](auto& c) { (c.*call)(p.cspan(), res.span(), red.op()); });
     return unpack(res.cspan(), *t, t->is_list());
   }
   py::array a = input_array(obj, op);
   Reduction red(f, a.dtype(), shape_of(a), op);
   py::array o = reduce_target(out, a, shape_of(a), op);
   a = unaliased(a, o);
-  blocking(op, [&](auto& c) { c.allreduce_bytes(cbytes(a), mbytes(o), red.op()); });
+  blocking(op, [&](auto& c) { (c.*call)(cbytes(a), mbytes(o), red.op()); });
   return given(out) ? py::reinterpret_borrow<py::object>(out) : py::object(o);
+}
+
+py::object PyCommunicator::allreduce(py::handle obj, py::handle func, py::handle type,
+                                     py::handle out) {
+  return elementwise_reduction("allreduce", &FMI::Communicator::allreduce_bytes, obj, func, type,
+                               out);
 }
 
 py::object PyCommunicator::scan(py::handle obj, py::handle func, py::handle type,
                                 py::handle out) {
-  const char* op = "scan";
-  const Func& f = func_arg(func, op);
-  const TypeSpec* t = type_arg(type, op);
-  no_type_and_out(t, out, op);
-  if (t) {
-    Packed p = pack(obj, *t, t->is_list(), expected_count(*t), op);
-    Reduction red(f, *t, t->is_list(), op);
-    Packed res = packed_zeros(*t, p.count);
-    blocking(op, [&](auto& c) { c.scan_bytes(p.cspan(), res.span(), red.op()); });
-    return unpack(res.cspan(), *t, t->is_list());
-  }
-  py::array a = input_array(obj, op);
-  Reduction red(f, a.dtype(), shape_of(a), op);
-  py::array o = reduce_target(out, a, shape_of(a), op);
-  a = unaliased(a, o);
-  blocking(op, [&](auto& c) { c.scan_bytes(cbytes(a), mbytes(o), red.op()); });
-  return given(out) ? py::reinterpret_borrow<py::object>(out) : py::object(o);
+  return elementwise_reduction("scan", &FMI::Communicator::scan_bytes, obj, func, type, out);
 }
 
 py::object PyCommunicator::allgather(py::handle obj, py::handle type, py::handle out) {

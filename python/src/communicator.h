@@ -65,6 +65,11 @@ class PyCommunicator {
   /// custom reduction takes the GIL while its thread holds mu_).
   template <typename F>
   void blocking(const char* op, F&& f);
+  using ReduceCall = void (FMI::Communicator::*)(FMI::Comm::ConstBytes, FMI::Comm::Bytes,
+                                                 const FMI::Utils::ReduceOp&);
+  /// allreduce and scan (same arguments, result shaped like the input).
+  py::object elementwise_reduction(const char* op, ReduceCall call, py::handle obj,
+                                   py::handle func, py::handle type, py::handle out);
   /// The result of an allreduce/reduce/scan/reduce_scatter: out (checked) or a new array.
   py::array reduce_target(py::handle out, const py::array& in,
                           const std::vector<py::ssize_t>& shape, const char* op);

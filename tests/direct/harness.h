@@ -33,57 +33,36 @@ namespace fmi_test {
           __FILE__, ":", __LINE__, ": check `" #cond "` failed. " __VA_OPT__(, ) __VA_ARGS__)); \
   } while (0)
 
-/// fmi-rendezvous as a child process: --port 0, its log in a temporary file from
-/// which the "listening on ADDR:PORT" line gives the port. Stopped by SIGTERM (and
-/// reaped) in the destructor, even when the test fails.
+/// fmi-rendezvous as a child process, its log in a temporary file from which the
+/// "listening on ADDR:PORT" line gives the port. Stopped by SIGTERM (and reaped) in
+/// the destructor, even when the test fails.
 class RendezvousServer {
  public:
-  explicit RendezvousServer(std::vector<std::string> extra = {}) {
-    char tmpl[] = "/tmp/fmi-rendezvous-test-XXXXXX";
-    int fd = ::mkstemp(tmpl);
-    if (fd < 0) throw std::runtime_error("mkstemp failed");
-    log_path_ = tmpl;
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(fd, 2);
-      std::vector<std::string> args = {FMI_RENDEZVOUS_PATH, "--port", "0", "--bind", "127.0.0.1"};
-      args.insert(args.end(), extra.begin(), extra.end());
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      std::perror("exec fmi-rendezvous");
-      ::_exit(127);
+  /// `port` 0: the kernel picks one. A fixed port (a restart on the port of a server
+  /// just stopped) may be held by the old socket for a moment: retried for 5 s.
+  explicit RendezvousServer(std::vector<std::string> extra = {}, std::uint16_t port = 0)
+      : extra_(std::move(extra)) {
+    for (int attempt = 0;; ++attempt) {
+      if (start(port)) return;
+      if (port == 0 || attempt >= 50)
+        throw std::runtime_error("fmi-rendezvous did not start" +
+                                 (port ? " on port " + std::to_string(port) : std::string()) +
+                                 ": " + log());
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    ::close(fd);
-    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (std::chrono::steady_clock::now() < until) {
-      std::string log = this->log();
-      auto at = log.find("listening on ");
-      if (at != std::string::npos && log.find('\n', at) != std::string::npos) {
-        auto colon = log.rfind(':', log.find('\n', at));
-        port_ = static_cast<std::uint16_t>(std::stoi(log.substr(colon + 1)));
-        return;
-      }
-      int st;
-      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-        pid_ = -1;
-        throw std::runtime_error("fmi-rendezvous exited at start: " + log);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    throw std::runtime_error("fmi-rendezvous did not start within 10 s: " + this->log());
   }
   ~RendezvousServer() {
     int rc = stop();
     if (::testing::Test::HasFailure() || rc != 0)
       std::cerr << "---- fmi-rendezvous log (exit " << rc << ") ----\n" << log() << "----\n";
-    ::unlink(log_path_.c_str());
+    if (!log_path_.empty()) ::unlink(log_path_.c_str());
   }
   RendezvousServer(const RendezvousServer&) = delete;
   RendezvousServer& operator=(const RendezvousServer&) = delete;
 
   std::uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  bool alive() const { return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
   std::string log() const {
     std::ifstream f(log_path_);
     std::stringstream ss;
@@ -102,6 +81,51 @@ class RendezvousServer {
   }
 
  private:
+  // False when the server exited at start (e.g. its port is still taken).
+  bool start(std::uint16_t port) {
+    if (!log_path_.empty()) ::unlink(log_path_.c_str());
+    char tmpl[] = "/tmp/fmi-rendezvous-test-XXXXXX";
+    int fd = ::mkstemp(tmpl);
+    if (fd < 0) throw std::runtime_error("mkstemp failed");
+    log_path_ = tmpl;
+    std::cout.flush();
+    std::cerr.flush();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(fd, 2);
+      std::vector<std::string> args = {FMI_RENDEZVOUS_PATH, "--port", std::to_string(port),
+                                       "--bind", "127.0.0.1"};
+      args.insert(args.end(), extra_.begin(), extra_.end());
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      std::perror("exec fmi-rendezvous");
+      ::_exit(127);
+    }
+    ::close(fd);
+    // Generous: an instrumented (sanitizer) server on a loaded machine starts slowly.
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < until) {
+      std::string log = this->log();
+      auto at = log.find("listening on ");
+      if (at != std::string::npos && log.find('\n', at) != std::string::npos) {
+        auto colon = log.rfind(':', log.find('\n', at));
+        port_ = static_cast<std::uint16_t>(std::stoi(log.substr(colon + 1)));
+        return true;
+      }
+      int st;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    stop();
+    return false;
+  }
+
+  std::vector<std::string> extra_;
   std::string log_path_;
   pid_t pid_ = -1;
   std::uint16_t port_ = 0;

@@ -64,97 +64,17 @@ long vm_rss_kib(pid_t pid) {
   return 0;
 }
 
-/// fmi-rendezvous as a child process, on a given port (0: the kernel picks one) so
-/// that a restart can reuse the port; exposes its pid (for /proc/<pid>/status).
-/// tests/direct/harness.h's RendezvousServer always uses --port 0 and hides its pid.
-class Server {
+/// fmi-rendezvous quietly (one line per connection would flood the log here).
+class Server : public fmi_test::RendezvousServer {
  public:
-  explicit Server(std::uint16_t port = 0, std::vector<std::string> extra = {}) : extra_(std::move(extra)) {
-    // A restart on the same port may race the old socket's release: retry.
-    for (int attempt = 0; attempt < 50; ++attempt) {
-      if (start(port)) return;
-      std::this_thread::sleep_for(100ms);
-    }
-    throw std::runtime_error("fmi-rendezvous did not start on port " + std::to_string(port) +
-                             ": " + log());
-  }
-  ~Server() {
-    int rc = stop();
-    if (::testing::Test::HasFailure() || rc != 0)
-      std::cerr << "---- fmi-rendezvous log (exit " << rc << ") ----\n" << log() << "----\n";
-    if (!log_path_.empty()) ::unlink(log_path_.c_str());
-  }
-  Server(const Server&) = delete;
-  Server& operator=(const Server&) = delete;
-
-  std::uint16_t port() const { return port_; }
-  pid_t pid() const { return pid_; }
-  bool alive() const { return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
-  std::string log() const {
-    std::ifstream f(log_path_);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-  }
-  /// SIGTERM, then waits; the exit status (0 on a clean shutdown).
-  int stop() {
-    if (pid_ <= 0) return exit_status_;
-    ::kill(pid_, SIGTERM);
-    int st = 0;
-    ::waitpid(pid_, &st, 0);
-    pid_ = -1;
-    exit_status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    return exit_status_;
-  }
+  explicit Server(std::uint16_t port = 0, std::vector<std::string> extra = {})
+      : RendezvousServer(with_quiet(std::move(extra)), port) {}
 
  private:
-  bool start(std::uint16_t port) {
-    if (!log_path_.empty()) ::unlink(log_path_.c_str());
-    char tmpl[] = "/tmp/fmi-rel-rendezvous-XXXXXX";
-    int fd = ::mkstemp(tmpl);
-    if (fd < 0) throw std::runtime_error("mkstemp failed");
-    log_path_ = tmpl;
-    std::cout.flush();
-    std::cerr.flush();
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(fd, 2);
-      std::vector<std::string> args = {FMI_RENDEZVOUS_PATH, "--port", std::to_string(port),
-                                       "--bind", "127.0.0.1", "--quiet"};
-      args.insert(args.end(), extra_.begin(), extra_.end());
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      std::perror("exec fmi-rendezvous");
-      ::_exit(127);
-    }
-    ::close(fd);
-    const auto until = Clock::now() + 20s;
-    while (Clock::now() < until) {
-      const std::string text = log();
-      auto at = text.find("listening on ");
-      if (at != std::string::npos && text.find('\n', at) != std::string::npos) {
-        auto colon = text.rfind(':', text.find('\n', at));
-        port_ = static_cast<std::uint16_t>(std::stoi(text.substr(colon + 1)));
-        return true;
-      }
-      int st;
-      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-        pid_ = -1;
-        return false;  // e.g. the port is still taken
-      }
-      std::this_thread::sleep_for(5ms);
-    }
-    stop();
-    return false;
+  static std::vector<std::string> with_quiet(std::vector<std::string> extra) {
+    extra.insert(extra.begin(), "--quiet");
+    return extra;
   }
-
-  std::vector<std::string> extra_;
-  std::string log_path_;
-  pid_t pid_ = -1;
-  std::uint16_t port_ = 0;
-  int exit_status_ = 0;
 };
 
 /// A connected loopback TCP socket (closed in the destructor).
