@@ -3,7 +3,7 @@
 # namespaces and iptables. Root only: exits 77 (ctest: skipped) with a message when it
 # cannot run here. Every lab it makes is removed on the way out, failed or not.
 #
-#   natlab_test.sh NATLAB_SH PROBE [FMIRUN|none] [RENDEZVOUS|none] [HELLO KMEANS CONFIG]
+#   natlab_test.sh NATLAB_SH PROBE [FMIRUN|none] [RENDEZVOUS|none] [HELLO KMEANS CONFIG [STREAM]]
 #
 # With the examples (FMI built with the Direct channel), FMI's collectives run through
 # `fmirun --nat`: every connection between functions is hole-punched through two NATs.
@@ -16,6 +16,7 @@ rendezvous=${4:-}
 hello=${5:-}
 kmeans=${6:-}
 config=${7:-}
+stream=${8:-}
 [[ $fmirun == none ]] && fmirun=
 [[ $rendezvous == none ]] && rendezvous=
 
@@ -152,6 +153,16 @@ if [[ -n $fmirun && -n $rendezvous && -n $hello && -n $kmeans && -n $config ]]; 
   check "kmeans --check (bcast + allreduce per epoch) on 4 NATed functions (rc $rc)" test "$rc" -eq 0
   [[ $rc -eq 0 ]] || sed 's/^/       /' <<<"$out" | tail -20
   check "kmeans: every connection hole-punched (nothing relayed by the server)" bash -c "! grep -qi 'rendezvous\].*relay' <<<\"\$1\"" _ "$out"
+  if [[ -n $stream ]]; then
+    # 1 GiB in 16 MiB messages over one punched connection, every word checked.
+    out=$(run_nat -n 2 -- "$stream" 1024 16)
+    rc=$?
+    check "1 GiB checksummed stream between 2 NATed functions (rc $rc)" test "$rc" -eq 0
+    check "stream: checksums match on both sides" grep -q "checksums match" <<<"$out"
+    check "stream: over a punched connection (nothing relayed)" bash -c "! grep -qi 'rendezvous\].*relay' <<<\"\$1\"" _ "$out"
+    grep -E "sent .* MiB" <<<"$out" | sed 's/^/       /'
+    [[ $rc -eq 0 ]] || sed 's/^/       /' <<<"$out" | tail -20
+  fi
   # Symmetric NATs: punching cannot work; the Direct channel must relay or fail with
   # an error that says so (config: max_timeout 8 s).
   out=$(run_nat --symmetric -n 2 -- "$hello")
