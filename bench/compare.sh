@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # FMI-Direct against the references a user would pick instead, in ONE run on this
-# machine: bare blocking TCP over loopback (the physical limit) and OpenMPI over TCP
-# (Debian's openmpi, --mca btl tcp,self). Same sizes, same peer counts, same timing
+# machine: bare blocking TCP over loopback, the same with a busy-polling receiver
+# (the floor without wake-ups, rows tcp-spin) and OpenMPI over TCP (Debian's openmpi,
+# --mca btl tcp,self); then the set-up time of a full mesh (fmi-bench --ops mesh). Same sizes, same peer counts, same timing
 # method (see tools/fmi-bench/bench_common.h). Prints every row, the ratios FMI/TCP
 # and FMI/MPI, the targets of issue 8, and writes charts (bench/plot.py).
 #
