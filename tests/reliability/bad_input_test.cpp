@@ -357,6 +357,10 @@ TEST(BadConfig, Table) {
       {"model parameter ill-typed", [](auto& j) { j["model"]["S3"]["overhead"] = "fast"; },
        {"model.S3.overhead must be a number", "\"fast\""}},
       {"FaaS price missing", [](auto& j) { j["model"].erase("FaaS"); }, {"model.FaaS is missing"}},
+      {"Redis bandwidth zero", [](auto& j) { j["model"]["Redis"]["bandwidth_single"] = 0; },
+       {"model.Redis.bandwidth_single must be positive"}},
+      {"S3 bandwidth negative", [](auto& j) { j["model"]["S3"]["bandwidth"] = "-50"; },
+       {"model.S3.bandwidth must be positive"}},
       {"Direct enabled without host", [](auto& j) { j["backends"]["Direct"] = {{"enabled", true}}; },
        {"backends.Direct.host is missing"}},
   };
@@ -391,9 +395,8 @@ TEST(BadConfig, ChannelParameters) {
     c.redis.host = "";
     EXPECT_TRUE(throws<FMI::ConfigError>([&] { FMI::Communicator x(0, 1, c, "x"); },
                                          {"backends.Redis.host is empty"}));
-    // (A non-positive model.Redis.bandwidth_single is documented as a ConfigError in
-    // docs/redis.md; since the channel took the policy's shared model it is not
-    // checked any more: reported, not tested here.)
+    // (A non-positive model.Redis.bandwidth_single is refused when the configuration
+    // is parsed: BadConfig.Table.)
   }
 #endif
 #ifdef FMI_WITH_S3
