@@ -120,6 +120,7 @@ TEST_P(CommunicatorOverDirect, EveryCollective) {
     FMI::Communicator comm(me, n, cfg, "collectives-" + std::to_string(n));
     // Small messages (latency-optimal algorithms), then large ones (ring and
     // scatter+allgather above the 256 KiB threshold).
+    all_collectives(comm, 0);  // empty messages
     all_collectives(comm, 3);
     all_collectives(comm, n <= 3 ? 100000 : 40000);
   });
@@ -127,4 +128,27 @@ TEST_P(CommunicatorOverDirect, EveryCollective) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Peers, CommunicatorOverDirect, ::testing::Values(1u, 2u, 3u, 5u, 8u, 16u),
+                         [](const auto& info) { return std::to_string(info.param) + "peers"; });
+
+// 64 MiB per peer (8 Mi int64 elements) through every collective: the ring and
+// scatter+allgather algorithms with chunks of many MiB, partial reads and writes
+// on every connection. 1-3 peers (memory: several such buffers per peer).
+class LargeOverDirect : public ::testing::TestWithParam<unsigned> {};
+
+TEST_P(LargeOverDirect, EveryCollective64MiB) {
+  const unsigned n = GetParam();
+  RendezvousServer server({"--quiet"});
+  auto res = run_peers(n, [&](unsigned me) {
+    FMI::Config cfg;
+    cfg.direct.enabled = true;
+    cfg.direct.host = "127.0.0.1";
+    cfg.direct.port = server.port();
+    cfg.direct.max_timeout = std::chrono::seconds(120);
+    FMI::Communicator comm(me, n, cfg, "large-" + std::to_string(n));
+    all_collectives(comm, std::size_t(8) << 20);
+  });
+  expect_all_ok(res);
+}
+
+INSTANTIATE_TEST_SUITE_P(Peers, LargeOverDirect, ::testing::Values(1u, 2u, 3u),
                          [](const auto& info) { return std::to_string(info.param) + "peers"; });
