@@ -104,6 +104,16 @@ void all_collectives(FMI::Communicator& comm, std::size_t count) {
   }
 }
 
+// A configuration with only the Direct channel, on the test's server.
+FMI::Config direct_only(const RendezvousServer& server, std::chrono::seconds max_timeout) {
+  FMI::Config cfg;
+  cfg.direct.enabled = true;
+  cfg.direct.host = "127.0.0.1";
+  cfg.direct.port = server.port();
+  cfg.direct.max_timeout = max_timeout;
+  return cfg;
+}
+
 }  // namespace
 
 class CommunicatorOverDirect : public ::testing::TestWithParam<unsigned> {};
@@ -112,12 +122,8 @@ TEST_P(CommunicatorOverDirect, EveryCollective) {
   const unsigned n = GetParam();
   RendezvousServer server({"--quiet"});
   auto res = run_peers(n, [&](unsigned me) {
-    FMI::Config cfg;
-    cfg.direct.enabled = true;
-    cfg.direct.host = "127.0.0.1";
-    cfg.direct.port = server.port();
-    cfg.direct.max_timeout = std::chrono::seconds(60);
-    FMI::Communicator comm(me, n, cfg, "collectives-" + std::to_string(n));
+    FMI::Communicator comm(me, n, direct_only(server, std::chrono::seconds(60)),
+                           "collectives-" + std::to_string(n));
     // Small messages (latency-optimal algorithms), then large ones (ring and
     // scatter+allgather above the 256 KiB threshold).
     all_collectives(comm, 0);  // empty messages
@@ -139,12 +145,8 @@ TEST_P(LargeOverDirect, EveryCollective64MiB) {
   const unsigned n = GetParam();
   RendezvousServer server({"--quiet"});
   auto res = run_peers(n, [&](unsigned me) {
-    FMI::Config cfg;
-    cfg.direct.enabled = true;
-    cfg.direct.host = "127.0.0.1";
-    cfg.direct.port = server.port();
-    cfg.direct.max_timeout = std::chrono::seconds(120);
-    FMI::Communicator comm(me, n, cfg, "large-" + std::to_string(n));
+    FMI::Communicator comm(me, n, direct_only(server, std::chrono::seconds(120)),
+                           "large-" + std::to_string(n));
     all_collectives(comm, std::size_t(8) << 20);
   });
   expect_all_ok(res);
