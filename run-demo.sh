@@ -29,8 +29,10 @@ else
   echo "not root and no sudo: assuming the dependencies are installed" >&2
 fi
 
-step "configuring and building everything (build/, Release)"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+# RelWithDebInfo (optimised, with symbols), as ./run-tests.sh: the two commands share
+# build/, so running one after the other does not rebuild everything.
+step "configuring and building everything (build/, RelWithDebInfo)"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build
 
 # The NAT lab needs root, iptables and network namespaces (a container may not allow them).
