@@ -1,7 +1,9 @@
 // Conformance of the Direct channel over real TCP on loopback: a real
 // fmi-rendezvous and one forked process per peer.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <cstring>
 #include <fstream>
@@ -22,10 +24,11 @@ namespace {
 
 std::unique_ptr<DirectChannel> make_channel(std::uint16_t port, unsigned id, unsigned n,
                                             const std::string& comm,
-                                            std::chrono::milliseconds timeout = 30s) {
+                                            std::chrono::milliseconds timeout = 30s,
+                                            const std::string& host = "127.0.0.1") {
   FMI::Config::Direct d;
   d.enabled = true;
-  d.host = "127.0.0.1";
+  d.host = host;
   d.port = port;
   d.max_timeout = timeout;
   auto ch = std::make_unique<DirectChannel>(d);
@@ -118,6 +121,41 @@ TEST_P(DirectConformance, SendRecvSendrecvAllSizes) {
 
 INSTANTIATE_TEST_SUITE_P(Peers, DirectConformance, ::testing::Values(1u, 2u, 3u, 5u, 8u, 16u),
                          [](const auto& info) { return std::to_string(info.param) + "peers"; });
+
+// IPv6 end to end: the server listens on ::1, every peer registers over IPv6, the
+// table carries IPv6 endpoints and the peers punch IPv6 connections to each other.
+TEST(Direct, IPv6Loopback) {
+  {  // a machine (or container) without IPv6 loopback skips, it does not fail
+    int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    const bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    if (fd >= 0) ::close(fd);
+    if (!ok) GTEST_SKIP() << "no IPv6 loopback here (bind [::1]:0 failed)";
+  }
+  RendezvousServer server({"--bind", "::1"});
+  ASSERT_NE(server.log().find("listening on [::1]:"), std::string::npos) << server.log();
+  const unsigned n = 3;
+  auto res = run_peers(n, [&](unsigned me) {
+    auto ch = make_channel(server.port(), me, n, comm_name(), 30s, "::1");
+    PEER_CHECK(ch->local_endpoint().rfind("[::1]:", 0) == 0, "local endpoint ",
+               ch->local_endpoint(), " is not IPv6 loopback");
+    ch->connect_all(deadline());
+    std::uint32_t seq = 0;
+    for (std::size_t s : {std::size_t(0), std::size_t(13), std::size_t(3) << 20}) {
+      for (unsigned r = 1; r < n; ++r) {
+        unsigned dest = (me + r) % n, src = (me + n - r) % n;
+        auto out = make_data(s, me, dest, r);
+        std::vector<std::byte> in(s);
+        ch->sendrecv(dest, out, src, in, tag(seq++), deadline());
+        check_data(in, src, me, r);
+      }
+    }
+  });
+  expect_all_ok(res);
+  EXPECT_NE(server.log().find("public [::1]:"), std::string::npos) << server.log();
+}
 
 // Connections opened on first use only, by the two peers of a pair; sendrecv where
 // dest == src; a peer that does not use the channel at all (it still registers).

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -93,8 +94,9 @@ class RendezvousServer {
     pid_ = ::fork();
     if (pid_ == 0) {
       ::dup2(fd, 2);
-      std::vector<std::string> args = {FMI_RENDEZVOUS_PATH, "--port", std::to_string(port),
-                                       "--bind", "127.0.0.1"};
+      std::vector<std::string> args = {FMI_RENDEZVOUS_PATH, "--port", std::to_string(port)};
+      if (std::find(extra_.begin(), extra_.end(), "--bind") == extra_.end())
+        args.insert(args.end(), {"--bind", "127.0.0.1"});  // default: IPv4 loopback
       args.insert(args.end(), extra_.begin(), extra_.end());
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
