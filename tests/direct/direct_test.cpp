@@ -61,6 +61,21 @@ auto deadline(std::chrono::milliseconds d = 60s) { return Clock::now() + d; }
 
 Tag tag(std::uint32_t seq, Operation op = Operation::send) { return Tag{op, seq}; }
 
+/// For each size, n-1 rounds of sendrecv around the ring (round r: to me+r, from
+/// me-r), every byte checked; `seq` numbers the messages.
+void ring_rounds(DirectChannel& ch, unsigned me, unsigned n, std::initializer_list<std::size_t> sizes,
+                 std::uint32_t& seq, Operation op = Operation::send) {
+  for (std::size_t s : sizes) {
+    for (unsigned r = 1; r < n; ++r) {
+      unsigned dest = (me + r) % n, src = (me + n - r) % n;
+      auto out = make_data(s, me, dest, r);
+      std::vector<std::byte> in(s);
+      ch.sendrecv(dest, out, src, in, tag(seq++, op), deadline());
+      check_data(in, src, me, r);
+    }
+  }
+}
+
 }  // namespace
 
 class DirectConformance : public ::testing::TestWithParam<unsigned> {};
@@ -78,14 +93,7 @@ TEST_P(DirectConformance, SendRecvSendrecvAllSizes) {
     ch->connect_all(deadline());
     std::uint32_t seq = 0;
     for (std::size_t s : sizes) {
-      for (unsigned r = 1; r < n; ++r) {
-        unsigned dest = (me + r) % n, src = (me + n - r) % n;
-        auto out = make_data(s, me, dest, r);
-        std::vector<std::byte> in(s);
-        ch->sendrecv(dest, out, src, in, tag(seq, Operation::allgather), deadline());
-        check_data(in, src, me, r);
-        ++seq;
-      }
+      ring_rounds(*ch, me, n, {s}, seq, Operation::allgather);
       // Echo: peer 0 sends to every peer, which sends the bytes back.
       if (me == 0) {
         for (unsigned p = 1; p < n; ++p) {
@@ -143,15 +151,7 @@ TEST(Direct, IPv6Loopback) {
                ch->local_endpoint(), " is not IPv6 loopback");
     ch->connect_all(deadline());
     std::uint32_t seq = 0;
-    for (std::size_t s : {std::size_t(0), std::size_t(13), std::size_t(3) << 20}) {
-      for (unsigned r = 1; r < n; ++r) {
-        unsigned dest = (me + r) % n, src = (me + n - r) % n;
-        auto out = make_data(s, me, dest, r);
-        std::vector<std::byte> in(s);
-        ch->sendrecv(dest, out, src, in, tag(seq++), deadline());
-        check_data(in, src, me, r);
-      }
-    }
+    ring_rounds(*ch, me, n, {0, 13, std::size_t(3) << 20}, seq);
   });
   expect_all_ok(res);
   EXPECT_NE(server.log().find("public [::1]:"), std::string::npos) << server.log();
@@ -319,16 +319,7 @@ TEST(Direct, RelayThroughTheServer) {
     auto ch = make_channel(server.port(), me, n, comm_name());
     ch->connect_all(deadline());
     std::uint32_t seq = 0;
-    for (std::size_t s : {std::size_t(0), std::size_t(7), std::size_t(1 << 20) + 3,
-                          std::size_t(16) << 20}) {
-      for (unsigned r = 1; r < n; ++r) {
-        unsigned dest = (me + r) % n, src = (me + n - r) % n;
-        auto out = make_data(s, me, dest, r);
-        std::vector<std::byte> in(s);
-        ch->sendrecv(dest, out, src, in, tag(seq++), deadline());
-        check_data(in, src, me, r);
-      }
-    }
+    ring_rounds(*ch, me, n, {0, 7, (std::size_t(1) << 20) + 3, std::size_t(16) << 20}, seq);
     if (me == 2) return;  // exits: the others must see it as a PeerError
     std::byte b[1];
     bool closed = false;
