@@ -59,13 +59,20 @@ struct Chunks {
   }
 };
 
-// Ring reduce-scatter in place on `buf` (n chunks). Step s: send chunk
-// (r - s - 1) to the right neighbour, receive chunk (r - s - 2) from the left one
-// and reduce it into ours. A chunk c starts at rank c+1 and travels right picking
-// up one contribution per hop, so after n-1 steps rank r holds chunk r complete.
-// Requires a commutative and associative operator (contributions are combined in
-// ring order, not peer order).
-void ring_reduce_scatter(Ch& ch, const Context& c, Bytes buf, const Chunks& ck, const ReduceOp& f) {
+// Ring reduce-scatter of this peer's contribution `src` into `buf` (n chunks).
+// Step s: send chunk (r - s - 1) to the right neighbour, receive chunk (r - s - 2)
+// from the left one and reduce it with ours. A chunk c starts at rank c+1 and
+// travels right picking up one contribution per hop, so after n-1 steps rank r
+// holds chunk r complete in `buf`. Requires a commutative and associative operator
+// (contributions are combined in ring order, not peer order).
+//
+// No copy of `src` into `buf` first: the chunk reduced at step s was never touched
+// before (chunks r-2, r-3, ..., r), so the reduction reads our contribution straight
+// from `src` and writes `buf`; the chunk sent at step 0 (r-1) goes out from `src`,
+// later ones from `buf`, where the previous step left them. `buf` chunk r-1 is not
+// written (the allgather that follows fills it). `src` may be `buf` (in place).
+void ring_reduce_scatter(Ch& ch, const Context& c, ConstBytes src, Bytes buf, const Chunks& ck,
+                         const ReduceOp& f) {
   const peer_num n = c.size, r = c.rank;
   const peer_num right = (r + 1) % n, left = (r + n - 1) % n;
   Buffer tmp(ck.max_size());
@@ -73,9 +80,10 @@ void ring_reduce_scatter(Ch& ch, const Context& c, Bytes buf, const Chunks& ck, 
     const peer_num cs = (r + 2 * n - s - 1) % n;
     const peer_num cr = (r + 2 * n - s - 2) % n;
     Bytes in(tmp.data(), ck.size(cr));
-    ch.sendrecv(right, buf.subspan(ck.begin(cs), ck.size(cs)), left, in, c.tag, c.deadline);
-    Bytes mine = buf.subspan(ck.begin(cr), ck.size(cr));
-    if (!mine.empty()) f(in, mine, mine);
+    ConstBytes out = (s == 0 ? src : ConstBytes(buf)).subspan(ck.begin(cs), ck.size(cs));
+    ch.sendrecv(right, out, left, in, c.tag, c.deadline);
+    Bytes acc = buf.subspan(ck.begin(cr), ck.size(cr));
+    if (!acc.empty()) f(in, src.subspan(ck.begin(cr), ck.size(cr)), acc);
   }
 }
 
@@ -384,7 +392,10 @@ void reduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceO
   // into the caller's send buffer.
   Buffer scratch;
   Bytes acc = recv;
-  if (r != root || a == Algorithm::ring) {
+  if (a == Algorithm::ring) {
+    scratch.resize(send.size());  // the reduce-scatter reads `send` directly
+    acc = scratch;
+  } else if (r != root) {
     scratch.assign(send.begin(), send.end());
     acc = scratch;
   } else {
@@ -403,7 +414,7 @@ void reduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceO
     }
     case Algorithm::ring: {  // reduce-scatter, then gather the chunks at root
       const Chunks ck{send.size(), f.granularity, n};
-      ring_reduce_scatter(ch, c, acc, ck, f);
+      ring_reduce_scatter(ch, c, send, acc, ck, f);
       if (r != root) {
         ch.send(root, Bytes(acc).subspan(ck.begin(r), ck.size(r)), c.tag, c.deadline);
       } else {
@@ -436,20 +447,22 @@ void reduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceO
 void allreduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceOp& f,
                const Options& o) {
   const peer_num n = c.size;
-  copy(send, recv);
-  if (n == 1) return;
   Algorithm a = o.algorithm;
   const ReduceProps props{f.commutative, f.associative, f.granularity};
-  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::allreduce, send.size(), n, props);
+  if (n > 1 && a == Algorithm::automatic)
+    a = choose_p2p(Utils::Operation::allreduce, send.size(), n, props);
+  if (n > 1 && a == Algorithm::ring) {
+    // Reduce-scatter then allgather: each peer sends and receives about
+    // 2 (n-1)/n of the buffer, independent of n (bandwidth-optimal). The input is
+    // read where it is: no copy into recv first (a 64 MiB memcpy saved).
+    const Chunks ck{send.size(), f.granularity, n};
+    ring_reduce_scatter(ch, c, send, recv, ck, f);
+    ring_allgather(ch, c, recv, ck);
+    return;
+  }
+  copy(send, recv);
+  if (n == 1) return;
   switch (a) {
-    case Algorithm::ring: {
-      // Reduce-scatter then allgather: each peer sends and receives about
-      // 2 (n-1)/n of the buffer, independent of n (bandwidth-optimal).
-      const Chunks ck{send.size(), f.granularity, n};
-      ring_reduce_scatter(ch, c, recv, ck, f);
-      ring_allgather(ch, c, recv, ck);
-      return;
-    }
     case Algorithm::linear: {  // not associative: left-to-right chain, then bcast
       Buffer acc(send.size());
       if (reduce_chain(ch, c, send, acc, f)) copy(acc, recv);
@@ -537,8 +550,8 @@ void reduce_scatter(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const
   if (a == Algorithm::automatic)
     a = choose_p2p(Utils::Operation::reduce_scatter, bs, n, props);
   if (a == Algorithm::ring) {
-    Buffer work(send.begin(), send.end());
-    ring_reduce_scatter(ch, c, work, Chunks{work.size(), std::max<std::size_t>(bs, 1), n}, f);
+    Buffer work(send.size());  // written by the reduce-scatter (reads `send` directly)
+    ring_reduce_scatter(ch, c, send, work, Chunks{work.size(), std::max<std::size_t>(bs, 1), n}, f);
     copy(Bytes(work).subspan(r * bs, bs), recv);
     return;
   }
