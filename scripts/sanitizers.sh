@@ -59,8 +59,10 @@ TSAN_REDIS_FILTER='-RedisChannelTest.LargeMessages64And256MiB'
 # collectives longer. ASan runs them; TSan keeps the conformance at 1, 5, 8 and 16
 # peers (up to 1 MiB), every collective at 1-16 peers (up to 400 KB) and the rest.
 TSAN_DIRECT_FILTER='-Direct.OneGibibyteMessage:*DirectConformance*/2peers:*DirectConformance*/3peers:*LargeOverDirect*'
-# ASan: the 64 MiB collectives at 3 peers only (38 s; 1 and 2 peers add 36 s).
-ASAN_DIRECT_FILTER='-*LargeOverDirect*/1peers:*LargeOverDirect*/2peers'
+# ASan: not the 64 MiB collectives either (40-75 s here; the algorithms run under
+# ASan in the core subset with 4 MiB messages, the channel's 64 MiB and 1 GiB
+# transfers in the conformance tests).
+ASAN_DIRECT_FILTER='-*LargeOverDirect*'
 
 if [[ "${FMI_SAN_FULL:-0}" == 1 ]]; then
   CORE_FILTER='*'
