@@ -21,23 +21,11 @@ namespace {
 const std::string kSecret = "correct horse battery staple";
 const std::string kOther = "another secret of some length";
 
+// A channel that proves `secret` (none when empty).
 std::unique_ptr<DirectChannel> make_channel(std::uint16_t port, unsigned id, unsigned n,
                                             const std::string& comm, const std::string& secret,
                                             std::chrono::milliseconds timeout = 30s) {
-  FMI::Config::Direct d;
-  d.enabled = true;
-  d.host = "127.0.0.1";
-  d.port = port;
-  d.max_timeout = timeout;
-  d.secret = secret;
-  auto ch = std::make_unique<DirectChannel>(d);
-  ch->init({id, n, comm, 128});
-  return ch;
-}
-
-std::string comm_name() {
-  auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  return std::string(info->test_suite_name()) + "." + info->name();
+  return make_direct_channel(port, id, n, comm, timeout, "127.0.0.1", secret);
 }
 
 /// Every peer sends its id to every other and checks what it receives.

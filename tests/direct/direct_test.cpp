@@ -22,26 +22,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::unique_ptr<DirectChannel> make_channel(std::uint16_t port, unsigned id, unsigned n,
-                                            const std::string& comm,
-                                            std::chrono::milliseconds timeout = 30s,
-                                            const std::string& host = "127.0.0.1") {
-  FMI::Config::Direct d;
-  d.enabled = true;
-  d.host = host;
-  d.port = port;
-  d.max_timeout = timeout;
-  auto ch = std::make_unique<DirectChannel>(d);
-  ch->init({id, n, comm, 128});
-  return ch;
-}
-
-std::string comm_name() {
-  auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string n = std::string(info->test_suite_name()) + "." + info->name();
-  return n.size() > 200 ? n.substr(n.size() - 200) : n;
-}
-
 /// Deterministic content of the message from `from` to `to` in round `r`.
 std::byte pattern(std::size_t k, unsigned from, unsigned to, std::size_t r) {
   return std::byte(std::uint8_t(k * 131 + from * 17 + to * 7 + r * 3 + (k >> 12)));
@@ -89,7 +69,7 @@ TEST_P(DirectConformance, SendRecvSendrecvAllSizes) {
   std::vector<std::size_t> sizes = {0, 1, 7, 64 * 1024 + 3, 1 << 20};
   if (n <= 3) sizes.push_back(64u << 20);
   auto res = run_peers(n, [&](unsigned me) {
-    auto ch = make_channel(server.port(), me, n, comm_name());
+    auto ch = make_direct_channel(server.port(), me, n, comm_name());
     ch->connect_all(deadline());
     std::uint32_t seq = 0;
     for (std::size_t s : sizes) {
@@ -146,7 +126,7 @@ TEST(Direct, IPv6Loopback) {
   ASSERT_NE(server.log().find("listening on [::1]:"), std::string::npos) << server.log();
   const unsigned n = 3;
   auto res = run_peers(n, [&](unsigned me) {
-    auto ch = make_channel(server.port(), me, n, comm_name(), 30s, "::1");
+    auto ch = make_direct_channel(server.port(), me, n, comm_name(), 30s, "::1");
     PEER_CHECK(ch->local_endpoint().rfind("[::1]:", 0) == 0, "local endpoint ",
                ch->local_endpoint(), " is not IPv6 loopback");
     ch->connect_all(deadline());
@@ -162,7 +142,7 @@ TEST(Direct, IPv6Loopback) {
 TEST(Direct, LazyConnectionsAndSameDestSrc) {
   RendezvousServer server;
   auto res = run_peers(3, [&](unsigned me) {
-    auto ch = make_channel(server.port(), me, 3, comm_name());
+    auto ch = make_direct_channel(server.port(), me, 3, comm_name());
     if (me == 2) {
       // Must stay registered until the table is out; then nobody talks to it.
       std::this_thread::sleep_for(300ms);
@@ -180,7 +160,7 @@ TEST(Direct, LazyConnectionsAndSameDestSrc) {
 TEST(Direct, ManyMessagesKeepTheirOrder) {
   RendezvousServer server;
   auto res = run_peers(2, [&](unsigned me) {
-    auto ch = make_channel(server.port(), me, 2, comm_name());
+    auto ch = make_direct_channel(server.port(), me, 2, comm_name());
     for (std::uint32_t i = 0; i < 200; ++i) {
       std::size_t s = (i * 977) % 20000;
       if (me == 0) {
@@ -200,7 +180,7 @@ TEST(Direct, ManyMessagesKeepTheirOrder) {
 TEST(Direct, MismatchedMessageRaisesPeerError) {
   RendezvousServer server;
   auto res = run_peers(3, [&](unsigned me) {
-    auto ch = make_channel(server.port(), me, 3, comm_name());
+    auto ch = make_direct_channel(server.port(), me, 3, comm_name());
     if (me == 0) {
       ch->send(1, make_data(100, 0, 1, 0), tag(1), deadline());
       ch->send(2, make_data(100, 0, 2, 0), tag(1), deadline());
@@ -252,7 +232,7 @@ TEST(Direct, MismatchedMessageRaisesPeerError) {
 TEST(Direct, ReceiveTimesOut) {
   RendezvousServer server;
   auto res = run_peers(2, [&](unsigned me) {
-    auto ch = make_channel(server.port(), me, 2, comm_name());
+    auto ch = make_direct_channel(server.port(), me, 2, comm_name());
     ch->connect_all(deadline());
     std::byte b[8] = {};
     if (me == 1) {
@@ -280,7 +260,7 @@ TEST(Direct, ReceiveTimesOut) {
 TEST(Direct, KilledPeerRaisesPeerError) {
   RendezvousServer server;
   auto res = run_peers(3, [&](unsigned me) {
-    auto ch = make_channel(server.port(), me, 3, comm_name(), 60s);
+    auto ch = make_direct_channel(server.port(), me, 3, comm_name(), 60s);
     ch->connect_all(deadline());
     std::byte b[4] = {};
     // Everybody is connected to everybody: one round of messages.
@@ -316,7 +296,7 @@ TEST(Direct, RelayThroughTheServer) {
   const unsigned n = 3;
   auto res = run_peers(n, [&](unsigned me) {
     ::setenv("FMI_DIRECT_RELAY", "always", 1);
-    auto ch = make_channel(server.port(), me, n, comm_name());
+    auto ch = make_direct_channel(server.port(), me, n, comm_name());
     ch->connect_all(deadline());
     std::uint32_t seq = 0;
     ring_rounds(*ch, me, n, {0, 7, (std::size_t(1) << 20) + 3, std::size_t(16) << 20}, seq);
@@ -339,7 +319,7 @@ TEST(Direct, RelayThroughTheServer) {
 TEST(Direct, UnreachablePeerFailsWithPunchingError) {
   RendezvousServer server;
   auto res = run_peers(2, [&](unsigned me) {
-    auto ch = make_channel(server.port(), me, 2, comm_name());
+    auto ch = make_direct_channel(server.port(), me, 2, comm_name());
     if (me == 1) {
       std::this_thread::sleep_for(300ms);  // long enough for the table to go out
       ch->finalize();                      // its port now refuses connections
@@ -364,7 +344,7 @@ TEST(Direct, UnreachablePeerFailsWithPunchingError) {
 TEST(Direct, IncompleteCommunicatorExpires) {
   RendezvousServer server({"--ttl-ms", "300"});
   auto res = run_peers(1, [&](unsigned) {
-    auto ch = make_channel(server.port(), 0, 2, comm_name());
+    auto ch = make_direct_channel(server.port(), 0, 2, comm_name());
     std::string what;
     try {
       ch->connect_all(deadline(20s));
@@ -385,7 +365,7 @@ TEST(Direct, DuplicateRegistrationReplacesTheOldOne) {
     if (me == 2) std::this_thread::sleep_for(200ms);
     if (me == 1) std::this_thread::sleep_for(400ms);
     unsigned id = me == 2 ? 0 : me;
-    auto ch = make_channel(server.port(), id, 2, comm_name());
+    auto ch = make_direct_channel(server.port(), id, 2, comm_name());
     std::byte b[3] = {};
     if (me == 0) {
       std::string what;
@@ -412,7 +392,7 @@ TEST(Direct, UnreachableServerFailsAfterRetrying) {
   }
   std::string what;
   try {
-    make_channel(port, 0, 2, comm_name(), 400ms);
+    make_direct_channel(port, 0, 2, comm_name(), 400ms);
   } catch (const FMI::ChannelError& e) {
     what = e.what();
   }
@@ -431,7 +411,7 @@ TEST(Direct, OneGibibyteMessage) {
   if (kb < 6L * 1024 * 1024) GTEST_SKIP() << "needs 6 GiB of free memory";
   RendezvousServer server;
   auto res = run_peers(2, [&](unsigned me) {
-    auto ch = make_channel(server.port(), me, 2, comm_name(), 120s);
+    auto ch = make_direct_channel(server.port(), me, 2, comm_name(), 120s);
     std::vector<std::uint64_t> buf((1ull << 30) / 8);
     if (me == 0) {
       std::uint64_t x = 88172645463325252ull;

@@ -16,12 +16,14 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "channels/direct/direct_channel.h"
 #include "fmi/errors.h"
 
 namespace fmi_test {
@@ -162,6 +164,48 @@ struct PeerResult {
   int signal = 0;   // terminating signal otherwise
 };
 
+/// A Direct channel for peer `id` of `n`, initialised (its registration sent to the
+/// server on 127.0.0.1:`port` unless `host` says otherwise).
+inline std::unique_ptr<FMI::Comm::DirectChannel> make_direct_channel(
+    std::uint16_t port, unsigned id, unsigned n, const std::string& comm,
+    std::chrono::milliseconds timeout = std::chrono::seconds(30),
+    const std::string& host = "127.0.0.1", const std::string& secret = "") {
+  FMI::Config::Direct d;
+  d.enabled = true;
+  d.host = host;
+  d.port = port;
+  d.max_timeout = timeout;
+  d.secret = secret;
+  auto ch = std::make_unique<FMI::Comm::DirectChannel>(d);
+  ch->init({id, n, comm, 128});
+  return ch;
+}
+
+/// The running test's name, as a communicator name of its own (at most 200 bytes).
+inline std::string comm_name() {
+  auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string n = std::string(info->test_suite_name()) + "." + info->name();
+  return n.size() > 200 ? n.substr(n.size() - 200) : n;
+}
+
+/// The body of a forked peer: runs fn(p), then exits 0, or prints the error on
+/// stderr and exits 1 (never returns into the test's own code).
+[[noreturn]] inline void run_peer_and_exit(unsigned p, unsigned n,
+                                           const std::function<void(unsigned)>& fn) {
+  int code = 0;
+  try {
+    fn(p);
+  } catch (const std::exception& e) {
+    std::cerr << "peer " << p << " of " << n << " failed: " << e.what() << std::endl;
+    code = 1;
+  } catch (...) {
+    std::cerr << "peer " << p << " of " << n << " failed: unknown exception" << std::endl;
+    code = 1;
+  }
+  std::cerr.flush();
+  ::_exit(code);
+}
+
 /// Runs fn(peer) in `n` forked processes and waits for all (killing the rest after
 /// `limit`). A peer that throws prints the message and exits 1.
 inline std::vector<PeerResult> run_peers(unsigned n, const std::function<void(unsigned)>& fn,
@@ -171,20 +215,7 @@ inline std::vector<PeerResult> run_peers(unsigned n, const std::function<void(un
   std::vector<pid_t> pids;
   for (unsigned p = 0; p < n; ++p) {
     pid_t pid = ::fork();
-    if (pid == 0) {
-      int code = 0;
-      try {
-        fn(p);
-      } catch (const std::exception& e) {
-        std::cerr << "peer " << p << " of " << n << " failed: " << e.what() << std::endl;
-        code = 1;
-      } catch (...) {
-        std::cerr << "peer " << p << " of " << n << " failed: unknown exception" << std::endl;
-        code = 1;
-      }
-      std::cerr.flush();
-      ::_exit(code);
-    }
+    if (pid == 0) run_peer_and_exit(p, n, fn);
     pids.push_back(pid);
   }
   std::vector<PeerResult> res(n);

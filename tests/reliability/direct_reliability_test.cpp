@@ -13,7 +13,6 @@
 // Prints "[ direct-rel ]" lines with the observed numbers; no timed assertions (the
 // time limits below only stop a hung run).
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/mman.h>
@@ -26,34 +25,17 @@
 
 #include "direct/harness.h"
 #include "fmi/communicator.h"
+#include "reliability.h"
 
 namespace {
 
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
+using fmirel::Clock;
 using fmi_test::PeerResult;
 
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-std::uint64_t mix(std::uint64_t x) {  // splitmix64 finaliser
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-int open_fds() {
-  int n = 0;
-  if (DIR* d = ::opendir("/proc/self/fd")) {
-    while (dirent* e = ::readdir(d))
-      if (e->d_name[0] != '.') ++n;
-    ::closedir(d);
-    --n;  // the directory stream itself
-  }
-  return n;
-}
+using fmirel::mix;
+using fmirel::open_fds;
+using fmirel::seconds_since;
 
 /// VmRSS of another process in KiB (0 if unreadable).
 long vm_rss_kib(pid_t pid) {
@@ -139,20 +121,9 @@ class Peers {
       if (pid == 0) {
         ::close(go_[1]);
         char c;
-        int code = 0;
         if (::read(go_[0], &c, 1) != 1) ::_exit(3);  // the parent gave up
         ::close(go_[0]);
-        try {
-          fn(p);
-        } catch (const std::exception& e) {
-          std::cerr << "peer " << p << " of " << n << " failed: " << e.what() << std::endl;
-          code = 1;
-        } catch (...) {
-          std::cerr << "peer " << p << " of " << n << " failed: unknown exception" << std::endl;
-          code = 1;
-        }
-        std::cerr.flush();
-        ::_exit(code);
+        fmi_test::run_peer_and_exit(p, n, fn);
       }
       pids_.push_back(pid);
     }

@@ -5,7 +5,7 @@
 //  - RedisProcess: a redis-server that can be killed and restarted on the same port
 //    (tests/redis/redis_server.h picks a new port on every start);
 //  - SilentServer: a TCP port that accepts connections and never answers;
-//  - process counters: open file descriptors and resident memory.
+//  - process counters: open file descriptors and resident memory; mix() (splitmix64).
 // moto (the S3 server) comes from tests/s3/moto_server.h.
 #pragma once
 
@@ -257,6 +257,15 @@ class RedisProcess {
   pid_t pid_ = -1;
 };
 #endif  // FMI_WITH_REDIS
+
+/// splitmix64's finaliser: a well-mixed 64-bit value from a counter (checksums and
+/// deterministic data).
+inline std::uint64_t mix(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
 
 /// Open file descriptors of this process.
 inline int open_fds() {

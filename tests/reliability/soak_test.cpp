@@ -28,13 +28,6 @@ using U64s = std::vector<std::uint64_t>;
 constexpr peer_num kPeers = 8;
 constexpr std::uint64_t kSeed = 20261126;
 
-std::uint64_t mix(std::uint64_t x) {  // splitmix64 finaliser
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 // Peer p contributes h*(p+1) + p at element i, so the sum over n peers is
 // h*n(n+1)/2 + n(n-1)/2 (mod 2^64): every element is checked exactly.
 std::uint64_t base(std::uint64_t round_id, std::size_t i) { return mix(round_id * 1000003u + i); }
