@@ -469,11 +469,14 @@ void reduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceO
 void allreduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceOp& f,
                const Options& o) {
   const peer_num n = c.size;
+  if (n == 1) {
+    copy(send, recv);
+    return;
+  }
   Algorithm a = o.algorithm;
   const ReduceProps props{f.commutative, f.associative, f.granularity};
-  if (n > 1 && a == Algorithm::automatic)
-    a = choose_p2p(Utils::Operation::allreduce, send.size(), n, props);
-  if (n > 1 && a == Algorithm::ring) {
+  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::allreduce, send.size(), n, props);
+  if (a == Algorithm::ring) {
     // Reduce-scatter then allgather: each peer sends and receives about
     // 2 (n-1)/n of the buffer, independent of n (bandwidth-optimal). The input is
     // read where it is: no copy into recv first (a 64 MiB memcpy saved).
@@ -482,8 +485,6 @@ void allreduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Redu
     ring_allgather(ch, c, recv, ck);
     return;
   }
-  copy(send, recv);
-  if (n == 1) return;
   switch (a) {
     case Algorithm::linear: {  // not associative: left-to-right chain, then bcast
       Buffer acc(send.size());
@@ -492,6 +493,7 @@ void allreduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Redu
       return;
     }
     default:
+      copy(send, recv);  // recursive doubling works in place on recv
       allreduce_recursive_doubling(ch, c, recv, f);
   }
 }
