@@ -91,5 +91,8 @@ std::string format_size(std::size_t bytes);
 std::size_t parse_size(const std::string& text);
 /// Parses an operation name as printed by to_string(Operation). Throws UsageError.
 Operation parse_operation(const std::string& name);
+/// Splits a comma-separated list ("8,1K,64M"), dropping empty items (the tools'
+/// list options).
+std::vector<std::string> split_list(const std::string& list);
 
 }  // namespace FMI::Utils

@@ -87,6 +87,15 @@ std::string format_size(std::size_t bytes) {
   return buf;
 }
 
+std::vector<std::string> split_list(const std::string& list) {
+  std::vector<std::string> out;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
 std::size_t parse_size(const std::string& text) {
   std::size_t pos = 0;
   double v = 0;

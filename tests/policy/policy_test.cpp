@@ -602,6 +602,8 @@ TEST(Explain, Parsers) {
   EXPECT_EQ(FMI::Utils::format_size(64u << 20), "64 MiB");
   EXPECT_EQ(FMI::Utils::parse_operation("reduce_scatter"), Operation::reduce_scatter);
   EXPECT_THROW(FMI::Utils::parse_operation("bogus"), FMI::UsageError);
+  EXPECT_EQ(FMI::Utils::split_list("8,1K,,64M,"), (std::vector<std::string>{"8", "1K", "64M"}));
+  EXPECT_TRUE(FMI::Utils::split_list("").empty());
 }
 
 }  // namespace

@@ -25,7 +25,6 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <thread>
 #include <unistd.h>
 
@@ -38,14 +37,6 @@ using Clock = std::chrono::steady_clock;
 using FMI::Utils::peer_num;
 constexpr double kMiB = 1024.0 * 1024.0;
 
-std::vector<std::string> split(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream ss(list);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 // How to give one peer a Communicator whose only channel is the one measured.
 struct Target {
@@ -225,7 +216,7 @@ int main(int argc, char** argv) {
     config = FMI::Config::load(config_path);
     std::ifstream in(config_path);
     doc = nlohmann::ordered_json::parse(in);
-    for (const auto& s : split(sizes_arg)) sizes.push_back(FMI::Utils::parse_size(s));
+    for (const auto& s : FMI::Utils::split_list(sizes_arg)) sizes.push_back(FMI::Utils::parse_size(s));
   } catch (const std::exception& e) {
     std::cerr << "fmi-calibrate: " << e.what() << '\n';
     return 1;
@@ -235,7 +226,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::sort(sizes.begin(), sizes.end());
-  const std::vector<std::string> only = split(channels_arg);
+  const std::vector<std::string> only = FMI::Utils::split_list(channels_arg);
   auto wanted = [&](const std::string& n) {
     return only.empty() || std::find(only.begin(), only.end(), n) != only.end();
   };

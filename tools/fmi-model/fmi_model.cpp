@@ -8,24 +8,10 @@
 // whether or not the config enables them) and the channel chosen under each hint.
 #include <CLI/CLI.hpp>
 #include <iostream>
-#include <sstream>
 
 #include "fmi/config.h"
 #include "fmi/errors.h"
 #include "fmi/model.h"
-
-namespace {
-
-std::vector<std::string> split(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream ss(list);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"fmi-model: predicted latency and cost of FMI operations per channel, and the "
@@ -57,13 +43,13 @@ int main(int argc, char** argv) {
     o.associative = !non_associative;
     if (!sizes.empty()) {
       o.sizes.clear();
-      for (const auto& s : split(sizes)) o.sizes.push_back(FMI::Utils::parse_size(s));
+      for (const auto& s : FMI::Utils::split_list(sizes)) o.sizes.push_back(FMI::Utils::parse_size(s));
     }
     if (!ops.empty()) {
       o.ops.clear();
-      for (const auto& s : split(ops)) o.ops.push_back(FMI::Utils::parse_operation(s));
+      for (const auto& s : FMI::Utils::split_list(ops)) o.ops.push_back(FMI::Utils::parse_operation(s));
     }
-    if (!channels.empty()) o.channels = split(channels);
+    if (!channels.empty()) o.channels = FMI::Utils::split_list(channels);
     if (hint == "fast") o.hints = {FMI::Utils::Hint::fast};
     if (hint == "cheap") o.hints = {FMI::Utils::Hint::cheap};
     std::cout << "# config: " << (config_path.empty() ? "built-in defaults" : config_path) << '\n'
