@@ -80,7 +80,7 @@ void ring_reduce_scatter(Ch& ch, const Context& c, ConstBytes src, Bytes buf, co
   // Each step moves its chunk in segments of about kRingSegment and reduces each
   // segment as soon as it has arrived: the reduction then reads data still in the
   // cache, and the neighbours' transfers of the next segment overlap it (64 MiB,
-  // 2 peers: 47-53 ms against 72-90 ms unsegmented; docs/collectives.md). Every
+  // 2 peers: 46-53 ms against 72-90 ms unsegmented; docs/collectives.md). Every
   // chunk is cut into the same number of segments, at multiples of the function's
   // granularity, so both ends of a link agree on each segment's size.
   const std::size_t nseg =
