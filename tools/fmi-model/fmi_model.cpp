@@ -12,6 +12,8 @@
 #include "fmi/config.h"
 #include "fmi/errors.h"
 #include "fmi/model.h"
+#include "tools/common/cli.h"
+#include "tools/common/operation.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"fmi-model: predicted latency and cost of FMI operations per channel, and the "
@@ -43,13 +45,14 @@ int main(int argc, char** argv) {
     o.associative = !non_associative;
     if (!sizes.empty()) {
       o.sizes.clear();
-      for (const auto& s : FMI::Utils::split_list(sizes)) o.sizes.push_back(FMI::Utils::parse_size(s));
+      for (const auto& s : FMI::Tools::split_list(sizes))
+        o.sizes.push_back(FMI::Tools::parse_size<FMI::UsageError>(s));
     }
     if (!ops.empty()) {
       o.ops.clear();
-      for (const auto& s : FMI::Utils::split_list(ops)) o.ops.push_back(FMI::Utils::parse_operation(s));
+      for (const auto& s : FMI::Tools::split_list(ops)) o.ops.push_back(FMI::Tools::parse_operation(s));
     }
-    if (!channels.empty()) o.channels = FMI::Utils::split_list(channels);
+    if (!channels.empty()) o.channels = FMI::Tools::split_list(channels);
     if (hint == "fast") o.hints = {FMI::Utils::Hint::fast};
     if (hint == "cheap") o.hints = {FMI::Utils::Hint::cheap};
     std::cout << "# config: " << (config_path.empty() ? "built-in defaults" : config_path) << '\n'
