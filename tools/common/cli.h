@@ -45,8 +45,9 @@ std::size_t parse_size(const std::string& text) {
     throw Error("size '" + text + "': expected a number with an optional K, M or G suffix");
   }
   std::string unit = text.substr(pos);
-  unit.erase(std::remove_if(unit.begin(), unit.end(), [](unsigned char c) { return std::isspace(c); }),
-             unit.end());
+  unit.erase(
+      std::remove_if(unit.begin(), unit.end(), [](unsigned char c) { return std::isspace(c); }),
+      unit.end());
   for (auto& c : unit) c = char(std::toupper(static_cast<unsigned char>(c)));
   double mult = 1;
   if (unit.empty() || unit == "B")

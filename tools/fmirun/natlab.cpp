@@ -18,7 +18,8 @@ NatLab::NatLab(std::filesystem::path script, int n, bool symmetric)
   if (symmetric) cmd.push_back("--symmetric");
   int st = run_command(cmd);
   if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
-    throw SetupError("setting up the NAT lab failed: " + script_.string() + " " + describe_status(st));
+    throw SetupError("setting up the NAT lab failed: " + script_.string() + " " +
+                     describe_status(st));
   up_ = true;
 }
 

@@ -66,7 +66,7 @@ Fd install_signal_pipe() {
   g_signal_pipe_w = w.get();
   static Fd keep_w;  // lives as long as the handlers may run
   keep_w = std::move(w);
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
@@ -100,7 +100,8 @@ void spawn(Proc& p, const SpawnSpec& spec) {
     ::dup2(out_w.get(), STDOUT_FILENO);
     ::dup2(err_w.get(), STDERR_FILENO);
     auto die = [&](const char* what, int err) {
-      std::string m = std::string("fmirun: ") + what + " " + spec.argv[0] + ": " + std::strerror(err) + "\n";
+      std::string m =
+          std::string("fmirun: ") + what + " " + spec.argv[0] + ": " + std::strerror(err) + "\n";
       (void)!::write(STDERR_FILENO, m.data(), m.size());
       ::_exit(127);
     };

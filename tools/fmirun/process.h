@@ -48,7 +48,7 @@ Fd install_signal_pipe();
 struct Stream {
   Fd fd;
   int target = STDOUT_FILENO;  // where its lines go
-  std::string partial;          // bytes after the last newline
+  std::string partial;         // bytes after the last newline
 };
 
 struct Proc {
