@@ -5,9 +5,9 @@
 
 Scans the #include lines of include/, src/, server/ and tools/ and checks each one
 against the table LAYERS below (docs/architecture.md cites it). It also checks that
-no channel name ("Direct", "Redis", "S3", "InProcess") appears as a string literal in
-src/ or include/ outside that channel's own folder: the rest of the code iterates
-the registered channels instead of spelling their names.
+no channel name (CHANNEL_NAMES: "Direct", "Redis", "S3", "InProcess", "InProcessStore")
+appears as a string literal in src/ or include/ outside that channel's own folder: the
+rest of the code iterates the registered channels instead of spelling their names.
 
 Exit status 0 when every include is allowed, 1 with one line per violation
 (file:line: the rule that forbids it), 2 on bad usage. Python 3, no dependencies.
@@ -88,6 +88,7 @@ CHANNEL_NAMES = {
     "Redis": "src/channels/redis/",
     "S3": "src/channels/s3/",
     "InProcess": "src/channels/inproc/",
+    "InProcessStore": "src/channels/inproc/",
 }
 NAME_CHECKED = ["include", "src"]
 
