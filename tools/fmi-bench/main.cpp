@@ -40,6 +40,7 @@
 #include "tools/common/cli.h"
 #include "tools/common/fd.h"
 #include "tools/common/paths.h"
+#include "tools/common/temp_file.h"
 #include "worker.h"
 
 namespace fs = std::filesystem;
@@ -309,20 +310,12 @@ class TempConfig {
                 (d["enabled"] == true || d["enabled"] == "true");
       if (on && (host == "127.0.0.1" || host == "localhost")) d["port"] = free_tcp_port();
     }
-    char tmpl[] = "/tmp/fmi-bench-XXXXXX.json";
-    FMI::Tools::Fd fd(::mkstemps(tmpl, 5));
-    if (!fd) throw std::runtime_error(std::string("mkstemps: ") + std::strerror(errno));
-    std::string text = j.dump(2);
-    bool ok = ::write(fd.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size());
-    fd.reset();
-    path_ = tmpl;
-    if (!ok) throw std::runtime_error("cannot write " + path_);
+    file_.emplace("fmi-bench", ".json", j.dump(2));
   }
-  ~TempConfig() { ::unlink(path_.c_str()); }
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return file_->path(); }
 
  private:
-  std::string path_;
+  std::optional<FMI::Tools::TempFile> file_;
 };
 
 // Runs fmirun for one peer count; returns its exit status.

@@ -50,6 +50,7 @@
 #include "natlab.h"
 #include "process.h"
 #include "tools/common/paths.h"
+#include "tools/common/temp_file.h"
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -210,26 +211,18 @@ fs::path find_helper(const std::string& option, const char* env, std::vector<fs:
 #define FMIRUN_NATLAB_SCRIPT ""
 #endif
 
-// A temporary file removed on every way out.
+// The configuration the functions see when fmirun rewrites it (--nat,
+// --rendezvous-port): a temporary file removed on every way out.
 class TempFile {
  public:
-  explicit TempFile(const std::string& content) {
-    std::string tmpl = (fs::temp_directory_path() / "fmirun-config-XXXXXX.json").string();
-    Fd fd(::mkstemps(tmpl.data(), 5));
-    if (!fd) throw SetupError("cannot create a temporary config file: " + errno_text(errno));
-    path_ = tmpl;
-    write_all(fd.get(), content);
-    ::fchmod(fd.get(), 0644);
+  explicit TempFile(const std::string& content) try : file_("fmirun-config", ".json", content) {
+  } catch (const std::exception& e) {
+    throw SetupError(e.what());
   }
-  ~TempFile() {
-    if (!path_.empty()) ::unlink(path_.c_str());
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return file_.path(); }
 
  private:
-  std::string path_;
+  FMI::Tools::TempFile file_;
 };
 
 // ---- the run -----------------------------------------------------------------
