@@ -10,9 +10,9 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "channels/direct/auth.h"
 #include "channels/factories.h"
 #include "fmi/errors.h"
+#include "wire/auth.h"
 
 namespace FMI::Comm {
 
@@ -86,7 +86,7 @@ struct DirectChannel::Transfer {
 DirectChannel::DirectChannel(Config::Direct cfg)
     : cfg_(std::move(cfg)), spin_(spin_from_env()), relay_(relay_from_env()) {
   // FMI_SECRET (if set) replaces the configured secret here, once.
-  cfg_.secret = Direct::auth::resolve_secret(cfg_.secret);
+  cfg_.secret = Wire::auth::resolve_secret(cfg_.secret);
 }
 
 DirectChannel::~DirectChannel() { finalize(); }
@@ -202,7 +202,7 @@ bool DirectChannel::step(Transfer& t) {
       std::string why = std::string(t.sending ? "send to" : "receive from") + " peer " +
                         std::to_string(t.peer) + " failed after " + std::to_string(t.done) +
                         " of " + std::to_string(t.total()) + " bytes: " +
-                        Direct::errno_text(errno);
+                        Wire::errno_text(errno);
       lose(t.peer, why, " (peer died or closed the connection?)");
     }
     if (r == 0) {
@@ -268,7 +268,7 @@ bool DirectChannel::park_step(Transfer& t) {
     if (errno == EINTR) return true;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
     std::string why = "receive from peer " + std::to_string(t.peer) + " failed: " +
-                      Direct::errno_text(errno);
+                      Wire::errno_text(errno);
     lose(t.peer, why, " (peer died or closed the connection?)");
   }
   if (r == 0) {
@@ -338,7 +338,7 @@ void DirectChannel::run(std::span<Transfer> ts, Utils::Deadline deadline, const 
     timespec tsp{time_t(ns / 1000000000), long(ns % 1000000000)};
     int r = ::ppoll(fds_.data(), fds_.size(), &tsp, nullptr);
     if (r < 0 && errno != EINTR)
-      FMI_THROW(ChannelError, "Direct: ", op, ": poll failed: ", Direct::errno_text(errno));
+      FMI_THROW(ChannelError, "Direct: ", op, ": poll failed: ", Wire::errno_text(errno));
     if (r > 0) mesh_->handle(fds_.data() + own, fds_.size() - own);
     spin_until = Utils::Clock::now() + spin_;
   }

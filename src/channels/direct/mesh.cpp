@@ -9,7 +9,6 @@
 #include <random>
 #include <thread>
 
-#include "channels/direct/auth.h"
 #include "fmi/errors.h"
 
 namespace FMI::Direct {

@@ -37,10 +37,22 @@
 #include <string>
 #include <vector>
 
-#include "channels/direct/net.h"
-#include "channels/direct/protocol.h"
+#include "wire/auth.h"
+#include "wire/net.h"
+#include "wire/protocol.h"
 
 namespace FMI::Direct {
+
+// The wire library (src/wire/) under the names the channel has always used.
+namespace proto = Wire::proto;
+namespace auth = Wire::auth;
+using Wire::errno_text;
+using Wire::local_endpoint;
+using Wire::make_socket;
+using Wire::resolve;
+using Wire::set_nodelay;
+using Wire::set_reuse;
+using Wire::Socket;
 
 using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;
