@@ -99,7 +99,7 @@ void DirectChannel::init(const ChannelContext& ctx) {
     FMI_THROW(ConfigError, "Direct channel: backends.Direct.host (rendezvous server) is empty");
   finalize();
   ctx_ = ctx;
-  parked_.assign(ctx.num_peers, {});
+  matcher_.clear();
   pending_.assign(ctx.num_peers, {});
   initialised_ = true;
   if (ctx.num_peers > 1) {
@@ -111,8 +111,7 @@ void DirectChannel::init(const ChannelContext& ctx) {
 
 void DirectChannel::finalize() noexcept {
   mesh_.reset();
-  self_.clear();
-  parked_.clear();
+  matcher_.clear();
   pending_.clear();
   initialised_ = false;
 }
@@ -256,7 +255,7 @@ void DirectChannel::start_parking(Transfer& t, Tag got, std::uint64_t len) {
 
 void DirectChannel::finish_parking_if_done(Transfer& t) {
   if (!t.parking || t.park_done < t.park.size()) return;
-  parked_[t.peer].push_back({t.park_tag, std::move(t.park)});
+  matcher_.park(t.peer, t.park_tag, std::move(t.park));
   t.park = {};
   t.parking = false;
 }
@@ -283,16 +282,10 @@ bool DirectChannel::park_step(Transfer& t) {
 // A message parked earlier (read while waiting for another tag) that this
 // receive asks for. Returns false when there is none.
 bool DirectChannel::take_parked(Utils::peer_num src, Bytes out, Tag tag) {
-  auto& q = parked_[src];
-  auto it = std::find_if(q.begin(), q.end(), [&](const SelfMessage& m) { return m.tag == tag; });
-  if (it == q.end()) return false;
-  if (it->data.size() != out.size())
+  return matcher_.take(src, tag, out, [&](std::size_t size) {
     FMI_THROW(PeerError, "Direct: recv: message from peer ", src, " (", to_string(tag), ") has ",
-              it->data.size(), " bytes, expected ", out.size(),
-              " (peers disagree on buffer sizes)");
-  if (!out.empty()) std::memcpy(out.data(), it->data.data(), out.size());
-  q.erase(it);
-  return true;
+              size, " bytes, expected ", out.size(), " (peers disagree on buffer sizes)");
+  });
 }
 
 void DirectChannel::run(std::span<Transfer> ts, Utils::Deadline deadline, const char* op) {
@@ -347,7 +340,7 @@ void DirectChannel::run(std::span<Transfer> ts, Utils::Deadline deadline, const 
 void DirectChannel::send(Utils::peer_num dest, ConstBytes data, Tag tag, Utils::Deadline deadline) {
   check_peer(dest, "send");
   if (dest == ctx_.peer_id) {
-    self_.push_back({tag, std::vector<std::byte>(data.begin(), data.end())});
+    matcher_.park(dest, tag, std::vector<std::byte>(data.begin(), data.end()));
     return;
   }
   ensure({dest}, deadline, "send");
@@ -357,16 +350,15 @@ void DirectChannel::send(Utils::peer_num dest, ConstBytes data, Tag tag, Utils::
   run({&t, 1}, deadline, "send");
 }
 
+// A message to self never touches a socket: the send parked it in the matcher.
 void DirectChannel::self_recv(Bytes out, Tag tag) {
-  auto it = std::find_if(self_.begin(), self_.end(), [&](const SelfMessage& m) { return m.tag == tag; });
-  if (it == self_.end())
+  bool found = matcher_.take(ctx_.peer_id, tag, out, [&](std::size_t size) {
+    FMI_THROW(PeerError, "Direct: recv from self (peer ", ctx_.peer_id, "): ", to_string(tag),
+              " has ", size, " bytes, expected ", out.size());
+  });
+  if (!found)
     FMI_THROW(UsageError, "Direct: recv from self (peer ", ctx_.peer_id, ", ", to_string(tag),
               ") without a prior send to self");
-  if (it->data.size() != out.size())
-    FMI_THROW(PeerError, "Direct: recv from self (peer ", ctx_.peer_id, "): ", to_string(tag),
-              " has ", it->data.size(), " bytes, expected ", out.size());
-  if (!out.empty()) std::memcpy(out.data(), it->data.data(), out.size());
-  self_.erase(it);
 }
 
 void DirectChannel::recv(Utils::peer_num src, Bytes out, Tag tag, Utils::Deadline deadline) {

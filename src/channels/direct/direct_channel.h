@@ -9,10 +9,10 @@
 
 #include <sys/uio.h>
 
-#include <deque>
 #include <memory>
 #include <vector>
 
+#include "channels/common/tag_matcher.h"
 #include "channels/direct/mesh.h"
 #include "fmi/channel.h"
 #include "fmi/config.h"
@@ -59,15 +59,10 @@ class DirectChannel final : public PeerToPeerChannel {
   ChannelContext ctx_;
   bool initialised_ = false;
   std::unique_ptr<Direct::Mesh> mesh_;
-  struct SelfMessage {
-    Tag tag;
-    std::vector<std::byte> data;
-  };
-  std::deque<SelfMessage> self_;  // messages a peer sent to itself
-  // Per source peer: messages that arrived while a receive waited for another
-  // tag (matched later by tag, as MPI matches by (source, tag)), and stream bytes
-  // read past such a message's end.
-  std::vector<std::deque<SelfMessage>> parked_;
+  // Messages that arrived while a receive waited for another tag, and messages a
+  // peer sent to itself (source = own id), matched later by (source, tag).
+  TagMatcher matcher_;
+  // Per source peer: stream bytes read past the end of a message that was parked.
   std::vector<std::vector<std::byte>> pending_;
   std::vector<pollfd> fds_;        // reused across calls
 };
