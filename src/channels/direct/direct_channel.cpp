@@ -102,6 +102,7 @@ void DirectChannel::init(const ChannelContext& ctx) {
   matcher_.clear();
   pending_.assign(ctx.num_peers, {});
   initialised_ = true;
+  meshed_ = false;
   if (ctx.num_peers > 1) {
     Direct::MeshOptions o{cfg_.host,      cfg_.port, ctx.comm_name, ctx.peer_id,
                           ctx.num_peers,  relay_,    cfg_.secret};
@@ -326,19 +327,45 @@ void DirectChannel::run(std::span<Transfer> ts, Utils::Deadline deadline, const 
     for (auto& t : ts)
       if (!t.finished()) fds_.push_back({t.fd, short(t.sending ? POLLOUT : POLLIN), 0});
     std::size_t own = fds_.size();
-    mesh_->add_pollfds(fds_);
+    // The control plane (listener, handshakes, server, relay requests) is watched
+    // here only while some peer has no connection to us yet. Such a peer may be
+    // opening one right now, for its own send, recv or collective, and its
+    // handshake needs our HELLO (and DECIDE, from the lower id): if we watched only
+    // the sockets of this operation while, say, we wait for peer B, and B waits for
+    // peer C, and C waits for our half of its handshake, all three would wait for
+    // each other until the deadline. Once every pair is settled nobody is left to
+    // answer: the listener would only see strangers (they stay in its backlog), and
+    // a relayed pair is an ordinary data socket here (after RELAY_READY the server
+    // only forwards bytes). So after the channel opened its full mesh (before its
+    // first collective), and whenever the lazily opened connections cover every
+    // peer, a wait polls the data sockets alone. complete() reads one counter.
+    const bool control = !mesh_->complete();
+    if (control) mesh_->add_pollfds(fds_);
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count();
     timespec tsp{time_t(ns / 1000000000), long(ns % 1000000000)};
     int r = ::ppoll(fds_.data(), fds_.size(), &tsp, nullptr);
     if (r < 0 && errno != EINTR)
       FMI_THROW(ChannelError, "Direct: ", op, ": poll failed: ", Wire::errno_text(errno));
-    if (r > 0) mesh_->handle(fds_.data() + own, fds_.size() - own);
+    if (r > 0 && control) mesh_->handle(fds_.data() + own, fds_.size() - own);
     spin_until = Utils::Clock::now() + spin_;
   }
 }
 
+// Before its first message of a collective, the channel opens its full mesh, once:
+// every peer reaches its first collective on this channel (the communicator picks
+// the same channel everywhere), so all pairs are punched together instead of pair
+// after pair inside the algorithm (a ring or a tree would otherwise wait for each
+// connection in turn), and from then on its data waits need no control plane
+// (run). Point-to-point messages keep opening their one connection lazily.
+void DirectChannel::open_mesh_for(Tag tag, Utils::Deadline deadline) {
+  if (meshed_ || tag.op == Utils::Operation::send) return;
+  connect_all(deadline);
+  meshed_ = true;
+}
+
 void DirectChannel::send(Utils::peer_num dest, ConstBytes data, Tag tag, Utils::Deadline deadline) {
   check_peer(dest, "send");
+  open_mesh_for(tag, deadline);
   if (dest == ctx_.peer_id) {
     matcher_.park(dest, tag, std::vector<std::byte>(data.begin(), data.end()));
     return;
@@ -363,6 +390,7 @@ void DirectChannel::self_recv(Bytes out, Tag tag) {
 
 void DirectChannel::recv(Utils::peer_num src, Bytes out, Tag tag, Utils::Deadline deadline) {
   check_peer(src, "recv");
+  open_mesh_for(tag, deadline);
   if (src == ctx_.peer_id) return self_recv(out, tag);
   if (take_parked(src, out, tag)) return;
   ensure({src}, deadline, "recv");
@@ -374,6 +402,7 @@ void DirectChannel::sendrecv(Utils::peer_num dest, ConstBytes data, Utils::peer_
                              Tag tag, Utils::Deadline deadline) {
   check_peer(dest, "sendrecv");
   check_peer(src, "sendrecv");
+  open_mesh_for(tag, deadline);
   if (dest == ctx_.peer_id || src == ctx_.peer_id) {
     // Sending to ourselves never blocks, so doing the two halves in turn is safe.
     send(dest, data, tag, deadline);

@@ -41,6 +41,7 @@ class DirectChannel final : public PeerToPeerChannel {
 
  private:
   void check_peer(Utils::peer_num p, const char* op) const;
+  void open_mesh_for(Tag tag, Utils::Deadline deadline);
   void ensure(std::initializer_list<Utils::peer_num> peers, Utils::Deadline deadline,
               const char* op);
   bool step(Transfer& t);
@@ -59,6 +60,7 @@ class DirectChannel final : public PeerToPeerChannel {
   ChannelContext ctx_;
   bool initialised_ = false;
   std::unique_ptr<Direct::Mesh> mesh_;
+  bool meshed_ = false;  // the full mesh was opened (before the first collective)
   // Messages that arrived while a receive waited for another tag, and messages a
   // peer sent to itself (source = own id), matched later by (source, tag).
   TagMatcher matcher_;
