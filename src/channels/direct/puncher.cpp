@@ -24,7 +24,6 @@ constexpr auto kMaxBackoff = std::chrono::milliseconds(200);
 // an FMI peer, or a peer that will never answer).
 constexpr auto kHandshakeTimeout = std::chrono::seconds(30);
 constexpr std::size_t kMaxCandidatesPerPeer = 4;
-
 }  // namespace
 
 Puncher::Puncher(const MeshOptions& opt, std::uint64_t session, proto::Endpoint bind_addr,
@@ -263,8 +262,8 @@ bool Puncher::decide(Candidate& c) {
 
 void Puncher::adopt(Candidate& c, std::uint32_t p) {
   set_nodelay(c.sock.fd());
+  if (!is_settled(peers_[p])) ++settled_;
   peers_[p].conn = std::move(c.sock);
-  ++settled_;  // adopt() is never called for a settled pair (decide() checks)
   for (auto& a : attempts_)
     if (a.peer == p) a.sock.reset();
   std::erase_if(attempts_, [](const Attempt& a) { return !a.sock; });

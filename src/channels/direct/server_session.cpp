@@ -228,6 +228,8 @@ void ServerSession::start_relay(std::uint32_t p) {
   requests_.push_back(std::move(a));  // POLLOUT reports the connect (even when instant)
 }
 
+// A relay request after its connect: CHALLENGE (answered with RELAY when a secret
+// is set), then RELAY_READY, after which the socket carries the other peer's bytes.
 bool ServerSession::relay_step(Request& a, std::vector<Relayed>& ready) {
   auto& ps = relays_[a.peer];
   for (;;) {
@@ -278,7 +280,7 @@ bool ServerSession::relay_step(Request& a, std::vector<Relayed>& ready) {
       }
       if (auto* e = std::get_if<proto::ErrorMsg>(&*m)) {
         ps.error = std::string("rendezvous server refused the relay: ") +
-                         proto::to_string(e->code) + ": " + e->text;
+                   proto::to_string(e->code) + ": " + e->text;
         return false;
       }
       ps.error = "rendezvous server answered the relay request with an unexpected message";
