@@ -156,6 +156,31 @@ TEST(Direct, LazyConnectionsAndSameDestSrc) {
   expect_all_ok(res);
 }
 
+// Point-to-point messages open only the connections they use; the channel's first
+// message of a collective opens every connection first (the full mesh), by itself,
+// without the Communicator asking.
+TEST(Direct, FirstCollectiveMessageOpensTheFullMesh) {
+  RendezvousServer server;
+  constexpr unsigned n = 4;
+  auto res = run_peers(n, [&](unsigned me) {
+    auto ch = make_direct_channel(server.port(), me, n, comm_name());
+    unsigned next = (me + 1) % n, prev = (me + n - 1) % n;
+    auto out = make_data(64, me, next, 0);
+    std::vector<std::byte> in(out.size());
+    // A ring of point-to-point messages: each peer talks to its two neighbours only.
+    ch->sendrecv(next, out, prev, in, tag(0), deadline());
+    check_data(in, prev, me, 0);
+    PEER_CHECK(ch->connected_peers() == 2, "after the point-to-point ring: ",
+               ch->connected_peers(), " connections");
+    // The same ring under a collective's tag: the non-neighbours are connected first.
+    ch->sendrecv(next, out, prev, in, tag(0, Operation::allgather), deadline());
+    check_data(in, prev, me, 0);
+    PEER_CHECK(ch->connected_peers() == n - 1, "after the first collective message: ",
+               ch->connected_peers(), " connections");
+  });
+  expect_all_ok(res);
+}
+
 // Several messages of one pair arrive in the order sent, each with its own tag.
 TEST(Direct, ManyMessagesKeepTheirOrder) {
   RendezvousServer server;

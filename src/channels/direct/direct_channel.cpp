@@ -119,6 +119,13 @@ void DirectChannel::finalize() noexcept {
 
 std::string DirectChannel::local_endpoint() const { return mesh_ ? mesh_->local().str() : ""; }
 
+unsigned DirectChannel::connected_peers() const {
+  unsigned n = 0;
+  if (mesh_)
+    for (Utils::peer_num p = 0; p < ctx_.num_peers; ++p) n += p != ctx_.peer_id && mesh_->fd(p) >= 0;
+  return n;
+}
+
 void DirectChannel::check_peer(Utils::peer_num p, const char* op) const {
   if (!initialised_) FMI_THROW(UsageError, "Direct: ", op, " on a channel that is not initialised");
   if (p >= ctx_.num_peers)

@@ -36,6 +36,8 @@ class DirectChannel final : public PeerToPeerChannel {
 
   /// The local endpoint registered with the server (tests, logs).
   std::string local_endpoint() const;
+  /// How many other peers this channel has an open connection to (tests, logs).
+  unsigned connected_peers() const;
 
   struct Transfer;
 
