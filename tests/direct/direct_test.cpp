@@ -181,6 +181,35 @@ TEST(Direct, FirstCollectiveMessageOpensTheFullMesh) {
   expect_all_ok(res);
 }
 
+// Why a data wait keeps answering handshakes while the mesh is incomplete: peer 0
+// waits for data from 1, 1 waits for data from 2, and 2 can only send once 0 (the
+// lower id, which decides) took part in their handshake. If 0 watched only its
+// connection to 1, the three would wait for each other until the deadline.
+TEST(Direct, DataWaitAnswersAPeerConnectingLater) {
+  RendezvousServer server;
+  auto res = run_peers(3, [&](unsigned me) {
+    auto ch = make_direct_channel(server.port(), me, 3, comm_name());
+    auto dl = deadline(10s);
+    std::vector<std::byte> in(32);
+    if (me == 0) {
+      ch->recv(1, in, tag(1), dl);  // opens 0-1, then waits for data on it
+      check_data(in, 1, 0, 1);
+      ch->recv(2, in, tag(2), dl);
+      check_data(in, 2, 0, 2);
+    } else if (me == 1) {
+      ch->send(0, std::vector<std::byte>(32), tag(0), dl);  // opens 0-1 (unread yet)
+      ch->recv(2, in, tag(3), dl);
+      check_data(in, 2, 1, 3);
+      ch->send(0, make_data(32, 1, 0, 1), tag(1), dl);
+    } else {
+      std::this_thread::sleep_for(200ms);  // let 0 reach its data wait first
+      ch->send(0, make_data(32, 2, 0, 2), tag(2), dl);
+      ch->send(1, make_data(32, 2, 1, 3), tag(3), dl);
+    }
+  });
+  expect_all_ok(res);
+}
+
 // Several messages of one pair arrive in the order sent, each with its own tag.
 TEST(Direct, ManyMessagesKeepTheirOrder) {
   RendezvousServer server;

@@ -340,12 +340,14 @@ void DirectChannel::run(std::span<Transfer> ts, Utils::Deadline deadline, const 
     // handshake needs our HELLO (and DECIDE, from the lower id): if we watched only
     // the sockets of this operation while, say, we wait for peer B, and B waits for
     // peer C, and C waits for our half of its handshake, all three would wait for
-    // each other until the deadline. Once every pair is settled nobody is left to
-    // answer: the listener would only see strangers (they stay in its backlog), and
-    // a relayed pair is an ordinary data socket here (after RELAY_READY the server
-    // only forwards bytes). So after the channel opened its full mesh (before its
-    // first collective), and whenever the lazily opened connections cover every
-    // peer, a wait polls the data sockets alone. complete() reads one counter.
+    // each other until the deadline (the test DataWaitAnswersAPeerConnectingLater
+    // in tests/direct/direct_test.cpp fails exactly so without this). Once every
+    // pair is settled nobody is left to answer: the listener would only see
+    // strangers (they stay in its backlog), and a relayed pair is an ordinary data
+    // socket here (after RELAY_READY the server only forwards bytes). So after the
+    // channel opened its full mesh (before its first collective), and whenever the
+    // lazily opened connections cover every peer, a wait polls the data sockets
+    // alone. complete() reads one counter: no syscall is added per message.
     const bool control = !mesh_->complete();
     if (control) mesh_->add_pollfds(fds_);
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count();
