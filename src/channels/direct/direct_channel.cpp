@@ -122,7 +122,8 @@ std::string DirectChannel::local_endpoint() const { return mesh_ ? mesh_->local(
 unsigned DirectChannel::connected_peers() const {
   unsigned n = 0;
   if (mesh_)
-    for (Utils::peer_num p = 0; p < ctx_.num_peers; ++p) n += p != ctx_.peer_id && mesh_->fd(p) >= 0;
+    for (Utils::peer_num p = 0; p < ctx_.num_peers; ++p)
+      n += p != ctx_.peer_id && mesh_->fd(p) >= 0;
   return n;
 }
 

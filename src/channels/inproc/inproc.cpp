@@ -83,7 +83,8 @@ class InProcP2P final : public PeerToPeerChannel {
     auto& box = s_->boxes.at(self_);
     std::unique_lock lk(box.mu);
     std::optional<std::vector<std::byte>> data;
-    if (!box.cv.wait_until(lk, deadline, [&] { return (data = box.matcher.pop(src, tag)).has_value(); }))
+    auto arrived = [&] { return (data = box.matcher.pop(src, tag)).has_value(); };
+    if (!box.cv.wait_until(lk, deadline, arrived))
       FMI_THROW(TimeoutError, "in-process recv of ", to_string(tag), " from peer ", src,
                 " on peer ", self_, " timed out after ", format_duration(s_->max_timeout));
     lk.unlock();  // the copy needs no lock: the message is ours now
