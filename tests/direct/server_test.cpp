@@ -10,14 +10,14 @@
 #include <map>
 #include <random>
 
-#include "channels/direct/auth.h"
 #include "channels/direct/direct_channel.h"
-#include "channels/direct/net.h"
-#include "channels/direct/protocol.h"
 #include "harness.h"
+#include "wire/auth.h"
+#include "wire/net.h"
+#include "wire/protocol.h"
 
 using namespace fmi_test;
-using namespace FMI::Direct;
+using namespace FMI::Wire;
 using namespace std::chrono_literals;
 
 namespace {
