@@ -14,6 +14,9 @@
 #include <nlohmann/json.hpp>
 
 #include "fmi/fmi.h"
+#include "channels/direct/config.h"
+#include "channels/redis/config.h"
+#include "channels/s3/config.h"
 
 namespace {
 
@@ -70,51 +73,51 @@ TEST(Config, ShippedFileLoads) {
   const std::string path = std::string(FMI_SOURCE_DIR) + "/config/fmi.json";
   FMI::Config c = FMI::Config::load(path);
   EXPECT_EQ(c.source, path);
-  EXPECT_FALSE(c.s3.enabled);
-  EXPECT_FALSE(c.redis.enabled);
-  EXPECT_TRUE(c.direct.enabled);
-  EXPECT_EQ(c.direct.host, "127.0.0.1");
-  EXPECT_EQ(c.direct.port, 10000);
-  EXPECT_EQ(c.direct.max_timeout, std::chrono::milliseconds(30000));
+  EXPECT_FALSE(c.section<FMI::Comm::S3Config>().enabled);
+  EXPECT_FALSE(c.section<FMI::Comm::RedisConfig>().enabled);
+  EXPECT_TRUE(c.section<FMI::Comm::DirectConfig>().enabled);
+  EXPECT_EQ(c.section<FMI::Comm::DirectConfig>().host, "127.0.0.1");
+  EXPECT_EQ(c.section<FMI::Comm::DirectConfig>().port, 10000);
+  EXPECT_EQ(c.section<FMI::Comm::DirectConfig>().max_timeout, std::chrono::milliseconds(30000));
   EXPECT_DOUBLE_EQ(c.model.faas.gib_second_price, 0.0000166667);
-  EXPECT_DOUBLE_EQ(c.model.redis.instance_price, 0.0038);
-  EXPECT_DOUBLE_EQ(c.model.direct.vm_price, 0.0134);
-  EXPECT_DOUBLE_EQ(c.model.s3.overhead, 40.4);
-  EXPECT_TRUE(c.model.redis.include_infrastructure_costs);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::RedisConfig>().model.instance_price, 0.0038);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::DirectConfig>().model.vm_price, 0.0134);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::S3Config>().model.overhead, 40.4);
+  EXPECT_TRUE(c.section<FMI::Comm::RedisConfig>().model.include_infrastructure_costs);
 }
 
 TEST(Config, FullConfigParsesEveryField) {
   FMI::Config c = FMI::Config::parse(full_config().dump(), kSource);
   EXPECT_EQ(c.source, kSource);
-  EXPECT_TRUE(c.s3.enabled);
-  EXPECT_EQ(c.s3.bucket_name, "b");
-  EXPECT_EQ(c.s3.s3_region, "eu-central-1");
-  EXPECT_EQ(c.s3.timeout, std::chrono::milliseconds(50));
-  EXPECT_EQ(c.s3.max_timeout, std::chrono::milliseconds(60000));
-  EXPECT_TRUE(c.s3.endpoint.empty());
-  EXPECT_TRUE(c.redis.enabled);
-  EXPECT_EQ(c.redis.host, "127.0.0.1");
-  EXPECT_EQ(c.redis.port, 6379);
-  EXPECT_EQ(c.redis.timeout, std::chrono::milliseconds(1));
-  EXPECT_EQ(c.redis.max_timeout, std::chrono::milliseconds(30000));
-  EXPECT_TRUE(c.redis.password.empty());
-  EXPECT_EQ(c.direct.port, 10000);
-  EXPECT_DOUBLE_EQ(c.model.s3.bandwidth, 50.0);
-  EXPECT_DOUBLE_EQ(c.model.s3.download_price, 0.00000043);
-  EXPECT_DOUBLE_EQ(c.model.s3.upload_price, 0.0000054);
-  EXPECT_DOUBLE_EQ(c.model.redis.bandwidth_single, 100.0);
-  EXPECT_DOUBLE_EQ(c.model.redis.bandwidth_multiple, 400.0);
-  EXPECT_DOUBLE_EQ(c.model.redis.overhead, 5.2);
-  EXPECT_DOUBLE_EQ(c.model.redis.requests_per_hour, 1000);
-  EXPECT_DOUBLE_EQ(c.model.direct.bandwidth, 250.0);
-  EXPECT_DOUBLE_EQ(c.model.direct.overhead, 0.3);
+  EXPECT_TRUE(c.section<FMI::Comm::S3Config>().enabled);
+  EXPECT_EQ(c.section<FMI::Comm::S3Config>().bucket_name, "b");
+  EXPECT_EQ(c.section<FMI::Comm::S3Config>().s3_region, "eu-central-1");
+  EXPECT_EQ(c.section<FMI::Comm::S3Config>().timeout, std::chrono::milliseconds(50));
+  EXPECT_EQ(c.section<FMI::Comm::S3Config>().max_timeout, std::chrono::milliseconds(60000));
+  EXPECT_TRUE(c.section<FMI::Comm::S3Config>().endpoint.empty());
+  EXPECT_TRUE(c.section<FMI::Comm::RedisConfig>().enabled);
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().host, "127.0.0.1");
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().port, 6379);
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().timeout, std::chrono::milliseconds(1));
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().max_timeout, std::chrono::milliseconds(30000));
+  EXPECT_TRUE(c.section<FMI::Comm::RedisConfig>().password.empty());
+  EXPECT_EQ(c.section<FMI::Comm::DirectConfig>().port, 10000);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::S3Config>().model.bandwidth, 50.0);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::S3Config>().model.download_price, 0.00000043);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::S3Config>().model.upload_price, 0.0000054);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::RedisConfig>().model.bandwidth_single, 100.0);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::RedisConfig>().model.bandwidth_multiple, 400.0);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::RedisConfig>().model.overhead, 5.2);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::RedisConfig>().model.requests_per_hour, 1000);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::DirectConfig>().model.bandwidth, 250.0);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::DirectConfig>().model.overhead, 0.3);
 }
 
 TEST(Config, DefaultConstructedHasEveryBackendDisabled) {
   FMI::Config c;
-  EXPECT_FALSE(c.s3.enabled);
-  EXPECT_FALSE(c.redis.enabled);
-  EXPECT_FALSE(c.direct.enabled);
+  EXPECT_FALSE(c.section<FMI::Comm::S3Config>().enabled);
+  EXPECT_FALSE(c.section<FMI::Comm::RedisConfig>().enabled);
+  EXPECT_FALSE(c.section<FMI::Comm::DirectConfig>().enabled);
 }
 
 TEST(Config, MissingFileNamesThePath) {
@@ -193,12 +196,12 @@ TEST(Config, NumbersAndBooleansAsStrings) {
   j["model"]["Redis"]["include_infrastructure_costs"] = "false";
   j["model"]["FaaS"]["gib_second_price"] = "0.0000166667";
   FMI::Config c = FMI::Config::parse(j.dump(), kSource);
-  EXPECT_TRUE(c.redis.enabled);
-  EXPECT_FALSE(c.s3.enabled);
-  EXPECT_EQ(c.redis.port, 6380);
-  EXPECT_EQ(c.redis.max_timeout, std::chrono::milliseconds(1234));
-  EXPECT_DOUBLE_EQ(c.model.redis.instance_price, 0.0038);
-  EXPECT_FALSE(c.model.redis.include_infrastructure_costs);
+  EXPECT_TRUE(c.section<FMI::Comm::RedisConfig>().enabled);
+  EXPECT_FALSE(c.section<FMI::Comm::S3Config>().enabled);
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().port, 6380);
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().max_timeout, std::chrono::milliseconds(1234));
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::RedisConfig>().model.instance_price, 0.0038);
+  EXPECT_FALSE(c.section<FMI::Comm::RedisConfig>().model.include_infrastructure_costs);
   EXPECT_DOUBLE_EQ(c.model.faas.gib_second_price, 0.0000166667);
 }
 
@@ -218,9 +221,9 @@ TEST(Config, DisabledBackendMayOmitItsFields) {
                                             "Redis": {"enabled": false},
                                             "Direct": {"enabled": false}}})";
   FMI::Config c = FMI::Config::parse(text, kSource);
-  EXPECT_FALSE(c.s3.enabled);
-  EXPECT_FALSE(c.redis.enabled);
-  EXPECT_FALSE(c.direct.enabled);
+  EXPECT_FALSE(c.section<FMI::Comm::S3Config>().enabled);
+  EXPECT_FALSE(c.section<FMI::Comm::RedisConfig>().enabled);
+  EXPECT_FALSE(c.section<FMI::Comm::DirectConfig>().enabled);
 }
 
 TEST(Config, NewOptionalFieldsAccepted) {
@@ -231,10 +234,10 @@ TEST(Config, NewOptionalFieldsAccepted) {
   j["backends"]["Redis"]["db"] = 2;
   j["backends"]["Direct"]["unknown_future_field"] = "ignored";
   FMI::Config c = FMI::Config::parse(j.dump(), kSource);
-  EXPECT_EQ(c.s3.endpoint, "http://127.0.0.1:9000");
-  EXPECT_EQ(c.redis.password, "s3cret");
-  EXPECT_EQ(c.redis.username, "fmi");
-  EXPECT_EQ(c.redis.db, 2);
+  EXPECT_EQ(c.section<FMI::Comm::S3Config>().endpoint, "http://127.0.0.1:9000");
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().password, "s3cret");
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().username, "fmi");
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().db, 2);
 }
 
 TEST(Config, CommunicatorWithBadConfigPath) {

@@ -8,6 +8,7 @@
 #include "channels/direct/direct_channel.h"
 #include "fmi/errors.h"
 #include "harness.h"
+#include "channels/direct/config.h"
 
 using FMI::Comm::DirectChannel;
 using FMI::Comm::Tag;
@@ -154,7 +155,7 @@ TEST(DirectAuth, PeerWithoutSecretCannotPairWithOneThatHasIt) {
 }
 
 TEST(DirectAuth, ShortSecretIsAConfigError) {
-  FMI::Config::Direct d;
+  FMI::Comm::DirectConfig d;
   d.host = "127.0.0.1";
   d.secret = "short";
   EXPECT_THROW(DirectChannel{d}, FMI::ConfigError);

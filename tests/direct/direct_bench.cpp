@@ -15,6 +15,7 @@
 
 #include "channels/direct/direct_channel.h"
 #include "harness.h"
+#include "channels/direct/config.h"
 
 using Clock = std::chrono::steady_clock;
 using FMI::Comm::Tag;
@@ -29,7 +30,7 @@ double seconds_since(Clock::time_point t) {
 }
 
 void direct_peer(std::uint16_t port, unsigned me, int iters, int out_fd) {
-  FMI::Config::Direct d;
+  FMI::Comm::DirectConfig d;
   d.host = "127.0.0.1";
   d.port = port;
   FMI::Comm::DirectChannel ch(d);
