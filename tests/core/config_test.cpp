@@ -8,6 +8,8 @@
 #include <fstream>
 #include <functional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <unistd.h>
 
@@ -269,6 +271,83 @@ TEST(Config, CommunicatorFromFileWithEveryBackendDisabled) {
     EXPECT_EQ(c.comm_name(), "fromfile");
   }
   std::filesystem::remove(path);
+}
+
+// ---- sections of the registered channels ------------------------------------------
+
+TEST(Config, SectionsByNameAndByType) {
+  FMI::Config c = FMI::Config::parse(full_config().dump(), kSource);
+  EXPECT_TRUE(c.enabled("Redis"));
+  EXPECT_FALSE(c.enabled("Carrier-Pigeon"));
+  EXPECT_TRUE(c.section("Redis").enabled);
+  EXPECT_EQ(&c.section("Redis"), static_cast<const FMI::ChannelConfig*>(
+                                     &c.section<FMI::Comm::RedisConfig>()));
+  EXPECT_THROW(c.section("Carrier-Pigeon"), FMI::UsageError);
+  EXPECT_THROW(c.set_enabled("Carrier-Pigeon", true), FMI::UsageError);
+  c.set_enabled("Redis", false);
+  EXPECT_FALSE(c.section<FMI::Comm::RedisConfig>().enabled);
+  // Copies are deep: a copy's section is its own.
+  FMI::Config copy = c;
+  copy.section<FMI::Comm::RedisConfig>().port = 1;
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().port, 6379);
+  EXPECT_EQ(copy.section<FMI::Comm::RedisConfig>().port, 1);
+  EXPECT_EQ(copy.source, kSource);
+}
+
+TEST(Config, ValueChecksOfChannelsAtParseTime) {
+  expect_error_with([](json& j) { j["backends"]["Redis"]["host"] = ""; },
+                    {"config " + kSource + ": field backends.Redis.host is empty"});
+  expect_error_with([](json& j) { j["backends"]["Redis"]["max_timeout"] = 0; },
+                    {"field backends.Redis.max_timeout must be positive", kSource});
+  expect_error_with([](json& j) { j["backends"]["S3"]["bucket_name"] = ""; },
+                    {"field backends.S3.bucket_name is empty", kSource});
+  expect_error_with([](json& j) { j["backends"]["S3"]["timeout"] = 0; },
+                    {"field backends.S3.timeout", "must be > 0 ms", kSource});
+  expect_error_with([](json& j) { j["backends"]["S3"]["endpoint"] = "ftp://x"; },
+                    {"field backends.S3.endpoint", "ftp://x", kSource});
+  expect_error_with([](json& j) { j["backends"]["Direct"]["host"] = ""; },
+                    {"field backends.Direct.host", "is empty", kSource});
+  expect_error_with([](json& j) { j["backends"]["InProcess"] = {{"enabled", true}, {"max_timeout", 0}}; },
+                    {"field backends.InProcess.max_timeout must be > 0 ms", kSource});
+}
+
+// The in-process channels from a config file alone: threads of one process that
+// use the same communicator name meet in the same medium.
+void allreduce_over(const std::string& text, const std::string& comm_name) {
+  const FMI::Config cfg = FMI::Config::parse(text, kSource);
+  constexpr unsigned n = 4;
+  std::vector<int> got(n, -1);
+  std::vector<std::string> errors(n);
+  std::vector<std::thread> ts;
+  for (unsigned id = 0; id < n; ++id)
+    ts.emplace_back([&, id] {
+      try {
+        FMI::Communicator comm(id, n, cfg, comm_name);
+        FMI::Comm::Data<int> mine = int(id + 1), sum;
+        comm.allreduce(mine, sum, FMI::Utils::Function<int>(std::plus<>(), true, true));
+        got[id] = sum.get();
+      } catch (const std::exception& e) {
+        errors[id] = e.what();
+      }
+    });
+  for (auto& t : ts) t.join();
+  for (unsigned id = 0; id < n; ++id) {
+    EXPECT_EQ(errors[id], "") << "peer " << id;
+    EXPECT_EQ(got[id], 1 + 2 + 3 + 4) << "peer " << id;
+  }
+}
+
+TEST(Config, InProcessChannelsFromConfig) {
+  allreduce_over(R"({"backends": {"InProcess": {"enabled": true}}})", "inproc-from-config");
+  // The same name again: the first group's medium was dropped when it left.
+  allreduce_over(R"({"backends": {"InProcess": {"enabled": true}}})", "inproc-from-config");
+  allreduce_over(R"({"backends": {"InProcessStore": {"enabled": "true", "max_timeout": 5000}}})",
+                 "inproc-store-from-config");
+  const FMI::Config both = FMI::Config::parse(
+      R"({"backends": {"InProcess": {"enabled": true}, "InProcessStore": {"enabled": true}}})",
+      kSource);
+  FMI::Communicator one(0, 1, both, "inproc-both");
+  EXPECT_EQ(one.channels().size(), 2u);
 }
 
 }  // namespace
