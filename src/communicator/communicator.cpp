@@ -3,7 +3,6 @@
 #include "fmi/communicator.h"
 
 #include <algorithm>
-#include <functional>
 #include <string>
 
 #include "channels/registry.h"
@@ -175,9 +174,11 @@ namespace {
 std::string rooted(const char* op, Utils::peer_num root) {
   return std::string(op) + " (root " + std::to_string(root) + ")";
 }
-std::function<std::string()> named(const char* op) {
-  return [op] { return std::string(op); };
-}
+// The prefix of an operation that has no argument worth naming.
+struct Named {
+  const char* op;
+  std::string operator()() const { return op; }
+};
 }  // namespace
 
 // ---- point to point -----------------------------------------------------------
@@ -218,7 +219,7 @@ void Communicator::bcast_bytes(Bytes data, peer_num root) {
 
 void Communicator::barrier() {
   const coll::Options o{};
-  run(Operation::barrier, 0, nullptr, coll_seq_, named("barrier"), FMI_BOTH(barrier(ch, c, o)));
+  run(Operation::barrier, 0, nullptr, coll_seq_, Named{"barrier"}, FMI_BOTH(barrier(ch, c, o)));
 }
 
 void Communicator::gather_bytes(ConstBytes send, Bytes recv, peer_num root) {
@@ -272,7 +273,7 @@ void Communicator::allreduce_bytes(ConstBytes send, Bytes recv, const Utils::Red
   check_same("allreduce", send, recv);
   check_granular("allreduce", send.size(), f);
   const coll::Options o{};
-  run(Operation::allreduce, send.size(), &f, coll_seq_, named("allreduce"),
+  run(Operation::allreduce, send.size(), &f, coll_seq_, Named{"allreduce"},
       FMI_BOTH(allreduce(ch, c, send, recv, f, o)));
 }
 
@@ -280,7 +281,7 @@ void Communicator::scan_bytes(ConstBytes send, Bytes recv, const Utils::ReduceOp
   check_same("scan", send, recv);
   check_granular("scan", send.size(), f);
   const coll::Options o{};
-  run(Operation::scan, send.size(), &f, coll_seq_, named("scan"),
+  run(Operation::scan, send.size(), &f, coll_seq_, Named{"scan"},
       FMI_BOTH(scan(ch, c, send, recv, f, o)));
 }
 
@@ -289,7 +290,7 @@ void Communicator::allgather_bytes(ConstBytes send, Bytes recv) {
     size_error("allgather", "recv buffer", recv.size(),
                needs_n_times(num_peers_, "send", send.size()));
   const coll::Options o{};
-  run(Operation::allgather, send.size(), nullptr, coll_seq_, named("allgather"),
+  run(Operation::allgather, send.size(), nullptr, coll_seq_, Named{"allgather"},
       FMI_BOTH(allgather(ch, c, send, recv, o)));
 }
 
@@ -301,7 +302,7 @@ void Communicator::alltoall_bytes(ConstBytes send, Bytes recv) {
     size_error("alltoall", "recv buffer", recv.size(),
                "must equal the send buffer's " + std::to_string(send.size()) + " bytes");
   const coll::Options o{};
-  run(Operation::alltoall, send.size() / num_peers_, nullptr, coll_seq_, named("alltoall"),
+  run(Operation::alltoall, send.size() / num_peers_, nullptr, coll_seq_, Named{"alltoall"},
       FMI_BOTH(alltoall(ch, c, send, recv, o)));
 }
 
@@ -311,7 +312,7 @@ void Communicator::reduce_scatter_bytes(ConstBytes send, Bytes recv, const Utils
                needs_n_times(num_peers_, "recv", recv.size()));
   check_granular("reduce_scatter", recv.size(), f);
   const coll::Options o{};
-  run(Operation::reduce_scatter, recv.size(), &f, coll_seq_, named("reduce_scatter"),
+  run(Operation::reduce_scatter, recv.size(), &f, coll_seq_, Named{"reduce_scatter"},
       FMI_BOTH(reduce_scatter(ch, c, send, recv, f, o)));
 }
 
