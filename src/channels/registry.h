@@ -39,7 +39,8 @@ const ChannelDescriptor* find_channel(std::string_view name);
 /// for error messages.
 std::string channel_list();
 
-// The descriptors, each defined in its channel's folder (descriptor.cpp).
+// The descriptors, each defined in its channel's folder (descriptor.cpp), constinit:
+// a Config built during static initialisation may already use them.
 extern const ChannelDescriptor kInProcessDescriptor;
 extern const ChannelDescriptor kInProcessStoreDescriptor;
 extern const ChannelDescriptor kDirectDescriptor;

@@ -48,7 +48,7 @@ std::shared_ptr<const ChannelModel> model(const Config& config) {
 
 }  // namespace
 
-const ChannelDescriptor kDirectDescriptor = {
+constinit const ChannelDescriptor kDirectDescriptor = {
     {DirectConfig::kName, [] { return std::unique_ptr<ChannelConfig>(new DirectConfig()); },
      &parse_backend, &parse_model},
     ChannelKind::peer_to_peer,

@@ -160,7 +160,7 @@ std::shared_ptr<Channel> make_store(const Config& config) {
 
 // No model: the default policy ranks them after every modelled channel (and a
 // point-to-point channel before an object store).
-const ChannelDescriptor kInProcessDescriptor = {
+constinit const ChannelDescriptor kInProcessDescriptor = {
     {InProcessConfig::kName, &make_default<InProcessConfig>, &parse_backend<InProcessConfig>,
      nullptr},
     ChannelKind::peer_to_peer,
@@ -168,7 +168,7 @@ const ChannelDescriptor kInProcessDescriptor = {
     nullptr,
 };
 
-const ChannelDescriptor kInProcessStoreDescriptor = {
+constinit const ChannelDescriptor kInProcessStoreDescriptor = {
     {InProcessStoreConfig::kName, &make_default<InProcessStoreConfig>,
      &parse_backend<InProcessStoreConfig>, nullptr},
     ChannelKind::object_store,

@@ -55,7 +55,7 @@ std::shared_ptr<const ChannelModel> model(const Config& config) {
 
 }  // namespace
 
-const ChannelDescriptor kRedisDescriptor = {
+constinit const ChannelDescriptor kRedisDescriptor = {
     {RedisConfig::kName, [] { return std::unique_ptr<ChannelConfig>(new RedisConfig()); },
      &parse_backend, &parse_model},
     ChannelKind::object_store,

@@ -57,7 +57,7 @@ std::shared_ptr<const ChannelModel> model(const Config& config) {
 
 }  // namespace
 
-const ChannelDescriptor kS3Descriptor = {
+constinit const ChannelDescriptor kS3Descriptor = {
     {S3Config::kName, [] { return std::unique_ptr<ChannelConfig>(new S3Config()); },
      &parse_backend, &parse_model},
     ChannelKind::object_store,
