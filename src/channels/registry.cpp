@@ -17,9 +17,10 @@ const std::vector<const ChannelDescriptor*>& channels() {
 #ifdef FMI_WITH_S3
       &kS3Descriptor,
 #endif
-      // The in-process channels are always built (no external library).
+#ifdef FMI_WITH_INPROC
       &kInProcessDescriptor,
       &kInProcessStoreDescriptor,
+#endif
   };
   return list;
 }
