@@ -1,6 +1,6 @@
 // The default channel policy: the channel with the lowest predicted latency
-// (Hint::fast) or total cost (Hint::cheap), predicted by policy/models.cpp (and the channels' models) for the
-// algorithm that would actually run on it. See docs/policy.md.
+// (Hint::fast) or total cost (Hint::cheap), predicted by policy/models.cpp with the
+// channel's model for the algorithm that would actually run on it. See docs/policy.md.
 //
 // Every peer must choose the same channel for the same call, so the choice is a
 // pure function of what all peers share: the OperationInfo (which includes the
