@@ -307,7 +307,8 @@ TEST(Config, ValueChecksOfChannelsAtParseTime) {
                     {"field backends.S3.endpoint", "ftp://x", kSource});
   expect_error_with([](json& j) { j["backends"]["Direct"]["host"] = ""; },
                     {"field backends.Direct.host", "is empty", kSource});
-  expect_error_with([](json& j) { j["backends"]["InProcess"] = {{"enabled", true}, {"max_timeout", 0}}; },
+  expect_error_with(
+      [](json& j) { j["backends"]["InProcess"] = {{"enabled", true}, {"max_timeout", 0}}; },
                     {"field backends.InProcess.max_timeout must be > 0 ms", kSource});
 }
 

@@ -42,8 +42,9 @@ FMI::Config config_for(std::uint16_t port, std::chrono::milliseconds max_timeout
 std::shared_ptr<ObjectStoreChannel> open(const FMI::Config& cfg, unsigned peer = 0,
                                          unsigned peers = 2,
                                          const std::string& comm = "redis-test") {
-  auto ch = std::dynamic_pointer_cast<ObjectStoreChannel>(FMI::Comm::find_channel("Redis")->make(cfg));
-  if (!ch) throw std::runtime_error("make_redis_channel did not return an object store");
+  auto ch = std::dynamic_pointer_cast<ObjectStoreChannel>(
+      FMI::Comm::find_channel("Redis")->make(cfg));
+  if (!ch) throw std::runtime_error("the Redis descriptor did not make an object store");
   ch->init(ChannelContext{peer, peers, comm, 128});
   return ch;
 }
@@ -448,7 +449,8 @@ TEST(RedisChannelAuth, PasswordAndUsername) {
     b->get(key(Operation::send, 0, 0, 1), out, in(5s));
     EXPECT_TRUE(out == pattern(3 * MiB, 0));
   }
-  cfg.section<FMI::Comm::RedisConfig>().password = "s3cret pass";  // the default user's password, not fmi-user's
+  // The default user's password, not fmi-user's.
+  cfg.section<FMI::Comm::RedisConfig>().password = "s3cret pass";
   EXPECT_THROW(open(cfg), FMI::ChannelError);
   EXPECT_EQ(raw->dbsize(), 0);
 }

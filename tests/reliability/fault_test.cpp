@@ -346,7 +346,8 @@ TEST_F(S3Faults, ServerKilledMidRunGivesAnErrorNamingTheEndpoint) {
   fmitest::MotoServer moto;
   FMI::Config cfg = config(3s);
   cfg.section<FMI::Comm::S3Config>().endpoint = moto.endpoint();
-  FMI::Comm::s3::Client(FMI::Comm::s3::ClientOptions{cfg.section<FMI::Comm::S3Config>().bucket_name, "us-east-1", moto.endpoint(),
+  FMI::Comm::s3::Client(FMI::Comm::s3::ClientOptions{cfg.section<FMI::Comm::S3Config>().bucket_name,
+                                                     "us-east-1", moto.endpoint(),
                                                      FMI::Comm::s3::Credentials::from_env()})
       .create_bucket(Clock::now() + 10s);
   std::atomic<int> rounds{0};

@@ -281,14 +281,16 @@ TEST_F(S3ChannelTest, WrongEndpointIsAClearErrorNamingTheAddress) {
 TEST_F(S3ChannelTest, BadEndpointSchemeIsAConfigError) {
   auto cfg = config();
   cfg.section<FMI::Comm::S3Config>().endpoint = "127.0.0.1:9000";
-  const std::string msg = expect_throw<FMI::ConfigError>([&] { S3Channel ch(cfg.section<FMI::Comm::S3Config>()); });
+  const std::string msg = expect_throw<FMI::ConfigError>(
+      [&] { S3Channel ch(cfg.section<FMI::Comm::S3Config>()); });
   EXPECT_NE(msg.find("endpoint"), std::string::npos) << msg;
 }
 
 TEST_F(S3ChannelTest, MissingCredentialsAreAConfigErrorNamingTheVariables) {
   const std::string saved = std::getenv("AWS_SECRET_ACCESS_KEY");
   ::unsetenv("AWS_SECRET_ACCESS_KEY");
-  const std::string msg = expect_throw<FMI::ConfigError>([&] { S3Channel ch(config().section<FMI::Comm::S3Config>()); });
+  const std::string msg = expect_throw<FMI::ConfigError>(
+      [&] { S3Channel ch(config().section<FMI::Comm::S3Config>()); });
   ::setenv("AWS_SECRET_ACCESS_KEY", saved.c_str(), 1);
   EXPECT_NE(msg.find("AWS_SECRET_ACCESS_KEY"), std::string::npos) << msg;
 }
@@ -375,7 +377,8 @@ TEST(S3Signature, EveryRequestIsSignedCorrectly) {
   cfg.section<FMI::Comm::S3Config>().endpoint = srv.endpoint();
   cfg.section<FMI::Comm::S3Config>().timeout = 5ms;
   FMI::Comm::s3::Client admin(
-      {cfg.section<FMI::Comm::S3Config>().bucket_name, "us-east-1", srv.endpoint(), FMI::Comm::s3::Credentials::from_env()});
+      {cfg.section<FMI::Comm::S3Config>().bucket_name, "us-east-1", srv.endpoint(),
+       FMI::Comm::s3::Credentials::from_env()});
   admin.create_bucket(in(10s));
   {
     S3Channel ch(cfg.section<FMI::Comm::S3Config>());
@@ -401,7 +404,8 @@ TEST(S3Signature, EveryRequestIsSignedCorrectly) {
   // A wrong secret is refused, and the error quotes S3's code.
   ::setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret", 1);
   FMI::Comm::s3::Client bad(
-      {cfg.section<FMI::Comm::S3Config>().bucket_name, "us-east-1", srv.endpoint(), FMI::Comm::s3::Credentials::from_env()});
+      {cfg.section<FMI::Comm::S3Config>().bucket_name, "us-east-1", srv.endpoint(),
+       FMI::Comm::s3::Credentials::from_env()});
   try {
     bad.put_object("signed/x", {}, {}, in(10s));
     ADD_FAILURE() << "a request with a wrong secret was accepted";

@@ -21,7 +21,8 @@ void check(const S3Config& c, const std::string& source) {
     config::fail(source, f + "max_timeout", "must be > 0 ms");
   if (!c.endpoint.empty() && c.endpoint.rfind("http://", 0) != 0 &&
       c.endpoint.rfind("https://", 0) != 0)
-    config::fail(source, f + "endpoint", "'" + c.endpoint + "' must start with http:// or https://");
+    config::fail(source, f + "endpoint",
+                 "'" + c.endpoint + "' must start with http:// or https://");
 }
 
 void parse_backend(const config::Reader& r, ChannelConfig& out) {
