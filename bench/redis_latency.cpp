@@ -22,10 +22,10 @@
 #include <thread>
 #include <vector>
 
-#include "fmi/fmi.h"
-#include "redis_server.h"
 #include "channels/redis/config.h"
 #include "channels/registry.h"
+#include "fmi/fmi.h"
+#include "redis_server.h"
 
 namespace {
 

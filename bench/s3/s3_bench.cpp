@@ -33,7 +33,6 @@
 #include "channels/s3/s3_channel.h"
 #include "fmi/fmi.h"
 #include "moto_server.h"
-#include "channels/s3/config.h"
 
 namespace {
 

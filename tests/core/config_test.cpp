@@ -15,10 +15,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "fmi/fmi.h"
 #include "channels/direct/config.h"
 #include "channels/redis/config.h"
 #include "channels/s3/config.h"
+#include "fmi/fmi.h"
 
 namespace {
 

@@ -8,7 +8,6 @@
 #include "channels/direct/direct_channel.h"
 #include "fmi/errors.h"
 #include "harness.h"
-#include "channels/direct/config.h"
 
 using FMI::Comm::DirectChannel;
 using FMI::Comm::Tag;

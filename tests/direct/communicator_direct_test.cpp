@@ -5,9 +5,9 @@
 #include <cstdint>
 #include <numeric>
 
+#include "channels/direct/config.h"
 #include "fmi/communicator.h"
 #include "harness.h"
-#include "channels/direct/config.h"
 
 using namespace fmi_test;
 using I = std::int64_t;

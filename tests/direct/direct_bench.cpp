@@ -15,7 +15,6 @@
 
 #include "channels/direct/direct_channel.h"
 #include "harness.h"
-#include "channels/direct/config.h"
 
 using Clock = std::chrono::steady_clock;
 using FMI::Comm::Tag;

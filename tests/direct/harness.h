@@ -25,7 +25,6 @@
 
 #include "channels/direct/direct_channel.h"
 #include "fmi/errors.h"
-#include "channels/direct/config.h"
 
 namespace fmi_test {
 

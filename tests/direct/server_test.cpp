@@ -15,7 +15,6 @@
 #include "channels/direct/net.h"
 #include "channels/direct/protocol.h"
 #include "harness.h"
-#include "channels/direct/config.h"
 
 using namespace fmi_test;
 using namespace FMI::Direct;

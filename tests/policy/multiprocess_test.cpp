@@ -25,9 +25,9 @@
 #include <thread>
 #include <vector>
 
-#include "fmi/fmi.h"
 #include "channels/direct/config.h"
 #include "channels/redis/config.h"
+#include "fmi/fmi.h"
 
 namespace {
 

@@ -14,12 +14,12 @@
 #include <random>
 #include <thread>
 
-#include "fmi/fmi.h"
-#include "fmi/model.h"
-#include "policy/models.h"
 #include "channels/direct/config.h"
 #include "channels/redis/config.h"
 #include "channels/s3/config.h"
+#include "fmi/fmi.h"
+#include "fmi/model.h"
+#include "policy/models.h"
 
 namespace {
 

@@ -10,11 +10,11 @@
 #include <set>
 #include <thread>
 
+#include "channels/redis/config.h"
+#include "channels/registry.h"
 #include "fmi/model.h"
 #include "fmi/fmi.h"
 #include "redis_server.h"
-#include "channels/redis/config.h"
-#include "channels/registry.h"
 
 namespace fmitest {
 namespace {

@@ -9,9 +9,9 @@
 #include <numeric>
 #include <thread>
 
+#include "channels/redis/config.h"
 #include "fmi/fmi.h"
 #include "redis_server.h"
-#include "channels/redis/config.h"
 
 namespace fmitest {
 namespace {

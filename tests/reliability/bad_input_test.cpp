@@ -6,10 +6,10 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
-#include "fmi/model.h"
-#include "reliability.h"
 #include "channels/redis/config.h"
 #include "channels/s3/config.h"
+#include "fmi/model.h"
+#include "reliability.h"
 
 namespace fmirel {
 namespace {

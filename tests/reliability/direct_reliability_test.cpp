@@ -23,10 +23,10 @@
 #include <cstring>
 #include <random>
 
+#include "channels/direct/config.h"
 #include "direct/harness.h"
 #include "fmi/communicator.h"
 #include "reliability.h"
-#include "channels/direct/config.h"
 
 namespace {
 

@@ -14,11 +14,11 @@
 #include <random>
 
 #ifdef FMI_WITH_S3
+#include "channels/redis/config.h"
+#include "channels/s3/config.h"
 #include "channels/s3/s3_client.h"
 #endif
 #include "reliability.h"
-#include "channels/redis/config.h"
-#include "channels/s3/config.h"
 
 namespace fmirel {
 namespace {

@@ -9,10 +9,10 @@
 #include <numeric>
 #include <thread>
 
+#include "channels/s3/config.h"
 #include "fmi/model.h"
 #include "fmi/errors.h"
 #include "s3_fixture.h"
-#include "channels/s3/config.h"
 
 namespace fmitest {
 namespace {

@@ -15,7 +15,6 @@
 #include "channels/s3/s3_client.h"
 #include "fmi/config.h"
 #include "moto_server.h"
-#include "channels/s3/config.h"
 
 namespace fmitest {
 
