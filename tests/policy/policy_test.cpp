@@ -14,6 +14,9 @@
 #include <random>
 #include <thread>
 
+#include "channels/direct/config.h"
+#include "channels/redis/config.h"
+#include "channels/s3/config.h"
 #include "fmi/fmi.h"
 #include "fmi/model.h"
 #include "policy/models.h"
@@ -55,8 +58,8 @@ TEST(ExchangeModel, DirectByHand) {
   EXPECT_DOUBLE_EQ(m->latency(1, 7, 1 << 20), 3 * 0.0003 + 7.0 / 250);     // 7 MiB through one link
   EXPECT_DOUBLE_EQ(m->cost(2, 3, 0), 6 * 0.0134 / 1000);                   // 6 messages
   EXPECT_EQ(m->latency(0, 3, 100), 0.0);
-  c.model.direct.transfer_price = 0.09;
-  c.model.direct.include_infrastructure_costs = false;
+  c.section<FMI::Comm::DirectConfig>().model.transfer_price = 0.09;
+  c.section<FMI::Comm::DirectConfig>().model.include_infrastructure_costs = false;
   m = FMI::Comm::make_builtin_model("Direct", c);
   EXPECT_DOUBLE_EQ(m->cost(1, 2, std::size_t(kGiB)), 2 * 0.09);
 }
@@ -68,13 +71,13 @@ TEST(ExchangeModel, RedisByHand) {
   EXPECT_DOUBLE_EQ(m->latency(1, 1, 1 << 20), 0.0052 + 1.0 / 100);
   EXPECT_DOUBLE_EQ(m->latency(1, 3, 1 << 20), 2 * 0.0052 + 3.0 / 400);
   EXPECT_DOUBLE_EQ(m->cost(2, 3, 123), (2 + 6) * 0.0038 / 1000);  // 2 puts + 6 gets
-  c.model.redis.include_infrastructure_costs = false;
+  c.section<FMI::Comm::RedisConfig>().model.include_infrastructure_costs = false;
   EXPECT_EQ(FMI::Comm::make_builtin_model("Redis", c)->cost(2, 3, 123), 0.0);
 }
 
 TEST(ExchangeModel, S3ByHandWithPolling) {
   Config c;  // 50 MiB/s, 40.4 ms, PUT 5.4e-6, GET 4.3e-7; first poll 100 ms
-  c.s3.timeout = 100ms;
+  c.section<FMI::Comm::S3Config>().timeout = 100ms;
   auto m = FMI::Comm::make_builtin_model("S3", c);
   ASSERT_TRUE(m);
   // Small object: exists after 40.4 ms; attempts at 0 (miss) and 100 ms (hit):

@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "channels/factories.h"
 #include "fmi/errors.h"
 #include "wire/auth.h"
 
@@ -83,7 +82,7 @@ struct DirectChannel::Transfer {
   bool finished() const { return done == total(); }
 };
 
-DirectChannel::DirectChannel(Config::Direct cfg)
+DirectChannel::DirectChannel(DirectConfig cfg)
     : cfg_(std::move(cfg)), spin_(spin_from_env()), relay_(relay_from_env()) {
   // FMI_SECRET (if set) replaces the configured secret here, once.
   cfg_.secret = Wire::auth::resolve_secret(cfg_.secret);
@@ -95,8 +94,6 @@ void DirectChannel::init(const ChannelContext& ctx) {
   if (ctx.num_peers == 0 || ctx.peer_id >= ctx.num_peers)
     FMI_THROW(UsageError, "Direct: init with peer id ", ctx.peer_id, " of ", ctx.num_peers,
               " peers");
-  if (cfg_.host.empty())
-    FMI_THROW(ConfigError, "Direct channel: backends.Direct.host (rendezvous server) is empty");
   finalize();
   ctx_ = ctx;
   matcher_.clear();
@@ -432,10 +429,6 @@ void DirectChannel::sendrecv(Utils::peer_num dest, ConstBytes data, Utils::peer_
   put_u64(ts[0].hdr, tag.encode());
   put_u64(ts[0].hdr + 8, data.size());
   run(ts, deadline, "sendrecv");
-}
-
-std::shared_ptr<Channel> make_direct_channel(const Config& config) {
-  return std::make_shared<DirectChannel>(config.direct);
 }
 
 }  // namespace FMI::Comm

@@ -13,15 +13,16 @@
 #include <vector>
 
 #include "channels/common/tag_matcher.h"
+#include "channels/direct/config.h"
 #include "channels/direct/mesh.h"
 #include "fmi/channel.h"
-#include "fmi/config.h"
 
 namespace FMI::Comm {
 
 class DirectChannel final : public PeerToPeerChannel {
  public:
-  explicit DirectChannel(Config::Direct cfg);
+  /// `cfg` holds checked values (descriptor.cpp checks them).
+  explicit DirectChannel(DirectConfig cfg);
   ~DirectChannel() override;
 
   void init(const ChannelContext& ctx) override;
@@ -56,7 +57,7 @@ class DirectChannel final : public PeerToPeerChannel {
   bool park_step(Transfer& t);
   bool take_parked(Utils::peer_num src, Bytes out, Tag tag);
 
-  Config::Direct cfg_;
+  DirectConfig cfg_;
   std::chrono::microseconds spin_;  // busy-retry before blocking in poll
   Direct::RelayMode relay_;
   ChannelContext ctx_;

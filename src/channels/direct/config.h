@@ -1,0 +1,30 @@
+// The Direct channel's configuration: backends.Direct and model.Direct (parsed by
+// descriptor.cpp; docs/configuration.md and docs/direct.md list the fields).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "fmi/config.h"
+
+namespace FMI::Comm {
+
+struct DirectConfig final : ChannelConfigOf<DirectConfig> {
+  static constexpr const char* kName = "Direct";
+  using ms = std::chrono::milliseconds;
+
+  std::string host;  // rendezvous server
+  std::uint16_t port = 10000;
+  ms max_timeout{10000};
+  std::string secret;  // optional shared secret (HMAC key, >= 16 bytes); env FMI_SECRET wins
+
+  /// Model parameters: bandwidth in MiB/s, overhead in ms, prices in USD.
+  struct Model {
+    double bandwidth = 250.0, overhead = 0.3, transfer_price = 0.0;
+    double vm_price = 0.0134, requests_per_hour = 1000;
+    bool include_infrastructure_costs = true;
+  } model;
+};
+
+}  // namespace FMI::Comm
