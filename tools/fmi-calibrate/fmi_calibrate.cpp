@@ -32,6 +32,7 @@
 #include "channels/redis/config.h"
 #include "channels/s3/config.h"
 #include "fmi/fmi.h"
+#include "fmi/model.h"
 #include "tools/common/cli.h"
 
 namespace {
