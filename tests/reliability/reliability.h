@@ -3,10 +3,10 @@
 //    FMI::Error), whose message contains every part;
 //  - run_some(): peers as threads where some peers never arrive;
 //  - RedisProcess: a redis-server that can be killed and restarted on the same port
-//    (tests/redis/redis_server.h picks a new port on every start);
+//    (tests/support/redis_server.h picks a new port on every start);
 //  - SilentServer: a TCP port that accepts connections and never answers;
 //  - process counters: open file descriptors and resident memory; mix() (splitmix64).
-// moto (the S3 server) comes from tests/s3/moto_server.h.
+// moto (the S3 server) comes from tests/support/moto_server.h.
 #pragma once
 
 #include <dirent.h>
@@ -25,9 +25,9 @@
 #include <thread>
 #include <vector>
 
-#include "core/harness.h"
+#include "harness.h"
 #include "fmi/fmi.h"
-#include "s3/moto_server.h"
+#include "moto_server.h"
 
 namespace fmirel {
 

@@ -28,25 +28,9 @@
 #include <thread>
 #include <vector>
 
-namespace fmitest {
+#include "ports.h"
 
-/// A port nothing listens on right now (the kernel's choice for a bound socket).
-inline std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error("free_port: socket failed");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(fd);
-    throw std::runtime_error("free_port: bind failed");
-  }
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+namespace fmitest {
 
 struct ReplyFree {
   void operator()(redisReply* r) const { freeReplyObject(r); }
