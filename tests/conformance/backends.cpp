@@ -262,8 +262,8 @@ Backend& backend(const std::string& name) {
   return *it->second;
 }
 
-// Listed without creating the backends (gtest instantiates at static
-// initialisation; the backends are made on first use).
+// The names of this build's backends (gtest instantiates the suites from these at
+// static initialisation; servers start only when a test makes a group).
 std::vector<std::string> p2p_backends() {
   std::vector<std::string> v = {"InProcP2P"};
 #ifdef FMI_WITH_DIRECT
