@@ -244,8 +244,7 @@ TEST_F(S3ChannelTest, ExposesThePolicysReferenceModel) {
   // The formulas are tested in tests/policy; the channel must hand the policy the
   // same model the explain tool shows.
   auto cfg = config(50ms);
-  S3Channel ch(cfg);
-  auto m = ch.model();
+  auto m = s3_channel(config_json(50ms))->model();
   ASSERT_TRUE(m);
   auto ref = FMI::Comm::make_builtin_model("S3", cfg);
   EXPECT_DOUBLE_EQ(m->latency(1, 4, 1 << 20), ref->latency(1, 4, 1 << 20));
@@ -300,39 +299,35 @@ TEST(S3Signature, EveryRequestIsSignedCorrectly) {
   ::setenv("AWS_SECRET_ACCESS_KEY", sk, 1);
   ::unsetenv("AWS_SESSION_TOKEN");
 
-  FMI::Config cfg;
-  cfg.s3.bucket_name = "fmi-signed";
-  cfg.s3.s3_region = "us-east-1";
-  cfg.s3.endpoint = srv.endpoint();
-  cfg.s3.timeout = 5ms;
+  const std::string bucket = "fmi-signed";
   FMI::Comm::s3::Client admin(
-      {cfg.s3.bucket_name, "us-east-1", srv.endpoint(), FMI::Comm::s3::Credentials::from_env()});
+      {bucket, "us-east-1", srv.endpoint(), FMI::Comm::s3::Credentials::from_env()});
   admin.create_bucket(in(10s));
   {
-    S3Channel ch(cfg);
-    ch.init({0, 1, "signed", 128});
-    ch.set_list_page_size(2);
+    auto ch = s3_channel(s3_config(bucket, srv.endpoint(), 10s, 5ms));
+    ch->init({0, 1, "signed", 128});
+    ch->set_list_page_size(2);
     std::uint32_t seq = 0;
     for (std::size_t n : {0u, 1u, 70001u}) {
       const auto k = key(Operation::send, seq++, 0, 0);
-      ch.put(k, pattern(n, 1), 1, in(10s));
+      ch->put(k, pattern(n, 1), 1, in(10s));
       std::vector<std::byte> out(n);
-      ch.get(k, out, in(10s));
+      ch->get(k, out, in(10s));
       EXPECT_EQ(out, pattern(n, 1));
     }
     for (std::uint32_t i = 0; i < 3; ++i)
-      ch.put(key(Operation::bcast, 1, i), pattern(5, i), 2, in(10s));
+      ch->put(key(Operation::bcast, 1, i), pattern(5, i), 2, in(10s));
     // moto (unlike AWS) signs '/' in query values unencoded: list a prefix without one.
-    EXPECT_EQ(ch.list("signed", in(10s)).size(), 3u);
+    EXPECT_EQ(ch->list("signed", in(10s)).size(), 3u);
     std::vector<std::byte> out(4);
-    EXPECT_THROW(ch.get(key(Operation::send, 99, 0, 0), out, in(50ms)), FMI::TimeoutError);
-    ch.finalize();
+    EXPECT_THROW(ch->get(key(Operation::send, 99, 0, 0), out, in(50ms)), FMI::TimeoutError);
+    ch->finalize();
     EXPECT_TRUE(admin.list_objects("signed", in(10s)).empty());
   }
   // A wrong secret is refused, and the error quotes S3's code.
   ::setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret", 1);
   FMI::Comm::s3::Client bad(
-      {cfg.s3.bucket_name, "us-east-1", srv.endpoint(), FMI::Comm::s3::Credentials::from_env()});
+      {bucket, "us-east-1", srv.endpoint(), FMI::Comm::s3::Credentials::from_env()});
   try {
     bad.put_object("signed/x", {}, {}, in(10s));
     ADD_FAILURE() << "a request with a wrong secret was accepted";

@@ -23,6 +23,13 @@ using namespace std::chrono_literals;
 
 inline FMI::Utils::Deadline in(std::chrono::milliseconds d) { return FMI::Utils::Clock::now() + d; }
 
+/// An S3 channel of a configuration text (s3_config), not initialised.
+inline std::shared_ptr<FMI::Comm::S3Channel> s3_channel(const std::string& json) {
+  auto ch = std::dynamic_pointer_cast<FMI::Comm::S3Channel>(make_channel("S3", json));
+  if (!ch) throw std::runtime_error("the S3 factory made another kind of channel");
+  return ch;
+}
+
 class S3Test : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -55,12 +62,6 @@ class S3Test : public ::testing::Test {
   /// The same, parsed (for a Communicator that creates its channels).
   FMI::Config config(std::chrono::milliseconds first_poll = 5ms) const {
     return parse_config(config_json(first_poll));
-  }
-  /// An S3 channel of such a configuration, not initialised.
-  static std::shared_ptr<FMI::Comm::S3Channel> s3_channel(const std::string& json) {
-    auto ch = std::dynamic_pointer_cast<FMI::Comm::S3Channel>(make_channel("S3", json));
-    if (!ch) throw std::runtime_error("the S3 factory made another kind of channel");
-    return ch;
   }
 
   std::unique_ptr<FMI::Comm::s3::Client> client(std::string bucket = {}) const {
