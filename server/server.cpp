@@ -203,10 +203,14 @@ void Server::run() {
         if (!conns_.count(fd)) continue;
       }
       if (events[i].events & EPOLLOUT) on_writable(c);
-      // EPOLLHUP: both directions are shut (or the connection was reset), so nothing
-      // buffered for it can ever be written; epoll reports it on every wait whatever
-      // we ask for, so a connection left open here would make the loop spin.
-      if ((events[i].events & (EPOLLHUP | EPOLLERR)) && conns_.count(fd))
+      // An error, or a hang-up outside a relay (nothing more can come or go): close,
+      // whatever the handlers above made of it. A relayed connection that hung up may
+      // still hold data for its partner; update_events takes it out of the epoll set
+      // while it waits (epoll reports EPOLLHUP on every wait, whatever it is asked).
+      if (auto still = conns_.find(fd); still != conns_.end() &&
+                                        ((events[i].events & EPOLLERR) ||
+                                         ((events[i].events & EPOLLHUP) &&
+                                          still->second->state != State::relaying)))
         close_conn(fd, events[i].events & EPOLLERR ? "connection error" : "connection hung up");
     }
     if (Clock::now() >= next_sweep) {
@@ -654,10 +658,19 @@ void Server::update_events(Conn& c) {
   if (want == c.want_write && read == c.want_read) return;
   c.want_write = want;
   c.want_read = read;
+  // Wanting nothing (a relay side paused or finished reading, with nothing to
+  // write): out of the epoll set, because EPOLLHUP/EPOLLERR cannot be masked and a
+  // half-shut socket would wake the loop on every wait (100% CPU).
+  if (!read && !want) {
+    if (c.in_epoll) ::epoll_ctl(epoll_.fd(), EPOLL_CTL_DEL, c.sock.fd(), nullptr);
+    c.in_epoll = false;
+    return;
+  }
   epoll_event ev{};
   ev.events = (read ? EPOLLIN | EPOLLRDHUP : 0u) | (want ? EPOLLOUT : 0u);
   ev.data.fd = c.sock.fd();
-  ::epoll_ctl(epoll_.fd(), EPOLL_CTL_MOD, c.sock.fd(), &ev);
+  ::epoll_ctl(epoll_.fd(), c.in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c.sock.fd(), &ev);
+  c.in_epoll = true;
 }
 
 void Server::fail(Conn& c, proto::ErrorCode code, const std::string& text) {

@@ -79,6 +79,7 @@ class Server {
     bool read_closed = false;  // EOF received; forwarded to the partner once flushed
     bool paused = false;       // not reading: the partner's output buffer is full
     bool want_read = true;
+    bool in_epoll = true;  // false while it wants no event at all (see update_events)
     std::uint64_t relayed = 0;
     Clock::time_point last_moved;  // relay: last byte read or written (idle timeout)
     proto::Nonce nonce{};  // of the CHALLENGE sent on this connection

@@ -205,30 +205,40 @@ TEST(RendezvousLimits, RelaysHaveAByteCapAndAnIdleTimeout) {
   EXPECT_NE(log.find("(--relay-idle-ms)"), std::string::npos) << log;
 }
 
-// Data pending towards a side that stopped reading, then both sides shut down both
-// ways: the server must close the relay, not report EPOLLHUP to itself forever.
-TEST(RendezvousLimits, HalfShutRelayDoesNotSpin) {
+// Both sides end their streams while the server still holds data for B, which is
+// not reading: B still gets every byte and the end of stream, and the server stays
+// idle meanwhile. (Epoll reports EPOLLHUP for a socket shut both ways on every wait,
+// whatever it is asked: the server takes such sockets out of its epoll set. On this
+// loopback the kernel buffers absorb the pending data, so this test checks that the
+// half-shut path delivers everything; it does not reproduce the spin itself.)
+TEST(RendezvousLimits, HalfShutRelayDeliversEverythingWithoutSpinning) {
   RendezvousServer server;
   register_pair(server.port(), "halfshut", 5, 6);
   Pair p = open_relay(server.port(), "halfshut", 5, 6);
-  int flags = ::fcntl(p.a.fd(), F_GETFL);
-  ::fcntl(p.a.fd(), F_SETFL, flags | O_NONBLOCK);
-  std::vector<char> chunk(65536, 'y');
-  for (int i = 0; i < 400; ++i) {  // until the server's buffer and both windows are full
-    if (::send(p.a.fd(), chunk.data(), chunk.size(), MSG_NOSIGNAL) <= 0) break;
-  }
+  const std::size_t sent = 1536 * 1024;
+  std::vector<char> data(sent, 'y');
+  ASSERT_EQ(::send(p.a.fd(), data.data(), data.size(), MSG_NOSIGNAL), ssize_t(sent));
+  ::shutdown(p.a.fd(), SHUT_WR);
   std::this_thread::sleep_for(200ms);
-  ::shutdown(p.b.fd(), SHUT_RDWR);
-  ::shutdown(p.a.fd(), SHUT_RDWR);
+  ::shutdown(p.b.fd(), SHUT_WR);
   std::this_thread::sleep_for(300ms);
   double before = cpu_seconds(server.pid());
   std::this_thread::sleep_for(2s);
   double used = cpu_seconds(server.pid()) - before;
   EXPECT_LT(used, 0.2) << "fmi-rendezvous used " << used << " s of CPU in 2 s (spinning)";
+  std::size_t got = 0;
+  std::vector<char> buf(65536);
+  for (auto until = std::chrono::steady_clock::now() + 20s;;) {
+    ASSERT_LT(std::chrono::steady_clock::now(), until) << "B got " << got << " of " << sent;
+    pollfd pf{p.b.fd(), POLLIN, 0};
+    ASSERT_GT(::poll(&pf, 1, 10000), 0) << "relay stalled after " << got << " of " << sent;
+    ssize_t r = ::recv(p.b.fd(), buf.data(), buf.size(), 0);
+    ASSERT_GE(r, 0);
+    if (r == 0) break;
+    got += std::size_t(r);
+  }
+  EXPECT_EQ(got, sent);
   EXPECT_TRUE(server.alive());
-  auto log = server.log();
-  EXPECT_NE(log.find("relay 'halfshut'"), std::string::npos) << log;
-  EXPECT_NE(log.find("ended after"), std::string::npos) << log;
 }
 
 // One address opening connection after connection: refused beyond --max-per-address
