@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <thread>
@@ -78,6 +79,14 @@ std::string lex_upper(std::string prefix) {
   return "(" + prefix;
 }
 
+// FMI_REDIS_PASSWORD (if set and non-empty) replaces backends.Redis.password, as
+// FMI_SECRET does for the Direct secret: a password in the environment of the
+// functions need not be written into a configuration file.
+std::string redis_password(const std::string& configured) {
+  if (const char* env = std::getenv("FMI_REDIS_PASSWORD"); env && *env) return env;
+  return configured;
+}
+
 long long integer_of(const redisReply& r, std::string_view what) {
   if (r.type != REDIS_REPLY_INTEGER)
     FMI_THROW(ChannelError, "Redis: unexpected reply type ", r.type, " to ", what);
@@ -109,7 +118,7 @@ RedisChannel::RedisChannel(const Config& config)
     : max_timeout_(config.redis.max_timeout),
       first_wait_(std::max(config.redis.timeout, std::chrono::milliseconds(1))),
       conn_(Endpoint{config.redis.host, config.redis.port, config.redis.username,
-                     config.redis.password, config.redis.db}) {
+                     redis_password(config.redis.password), config.redis.db}) {
   if (config.redis.host.empty()) FMI_THROW(ConfigError, "backends.Redis.host is empty");
   if (config.redis.max_timeout <= std::chrono::milliseconds(0))
     FMI_THROW(ConfigError, "backends.Redis.max_timeout must be positive, is ",
@@ -269,7 +278,9 @@ void RedisChannel::get(const ObjectKey& key, Bytes out, Deadline deadline) {
   // Stored: the data sits in the hash until its last reader is done. A mismatch
   // leaves it to the writer's finalize (or the TTL).
   if (size != out.size()) mismatch();
-  if (chunk_bytes == 0 || chunks != (size + chunk_bytes - 1) / chunk_bytes)
+  // Without overflow: `size + chunk_bytes - 1` wraps for a forged chunk_bytes near
+  // 2^64 and made chunks=0 pass, a "stored" message that fetched nothing.
+  if (chunk_bytes == 0 || chunks != (size == 0 ? 0 : (size - 1) / chunk_bytes + 1))
     FMI_THROW(PeerError, "Redis ", conn_.address(), ": get of ", n.what,
               ": inconsistent notification (", size, " bytes in ", chunks, " chunks of ",
               chunk_bytes, ")");
