@@ -13,8 +13,10 @@
 #include <unistd.h>
 
 #include <map>
+#include <span>
 #include <thread>
 
+#include "channels/direct/auth.h"
 #include "channels/direct/net.h"
 #include "channels/direct/protocol.h"
 #include "harness.h"
@@ -335,4 +337,107 @@ TEST(RendezvousLimits, ClientStringsCannotForgeLogLines) {
     EXPECT_NE(line.rfind(forged, 0), 0u) << "forged line in the log: " << line;
     EXPECT_EQ(line.find('\r'), std::string::npos) << line;
   }
+}
+
+namespace {
+
+// Process 1 of a 2-peer comm played by hand (it holds the secret): registers, runs
+// the handshake with the real peer 0, then sends one channel-message header for
+// another tag announcing `announced` bytes and `body` bytes of it, and closes.
+// Peer 0's recv must fail with a PeerError containing `expect` and must
+// not have grown by the announced size.
+void forged_header(const std::string& comm, std::uint64_t announced, std::size_t body,
+                   const std::string& expect) {
+  const std::string secret = "a shared secret for this test";
+  SecretFile file(secret);
+  RendezvousServer server({"--secret-file", file.path()});
+  const std::uint16_t port = server.port();
+  const FMI::Comm::Tag awaited{FMI::Utils::Operation::send, 1};
+  const FMI::Comm::Tag other{FMI::Utils::Operation::send, 2};
+
+  auto real_peer = [&] {
+    auto ch = make_direct_channel(port, 0, 2, comm, 20s, "127.0.0.1", secret);
+    long before = status_value(::getpid(), "VmRSS");
+    std::uint32_t v = 0;
+    try {
+      ch->recv(1, std::as_writable_bytes(std::span(&v, 1)), awaited,
+               FMI::Utils::Clock::now() + 20s);
+      PEER_CHECK(false, "the forged header was accepted");
+    } catch (const FMI::PeerError& e) {
+      std::string what = e.what();
+      PEER_CHECK(what.find(expect) != std::string::npos, what);
+      PEER_CHECK(what.find("peer 1") != std::string::npos, what);
+    }
+    long grown = status_value(::getpid(), "VmRSS") - before;
+    PEER_CHECK(grown < 64 * 1024, "peer 0 grew by ", grown, " kB");
+  };
+  auto stranger = [&] {
+    // The CHALLENGE is needed for the proof: read it by hand (next_frame skips it).
+    Socket s = connect_to(port);
+    std::vector<std::byte> buf;
+    std::optional<proto::Challenge> ch;
+    while (!ch) {
+      std::byte tmp[4096];
+      ssize_t r = ::recv(s.fd(), tmp, sizeof tmp, 0);
+      PEER_CHECK(r > 0);
+      buf.insert(buf.end(), tmp, tmp + r);
+      std::size_t used;
+      if (auto f = proto::try_decode(buf, proto::kMaxReplyPayload, used)) {
+        buf.erase(buf.begin(), buf.begin() + std::ptrdiff_t(used));
+        ch = std::get<proto::Challenge>(*f);
+      }
+    }
+    leftover[s.fd()] = buf;
+    const std::uint64_t my_session = 91;
+    proto::Register reg{comm, 1, 2, my_session, local_endpoint(s.fd()), proto::Proof{}};
+    reg.proof->mac = auth::register_mac(secret, reg, ch->nonce);
+    send_frame(s.fd(), reg);
+    PEER_CHECK(next_frame(s.fd()));  // REGISTERED
+    auto t = next_frame(s.fd());
+    PEER_CHECK(t && std::holds_alternative<proto::Table>(*t));
+    const auto peer0 = std::get<proto::Table>(*t).peers[0];
+
+    Socket c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_storage ss;
+    unsigned len = peer0.public_ep.to_sockaddr(ss);
+    PEER_CHECK(::connect(c.fd(), reinterpret_cast<sockaddr*>(&ss), len) == 0);
+    leftover.erase(c.fd());
+    proto::Nonce mine{};
+    mine[0] = 1;
+    send_frame(c.fd(), proto::Hello{comm, 1, my_session, true, mine});
+    auto h = next_frame(c.fd());
+    PEER_CHECK(h && std::holds_alternative<proto::Hello>(*h));
+    auto theirs = std::get<proto::Hello>(*h).nonce;
+    auto p = next_frame(c.fd());
+    PEER_CHECK(p && std::holds_alternative<proto::PeerProof>(*p));
+    send_frame(c.fd(), proto::PeerProof{auth::peer_mac(secret, comm, 1, 0, my_session,
+                                                       peer0.session, mine, theirs)});
+    auto d = next_frame(c.fd());
+    PEER_CHECK(d && std::holds_alternative<proto::Decide>(*d) && std::get<proto::Decide>(*d).accept);
+    std::vector<std::uint8_t> msg;
+    auto put64 = [&](std::uint64_t x) {
+      for (int i = 7; i >= 0; --i) msg.push_back(std::uint8_t(x >> (8 * i)));
+    };
+    put64(other.encode());
+    put64(announced);
+    msg.resize(msg.size() + body, 0xab);
+    PEER_CHECK(::send(c.fd(), msg.data(), msg.size(), MSG_NOSIGNAL) == ssize_t(msg.size()));
+    std::this_thread::sleep_for(500ms);  // peer 0 reads what there is, then the close
+  };
+  expect_all_ok(run_peers(2, [&](unsigned me) { me == 0 ? real_peer() : stranger(); }));
+}
+
+}  // namespace
+
+// Issue 15: one 16-byte header announcing 4 GiB for another tag made the receiver
+// allocate 4 GiB to park it. Beyond the parking limit (1 GiB per peer) it is a
+// PeerError naming the peer and the size, before any allocation.
+TEST(DirectLimits, HugeParkedHeaderIsAPeerError) {
+  forged_header(comm_name(), std::uint64_t(4) << 30, 16, "4294967296 bytes");
+}
+
+// Below the limit, the parking buffer grows with what arrives: a header announcing
+// 512 MiB followed by 1000 bytes and a close costs the receiver about 1 MiB.
+TEST(DirectLimits, ParkedMessageMemoryFollowsBytesReceived) {
+  forged_header(comm_name(), std::uint64_t(512) << 20, 1000, "closed the connection");
 }
