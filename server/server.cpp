@@ -62,6 +62,10 @@ std::string without_port(const std::string& addr) {
 
 constexpr auto kLogInterval = std::chrono::seconds(10);
 
+// Sessions of sent tables kept for relay checks, at most (8 bytes each plus the
+// map entry: some tens of MiB at worst).
+constexpr std::size_t kMaxTableSessions = std::size_t(1) << 20;
+
 // Raises the soft descriptor limit to the hard one: the default soft limit (1024 on
 // most systems) is far below --max-connections. Returns the limit in force.
 rlim_t raise_nofile_limit() {
@@ -451,7 +455,14 @@ void Server::handle_register(Conn& c, const proto::Register& r) {
   groups_.erase(it);
   // The pairs of this table, and only they, may ask for a relay from now on.
   sent.until = Clock::now() + opt_.relay_window;
+  table_sessions_ += sent.sessions.size();
+  table_order_.emplace_back(sent.until, comm);
+  if (auto old = sent_tables_.find(comm); old != sent_tables_.end())
+    table_sessions_ -= old->second.sessions.size();
   sent_tables_[comm] = std::move(sent);
+  // Bounded whatever the rate of completed registrations (one-peer comms are cheap
+  // to make): the oldest tables go first.
+  while (table_sessions_ > kMaxTableSessions && !table_order_.empty()) forget_oldest_table();
   for (int fd : members) {
     auto ci = conns_.find(fd);
     if (ci == conns_.end()) continue;
@@ -721,6 +732,16 @@ void Server::close_conn(int fd, const std::string& why) {
   }
 }
 
+void Server::forget_oldest_table() {
+  auto [until, comm] = std::move(table_order_.front());
+  table_order_.pop_front();
+  // A comm sent again later has a later `until`: that newer table stays.
+  auto it = sent_tables_.find(comm);
+  if (it == sent_tables_.end() || it->second.until != until) return;
+  table_sessions_ -= it->second.sessions.size();
+  sent_tables_.erase(it);
+}
+
 void Server::sweep() {
   auto now = Clock::now();
   std::vector<int> late;
@@ -732,8 +753,7 @@ void Server::sweep() {
       if (now - moved >= opt_.relay_idle) late.push_back(fd);
     }
   }
-  for (auto it = sent_tables_.begin(); it != sent_tables_.end();)
-    it = now >= it->second.until ? sent_tables_.erase(it) : std::next(it);
+  while (!table_order_.empty() && now >= table_order_.front().first) forget_oldest_table();
   for (auto it = log_limits_.begin(); it != log_limits_.end();)
     it = now - it->second.last >= 6 * kLogInterval && it->second.dropped == 0
              ? log_limits_.erase(it)

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -119,6 +120,7 @@ class Server {
   void leave_group(Conn& c);
   void update_events(Conn& c);
   void sweep();
+  void forget_oldest_table();
   void pause_accepting(int err);
   void refuse(int fd, const std::string& key, const std::string& text, const std::string& reply);
   template <typename... A>
@@ -137,6 +139,10 @@ class Server {
   std::map<std::string, Group> groups_;
   std::map<std::string, int> relay_waiting_;  // relay key -> fd
   std::map<std::string, SentTable> sent_tables_;  // comm -> its last table
+  // Tables in the order they were sent (= the order they expire), for the sweep and
+  // for evicting the oldest when they hold more than kMaxTableSessions sessions.
+  std::deque<std::pair<Clock::time_point, std::string>> table_order_;
+  std::size_t table_sessions_ = 0;
   std::map<std::string, std::size_t> per_address_;  // ip -> open connections
   struct Limited {
     Clock::time_point last;
