@@ -29,6 +29,11 @@ enum class Operation : std::uint8_t {
   allgather,
   alltoall,
   reduce_scatter,
+  // Variable-size forms: every peer's block has its own size (counts per peer).
+  gatherv,
+  scatterv,
+  allgatherv,
+  alltoallv,
 };
 
 const char* to_string(Operation op);

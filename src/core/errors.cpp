@@ -33,6 +33,10 @@ const char* to_string(Operation op) {
     case Operation::allgather: return "allgather";
     case Operation::alltoall: return "alltoall";
     case Operation::reduce_scatter: return "reduce_scatter";
+    case Operation::gatherv: return "gatherv";
+    case Operation::scatterv: return "scatterv";
+    case Operation::allgatherv: return "allgatherv";
+    case Operation::alltoallv: return "alltoallv";
   }
   return "unknown-operation";
 }

@@ -124,13 +124,13 @@ std::size_t parse_size(const std::string& text) {
 }
 
 Operation parse_operation(const std::string& name) {
-  for (int i = int(Operation::send); i <= int(Operation::reduce_scatter); ++i) {
+  for (int i = int(Operation::send); i <= int(Operation::alltoallv); ++i) {
     const auto op = static_cast<Operation>(i);
     if (name == to_string(op)) return op;
   }
   FMI_THROW(UsageError, "unknown operation '", name,
             "' (send, bcast, barrier, gather, scatter, reduce, allreduce, scan, allgather, "
-            "alltoall, reduce_scatter)");
+            "alltoall, reduce_scatter, gatherv, scatterv, allgatherv, alltoallv)");
 }
 
 std::vector<ExplainRow> explain_rows(const Config& config, const ExplainOptions& o) {
