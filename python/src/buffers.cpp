@@ -52,6 +52,11 @@ void put_double(py::handle v, std::byte* dst, const char* op) {
 
 std::string type_name(py::handle obj) { return Py_TYPE(obj.ptr())->tp_name; }
 
+bool numpy_loaded() {
+  PyObject* m = PyDict_GetItemString(PyImport_GetModuleDict(), "numpy");  // borrowed
+  return m != nullptr && m != Py_None;
+}
+
 std::string TypeSpec::repr() const {
   static const char* names[] = {"int", "double", "int_list", "double_list"};
   std::string s = std::string("fmi.types(fmi.datatypes.") + names[static_cast<int>(dt)];
@@ -75,8 +80,10 @@ Packed pack(py::handle obj, const TypeSpec& spec, bool as_list, std::size_t expe
     put(obj, p.bytes.data(), op);
     return p;
   }
-  // A NumPy array of exactly the C type: one memcpy instead of a Python loop.
-  if (py::isinstance<py::array>(obj)) {
+  // A NumPy array of exactly the C type: one memcpy instead of a Python loop. Only
+  // asked when NumPy is loaded (an ndarray implies it is): pybind11's isinstance
+  // would import NumPy, which a Python without it does not have.
+  if (numpy_loaded() && py::isinstance<py::array>(obj)) {
     auto a = py::reinterpret_borrow<py::array>(obj);
     const py::dtype want = spec.is_int() ? py::dtype::of<int>() : py::dtype::of<double>();
     if (a.ndim() == 1 && a.dtype().equal(want) && (a.flags() & py::array::c_style)) {

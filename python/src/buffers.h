@@ -101,6 +101,10 @@ std::vector<py::ssize_t> shape_of(const py::array& a);
 /// else a flat block of a.size / n elements (fmi.UsageError if not divisible).
 std::vector<py::ssize_t> block_shape(const py::array& a, std::size_t n, const char* op);
 
+/// True when NumPy is imported in this interpreter. Code for plain Python values
+/// asks this before anything that would import NumPy (NumPy is optional).
+bool numpy_loaded();
+
 /// Name of a Python object's type, for error messages.
 std::string type_name(py::handle obj);
 

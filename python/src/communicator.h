@@ -16,6 +16,7 @@
 #include <string>
 
 #include "buffers.h"
+#include "objects.h"
 #include "fmi/communicator.h"
 #include "reductions.h"
 
@@ -57,6 +58,14 @@ class PyCommunicator {
   py::object alltoall(py::handle obj, py::handle type, py::handle out);
   py::object reduce_scatter(py::handle obj, py::handle func, py::handle type, py::handle out);
 
+  // Variable-size collectives on buffers: counts in elements of
+  // the buffer's item size, blocks packed in peer order.
+  py::object gatherv(py::handle send, py::handle recv, py::handle recv_counts, long long root);
+  py::object scatterv(py::handle send, py::handle send_counts, py::handle recv, long long root);
+  py::object allgatherv(py::handle send, py::handle recv, py::handle recv_counts);
+  py::object alltoallv(py::handle send, py::handle send_counts, py::handle recv,
+                       py::handle recv_counts);
+
  private:
   FMI::Communicator& comm(const char* op);
   unsigned peer_arg(long long p, const char* op, const char* role) const;
@@ -73,6 +82,19 @@ class PyCommunicator {
   /// The result of an allreduce/reduce/scan/reduce_scatter: out (checked) or a new array.
   py::array reduce_target(py::handle out, const py::array& in,
                           const std::vector<py::ssize_t>& shape, const char* op);
+
+  // Pickled objects (objects.h): sizes first, then the payloads.
+  void send_object(py::handle obj, unsigned dest);
+  py::object recv_object(unsigned src);
+  py::object bcast_object(py::handle obj, unsigned root);
+  py::list allgather_objects(py::handle obj, const char* op);
+  py::object gather_objects(py::handle obj, unsigned root, const char* op);
+  py::object scatter_objects(py::handle obj, unsigned root);
+  py::object alltoall_objects(py::handle obj);
+  /// reduce (root) / allreduce / scan (prefix) of objects with f folded in peer order.
+  enum class Fold { reduce, allreduce, scan };
+  py::object reduce_objects(py::handle obj, const Func& f, Fold kind, unsigned root,
+                            const char* op);
 
   std::unique_ptr<FMI::Communicator> comm_;
   std::mutex mu_;  // serialises calls on comm_ from several Python threads
