@@ -498,41 +498,86 @@ py::list list_of_n(py::handle obj, unsigned n, const char* op, const char* who) 
 }
 }  // namespace
 
+// send, recv and bcast move the out-of-band buffers straight from the sender's
+// arrays into the receiver's message: first the sizes (payload, head), then the
+// head, then each buffer at its place in the receiver's bytearray.
 void PyCommunicator::send_object(py::handle obj, unsigned dest) {
   const char* op = "send";
-  std::vector<std::byte> payload = encode_object(obj, op);
-  const std::uint64_t size = payload.size();
+  Encoded e = encode(obj, op);
+  const std::uint64_t sizes[2] = {e.total, e.head.size()};
   blocking(op, [&](auto& c) {
-    c.send_bytes(u64_bytes(size), dest);
-    c.send_bytes(payload, dest);
+    c.send_bytes(ConstBytes(reinterpret_cast<const std::byte*>(sizes), sizeof sizes), dest);
+    c.send_bytes(e.head, dest);
+    for (const auto& b : e.bufs) c.send_bytes(b->bytes(), dest);
   });
 }
 
 py::object PyCommunicator::recv_object(unsigned src) {
   const char* op = "recv";
-  std::uint64_t size = 0;
-  blocking(op, [&](auto& c) { c.recv_bytes(u64_bytes(size), src); });
-  py::object ba = new_bytearray(size);
+  std::uint64_t sizes[2] = {0, 0};
+  blocking(op, [&](auto& c) {
+    c.recv_bytes(Bytes(reinterpret_cast<std::byte*>(sizes), sizeof sizes), src);
+  });
+  if (sizes[1] > sizes[0] || sizes[1] < 16)
+    FMI_THROW(FMI::PeerError, "recv: peer ", src, " sent an object header of ", sizes[1],
+              " bytes for ", sizes[0], "; did it call the object form of send?");
+  py::object ba = new_bytearray(sizes[0]);
   Bytes into = bytearray_span(ba);
-  blocking(op, [&](auto& c) { c.recv_bytes(into, src); });
-  return decode_object(ba, 0, size, op);
+  blocking(op, [&](auto& c) { c.recv_bytes(into.first(sizes[1]), src); });
+  const auto ranges = buffer_ranges(into.first(sizes[1]));
+  for (const auto& [at, len] : ranges)
+    if (at > into.size() || len > into.size() - at)
+      FMI_THROW(FMI::PeerError, "recv: the object from peer ", src, " lists a buffer past its end");
+  blocking(op, [&](auto& c) {
+    for (const auto& [at, len] : ranges) c.recv_bytes(into.subspan(at, len), src);
+  });
+  return decode_object(ba, 0, sizes[0], op);
 }
 
 py::object PyCommunicator::bcast_object(py::handle obj, unsigned root) {
   const char* op = "bcast";
   const bool is_root = root == peer_id_;
-  std::vector<std::byte> payload;
-  if (is_root) payload = encode_object(obj, op);
-  std::uint64_t size = payload.size();
-  blocking(op, [&](auto& c) { c.bcast_bytes(u64_bytes(size), root); });
+  Encoded e;
+  if (is_root) e = encode(obj, op);
+  std::uint64_t sizes[2] = {e.total, e.head.size()};
+  blocking(op, [&](auto& c) {
+    c.bcast_bytes(Bytes(reinterpret_cast<std::byte*>(sizes), sizeof sizes), root);
+  });
   if (is_root) {
-    blocking(op, [&](auto& c) { c.bcast_bytes(payload, root); });
+    // Some bcast algorithms store every chunk in every peer's buffer, the root's
+    // too (identical bytes): a read-only buffer is broadcast from a copy.
+    std::vector<std::vector<std::byte>> copies;
+    std::vector<Bytes> parts;
+    copies.reserve(e.bufs.size());
+    for (const auto& b : e.bufs) {
+      const ConstBytes x = b->bytes();
+      if (b->readonly()) {
+        copies.emplace_back(x.begin(), x.end());
+        parts.emplace_back(copies.back());
+      } else {
+        parts.emplace_back(const_cast<std::byte*>(x.data()), x.size());
+      }
+    }
+    blocking(op, [&](auto& c) {
+      c.bcast_bytes(e.head, root);
+      for (Bytes p : parts) c.bcast_bytes(p, root);
+    });
     return py::reinterpret_borrow<py::object>(obj);  // the root keeps its own object
   }
-  py::object ba = new_bytearray(size);
+  if (sizes[1] > sizes[0] || sizes[1] < 16)
+    FMI_THROW(FMI::PeerError, "bcast: the root sent an object header of ", sizes[1], " bytes for ",
+              sizes[0], "; did every peer call the object form?");
+  py::object ba = new_bytearray(sizes[0]);
   Bytes into = bytearray_span(ba);
-  blocking(op, [&](auto& c) { c.bcast_bytes(into, root); });
-  return decode_object(ba, 0, size, op);
+  blocking(op, [&](auto& c) { c.bcast_bytes(into.first(sizes[1]), root); });
+  const auto ranges = buffer_ranges(into.first(sizes[1]));
+  for (const auto& [at, len] : ranges)
+    if (at > into.size() || len > into.size() - at)
+      FMI_THROW(FMI::PeerError, "bcast: the root's object lists a buffer past its end");
+  blocking(op, [&](auto& c) {
+    for (const auto& [at, len] : ranges) c.bcast_bytes(into.subspan(at, len), root);
+  });
+  return decode_object(ba, 0, sizes[0], op);
 }
 
 py::list PyCommunicator::allgather_objects(py::handle obj, const char* op) {

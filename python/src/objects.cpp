@@ -12,26 +12,6 @@ namespace {
 constexpr std::size_t kAlign = 64;
 std::size_t aligned(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
-// The contiguous bytes of a buffer-protocol object, held for as long as it lives.
-class View {
- public:
-  View(py::handle obj, const char* op) {
-    if (PyObject_GetBuffer(obj.ptr(), &v_, PyBUF_C_CONTIGUOUS) != 0) {
-      PyErr_Clear();
-      throw py::type_error(std::string(op) + ": an out-of-band pickle buffer is not contiguous");
-    }
-  }
-  ~View() { PyBuffer_Release(&v_); }
-  View(const View&) = delete;
-  View& operator=(const View&) = delete;
-  ConstBytes bytes() const {
-    return {static_cast<const std::byte*>(v_.buf), static_cast<std::size_t>(v_.len)};
-  }
-
- private:
-  Py_buffer v_{};
-};
-
 std::uint64_t read_u64(const std::byte* p) {
   std::uint64_t v;
   std::memcpy(&v, p, sizeof v);
@@ -40,9 +20,21 @@ std::uint64_t read_u64(const std::byte* p) {
 
 }  // namespace
 
+Encoded::View::View(py::handle obj, const char* op) {
+  if (PyObject_GetBuffer(obj.ptr(), &v_, PyBUF_C_CONTIGUOUS) != 0) {
+    PyErr_Clear();
+    throw py::type_error(std::string(op) + ": an out-of-band pickle buffer is not contiguous");
+  }
+}
+Encoded::View::~View() { PyBuffer_Release(&v_); }
+
+ConstBytes Encoded::View::bytes() const {
+  return {static_cast<const std::byte*>(v_.buf), static_cast<std::size_t>(v_.len)};
+}
+
 bool is_object(py::handle obj) { return !PyObject_CheckBuffer(obj.ptr()); }
 
-std::vector<std::byte> encode_object(py::handle obj, const char* op) {
+Encoded encode(py::handle obj, const char* op) {
   py::list bufs;
   py::object main;
   try {
@@ -56,25 +48,54 @@ std::vector<std::byte> encode_object(py::handle obj, const char* op) {
                          "' is neither a buffer-protocol object nor picklable (" + e.what() +
                          "); pass a NumPy array, bytes, a picklable object, or a type");
   }
-  std::vector<std::unique_ptr<View>> parts;
-  parts.push_back(std::make_unique<View>(main, op));
-  for (py::handle b : bufs) parts.push_back(std::make_unique<View>(b.attr("raw")(), op));
-  const std::size_t nbuf = parts.size() - 1;
-  std::size_t total = aligned(8 * (2 + nbuf));
-  for (const auto& p : parts) total += aligned(p->bytes().size());
-  std::vector<std::byte> out(total);
-  std::byte* head = out.data();
-  const std::uint64_t n64 = nbuf;
-  std::memcpy(head, &n64, 8);
-  std::size_t at = aligned(8 * (2 + nbuf));
-  for (std::size_t i = 0; i < parts.size(); ++i) {
-    const ConstBytes b = parts[i]->bytes();
-    const std::uint64_t len = b.size();
-    std::memcpy(head + 8 * (1 + i), &len, 8);
-    if (!b.empty()) std::memcpy(out.data() + at, b.data(), b.size());
-    at += aligned(b.size());
+  Encoded out;
+  for (py::handle b : bufs) out.bufs.push_back(std::make_unique<Encoded::View>(b.attr("raw")(), op));
+  const std::size_t nbuf = out.bufs.size();
+  const ConstBytes m{reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(main.ptr())),
+                     static_cast<std::size_t>(PyBytes_GET_SIZE(main.ptr()))};
+  const std::size_t table = aligned(8 * (2 + nbuf));
+  out.head.assign(table + aligned(m.size()), std::byte{0});
+  auto put = [&](std::size_t slot, std::uint64_t v) { std::memcpy(out.head.data() + 8 * slot, &v, 8); };
+  put(0, nbuf);
+  put(1, m.size());
+  if (!m.empty()) std::memcpy(out.head.data() + table, m.data(), m.size());
+  out.total = out.head.size();
+  for (std::size_t i = 0; i < nbuf; ++i) {
+    put(2 + i, out.bufs[i]->bytes().size());
+    out.total += aligned(out.bufs[i]->bytes().size());
   }
   return out;
+}
+
+std::vector<std::byte> Encoded::packed() const {
+  std::vector<std::byte> p(total, std::byte{0});
+  std::memcpy(p.data(), head.data(), head.size());
+  std::size_t at = head.size();
+  for (const auto& b : bufs) {
+    const ConstBytes x = b->bytes();
+    if (!x.empty()) std::memcpy(p.data() + at, x.data(), x.size());
+    at += aligned(x.size());
+  }
+  return p;
+}
+
+std::vector<std::byte> encode_object(py::handle obj, const char* op) {
+  return encode(obj, op).packed();
+}
+
+std::vector<std::pair<std::size_t, std::size_t>> buffer_ranges(ConstBytes head) {
+  std::vector<std::pair<std::size_t, std::size_t>> r;
+  const std::uint64_t nbuf = read_u64(head.data());
+  if (nbuf > (head.size() - 16) / 8)  // head.size() >= 16: checked by the callers
+    FMI_THROW(FMI::PeerError, "received object header lists ", nbuf, " buffers in ", head.size(),
+              " bytes; did every peer call the object form of this operation?");
+  std::size_t at = head.size();
+  for (std::uint64_t i = 0; i < nbuf; ++i) {
+    const std::uint64_t len = read_u64(head.data() + 8 * (2 + i));
+    r.emplace_back(at, len);
+    at += aligned(len);
+  }
+  return r;
 }
 
 py::object new_bytearray(std::size_t size) {

@@ -15,6 +15,8 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -25,8 +27,37 @@ namespace fmipy {
 /// An object to send: true when no type was given and `obj` has no buffer interface.
 bool is_object(py::handle obj);
 
-/// `obj` pickled into a payload. TypeError (naming `op`) when it cannot be pickled.
+/// A pickled object before packing: the head (the table of sizes and the pickle
+/// stream, padded) and views of the out-of-band buffers in their owners' memory,
+/// so that send and bcast can transfer them without copying them first.
+struct Encoded {
+  class View {
+   public:
+    View(py::handle obj, const char* op);
+    ~View();
+    View(const View&) = delete;
+    View& operator=(const View&) = delete;
+    ConstBytes bytes() const;
+    bool readonly() const { return v_.readonly != 0; }
+
+   private:
+    Py_buffer v_{};
+  };
+  std::vector<std::byte> head;
+  std::vector<std::unique_ptr<View>> bufs;
+  std::size_t total = 0;  // bytes of the packed payload
+
+  /// The whole payload in one buffer (the collectives that pack many payloads).
+  std::vector<std::byte> packed() const;
+};
+
+/// `obj` pickled. TypeError (naming `op`) when it cannot be pickled.
+Encoded encode(py::handle obj, const char* op);
+/// encode(obj, op).packed().
 std::vector<std::byte> encode_object(py::handle obj, const char* op);
+/// (offset, size) in the payload of each out-of-band buffer listed by `head`
+/// (the head as received: its own size is where the buffers start).
+std::vector<std::pair<std::size_t, std::size_t>> buffer_ranges(ConstBytes head);
 
 /// A bytearray of `size` bytes to receive payloads into, and its memory.
 py::object new_bytearray(std::size_t size);

@@ -74,6 +74,15 @@ def test_received_arrays_share_the_message(kind):
             assert a.base is not None  # a view, not an array that owns a copy
             assert a.flags.writeable
             a[0] = 5
+        # bcast: the same, and a read-only array at the root is sent from a copy.
+        ro = np.arange(50_000, dtype=np.float64)
+        ro.setflags(write=False)
+        got = c.bcast({"ro": ro, "more": [np.ones(3, np.int8)]} if c.peer_id == 1 else None, 1)
+        assert np.array_equal(got["ro"], ro) and np.array_equal(got["more"][0], np.ones(3))
+        if c.peer_id == 0:
+            assert got["ro"].base is not None  # a view of the message (NumPy keeps it read-only)
+        else:
+            assert got["ro"] is ro  # the root keeps its own object
     run_peers(2, body, kind)
 
 
