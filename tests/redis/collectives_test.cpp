@@ -190,6 +190,58 @@ TEST_P(RedisCollectives, AllgatherAlltoallReduceScatter) {
   });
 }
 
+// The variable-size collectives over Redis: uneven counts with zeros, and skewed
+// counts where one peer holds everything (large: the data-hash path), every root.
+TEST_P(RedisCollectives, VariableSizeCollectives) {
+  run([](FMI::Communicator& c) {
+    const peer_num n = c.num_peers(), p = c.peer_id();
+    auto uneven = [](peer_num q, peer_num b) -> std::size_t { return (q * 5 + b * 3) % 4 * 7; };
+    auto skewed = [n](peer_num q, peer_num) -> std::size_t { return q == n - 1 ? 300000 : 0; };
+    using Count = std::function<std::size_t(peer_num, peer_num)>;
+    for (const Count& count : {Count(uneven), Count(skewed)}) {
+      std::vector<std::size_t> counts(n), offs(n + 1, 0);
+      for (peer_num q = 0; q < n; ++q) {
+        counts[q] = count(q, 0);
+        offs[q + 1] = offs[q] + counts[q];
+      }
+      for (peer_num root = 0; root < n; ++root) {
+        Data<Ints> mine(counts[p]), all(root == p ? offs[n] : 0);
+        for (std::size_t i = 0; i < counts[p]; ++i) mine.ref()[i] = v(p, 0, i);
+        c.gatherv(mine, all, counts, root);
+        if (p == root) {
+          for (peer_num q = 0; q < n; ++q)
+            for (std::size_t i = 0; i < counts[q]; ++i) ASSERT_EQ(all.get()[offs[q] + i], v(q, 0, i));
+        }
+        Data<Ints> from_root(p == root ? offs[n] : 0), got(counts[p]);
+        if (p == root)
+          for (peer_num q = 0; q < n; ++q)
+            for (std::size_t i = 0; i < counts[q]; ++i) from_root.ref()[offs[q] + i] = v(root, q, i);
+        c.scatterv(from_root, counts, got, root);
+        for (std::size_t i = 0; i < counts[p]; ++i) ASSERT_EQ(got.get()[i], v(root, p, i));
+      }
+      Data<Ints> mine(counts[p]), all(offs[n]);
+      for (std::size_t i = 0; i < counts[p]; ++i) mine.ref()[i] = v(p, 1, i);
+      c.allgatherv(mine, all, counts);
+      for (peer_num q = 0; q < n; ++q)
+        for (std::size_t i = 0; i < counts[q]; ++i) ASSERT_EQ(all.get()[offs[q] + i], v(q, 1, i));
+      // alltoallv: block (q -> b) holds count(q, b) ints.
+      std::vector<std::size_t> sc(n), rc(n), so(n + 1, 0), ro(n + 1, 0);
+      for (peer_num b = 0; b < n; ++b) {
+        sc[b] = count(p, b);
+        rc[b] = count(b, p);
+        so[b + 1] = so[b] + sc[b];
+        ro[b + 1] = ro[b] + rc[b];
+      }
+      Data<Ints> send(so[n]), recv(ro[n]);
+      for (peer_num b = 0; b < n; ++b)
+        for (std::size_t i = 0; i < sc[b]; ++i) send.ref()[so[b] + i] = v(p, b, i);
+      c.alltoallv(send, sc, recv, rc);
+      for (peer_num q = 0; q < n; ++q)
+        for (std::size_t i = 0; i < rc[q]; ++i) ASSERT_EQ(recv.get()[ro[q] + i], v(q, p, i));
+    }
+  });
+}
+
 // A second run under the same communicator name starts clean: it reads its own
 // messages, never the first run's.
 TEST_P(RedisCollectives, SameNameTwiceInARow) {
