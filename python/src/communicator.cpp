@@ -181,6 +181,11 @@ void PyCommunicator::send(py::handle obj, long long dest, py::handle type) {
     blocking(op, [&](auto& c) { c.send_bytes(p.cspan(), d); });
     return;
   }
+  if (!numpy_importable()) {  // plain buffers (bytes, bytearray, ...) need no NumPy
+    BufferView b(obj, false, op, "obj");
+    blocking(op, [&](auto& c) { c.send_bytes(b.bytes(), d); });
+    return;
+  }
   py::array a = input_array(obj, op);
   blocking(op, [&](auto& c) { c.send_bytes(cbytes(a), d); });
 }
@@ -191,6 +196,11 @@ py::object PyCommunicator::recv(long long src, py::handle type, py::handle out) 
   const TypeSpec* t = type_arg(type, op);
   no_type_and_out(t, out, op);
   if (given(out)) {
+    if (!numpy_importable()) {
+      BufferView b(out, true, op, "out");
+      blocking(op, [&](auto& c) { c.recv_bytes(b.bytes(), s); });
+      return py::reinterpret_borrow<py::object>(out);
+    }
     py::array o = output_array(out, op, "out");
     blocking(op, [&](auto& c) { c.recv_bytes(mbytes(o), s); });
     return py::reinterpret_borrow<py::object>(out);
@@ -687,42 +697,6 @@ py::object PyCommunicator::reduce_objects(py::handle obj, const Func& f, Fold ki
 
 namespace {
 
-// A contiguous buffer held for the duration of a call (released with the GIL held:
-// the object lives on the caller's stack frame).
-class Buffer {
- public:
-  /// `optional`: None gives an empty, unheld buffer.
-  Buffer(py::handle obj, bool writable, const char* op, const char* what, bool optional = false) {
-    if (optional && (!obj || obj.is_none())) return;
-    if (!PyObject_CheckBuffer(obj.ptr()))
-      throw py::type_error(std::string(op) + ": " + what +
-                           " must be a buffer-protocol object (a NumPy array, bytes, bytearray, "
-                           "memoryview), got '" + type_name(obj) + "'");
-    const int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj.ptr(), &v_, flags) != 0) {
-      PyErr_Clear();
-      FMI_THROW(UsageError, op, ": ", what, writable ? " must be writable and C-contiguous"
-                                                     : " must be C-contiguous");
-    }
-    held_ = true;
-  }
-  ~Buffer() {
-    if (held_) PyBuffer_Release(&v_);
-  }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  bool held() const { return held_; }
-  std::size_t itemsize() const { return held_ ? static_cast<std::size_t>(v_.itemsize) : 0; }
-  Bytes bytes() const {
-    if (!held_) return {};
-    return {static_cast<std::byte*>(v_.buf), static_cast<std::size_t>(v_.len)};
-  }
-
- private:
-  Py_buffer v_{};
-  bool held_ = false;
-};
-
 std::vector<std::size_t> counts_arg(py::handle counts, const char* op, const char* name) {
   if (!PySequence_Check(counts.ptr()) || PyUnicode_Check(counts.ptr()))
     throw py::type_error(std::string(op) + ": " + name + " must be a sequence of ints, got '" +
@@ -741,7 +715,7 @@ std::vector<std::size_t> counts_arg(py::handle counts, const char* op, const cha
 
 // The unit of `counts`: the item size of the buffer they describe, or of the
 // other one when that buffer is absent (gatherv's recv off the root, ...).
-std::size_t unit_of(const Buffer& described, const Buffer& other) {
+std::size_t unit_of(const BufferView& described, const BufferView& other) {
   if (described.held()) return described.itemsize();
   return other.held() ? other.itemsize() : 1;
 }
@@ -752,8 +726,8 @@ py::object PyCommunicator::gatherv(py::handle send, py::handle recv, py::handle 
                                    long long root) {
   const char* op = "gatherv";
   const unsigned r = peer_arg(root, op, "root");
-  Buffer s(send, false, op, "send");
-  Buffer o(recv, true, op, "recv", true);
+  BufferView s(send, false, op, "send");
+  BufferView o(recv, true, op, "recv", true);
   if (r == peer_id_ && !o.held())
     FMI_THROW(UsageError, "gatherv: the root (peer ", peer_id_, ") needs a recv buffer");
   const std::size_t es = unit_of(o, s);
@@ -769,10 +743,10 @@ py::object PyCommunicator::scatterv(py::handle send, py::handle send_counts, py:
                                     long long root) {
   const char* op = "scatterv";
   const unsigned r = peer_arg(root, op, "root");
-  Buffer s(send, false, op, "send", true);
+  BufferView s(send, false, op, "send", true);
   if (r == peer_id_ && !s.held())
     FMI_THROW(UsageError, "scatterv: the root (peer ", peer_id_, ") needs a send buffer");
-  Buffer o(recv, true, op, "recv");
+  BufferView o(recv, true, op, "recv");
   const std::size_t es = unit_of(s, o);
   FMI::Communicator::check_elements(op, "recv buffer", o.bytes().size(), es);
   const auto counts = FMI::Communicator::counts_in_bytes(
@@ -783,8 +757,8 @@ py::object PyCommunicator::scatterv(py::handle send, py::handle send_counts, py:
 
 py::object PyCommunicator::allgatherv(py::handle send, py::handle recv, py::handle recv_counts) {
   const char* op = "allgatherv";
-  Buffer s(send, false, op, "send");
-  Buffer o(recv, true, op, "recv");
+  BufferView s(send, false, op, "send");
+  BufferView o(recv, true, op, "recv");
   const std::size_t es = o.itemsize();
   FMI::Communicator::check_elements(op, "send buffer", s.bytes().size(), es);
   const auto counts = FMI::Communicator::counts_in_bytes(
@@ -796,8 +770,8 @@ py::object PyCommunicator::allgatherv(py::handle send, py::handle recv, py::hand
 py::object PyCommunicator::alltoallv(py::handle send, py::handle send_counts, py::handle recv,
                                      py::handle recv_counts) {
   const char* op = "alltoallv";
-  Buffer s(send, false, op, "send");
-  Buffer o(recv, true, op, "recv");
+  BufferView s(send, false, op, "send");
+  BufferView o(recv, true, op, "recv");
   const auto sc = FMI::Communicator::counts_in_bytes(
       op, "send_counts", counts_arg(send_counts, op, "send_counts"), s.itemsize());
   const auto rc = FMI::Communicator::counts_in_bytes(

@@ -38,6 +38,19 @@ def body(c, kind):
     buf = bytearray(sum(range(n)))
     c.allgatherv(bytes([i]) * i, buf, list(range(n)))
     assert bytes(buf) == b"".join(bytes([p]) * p for p in range(n))
+    # Plain buffers through send/recv, without NumPy.
+    if i == 0:
+        c.send(b"raw bytes", 1)
+    elif i == 1:
+        got = bytearray(9)
+        assert c.recv(0, out=got) is got and got == b"raw bytes"
+    # The fixed-size collectives view buffers as arrays: a clear ImportError.
+    try:
+        c.allgather(b"x")
+        raise AssertionError("allgather of bytes worked without NumPy?")
+    except ImportError as e:
+        assert "NumPy is not installed" in str(e), e
+    c.barrier()
     assert "numpy" not in sys.modules or sys.modules["numpy"] is None
     del other, kind
 
