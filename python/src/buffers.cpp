@@ -157,7 +157,8 @@ void refuse_objects(const py::array& a, const char* op) {
 // The object as an ndarray sharing its memory: the array itself, or NumPy's view
 // of its buffer (bytes, bytearray, memoryview, array.array, ...).
 py::array as_array(py::handle obj, const char* op) {
-  if (numpy_loaded() && py::isinstance<py::array>(obj)) return py::reinterpret_borrow<py::array>(obj);
+  if (numpy_loaded() && py::isinstance<py::array>(obj))
+    return py::reinterpret_borrow<py::array>(obj);
   if (PyObject_CheckBuffer(obj.ptr()) && !numpy_importable())
     raise(PyExc_ImportError,
           std::string(op) + ": this call views buffers as NumPy arrays and NumPy is not "

@@ -120,7 +120,8 @@ std::string type_name(py::handle obj);
 class BufferView {
  public:
   /// `optional`: None gives an empty, unheld buffer.
-  BufferView(py::handle obj, bool writable, const char* op, const char* what, bool optional = false) {
+  BufferView(py::handle obj, bool writable, const char* op, const char* what,
+             bool optional = false) {
     if (optional && (!obj || obj.is_none())) return;
     if (!PyObject_CheckBuffer(obj.ptr()))
       throw py::type_error(std::string(op) + ": " + what +

@@ -385,8 +385,8 @@ py::object PyCommunicator::elementwise_reduction(const char* op, ReduceCall call
   const TypeSpec* t = type_arg(type, op);
   no_type_and_out(t, out, op);
   if (!t && !given(out) && is_object(obj))
-    return reduce_objects(obj, f, call == &FMI::Communicator::scan_bytes ? Fold::scan : Fold::allreduce,
-                          0, op);
+    return reduce_objects(
+        obj, f, call == &FMI::Communicator::scan_bytes ? Fold::scan : Fold::allreduce, 0, op);
   if (t) {
     Packed p = pack(obj, *t, t->is_list(), expected_count(*t), op);
     Reduction red(f, *t, t->is_list(), op);
@@ -498,12 +498,12 @@ std::vector<std::size_t> offsets_of(const std::vector<std::size_t>& sizes) {
 /// A list of exactly n items on the root of scatter / every peer of alltoall.
 py::list list_of_n(py::handle obj, unsigned n, const char* op, const char* who) {
   if (!PySequence_Check(obj.ptr()) || PyUnicode_Check(obj.ptr()) || PyBytes_Check(obj.ptr()))
-    throw py::type_error(std::string(op) + ": " + who + " passes a list of one object per peer, got '" +
-                         type_name(obj) + "'");
+    throw py::type_error(std::string(op) + ": " + who +
+                         " passes a list of one object per peer, got '" + type_name(obj) + "'");
   py::list l(py::reinterpret_borrow<py::sequence>(obj));
   if (l.size() != n)
-    FMI_THROW(UsageError, op, ": ", who, " passes a list of ", l.size(), " objects, needs one per peer (",
-              n, ")");
+    FMI_THROW(UsageError, op, ": ", who, " passes a list of ", l.size(),
+              " objects, needs one per peer (", n, ")");
   return l;
 }
 }  // namespace

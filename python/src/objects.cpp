@@ -49,13 +49,16 @@ Encoded encode(py::handle obj, const char* op) {
                          "); pass a NumPy array, bytes, a picklable object, or a type");
   }
   Encoded out;
-  for (py::handle b : bufs) out.bufs.push_back(std::make_unique<Encoded::View>(b.attr("raw")(), op));
+  for (py::handle b : bufs)
+    out.bufs.push_back(std::make_unique<Encoded::View>(b.attr("raw")(), op));
   const std::size_t nbuf = out.bufs.size();
   const ConstBytes m{reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(main.ptr())),
                      static_cast<std::size_t>(PyBytes_GET_SIZE(main.ptr()))};
   const std::size_t table = aligned(8 * (2 + nbuf));
   out.head.assign(table + aligned(m.size()), std::byte{0});
-  auto put = [&](std::size_t slot, std::uint64_t v) { std::memcpy(out.head.data() + 8 * slot, &v, 8); };
+  auto put = [&](std::size_t slot, std::uint64_t v) {
+    std::memcpy(out.head.data() + 8 * slot, &v, 8);
+  };
   put(0, nbuf);
   put(1, m.size());
   if (!m.empty()) std::memcpy(out.head.data() + table, m.data(), m.size());

@@ -404,7 +404,8 @@ void Communicator::gatherv_bytes(ConstBytes send, Bytes recv,
   check_peer("gatherv", root, "root");
   const std::size_t total = counts_total("gatherv", "recv_counts", counts, num_peers_);
   check_own("gatherv", "send buffer", send.size(), "recv_counts", peer_id_, counts[peer_id_]);
-  if (peer_id_ == root) check_total("gatherv", "recv buffer on root", recv.size(), "recv_counts", total);
+  if (peer_id_ == root)
+    check_total("gatherv", "recv buffer on root", recv.size(), "recv_counts", total);
   Selected s = select(Operation::gatherv, total / num_peers_, nullptr);
   s.ctx.tag.seq = coll_seq_++;
   coll::Options o{root};
@@ -419,7 +420,8 @@ void Communicator::scatterv_bytes(ConstBytes send, const std::vector<std::size_t
   check_peer("scatterv", root, "root");
   const std::size_t total = counts_total("scatterv", "send_counts", counts, num_peers_);
   check_own("scatterv", "recv buffer", recv.size(), "send_counts", peer_id_, counts[peer_id_]);
-  if (peer_id_ == root) check_total("scatterv", "send buffer on root", send.size(), "send_counts", total);
+  if (peer_id_ == root)
+    check_total("scatterv", "send buffer on root", send.size(), "send_counts", total);
   Selected s = select(Operation::scatterv, total / num_peers_, nullptr);
   s.ctx.tag.seq = coll_seq_++;
   coll::Options o{root};
