@@ -19,6 +19,7 @@
 #include <string>
 #include <tuple>
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "fmi/channel.h"
@@ -166,6 +167,23 @@ class Communicator {
         counts_in_bytes("alltoallv", "recv_counts", recv_counts, Comm::element_size_v<R>));
   }
 
+  // ---- sub-communicators ------------------------------------------------------
+  /// Collective over this communicator: the peers that pass the same color >= 0
+  /// form a new communicator, ranked by (key, rank here); a peer passing a color
+  /// < 0 joins none and gets nullptr. Costs one allgather of (color, key) here.
+  /// The new communicator uses this one's configuration, hint, policy and channel
+  /// objects (no channel is created, registered or connected again): its messages
+  /// travel over the same connections and stores, kept apart by the
+  /// sub-communicator's id in every tag and object key, so messages of parent and
+  /// children never mix whatever the interleaving. A sub-communicator is usable
+  /// while the communicator that owns the channels lives (calls after that raise
+  /// UsageError); its destructor never finalizes those channels. Splits of a split
+  /// work the same way. See docs/collectives.md, "Sub-communicators".
+  std::unique_ptr<Communicator> split(int color, int key);
+  /// split(0, peer_id()): the same group in the same order, with its own tag space
+  /// (for a library that must not see the caller's messages).
+  std::unique_ptr<Communicator> dup();
+
   // ---- channels and policy --------------------------------------------------
   /// What the policy optimises for. Set it identically on every peer (it is an
   /// input of the channel choice, which all peers must make the same way).
@@ -216,6 +234,11 @@ class Communicator {
   Selected select(Utils::Operation op, std::size_t bytes, const Utils::ReduceOp* f);
   void check_peer(const char* what, peer_num p, const char* role) const;
   void create_channels();
+  // A sub-communicator of `parent` (split.cpp): rank `peer_id` of the members
+  // to_parent (ranks in the parent), tag space `comm_id`, ids `avoid` taken.
+  Communicator(const Communicator& parent, peer_num peer_id,
+               const std::vector<peer_num>& to_parent, std::uint32_t comm_id,
+               std::vector<std::uint32_t> avoid);
 
   peer_num peer_id_;
   peer_num num_peers_;
@@ -238,6 +261,15 @@ class Communicator {
   std::uint32_t coll_seq_ = 0;
   std::vector<std::uint32_t> send_seq_;
   std::vector<std::uint32_t> recv_seq_;
+  // Sub-communicators (split.cpp). comm_id_ is this communicator's Tag::comm (0
+  // when it owns its channels). Every member counts its splits identically, and
+  // remembers the ids its ancestors hold and all its splits handed out (every
+  // color's, not only its own), so a new id never repeats one of them.
+  // alive_ expires with this communicator: adapters over its channels check it.
+  std::uint32_t comm_id_ = 0;
+  std::uint32_t split_count_ = 0;
+  std::vector<std::uint32_t> taken_ids_;
+  std::shared_ptr<const int> alive_ = std::make_shared<const int>(0);
 };
 
 }  // namespace FMI
