@@ -111,6 +111,32 @@ std::unique_ptr<PyCommunicator> PyCommunicator::from_env(const py::object& comm_
                                           faas_memory);
 }
 
+PyCommunicator::PyCommunicator(std::unique_ptr<FMI::Communicator> comm)
+    : comm_(std::move(comm)) {
+  peer_id_ = comm_->peer_id();
+  num_peers_ = comm_->num_peers();
+  comm_name_ = comm_->comm_name();
+}
+
+std::unique_ptr<PyCommunicator> PyCommunicator::split(long long color, long long key) {
+  auto int_arg = [](long long v, const char* name) {
+    if (v < INT_MIN || v > INT_MAX)
+      FMI_THROW(UsageError, "split: ", name, " ", v, " does not fit in a C int");
+    return static_cast<int>(v);
+  };
+  const int c = int_arg(color, "color"), k = int_arg(key, "key");
+  std::unique_ptr<FMI::Communicator> child;
+  blocking("split", [&](auto& comm) { child = comm.split(c, k); });
+  if (!child) return nullptr;  // None
+  return std::unique_ptr<PyCommunicator>(new PyCommunicator(std::move(child)));
+}
+
+std::unique_ptr<PyCommunicator> PyCommunicator::dup() {
+  std::unique_ptr<FMI::Communicator> child;
+  blocking("dup", [&](auto& comm) { child = comm.dup(); });
+  return std::unique_ptr<PyCommunicator>(new PyCommunicator(std::move(child)));
+}
+
 PyCommunicator::~PyCommunicator() { finalize(); }
 
 void PyCommunicator::finalize() {

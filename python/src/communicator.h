@@ -58,6 +58,13 @@ class PyCommunicator {
   py::object alltoall(py::handle obj, py::handle type, py::handle out);
   py::object reduce_scatter(py::handle obj, py::handle func, py::handle type, py::handle out);
 
+  // Sub-communicators: the peers passing one color >= 0 form a communicator
+  // ordered by (key, peer_id); a negative color gives None. The child uses this
+  // communicator's channels and keeps it alive (module.cpp: keep_alive); after
+  // this one is finalised, the child's calls raise fmi.UsageError.
+  std::unique_ptr<PyCommunicator> split(long long color, long long key);
+  std::unique_ptr<PyCommunicator> dup();
+
   // Variable-size collectives on buffers: counts in elements of
   // the buffer's item size, blocks packed in peer order.
   py::object gatherv(py::handle send, py::handle recv, py::handle recv_counts, long long root);
@@ -67,6 +74,8 @@ class PyCommunicator {
                        py::handle recv_counts);
 
  private:
+  /// Wraps a sub-communicator made by split/dup.
+  explicit PyCommunicator(std::unique_ptr<FMI::Communicator> comm);
   FMI::Communicator& comm(const char* op);
   unsigned peer_arg(long long p, const char* op, const char* role) const;
   /// Runs `f` on the core communicator with the GIL released, under mu_. Every
