@@ -185,6 +185,13 @@ class Communicator:
     # order with the callable of fmi.func(fmi.op.custom, f) or the built-in op
     # (sum: +, prod: *, max, min).
 
+    # Sub-communicators. split is collective: the peers passing the same color >= 0
+    # form a new Communicator ranked by (key, peer_id); a negative color returns
+    # None. The child uses this communicator's channels (no new connections), keeps
+    # it alive, and raises fmi.UsageError once this one is finalised.
+    def split(self, color: int, key: int = 0) -> Optional["Communicator"]: ...
+    def dup(self) -> "Communicator": ...
+
     # Variable-size collectives on buffer-protocol objects (no NumPy needed). Counts
     # are in items of the buffer's itemsize, one per peer; blocks are packed in peer
     # order; a count may be zero. Outputs are filled in place and returned.
