@@ -181,6 +181,56 @@ TEST_P(CommunicatorOverDirect, EveryCollective) {
 INSTANTIATE_TEST_SUITE_P(Peers, CommunicatorOverDirect, ::testing::Values(1u, 2u, 3u, 5u, 8u, 16u),
                          [](const auto& info) { return std::to_string(info.param) + "peers"; });
 
+// Sub-communicators over the parent's Direct connections (no new registration or
+// punching): groups of rank % 2 with reversed keys, every collective inside each
+// group (small and ring-sized), parent and child sending on one pair with equal
+// tags (received in reverse order), an allgather of parent ranks in the child, a
+// dup and a split of the child, then the parent again.
+class SplitOverDirect : public ::testing::TestWithParam<unsigned> {};
+
+TEST_P(SplitOverDirect, SplitDupNested) {
+  const unsigned n = GetParam();
+  RendezvousServer server({"--quiet"});
+  auto res = run_peers(n, [&](unsigned me) {
+    FMI::Communicator comm(me, n, direct_only(server, std::chrono::seconds(60)),
+                           "split-" + std::to_string(n));
+    auto child = comm.split(int(me % 2), -int(me));
+    PEER_CHECK(child != nullptr, "split returned nullptr on peer ", me);
+    std::vector<unsigned> members;  // parent ranks, in child rank order
+    for (unsigned q = n; q-- > 0;)
+      if (q % 2 == me % 2) members.push_back(q);
+    const unsigned cn = child->num_peers(), cr = child->peer_id();
+    PEER_CHECK(cn == members.size() && members[cr] == me, "peer ", me, " is rank ", cr, " of ",
+               cn);
+    if (cn > 1) {
+      const unsigned to = (cr + 1) % cn, from = (cr + cn - 1) % cn;
+      Vec ps(std::vector<I>{1000 + I(me)}), cs(std::vector<I>{2000 + I(me)}), pr(1), crv(1);
+      comm.send(ps, members[to]);
+      child->send(cs, to);
+      child->recv(crv, from);
+      comm.recv(pr, members[from]);
+      PEER_CHECK(crv.get()[0] == 2000 + I(members[from]), "child message on peer ", me, ": ",
+                 crv.get()[0]);
+      PEER_CHECK(pr.get()[0] == 1000 + I(members[from]), "parent message on peer ", me, ": ",
+                 pr.get()[0]);
+    }
+    Vec id(std::vector<I>{I(me)}), ids(cn);
+    child->allgather(id, ids);
+    check_vec(ids.get(), [&](std::size_t r) { return I(members[r]); }, "child allgather", me);
+    all_collectives(*child, 3);
+    all_collectives(*child, 100000);
+    auto d = child->dup();
+    auto half = d->split(int(d->peer_id() % 2), 0);
+    all_collectives(*half, 3);
+    all_collectives(*d, 3);
+    all_collectives(comm, 3);
+  });
+  expect_all_ok(res);
+}
+
+INSTANTIATE_TEST_SUITE_P(Peers, SplitOverDirect, ::testing::Values(1u, 3u, 5u, 8u),
+                         [](const auto& info) { return std::to_string(info.param) + "peers"; });
+
 // 64 MiB per peer (8 Mi int64 elements) through every collective: the ring and
 // scatter+allgather algorithms with chunks of many MiB, partial reads and writes
 // on every connection. 1-3 peers (memory: several such buffers per peer).

@@ -274,6 +274,61 @@ TEST_P(RedisCollectives, ManySmallOperations) {
   });
 }
 
+// Sub-communicators over the parent's Redis connection: groups of rank % 2 with
+// reversed keys (the last peer of 3 and more joining none), a dup and a split of
+// the child. Parent and child send on the same pair with equal (operation,
+// sequence) tags, received in reverse order; their objects must not mix and none
+// may be left in the database.
+TEST_P(RedisCollectives, SplitDupAndNestedSplit) {
+  run([](FMI::Communicator& c) {
+    const peer_num n = c.num_peers(), p = c.peer_id();
+    const bool none = n >= 3 && p == n - 1;
+    auto child = c.split(none ? -1 : int(p % 2), -int(p));
+    if (none) {
+      ASSERT_EQ(child, nullptr);
+    } else {
+      ASSERT_NE(child, nullptr);
+      std::vector<peer_num> members;  // parent ranks of the child's ranks
+      for (peer_num q = n; q-- > 0;)
+        if (q % 2 == p % 2 && !(n >= 3 && q == n - 1)) members.push_back(q);
+      const peer_num cn = child->num_peers(), cr = child->peer_id();
+      ASSERT_EQ(cn, members.size());
+      ASSERT_EQ(members[cr], p);
+      ASSERT_EQ(child->channels().size(), 1u);
+      ASSERT_TRUE(child->channels().count("Redis"));
+      if (cn > 1) {
+        const peer_num to = (cr + 1) % cn, from = (cr + cn - 1) % cn;
+        Data<int> ps(int(1000 + p)), cs(int(2000 + p)), pr(0), crcv(0);
+        c.send(ps, members[to]);
+        child->send(cs, to);
+        child->recv(crcv, from);
+        c.recv(pr, members[from]);
+        ASSERT_EQ(crcv.get(), int(2000 + members[from]));
+        ASSERT_EQ(pr.get(), int(1000 + members[from]));
+      }
+      Data<Ints> mine(Ints(300000, int(p))), all(300000 * cn);
+      child->allgather(mine, all);
+      for (peer_num q = 0; q < cn; ++q) ASSERT_EQ(all.get()[q * 300000 + 17], int(members[q]));
+      Data<int> x{int(p)}, sum(0);
+      child->allreduce(x, sum, Function<int>::sum());
+      ASSERT_EQ(sum.get(), std::accumulate(members.begin(), members.end(), 0));
+      auto d = child->dup();
+      auto half = d->split(int(d->peer_id() % 2), 0);
+      Data<int> hx{int(p)}, hs(0);
+      half->scan(hx, hs, Function<int>::sum());
+      int want = 0;
+      for (peer_num r = d->peer_id() % 2; r <= d->peer_id(); r += 2) want += int(members[r]);
+      ASSERT_EQ(hs.get(), want);
+      Data<int> b(p == members[0] ? 77 : -1);
+      d->bcast(b, 0);
+      ASSERT_EQ(b.get(), 77);
+    }
+    Data<int> x(1), total(0);
+    c.allreduce(x, total, Function<int>::sum());
+    ASSERT_EQ(total.get(), int(n));
+  });
+}
+
 INSTANTIATE_TEST_SUITE_P(Peers, RedisCollectives, ::testing::Values(1u, 2u, 3u, 5u, 8u),
                          [](const auto& info) { return "n" + std::to_string(info.param); });
 
