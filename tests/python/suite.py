@@ -291,6 +291,38 @@ def check_vector(comm):
         recv, np.concatenate([np.full(rc[p], 10 * p + i, dtype=np.int32) for p in range(n)]))
 
 
+def check_split(comm):
+    """split (groups of peer_id % 2, keys reversed, the last of 3 or more peers in
+    none), dup, and a split of the dup; the other checks run inside the children, and
+    parent and child send on one pair with equal tags, received in reverse order."""
+    n, i = comm.num_peers, comm.peer_id
+    none = n >= 3 and i == n - 1
+    child = comm.split(-1 if none else i % 2, -i)
+    if none:
+        assert child is None
+    else:
+        members = [p for p in reversed(range(n)) if p % 2 == i % 2 and not (n >= 3 and p == n - 1)]
+        assert (child.num_peers, child.peer_id) == (len(members), members.index(i))
+        assert child.allgather(i) == members
+        cn, cr = child.num_peers, child.peer_id
+        if cn > 1:
+            comm.send(("parent", i), members[(cr + 1) % cn])
+            child.send(("child", i), (cr + 1) % cn)
+            assert child.recv((cr + cn - 1) % cn) == ("child", members[(cr + cn - 1) % cn])
+            assert comm.recv(members[(cr + cn - 1) % cn]) == ("parent", members[(cr + cn - 1) % cn])
+        for check in (check_send_recv, check_bcast, check_reduce, check_allreduce, check_scan,
+                      check_alltoall, check_objects, check_vector):
+            check(child)
+        d = child.dup()
+        half = d.split(d.peer_id % 2, 0)
+        check_allgather(half)
+        check_reduce_scatter(d)
+        half.finalize()
+        d.finalize()
+        child.finalize()
+    check_allgather(comm)
+
+
 DOCUMENTED = [
     check_send_recv,
     check_bcast,
@@ -307,6 +339,7 @@ DOCUMENTED = [
     check_custom_order,
     check_objects,
     check_vector,
+    check_split,
 ]
 
 
