@@ -5,7 +5,8 @@
 // message routed to the wrong rank or taken from another communicator is caught),
 // parent and children used alternately with equal tags (the messages must not
 // mix), overlapping communicators of two splits, dup, and use after the parent is
-// gone. The harness checks that the store is empty after every run, which covers
+// gone, and the cost of a split (exactly one allgather over the parent, 128 peers).
+// The harness checks that the store is empty after every run, which covers
 // the children's objects too.
 #include <algorithm>
 #include <numeric>
@@ -379,6 +380,118 @@ TEST_P(Split, EveryoneJoinsNone) {
     EXPECT_EQ(comm.split(-5, int(comm.peer_id())), nullptr);
     exercise(comm, iota_ids(n), 80);
   });
+}
+
+// Counts the calls that move data (sends; puts and gets) on a wrapped channel.
+struct Counter {
+  std::atomic<std::size_t> calls{0}, bytes{0};
+};
+class CountingP2P final : public FMI::Comm::PeerToPeerChannel {
+ public:
+  CountingP2P(std::shared_ptr<FMI::Comm::PeerToPeerChannel> b, Counter& c) : b_(std::move(b)), c_(c) {}
+  void init(const FMI::Comm::ChannelContext& ctx) override { b_->init(ctx); }
+  void finalize() noexcept override { b_->finalize(); }
+  std::chrono::milliseconds max_timeout() const override { return b_->max_timeout(); }
+  void send(peer_num d, FMI::Comm::ConstBytes x, FMI::Comm::Tag t, FMI::Utils::Deadline dl) override {
+    count(x.size());
+    b_->send(d, x, t, dl);
+  }
+  void recv(peer_num s, FMI::Comm::Bytes o, FMI::Comm::Tag t, FMI::Utils::Deadline dl) override {
+    b_->recv(s, o, t, dl);
+  }
+  void sendrecv(peer_num d, FMI::Comm::ConstBytes x, peer_num s, FMI::Comm::Bytes o,
+                FMI::Comm::Tag t, FMI::Utils::Deadline dl) override {
+    count(x.size());
+    b_->sendrecv(d, x, s, o, t, dl);
+  }
+
+ private:
+  void count(std::size_t n) {
+    ++c_.calls;
+    c_.bytes += n;
+  }
+  std::shared_ptr<FMI::Comm::PeerToPeerChannel> b_;
+  Counter& c_;
+};
+class CountingStore final : public FMI::Comm::ObjectStoreChannel {
+ public:
+  CountingStore(std::shared_ptr<FMI::Comm::ObjectStoreChannel> b, Counter& c) : b_(std::move(b)), c_(c) {}
+  void init(const FMI::Comm::ChannelContext& ctx) override { b_->init(ctx); }
+  void finalize() noexcept override { b_->finalize(); }
+  std::chrono::milliseconds max_timeout() const override { return b_->max_timeout(); }
+  void put(const FMI::Comm::ObjectKey& k, FMI::Comm::ConstBytes x, unsigned r,
+           FMI::Utils::Deadline dl) override {
+    ++c_.calls;
+    c_.bytes += x.size();
+    b_->put(k, x, r, dl);
+  }
+  void get(const FMI::Comm::ObjectKey& k, FMI::Comm::Bytes o, FMI::Utils::Deadline dl) override {
+    ++c_.calls;
+    b_->get(k, o, dl);
+  }
+  void erase(const FMI::Comm::ObjectKey& k, FMI::Utils::Deadline dl) override {
+    ++c_.calls;
+    b_->erase(k, dl);
+  }
+  std::vector<std::string> list(const std::string& p, FMI::Utils::Deadline dl) override {
+    ++c_.calls;
+    return b_->list(p, dl);
+  }
+
+ private:
+  std::shared_ptr<FMI::Comm::ObjectStoreChannel> b_;
+  Counter& c_;
+};
+
+// What a body costs on n peers: calls and bytes on the channel, summed over peers.
+std::pair<std::size_t, std::size_t> cost_of(Kind kind, peer_num n,
+                                            const std::function<void(Communicator&)>& body) {
+  auto hub = std::make_shared<FMI::Comm::InProcessHub>(n, std::chrono::milliseconds(20000));
+  Counter c;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (peer_num i = 0; i < n; ++i)
+    threads.emplace_back([&, i] {
+      try {
+        Communicator comm(i, n, FMI::Config{}, "cost");
+        std::shared_ptr<FMI::Comm::Channel> ch;
+        if (kind == Kind::p2p)
+          ch = std::make_shared<CountingP2P>(hub->p2p_endpoint(), c);
+        else
+          ch = std::make_shared<CountingStore>(hub->store_endpoint(), c);
+        comm.register_channel("counted", ch);
+        body(comm);
+      } catch (...) {
+        ++failures;
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  return {c.calls.load(), c.bytes.load()};
+}
+
+// Splitting 128 peers into 32 groups (and into groups of uneven sizes) costs exactly
+// one allgather of 8 bytes per peer over the parent: making the children sends
+// nothing.
+TEST(SplitCost, OneAllgatherOfColorAndKey) {
+  for (Kind kind : {Kind::p2p, Kind::store}) {
+    const peer_num n = 128;
+    const auto allgather = cost_of(kind, n, [](Communicator& c) {
+      D s(V{1, 2}), r(V(2 * c.num_peers()));
+      c.allgather(s, r);
+    });
+    const auto split32 = cost_of(kind, n, [](Communicator& c) {
+      auto child = c.split(int(c.peer_id() % 32), 0);
+      EXPECT_EQ(child->num_peers(), 4u);
+    });
+    const auto uneven = cost_of(kind, n, [](Communicator& c) {
+      auto child = c.split(c.peer_id() < 3 ? -1 : int(c.peer_id() % 7), -int(c.peer_id()));
+      EXPECT_EQ(child == nullptr, c.peer_id() < 3);
+    });
+    EXPECT_GT(allgather.first, 0u);
+    EXPECT_EQ(split32, allgather) << kind_name(kind) << ": (calls, bytes)";
+    EXPECT_EQ(uneven, allgather) << kind_name(kind) << ": (calls, bytes)";
+  }
 }
 
 // A child used after its parent is destroyed raises UsageError naming the cause.
