@@ -181,6 +181,20 @@ void peer_main(const std::string& config, FMI::Utils::peer_num peer, FMI::Utils:
   std::vector<std::size_t> ones(n, 1);
   comm.alltoallv(a2a_send, ones, a2a_recv, ones);
   for (int q = 0; q < N; ++q) CHECK(a2a_recv.get()[q] == q * 1000 + me);
+
+  // Sub-communicators: even and odd peers, highest first; then a dup of the child.
+  std::unique_ptr<FMI::Communicator> half = comm.split(me % 2, -me);
+  CHECK(half != nullptr);
+  const int hn = (N - me % 2 + 1) / 2;
+  CHECK(int(half->num_peers()) == hn);
+  CHECK(int(half->peer_id()) == (N - 1 - me) / 2);  // same-parity peers above me
+  std::unique_ptr<FMI::Communicator> twin = half->dup();
+  Data<int> one(me), half_sum;
+  twin->allreduce(one, half_sum, Function<int>::sum());
+  int want_sum = 0;
+  for (int q = me % 2; q < N; q += 2) want_sum += q;
+  CHECK(half_sum.get() == want_sum);
+  CHECK(comm.split(-1, 0) == nullptr);
 }
 
 }  // namespace
