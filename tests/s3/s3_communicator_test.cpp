@@ -1,6 +1,7 @@
 // Every collective (and send/recv) through FMI::Communicator over the S3 channel
 // on a real S3 server (moto), for 1, 2, 3 and 5 peers as threads; the bucket must
-// be empty once every communicator is destroyed.
+// be empty once every communicator is destroyed. SplitAndDup: sub-communicators
+// over the parent's bucket.
 #include <gtest/gtest.h>
 
 #include <exception>
@@ -207,6 +208,58 @@ TEST_P(S3CommunicatorTest, VariableSizeCollectives) {
           for (std::size_t i = 0; i < rc[q]; ++i) ASSERT_EQ(recv.get()[ro[q] + i], val(q, me, i));
       },
       "vcoll" + std::to_string(n));
+  EXPECT_EQ(bucket_contents(), std::vector<std::string>{}) << "objects left in the bucket";
+}
+
+// Sub-communicators over the parent's bucket: groups of rank % 2 with reversed
+// keys (the last of 3 and more peers in none), equal tags in parent and child on
+// one pair (received in reverse order), values naming the sender's parent rank, a
+// dup of the child; the children's objects are deleted with the parent's.
+TEST_P(S3CommunicatorTest, SplitAndDup) {
+  const unsigned n = GetParam();
+  run(
+      n,
+      [&](FMI::Communicator& c) {
+        const unsigned me = c.peer_id();
+        const bool none = n >= 3 && me == n - 1;
+        auto child = c.split(none ? -1 : int(me % 2), -int(me));
+        if (none) {
+          ASSERT_EQ(child, nullptr);
+        } else {
+          ASSERT_NE(child, nullptr);
+          std::vector<unsigned> members;  // parent ranks in child rank order
+          for (unsigned q = n; q-- > 0;)
+            if (q % 2 == me % 2 && !(n >= 3 && q == n - 1)) members.push_back(q);
+          const unsigned cn = child->num_peers(), cr = child->peer_id();
+          ASSERT_EQ(cn, members.size());
+          ASSERT_EQ(members[cr], me);
+          if (cn > 1) {
+            const unsigned to = (cr + 1) % cn, from = (cr + cn - 1) % cn;
+            Data<long> ps(1000 + long(me)), cs(2000 + long(me)), pr(0), crv(0);
+            c.send(ps, members[to]);
+            child->send(cs, to);
+            child->recv(crv, from);
+            c.recv(pr, members[from]);
+            EXPECT_EQ(crv.get(), 2000 + long(members[from]));
+            EXPECT_EQ(pr.get(), 1000 + long(members[from]));
+          }
+          Data<Vec> id(Vec{long(me)}), ids(cn);
+          child->allgather(id, ids);
+          for (unsigned r = 0; r < cn; ++r) EXPECT_EQ(ids.get()[r], long(members[r]));
+          auto d = child->dup();
+          std::vector<std::size_t> cnt(cn);
+          std::size_t total = 0;
+          for (unsigned r = 0; r < cn; ++r) total += cnt[r] = r + 1;
+          Data<Vec> mine(Vec(cr + 1, long(me))), all(total);
+          d->allgatherv(mine, all, cnt);
+          for (unsigned r = 0, at = 0; r < cn; ++r)
+            for (unsigned k = 0; k <= r; ++k) EXPECT_EQ(all.get()[at++], long(members[r]));
+        }
+        Data<long> x{long(me)}, sum(0);
+        c.allreduce(x, sum, Function<long>::sum());
+        EXPECT_EQ(sum.get(), long(n) * long(n - 1) / 2);
+      },
+      "split" + std::to_string(n));
   EXPECT_EQ(bucket_contents(), std::vector<std::string>{}) << "objects left in the bucket";
 }
 
