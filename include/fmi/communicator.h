@@ -178,7 +178,9 @@ class Communicator {
   /// children never mix whatever the interleaving. A sub-communicator is usable
   /// while the communicator that owns the channels lives (calls after that raise
   /// UsageError); its destructor never finalizes those channels. Splits of a split
-  /// work the same way. See docs/collectives.md, "Sub-communicators".
+  /// work the same way. Sharing channels, a communicator and its sub-communicators
+  /// are one communicator for thread safety: call them from one thread at a time.
+  /// See docs/collectives.md, "Sub-communicators".
   std::unique_ptr<Communicator> split(int color, int key);
   /// split(0, peer_id()): the same group in the same order, with its own tag space
   /// (for a library that must not see the caller's messages).

@@ -111,8 +111,9 @@ std::unique_ptr<PyCommunicator> PyCommunicator::from_env(const py::object& comm_
                                           faas_memory);
 }
 
-PyCommunicator::PyCommunicator(std::unique_ptr<FMI::Communicator> comm)
-    : comm_(std::move(comm)) {
+PyCommunicator::PyCommunicator(std::unique_ptr<FMI::Communicator> comm,
+                               std::shared_ptr<std::mutex> mu)
+    : comm_(std::move(comm)), mu_(std::move(mu)) {
   peer_id_ = comm_->peer_id();
   num_peers_ = comm_->num_peers();
   comm_name_ = comm_->comm_name();
@@ -128,13 +129,13 @@ std::unique_ptr<PyCommunicator> PyCommunicator::split(long long color, long long
   std::unique_ptr<FMI::Communicator> child;
   blocking("split", [&](auto& comm) { child = comm.split(c, k); });
   if (!child) return nullptr;  // None
-  return std::unique_ptr<PyCommunicator>(new PyCommunicator(std::move(child)));
+  return std::unique_ptr<PyCommunicator>(new PyCommunicator(std::move(child), mu_));
 }
 
 std::unique_ptr<PyCommunicator> PyCommunicator::dup() {
   std::unique_ptr<FMI::Communicator> child;
   blocking("dup", [&](auto& comm) { child = comm.dup(); });
-  return std::unique_ptr<PyCommunicator>(new PyCommunicator(std::move(child)));
+  return std::unique_ptr<PyCommunicator>(new PyCommunicator(std::move(child), mu_));
 }
 
 PyCommunicator::~PyCommunicator() { finalize(); }
@@ -142,7 +143,7 @@ PyCommunicator::~PyCommunicator() { finalize(); }
 void PyCommunicator::finalize() {
   // Channels close connections and delete their objects: may block.
   py::gil_scoped_release nogil;
-  std::lock_guard lk(mu_);
+  std::lock_guard lk(*mu_);
   comm_.reset();
 }
 
@@ -156,7 +157,7 @@ FMI::Communicator& PyCommunicator::comm(const char* op) {
 template <typename F>
 void PyCommunicator::blocking(const char* op, F&& f) {
   py::gil_scoped_release nogil;
-  std::lock_guard lk(mu_);
+  std::lock_guard lk(*mu_);
   // Checked under the mutex: another thread may have finalised it meanwhile.
   f(comm(op));
 }

@@ -74,8 +74,8 @@ class PyCommunicator {
                        py::handle recv_counts);
 
  private:
-  /// Wraps a sub-communicator made by split/dup.
-  explicit PyCommunicator(std::unique_ptr<FMI::Communicator> comm);
+  /// Wraps a sub-communicator made by split/dup; `mu` is the parent's mutex.
+  PyCommunicator(std::unique_ptr<FMI::Communicator> comm, std::shared_ptr<std::mutex> mu);
   FMI::Communicator& comm(const char* op);
   unsigned peer_arg(long long p, const char* op, const char* role) const;
   /// Runs `f` on the core communicator with the GIL released, under mu_. Every
@@ -106,7 +106,10 @@ class PyCommunicator {
                             const char* op);
 
   std::unique_ptr<FMI::Communicator> comm_;
-  std::mutex mu_;  // serialises calls on comm_ from several Python threads
+  // Serialises calls on comm_ from several Python threads. Shared with the
+  // sub-communicators split from this one: they use this one's channel objects,
+  // which are no more thread-safe than the core Communicator.
+  std::shared_ptr<std::mutex> mu_ = std::make_shared<std::mutex>();
   unsigned peer_id_;
   unsigned num_peers_;
   std::string comm_name_;
