@@ -7,7 +7,7 @@ import builtins
 import datetime
 import enum
 import os
-from typing import Any, Callable, List, Optional, TypeVar, Union, overload
+from typing import Any, Callable, List, Optional, Sequence, TypeVar, Union, overload
 
 __version__: str
 #: Channels compiled into this build, e.g. ["Direct", "Redis", "S3"].
@@ -151,12 +151,16 @@ class Communicator:
     def get_hint(self) -> hints: ...
     def register_channel(self, name: str, channel: Channel) -> None: ...
 
-    # point to point
+    # point to point. Without a type, a value that is not a buffer is any picklable
+    # object (pickle protocol 5; NumPy arrays inside travel out of band and arrive as
+    # views of the received message); recv(src) without type or out returns one.
     def send(self, obj: Any, dest: int, type: Optional[types] = None) -> None: ...
     @overload
     def recv(self, src: int, type: types) -> Any: ...
     @overload
     def recv(self, src: int, type: None = None, *, out: _B) -> _B: ...
+    @overload
+    def recv(self, src: int) -> Any: ...
 
     # collectives (every peer calls them in the same order)
     def bcast(self, obj: Any, root: int, type: Optional[types] = None, *, out: Any = None) -> Any: ...
@@ -173,3 +177,27 @@ class Communicator:
     def reduce_scatter(
         self, obj: Any, func: func, type: Optional[types] = None, *, out: Any = None
     ) -> Any: ...
+
+    # Objects in collectives (no type, no out, a value that is not a buffer):
+    # bcast(obj, root) returns the object everywhere; gather(obj, root) a list on
+    # root and None elsewhere; scatter(list_on_root, root), allgather(obj) a list,
+    # alltoall(list_of_n) a list; reduce/allreduce/scan fold the objects in peer
+    # order with the callable of fmi.func(fmi.op.custom, f) or the built-in op
+    # (sum: +, prod: *, max, min).
+
+    # Sub-communicators. split is collective: the peers passing the same color >= 0
+    # form a new Communicator ranked by (key, peer_id); a negative color returns
+    # None. The child uses this communicator's channels (no new connections), keeps
+    # it alive, and raises fmi.UsageError once this one is finalised.
+    def split(self, color: int, key: int = 0) -> Optional["Communicator"]: ...
+    def dup(self) -> "Communicator": ...
+
+    # Variable-size collectives on buffer-protocol objects (no NumPy needed). Counts
+    # are in items of the buffer's itemsize, one per peer; blocks are packed in peer
+    # order; a count may be zero. Outputs are filled in place and returned.
+    def gatherv(self, send: Any, recv: Optional[_B], recv_counts: Sequence[int], root: int) -> Optional[_B]: ...
+    def scatterv(self, send: Optional[Any], send_counts: Sequence[int], recv: _B, root: int) -> _B: ...
+    def allgatherv(self, send: Any, recv: _B, recv_counts: Sequence[int]) -> _B: ...
+    def alltoallv(
+        self, send: Any, send_counts: Sequence[int], recv: _B, recv_counts: Sequence[int]
+    ) -> _B: ...

@@ -107,6 +107,7 @@ struct ObjectKey {
   Utils::peer_num to = all;
 
   /// "<comm>/<op>/<seq>/<from>-<to>"; `to` is "all" for objects read by every peer.
+  /// A sub-communicator's objects (tag.comm != 0) get "<comm>/c<6 hex digits>/..."
   std::string str(const std::string& comm_name) const;
 };
 

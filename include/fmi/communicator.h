@@ -18,6 +18,8 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "fmi/channel.h"
@@ -113,6 +115,77 @@ class Communicator {
     reduce_scatter_bytes(Comm::cbytes_of(sendbuf), Comm::bytes_of(recvbuf), f.op());
   }
 
+  // ---- variable-size collectives ----------------------------------------------
+  // Every peer contributes a block of its own size. Counts are in elements of the
+  // buffer's element type (Comm::element_size_v: T, the A of std::vector<A>, a byte
+  // for void*), one per peer; blocks are packed in peer order; a count may be zero.
+  // Every peer passes the counts vector (num_peers entries); where the counts must
+  // agree between peers and do not, the receiving peer raises PeerError naming the
+  // size it expected and the size that arrived. Size errors on this peer raise
+  // UsageError before anything is sent.
+
+  /// recv on root receives recv_counts[p] elements of R from each peer p, in peer
+  /// order (ignored elsewhere); send holds this peer's recv_counts[peer_id()].
+  template <typename S, typename R>
+  void gatherv(Comm::Data<S>& send, Comm::Data<R>& recv,
+               const std::vector<std::size_t>& recv_counts, peer_num root) {
+    constexpr std::size_t es = Comm::element_size_v<R>;
+    check_elements("gatherv", "send buffer", send.size_in_bytes(), es);
+    gatherv_bytes(Comm::cbytes_of(send), Comm::bytes_of(recv),
+                  counts_in_bytes("gatherv", "recv_counts", recv_counts, es), root);
+  }
+  /// send on root holds send_counts[p] elements of S for each peer p, in peer order;
+  /// peer p's recv receives its block.
+  template <typename S, typename R>
+  void scatterv(Comm::Data<S>& send, const std::vector<std::size_t>& send_counts,
+                Comm::Data<R>& recv, peer_num root) {
+    constexpr std::size_t es = Comm::element_size_v<S>;
+    check_elements("scatterv", "recv buffer", recv.size_in_bytes(), es);
+    scatterv_bytes(Comm::cbytes_of(send),
+                   counts_in_bytes("scatterv", "send_counts", send_counts, es),
+                   Comm::bytes_of(recv), root);
+  }
+  /// recv on every peer receives recv_counts[p] elements of R from each peer p.
+  template <typename S, typename R>
+  void allgatherv(Comm::Data<S>& send, Comm::Data<R>& recv,
+                  const std::vector<std::size_t>& recv_counts) {
+    constexpr std::size_t es = Comm::element_size_v<R>;
+    check_elements("allgatherv", "send buffer", send.size_in_bytes(), es);
+    allgatherv_bytes(Comm::cbytes_of(send), Comm::bytes_of(recv),
+                     counts_in_bytes("allgatherv", "recv_counts", recv_counts, es));
+  }
+  /// send holds send_counts[p] elements of S for each peer p; recv receives
+  /// recv_counts[p] elements of R from each peer p. Peer p's send_counts[q] (in
+  /// bytes) must equal peer q's recv_counts[p].
+  template <typename S, typename R>
+  void alltoallv(Comm::Data<S>& send, const std::vector<std::size_t>& send_counts,
+                 Comm::Data<R>& recv, const std::vector<std::size_t>& recv_counts) {
+    alltoallv_bytes(
+        Comm::cbytes_of(send),
+        counts_in_bytes("alltoallv", "send_counts", send_counts, Comm::element_size_v<S>),
+        Comm::bytes_of(recv),
+        counts_in_bytes("alltoallv", "recv_counts", recv_counts, Comm::element_size_v<R>));
+  }
+
+  // ---- sub-communicators ------------------------------------------------------
+  /// Collective over this communicator: the peers that pass the same color >= 0
+  /// form a new communicator, ranked by (key, rank here); a peer passing a color
+  /// < 0 joins none and gets nullptr. Costs one allgather of (color, key) here.
+  /// The new communicator uses this one's configuration, hint, policy and channel
+  /// objects (no channel is created, registered or connected again): its messages
+  /// travel over the same connections and stores, kept apart by the
+  /// sub-communicator's id in every tag and object key, so messages of parent and
+  /// children never mix whatever the interleaving. A sub-communicator is usable
+  /// while the communicator that owns the channels lives (calls after that raise
+  /// UsageError); its destructor never finalizes those channels. Splits of a split
+  /// work the same way. Sharing channels, a communicator and its sub-communicators
+  /// are one communicator for thread safety: call them from one thread at a time.
+  /// See docs/collectives.md, "Sub-communicators".
+  std::unique_ptr<Communicator> split(int color, int key);
+  /// split(0, peer_id()): the same group in the same order, with its own tag space
+  /// (for a library that must not see the caller's messages).
+  std::unique_ptr<Communicator> dup();
+
   // ---- channels and policy --------------------------------------------------
   /// What the policy optimises for. Set it identically on every peer (it is an
   /// input of the channel choice, which all peers must make the same way).
@@ -139,6 +212,24 @@ class Communicator {
   void allgather_bytes(Comm::ConstBytes send, Comm::Bytes recv);
   void alltoall_bytes(Comm::ConstBytes send, Comm::Bytes recv);
   void reduce_scatter_bytes(Comm::ConstBytes send, Comm::Bytes recv, const Utils::ReduceOp& op);
+  // Variable-size forms: the counts are in bytes, one per peer.
+  void gatherv_bytes(Comm::ConstBytes send, Comm::Bytes recv,
+                     const std::vector<std::size_t>& recv_bytes_per_peer, peer_num root);
+  void scatterv_bytes(Comm::ConstBytes send, const std::vector<std::size_t>& send_bytes_per_peer,
+                      Comm::Bytes recv, peer_num root);
+  void allgatherv_bytes(Comm::ConstBytes send, Comm::Bytes recv,
+                        const std::vector<std::size_t>& recv_bytes_per_peer);
+  void alltoallv_bytes(Comm::ConstBytes send, const std::vector<std::size_t>& send_bytes_per_peer,
+                       Comm::Bytes recv, const std::vector<std::size_t>& recv_bytes_per_peer);
+
+  /// Counts in elements of `elem_size` bytes, as bytes (UsageError naming `op` and
+  /// `name` when a product overflows). Used by the templates and the Python module.
+  static std::vector<std::size_t> counts_in_bytes(const char* op, const char* name,
+                                                  const std::vector<std::size_t>& counts,
+                                                  std::size_t elem_size);
+  /// UsageError unless `bytes` is a whole number of `elem_size`-byte elements.
+  static void check_elements(const char* op, const char* what, std::size_t bytes,
+                             std::size_t elem_size);
 
  private:
   struct Selected;
@@ -149,6 +240,11 @@ class Communicator {
            const What& what, const P2P& p2p, const Store& store);
   void check_peer(const char* what, peer_num p, const char* role) const;
   void create_channels();
+  // A sub-communicator of `parent` (split.cpp): rank `peer_id` of the members
+  // to_parent (ranks in the parent), tag space `comm_id`, ids `avoid` taken.
+  Communicator(const Communicator& parent, peer_num peer_id,
+               const std::vector<peer_num>& to_parent, std::uint32_t comm_id,
+               std::vector<std::uint32_t> avoid);
 
   peer_num peer_id_;
   peer_num num_peers_;
@@ -168,6 +264,15 @@ class Communicator {
   std::uint32_t coll_seq_ = 0;
   std::vector<std::uint32_t> send_seq_;
   std::vector<std::uint32_t> recv_seq_;
+  // Sub-communicators (split.cpp). comm_id_ is this communicator's Tag::comm (0
+  // when it owns its channels). Every member counts its splits identically, and
+  // remembers the ids its ancestors hold and all its splits handed out (every
+  // color's, not only its own), so a new id never repeats one of them.
+  // alive_ expires with this communicator: adapters over its channels check it.
+  std::uint32_t comm_id_ = 0;
+  std::uint32_t split_count_ = 0;
+  std::vector<std::uint32_t> taken_ids_;
+  std::shared_ptr<const int> alive_ = std::make_shared<const int>(0);
 };
 
 }  // namespace FMI

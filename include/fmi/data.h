@@ -85,6 +85,16 @@ class Data<void*> {
   std::size_t len_ = 0;
 };
 
+/// Size in bytes of one element of a Data<T>, the unit of the counts of the
+/// variable-size collectives (gatherv, ...): T itself for a value, A for
+/// std::vector<A>, one byte for void*.
+template <typename T>
+inline constexpr std::size_t element_size_v = sizeof(T);
+template <typename A>
+inline constexpr std::size_t element_size_v<std::vector<A>> = sizeof(A);
+template <>
+inline constexpr std::size_t element_size_v<void*> = 1;
+
 /// The bytes of a Data, for the byte-level layers below the API.
 template <typename T>
 Bytes bytes_of(Data<T>& d) {

@@ -29,6 +29,11 @@ enum class Operation : std::uint8_t {
   allgather,
   alltoall,
   reduce_scatter,
+  // Variable-size forms: every peer's block has its own size (counts per peer).
+  gatherv,
+  scatterv,
+  allgatherv,
+  alltoallv,
 };
 
 const char* to_string(Operation op);
@@ -49,13 +54,22 @@ using ConstBytes = std::span<const std::byte>;
 /// Names one message of one operation: (operation, sequence number). Every rank
 /// numbers its collectives in the same order, so (op, seq) identifies the same
 /// collective on every peer; point-to-point messages use a per-pair sequence.
+/// `comm` keeps sub-communicators (Communicator::split) apart on the channels of
+/// the communicator they were split from: 0 for a communicator that owns its
+/// channels, a 24-bit id otherwise. It lives in the top bits of encode(), which
+/// were always zero, so the 64-bit tag on the wire keeps its format.
 struct Tag {
+  static constexpr std::uint32_t max_comm = 0xffffffu;  // comm has 24 bits
   Utils::Operation op{};
   std::uint32_t seq = 0;
+  std::uint32_t comm = 0;
 
-  std::uint64_t encode() const { return (std::uint64_t(op) << 32) | seq; }
+  std::uint64_t encode() const {
+    return (std::uint64_t(comm & max_comm) << 40) | (std::uint64_t(op) << 32) | seq;
+  }
   static Tag decode(std::uint64_t v) {
-    return Tag{static_cast<Utils::Operation>(v >> 32), static_cast<std::uint32_t>(v)};
+    return Tag{static_cast<Utils::Operation>((v >> 32) & 0xff), static_cast<std::uint32_t>(v),
+               static_cast<std::uint32_t>(v >> 40) & max_comm};
   }
   bool operator==(const Tag&) const = default;
 };

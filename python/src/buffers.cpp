@@ -52,6 +52,24 @@ void put_double(py::handle v, std::byte* dst, const char* op) {
 
 std::string type_name(py::handle obj) { return Py_TYPE(obj.ptr())->tp_name; }
 
+bool numpy_importable() {
+  static const bool importable = [] {
+    if (numpy_loaded()) return true;
+    try {
+      py::module_::import("numpy");
+      return true;
+    } catch (py::error_already_set&) {  // ImportError: a Python without NumPy
+      return false;
+    }
+  }();
+  return importable;
+}
+
+bool numpy_loaded() {
+  PyObject* m = PyDict_GetItemString(PyImport_GetModuleDict(), "numpy");  // borrowed
+  return m != nullptr && m != Py_None;
+}
+
 std::string TypeSpec::repr() const {
   static const char* names[] = {"int", "double", "int_list", "double_list"};
   std::string s = std::string("fmi.types(fmi.datatypes.") + names[static_cast<int>(dt)];
@@ -75,8 +93,10 @@ Packed pack(py::handle obj, const TypeSpec& spec, bool as_list, std::size_t expe
     put(obj, p.bytes.data(), op);
     return p;
   }
-  // A NumPy array of exactly the C type: one memcpy instead of a Python loop.
-  if (py::isinstance<py::array>(obj)) {
+  // A NumPy array of exactly the C type: one memcpy instead of a Python loop. Only
+  // asked when NumPy is loaded (an ndarray implies it is): pybind11's isinstance
+  // would import NumPy, which a Python without it does not have.
+  if (numpy_loaded() && py::isinstance<py::array>(obj)) {
     auto a = py::reinterpret_borrow<py::array>(obj);
     const py::dtype want = spec.is_int() ? py::dtype::of<int>() : py::dtype::of<double>();
     if (a.ndim() == 1 && a.dtype().equal(want) && (a.flags() & py::array::c_style)) {
@@ -137,7 +157,13 @@ void refuse_objects(const py::array& a, const char* op) {
 // The object as an ndarray sharing its memory: the array itself, or NumPy's view
 // of its buffer (bytes, bytearray, memoryview, array.array, ...).
 py::array as_array(py::handle obj, const char* op) {
-  if (py::isinstance<py::array>(obj)) return py::reinterpret_borrow<py::array>(obj);
+  if (numpy_loaded() && py::isinstance<py::array>(obj))
+    return py::reinterpret_borrow<py::array>(obj);
+  if (PyObject_CheckBuffer(obj.ptr()) && !numpy_importable())
+    raise(PyExc_ImportError,
+          std::string(op) + ": this call views buffers as NumPy arrays and NumPy is not "
+                            "installed; typed values (fmi.types), objects, send/recv and the "
+                            "v-collectives (gatherv, ...) work without it");
   if (!PyObject_CheckBuffer(obj.ptr()))
     raise(PyExc_TypeError,
           std::string(op) + ": expected a NumPy array or a buffer-protocol object (bytes, "

@@ -14,6 +14,8 @@
 
 #include <cstddef>
 #include <string>
+
+#include "fmi/errors.h"
 #include <vector>
 
 #include "fmi/types.h"
@@ -101,7 +103,53 @@ std::vector<py::ssize_t> shape_of(const py::array& a);
 /// else a flat block of a.size / n elements (fmi.UsageError if not divisible).
 std::vector<py::ssize_t> block_shape(const py::array& a, std::size_t n, const char* op);
 
+/// True when NumPy is imported in this interpreter. Code for plain Python values
+/// asks this before anything that would import NumPy (NumPy is optional).
+bool numpy_loaded();
+
+/// True when NumPy is loaded or can be imported (asked once, then remembered).
+/// Without it, the buffer forms that need no array view (send, recv into out=, the
+/// v-collectives) take the buffer protocol directly.
+bool numpy_importable();
+
 /// Name of a Python object's type, for error messages.
 std::string type_name(py::handle obj);
+
+/// A contiguous buffer held for the duration of a call (released with the GIL held:
+/// the object lives on the caller's stack frame).
+class BufferView {
+ public:
+  /// `optional`: None gives an empty, unheld buffer.
+  BufferView(py::handle obj, bool writable, const char* op, const char* what,
+             bool optional = false) {
+    if (optional && (!obj || obj.is_none())) return;
+    if (!PyObject_CheckBuffer(obj.ptr()))
+      throw py::type_error(std::string(op) + ": " + what +
+                           " must be a buffer-protocol object (a NumPy array, bytes, bytearray, "
+                           "memoryview), got '" + type_name(obj) + "'");
+    const int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj.ptr(), &v_, flags) != 0) {
+      PyErr_Clear();
+      FMI_THROW(FMI::UsageError, op, ": ", what, writable ? " must be writable and C-contiguous"
+                                                     : " must be C-contiguous");
+    }
+    held_ = true;
+  }
+  ~BufferView() {
+    if (held_) PyBuffer_Release(&v_);
+  }
+  BufferView(const BufferView&) = delete;
+  BufferView& operator=(const BufferView&) = delete;
+  bool held() const { return held_; }
+  std::size_t itemsize() const { return held_ ? static_cast<std::size_t>(v_.itemsize) : 0; }
+  Bytes bytes() const {
+    if (!held_) return {};
+    return {static_cast<std::byte*>(v_.buf), static_cast<std::size_t>(v_.len)};
+  }
+
+ private:
+  Py_buffer v_{};
+  bool held_ = false;
+};
 
 }  // namespace fmipy

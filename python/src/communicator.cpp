@@ -2,6 +2,7 @@
 
 #include <climits>
 #include <cstdlib>
+#include <cstdint>
 #include <cstring>
 
 #include "fmi/config.h"
@@ -110,11 +111,38 @@ std::unique_ptr<PyCommunicator> PyCommunicator::from_env(const py::object& comm_
                                           faas_memory);
 }
 
+PyCommunicator::PyCommunicator(std::unique_ptr<FMI::Communicator> comm,
+                               std::shared_ptr<std::mutex> mu)
+    : comm_(std::move(comm)), mu_(std::move(mu)) {
+  peer_id_ = comm_->peer_id();
+  num_peers_ = comm_->num_peers();
+  comm_name_ = comm_->comm_name();
+}
+
+std::unique_ptr<PyCommunicator> PyCommunicator::split(long long color, long long key) {
+  auto int_arg = [](long long v, const char* name) {
+    if (v < INT_MIN || v > INT_MAX)
+      FMI_THROW(UsageError, "split: ", name, " ", v, " does not fit in a C int");
+    return static_cast<int>(v);
+  };
+  const int c = int_arg(color, "color"), k = int_arg(key, "key");
+  std::unique_ptr<FMI::Communicator> child;
+  blocking("split", [&](auto& comm) { child = comm.split(c, k); });
+  if (!child) return nullptr;  // None
+  return std::unique_ptr<PyCommunicator>(new PyCommunicator(std::move(child), mu_));
+}
+
+std::unique_ptr<PyCommunicator> PyCommunicator::dup() {
+  std::unique_ptr<FMI::Communicator> child;
+  blocking("dup", [&](auto& comm) { child = comm.dup(); });
+  return std::unique_ptr<PyCommunicator>(new PyCommunicator(std::move(child), mu_));
+}
+
 PyCommunicator::~PyCommunicator() {
   // No reduction check here (a destructor must not throw): the communicator that runs
   // a collective is referenced by that call, so it is never destroyed from inside it.
   py::gil_scoped_release nogil;
-  std::lock_guard lk(mu_);
+  std::lock_guard lk(*mu_);
   comm_.reset();
 }
 
@@ -122,7 +150,7 @@ void PyCommunicator::finalize() {
   check_not_in_reduction("close");
   // Channels close connections and delete their objects: may block.
   py::gil_scoped_release nogil;
-  std::lock_guard lk(mu_);
+  std::lock_guard lk(*mu_);
   comm_.reset();
 }
 
@@ -137,7 +165,7 @@ template <typename F>
 void PyCommunicator::blocking(const char* op, F&& f) {
   check_not_in_reduction(op);
   py::gil_scoped_release nogil;
-  std::lock_guard lk(mu_);
+  std::lock_guard lk(*mu_);
   // Checked under the mutex: another thread may have finalised it meanwhile.
   f(comm(op));
 }
@@ -179,9 +207,18 @@ void PyCommunicator::register_channel(std::string name, std::shared_ptr<FMI::Com
 void PyCommunicator::send(py::handle obj, long long dest, py::handle type) {
   const char* op = "send";
   const unsigned d = peer_arg(dest, op, "destination peer");
+  if (!given(type) && is_object(obj)) {
+    send_object(obj, d);
+    return;
+  }
   if (const TypeSpec* t = type_arg(type, op)) {
     Packed p = pack(obj, *t, t->is_list(), expected_count(*t), op);
     blocking(op, [&](auto& c) { c.send_bytes(p.cspan(), d); });
+    return;
+  }
+  if (!numpy_importable()) {  // plain buffers (bytes, bytearray, ...) need no NumPy
+    BufferView b(obj, false, op, "obj");
+    blocking(op, [&](auto& c) { c.send_bytes(b.bytes(), d); });
     return;
   }
   py::array a = input_array(obj, op);
@@ -194,13 +231,16 @@ py::object PyCommunicator::recv(long long src, py::handle type, py::handle out) 
   const TypeSpec* t = type_arg(type, op);
   no_type_and_out(t, out, op);
   if (given(out)) {
+    if (!numpy_importable()) {
+      BufferView b(out, true, op, "out");
+      blocking(op, [&](auto& c) { c.recv_bytes(b.bytes(), s); });
+      return py::reinterpret_borrow<py::object>(out);
+    }
     py::array o = output_array(out, op, "out");
     blocking(op, [&](auto& c) { c.recv_bytes(mbytes(o), s); });
     return py::reinterpret_borrow<py::object>(out);
   }
-  if (!t)
-    FMI_THROW(UsageError,
-              "recv: pass a type (fmi.types(...)) or a buffer to receive into (out=array)");
+  if (!t) return recv_object(s);  // no type, no buffer: a pickled object
   Packed p = packed_zeros(*t, t->is_list() ? require_count(*t, op, peer_id_) : 1);
   blocking(op, [&](auto& c) { c.recv_bytes(p.span(), s); });
   return unpack(p.cspan(), *t, t->is_list());
@@ -215,6 +255,8 @@ py::object PyCommunicator::bcast(py::handle obj, long long root, py::handle type
   const TypeSpec* t = type_arg(type, op);
   no_type_and_out(t, out, op);
   const bool is_root = r == peer_id_;
+  // Objects: no type, no out, and a value that is not a buffer (None off the root).
+  if (!t && !given(out) && is_object(obj)) return bcast_object(obj, r);
   if (t) {
     Packed p = is_root ? pack(obj, *t, t->is_list(), expected_count(*t), op)
                        : packed_zeros(*t, t->is_list() ? require_count(*t, op, peer_id_) : 1);
@@ -262,6 +304,7 @@ py::object PyCommunicator::gather(py::handle obj, long long root, py::handle typ
   const unsigned r = peer_arg(root, op, "root");
   const TypeSpec* t = type_arg(type, op);
   no_type_and_out(t, out, op);
+  if (!t && !given(out) && is_object(obj)) return gather_objects(obj, r, op);
   const bool is_root = r == peer_id_;
   if (t) {
     Packed p = pack(obj, *t, t->is_list(), expected_count(*t), op);
@@ -288,6 +331,7 @@ py::object PyCommunicator::scatter(py::handle obj, long long root, py::handle ty
   const unsigned r = peer_arg(root, op, "root");
   const TypeSpec* t = type_arg(type, op);
   no_type_and_out(t, out, op);
+  if (!t && !given(out) && is_object(obj)) return scatter_objects(obj, r);
   const bool is_root = r == peer_id_;
   if (t) {
     // A list type describes the root's whole list; a scalar type means the root
@@ -346,6 +390,7 @@ py::object PyCommunicator::reduce(py::handle obj, long long root, py::handle fun
   const Func& f = func_arg(func, op);
   const TypeSpec* t = type_arg(type, op);
   no_type_and_out(t, out, op);
+  if (!t && !given(out) && is_object(obj)) return reduce_objects(obj, f, Fold::reduce, r, op);
   const bool is_root = r == peer_id_;
   if (t) {
     Packed p = pack(obj, *t, t->is_list(), expected_count(*t), op);
@@ -374,6 +419,9 @@ py::object PyCommunicator::elementwise_reduction(const char* op, ReduceCall call
   const Func& f = func_arg(func, op);
   const TypeSpec* t = type_arg(type, op);
   no_type_and_out(t, out, op);
+  if (!t && !given(out) && is_object(obj))
+    return reduce_objects(
+        obj, f, call == &FMI::Communicator::scan_bytes ? Fold::scan : Fold::allreduce, 0, op);
   if (t) {
     Packed p = pack(obj, *t, t->is_list(), expected_count(*t), op);
     Reduction red(f, *t, t->is_list(), op);
@@ -404,6 +452,7 @@ py::object PyCommunicator::allgather(py::handle obj, py::handle type, py::handle
   const char* op = "allgather";
   const TypeSpec* t = type_arg(type, op);
   no_type_and_out(t, out, op);
+  if (!t && !given(out) && is_object(obj)) return allgather_objects(obj, op);
   if (t) {
     Packed p = pack(obj, *t, t->is_list(), expected_count(*t), op);
     Packed all = packed_zeros(*t, p.count * num_peers_);
@@ -422,6 +471,7 @@ py::object PyCommunicator::alltoall(py::handle obj, py::handle type, py::handle 
   const char* op = "alltoall";
   const TypeSpec* t = type_arg(type, op);
   no_type_and_out(t, out, op);
+  if (!t && !given(out) && is_object(obj)) return alltoall_objects(obj);
   if (t) {
     // As for scatter: a list type describes the whole send list, a scalar type
     // means one value per peer.
@@ -460,6 +510,309 @@ py::object PyCommunicator::reduce_scatter(py::handle obj, py::handle func, py::h
   a = unaliased(a, o);
   blocking(op, [&](auto& c) { c.reduce_scatter_bytes(cbytes(a), mbytes(o), red.op()); });
   return given(out) ? py::reinterpret_borrow<py::object>(out) : py::object(o);
+}
+
+// ---- pickled objects -------------------------------------------------------------------
+//
+// Every form sends the payload sizes first (one uint64 per payload, over a
+// fixed-size operation), then the payloads over the matching variable-size one.
+// Pickling and unpickling hold the GIL; the transfers release it.
+
+namespace {
+ConstBytes u64_bytes(const std::uint64_t& v) { return {reinterpret_cast<const std::byte*>(&v), 8}; }
+Bytes u64_bytes(std::uint64_t& v) { return {reinterpret_cast<std::byte*>(&v), 8}; }
+template <typename V>
+Bytes vec_bytes(V& v) {
+  return {reinterpret_cast<std::byte*>(v.data()), v.size() * sizeof(v[0])};
+}
+std::vector<std::size_t> offsets_of(const std::vector<std::size_t>& sizes) {
+  std::vector<std::size_t> d(sizes.size() + 1, 0);
+  for (std::size_t i = 0; i < sizes.size(); ++i) d[i + 1] = d[i] + sizes[i];
+  return d;
+}
+/// A list of exactly n items on the root of scatter / every peer of alltoall.
+py::list list_of_n(py::handle obj, unsigned n, const char* op, const char* who) {
+  if (!PySequence_Check(obj.ptr()) || PyUnicode_Check(obj.ptr()) || PyBytes_Check(obj.ptr()))
+    throw py::type_error(std::string(op) + ": " + who +
+                         " passes a list of one object per peer, got '" + type_name(obj) + "'");
+  py::list l(py::reinterpret_borrow<py::sequence>(obj));
+  if (l.size() != n)
+    FMI_THROW(UsageError, op, ": ", who, " passes a list of ", l.size(),
+              " objects, needs one per peer (", n, ")");
+  return l;
+}
+}  // namespace
+
+// send, recv and bcast move the out-of-band buffers straight from the sender's
+// arrays into the receiver's message: first the sizes (payload, head), then the
+// head, then each buffer at its place in the receiver's bytearray.
+void PyCommunicator::send_object(py::handle obj, unsigned dest) {
+  const char* op = "send";
+  Encoded e = encode(obj, op);
+  const std::uint64_t sizes[2] = {e.total, e.head.size()};
+  blocking(op, [&](auto& c) {
+    c.send_bytes(ConstBytes(reinterpret_cast<const std::byte*>(sizes), sizeof sizes), dest);
+    c.send_bytes(e.head, dest);
+    for (const auto& b : e.bufs) c.send_bytes(b->bytes(), dest);
+  });
+}
+
+py::object PyCommunicator::recv_object(unsigned src) {
+  const char* op = "recv";
+  std::uint64_t sizes[2] = {0, 0};
+  blocking(op, [&](auto& c) {
+    c.recv_bytes(Bytes(reinterpret_cast<std::byte*>(sizes), sizeof sizes), src);
+  });
+  if (sizes[1] > sizes[0] || sizes[1] < 16)
+    FMI_THROW(FMI::PeerError, "recv: peer ", src, " sent an object header of ", sizes[1],
+              " bytes for ", sizes[0], "; did it call the object form of send?");
+  py::object ba = new_bytearray(sizes[0]);
+  Bytes into = bytearray_span(ba);
+  blocking(op, [&](auto& c) { c.recv_bytes(into.first(sizes[1]), src); });
+  const auto ranges = buffer_ranges(into.first(sizes[1]));
+  for (const auto& [at, len] : ranges)
+    if (at > into.size() || len > into.size() - at)
+      FMI_THROW(FMI::PeerError, "recv: the object from peer ", src, " lists a buffer past its end");
+  blocking(op, [&](auto& c) {
+    for (const auto& [at, len] : ranges) c.recv_bytes(into.subspan(at, len), src);
+  });
+  return decode_object(ba, 0, sizes[0], op);
+}
+
+py::object PyCommunicator::bcast_object(py::handle obj, unsigned root) {
+  const char* op = "bcast";
+  const bool is_root = root == peer_id_;
+  Encoded e;
+  if (is_root) e = encode(obj, op);
+  std::uint64_t sizes[2] = {e.total, e.head.size()};
+  blocking(op, [&](auto& c) {
+    c.bcast_bytes(Bytes(reinterpret_cast<std::byte*>(sizes), sizeof sizes), root);
+  });
+  if (is_root) {
+    // Some bcast algorithms store every chunk in every peer's buffer, the root's
+    // too (identical bytes): a read-only buffer is broadcast from a copy.
+    std::vector<std::vector<std::byte>> copies;
+    std::vector<Bytes> parts;
+    copies.reserve(e.bufs.size());
+    for (const auto& b : e.bufs) {
+      const ConstBytes x = b->bytes();
+      if (b->readonly()) {
+        copies.emplace_back(x.begin(), x.end());
+        parts.emplace_back(copies.back());
+      } else {
+        parts.emplace_back(const_cast<std::byte*>(x.data()), x.size());
+      }
+    }
+    blocking(op, [&](auto& c) {
+      c.bcast_bytes(e.head, root);
+      for (Bytes p : parts) c.bcast_bytes(p, root);
+    });
+    return py::reinterpret_borrow<py::object>(obj);  // the root keeps its own object
+  }
+  if (sizes[1] > sizes[0] || sizes[1] < 16)
+    FMI_THROW(FMI::PeerError, "bcast: the root sent an object header of ", sizes[1], " bytes for ",
+              sizes[0], "; did every peer call the object form?");
+  py::object ba = new_bytearray(sizes[0]);
+  Bytes into = bytearray_span(ba);
+  blocking(op, [&](auto& c) { c.bcast_bytes(into.first(sizes[1]), root); });
+  const auto ranges = buffer_ranges(into.first(sizes[1]));
+  for (const auto& [at, len] : ranges)
+    if (at > into.size() || len > into.size() - at)
+      FMI_THROW(FMI::PeerError, "bcast: the root's object lists a buffer past its end");
+  blocking(op, [&](auto& c) {
+    for (const auto& [at, len] : ranges) c.bcast_bytes(into.subspan(at, len), root);
+  });
+  return decode_object(ba, 0, sizes[0], op);
+}
+
+py::list PyCommunicator::allgather_objects(py::handle obj, const char* op) {
+  std::vector<std::byte> payload = encode_object(obj, op);
+  const std::uint64_t mine = payload.size();
+  std::vector<std::uint64_t> all(num_peers_);
+  blocking(op, [&](auto& c) { c.allgather_bytes(u64_bytes(mine), vec_bytes(all)); });
+  const std::vector<std::size_t> sizes(all.begin(), all.end());
+  const auto d = offsets_of(sizes);
+  py::object ba = new_bytearray(d.back());
+  Bytes into = bytearray_span(ba);
+  blocking(op, [&](auto& c) { c.allgatherv_bytes(payload, into, sizes); });
+  py::list out;
+  for (unsigned p = 0; p < num_peers_; ++p) out.append(decode_object(ba, d[p], sizes[p], op));
+  return out;
+}
+
+// gatherv needs every peer's size on every peer (a tree's inner peers forward
+// their subtree), so the sizes are all-gathered, not gathered.
+py::object PyCommunicator::gather_objects(py::handle obj, unsigned root, const char* op) {
+  std::vector<std::byte> payload = encode_object(obj, op);
+  const std::uint64_t mine = payload.size();
+  std::vector<std::uint64_t> all(num_peers_);
+  blocking(op, [&](auto& c) { c.allgather_bytes(u64_bytes(mine), vec_bytes(all)); });
+  const std::vector<std::size_t> sizes(all.begin(), all.end());
+  const auto d = offsets_of(sizes);
+  const bool is_root = root == peer_id_;
+  py::object ba = new_bytearray(is_root ? d.back() : 0);
+  Bytes into = bytearray_span(ba);
+  blocking(op, [&](auto& c) { c.gatherv_bytes(payload, into, sizes, root); });
+  if (!is_root) return py::none();
+  py::list out;
+  for (unsigned p = 0; p < num_peers_; ++p) out.append(decode_object(ba, d[p], sizes[p], op));
+  return out;
+}
+
+py::object PyCommunicator::scatter_objects(py::handle obj, unsigned root) {
+  const char* op = "scatter";
+  const bool is_root = root == peer_id_;
+  std::vector<std::uint64_t> all(num_peers_, 0);
+  std::vector<std::byte> packed;
+  if (is_root) {
+    py::list items = list_of_n(obj, num_peers_, op, "the root");
+    for (unsigned p = 0; p < num_peers_; ++p) {
+      std::vector<std::byte> one = encode_object(items[p], op);
+      all[p] = one.size();
+      packed.insert(packed.end(), one.begin(), one.end());
+    }
+  }
+  blocking(op, [&](auto& c) { c.bcast_bytes(vec_bytes(all), root); });
+  const std::vector<std::size_t> sizes(all.begin(), all.end());
+  py::object ba = new_bytearray(sizes[peer_id_]);
+  Bytes into = bytearray_span(ba);
+  blocking(op, [&](auto& c) { c.scatterv_bytes(packed, sizes, into, root); });
+  return decode_object(ba, 0, sizes[peer_id_], op);
+}
+
+py::object PyCommunicator::alltoall_objects(py::handle obj) {
+  const char* op = "alltoall";
+  py::list items = list_of_n(obj, num_peers_, op, "every peer");
+  std::vector<std::uint64_t> out_sizes(num_peers_), in_sizes(num_peers_);
+  std::vector<std::byte> packed;
+  for (unsigned p = 0; p < num_peers_; ++p) {
+    std::vector<std::byte> one = encode_object(items[p], op);
+    out_sizes[p] = one.size();
+    packed.insert(packed.end(), one.begin(), one.end());
+  }
+  blocking(op, [&](auto& c) { c.alltoall_bytes(vec_bytes(out_sizes), vec_bytes(in_sizes)); });
+  const std::vector<std::size_t> sc(out_sizes.begin(), out_sizes.end());
+  const std::vector<std::size_t> rc(in_sizes.begin(), in_sizes.end());
+  const auto d = offsets_of(rc);
+  py::object ba = new_bytearray(d.back());
+  Bytes into = bytearray_span(ba);
+  blocking(op, [&](auto& c) { c.alltoallv_bytes(packed, sc, into, rc); });
+  py::list res;
+  for (unsigned p = 0; p < num_peers_; ++p) res.append(decode_object(ba, d[p], rc[p], op));
+  return res;
+}
+
+// Objects are combined by Python code, which cannot run inside the algorithms
+// without the GIL for every step: the operands are collected (gather or allgather)
+// and folded left to right in peer order here, which is right for any function
+// (commutative or not) and gives every peer of an allreduce the same result.
+py::object PyCommunicator::reduce_objects(py::handle obj, const Func& f, Fold kind, unsigned root,
+                                          const char* op) {
+  py::object fn = object_operator(static_cast<int>(f.op), f.fn);
+  py::object all = kind == Fold::reduce ? gather_objects(obj, root, op)
+                                        : py::object(allgather_objects(obj, op));
+  if (all.is_none()) return py::none();
+  py::list l = all.cast<py::list>();
+  const std::size_t upto = kind == Fold::scan ? peer_id_ + 1 : l.size();
+  py::object acc = l[0];
+  for (std::size_t p = 1; p < upto; ++p) acc = fn(acc, l[p]);
+  return acc;
+}
+
+// ---- variable-size collectives on buffers -----------------------------------------
+// comm.gatherv / scatterv / allgatherv / alltoallv on buffer-protocol objects
+// (NumPy arrays, bytes, bytearray, memoryview, array.array). Counts are elements of
+// the buffer's item size (the itemsize of its format: 8 for a float64 array, 1 for
+// bytes); blocks are packed in peer order. Buffers are taken through the buffer
+// protocol itself, so these calls need no NumPy. Outputs must be writable and
+// C-contiguous and are filled in place; the call returns the output (None for the
+// recv of gatherv off the root, which may be None).
+
+
+
+namespace {
+
+std::vector<std::size_t> counts_arg(py::handle counts, const char* op, const char* name) {
+  if (!PySequence_Check(counts.ptr()) || PyUnicode_Check(counts.ptr()))
+    throw py::type_error(std::string(op) + ": " + name + " must be a sequence of ints, got '" +
+                         type_name(counts) + "'");
+  std::vector<std::size_t> out;
+  for (py::handle x : py::reinterpret_borrow<py::sequence>(counts)) {
+    if (!PyIndex_Check(x.ptr()))
+      throw py::type_error(std::string(op) + ": " + name + " must hold ints, got '" +
+                           type_name(x) + "'");
+    const long long v = x.cast<long long>();
+    if (v < 0) FMI_THROW(UsageError, op, ": ", name, "[", out.size(), "] = ", v, " is negative");
+    out.push_back(static_cast<std::size_t>(v));
+  }
+  return out;
+}
+
+// The unit of `counts`: the item size of the buffer they describe, or of the
+// other one when that buffer is absent (gatherv's recv off the root, ...).
+std::size_t unit_of(const BufferView& described, const BufferView& other) {
+  if (described.held()) return described.itemsize();
+  return other.held() ? other.itemsize() : 1;
+}
+
+}  // namespace
+
+py::object PyCommunicator::gatherv(py::handle send, py::handle recv, py::handle recv_counts,
+                                   long long root) {
+  const char* op = "gatherv";
+  const unsigned r = peer_arg(root, op, "root");
+  BufferView s(send, false, op, "send");
+  BufferView o(recv, true, op, "recv", true);
+  if (r == peer_id_ && !o.held())
+    FMI_THROW(UsageError, "gatherv: the root (peer ", peer_id_, ") needs a recv buffer");
+  const std::size_t es = unit_of(o, s);
+  FMI::Communicator::check_elements(op, "send buffer", s.bytes().size(), es);
+  const auto counts = FMI::Communicator::counts_in_bytes(
+      op, "recv_counts", counts_arg(recv_counts, op, "recv_counts"), es);
+  blocking(op, [&](auto& c) { c.gatherv_bytes(s.bytes(), o.bytes(), counts, r); });
+  if (r != peer_id_) return py::none();
+  return py::reinterpret_borrow<py::object>(recv);
+}
+
+py::object PyCommunicator::scatterv(py::handle send, py::handle send_counts, py::handle recv,
+                                    long long root) {
+  const char* op = "scatterv";
+  const unsigned r = peer_arg(root, op, "root");
+  BufferView s(send, false, op, "send", true);
+  if (r == peer_id_ && !s.held())
+    FMI_THROW(UsageError, "scatterv: the root (peer ", peer_id_, ") needs a send buffer");
+  BufferView o(recv, true, op, "recv");
+  const std::size_t es = unit_of(s, o);
+  FMI::Communicator::check_elements(op, "recv buffer", o.bytes().size(), es);
+  const auto counts = FMI::Communicator::counts_in_bytes(
+      op, "send_counts", counts_arg(send_counts, op, "send_counts"), es);
+  blocking(op, [&](auto& c) { c.scatterv_bytes(s.bytes(), counts, o.bytes(), r); });
+  return py::reinterpret_borrow<py::object>(recv);
+}
+
+py::object PyCommunicator::allgatherv(py::handle send, py::handle recv, py::handle recv_counts) {
+  const char* op = "allgatherv";
+  BufferView s(send, false, op, "send");
+  BufferView o(recv, true, op, "recv");
+  const std::size_t es = o.itemsize();
+  FMI::Communicator::check_elements(op, "send buffer", s.bytes().size(), es);
+  const auto counts = FMI::Communicator::counts_in_bytes(
+      op, "recv_counts", counts_arg(recv_counts, op, "recv_counts"), es);
+  blocking(op, [&](auto& c) { c.allgatherv_bytes(s.bytes(), o.bytes(), counts); });
+  return py::reinterpret_borrow<py::object>(recv);
+}
+
+py::object PyCommunicator::alltoallv(py::handle send, py::handle send_counts, py::handle recv,
+                                     py::handle recv_counts) {
+  const char* op = "alltoallv";
+  BufferView s(send, false, op, "send");
+  BufferView o(recv, true, op, "recv");
+  const auto sc = FMI::Communicator::counts_in_bytes(
+      op, "send_counts", counts_arg(send_counts, op, "send_counts"), s.itemsize());
+  const auto rc = FMI::Communicator::counts_in_bytes(
+      op, "recv_counts", counts_arg(recv_counts, op, "recv_counts"), o.itemsize());
+  blocking(op, [&](auto& c) { c.alltoallv_bytes(s.bytes(), sc, o.bytes(), rc); });
+  return py::reinterpret_borrow<py::object>(recv);
 }
 
 }  // namespace fmipy

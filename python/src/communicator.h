@@ -16,6 +16,7 @@
 #include <string>
 
 #include "buffers.h"
+#include "objects.h"
 #include "fmi/communicator.h"
 #include "reductions.h"
 
@@ -57,7 +58,24 @@ class PyCommunicator {
   py::object alltoall(py::handle obj, py::handle type, py::handle out);
   py::object reduce_scatter(py::handle obj, py::handle func, py::handle type, py::handle out);
 
+  // Sub-communicators: the peers passing one color >= 0 form a communicator
+  // ordered by (key, peer_id); a negative color gives None. The child uses this
+  // communicator's channels and keeps it alive (module.cpp: keep_alive); after
+  // this one is finalised, the child's calls raise fmi.UsageError.
+  std::unique_ptr<PyCommunicator> split(long long color, long long key);
+  std::unique_ptr<PyCommunicator> dup();
+
+  // Variable-size collectives on buffers: counts in elements of
+  // the buffer's item size, blocks packed in peer order.
+  py::object gatherv(py::handle send, py::handle recv, py::handle recv_counts, long long root);
+  py::object scatterv(py::handle send, py::handle send_counts, py::handle recv, long long root);
+  py::object allgatherv(py::handle send, py::handle recv, py::handle recv_counts);
+  py::object alltoallv(py::handle send, py::handle send_counts, py::handle recv,
+                       py::handle recv_counts);
+
  private:
+  /// Wraps a sub-communicator made by split/dup; `mu` is the parent's mutex.
+  PyCommunicator(std::unique_ptr<FMI::Communicator> comm, std::shared_ptr<std::mutex> mu);
   FMI::Communicator& comm(const char* op);
   unsigned peer_arg(long long p, const char* op, const char* role) const;
   /// Runs `f` on the core communicator with the GIL released, under mu_. Every
@@ -74,8 +92,24 @@ class PyCommunicator {
   py::array reduce_target(py::handle out, const py::array& in,
                           const std::vector<py::ssize_t>& shape, const char* op);
 
+  // Pickled objects (objects.h): sizes first, then the payloads.
+  void send_object(py::handle obj, unsigned dest);
+  py::object recv_object(unsigned src);
+  py::object bcast_object(py::handle obj, unsigned root);
+  py::list allgather_objects(py::handle obj, const char* op);
+  py::object gather_objects(py::handle obj, unsigned root, const char* op);
+  py::object scatter_objects(py::handle obj, unsigned root);
+  py::object alltoall_objects(py::handle obj);
+  /// reduce (root) / allreduce / scan (prefix) of objects with f folded in peer order.
+  enum class Fold { reduce, allreduce, scan };
+  py::object reduce_objects(py::handle obj, const Func& f, Fold kind, unsigned root,
+                            const char* op);
+
   std::unique_ptr<FMI::Communicator> comm_;
-  std::mutex mu_;  // serialises calls on comm_ from several Python threads
+  // Serialises calls on comm_ from several Python threads. Shared with the
+  // sub-communicators split from this one: they use this one's channel objects,
+  // which are no more thread-safe than the core Communicator.
+  std::shared_ptr<std::mutex> mu_ = std::make_shared<std::mutex>();
   unsigned peer_id_;
   unsigned num_peers_;
   std::string comm_name_;

@@ -255,5 +255,21 @@ PYBIND11_MODULE(fmi, m) {
       .def("alltoall", &PyCommunicator::alltoall, "obj"_a, "type"_a = py::none(), py::kw_only(),
            "out"_a = py::none())
       .def("reduce_scatter", &PyCommunicator::reduce_scatter, "obj"_a, "func"_a,
-           "type"_a = py::none(), py::kw_only(), "out"_a = py::none());
+           "type"_a = py::none(), py::kw_only(), "out"_a = py::none())
+      .def("split", &PyCommunicator::split, "color"_a, "key"_a = 0, py::keep_alive<0, 1>(),
+           "Collective: the peers passing the same color >= 0 form a new Communicator, "
+           "ranked by (key, peer_id); a negative color returns None. The new communicator "
+           "uses this one's channels (no new connections) and keeps it alive; finalising "
+           "this one makes the child unusable.")
+      .def("dup", &PyCommunicator::dup, py::keep_alive<0, 1>(),
+           "split(0, peer_id): the same peers in the same order, in a tag space of its own.")
+      .def("gatherv", &PyCommunicator::gatherv, "send"_a, "recv"_a, "recv_counts"_a, "root"_a,
+           "recv on root receives recv_counts[p] elements from each peer p, packed in peer "
+           "order (recv may be None elsewhere).")
+      .def("scatterv", &PyCommunicator::scatterv, "send"_a, "send_counts"_a, "recv"_a, "root"_a,
+           "send on root holds send_counts[p] elements for each peer p (send may be None "
+           "elsewhere).")
+      .def("allgatherv", &PyCommunicator::allgatherv, "send"_a, "recv"_a, "recv_counts"_a)
+      .def("alltoallv", &PyCommunicator::alltoallv, "send"_a, "send_counts"_a, "recv"_a,
+           "recv_counts"_a);
 }

@@ -33,6 +33,10 @@ const char* to_string(Operation op) {
     case Operation::allgather: return "allgather";
     case Operation::alltoall: return "alltoall";
     case Operation::reduce_scatter: return "reduce_scatter";
+    case Operation::gatherv: return "gatherv";
+    case Operation::scatterv: return "scatterv";
+    case Operation::allgatherv: return "allgatherv";
+    case Operation::alltoallv: return "alltoallv";
   }
   return "unknown-operation";
 }
@@ -40,13 +44,32 @@ const char* to_string(Hint h) { return h == Hint::fast ? "fast" : "cheap"; }
 }  // namespace Utils
 
 namespace Comm {
+namespace {
+// A sub-communicator's id as 6 hex digits ("c00a3f1"), in tags and object keys.
+std::string comm_id_str(std::uint32_t id) {
+  static const char* hex = "0123456789abcdef";
+  std::string s = "c";
+  for (int shift = 20; shift >= 0; shift -= 4) s += hex[(id >> shift) & 0xf];
+  return s;
+}
+}  // namespace
+
 std::string to_string(const Tag& t) {
-  return std::string(Utils::to_string(t.op)) + "#" + std::to_string(t.seq);
+  std::string s = std::string(Utils::to_string(t.op)) + "#" + std::to_string(t.seq);
+  if (t.comm != 0) s += "@" + comm_id_str(t.comm);
+  return s;
 }
 
+// A sub-communicator's objects live under its parent's name (so the parent's
+// channel finds and deletes them as its own) with the sub-communicator's id as an
+// extra path element: "<comm>/c00a3f1/<op>/<seq>/<from>-<to>".
 std::string ObjectKey::str(const std::string& comm_name) const {
   std::string s = comm_name;
   s += '/';
+  if (tag.comm != 0) {
+    s += comm_id_str(tag.comm);
+    s += '/';
+  }
   s += Utils::to_string(tag.op);
   s += '/';
   s += std::to_string(tag.seq);

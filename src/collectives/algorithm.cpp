@@ -34,7 +34,11 @@ Algorithm choose_p2p(Operation op, std::size_t bytes, Utils::peer_num n, const R
     case Operation::bcast:
       return large && n > 2 ? Algorithm::scatter_allgather : Algorithm::binomial;
     case Operation::gather:
-    case Operation::scatter: return large ? Algorithm::linear : Algorithm::binomial;
+    case Operation::scatter:
+    // The v-forms decide on the mean block (total / n), which every peer computes
+    // from the same counts.
+    case Operation::gatherv:
+    case Operation::scatterv: return large ? Algorithm::linear : Algorithm::binomial;
     case Operation::reduce:
       if (!p.associative) return Algorithm::linear;
       if (large && ringable && n > 2) return Algorithm::ring;
@@ -46,8 +50,10 @@ Algorithm choose_p2p(Operation op, std::size_t bytes, Utils::peer_num n, const R
       return Algorithm::recursive_doubling;
     case Operation::scan:
       return p.associative ? Algorithm::recursive_doubling : Algorithm::linear;
-    case Operation::allgather: return large || n > 8 ? Algorithm::ring : Algorithm::binomial;
-    case Operation::alltoall: return Algorithm::pairwise;
+    case Operation::allgather:
+    case Operation::allgatherv: return large || n > 8 ? Algorithm::ring : Algorithm::binomial;
+    case Operation::alltoall:
+    case Operation::alltoallv: return Algorithm::pairwise;
     case Operation::reduce_scatter:
       // bytes is one peer's block here: every chunk is a whole block.
       return p.commutative && p.associative && p.granularity > 0 ? Algorithm::ring

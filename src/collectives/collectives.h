@@ -9,6 +9,9 @@
 // (choose_algorithm) depends only on values all ranks share.
 #pragma once
 
+#include <cstddef>
+#include <span>
+
 #include "fmi/channel.h"
 #include "fmi/function.h"
 #include "fmi/types.h"
@@ -48,6 +51,9 @@ struct ReduceProps {
   std::size_t granularity = 1;  // 0: whole-buffer function, cannot be chunked
 };
 
+/// Bytes per peer of a variable-size collective (gatherv, ...), in peer order.
+using Counts = std::span<const std::size_t>;
+
 /// Message size (bytes per peer contribution) from which bandwidth-optimal
 /// algorithms (ring, scatter+allgather) replace latency-optimal ones.
 inline constexpr std::size_t kLargeMessage = 256 * 1024;
@@ -77,6 +83,17 @@ void alltoall(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
               const Options& o);
 void reduce_scatter(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
                     const ReduceOp& f, const Options& o);
+// Variable-size forms (src/collectives/vector.cpp). `counts` are bytes per peer,
+// blocks packed in peer order; the Communicator has checked that this peer's own
+// block and buffers agree with them.
+void gatherv(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
+             Counts recv_counts, const Options& o);
+void scatterv(Ch& ch, const Context& c, Comm::ConstBytes send, Counts send_counts,
+              Comm::Bytes recv, const Options& o);
+void allgatherv(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
+                Counts recv_counts, const Options& o);
+void alltoallv(Ch& ch, const Context& c, Comm::ConstBytes send, Counts send_counts,
+               Comm::Bytes recv, Counts recv_counts, const Options& o);
 }  // namespace p2p
 
 namespace store {
@@ -100,6 +117,14 @@ void alltoall(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
               const Options& o);
 void reduce_scatter(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
                     const ReduceOp& f, const Options& o);
+void gatherv(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
+             Counts recv_counts, const Options& o);
+void scatterv(Ch& ch, const Context& c, Comm::ConstBytes send, Counts send_counts,
+              Comm::Bytes recv, const Options& o);
+void allgatherv(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
+                Counts recv_counts, const Options& o);
+void alltoallv(Ch& ch, const Context& c, Comm::ConstBytes send, Counts send_counts,
+               Comm::Bytes recv, Counts recv_counts, const Options& o);
 }  // namespace store
 
 }  // namespace FMI::coll

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "collectives/collectives.h"
+#include "collectives/tree.h"
 #include "fmi/errors.h"
 
 namespace FMI::coll::p2p {
@@ -26,17 +27,9 @@ using Comm::ConstBytes;
 using Utils::peer_num;
 using Buffer = std::vector<std::byte>;
 
-peer_num to_virtual(peer_num r, peer_num root, peer_num n) { return (r + n - root) % n; }
-peer_num to_real(peer_num v, peer_num root, peer_num n) { return (v + root) % n; }
-
-// Number of virtual ranks in v's binomial subtree [v, v + size): the lowest set
-// bit of v (for the root, the first power of two >= n), clipped at n.
-peer_num subtree_of(peer_num v, peer_num n, peer_num* lowbit = nullptr) {
-  peer_num sub = 1;
-  while (sub < n && !(v & sub)) sub <<= 1;
-  if (lowbit) *lowbit = sub;
-  return std::min(sub, n - v);
-}
+using tree::subtree_of;
+using tree::to_real;
+using tree::to_virtual;
 
 void copy(ConstBytes from, Bytes to) {
   if (!from.empty() && from.data() != to.data()) std::memmove(to.data(), from.data(), from.size());

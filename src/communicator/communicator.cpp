@@ -3,6 +3,7 @@
 #include "fmi/communicator.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include "channels/registry.h"
@@ -314,6 +315,115 @@ void Communicator::reduce_scatter_bytes(ConstBytes send, Bytes recv, const Utils
   const coll::Options o{};
   run(Operation::reduce_scatter, recv.size(), &f, coll_seq_, Named{"reduce_scatter"},
       FMI_BOTH(reduce_scatter(ch, c, send, recv, f, o)));
+}
+
+// ---- variable-size collectives ---------------------------------------------------
+//
+// The counts arrive in bytes. Each call checks what this peer can see before
+// anything is sent: one count per peer, the counts adding up to the packed buffer,
+// this peer's own block matching its count. Counts that differ between peers are
+// caught where the mismatched message arrives (the channel's exact-size check).
+// The channel is chosen on the mean block, which every peer computes from the same
+// counts, except for alltoallv (below).
+
+namespace {
+std::size_t counts_total(const char* op, const char* name, const std::vector<std::size_t>& counts,
+                         Utils::peer_num n) {
+  if (counts.size() != n)
+    FMI_THROW(UsageError, op, ": ", name, " has ", counts.size(),
+              " entries, needs one per peer (num_peers = ", n, ")");
+  std::size_t total = 0;
+  for (std::size_t c : counts) {
+    if (c > SIZE_MAX - total)
+      FMI_THROW(UsageError, op, ": ", name, " add up to more bytes than a buffer can hold");
+    total += c;
+  }
+  return total;
+}
+void check_total(const char* op, const char* what, std::size_t have, const char* name,
+                 std::size_t total) {
+  if (have != total)
+    FMI_THROW(UsageError, op, ": ", what, " holds ", have, " bytes, ", name, " add up to ", total,
+              " bytes");
+}
+void check_own(const char* op, const char* what, std::size_t have, const char* name,
+               Utils::peer_num me, std::size_t count) {
+  if (have != count)
+    FMI_THROW(UsageError, op, ": ", what, " holds ", have, " bytes, ", name, "[", me,
+              "] (this peer's block) is ", count, " bytes");
+}
+}  // namespace
+
+std::vector<std::size_t> Communicator::counts_in_bytes(const char* op, const char* name,
+                                                       const std::vector<std::size_t>& counts,
+                                                       std::size_t elem_size) {
+  std::vector<std::size_t> bytes(counts.size());
+  for (std::size_t p = 0; p < counts.size(); ++p) {
+    if (elem_size != 0 && counts[p] > SIZE_MAX / elem_size)
+      FMI_THROW(UsageError, op, ": ", name, "[", p, "] = ", counts[p], " elements of ", elem_size,
+                " bytes overflow a buffer size");
+    bytes[p] = counts[p] * elem_size;
+  }
+  return bytes;
+}
+
+void Communicator::check_elements(const char* op, const char* what, std::size_t bytes,
+                                  std::size_t elem_size) {
+  if (elem_size > 1 && bytes % elem_size != 0)
+    FMI_THROW(UsageError, op, ": ", what, " holds ", bytes, " bytes, not a whole number of ",
+              elem_size, "-byte elements (the unit of the counts)");
+}
+
+void Communicator::gatherv_bytes(ConstBytes send, Bytes recv,
+                                 const std::vector<std::size_t>& counts, peer_num root) {
+  check_peer("gatherv", root, "root");
+  const std::size_t total = counts_total("gatherv", "recv_counts", counts, num_peers_);
+  check_own("gatherv", "send buffer", send.size(), "recv_counts", peer_id_, counts[peer_id_]);
+  if (peer_id_ == root)
+    check_total("gatherv", "recv buffer on root", recv.size(), "recv_counts", total);
+  const coll::Options o{root};
+  run(Operation::gatherv, total / num_peers_, nullptr, coll_seq_, [&] { return rooted("gatherv", root); },
+      FMI_BOTH(gatherv(ch, c, send, recv, counts, o)));
+}
+
+void Communicator::scatterv_bytes(ConstBytes send, const std::vector<std::size_t>& counts,
+                                  Bytes recv, peer_num root) {
+  check_peer("scatterv", root, "root");
+  const std::size_t total = counts_total("scatterv", "send_counts", counts, num_peers_);
+  check_own("scatterv", "recv buffer", recv.size(), "send_counts", peer_id_, counts[peer_id_]);
+  if (peer_id_ == root)
+    check_total("scatterv", "send buffer on root", send.size(), "send_counts", total);
+  const coll::Options o{root};
+  run(Operation::scatterv, total / num_peers_, nullptr, coll_seq_, [&] { return rooted("scatterv", root); },
+      FMI_BOTH(scatterv(ch, c, send, counts, recv, o)));
+}
+
+void Communicator::allgatherv_bytes(ConstBytes send, Bytes recv,
+                                    const std::vector<std::size_t>& counts) {
+  const std::size_t total = counts_total("allgatherv", "recv_counts", counts, num_peers_);
+  check_own("allgatherv", "send buffer", send.size(), "recv_counts", peer_id_, counts[peer_id_]);
+  check_total("allgatherv", "recv buffer", recv.size(), "recv_counts", total);
+  const coll::Options o{};
+  run(Operation::allgatherv, total / num_peers_, nullptr, coll_seq_, Named{"allgatherv"},
+      FMI_BOTH(allgatherv(ch, c, send, recv, counts, o)));
+}
+
+void Communicator::alltoallv_bytes(ConstBytes send, const std::vector<std::size_t>& send_counts,
+                                   Bytes recv, const std::vector<std::size_t>& recv_counts) {
+  const std::size_t stotal = counts_total("alltoallv", "send_counts", send_counts, num_peers_);
+  const std::size_t rtotal = counts_total("alltoallv", "recv_counts", recv_counts, num_peers_);
+  check_total("alltoallv", "send buffer", send.size(), "send_counts", stotal);
+  check_total("alltoallv", "recv buffer", recv.size(), "recv_counts", rtotal);
+  if (send_counts[peer_id_] != recv_counts[peer_id_])
+    FMI_THROW(UsageError, "alltoallv: send_counts[", peer_id_, "] is ", send_counts[peer_id_],
+              " bytes, recv_counts[", peer_id_, "] is ", recv_counts[peer_id_],
+              " bytes; the block this peer keeps for itself must have one size");
+  // No size is known to every peer (each holds one row and one column of the
+  // matrix), and all peers must choose the same channel: the choice is made as for
+  // empty blocks. A single channel, or set_channel_policy, pins it.
+  const coll::Options o{};
+  run(Operation::alltoallv, 0, nullptr, coll_seq_, Named{"alltoallv"},
+      FMI_BOTH(alltoallv(ch, c, send, send_counts, recv, recv_counts, o)));
 }
 
 #undef FMI_BOTH

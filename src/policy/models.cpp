@@ -120,13 +120,18 @@ void p2p_pattern(const Utils::OperationInfo& info, Pattern& pat) {
         b.binomial(n, s);
       }
       break;
+    // The v-forms are costed on their mean block (data_size = total / n; 0 for
+    // alltoallv, whose sizes no peer knows in full), with the shape of the
+    // fixed-size algorithm they mirror (src/collectives/vector.cpp).
     case Operation::gather:
+    case Operation::gatherv:
       if (pat.algorithm == Algorithm::linear)
         b.exchange(n - 1, 1, s);
       else
         b.binomial_blocks(n, s);
       break;
     case Operation::scatter:
+    case Operation::scatterv:
       if (pat.algorithm == Algorithm::linear)
         b.exchange(1, n - 1, s);
       else
@@ -166,6 +171,7 @@ void p2p_pattern(const Utils::OperationInfo& info, Pattern& pat) {
       }
       break;
     case Operation::allgather:
+    case Operation::allgatherv:
       if (pat.algorithm == Algorithm::binomial) {  // gather to 0, bcast n blocks
         b.binomial_blocks(n, s);
         b.binomial(n, s * n);
@@ -174,6 +180,7 @@ void p2p_pattern(const Utils::OperationInfo& info, Pattern& pat) {
       }
       break;
     case Operation::alltoall:  // pairwise: n - 1 rounds, a permutation each
+    case Operation::alltoallv:
       b.round(n, s, n - 1);
       break;
     case Operation::reduce_scatter:
@@ -207,8 +214,10 @@ void store_pattern(const Utils::OperationInfo& info, Pattern& pat) {
       break;
     case Operation::bcast: b.exchange(1, n - 1, s); break;
     case Operation::gather:
+    case Operation::gatherv:  // v-forms: on the mean block, as in p2p_pattern
     case Operation::reduce: b.exchange(n - 1, 1, s); break;
     case Operation::scatter:  // n - 1 objects, one per consumer
+    case Operation::scatterv:
       b.path(1, n - 1, s);
       b.traffic(n - 1, 1, 1, s);
       break;
@@ -221,9 +230,11 @@ void store_pattern(const Utils::OperationInfo& info, Pattern& pat) {
       for (peer_num i = 0; i + 1 < n; ++i) b.traffic(1, 1, n - 1 - i, s);
       break;
     case Operation::allgather:  // n objects, each read by n - 1 peers
+    case Operation::allgatherv:
       b.exchange(n, n - 1, s);
       break;
     case Operation::alltoall:
+    case Operation::alltoallv:
     case Operation::reduce_scatter:  // n (n - 1) objects, each read once
       b.path(n, n - 1, s);
       b.traffic(double(n) * (n - 1), 1, 1, s);

@@ -431,6 +431,131 @@ TEST_P(CommunicatorCollectives, Every) {
   }
 }
 
+// The variable-size collectives through the Communicator on every channel: uneven
+// counts with zeros, and skewed counts where the last peer holds everything (large
+// enough for the bandwidth paths), every root for gatherv/scatterv.
+TEST_P(CommunicatorCollectives, VariableSize) {
+  Backend& b = backend(std::get<0>(GetParam()));
+  const unsigned n = std::get<1>(GetParam());
+  auto g = b.group(n, comm_name());
+  run_on(b, *g, [&](unsigned me, Group& grp) {
+    FMI::Communicator comm(me, n, FMI::Config{}, grp.comm());
+    comm.register_channel(b.name(), grp.make(me));
+    using Count = std::function<std::size_t(unsigned, unsigned)>;
+    const Count uneven = [](unsigned q, unsigned t) -> std::size_t { return (q * 5 + t * 3) % 4 * 7; };
+    const Count skewed = [n](unsigned q, unsigned) -> std::size_t { return q == n - 1 ? 40000 : 0; };
+    auto val = [](unsigned from, unsigned to, std::size_t i) { return I(from) * 1000003 + I(to) * 1009 + I(i); };
+    for (const Count& count : {uneven, skewed}) {
+      std::vector<std::size_t> counts(n), offs(n + 1, 0);
+      for (unsigned q = 0; q < n; ++q) {
+        counts[q] = count(q, 0);
+        offs[q + 1] = offs[q] + counts[q];
+      }
+      for (unsigned root : {0u, n - 1}) {
+        Vec mine(counts[me]), all(root == me ? offs[n] : 0);
+        for (std::size_t i = 0; i < counts[me]; ++i) mine.ref()[i] = val(me, 0, i);
+        comm.gatherv(mine, all, counts, root);
+        if (me == root)
+          for (unsigned q = 0; q < n; ++q)
+            for (std::size_t i = 0; i < counts[q]; ++i)
+              PEER_CHECK(all.get()[offs[q] + i] == val(q, 0, i), "gatherv root ", root, " block ", q, " element ", i);
+        Vec from_root(me == root ? offs[n] : 0), got(counts[me]);
+        if (me == root)
+          for (unsigned q = 0; q < n; ++q)
+            for (std::size_t i = 0; i < counts[q]; ++i) from_root.ref()[offs[q] + i] = val(root, q, i);
+        comm.scatterv(from_root, counts, got, root);
+        for (std::size_t i = 0; i < counts[me]; ++i)
+          PEER_CHECK(got.get()[i] == val(root, me, i), "scatterv root ", root, " element ", i);
+      }
+      Vec mine(counts[me]), all(offs[n]);
+      for (std::size_t i = 0; i < counts[me]; ++i) mine.ref()[i] = val(me, 1, i);
+      comm.allgatherv(mine, all, counts);
+      for (unsigned q = 0; q < n; ++q)
+        for (std::size_t i = 0; i < counts[q]; ++i)
+          PEER_CHECK(all.get()[offs[q] + i] == val(q, 1, i), "allgatherv block ", q, " element ", i);
+      // alltoallv: the block q -> t holds count(q, t) elements.
+      std::vector<std::size_t> sc(n), rc(n), so(n + 1, 0), ro(n + 1, 0);
+      for (unsigned t = 0; t < n; ++t) {
+        sc[t] = count(me, t);
+        rc[t] = count(t, me);
+        so[t + 1] = so[t] + sc[t];
+        ro[t + 1] = ro[t] + rc[t];
+      }
+      Vec send(so[n]), recv(ro[n]);
+      for (unsigned t = 0; t < n; ++t)
+        for (std::size_t i = 0; i < sc[t]; ++i) send.ref()[so[t] + i] = val(me, t, i);
+      comm.alltoallv(send, sc, recv, rc);
+      for (unsigned q = 0; q < n; ++q)
+        for (std::size_t i = 0; i < rc[q]; ++i)
+          PEER_CHECK(recv.get()[ro[q] + i] == val(q, me, i), "alltoallv from ", q, " element ", i);
+    }
+  });
+  if (auto left = g->leftovers()) EXPECT_EQ(*left, 0u) << "left in the store";
+}
+
+// Sub-communicators over the parent's channel on every channel: groups of rank % 2
+// with reversed keys (the last peer of 3 and more joining none), a dup and a split
+// of the child. Parent and child send on the same pair with equal (operation,
+// sequence) tags, received in reverse order: their messages must not mix, and the
+// child uses the parent's channel object (nothing registered or connected again).
+TEST_P(CommunicatorCollectives, SplitDupAndNestedSplit) {
+  Backend& b = backend(std::get<0>(GetParam()));
+  const unsigned n = std::get<1>(GetParam());
+  auto g = b.group(n, comm_name());
+  run_on(b, *g, [&](unsigned p, Group& grp) {
+    FMI::Communicator c(p, n, FMI::Config{}, grp.comm());
+    c.register_channel(b.name(), grp.make(p));
+    const bool none = n >= 3 && p == n - 1;
+    auto child = c.split(none ? -1 : int(p % 2), -int(p));
+    if (none) {
+      PEER_CHECK(child == nullptr, "peer ", p, " with color -1 got a communicator");
+    } else {
+      PEER_CHECK(child != nullptr, "peer ", p, " got no communicator");
+      std::vector<unsigned> members;  // parent ranks of the child's ranks (reversed keys)
+      for (unsigned q = n; q-- > 0;)
+        if (q % 2 == p % 2 && !(n >= 3 && q == n - 1)) members.push_back(q);
+      const unsigned cn = child->num_peers(), cr = child->peer_id();
+      PEER_CHECK(cn == members.size() && members[cr] == p, "child of peer ", p, ": rank ", cr,
+                 " of ", cn);
+      PEER_CHECK(child->channels().size() == 1 && child->channels().count(b.name()),
+                 "the child has other channels than the parent's");
+      if (cn > 1) {
+        const unsigned to = (cr + 1) % cn, from = (cr + cn - 1) % cn;
+        FMI::Comm::Data<int> ps(int(1000 + p)), cs(int(2000 + p)), pr(0), crcv(0);
+        c.send(ps, members[to]);
+        child->send(cs, to);
+        child->recv(crcv, from);
+        c.recv(pr, members[from]);
+        PEER_CHECK(crcv.get() == int(2000 + members[from]), "child recv got ", crcv.get());
+        PEER_CHECK(pr.get() == int(1000 + members[from]), "parent recv got ", pr.get());
+      }
+      Vec mine(std::vector<I>(5000, I(p))), all(5000 * cn);
+      child->allgather(mine, all);
+      for (unsigned q = 0; q < cn; ++q)
+        PEER_CHECK(all.get()[q * 5000 + 17] == I(members[q]), "child allgather block ", q);
+      FMI::Comm::Data<int> x{int(p)}, sum(0);
+      child->allreduce(x, sum, FMI::Utils::Function<int>::sum());
+      int want_sum = 0;
+      for (unsigned q : members) want_sum += int(q);
+      PEER_CHECK(sum.get() == want_sum, "child allreduce ", sum.get(), ", expected ", want_sum);
+      auto d = child->dup();
+      auto half = d->split(int(d->peer_id() % 2), 0);
+      FMI::Comm::Data<int> hx{int(p)}, hs(0);
+      half->scan(hx, hs, FMI::Utils::Function<int>::sum());
+      int want = 0;
+      for (unsigned r = d->peer_id() % 2; r <= d->peer_id(); r += 2) want += int(members[r]);
+      PEER_CHECK(hs.get() == want, "nested scan ", hs.get(), ", expected ", want);
+      FMI::Comm::Data<int> bc(p == members[0] ? 77 : -1);
+      d->bcast(bc, 0);
+      PEER_CHECK(bc.get() == 77, "dup bcast ", bc.get());
+    }
+    FMI::Comm::Data<int> one(1), total(0);
+    c.allreduce(one, total, FMI::Utils::Function<int>::sum());
+    PEER_CHECK(total.get() == int(n), "parent allreduce after the children ", total.get());
+  });
+  if (auto left = g->leftovers()) EXPECT_EQ(*left, 0u) << "left in the store";
+}
+
 // 64 MiB per peer (8 Mi int64) through every collective over Direct, 3 peers (a
 // non-power of two): ring and scatter+allgather with chunks of many MiB, partial
 // reads and writes on every connection. Direct only: the other channels' large

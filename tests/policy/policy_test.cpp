@@ -233,6 +233,7 @@ void run_counted(Operation op, std::size_t s, peer_num n, ChannelKind kind, bool
         std::vector<std::byte> a(s * n, std::byte{1}), b(s * n);
         FMI::Comm::ConstBytes one(a.data(), s), all(a.data(), s * n);
         FMI::Comm::Bytes rone(b.data(), s), rall(b.data(), s * n);
+        const std::vector<std::size_t> counts(n, s);
         switch (op) {
           case Operation::send:
             if (id == 0) comm.send_bytes(one, n - 1);
@@ -248,6 +249,11 @@ void run_counted(Operation op, std::size_t s, peer_num n, ChannelKind kind, bool
           case Operation::allgather: comm.allgather_bytes(one, rall); break;
           case Operation::alltoall: comm.alltoall_bytes(all, rall); break;
           case Operation::reduce_scatter: comm.reduce_scatter_bytes(all, rone, f); break;
+          // The v-forms with every count equal to s: the model costs the mean block.
+          case Operation::gatherv: comm.gatherv_bytes(one, rall, counts, 0); break;
+          case Operation::scatterv: comm.scatterv_bytes(all, counts, rone, 0); break;
+          case Operation::allgatherv: comm.allgatherv_bytes(one, rall, counts); break;
+          case Operation::alltoallv: comm.alltoallv_bytes(all, counts, rall, counts); break;
         }
       } catch (const std::exception& e) {
         errors[id] = e.what();
@@ -307,7 +313,9 @@ std::vector<Case> cases() {
   const Operation ops[] = {Operation::send,      Operation::bcast,    Operation::barrier,
                            Operation::gather,    Operation::scatter,  Operation::reduce,
                            Operation::allreduce, Operation::scan,     Operation::allgather,
-                           Operation::alltoall,  Operation::reduce_scatter};
+                           Operation::alltoall,  Operation::reduce_scatter,
+                           Operation::gatherv,   Operation::scatterv, Operation::allgatherv,
+                           Operation::alltoallv};
   for (peer_num n : {2u, 3u, 5u, 8u, 9u})
     for (std::size_t s : {std::size_t(8), std::size_t(300 * 1024)})
       for (Operation op : ops) {

@@ -230,6 +230,99 @@ def check_numpy_basics(comm):
             np.testing.assert_array_equal(buf, np.arange(5) + 100)
 
 
+def check_objects(comm):
+    """Picklable objects in every call without a type (dicts with arrays inside, None,
+    nested lists), non-zero roots."""
+    n, i = comm.num_peers, comm.peer_id
+
+    def obj(p, k=0):
+        return {"p": p, "k": k, "a": np.arange(p + k, dtype=np.int32), "l": [p, [k, None]], "n": None}
+
+    def same(a, b):
+        return a.keys() == b.keys() and np.array_equal(a["a"], b["a"]) and all(
+            a[x] == b[x] for x in ("p", "k", "l", "n"))
+
+    if n > 1:
+        right, left = (i + 1) % n, (i - 1) % n
+        comm.send(obj(i), right)
+        assert same(comm.recv(left), obj(left))
+        comm.send(None, right)
+        assert comm.recv(left) is None
+    for r in sorted({0, n // 2, n - 1}):
+        assert same(comm.bcast(obj(r, 1) if i == r else None, r), obj(r, 1))
+        got = comm.gather(obj(i, r), r)
+        assert (got is None) if i != r else all(same(got[p], obj(p, r)) for p in range(n))
+        assert same(comm.scatter([obj(r, p) for p in range(n)] if i == r else None, r), obj(r, i))
+        assert comm.reduce([i], r, SUM) == (list(range(n)) if i == r else None)
+    got = comm.allgather(obj(i))
+    assert all(same(got[p], obj(p)) for p in range(n))
+    got = comm.alltoall([obj(i, p) for p in range(n)])
+    assert all(same(got[p], obj(p, i)) for p in range(n))
+    cat = fmi.func(fmi.op.custom, lambda a, b: a + b, False, True)
+    assert comm.allreduce([[i]], cat) == [[p] for p in range(n)]
+    assert comm.scan(str(i), cat) == "".join(map(str, range(i + 1)))
+
+
+def check_vector(comm):
+    """gatherv / scatterv / allgatherv / alltoallv with uneven, zero and skewed counts."""
+    n, i = comm.num_peers, comm.peer_id
+    for counts in ([(p * 3) % 4 for p in range(n)], [0] * n, [0] * (n - 1) + [777]):
+        offs = np.concatenate([[0], np.cumsum(counts)]).astype(int)
+        for r in sorted({0, n - 1}):
+            recv = np.zeros(sum(counts), dtype=np.float64) if i == r else None
+            comm.gatherv(np.full(counts[i], i + 0.5), recv, counts, r)
+            if i == r:
+                for p in range(n):
+                    assert (recv[offs[p]:offs[p + 1]] == p + 0.5).all()
+            send = np.concatenate([np.full(c, p, dtype=np.int64) for p, c in enumerate(counts)]) if i == r else None
+            out = np.full(counts[i], -1, dtype=np.int64)
+            comm.scatterv(send, counts, out, r)
+            assert (out == i).all()
+        everything = np.zeros(sum(counts), dtype=np.uint8)
+        comm.allgatherv(np.full(counts[i], i, dtype=np.uint8), everything, counts)
+        for p in range(n):
+            assert (everything[offs[p]:offs[p + 1]] == p).all()
+    sc = [(i + 2 * q) % 3 for q in range(n)]
+    rc = [(p + 2 * i) % 3 for p in range(n)]
+    send = np.concatenate([np.full(sc[q], 10 * i + q, dtype=np.int32) for q in range(n)])
+    recv = np.zeros(sum(rc), dtype=np.int32)
+    comm.alltoallv(send, sc, recv, rc)
+    np.testing.assert_array_equal(
+        recv, np.concatenate([np.full(rc[p], 10 * p + i, dtype=np.int32) for p in range(n)]))
+
+
+def check_split(comm):
+    """split (groups of peer_id % 2, keys reversed, the last of 3 or more peers in
+    none), dup, and a split of the dup; the other checks run inside the children, and
+    parent and child send on one pair with equal tags, received in reverse order."""
+    n, i = comm.num_peers, comm.peer_id
+    none = n >= 3 and i == n - 1
+    child = comm.split(-1 if none else i % 2, -i)
+    if none:
+        assert child is None
+    else:
+        members = [p for p in reversed(range(n)) if p % 2 == i % 2 and not (n >= 3 and p == n - 1)]
+        assert (child.num_peers, child.peer_id) == (len(members), members.index(i))
+        assert child.allgather(i) == members
+        cn, cr = child.num_peers, child.peer_id
+        if cn > 1:
+            comm.send(("parent", i), members[(cr + 1) % cn])
+            child.send(("child", i), (cr + 1) % cn)
+            assert child.recv((cr + cn - 1) % cn) == ("child", members[(cr + cn - 1) % cn])
+            assert comm.recv(members[(cr + cn - 1) % cn]) == ("parent", members[(cr + cn - 1) % cn])
+        for check in (check_send_recv, check_bcast, check_reduce, check_allreduce, check_scan,
+                      check_alltoall, check_objects, check_vector):
+            check(child)
+        d = child.dup()
+        half = d.split(d.peer_id % 2, 0)
+        check_allgather(half)
+        check_reduce_scatter(d)
+        half.finalize()
+        d.finalize()
+        child.finalize()
+    check_allgather(comm)
+
+
 DOCUMENTED = [
     check_send_recv,
     check_bcast,
@@ -244,6 +337,9 @@ DOCUMENTED = [
     check_reduce_scatter,
     check_hint,
     check_custom_order,
+    check_objects,
+    check_vector,
+    check_split,
 ]
 
 

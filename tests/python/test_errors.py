@@ -4,6 +4,8 @@ TypeError for values of the wrong Python type."""
 import json
 
 import numpy as np
+import threading
+
 import pytest
 
 import fmi
@@ -35,8 +37,10 @@ def test_wrong_python_type():
             comm.send([1, "x"], other, suite.int_list(2))
         with pytest.raises(TypeError, match="expects a list"):
             comm.send(5, other, suite.int_list(1))
+        # Without a type, a value that is not a buffer is pickled: one that cannot be
+        # is refused, naming both forms.
         with pytest.raises(TypeError, match="buffer-protocol"):
-            comm.send(object(), other)
+            comm.send(threading.Lock(), other)
         with pytest.raises(TypeError, match="Python object"):
             comm.send(np.array([object()]), other)
         with pytest.raises(TypeError, match="fmi.types"):
@@ -65,8 +69,6 @@ def test_wrong_count():
             comm.scatter([1, 2, 3] if comm.peer_id == 0 else None, 0, suite.int_list(3))
         with pytest.raises(fmi.UsageError, match="equal blocks"):
             comm.reduce_scatter(np.ones(5), SUM)
-        with pytest.raises(fmi.UsageError, match="type .* or a buffer|out="):
-            comm.recv(other)
         assert comm.allreduce(1, SUM, INT) == 2
     run_peers(2, body)
 

@@ -11,13 +11,13 @@ namespace FMI::Tools {
 
 /// The operation printed as `name` by to_string(Operation). Throws UsageError.
 inline Utils::Operation parse_operation(const std::string& name) {
-  for (int i = int(Utils::Operation::send); i <= int(Utils::Operation::reduce_scatter); ++i) {
+  for (int i = int(Utils::Operation::send); i <= int(Utils::Operation::alltoallv); ++i) {
     const auto op = static_cast<Utils::Operation>(i);
     if (name == Utils::to_string(op)) return op;
   }
   FMI_THROW(UsageError, "unknown operation '", name,
             "' (send, bcast, barrier, gather, scatter, reduce, allreduce, scan, allgather, "
-            "alltoall, reduce_scatter)");
+            "alltoall, reduce_scatter, gatherv, scatterv, allgatherv, alltoallv)");
 }
 
 }  // namespace FMI::Tools

@@ -165,6 +165,36 @@ void peer_main(const std::string& config, FMI::Utils::peer_num peer, FMI::Utils:
   Data<std::vector<int>> rs_send(std::vector<int>(2 * n, 1)), rs_recv(2);
   comm.reduce_scatter(rs_send, rs_recv, Function<std::vector<int>>::sum());
   CHECK(rs_recv.get() == std::vector<int>(2, N));
+
+  // Variable-size collectives: peer q contributes q ints (peer 0 nothing).
+  std::vector<std::size_t> counts(n);
+  std::size_t total = 0;
+  for (int q = 0; q < N; ++q) total += counts[q] = static_cast<std::size_t>(q);
+  Data<std::vector<int>> mine(std::vector<int>(counts[me], me)), packed(total);
+  comm.allgatherv(mine, packed, counts);
+  for (int q = 0, at = 0; q < N; ++q)
+    for (int k = 0; k < q; ++k) CHECK(packed.get()[at++] == q);
+  Data<std::vector<int>> at_root(me == 0 ? total : 0), back(counts[me]);
+  comm.gatherv(mine, at_root, counts, 0);
+  comm.scatterv(at_root, counts, back, 0);
+  CHECK(back.get() == mine.get());
+  std::vector<std::size_t> ones(n, 1);
+  comm.alltoallv(a2a_send, ones, a2a_recv, ones);
+  for (int q = 0; q < N; ++q) CHECK(a2a_recv.get()[q] == q * 1000 + me);
+
+  // Sub-communicators: even and odd peers, highest first; then a dup of the child.
+  std::unique_ptr<FMI::Communicator> half = comm.split(me % 2, -me);
+  CHECK(half != nullptr);
+  const int hn = (N - me % 2 + 1) / 2;
+  CHECK(int(half->num_peers()) == hn);
+  CHECK(int(half->peer_id()) == (N - 1 - me) / 2);  // same-parity peers above me
+  std::unique_ptr<FMI::Communicator> twin = half->dup();
+  Data<int> one(me), half_sum;
+  twin->allreduce(one, half_sum, Function<int>::sum());
+  int want_sum = 0;
+  for (int q = me % 2; q < N; q += 2) want_sum += q;
+  CHECK(half_sum.get() == want_sum);
+  CHECK(comm.split(-1, 0) == nullptr);
 }
 
 }  // namespace
