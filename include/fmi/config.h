@@ -41,7 +41,9 @@ struct Config {
     std::string secret;  // optional shared secret (HMAC key, >= 16 bytes); env FMI_SECRET wins
   };
 
-  /// Model parameters: bandwidth in MiB/s, overhead in ms, prices in USD.
+  /// Model parameters: bandwidth in MiB/s, overhead in ms, prices in USD in the
+  /// unit the service bills (per request, per GiB, per hour, per GiB-second).
+  /// What each field means in the cost formulas: docs/policy.md, "Prices".
   struct Model {
     struct FaaS {
       double gib_second_price = 0.0000166667;
@@ -52,13 +54,23 @@ struct Config {
     } s3;
     struct Redis {
       double bandwidth_single = 100.0, bandwidth_multiple = 400.0, overhead = 5.2;
+      // instance_price: USD per hour of the instance, charged to an operation by
+      // its share of time. requests_per_hour: read for the original schema, not
+      // used (a node is billed per hour, not per request).
       double transfer_price = 0.0, instance_price = 0.0038, requests_per_hour = 1000;
       bool include_infrastructure_costs = true;
     } redis;
     struct Direct {
       double bandwidth = 250.0, overhead = 0.3, transfer_price = 0.0;
+      // vm_price: USD per hour of the rendezvous VM, charged by share of time.
+      // requests_per_hour: registrations and pairings the VM serves per hour (its
+      // original meaning); each costs the job 1/requests_per_hour of a VM-hour at
+      // set-up. Data messages never go to the VM (except relayed ones, below).
       double vm_price = 0.0134, requests_per_hour = 1000;
       bool include_infrastructure_costs = true;
+      // Optional (not in the original schema): the share of the bytes relayed by
+      // the VM (symmetric-NAT pairs), billed as the VM's egress in USD per GiB.
+      double relayed_fraction = 0.0, vm_egress_price = 0.09;
     } direct;
   };
 

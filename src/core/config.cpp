@@ -167,6 +167,13 @@ void parse_model(const Reader& m, Config& c) {
     p.vm_price = d.num("vm_price");
     p.requests_per_hour = d.positive("requests_per_hour");
     p.include_infrastructure_costs = d.boolean("include_infrastructure_costs");
+    // Optional fields added by issue 16 (relayed bytes billed as VM egress).
+    if (d.has("relayed_fraction")) {
+      p.relayed_fraction = d.num("relayed_fraction");
+      if (!(p.relayed_fraction >= 0 && p.relayed_fraction <= 1))
+        d.fail("relayed_fraction", "must be between 0 and 1");
+    }
+    if (d.has("vm_egress_price")) p.vm_egress_price = d.num("vm_egress_price");
   }
 }
 

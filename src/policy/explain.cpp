@@ -180,7 +180,7 @@ std::string explain(const Config& config, const ExplainOptions& o) {
   const auto rows = explain_rows(config, o);
   std::vector<std::vector<std::string>> cells;
   cells.push_back({"operation", "size", "channel", "algorithm", "latency", "cost USD",
-                   "channel USD", "functions USD", "chosen for"});
+                   "requests+transfer USD", "servers USD", "functions USD", "chosen for"});
   for (const auto& r : rows) {
     bool first = true;
     for (const auto& [name, p] : r.per_channel) {
@@ -189,7 +189,8 @@ std::string explain(const Config& config, const ExplainOptions& o) {
         if (c == name) chosen += (chosen.empty() ? "" : ", ") + std::string(to_string(h));
       cells.push_back({first ? to_string(r.op) : "", first ? format_size(r.size) : "", name,
                        p.algorithm, format_latency(p.latency), format_usd(p.cost()),
-                       format_usd(p.channel_cost), format_usd(p.faas_cost), chosen});
+                       format_usd(p.channel_cost), format_usd(p.infra_cost), format_usd(p.faas_cost),
+                       chosen});
       first = false;
     }
   }
@@ -197,7 +198,7 @@ std::string explain(const Config& config, const ExplainOptions& o) {
   for (const auto& line : cells)
     for (std::size_t i = 0; i < line.size(); ++i) width[i] = std::max(width[i], line[i].size());
   // Numbers right-aligned, names left-aligned.
-  const std::vector<bool> right = {false, true, false, false, true, true, true, true, false};
+  const std::vector<bool> right = {false, true, false, false, true, true, true, true, true, false};
   std::ostringstream os;
   os << "# " << o.num_peers << " peers, " << o.faas_memory << " MiB functions";
   if (!o.commutative && !o.associative)
@@ -206,7 +207,8 @@ std::string explain(const Config& config, const ExplainOptions& o) {
     os << ", reductions non-commutative";
   else if (!o.associative)
     os << ", reductions non-associative";
-  os << "; latency until every peer is done; cost per call = channel + functions' GiB-seconds\n";
+  os << "; latency until every peer is done; cost per call = requests + transfer + servers' hours by share of time + functions' "
+        "GiB-seconds\n";
   for (std::size_t l = 0; l < cells.size(); ++l) {
     const auto& line = cells[l];
     std::string text;

@@ -35,12 +35,6 @@ double volume(unsigned p, unsigned c, std::size_t bytes) {
   return double(p) * double(c) * double(bytes);
 }
 
-// Amortised price of one request on a server billed per hour.
-double per_request(bool include, double hourly, double requests_per_hour) {
-  if (!include || requests_per_hour <= 0) return 0.0;
-  return hourly / requests_per_hour;
-}
-
 }  // namespace
 
 // ---- exchange models -------------------------------------------------------------
@@ -52,14 +46,19 @@ double DirectModel::latency(unsigned p, unsigned c, std::size_t bytes) const {
   return fan(p, c) * seconds(m_.overhead) + volume(p, c, bytes) / (m_.bandwidth * kMiB);
 }
 
-// One "request" per message: the rendezvous VM's hourly price is spread over the
-// requests it serves in an hour.
+// Data goes from function to function: it is billed as transfer (USD/GiB: 0
+// within an availability zone, the inter-AZ or internet rate otherwise). The
+// rendezvous VM carries no data messages, so it charges none of them; only the
+// relayed share of the bytes leaves the VM and pays its egress (USD/GiB).
 double DirectModel::cost(unsigned p, unsigned c, std::size_t bytes) const {
   if (p == 0 || c == 0) return 0.0;
-  const double messages = double(p) * c;
-  return messages * per_request(m_.include_infrastructure_costs, m_.vm_price,
-                                m_.requests_per_hour) +
-         m_.transfer_price * volume(p, c, bytes) / kGiB;
+  const double gib = volume(p, c, bytes) / kGiB;
+  return m_.transfer_price * gib + m_.relayed_fraction * m_.vm_egress_price * gib;
+}
+
+// The VM is billed per hour (EC2 on-demand) for as long as the job holds it.
+double DirectModel::hourly_price() const {
+  return m_.include_infrastructure_costs ? m_.vm_price : 0.0;
 }
 
 // Redis: one server; one consumer reads at bandwidth_single, several consumers
@@ -70,13 +69,15 @@ double RedisModel::latency(unsigned p, unsigned c, std::size_t bytes) const {
   return fan(p, c) * seconds(m_.overhead) + volume(p, c, bytes) / (bw * kMiB);
 }
 
-// P uploads and P x C downloads, each a request on the hourly-billed instance.
+// An ElastiCache node is billed per hour, not per request: an exchange pays only
+// the transfer of the bytes read out of it (USD/GiB, 0 within an availability zone).
 double RedisModel::cost(unsigned p, unsigned c, std::size_t bytes) const {
   if (p == 0 || c == 0) return 0.0;
-  const double requests = double(p) + double(p) * c;
-  return requests * per_request(m_.include_infrastructure_costs, m_.instance_price,
-                                m_.requests_per_hour) +
-         m_.transfer_price * volume(p, c, bytes) / kGiB;
+  return m_.transfer_price * volume(p, c, bytes) / kGiB;
+}
+
+double RedisModel::hourly_price() const {
+  return m_.include_infrastructure_costs ? m_.instance_price : 0.0;
 }
 
 S3Model::S3Model(const Config::Model::S3& m, std::chrono::milliseconds first_poll)
@@ -382,6 +383,9 @@ Prediction predict(const OperationInfo& info, Comm::ChannelKind kind,
   for (const auto& x : pat.path) p.latency += x.count * model.latency(x.producers, x.consumers, x.bytes);
   for (const auto& x : pat.traffic)
     p.channel_cost += x.count * model.cost(x.producers, x.consumers, x.bytes);
+  // Servers billed per hour: the operation's share of time (USD/h x s / (s/h)).
+  p.infra_cost = model.hourly_price() * p.latency / 3600.0;
+  // Functions billed per GiB-second (USD/(GiB s) x GiB x s x functions).
   p.faas_cost = config.model.faas.gib_second_price * (double(info.faas_memory) / 1024.0) *
                 p.latency * pat.participants;
   return p;

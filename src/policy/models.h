@@ -51,6 +51,7 @@ class DirectModel final : public Comm::ChannelModel {
   explicit DirectModel(const Config::Model::Direct& m) : m_(m) {}
   double latency(unsigned producers, unsigned consumers, std::size_t bytes) const override;
   double cost(unsigned producers, unsigned consumers, std::size_t bytes) const override;
+  double hourly_price() const override;
 
  private:
   Config::Model::Direct m_;
@@ -61,6 +62,7 @@ class RedisModel final : public Comm::ChannelModel {
   explicit RedisModel(const Config::Model::Redis& m) : m_(m) {}
   double latency(unsigned producers, unsigned consumers, std::size_t bytes) const override;
   double cost(unsigned producers, unsigned consumers, std::size_t bytes) const override;
+  double hourly_price() const override;
 
  private:
   Config::Model::Redis m_;
