@@ -249,6 +249,44 @@ TEST_F(S3ChannelTest, FinalizeWithAMissingPeerStillCleansUp) {
   EXPECT_TRUE(bucket_contents().empty());
 }
 
+// Issue 16: a channel that moved nothing touches nothing at finalize. Peer 1 of 3
+// whose partners never come: no barrier (it would wait max_timeout for peer 0's
+// release), no request after the HEAD of init.
+TEST_F(S3ChannelTest, UnusedChannelSendsNoRequestAtFinalize) {
+  auto cfg = config();
+  cfg.s3.max_timeout = 5s;
+  S3Channel ch(cfg);
+  ch.init({1, 3, comm_, 128});
+  EXPECT_EQ(ch.requests(), 1u);  // HEAD bucket
+  const auto t0 = FMI::Utils::Clock::now();
+  ch.finalize();
+  EXPECT_LT(FMI::Utils::Clock::now() - t0, 2s);
+  EXPECT_EQ(ch.requests(), 1u);
+  EXPECT_TRUE(bucket_contents().empty());
+}
+
+// Only sends (single-reader objects, deleted by their reader): no finalize barrier
+// either; the reader deletes what it consumed, the writer sends nothing more.
+TEST_F(S3ChannelTest, SendsOnlyNeedNoFinalizeBarrier) {
+  auto cfg = config();
+  cfg.s3.max_timeout = 5s;
+  S3Channel writer(cfg), reader(cfg);
+  writer.init({0, 3, comm_, 128});
+  reader.init({2, 3, comm_, 128});
+  const auto k = key(Operation::send, 1, 0, 2);
+  writer.put(k, pattern(16, 1), 1, in(10s));
+  std::vector<std::byte> out(16);
+  reader.get(k, out, in(10s));
+  EXPECT_EQ(out, pattern(16, 1));
+  const auto t0 = FMI::Utils::Clock::now();
+  writer.finalize();  // peer 1 never exists: a barrier would time out
+  reader.finalize();
+  EXPECT_LT(FMI::Utils::Clock::now() - t0, 2s);
+  EXPECT_EQ(writer.requests(), 2u);  // HEAD, PUT
+  EXPECT_EQ(reader.requests(), 3u);  // HEAD, GET, DELETE of the consumed object
+  EXPECT_TRUE(bucket_contents().empty());
+}
+
 TEST_F(S3ChannelTest, SessionTokenIsSentAndAccepted) {
   ::setenv("AWS_SESSION_TOKEN", "test-session-token", 1);
   auto ch = channel();

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "fmi/fmi.h"
+#include "fmi/inproc.h"
 #include "s3_fixture.h"
 
 namespace fmitest {
@@ -161,6 +162,54 @@ TEST_P(S3CommunicatorTest, LargeAllreduceAndBcast) {
       },
       "large" + std::to_string(n));
   EXPECT_EQ(bucket_contents(), std::vector<std::string>{}) << "objects left in the bucket";
+}
+
+// Issue 16: every channel enabled, hint fast: every message goes over the
+// point-to-point channel (in-process, registered as "Direct" so that the policy
+// ranks it with the Direct model), and the S3 channel, never used, sends no
+// request after the HEAD of init: none while running, none at finalize.
+class S3UnusedTest : public S3Test {};
+
+TEST_F(S3UnusedTest, AllChannelsHintFastLeavesS3Untouched) {
+  const unsigned n = 3;
+  FMI::Comm::InProcessHub hub(n, 20s);
+  const FMI::Config cfg = config();
+  std::vector<std::shared_ptr<FMI::Comm::Channel>> s3(n);
+  std::vector<std::exception_ptr> errors(n);
+  std::vector<std::thread> ts;
+  for (unsigned i = 0; i < n; ++i)
+    ts.emplace_back([&, i] {
+      try {
+        FMI::Communicator comm(i, n, cfg, comm_);
+        comm.register_channel("Direct", hub.p2p_endpoint());
+        comm.hint(FMI::Utils::Hint::fast);
+        s3[i] = comm.channels().at("S3");
+        const long me = i;
+        Data<Vec> v(Vec{me, 2 * me}), sum(2);
+        comm.allreduce(v, sum, Function<Vec>::sum());
+        EXPECT_EQ(sum.get(), (Vec{3, 6}));
+        Data<Vec> b(Vec{me, me});
+        comm.bcast(b, 1);
+        EXPECT_EQ(b.get(), (Vec{1, 1}));
+        comm.barrier();
+        Data<Vec> m(Vec{7 * me});
+        if (i == 0) comm.send(m, 2);
+        if (i == 2) {
+          comm.recv(m, 0);
+          EXPECT_EQ(m.get(), (Vec{0}));
+        }
+      } catch (...) {
+        errors[i] = std::current_exception();
+      }
+    });
+  for (auto& t : ts) t.join();
+  for (unsigned i = 0; i < n; ++i) {
+    if (errors[i]) ADD_FAILURE() << "peer " << i << " threw: " << what(errors[i]);
+    auto* ch = dynamic_cast<FMI::Comm::S3Channel*>(s3[i].get());
+    ASSERT_NE(ch, nullptr);
+    EXPECT_EQ(ch->requests(), 1u) << "peer " << i << ": only the HEAD bucket of init";
+  }
+  EXPECT_TRUE(bucket_contents().empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(Peers, S3CommunicatorTest, ::testing::Values(1u, 2u, 3u, 5u),
