@@ -147,9 +147,10 @@ std::string job_table(const Config& config, const JobOptions& o) {
   const JobEstimate e = estimate_job(config, o);
   std::ostringstream os;
   os << "# job: " << o.num_peers << " functions x " << o.faas_memory << " MiB, " << o.epochs
-     << " epochs of:";
-  for (const auto& it : o.items)
-    os << ' ' << to_string(it.op) << ' ' << format_size(it.size) << " x" << it.per_epoch << ';';
+     << (o.epochs == 1 ? " epoch" : " epochs") << " of";
+  for (std::size_t i = 0; i < o.items.size(); ++i)
+    os << (i ? ", " : " ") << to_string(o.items[i].op) << ' ' << format_size(o.items[i].size)
+       << " x" << o.items[i].per_epoch;
   os << "\n# time = calls x latency (communication only); total = functions (USD/GiB-s x GiB x s"
         " x functions) + requests+transfer + servers (USD/h x time / 3600) + set-up (requests"
         " of init, pairing, finalize)\n";

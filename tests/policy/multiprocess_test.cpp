@@ -1,8 +1,10 @@
 // The policy across processes, with Direct and Redis enabled: peers are forked
 // processes, a redis-server and the rendezvous server run on free ports, and the
 // choice is observed from the outside (Redis INFO commandstats): under `fast`,
-// small collectives never touch Redis; under `cheap`, they go through it. Every
-// peer also reports the channel it chose, and all must agree.
+// small collectives never touch Redis; under `cheap`, with a rendezvous VM priced
+// at 100 USD/h (so that the VM's share of Direct's time costs more than Redis's
+// slower calls), they go through it. Every peer also reports the channel it
+// chose, and all must agree.
 //
 // Needs a build with FMI_WITH_DIRECT and FMI_WITH_REDIS, `redis-server` and
 // `redis-cli` on PATH and the fmi-rendezvous binary (FMI_RENDEZVOUS); skipped otherwise.
@@ -174,7 +176,8 @@ TEST(MultiProcess, FastAvoidsRedisCheapUsesIt) {
   ASSERT_TRUE(redis.ready()) << "redis-server did not start on port " << redis_port;
   ASSERT_TRUE(rdv.ready()) << "fmi-rendezvous did not start on port " << rdv_port;
 
-  FMI::Config cfg;  // model: the documented defaults
+  FMI::Config cfg;  // model: the documented defaults, but a dear VM (USD per hour)
+  cfg.model.direct.vm_price = 100;
   cfg.redis.enabled = true;
   cfg.redis.host = "127.0.0.1";
   cfg.redis.port = redis_port;
