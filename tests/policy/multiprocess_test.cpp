@@ -210,6 +210,17 @@ TEST(MultiProcess, FastAvoidsRedisCheapUsesIt) {
     if (hint == FMI::Utils::Hint::fast) {
       EXPECT_EQ(chosen[0], "Direct");
       EXPECT_EQ(data_calls, 0) << "under fast, small messages must not go through Redis";
+      // Issue 16: the unused Redis channel touches nothing at finalize either: no
+      // command from the peers but init's connection check (PING, one per peer)
+      // and this test's own INFO.
+      for (const auto& [command, calls] : after) {
+        auto b = before.find(command);
+        const long more = calls - (b == before.end() ? 0 : b->second);
+        if (command == "ping")
+          EXPECT_EQ(more, long(n)) << "one connection check per peer at init";
+        else if (command != "info")
+          EXPECT_EQ(more, 0) << "Redis command " << command << " under fast";
+      }
     } else {
       EXPECT_EQ(chosen[0], "Redis");
       EXPECT_GT(data_calls, 0) << "under cheap, small messages go through Redis";
