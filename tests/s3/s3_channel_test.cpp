@@ -265,6 +265,33 @@ TEST_F(S3ChannelTest, UnusedChannelSendsNoRequestAtFinalize) {
   EXPECT_TRUE(bucket_contents().empty());
 }
 
+// Issue 16: S3 unreachable by the time the run ends (its own moto server, stopped
+// after init): channels that moved nothing finish at once and report nothing.
+TEST_F(S3ChannelTest, UnusedChannelFinishesCleanlyWhenS3IsGone) {
+  auto own = std::make_unique<MotoServer>();
+  auto cfg = config();
+  cfg.s3.endpoint = own->endpoint();
+  cfg.s3.max_timeout = 3s;
+  FMI::Comm::s3::Client(FMI::Comm::s3::ClientOptions{cfg.s3.bucket_name, "us-east-1",
+                                                     own->endpoint(),
+                                                     FMI::Comm::s3::Credentials::from_env()})
+      .create_bucket(in(10s));
+  std::vector<std::unique_ptr<S3Channel>> chs;
+  for (unsigned i = 0; i < 3; ++i) {
+    chs.push_back(std::make_unique<S3Channel>(cfg));
+    chs.back()->init({i, 3, comm_, 128});
+  }
+  own.reset();  // S3 is gone
+  ::testing::internal::CaptureStderr();
+  const auto t0 = FMI::Utils::Clock::now();
+  for (auto& ch : chs) ch->finalize();
+  const auto took = FMI::Utils::Clock::now() - t0;
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_LT(took, 1s);
+  EXPECT_EQ(err, "");
+  for (auto& ch : chs) EXPECT_EQ(ch->requests(), 1u);
+}
+
 // Only sends (single-reader objects, deleted by their reader): no finalize barrier
 // either; the reader deletes what it consumed, the writer sends nothing more.
 TEST_F(S3ChannelTest, SendsOnlyNeedNoFinalizeBarrier) {
