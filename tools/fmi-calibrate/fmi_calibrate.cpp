@@ -192,6 +192,10 @@ struct Result {
   std::string name;
   Measured ping, fan;                     // fan: Redis's 1 -> 3 bcast (may be empty)
   std::map<std::string, double> written;  // model fields set from the measurement
+  // The fitted line of the ping-pong, seconds = intercept + slope x bytes, when a
+  // slope was written (the model must then predict exactly this line).
+  bool has_line = false;
+  double intercept = 0, slope = 0;
 };
 
 // The value of a written model field as the model reads it back from the config.
@@ -233,6 +237,18 @@ bool check_and_compare(const std::string& text, const std::string& source,
                << fmt(m.seconds[i] * 1e3) << " ms, model " << fmt(predicted * 1e3) << " ms\n";
       }
     };
+    // Units end to end: overhead written in ms and bandwidth in MiB/s must make the
+    // model (which reads ms and MiB/s) predict the fitted line in seconds.
+    if (r.has_line && r.name != "S3")  // S3's model adds the poll delay on top
+      for (double x : r.ping.sizes) {
+        const double line = r.intercept + r.slope * x;
+        const double predicted = model->latency(1, 1, std::size_t(x));
+        if (std::abs(predicted - line) > 1e-9 * line) {
+          std::cerr << "fmi-calibrate: " << r.name << " model predicts " << predicted
+                    << " s for " << x << " bytes, the fit " << line << " s\n";
+          ok = false;
+        }
+      }
     table(r.ping, 1);
     if (!r.fan.sizes.empty()) {
       report << r.name << ": measured 1 -> 3 bcast vs the model's latency(1 -> 3)\n";
@@ -360,6 +376,9 @@ int main(int argc, char** argv) {
     const char* bw_field = t.name == "Redis" ? "bandwidth_single" : "bandwidth";
     if (l.slope > 0) {
       section[bw_field] = res.written[bw_field] = 1.0 / (l.slope * kMiB);
+      res.has_line = true;
+      res.intercept = overhead_ms / 1e3;
+      res.slope = l.slope;
       summary += ", " + std::string(bw_field) + " " + fmt(1.0 / (l.slope * kMiB)) + " MiB/s";
     } else {
       summary += ", " + std::string(bw_field) + " kept (time does not grow with size: use larger --sizes)";
