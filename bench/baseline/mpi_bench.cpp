@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "bench_common.h"
+#include "tools/common/cli.h"
 
 namespace {
 
@@ -226,9 +227,9 @@ int main(int argc, char** argv) {
     return rc;
   }
   try {
-    opt.ops = fmibench::split(ops);
-    opt.sizes = fmibench::parse_sizes(sizes);
-    opt.max_buffer = fmibench::parse_size(max_buffer);
+    opt.ops = FMI::Tools::split(ops);
+    opt.sizes = FMI::Tools::parse_sizes(sizes);
+    opt.max_buffer = FMI::Tools::parse_size(max_buffer);
   } catch (const std::exception& e) {
     if (g_rank == 0) std::cerr << "mpi_bench: " << e.what() << "\n";
     MPI_Finalize();

@@ -30,6 +30,8 @@
 #include <vector>
 
 #include "bench_common.h"
+#include "tools/common/cli.h"
+#include "tools/common/fd.h"
 
 namespace {
 
@@ -39,22 +41,7 @@ using Clock = std::chrono::steady_clock;
   throw std::runtime_error(what + ": " + std::strerror(errno));
 }
 
-class Socket {
- public:
-  explicit Socket(int fd = -1) : fd_(fd) {}
-  Socket(Socket&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-  Socket& operator=(Socket&& o) noexcept {
-    std::swap(fd_, o.fd_);
-    return *this;
-  }
-  ~Socket() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int fd() const { return fd_; }
-
- private:
-  int fd_;
-};
+using FMI::Tools::Fd;  // the sockets
 
 // Blocking loops over short transfers and EINTR; a peer that closes early is an error.
 void write_all(int fd, const char* p, std::size_t n) {
@@ -186,20 +173,20 @@ int main(int argc, char** argv) {
   app.add_flag("--spin", g_spin, "busy-poll the socket instead of blocking in recv (rows tcp-spin)");
   CLI11_PARSE(app, argc, argv);
   try {
-    opt.sizes = fmibench::parse_sizes(sizes);
+    opt.sizes = FMI::Tools::parse_sizes(sizes);
 
-    Socket listener(::socket(AF_INET, SOCK_STREAM, 0));
-    if (listener.fd() < 0) sys_fail("socket");
+    Fd listener(::socket(AF_INET, SOCK_STREAM, 0));
+    if (listener.get() < 0) sys_fail("socket");
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     addr.sin_port = 0;
-    if (::bind(listener.fd(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
       sys_fail("bind 127.0.0.1:0");
     socklen_t len = sizeof addr;
-    if (::getsockname(listener.fd(), reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    if (::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0)
       sys_fail("getsockname");
-    if (::listen(listener.fd(), 1) != 0) sys_fail("listen");
+    if (::listen(listener.get(), 1) != 0) sys_fail("listen");
 
     std::cout.flush();
     pid_t child = ::fork();
@@ -207,12 +194,12 @@ int main(int argc, char** argv) {
     if (child == 0) {
       int rc = 0;
       try {
-        Socket s(::socket(AF_INET, SOCK_STREAM, 0));
-        if (::connect(s.fd(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+        Fd s(::socket(AF_INET, SOCK_STREAM, 0));
+        if (::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
           sys_fail("connect");
-        tune(s.fd());
+        tune(s.get());
         std::vector<fmibench::Row> unused;
-        run(s.fd(), false, opt, unused);
+        run(s.get(), false, opt, unused);
       } catch (const std::exception& e) {
         std::cerr << "tcp_pingpong (rank 1): " << e.what() << "\n";
         rc = 1;
@@ -221,10 +208,10 @@ int main(int argc, char** argv) {
     }
     std::vector<fmibench::Row> rows;
     {
-      Socket s(::accept(listener.fd(), nullptr, nullptr));
-      if (s.fd() < 0) sys_fail("accept");
-      tune(s.fd());
-      run(s.fd(), true, opt, rows);
+      Fd s(::accept(listener.get(), nullptr, nullptr));
+      if (s.get() < 0) sys_fail("accept");
+      tune(s.get());
+      run(s.get(), true, opt, rows);
     }
     int status = 0;
     ::waitpid(child, &status, 0);

@@ -87,14 +87,4 @@ std::vector<ExplainRow> explain_rows(const Config& config, const ExplainOptions&
 /// The same as an aligned text table (what `fmi-model` prints).
 std::string explain(const Config& config, const ExplainOptions& options);
 
-/// "8 B", "1 KiB", "64 MiB", "1.5 MiB": sizes in the table.
-std::string format_size(std::size_t bytes);
-/// Parses "8", "1K", "1KiB", "64M", "2G" (binary multiples). Throws UsageError.
-std::size_t parse_size(const std::string& text);
-/// Parses an operation name as printed by to_string(Operation). Throws UsageError.
-Operation parse_operation(const std::string& name);
-/// Splits a comma-separated list ("8,1K,64M"), dropping empty items (the tools'
-/// list options).
-std::vector<std::string> split_list(const std::string& list);
-
 }  // namespace FMI::Utils

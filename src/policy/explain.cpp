@@ -3,7 +3,6 @@
 // The choice is made by the real default policy over stand-in channels of the
 // right kind and model, so the table cannot drift from what the policy does.
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -11,8 +10,35 @@
 #include "fmi/config.h"
 #include "fmi/errors.h"
 #include "fmi/model.h"
+#include "policy/models.h"
+
+namespace FMI::policy {
+
+// The sizes of the table, for people ("8 B", "64 MiB", "1.5 MiB"). The tools print
+// sizes with their own copy in tools/common/cli.h: a library cannot depend on tools/,
+// and a formatting helper is no part of the public API.
+std::string format_size(std::size_t bytes) {
+  static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = double(bytes);
+  int u = 0;
+  while (v >= 1024.0 && u < 4) {
+    v /= 1024.0;
+    ++u;
+  }
+  char buf[32];
+  if (v == std::floor(v))
+    std::snprintf(buf, sizeof buf, "%.0f %s", v, units[u]);
+  else
+    std::snprintf(buf, sizeof buf, "%.3g %s", v, units[u]);
+  return buf;
+}
+
+}  // namespace FMI::policy
 
 namespace FMI::Utils {
+
+using policy::format_size;
+
 namespace {
 
 // Stand-ins that only carry a kind and a model: the policy never moves bytes.
@@ -69,69 +95,8 @@ std::string format_usd(double usd) {
   return buf;
 }
 
+
 }  // namespace
-
-std::string format_size(std::size_t bytes) {
-  static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = double(bytes);
-  int u = 0;
-  while (v >= 1024.0 && u < 4) {
-    v /= 1024.0;
-    ++u;
-  }
-  char buf[32];
-  if (v == std::floor(v))
-    std::snprintf(buf, sizeof buf, "%.0f %s", v, units[u]);
-  else
-    std::snprintf(buf, sizeof buf, "%.3g %s", v, units[u]);
-  return buf;
-}
-
-std::vector<std::string> split_list(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream ss(list);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
-std::size_t parse_size(const std::string& text) {
-  std::size_t pos = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &pos);
-  } catch (const std::exception&) {
-    FMI_THROW(UsageError, "size '", text, "': expected a number with an optional K, M or G suffix");
-  }
-  std::string unit = text.substr(pos);
-  unit.erase(std::remove_if(unit.begin(), unit.end(), [](unsigned char c) { return std::isspace(c); }),
-             unit.end());
-  for (auto& c : unit) c = char(std::toupper(static_cast<unsigned char>(c)));
-  double mult = 1;
-  if (unit.empty() || unit == "B")
-    mult = 1;
-  else if (unit == "K" || unit == "KB" || unit == "KIB")
-    mult = 1024.0;
-  else if (unit == "M" || unit == "MB" || unit == "MIB")
-    mult = 1024.0 * 1024;
-  else if (unit == "G" || unit == "GB" || unit == "GIB")
-    mult = 1024.0 * 1024 * 1024;
-  else
-    FMI_THROW(UsageError, "size '", text, "': unknown unit '", unit, "' (use K, M or G)");
-  if (v < 0) FMI_THROW(UsageError, "size '", text, "' is negative");
-  return static_cast<std::size_t>(std::llround(v * mult));
-}
-
-Operation parse_operation(const std::string& name) {
-  for (int i = int(Operation::send); i <= int(Operation::reduce_scatter); ++i) {
-    const auto op = static_cast<Operation>(i);
-    if (name == to_string(op)) return op;
-  }
-  FMI_THROW(UsageError, "unknown operation '", name,
-            "' (send, bcast, barrier, gather, scatter, reduce, allreduce, scan, allgather, "
-            "alltoall, reduce_scatter)");
-}
 
 std::vector<ExplainRow> explain_rows(const Config& config, const ExplainOptions& o) {
   if (o.num_peers == 0) FMI_THROW(UsageError, "explain: num_peers must be at least 1");

@@ -15,6 +15,8 @@
 
 namespace FMI::Utils {
 
+using policy::format_size;
+
 double pairings_bound(const JobOptions& o, const std::vector<WorkloadItem>& items) {
   const double n = double(o.num_peers);
   double messages = 0;

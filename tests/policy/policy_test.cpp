@@ -670,17 +670,4 @@ TEST(Explain, TableMatchesPolicy) {
   EXPECT_THROW(FMI::Utils::explain_rows(c, o), FMI::UsageError);
 }
 
-TEST(Explain, Parsers) {
-  EXPECT_EQ(FMI::Utils::parse_size("8"), 8u);
-  EXPECT_EQ(FMI::Utils::parse_size("1K"), 1024u);
-  EXPECT_EQ(FMI::Utils::parse_size("64M"), 64u << 20);
-  EXPECT_EQ(FMI::Utils::parse_size("1.5KiB"), 1536u);
-  EXPECT_THROW(FMI::Utils::parse_size("12Q"), FMI::UsageError);
-  EXPECT_EQ(FMI::Utils::format_size(64u << 20), "64 MiB");
-  EXPECT_EQ(FMI::Utils::parse_operation("reduce_scatter"), Operation::reduce_scatter);
-  EXPECT_THROW(FMI::Utils::parse_operation("bogus"), FMI::UsageError);
-  EXPECT_EQ(FMI::Utils::split_list("8,1K,,64M,"), (std::vector<std::string>{"8", "1K", "64M"}));
-  EXPECT_TRUE(FMI::Utils::split_list("").empty());
-}
-
 }  // namespace

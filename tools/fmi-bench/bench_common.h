@@ -1,6 +1,7 @@
 // Shared by fmi-bench and the baselines in bench/baseline (bare TCP, OpenMPI):
-// size lists, statistics, and the one row format every tool prints, so that
-// bench/compare.sh and bench/plot.py read all of them the same way.
+// statistics and the one row format every tool prints, so that bench/compare.sh
+// and bench/plot.py read all of them the same way. Size lists are parsed and
+// printed by tools/common/cli.h (no FMI dependency, like this header).
 //
 // Row semantics (identical in every tool):
 //  - bytes: one peer's contribution: the message of pingpong/bandwidth, the bcast
@@ -24,58 +25,9 @@
 #include <string>
 #include <vector>
 
+#include "tools/common/cli.h"
+
 namespace fmibench {
-
-/// "8,1K,64K,1M,64M" -> bytes (K/M/G are binary multiples, as OSU prints them).
-inline std::size_t parse_size(const std::string& text) {
-  if (text.empty()) throw std::invalid_argument("empty size");
-  std::size_t pos = 0;
-  double v = std::stod(text, &pos);
-  std::string suffix = text.substr(pos);
-  for (auto& c : suffix) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (suffix == "KIB" || suffix == "KB") suffix = "K";
-  if (suffix == "MIB" || suffix == "MB") suffix = "M";
-  if (suffix == "GIB" || suffix == "GB") suffix = "G";
-  double mult = 1;
-  if (suffix == "K")
-    mult = 1024.0;
-  else if (suffix == "M")
-    mult = 1024.0 * 1024;
-  else if (suffix == "G")
-    mult = 1024.0 * 1024 * 1024;
-  else if (!suffix.empty() && suffix != "B")
-    throw std::invalid_argument("bad size suffix in '" + text + "' (use B, K, M or G)");
-  if (v < 0) throw std::invalid_argument("negative size '" + text + "'");
-  return static_cast<std::size_t>(std::llround(v * mult));
-}
-
-inline std::vector<std::string> split(const std::string& list, char sep = ',') {
-  std::vector<std::string> out;
-  std::stringstream ss(list);
-  std::string item;
-  while (std::getline(ss, item, sep))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
-inline std::vector<std::size_t> parse_sizes(const std::string& list) {
-  std::vector<std::size_t> out;
-  for (const auto& s : split(list)) out.push_back(parse_size(s));
-  return out;
-}
-
-inline std::string format_size(std::size_t b) {
-  char buf[32];
-  if (b >= (1u << 30) && b % (1u << 30) == 0)
-    std::snprintf(buf, sizeof buf, "%zuG", b >> 30);
-  else if (b >= (1u << 20) && b % (1u << 20) == 0)
-    std::snprintf(buf, sizeof buf, "%zuM", b >> 20);
-  else if (b >= 1024 && b % 1024 == 0)
-    std::snprintf(buf, sizeof buf, "%zuK", b >> 10);
-  else
-    std::snprintf(buf, sizeof buf, "%zu", b);
-  return buf;
-}
 
 struct Summary {
   double median = 0, p90 = 0, min = 0, mean = 0;
@@ -233,7 +185,7 @@ inline std::string to_table(const Row& r) {
     std::snprintf(pc, sizeof pc, "%.3e", r.pred_usd);
   std::snprintf(buf, sizeof buf, "%-5s %-14s %-8s %5u %8s %6zu %12.2f %12.2f %12.2f %11.1f %12s %12s",
                 r.tool.c_str(), r.op.c_str(), r.channel.c_str(), r.peers,
-                format_size(r.bytes).c_str(), r.iters, r.median_us, r.p90_us, r.min_us, r.bw_mibps,
+                FMI::Tools::format_size_compact(r.bytes).c_str(), r.iters, r.median_us, r.p90_us, r.min_us, r.bw_mibps,
                 pu, pc);
   return buf;
 }

@@ -37,6 +37,10 @@
 
 #include "bench_common.h"
 #include "fmi/fmi.h"
+#include "tools/common/cli.h"
+#include "tools/common/fd.h"
+#include "tools/common/paths.h"
+#include "tools/common/temp_file.h"
 #include "worker.h"
 
 namespace fs = std::filesystem;
@@ -68,17 +72,17 @@ struct Options {
 
 fmibench::WorkerOptions worker_options(const Options& o) {
   fmibench::WorkerOptions w;
-  w.ops = fmibench::split(o.ops);
+  w.ops = FMI::Tools::split(o.ops);
   for (const auto& op : w.ops)
     if (std::find(fmibench::all_ops().begin(), fmibench::all_ops().end(), op) ==
         fmibench::all_ops().end())
       throw std::invalid_argument("unknown operation '" + op + "' in --ops");
-  w.sizes = fmibench::parse_sizes(o.sizes);
+  w.sizes = FMI::Tools::parse_sizes(o.sizes);
   w.iters = o.iters;
   w.min_iters = std::min(o.min_iters, o.iters);
   w.warmup = o.warmup;
   w.budget_s = o.budget_s;
-  w.max_buffer = fmibench::parse_size(o.max_buffer);
+  w.max_buffer = FMI::Tools::parse_size(o.max_buffer);
   w.faas_memory = o.memory;
   w.channel_label = o.label;
   return w;
@@ -198,9 +202,9 @@ int run_inproc(const Options& o, const std::vector<unsigned>& peer_counts, Outpu
     ev.progress = [&](const std::string& op, std::size_t bytes, const std::string& skipped) {
       if (skipped.empty())
         progress.show(o.channel + ", " + std::to_string(n) + " peers: " + op + " " +
-                      fmibench::format_size(bytes));
+                      FMI::Tools::format_size_compact(bytes));
       else
-        progress.note("skipped " + op + " " + fmibench::format_size(bytes) + " on " +
+        progress.note("skipped " + op + " " + FMI::Tools::format_size_compact(bytes) + " on " +
                       std::to_string(n) + " peers: " + skipped);
     };
     for (unsigned i = 0; i < n; ++i) {
@@ -240,9 +244,8 @@ int run_inproc(const Options& o, const std::vector<unsigned>& peer_counts, Outpu
 // ---- driver: one fmirun per peer count --------------------------------------
 
 fs::path self_exe() {
-  std::error_code ec;
-  fs::path p = fs::read_symlink("/proc/self/exe", ec);
-  if (ec) throw std::runtime_error("cannot read /proc/self/exe: " + ec.message());
+  fs::path p = FMI::Tools::self_exe();
+  if (p.empty()) throw std::runtime_error("cannot read /proc/self/exe");
   return p;
 }
 
@@ -250,27 +253,21 @@ std::string find_fmirun(const Options& o) {
   if (!o.fmirun.empty()) return o.fmirun;
   if (const char* e = std::getenv("FMIRUN"); e && *e) return e;
   fs::path dir = self_exe().parent_path();
-  for (fs::path cand : {dir / ".." / "fmirun" / "fmirun", dir / "fmirun"}) {
-    std::error_code ec;
-    if (fs::is_regular_file(cand, ec) && ::access(cand.c_str(), X_OK) == 0)
-      return fs::weakly_canonical(cand).string();
-  }
+  for (fs::path cand : {dir / ".." / "fmirun" / "fmirun", dir / "fmirun"})
+    if (FMI::Tools::is_executable(cand)) return fs::weakly_canonical(cand).string();
   return "fmirun";  // from PATH (execvp)
 }
 
 std::uint16_t free_tcp_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  FMI::Tools::Fd fd(::socket(AF_INET, SOCK_STREAM, 0));
+  if (!fd) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(fd);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0)
     throw std::runtime_error(std::string("bind 127.0.0.1:0: ") + std::strerror(errno));
-  }
-  ::close(fd);
   return ntohs(a.sin_port);
 }
 
@@ -313,20 +310,12 @@ class TempConfig {
                 (d["enabled"] == true || d["enabled"] == "true");
       if (on && (host == "127.0.0.1" || host == "localhost")) d["port"] = free_tcp_port();
     }
-    char tmpl[] = "/tmp/fmi-bench-XXXXXX.json";
-    int fd = ::mkstemps(tmpl, 5);
-    if (fd < 0) throw std::runtime_error(std::string("mkstemps: ") + std::strerror(errno));
-    std::string text = j.dump(2);
-    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-    ::close(fd);
-    path_ = tmpl;
-    if (!ok) throw std::runtime_error("cannot write " + path_);
+    file_.emplace("fmi-bench", ".json", j.dump(2));
   }
-  ~TempConfig() { ::unlink(path_.c_str()); }
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return file_->path(); }
 
  private:
-  std::string path_;
+  std::optional<FMI::Tools::TempFile> file_;
 };
 
 // Runs fmirun for one peer count; returns its exit status.
@@ -336,7 +325,7 @@ int run_fmirun(const Options& o, const std::string& fmirun, const std::string& c
                                    "--timeout", std::to_string(o.timeout_s)};
   if (o.nat) args.push_back("--nat");
   std::string sizes;
-  for (auto s : fmibench::parse_sizes(o.sizes)) sizes += (sizes.empty() ? "" : ",") + std::to_string(s);
+  for (auto s : FMI::Tools::parse_sizes(o.sizes)) sizes += (sizes.empty() ? "" : ",") + std::to_string(s);
   args.insert(args.end(),
               {"--", self_exe().string(), "--worker", "--ops", o.ops, "--sizes", sizes, "--iters",
                std::to_string(o.iters), "--min-iters", std::to_string(o.min_iters), "--warmup",
@@ -375,9 +364,9 @@ int run_fmirun(const Options& o, const std::string& fmirun, const std::string& c
       }
     }
     if (auto p = s.find(kProgressTag); p != std::string::npos) {
-      auto f2 = fmibench::split(s.substr(p + std::strlen(kProgressTag)), ' ');
+      auto f2 = FMI::Tools::split(s.substr(p + std::strlen(kProgressTag)), ' ');
       if (f2.size() >= 2) {
-        std::string what = f2[0] + " " + fmibench::format_size(std::stoull(f2[1]));
+        std::string what = f2[0] + " " + FMI::Tools::format_size_compact(std::stoull(f2[1]));
         if (f2.size() > 2) {
           std::string why = s.substr(s.find(f2[2], p));
           progress.note("skipped " + what + " on " + std::to_string(n) + " peers: " + why);
@@ -401,7 +390,7 @@ int run_fmirun(const Options& o, const std::string& fmirun, const std::string& c
 
 int run_driver(const Options& o) {
   std::vector<unsigned> peer_counts;
-  for (const auto& p : fmibench::split(o.peers)) {
+  for (const auto& p : FMI::Tools::split(o.peers)) {
     unsigned long v = std::stoul(p);
     if (v == 0 || v > 4096) throw std::invalid_argument("bad peer count '" + p + "' in --peers");
     peer_counts.push_back(static_cast<unsigned>(v));

@@ -101,7 +101,7 @@ class Runner {
     if (reduction) bytes = std::max<std::size_t>(4, (bytes + 3) / 4 * 4);
     if (footprint(op, bytes) > opt_.max_buffer)
       return skip(op, bytes,
-                  "needs " + format_size(footprint(op, bytes)) + " per peer (> --max-buffer)");
+                  "needs " + FMI::Tools::format_size_compact(footprint(op, bytes)) + " per peer (> --max-buffer)");
     if (me_ == 0 && ev_.progress) ev_.progress(op, bytes, "");
 
     std::vector<double> secs;

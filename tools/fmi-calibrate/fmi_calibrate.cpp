@@ -30,6 +30,7 @@
 
 #include "fmi/fmi.h"
 #include "fmi/model.h"
+#include "tools/common/cli.h"
 
 namespace {
 
@@ -233,7 +234,7 @@ bool check_and_compare(const std::string& text, const std::string& source,
     auto table = [&](const Measured& m, unsigned consumers) {
       for (std::size_t i = 0; i < m.sizes.size(); ++i) {
         const double predicted = model->latency(1, consumers, std::size_t(m.sizes[i]));
-        report << "  " << FMI::Utils::format_size(std::size_t(m.sizes[i])) << ": measured "
+        report << "  " << FMI::Tools::format_size(std::size_t(m.sizes[i])) << ": measured "
                << fmt(m.seconds[i] * 1e3) << " ms, model " << fmt(predicted * 1e3) << " ms\n";
       }
     };
@@ -287,7 +288,7 @@ int main(int argc, char** argv) {
     config = FMI::Config::load(config_path);
     std::ifstream in(config_path);
     doc = nlohmann::ordered_json::parse(in);
-    for (const auto& s : FMI::Utils::split_list(sizes_arg)) sizes.push_back(FMI::Utils::parse_size(s));
+    sizes = FMI::Tools::parse_sizes<FMI::UsageError>(sizes_arg);
   } catch (const std::exception& e) {
     std::cerr << "fmi-calibrate: " << e.what() << '\n';
     return 1;
@@ -297,7 +298,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::sort(sizes.begin(), sizes.end());
-  const std::vector<std::string> only = FMI::Utils::split_list(channels_arg);
+  const std::vector<std::string> only = FMI::Tools::split_list(channels_arg);
   auto wanted = [&](const std::string& n) {
     return only.empty() || std::find(only.begin(), only.end(), n) != only.end();
   };
@@ -364,7 +365,7 @@ int main(int argc, char** argv) {
       continue;
     }
     for (std::size_t i = 0; i < m.sizes.size(); ++i)
-      report << "  " << FMI::Utils::format_size(std::size_t(m.sizes[i])) << ": "
+      report << "  " << FMI::Tools::format_size(std::size_t(m.sizes[i])) << ": "
              << fmt(m.seconds[i] * 1e3) << " ms one way\n";
     const Line l = fit(m.sizes, m.seconds);
     auto& section = doc["model"][t.name];

@@ -17,6 +17,8 @@
 #include "fmi/errors.h"
 #include "fmi/job_model.h"
 #include "fmi/model.h"
+#include "tools/common/cli.h"
+#include "tools/common/operation.h"
 
 namespace {
 
@@ -30,8 +32,8 @@ FMI::Utils::WorkloadItem parse_item(const std::string& text) {
   if (parts.size() < 2 || parts.size() > 3)
     FMI_THROW(FMI::UsageError, "workload item '", text, "': expected op:size[:calls per epoch]");
   FMI::Utils::WorkloadItem item;
-  item.op = FMI::Utils::parse_operation(parts[0]);
-  item.size = FMI::Utils::parse_size(parts[1]);
+  item.op = FMI::Tools::parse_operation(parts[0]);
+  item.size = FMI::Tools::parse_size<FMI::UsageError>(parts[1]);
   if (parts.size() == 3) {
     std::size_t pos = 0;
     try {
@@ -87,19 +89,20 @@ int main(int argc, char** argv) {
     o.associative = !non_associative;
     if (!sizes.empty()) {
       o.sizes.clear();
-      for (const auto& s : FMI::Utils::split_list(sizes)) o.sizes.push_back(FMI::Utils::parse_size(s));
+      for (const auto& s : FMI::Tools::split_list(sizes))
+        o.sizes.push_back(FMI::Tools::parse_size<FMI::UsageError>(s));
     }
     if (!ops.empty()) {
       o.ops.clear();
-      for (const auto& s : FMI::Utils::split_list(ops)) o.ops.push_back(FMI::Utils::parse_operation(s));
+      for (const auto& s : FMI::Tools::split_list(ops)) o.ops.push_back(FMI::Tools::parse_operation(s));
     }
-    if (!channels.empty()) o.channels = FMI::Utils::split_list(channels);
+    if (!channels.empty()) o.channels = FMI::Tools::split_list(channels);
     if (hint == "fast") o.hints = {FMI::Utils::Hint::fast};
     if (hint == "cheap") o.hints = {FMI::Utils::Hint::cheap};
     std::cout << "# config: " << (config_path.empty() ? "built-in defaults" : config_path) << '\n';
     FMI::Utils::JobOptions job;
     if (!workload.empty()) {
-      for (const auto& s : FMI::Utils::split_list(workload)) job.items.push_back(parse_item(s));
+      for (const auto& s : FMI::Tools::split_list(workload)) job.items.push_back(parse_item(s));
       // The per-call table shows the workload's own operations and sizes.
       o.ops.clear();
       o.sizes.clear();

@@ -11,14 +11,13 @@
 // period, and fmirun exits non-zero naming the peer. With --nat every function runs in
 // its own network namespace behind its own NAT router (scripts/natlab.sh), and the
 // rendezvous server in the lab's "public" namespace. See docs/fmirun.md.
-#include <arpa/inet.h>
-#include <fcntl.h>
+//
+// This file is the launcher: options, configuration, helper lookup and the flow of
+// a run. Child processes (spawning, signals, output) are in process.{h,cpp}, the
+// NAT lab in natlab.{h,cpp}.
 #include <netdb.h>
-#include <netinet/in.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -48,91 +47,21 @@
 #include <fmi/errors.h>
 #endif
 
+#include "natlab.h"
+#include "process.h"
+#include "tools/common/paths.h"
+#include "tools/common/temp_file.h"
+
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
+namespace fmirun {
 namespace {
 
 // Exit codes besides the failing peer's own (documented in docs/fmirun.md).
 constexpr int kExitSetup = 2;      // bad arguments, config, lab or server setup
 constexpr int kExitTimeout = 124;  // --timeout passed (as timeout(1))
-
-// The lab's fixed public address of the rendezvous server (scripts/natlab.sh).
-constexpr const char* kLabServerAddress = "10.200.0.1";
-
-struct SetupError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-std::string errno_text(int err) { return std::strerror(err); }
-
-// ---- file descriptors and signals -----------------------------------------
-
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
-void write_all(int fd, const std::string& s) {
-  std::size_t off = 0;
-  while (off < s.size()) {
-    ssize_t n = ::write(fd, s.data() + off, s.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return;  // our own stdout went away (e.g. a closed pager): nothing to report to
-    }
-    off += static_cast<std::size_t>(n);
-  }
-}
-
-void say(const std::string& s) { write_all(STDERR_FILENO, "fmirun: " + s + "\n"); }
-
-// Signals reach the poll loop through a pipe so that every reaction (terminating
-// the peers, tearing the lab down) happens in normal code, not in a handler.
-int g_signal_pipe_w = -1;
-void on_signal(int sig) {
-  int saved = errno;
-  unsigned char b = static_cast<unsigned char>(sig);
-  (void)!::write(g_signal_pipe_w, &b, 1);
-  errno = saved;
-}
-
-std::pair<Fd, Fd> make_pipe() {
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) throw SetupError("pipe: " + errno_text(errno));
-  return {Fd(p[0]), Fd(p[1])};
-}
-
-std::string describe_status(int status) {
-  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    int sig = WTERMSIG(status);
-    const char* name = ::sigdescr_np(sig);
-    return "was killed by signal " + std::to_string(sig) + " (" + (name ? name : "?") + ")" +
-           (WCOREDUMP(status) ? ", core dumped" : "");
-  }
-  return "ended with wait status " + std::to_string(status);
-}
 
 // ---- configuration --------------------------------------------------------
 
@@ -234,16 +163,9 @@ bool port_in_use(const std::string& host, std::uint16_t port) {
 
 // ---- locating helpers -----------------------------------------------------
 
-fs::path self_dir() {
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? fs::path() : exe.parent_path();
-}
+using FMI::Tools::is_executable;
 
-bool is_executable(const fs::path& p) {
-  std::error_code ec;
-  return fs::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
-}
+fs::path self_dir() { return FMI::Tools::self_exe().parent_path(); }
 
 std::optional<fs::path> search_path(const std::string& name) {
   const char* path = std::getenv("PATH");
@@ -289,164 +211,18 @@ fs::path find_helper(const std::string& option, const char* env, std::vector<fs:
 #define FMIRUN_NATLAB_SCRIPT ""
 #endif
 
-// ---- child processes -------------------------------------------------------
-
-struct Stream {
-  Fd fd;
-  int target = STDOUT_FILENO;  // where its lines go
-  std::string partial;          // bytes after the last newline
-};
-
-struct Proc {
-  std::string label;  // "peer 3", "rendezvous"
-  pid_t pid = -1;
-  bool running = false;
-  int status = 0;
-  bool terminated_by_us = false;  // we sent it a signal: its death is not a failure
-  Stream out, err;
-};
-
-struct SpawnSpec {
-  std::vector<std::string> argv;
-  std::vector<std::pair<std::string, std::string>> env;
-  int netns_fd = -1;  // join this network namespace before exec
-};
-
-// Starts a process in its own process group (so that ending it also ends whatever it
-// started), stdin from /dev/null, stdout and stderr into pipes read by the poll loop.
-void spawn(Proc& p, const SpawnSpec& spec) {
-  auto [out_r, out_w] = make_pipe();
-  auto [err_r, err_w] = make_pipe();
-  std::vector<char*> argv;
-  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-
-  const pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) throw SetupError("fork for " + p.label + ": " + errno_text(errno));
-  if (pid == 0) {
-    // Child: only async-signal-safe calls plus setenv (fmirun is single-threaded).
-    ::setpgid(0, 0);
-    // Even a SIGKILLed fmirun must not leave functions or a server behind.
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) ::_exit(128 + SIGTERM);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGCHLD}) ::signal(s, SIG_DFL);
-    int devnull = ::open("/dev/null", O_RDONLY);
-    if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
-    ::dup2(out_w.get(), STDOUT_FILENO);
-    ::dup2(err_w.get(), STDERR_FILENO);
-    auto die = [&](const char* what, int err) {
-      std::string m = std::string("fmirun: ") + what + " " + spec.argv[0] + ": " + std::strerror(err) + "\n";
-      (void)!::write(STDERR_FILENO, m.data(), m.size());
-      ::_exit(127);
-    };
-    if (spec.netns_fd >= 0 && ::setns(spec.netns_fd, CLONE_NEWNET) != 0)
-      die("cannot enter the network namespace for", errno);
-    for (const auto& [k, v] : spec.env) ::setenv(k.c_str(), v.c_str(), 1);
-    ::execvp(argv[0], argv.data());
-    die("cannot execute", errno);
-  }
-  // Parent: also set the group here, so that a kill(-pid) right after fork works.
-  ::setpgid(pid, pid);
-  p.pid = pid;
-  p.running = true;
-  p.out.fd = std::move(out_r);
-  p.out.target = STDOUT_FILENO;
-  p.err.fd = std::move(err_r);
-  p.err.target = STDERR_FILENO;
-}
-
-void signal_group(Proc& p, int sig) {
-  if (!p.running) return;
-  p.terminated_by_us = true;
-  if (::kill(-p.pid, sig) != 0) ::kill(p.pid, sig);
-}
-
-// Runs a helper command to completion (NAT lab set-up and tear-down): its stderr
-// passes through to ours (errors), its stdout is dropped. Returns its wait status.
-int run_command(const std::vector<std::string>& args) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = ::fork();
-  if (pid < 0) throw SetupError("fork: " + errno_text(errno));
-  if (pid == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    int devnull = ::open("/dev/null", O_RDWR);
-    if (devnull >= 0) {
-      ::dup2(devnull, STDIN_FILENO);
-      ::dup2(devnull, STDOUT_FILENO);
-    }
-    ::execvp(argv[0], argv.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return status;
-}
-
-// ---- the NAT lab -------------------------------------------------------------
-
-// A lab made by scripts/natlab.sh for this run; torn down in the destructor, so on
-// every way out of main, including errors and signals (the lab script also removes
-// what it made if its own set-up fails half way).
-class NatLab {
- public:
-  NatLab(fs::path script, int n, bool symmetric)
-      : script_(std::move(script)), prefix_("fmi" + std::to_string(::getpid()) + "-") {
-    std::vector<std::string> cmd{script_.string(), "--prefix", prefix_, "up", std::to_string(n)};
-    if (symmetric) cmd.push_back("--symmetric");
-    int st = run_command(cmd);
-    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
-      throw SetupError("setting up the NAT lab failed: " + script_.string() + " " + describe_status(st));
-    up_ = true;
-  }
-  ~NatLab() {
-    if (up_) run_command({script_.string(), "--prefix", prefix_, "down"});
-  }
-  NatLab(const NatLab&) = delete;
-  NatLab& operator=(const NatLab&) = delete;
-
-  Fd open_ns(const std::string& name) const {
-    std::string path = "/run/netns/" + prefix_ + name;
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) throw SetupError("cannot open network namespace " + path + ": " + errno_text(errno));
-    return fd;
-  }
-  const std::string& prefix() const { return prefix_; }
-
- private:
-  fs::path script_;
-  std::string prefix_;
-  bool up_ = false;
-};
-
-// A temporary file removed on every way out.
+// The configuration the functions see when fmirun rewrites it (--nat,
+// --rendezvous-port): a temporary file removed on every way out.
 class TempFile {
  public:
-  explicit TempFile(const std::string& content) {
-    std::string tmpl = (fs::temp_directory_path() / "fmirun-config-XXXXXX.json").string();
-    Fd fd(::mkstemps(tmpl.data(), 5));
-    if (!fd) throw SetupError("cannot create a temporary config file: " + errno_text(errno));
-    path_ = tmpl;
-    write_all(fd.get(), content);
-    ::fchmod(fd.get(), 0644);
+  explicit TempFile(const std::string& content) try : file_("fmirun-config", ".json", content) {
+  } catch (const std::exception& e) {
+    throw SetupError(e.what());
   }
-  ~TempFile() {
-    if (!path_.empty()) ::unlink(path_.c_str());
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return file_.path(); }
 
  private:
-  std::string path_;
+  FMI::Tools::TempFile file_;
 };
 
 // ---- the run -----------------------------------------------------------------
@@ -532,27 +308,7 @@ void Launcher::emit(Proc& p, Stream& s, const std::string& line) {
 }
 
 void Launcher::read_stream(Proc& p, Stream& s) {
-  char buf[65536];
-  ssize_t n = ::read(s.fd.get(), buf, sizeof buf);
-  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
-  if (n <= 0) {  // EOF (or an error on our own pipe): flush an unterminated last line
-    if (!s.partial.empty()) emit(p, s, s.partial);
-    s.partial.clear();
-    s.fd.reset();
-    return;
-  }
-  s.partial.append(buf, static_cast<std::size_t>(n));
-  std::size_t start = 0, nl;
-  while ((nl = s.partial.find('\n', start)) != std::string::npos) {
-    emit(p, s, s.partial.substr(start, nl - start));
-    start = nl + 1;
-  }
-  s.partial.erase(0, start);
-  // A process printing without newlines must not make us buffer without bound.
-  if (s.partial.size() > (1u << 20)) {
-    emit(p, s, s.partial);
-    s.partial.clear();
-  }
+  read_lines(s, [&](const std::string& line) { emit(p, s, line); });
 }
 
 // Waits up to max_wait for output or a signal, forwards what arrived, reaps children.
@@ -692,22 +448,8 @@ int Launcher::run() {
   if (opt_.timeout_s > 0)
     deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.timeout_s));
 
-  // Signals: through a pipe into the poll loop (see on_signal).
-  {
-    auto [r, w] = make_pipe();
-    ::fcntl(r.get(), F_SETFL, O_NONBLOCK);
-    ::fcntl(w.get(), F_SETFL, O_NONBLOCK);
-    sig_r_ = std::move(r);
-    g_signal_pipe_w = w.get();
-    static Fd keep_w;  // lives as long as the handlers may run
-    keep_w = std::move(w);
-    struct sigaction sa{};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) ::sigaction(s, &sa, nullptr);
-    ::signal(SIGPIPE, SIG_IGN);
-  }
+  // Signals: through a pipe into the poll loop (see install_signal_pipe).
+  sig_r_ = install_signal_pipe();
 
   std::string comm_name = opt_.name.empty()
                               ? "fmirun-" + std::to_string(::getpid()) + "-" +
@@ -733,11 +475,11 @@ int Launcher::run() {
     lab_.emplace(script, opt_.n, opt_.symmetric);
     say("NAT lab " + lab_->prefix() + " is up: " + std::to_string(opt_.n) + " functions behind " +
         (opt_.symmetric ? "symmetric" : "port-preserving") + " NATs, rendezvous at " + kLabServerAddress);
-    for (int i = 0; i < opt_.n; ++i) peer_ns[i] = lab_->open_ns("f" + std::to_string(i));
+    for (int i = 0; i < opt_.n; ++i) peer_ns[i] = lab_->open_ns(NatLab::function_namespace(i));
     if (direct.enabled) {
       // Inside the lab the only reachable server is the one in the public namespace:
       // the functions see a copy of the configuration that points there.
-      Fd pub = lab_->open_ns("pub");
+      Fd pub = lab_->open_ns(NatLab::kPublicNamespace);
       std::uint16_t port = start_rendezvous(opt_.rendezvous_port > 0 ? opt_.rendezvous_port : direct.port, pub.get(),
                                             kLabServerAddress);
       config["backends"]["Direct"]["host"] = kLabServerAddress;
@@ -829,8 +571,10 @@ int Launcher::run() {
 }
 
 }  // namespace
+}  // namespace fmirun
 
 int main(int argc, char** argv) {
+  using namespace fmirun;
   Options opt;
   CLI::App app{"fmirun: start N FMI functions as local processes (see docs/fmirun.md)", "fmirun"};
   app.add_option("-n,--np", opt.n, "number of functions (peers)")->required()->check(CLI::Range(1, 4096));
