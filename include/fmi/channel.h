@@ -41,6 +41,14 @@ class ChannelModel {
   /// instance, the rendezvous VM); an operation is charged its share of time,
   /// hourly_price() x latency / 3600. 0 for channels without such a server.
   virtual double hourly_price() const { return 0.0; }
+  /// USD of the requests that set-up and tear-down cost a job of `num_peers`
+  /// functions (docs/policy.md, "Job cost"): for being enabled, plus `pairs`
+  /// pairs of functions connected on first use (point-to-point channels; 0 when
+  /// unused), plus, if `collective`, what a collective's use adds at finalize.
+  virtual double setup_cost(unsigned num_peers, double pairs, bool collective) const {
+    (void)num_peers, (void)pairs, (void)collective;
+    return 0.0;
+  }
 };
 
 /// Base of every channel. Channels are created by the Communicator from the config

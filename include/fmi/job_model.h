@@ -63,13 +63,6 @@ JobEstimate estimate_job(const Config& config, const JobOptions& options);
 /// The estimate as an aligned text table with every term (what fmi-model prints).
 std::string job_table(const Config& config, const JobOptions& options);
 
-/// Set-up and tear-down requests of a built-in channel for a job of `num_peers`
-/// functions, in USD (docs/policy.md, "Job cost"): what being enabled costs, plus,
-/// for Direct, `pairings` pairings by the rendezvous VM (0 when unused) and, for
-/// S3, the finalize barrier when a collective ran on it (`used_collectively`).
-double setup_cost(const std::string& channel, const Config& config, peer_num num_peers,
-                  double pairings, bool used_collectively);
-
 /// Upper bound of the pairs of functions that `items` connect on a point-to-point
 /// channel: min(n(n-1)/2, the messages of one call of each item, summed).
 double pairings_bound(const JobOptions& options, const std::vector<WorkloadItem>& items);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -33,33 +34,6 @@ double pairings_bound(const JobOptions& o, const std::vector<WorkloadItem>& item
       messages += x.count * x.producers * x.consumers;
   }
   return std::min(n * (n - 1) / 2, messages);
-}
-
-double setup_cost(const std::string& channel, const Config& config, peer_num n,
-                  double pairings, bool used_collectively) {
-  const double peers = double(n);
-  if (channel == "Direct") {
-    // The rendezvous VM's work for a job is registrations (one per function, at
-    // init) and pairings (one per pair that talks, on first use; see
-    // pairings_bound). Each takes 1/requests_per_hour of a VM-hour: the
-    // original FMI's vm_price / requests_per_hour per request, applied to the
-    // requests the VM really serves.
-    const auto& d = config.model.direct;
-    if (!d.include_infrastructure_costs || d.requests_per_hour <= 0) return 0.0;
-    const double requests = peers + pairings;
-    return requests * d.vm_price / d.requests_per_hour;
-  }
-  if (channel == "S3") {
-    // init: one HEAD bucket per function (billed as a GET). finalize, only after
-    // a collective ran on S3: n-1 arrival and n-1 release markers (PUTs), at least
-    // one LIST by peer 0 (billed as a PUT), n-1 release GETs; DELETEs are free.
-    const auto& s = config.model.s3;
-    double usd = peers * s.download_price;
-    if (used_collectively && n > 1)
-      usd += (2 * (peers - 1) + 1) * s.upload_price + (peers - 1) * s.download_price;
-    return usd;
-  }
-  return 0.0;  // Redis: billed per hour only (the servers term)
 }
 
 namespace {
@@ -97,7 +71,8 @@ JobEstimate estimate_job(const Config& config, const JobOptions& o) {
   JobEstimate e;
   for (const auto& name : o.channels) e.per_channel.push_back(JobCost{name});
   for (Hint h : o.hints) e.policy.push_back(JobCost{std::string("policy (") + to_string(h) + ")"});
-  std::vector<std::vector<WorkloadItem>> used_items(o.hints.size());  // per hint, on Direct
+  // Per hint, the items the policy put on each point-to-point channel (pairings).
+  std::vector<std::map<std::string, std::vector<WorkloadItem>>> p2p_items(o.hints.size());
   std::vector<std::set<std::string>> used(o.hints.size()), collective(o.hints.size());
   for (const auto& item : o.items) {
     if (!(item.per_epoch >= 0))
@@ -122,7 +97,8 @@ JobEstimate estimate_job(const Config& config, const JobOptions& o) {
       e.policy[h].chosen.push_back(name);
       if (calls > 0) {
         used[h].insert(name);
-        if (name == "Direct") used_items[h].push_back(item);
+        if (Comm::builtin_kind(name) == Comm::ChannelKind::peer_to_peer)
+          p2p_items[h][name].push_back(item);
         if (item.op != Operation::send) collective[h].insert(name);
       }
     }
@@ -135,13 +111,20 @@ JobEstimate estimate_job(const Config& config, const JobOptions& o) {
       any_collective |= item.op != Operation::send;
     }
   const double all_pairings = pairings_bound(o, called);
+  auto p2p = [](const std::string& name) {
+    return Comm::builtin_kind(name) == Comm::ChannelKind::peer_to_peer;
+  };
   for (auto& j : e.per_channel)
-    j.setup = setup_cost(j.label, config, o.num_peers, all_pairings, any_collective);
+    j.setup = Comm::make_builtin_model(j.label, config)
+                  ->setup_cost(o.num_peers, p2p(j.label) ? all_pairings : 0.0, any_collective);
   // Every enabled channel is set up; only those the policy used pay for use.
   for (std::size_t h = 0; h < e.policy.size(); ++h)
-    for (const auto& name : o.channels)
-      e.policy[h].setup += setup_cost(name, config, o.num_peers, pairings_bound(o, used_items[h]),
-                                      collective[h].count(name) > 0);
+    for (const auto& name : o.channels) {
+      const auto it = p2p_items[h].find(name);
+      const double pairs = it == p2p_items[h].end() ? 0.0 : pairings_bound(o, it->second);
+      e.policy[h].setup += Comm::make_builtin_model(name, config)
+                               ->setup_cost(o.num_peers, pairs, collective[h].count(name) > 0);
+    }
   return e;
 }
 

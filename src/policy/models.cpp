@@ -61,6 +61,15 @@ double DirectModel::hourly_price() const {
   return m_.include_infrastructure_costs ? m_.vm_price : 0.0;
 }
 
+// The rendezvous VM's work for a job is registrations (one per function, at init)
+// and pairings (one per pair that talks, on first use). Each takes
+// 1/requests_per_hour of a VM-hour: the original FMI's vm_price /
+// requests_per_hour per request, applied to the requests the VM really serves.
+double DirectModel::setup_cost(unsigned n, double pairs, bool) const {
+  if (!m_.include_infrastructure_costs || m_.requests_per_hour <= 0) return 0.0;
+  return (double(n) + pairs) * m_.vm_price / m_.requests_per_hour;
+}
+
 // Redis: one server; one consumer reads at bandwidth_single, several consumers
 // together reach bandwidth_multiple. Consumers block (BLPOP): no polling delay.
 double RedisModel::latency(unsigned p, unsigned c, std::size_t bytes) const {
@@ -123,6 +132,17 @@ double S3Model::cost(unsigned p, unsigned c, std::size_t bytes) const {
   const double gets = double(p) * c + double(c) * misses(upload_time(bytes));
   return m_.upload_price * p + m_.download_price * gets +
          m_.transfer_price * volume(p, c, bytes) / kGiB;
+}
+
+// init: one HEAD bucket per function (billed as a GET). finalize, only after a
+// collective ran on S3: n-1 arrival and n-1 release markers (PUTs), at least one
+// LIST by peer 0 (billed as a PUT), n-1 release GETs; DELETEs are free.
+double S3Model::setup_cost(unsigned n, double, bool collective) const {
+  const double peers = double(n);
+  double usd = peers * m_.download_price;
+  if (collective && n > 1)
+    usd += (2 * (peers - 1) + 1) * m_.upload_price + (peers - 1) * m_.download_price;
+  return usd;
 }
 
 // ---- patterns ----------------------------------------------------------------

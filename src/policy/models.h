@@ -57,6 +57,7 @@ class DirectModel final : public Comm::ChannelModel {
   double latency(unsigned producers, unsigned consumers, std::size_t bytes) const override;
   double cost(unsigned producers, unsigned consumers, std::size_t bytes) const override;
   double hourly_price() const override;
+  double setup_cost(unsigned num_peers, double pairs, bool collective) const override;
 
  private:
   Config::Model::Direct m_;
@@ -80,6 +81,7 @@ class S3Model final : public Comm::ChannelModel {
   S3Model(const Config::Model::S3& m, std::chrono::milliseconds first_poll);
   double latency(unsigned producers, unsigned consumers, std::size_t bytes) const override;
   double cost(unsigned producers, unsigned consumers, std::size_t bytes) const override;
+  double setup_cost(unsigned num_peers, double pairs, bool collective) const override;
 
   /// Seconds until a producer's object exists (one upload).
   double upload_time(std::size_t bytes) const;
