@@ -22,7 +22,8 @@
 #include <thread>
 #include <vector>
 
-#include "channels/factories.h"
+#include "channels/redis/config.h"
+#include "channels/registry.h"
 #include "fmi/fmi.h"
 #include "redis_server.h"
 
@@ -50,10 +51,10 @@ double best(const std::vector<double>& v) { return *std::min_element(v.begin(), 
 
 FMI::Config config() {
   FMI::Config cfg;
-  cfg.redis.enabled = true;
-  cfg.redis.host = host;
-  cfg.redis.port = port;
-  cfg.redis.max_timeout = 60s;
+  cfg.section<FMI::Comm::RedisConfig>().enabled = true;
+  cfg.section<FMI::Comm::RedisConfig>().host = host;
+  cfg.section<FMI::Comm::RedisConfig>().port = port;
+  cfg.section<FMI::Comm::RedisConfig>().max_timeout = 60s;
   return cfg;
 }
 
@@ -112,7 +113,8 @@ double raw_latency(std::size_t bytes, int iters) {
 double channel_latency(std::size_t bytes, int iters, std::uint32_t& seq) {
   auto cfg = config();
   auto open = [&](unsigned p) {
-    auto ch = std::dynamic_pointer_cast<ObjectStoreChannel>(FMI::Comm::make_redis_channel(cfg));
+    auto ch = std::dynamic_pointer_cast<ObjectStoreChannel>(
+        FMI::Comm::find_channel("Redis")->make(cfg));
     ch->init(FMI::Comm::ChannelContext{p, 2, "bench", 128});
     return ch;
   };
@@ -173,7 +175,8 @@ double raw_bandwidth(std::size_t bytes) {
 double channel_bandwidth(std::size_t bytes, std::uint32_t seq) {
   auto cfg = config();
   auto open = [&](unsigned p) {
-    auto ch = std::dynamic_pointer_cast<ObjectStoreChannel>(FMI::Comm::make_redis_channel(cfg));
+    auto ch = std::dynamic_pointer_cast<ObjectStoreChannel>(
+        FMI::Comm::find_channel("Redis")->make(cfg));
     ch->init(FMI::Comm::ChannelContext{p, 2, "bench-bw", 128});
     return ch;
   };

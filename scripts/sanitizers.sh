@@ -134,7 +134,7 @@ for san in "${SANS[@]}"; do
     # others still run.
     # fmi-rendezvous: the Direct tests start the server binary of this build; it is
     # not a link dependency of direct_test, so it must be built explicitly.
-    for t in s3_channel_test s3_communicator_test fmi_redis_tests fmi-rendezvous direct_test fmi_reliability_tests fmi_direct_reliability_tests; do
+    for t in s3_channel_test s3_communicator_test fmi_redis_tests fmi-rendezvous wire_test direct_test fmi_reliability_tests fmi_direct_reliability_tests; do
       has_target "$dir" "$t" && targets+=("$t")
     done
     for t in "${targets[@]}"; do
@@ -157,6 +157,8 @@ for san in "${SANS[@]}"; do
   [[ -x "$dir/tests/redis/fmi_redis_tests" ]] &&
     run_test "$dir" "$san-redis" "$dir/tests/redis/fmi_redis_tests" \
       "--gtest_filter=$([[ $san == tsan ]] && echo "$TSAN_REDIS_FILTER" || echo '*')"
+  # The wire protocol's parser on malformed input (src/wire/, no server).
+  [[ -x "$dir/tests/wire/wire_test" ]] && run_test "$dir" "$san-wire" "$dir/tests/wire/wire_test"
   # Direct: forked peers plus a server; the server binary is instrumented too.
   [[ -x "$dir/tests/direct/direct_test" ]] &&
     run_test "$dir" "$san-direct" "$dir/tests/direct/direct_test" \

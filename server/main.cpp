@@ -16,10 +16,9 @@
 #include <iostream>
 #include <sstream>
 
-#include "channels/direct/auth.h"
-
 #include "fmi/errors.h"
 #include "server.h"
+#include "wire/auth.h"
 
 int main(int argc, char** argv) {
   FMI::Rendezvous::Options opt;
@@ -54,10 +53,10 @@ int main(int argc, char** argv) {
         opt.secret.pop_back();
       if (opt.secret.empty())
         FMI_THROW(FMI::ConfigError, "fmi-rendezvous: --secret-file ", secret_file, " is empty");
-      FMI::Direct::auth::check_secret(opt.secret, "--secret-file " + secret_file);
+      FMI::Wire::auth::check_secret(opt.secret, "--secret-file " + secret_file);
     } else if (const char* env = std::getenv("FMI_SECRET"); env && *env) {
       opt.secret = env;
-      FMI::Direct::auth::check_secret(opt.secret, "the environment variable FMI_SECRET");
+      FMI::Wire::auth::check_secret(opt.secret, "the environment variable FMI_SECRET");
     }
     FMI::Rendezvous::Server server(opt);
     server.run();

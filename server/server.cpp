@@ -14,8 +14,8 @@
 #include <iostream>
 #include <sstream>
 
-#include "channels/direct/auth.h"
 #include "fmi/errors.h"
+#include "wire/auth.h"
 
 namespace FMI::Rendezvous {
 
@@ -43,9 +43,9 @@ void Server::log(bool important, const A&... a) {
 }
 
 Server::Server(Options opt) : opt_(std::move(opt)) {
-  auto eps = Direct::resolve(opt_.bind, opt_.port, Clock::now() + std::chrono::seconds(5));
+  auto eps = Wire::resolve(opt_.bind, opt_.port, Clock::now() + std::chrono::seconds(5));
   const proto::Endpoint& ep = eps.front();
-  listener_ = Direct::make_socket(ep.v6 ? AF_INET6 : AF_INET);
+  listener_ = Wire::make_socket(ep.v6 ? AF_INET6 : AF_INET);
   int one = 1;
   // SO_REUSEADDR only (not REUSEPORT): a restarted server can rebind at once, but
   // two servers can never silently share a port.
@@ -54,13 +54,13 @@ Server::Server(Options opt) : opt_(std::move(opt)) {
   unsigned len = ep.to_sockaddr(ss);
   if (::bind(listener_.fd(), reinterpret_cast<sockaddr*>(&ss), len) < 0)
     FMI_THROW(ChannelError, "fmi-rendezvous: cannot bind ", ep.str(), ": ",
-              Direct::errno_text(errno));
+              Wire::errno_text(errno));
   if (::listen(listener_.fd(), 1024) < 0)
-    FMI_THROW(ChannelError, "fmi-rendezvous: listen failed: ", Direct::errno_text(errno));
-  port_ = Direct::local_endpoint(listener_.fd()).port;
+    FMI_THROW(ChannelError, "fmi-rendezvous: listen failed: ", Wire::errno_text(errno));
+  port_ = Wire::local_endpoint(listener_.fd()).port;
 
-  epoll_ = Direct::Socket(::epoll_create1(EPOLL_CLOEXEC));
-  if (!epoll_) FMI_THROW(ChannelError, "fmi-rendezvous: epoll_create1: ", Direct::errno_text(errno));
+  epoll_ = Wire::Socket(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) FMI_THROW(ChannelError, "fmi-rendezvous: epoll_create1: ", Wire::errno_text(errno));
 
   // Signals arrive as readable events of the loop, so shutdown happens between
   // events, never in the middle of one.
@@ -69,9 +69,9 @@ Server::Server(Options opt) : opt_(std::move(opt)) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   if (::sigprocmask(SIG_BLOCK, &set, nullptr) < 0)
-    FMI_THROW(ChannelError, "fmi-rendezvous: sigprocmask: ", Direct::errno_text(errno));
-  signal_ = Direct::Socket(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
-  if (!signal_) FMI_THROW(ChannelError, "fmi-rendezvous: signalfd: ", Direct::errno_text(errno));
+    FMI_THROW(ChannelError, "fmi-rendezvous: sigprocmask: ", Wire::errno_text(errno));
+  signal_ = Wire::Socket(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!signal_) FMI_THROW(ChannelError, "fmi-rendezvous: signalfd: ", Wire::errno_text(errno));
   ::signal(SIGPIPE, SIG_IGN);
 
   for (int fd : {listener_.fd(), signal_.fd()}) {
@@ -79,7 +79,7 @@ Server::Server(Options opt) : opt_(std::move(opt)) {
     ev.events = EPOLLIN;
     ev.data.fd = fd;
     if (::epoll_ctl(epoll_.fd(), EPOLL_CTL_ADD, fd, &ev) < 0)
-      FMI_THROW(ChannelError, "fmi-rendezvous: epoll_ctl: ", Direct::errno_text(errno));
+      FMI_THROW(ChannelError, "fmi-rendezvous: epoll_ctl: ", Wire::errno_text(errno));
   }
   proto::Endpoint shown = ep;
   shown.port = port_;
@@ -99,7 +99,7 @@ void Server::run() {
     int n = ::epoll_wait(epoll_.fd(), events.data(), int(events.size()), 250);
     if (n < 0) {
       if (errno == EINTR) continue;
-      FMI_THROW(ChannelError, "fmi-rendezvous: epoll_wait: ", Direct::errno_text(errno));
+      FMI_THROW(ChannelError, "fmi-rendezvous: epoll_wait: ", Wire::errno_text(errno));
     }
     for (int i = 0; i < n && !stopping_; ++i) {
       int fd = events[i].data.fd;
@@ -146,11 +146,11 @@ void Server::accept_all() {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       // EMFILE and friends: stop accepting this round; the sweep keeps running.
-      log(true, "accept failed: ", Direct::errno_text(errno));
+      log(true, "accept failed: ", Wire::errno_text(errno));
       return;
     }
     auto c = std::make_unique<Conn>();
-    c->sock = Direct::Socket(fd);
+    c->sock = Wire::Socket(fd);
     c->public_ep = proto::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
     c->addr = c->public_ep.str();
     if (conns_.size() >= opt_.max_connections) {
@@ -165,7 +165,7 @@ void Server::accept_all() {
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.fd = fd;
     if (::epoll_ctl(epoll_.fd(), EPOLL_CTL_ADD, fd, &ev) < 0) {
-      log(true, "epoll_ctl for ", c->addr, " failed: ", Direct::errno_text(errno));
+      log(true, "epoll_ctl for ", c->addr, " failed: ", Wire::errno_text(errno));
       continue;
     }
     // Every connection starts with a CHALLENGE: a client with a secret needs its
@@ -173,7 +173,7 @@ void Server::accept_all() {
     // learns whether this server wants one at all.
     proto::Challenge ch;
     ch.auth = !opt_.secret.empty();
-    if (ch.auth) ch.nonce = Direct::auth::random_nonce();
+    if (ch.auth) ch.nonce = Wire::auth::random_nonce();
     c->nonce = ch.nonce;
     Conn& conn = *conns_.emplace(fd, std::move(c)).first->second;
     queue(conn, ch);
@@ -195,7 +195,7 @@ void Server::on_readable(Conn& c) {
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      close_conn(fd, "read error: " + Direct::errno_text(errno));
+      close_conn(fd, "read error: " + Wire::errno_text(errno));
       return;
     }
     if (r == 0) {
@@ -264,7 +264,7 @@ void Server::handle(Conn& c, const proto::Message& m) {
 bool Server::authenticate(Conn& c, const std::optional<proto::Proof>& proof,
                           const proto::Mac& expected, const std::string& who) {
   if (opt_.secret.empty()) return true;
-  if (proof && Direct::auth::equal(proof->mac, expected)) return true;
+  if (proof && Wire::auth::equal(proof->mac, expected)) return true;
   fail(c, proto::ErrorCode::auth_failed,
        who + ": " +
            (proof ? "wrong proof of the shared secret (a different secret?)"
@@ -279,7 +279,7 @@ void Server::handle_register(Conn& c, const proto::Register& r) {
   std::string who = "comm '" + r.comm + "' peer " + std::to_string(r.peer_id) + " from " + c.addr;
   if (!opt_.secret.empty() &&
       !authenticate(c, r.proof,
-                    r.proof ? Direct::auth::register_mac(opt_.secret, r, c.nonce) : proto::Mac{},
+                    r.proof ? Wire::auth::register_mac(opt_.secret, r, c.nonce) : proto::Mac{},
                     who))
     return;
   auto [it, created] = groups_.try_emplace(r.comm);
@@ -357,7 +357,7 @@ std::string relay_key(const std::string& comm, std::uint32_t from, std::uint32_t
 void Server::handle_relay(Conn& c, const proto::Relay& r) {
   if (!opt_.secret.empty() &&
       !authenticate(c, r.proof,
-                    r.proof ? Direct::auth::relay_mac(opt_.secret, r, c.nonce) : proto::Mac{},
+                    r.proof ? Wire::auth::relay_mac(opt_.secret, r, c.nonce) : proto::Mac{},
                     "relay of comm '" + r.comm + "' " + std::to_string(r.from) + "->" +
                         std::to_string(r.to) + " from " + c.addr))
     return;
@@ -421,7 +421,7 @@ void Server::relay_read(Conn& c) {
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      close_conn(fd, "relay read error: " + Direct::errno_text(errno));
+      close_conn(fd, "relay read error: " + Wire::errno_text(errno));
       return;
     }
     if (r == 0) {
@@ -478,7 +478,7 @@ void Server::on_writable(Conn& c) {
     if (w < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      close_conn(fd, "write error: " + Direct::errno_text(errno));
+      close_conn(fd, "write error: " + Wire::errno_text(errno));
       return;
     }
     c.out_off += std::size_t(w);

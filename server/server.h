@@ -11,12 +11,12 @@
 #include <unordered_map>
 #include <vector>
 
-#include "channels/direct/net.h"
-#include "channels/direct/protocol.h"
+#include "wire/net.h"
+#include "wire/protocol.h"
 
 namespace FMI::Rendezvous {
 
-namespace proto = Direct::proto;
+namespace proto = Wire::proto;
 
 struct Options {
   std::string bind = "0.0.0.0";
@@ -47,7 +47,7 @@ class Server {
   using Clock = std::chrono::steady_clock;
   enum class State { awaiting_register, registered, closing, relay_waiting, relaying };
   struct Conn {
-    Direct::Socket sock;
+    Wire::Socket sock;
     std::string addr;  // public address:port as seen here
     proto::Endpoint public_ep;
     State state = State::awaiting_register;
@@ -96,9 +96,9 @@ class Server {
   void log(bool important, const A&... a);
 
   Options opt_;
-  Direct::Socket listener_;
-  Direct::Socket epoll_;
-  Direct::Socket signal_;
+  Wire::Socket listener_;
+  Wire::Socket epoll_;
+  Wire::Socket signal_;
   std::uint16_t port_ = 0;
   std::unordered_map<int, std::unique_ptr<Conn>> conns_;
   std::map<std::string, Group> groups_;

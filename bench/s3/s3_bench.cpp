@@ -175,13 +175,13 @@ int main(int argc, char** argv) {
     }
 
     FMI::Config cfg;
-    cfg.s3.enabled = true;
-    cfg.s3.bucket_name = bucket;
-    cfg.s3.s3_region = region;
-    cfg.s3.endpoint = aws ? "" : endpoint;
-    cfg.s3.max_timeout = 30s;
+    cfg.section<FMI::Comm::S3Config>().enabled = true;
+    cfg.section<FMI::Comm::S3Config>().bucket_name = bucket;
+    cfg.section<FMI::Comm::S3Config>().s3_region = region;
+    cfg.section<FMI::Comm::S3Config>().endpoint = aws ? "" : endpoint;
+    cfg.section<FMI::Comm::S3Config>().max_timeout = 30s;
     {
-      FMI::Comm::S3Channel ch(cfg);
+      FMI::Comm::S3Channel ch(cfg.section<FMI::Comm::S3Config>());
       ch.init({0, 1, run + "-ch", 128});
       Row r{"channel put+get", {}, 0, 0};
       const auto before = ch.requests();
@@ -200,7 +200,7 @@ int main(int argc, char** argv) {
     }
 
     for (auto first_poll : {5ms, 50ms}) {
-      cfg.s3.timeout = first_poll;
+      cfg.section<FMI::Comm::S3Config>().timeout = first_poll;
       const int n = iters / 2;
       std::vector<double> rtt;
       std::uint64_t reqs = 0, polls = 0;

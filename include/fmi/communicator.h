@@ -143,6 +143,10 @@ class Communicator {
  private:
   struct Selected;
   Selected select(Utils::Operation op, std::size_t bytes, const Utils::ReduceOp* f);
+  // The one dispatch path of every operation (communicator.cpp).
+  template <typename What, typename P2P, typename Store>
+  void run(Utils::Operation op, std::size_t bytes, const Utils::ReduceOp* f, std::uint32_t& seq,
+           const What& what, const P2P& p2p, const Store& store);
   void check_peer(const char* what, peer_num p, const char* role) const;
   void create_channels();
 
@@ -159,9 +163,6 @@ class Communicator {
   // message's whole latency). A user's policy is asked every time.
   bool policy_is_default_ = true;
   std::map<std::tuple<int, std::size_t, int, bool, bool, std::size_t>, std::string> choice_cache_;
-  // Point-to-point channels whose full mesh has been opened (before their first
-  // collective: set-up of all pairs in parallel, instead of inside the algorithm).
-  std::vector<const Comm::Channel*> meshed_;
   // Sequence numbers that tag messages: one counter for collectives (every peer
   // calls them in the same order) and one per peer and direction for send/recv.
   std::uint32_t coll_seq_ = 0;

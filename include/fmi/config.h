@@ -1,90 +1,104 @@
 // Typed configuration. The JSON file (schema of the original FMI, see
-// config/fmi.json and docs/configuration.md) is parsed once into these structs.
-// A missing file, bad JSON, or a missing / ill-typed field raises ConfigError naming
-// the file and the field path (e.g. "backends.Redis.port"). Numbers and booleans may
-// be written as JSON values or as strings ("6379", "true"), as the original allowed.
+// config/fmi.json and docs/configuration.md) is parsed once into typed structs.
+// A missing file, bad JSON, or a missing / ill-typed / out-of-range field raises
+// ConfigError naming the file and the field path (e.g. "backends.Redis.port").
+// Numbers and booleans may be written as JSON values or as strings ("6379", "true"),
+// as the original allowed.
+//
+// The sections of a channel (backends.<Name> and model.<Name>) are parsed by that
+// channel's descriptor (src/channels/<name>/descriptor.cpp) into its own struct,
+// derived from ChannelConfig; Config holds one per registered channel, in the
+// registry's order, and gives them out by name or by type:
+//
+//   FMI::Config c = FMI::Config::load("config/fmi.json");
+//   if (c.enabled("Redis")) ...
+//   c.section<FMI::Comm::RedisConfig>().port = 6380;   // src/channels/redis/config.h
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <optional>
+#include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 namespace FMI {
+
+/// The parsed sections of one channel. Each channel folder derives its own struct
+/// (through ChannelConfigOf) with its backend fields and its `Model` parameters.
+struct ChannelConfig {
+  virtual ~ChannelConfig() = default;
+  virtual std::unique_ptr<ChannelConfig> clone() const = 0;
+  /// backends.<Name>.enabled; an absent section is a disabled channel.
+  bool enabled = false;
+};
+
+/// CRTP helper: gives a channel's section struct its clone().
+template <typename Derived>
+struct ChannelConfigOf : ChannelConfig {
+  std::unique_ptr<ChannelConfig> clone() const override {
+    return std::make_unique<Derived>(static_cast<const Derived&>(*this));
+  }
+};
 
 struct Config {
   using ms = std::chrono::milliseconds;
 
-  struct S3 {
-    bool enabled = false;
-    std::string bucket_name;
-    std::string s3_region;
-    ms timeout{100};  // first poll interval while waiting for an object
-    ms max_timeout{10000};
-    std::string endpoint;  // optional; empty = https://s3.<region>.amazonaws.com
-  };
-  struct Redis {
-    bool enabled = false;
-    std::string host;
-    std::uint16_t port = 6379;
-    ms timeout{1};
-    ms max_timeout{10000};
-    std::string username;  // optional (Redis 6 ACL)
-    std::string password;  // optional; AUTH when non-empty
-    int db = 0;            // optional
-  };
-  struct Direct {
-    bool enabled = false;
-    std::string host;  // rendezvous server
-    std::uint16_t port = 10000;
-    ms max_timeout{10000};
-    std::string secret;  // optional shared secret (HMAC key, >= 16 bytes); env FMI_SECRET wins
-  };
-
-  /// Model parameters: bandwidth in MiB/s, overhead in ms, prices in USD in the
-  /// unit the service bills (per request, per GiB, per hour, per GiB-second).
-  /// What each field means in the cost formulas: docs/policy.md, "Prices".
+  /// Parameters of the model that are not a channel's: the functions' own price.
   struct Model {
     struct FaaS {
-      double gib_second_price = 0.0000166667;
+      double gib_second_price = 0.0000166667;  // USD per GiB-second
     } faas;
-    struct S3 {
-      double bandwidth = 50.0, overhead = 40.4, transfer_price = 0.0;
-      double download_price = 0.00000043, upload_price = 0.0000054;
-    } s3;
-    struct Redis {
-      double bandwidth_single = 100.0, bandwidth_multiple = 400.0, overhead = 5.2;
-      // instance_price: USD per hour of the instance, charged to an operation by
-      // its share of time. requests_per_hour: read for the original schema, not
-      // used (a node is billed per hour, not per request).
-      double transfer_price = 0.0, instance_price = 0.0038, requests_per_hour = 1000;
-      bool include_infrastructure_costs = true;
-    } redis;
-    struct Direct {
-      double bandwidth = 250.0, overhead = 0.3, transfer_price = 0.0;
-      // vm_price: USD per hour of the rendezvous VM, charged by share of time.
-      // requests_per_hour: registrations and pairings the VM serves per hour (its
-      // original meaning); each costs the job 1/requests_per_hour of a VM-hour at
-      // set-up. Data messages never go to the VM (except relayed ones, below).
-      double vm_price = 0.0134, requests_per_hour = 1000;
-      bool include_infrastructure_costs = true;
-      // Optional (not in the original schema): the share of the bytes relayed by
-      // the VM (symmetric-NAT pairs), billed as the VM's egress in USD per GiB.
-      double relayed_fraction = 0.0, vm_egress_price = 0.09;
-    } direct;
   };
-
-  S3 s3;
-  Redis redis;
-  Direct direct;
   Model model;
   /// Where this configuration came from (file path), for error messages.
   std::string source;
+
+  /// Every registered channel's section, disabled, with its default model.
+  Config();
+  Config(const Config& other);
+  Config& operator=(const Config& other);
+  Config(Config&&) noexcept = default;
+  Config& operator=(Config&&) noexcept = default;
+  ~Config();
 
   /// Reads and validates a configuration file.
   static Config load(const std::string& path);
   /// Parses JSON text; `source` names it in error messages.
   static Config parse(const std::string& json_text, const std::string& source);
+
+  /// The names of the registered channels, in the registry's order.
+  std::vector<std::string> channel_names() const;
+  /// Whether `channel`'s backend is enabled (false for a channel not in this build).
+  bool enabled(std::string_view channel) const;
+  /// Enables or disables a registered channel. UsageError for an unknown name.
+  void set_enabled(std::string_view channel, bool on);
+
+  /// The section of a registered channel. UsageError for an unknown name.
+  const ChannelConfig& section(std::string_view channel) const;
+  ChannelConfig& section(std::string_view channel);
+
+  /// The section as its own type: T is a channel's struct, which names its
+  /// channel in T::kName. UsageError when that channel is not in this build.
+  template <typename T>
+  const T& section() const {
+    return cast<T>(section(std::string_view(T::kName)));
+  }
+  template <typename T>
+  T& section() {
+    return const_cast<T&>(cast<T>(section(std::string_view(T::kName))));
+  }
+
+ private:
+  template <typename T>
+  static const T& cast(const ChannelConfig& s) {
+    if (auto* t = dynamic_cast<const T*>(&s)) return *t;
+    wrong_type(T::kName);
+  }
+  [[noreturn]] static void wrong_type(const char* channel);
+
+  std::vector<std::pair<std::string, std::unique_ptr<ChannelConfig>>> sections_;
 };
 
 }  // namespace FMI

@@ -33,8 +33,9 @@ struct JobOptions {
   double epochs = 1;
   std::vector<WorkloadItem> items;
   /// Channels enabled for the job (each one is set up whether the policy uses it
-  /// or not); one row each, and the policy chooses among them.
-  std::vector<std::string> channels = {"Direct", "Redis", "S3"};
+  /// or not); one row each, and the policy chooses among them. Empty: every
+  /// built-in channel with a model, in registry order (as ExplainOptions).
+  std::vector<std::string> channels;
   std::vector<Hint> hints = {Hint::cheap};  // one "policy" row per hint
   bool commutative = true, associative = true;
 };
@@ -53,7 +54,7 @@ struct JobCost {
 };
 
 struct JobEstimate {
-  std::vector<JobCost> per_channel;  // in options' channel order
+  std::vector<JobCost> per_channel;  // in options' channel order (or registry order)
   std::vector<JobCost> policy;       // one per hint
 };
 

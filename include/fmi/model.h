@@ -23,14 +23,15 @@ struct Config;
 
 namespace FMI::Comm {
 
-/// The reference exchange model of a built-in channel ("Direct", "Redis", "S3"),
-/// with the parameters of `config.model` (bandwidth MiB/s, overhead ms, prices USD)
-/// and, for S3, the poll interval `config.s3.timeout`. nullptr for any other name.
+/// The reference exchange model of a built-in channel (Direct, Redis, S3: every
+/// channel of the registry that has one), with the parameters of its model.<Name>
+/// section (bandwidth MiB/s, overhead ms, prices USD) and, for S3, the poll
+/// interval backends.S3.timeout. nullptr for any other name.
 std::shared_ptr<const ChannelModel> make_builtin_model(const std::string& channel_name,
                                                        const Config& config);
 
-/// The kind of a built-in channel (Direct: peer_to_peer; Redis, S3: object_store).
-/// Throws UsageError for any other name.
+/// The kind of a built-in channel (Direct, InProcess: peer_to_peer; Redis, S3,
+/// InProcessStore: object_store). Throws UsageError for any other name.
 ChannelKind builtin_kind(const std::string& channel_name);
 
 }  // namespace FMI::Comm
@@ -54,8 +55,8 @@ struct Prediction {
 Prediction predict(const OperationInfo& info, Comm::ChannelKind kind,
                    const Comm::ChannelModel& model, const Config& config);
 
-/// What `explain` tabulates. Defaults: every operation, sizes 8 B .. 64 MiB, the
-/// three built-in channels (whether or not the config enables them).
+/// What `explain` tabulates. Defaults: every operation, sizes 8 B .. 64 MiB, every
+/// built-in channel that has a model (whether or not the config enables them).
 struct ExplainOptions {
   peer_num num_peers = 8;
   unsigned faas_memory = 128;  // MiB
@@ -66,7 +67,7 @@ struct ExplainOptions {
                                 Operation::allreduce, Operation::scan,
                                 Operation::allgather, Operation::alltoall,
                                 Operation::reduce_scatter};
-  std::vector<std::string> channels = {"Direct", "Redis", "S3"};
+  std::vector<std::string> channels;  // empty: the built-in channels with a model
   std::vector<Hint> hints = {Hint::fast, Hint::cheap};
   bool commutative = true;  // properties of the reduction function (reductions only)
   bool associative = true;

@@ -1,6 +1,6 @@
 // The default channel policy: the channel with the lowest predicted latency
-// (Hint::fast) or total cost (Hint::cheap), predicted by policy/models.cpp for the
-// algorithm that would actually run on it. See docs/policy.md.
+// (Hint::fast) or total cost (Hint::cheap), predicted by policy/models.cpp with the
+// channel's model for the algorithm that would actually run on it. See docs/policy.md.
 //
 // Every peer must choose the same channel for the same call, so the choice is a
 // pure function of what all peers share: the OperationInfo (which includes the
@@ -12,6 +12,7 @@
 #include <map>
 #include <tuple>
 
+#include "channels/registry.h"
 #include "fmi/config.h"
 #include "fmi/model.h"
 #include "fmi/policy.h"
@@ -24,8 +25,8 @@ class DefaultPolicy final : public ChannelPolicy {
   explicit DefaultPolicy(const Config& config) : config_(config) {
     // Built-in channels whose model() is null (or channels registered by the user
     // under a built-in name) are ranked with the reference model of that name.
-    for (const char* name : {"Direct", "Redis", "S3"})
-      builtin_[name] = Comm::make_builtin_model(name, config_);
+    for (const Comm::ChannelDescriptor* d : Comm::channels())
+      if (d->model) builtin_[d->name] = d->model(config_);
   }
 
   std::string get_channel(const OperationInfo& info, const ChannelMap& channels) override {

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "channels/registry.h"
 #include "fmi/config.h"
 #include "fmi/errors.h"
 #include "fmi/model.h"
@@ -95,16 +96,22 @@ std::string format_usd(double usd) {
   return buf;
 }
 
-
 }  // namespace
 
 std::vector<ExplainRow> explain_rows(const Config& config, const ExplainOptions& o) {
   if (o.num_peers == 0) FMI_THROW(UsageError, "explain: num_peers must be at least 1");
+  // No channel listed: every built-in channel that has a model, in registry order.
+  std::vector<std::string> names = o.channels;
+  std::string modelled;
+  for (const Comm::ChannelDescriptor* d : Comm::channels()) {
+    if (!d->model) continue;
+    if (o.channels.empty()) names.push_back(d->name);
+    modelled += (modelled.empty() ? "" : ", ") + std::string(d->name);
+  }
   ChannelMap channels;
-  for (const auto& name : o.channels) {
+  for (const auto& name : names) {
     auto model = Comm::make_builtin_model(name, config);
-    if (!model)
-      FMI_THROW(UsageError, "explain: unknown channel '", name, "' (Direct, Redis, S3)");
+    if (!model) FMI_THROW(UsageError, "explain: unknown channel '", name, "' (", modelled, ")");
     if (Comm::builtin_kind(name) == Comm::ChannelKind::peer_to_peer)
       channels[name] = std::make_shared<PhantomP2P>(model);
     else
@@ -126,7 +133,7 @@ std::vector<ExplainRow> explain_rows(const Config& config, const ExplainOptions&
       ExplainRow row;
       row.op = op;
       row.size = size;
-      for (const auto& name : o.channels) {
+      for (const auto& name : names) {
         const auto& ch = channels.at(name);
         row.per_channel.emplace_back(name, predict(info, ch->kind(), *ch->model(), config));
       }

@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "channels/registry.h"
 #include "fmi/config.h"
 #include "fmi/errors.h"
 #include "policy/models.h"
@@ -68,8 +69,14 @@ JobEstimate estimate_job(const Config& config, const JobOptions& o) {
   if (o.num_peers == 0) FMI_THROW(UsageError, "job: num_peers must be at least 1");
   if (o.items.empty()) FMI_THROW(UsageError, "job: the workload has no operations");
   if (!(o.epochs >= 0)) FMI_THROW(UsageError, "job: epochs must be >= 0");
+  // No channel listed: every built-in channel that has a model, in registry order
+  // (the same list explain_rows uses, so the rows line up).
+  std::vector<std::string> names = o.channels;
+  if (names.empty())
+    for (const Comm::ChannelDescriptor* d : Comm::channels())
+      if (d->model) names.push_back(d->name);
   JobEstimate e;
-  for (const auto& name : o.channels) e.per_channel.push_back(JobCost{name});
+  for (const auto& name : names) e.per_channel.push_back(JobCost{name});
   for (Hint h : o.hints) e.policy.push_back(JobCost{std::string("policy (") + to_string(h) + ")"});
   // Per hint, the items the policy put on each point-to-point channel (pairings).
   std::vector<std::map<std::string, std::vector<WorkloadItem>>> p2p_items(o.hints.size());
@@ -82,7 +89,7 @@ JobEstimate estimate_job(const Config& config, const JobOptions& o) {
     x.faas_memory = o.faas_memory;
     x.sizes = {item.size};
     x.ops = {item.op};
-    x.channels = o.channels;
+    x.channels = names;
     x.hints = o.hints;
     x.commutative = o.commutative;
     x.associative = o.associative;
@@ -119,7 +126,7 @@ JobEstimate estimate_job(const Config& config, const JobOptions& o) {
                   ->setup_cost(o.num_peers, p2p(j.label) ? all_pairings : 0.0, any_collective);
   // Every enabled channel is set up; only those the policy used pay for use.
   for (std::size_t h = 0; h < e.policy.size(); ++h)
-    for (const auto& name : o.channels) {
+    for (const auto& name : names) {
       const auto it = p2p_items[h].find(name);
       const double pairs = it == p2p_items[h].end() ? 0.0 : pairings_bound(o, it->second);
       e.policy[h].setup += Comm::make_builtin_model(name, config)

@@ -1,5 +1,5 @@
-// The policy's models: exchange models of the built-in channels, the exchanges
-// each collective algorithm performs, and their sum for one operation.
+// The policy's models: the exchanges each collective algorithm performs, and
+// their sum for one operation under a channel's exchange model.
 // Formulas and units: docs/policy.md. Everything here is a pure function of its
 // arguments, so every peer predicts (and chooses) the same.
 #include "policy/models.h"
@@ -8,6 +8,7 @@
 #include <cmath>
 #include <map>
 
+#include "channels/registry.h"
 #include "fmi/errors.h"
 #include "fmi/model.h"
 
@@ -17,133 +18,6 @@ using Comm::ChannelKind;
 using coll::Algorithm;
 using Utils::Operation;
 using Utils::peer_num;
-
-namespace {
-
-constexpr double kMiB = 1024.0 * 1024.0;
-constexpr double kGiB = 1024.0 * kMiB;
-constexpr double kGrowth = 1.5;       // S3 channel: poll interval x1.5 per miss
-constexpr double kPollCap = 1.0;      // S3 channel: up to 1 s (or the first interval)
-
-double seconds(double ms) { return ms / 1000.0; }
-
-// log2(P + C) request overheads: a fan-in or fan-out over P + C peers is modelled
-// as a tree of requests (the original FMI's formula); 1 -> 1 pays one overhead.
-double fan(unsigned p, unsigned c) { return std::log2(double(p) + double(c)); }
-
-double volume(unsigned p, unsigned c, std::size_t bytes) {
-  return double(p) * double(c) * double(bytes);
-}
-
-}  // namespace
-
-// ---- exchange models -------------------------------------------------------------
-
-// Direct: TCP connections between the functions. One overhead per level of the
-// request tree, then the P x C messages through the busiest link.
-double DirectModel::latency(unsigned p, unsigned c, std::size_t bytes) const {
-  if (p == 0 || c == 0) return 0.0;
-  return fan(p, c) * seconds(m_.overhead) + volume(p, c, bytes) / (m_.bandwidth * kMiB);
-}
-
-// Data goes from function to function: it is billed as transfer (USD/GiB: 0
-// within an availability zone, the inter-AZ or internet rate otherwise). The
-// rendezvous VM carries no data messages, so it charges none of them; only the
-// relayed share of the bytes leaves the VM and pays its egress (USD/GiB).
-double DirectModel::cost(unsigned p, unsigned c, std::size_t bytes) const {
-  if (p == 0 || c == 0) return 0.0;
-  const double gib = volume(p, c, bytes) / kGiB;
-  return m_.transfer_price * gib + m_.relayed_fraction * m_.vm_egress_price * gib;
-}
-
-// The VM is billed per hour (EC2 on-demand) for as long as the job holds it.
-double DirectModel::hourly_price() const {
-  return m_.include_infrastructure_costs ? m_.vm_price : 0.0;
-}
-
-// The rendezvous VM's work for a job is registrations (one per function, at init)
-// and pairings (one per pair that talks, on first use). Each takes
-// 1/requests_per_hour of a VM-hour: the original FMI's vm_price /
-// requests_per_hour per request, applied to the requests the VM really serves.
-double DirectModel::setup_cost(unsigned n, double pairs, bool) const {
-  if (!m_.include_infrastructure_costs || m_.requests_per_hour <= 0) return 0.0;
-  return (double(n) + pairs) * m_.vm_price / m_.requests_per_hour;
-}
-
-// Redis: one server; one consumer reads at bandwidth_single, several consumers
-// together reach bandwidth_multiple. Consumers block (BLPOP): no polling delay.
-double RedisModel::latency(unsigned p, unsigned c, std::size_t bytes) const {
-  if (p == 0 || c == 0) return 0.0;
-  const double bw = c == 1 ? m_.bandwidth_single : m_.bandwidth_multiple;
-  return fan(p, c) * seconds(m_.overhead) + volume(p, c, bytes) / (bw * kMiB);
-}
-
-// An ElastiCache node is billed per hour, not per request: an exchange pays only
-// the transfer of the bytes read out of it (USD/GiB, 0 within an availability zone).
-double RedisModel::cost(unsigned p, unsigned c, std::size_t bytes) const {
-  if (p == 0 || c == 0) return 0.0;
-  return m_.transfer_price * volume(p, c, bytes) / kGiB;
-}
-
-double RedisModel::hourly_price() const {
-  return m_.include_infrastructure_costs ? m_.instance_price : 0.0;
-}
-
-S3Model::S3Model(const Config::Model::S3& m, std::chrono::milliseconds first_poll)
-    : m_(m), first_poll_(std::chrono::duration<double>(first_poll).count()) {}
-
-double S3Model::upload_time(std::size_t bytes) const {
-  return seconds(m_.overhead) + double(bytes) / (m_.bandwidth * kMiB);
-}
-
-// The consumer asks at t = 0, t0, t0 + 1.5 t0, ... (capped growth): every attempt
-// before the object exists is a miss.
-unsigned S3Model::misses(double wait) const {
-  if (first_poll_ <= 0 || wait <= 0) return 0;
-  unsigned m = 0;
-  double t = 0.0;  // time of the next attempt
-  while (t < wait && m < 100000) {
-    ++m;
-    t += interval_after(m);
-  }
-  return m;
-}
-
-double S3Model::interval_after(unsigned misses) const {
-  if (misses == 0) return 0.0;
-  const double cap = std::max(kPollCap, first_poll_);
-  return std::min(cap, first_poll_ * std::pow(kGrowth, double(misses - 1)));
-}
-
-// Original formula, plus the polling delay: the object appears, on average, half
-// a poll interval before the consumer asks again.
-double S3Model::latency(unsigned p, unsigned c, std::size_t bytes) const {
-  if (p == 0 || c == 0) return 0.0;
-  const double poll_delay = 0.5 * interval_after(misses(upload_time(bytes)));
-  return fan(p, c) * seconds(m_.overhead) + volume(p, c, bytes) / (m_.bandwidth * kMiB) +
-         poll_delay;
-}
-
-// One PUT per producer, one GET per (producer, consumer) and, per consumer, the
-// GETs that miss while the first object is still being uploaded; transfer price
-// per GiB read out of S3.
-double S3Model::cost(unsigned p, unsigned c, std::size_t bytes) const {
-  if (p == 0 || c == 0) return 0.0;
-  const double gets = double(p) * c + double(c) * misses(upload_time(bytes));
-  return m_.upload_price * p + m_.download_price * gets +
-         m_.transfer_price * volume(p, c, bytes) / kGiB;
-}
-
-// init: one HEAD bucket per function (billed as a GET). finalize, only after a
-// collective ran on S3: n-1 arrival and n-1 release markers (PUTs), at least one
-// LIST by peer 0 (billed as a PUT), n-1 release GETs; DELETEs are free.
-double S3Model::setup_cost(unsigned n, double, bool collective) const {
-  const double peers = double(n);
-  double usd = peers * m_.download_price;
-  if (collective && n > 1)
-    usd += (2 * (peers - 1) + 1) * m_.upload_price + (peers - 1) * m_.download_price;
-  return usd;
-}
 
 // ---- patterns ----------------------------------------------------------------
 
@@ -377,18 +251,17 @@ Pattern pattern(const Utils::OperationInfo& info, ChannelKind kind) {
 
 namespace FMI::Comm {
 
+// The built-in channels are the registered ones: their descriptors know their
+// kind and build their reference model.
 std::shared_ptr<const ChannelModel> make_builtin_model(const std::string& name,
                                                        const Config& config) {
-  if (name == "Direct") return std::make_shared<policy::DirectModel>(config.model.direct);
-  if (name == "Redis") return std::make_shared<policy::RedisModel>(config.model.redis);
-  if (name == "S3") return std::make_shared<policy::S3Model>(config.model.s3, config.s3.timeout);
-  return nullptr;
+  const ChannelDescriptor* d = find_channel(name);
+  return d && d->model ? d->model(config) : nullptr;
 }
 
 ChannelKind builtin_kind(const std::string& name) {
-  if (name == "Direct") return ChannelKind::peer_to_peer;
-  if (name == "Redis" || name == "S3") return ChannelKind::object_store;
-  FMI_THROW(UsageError, "'", name, "' is not a built-in channel (Direct, Redis, S3)");
+  if (const ChannelDescriptor* d = find_channel(name)) return d->kind;
+  FMI_THROW(UsageError, "'", name, "' is not a built-in channel (", channel_list(), ")");
 }
 
 }  // namespace FMI::Comm

@@ -1,5 +1,6 @@
-// Internals of the policy's models: the built-in exchange models and the
-// communication pattern of each collective algorithm, expressed in exchanges.
+// Internals of the policy's models: the communication pattern of each collective
+// algorithm, expressed in exchanges. (The channels' own exchange models live in
+// their folders: src/channels/<name>/model.h.)
 // Public entry points are in include/fmi/model.h; this header is for the policy's
 // own files and its tests.
 #pragma once
@@ -49,51 +50,5 @@ Pattern pattern(const Utils::OperationInfo& info, Comm::ChannelKind kind);
 /// Sizes for people ("8 B", "64 MiB", "1.5 MiB"): the tables of explain and of the
 /// job model (the tools have their own copy in tools/common/cli.h).
 std::string format_size(std::size_t bytes);
-
-/// Exchange models of the built-in channels (see docs/policy.md for the formulas).
-class DirectModel final : public Comm::ChannelModel {
- public:
-  explicit DirectModel(const Config::Model::Direct& m) : m_(m) {}
-  double latency(unsigned producers, unsigned consumers, std::size_t bytes) const override;
-  double cost(unsigned producers, unsigned consumers, std::size_t bytes) const override;
-  double hourly_price() const override;
-  double setup_cost(unsigned num_peers, double pairs, bool collective) const override;
-
- private:
-  Config::Model::Direct m_;
-};
-
-class RedisModel final : public Comm::ChannelModel {
- public:
-  explicit RedisModel(const Config::Model::Redis& m) : m_(m) {}
-  double latency(unsigned producers, unsigned consumers, std::size_t bytes) const override;
-  double cost(unsigned producers, unsigned consumers, std::size_t bytes) const override;
-  double hourly_price() const override;
-
- private:
-  Config::Model::Redis m_;
-};
-
-class S3Model final : public Comm::ChannelModel {
- public:
-  /// `first_poll`: the channel's first poll interval (backends.S3.timeout); the
-  /// channel multiplies it by 1.5 after each miss, up to max(1 s, first_poll).
-  S3Model(const Config::Model::S3& m, std::chrono::milliseconds first_poll);
-  double latency(unsigned producers, unsigned consumers, std::size_t bytes) const override;
-  double cost(unsigned producers, unsigned consumers, std::size_t bytes) const override;
-  double setup_cost(unsigned num_peers, double pairs, bool collective) const override;
-
-  /// Seconds until a producer's object exists (one upload).
-  double upload_time(std::size_t bytes) const;
-  /// Unsuccessful GETs of a consumer that starts polling when the upload starts
-  /// and whose object appears after `wait` seconds.
-  unsigned misses(double wait) const;
-  /// Poll interval in effect after `misses` misses (seconds).
-  double interval_after(unsigned misses) const;
-
- private:
-  Config::Model::S3 m_;
-  double first_poll_;  // seconds
-};
 
 }  // namespace FMI::policy

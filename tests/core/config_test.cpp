@@ -8,11 +8,16 @@
 #include <fstream>
 #include <functional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include "channels/direct/config.h"
+#include "channels/redis/config.h"
+#include "channels/s3/config.h"
 #include "fmi/fmi.h"
 
 namespace {
@@ -70,51 +75,51 @@ TEST(Config, ShippedFileLoads) {
   const std::string path = std::string(FMI_SOURCE_DIR) + "/config/fmi.json";
   FMI::Config c = FMI::Config::load(path);
   EXPECT_EQ(c.source, path);
-  EXPECT_FALSE(c.s3.enabled);
-  EXPECT_FALSE(c.redis.enabled);
-  EXPECT_TRUE(c.direct.enabled);
-  EXPECT_EQ(c.direct.host, "127.0.0.1");
-  EXPECT_EQ(c.direct.port, 10000);
-  EXPECT_EQ(c.direct.max_timeout, std::chrono::milliseconds(30000));
+  EXPECT_FALSE(c.section<FMI::Comm::S3Config>().enabled);
+  EXPECT_FALSE(c.section<FMI::Comm::RedisConfig>().enabled);
+  EXPECT_TRUE(c.section<FMI::Comm::DirectConfig>().enabled);
+  EXPECT_EQ(c.section<FMI::Comm::DirectConfig>().host, "127.0.0.1");
+  EXPECT_EQ(c.section<FMI::Comm::DirectConfig>().port, 10000);
+  EXPECT_EQ(c.section<FMI::Comm::DirectConfig>().max_timeout, std::chrono::milliseconds(30000));
   EXPECT_DOUBLE_EQ(c.model.faas.gib_second_price, 0.0000166667);
-  EXPECT_DOUBLE_EQ(c.model.redis.instance_price, 0.0038);
-  EXPECT_DOUBLE_EQ(c.model.direct.vm_price, 0.0134);
-  EXPECT_DOUBLE_EQ(c.model.s3.overhead, 40.4);
-  EXPECT_TRUE(c.model.redis.include_infrastructure_costs);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::RedisConfig>().model.instance_price, 0.0038);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::DirectConfig>().model.vm_price, 0.0134);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::S3Config>().model.overhead, 40.4);
+  EXPECT_TRUE(c.section<FMI::Comm::RedisConfig>().model.include_infrastructure_costs);
 }
 
 TEST(Config, FullConfigParsesEveryField) {
   FMI::Config c = FMI::Config::parse(full_config().dump(), kSource);
   EXPECT_EQ(c.source, kSource);
-  EXPECT_TRUE(c.s3.enabled);
-  EXPECT_EQ(c.s3.bucket_name, "b");
-  EXPECT_EQ(c.s3.s3_region, "eu-central-1");
-  EXPECT_EQ(c.s3.timeout, std::chrono::milliseconds(50));
-  EXPECT_EQ(c.s3.max_timeout, std::chrono::milliseconds(60000));
-  EXPECT_TRUE(c.s3.endpoint.empty());
-  EXPECT_TRUE(c.redis.enabled);
-  EXPECT_EQ(c.redis.host, "127.0.0.1");
-  EXPECT_EQ(c.redis.port, 6379);
-  EXPECT_EQ(c.redis.timeout, std::chrono::milliseconds(1));
-  EXPECT_EQ(c.redis.max_timeout, std::chrono::milliseconds(30000));
-  EXPECT_TRUE(c.redis.password.empty());
-  EXPECT_EQ(c.direct.port, 10000);
-  EXPECT_DOUBLE_EQ(c.model.s3.bandwidth, 50.0);
-  EXPECT_DOUBLE_EQ(c.model.s3.download_price, 0.00000043);
-  EXPECT_DOUBLE_EQ(c.model.s3.upload_price, 0.0000054);
-  EXPECT_DOUBLE_EQ(c.model.redis.bandwidth_single, 100.0);
-  EXPECT_DOUBLE_EQ(c.model.redis.bandwidth_multiple, 400.0);
-  EXPECT_DOUBLE_EQ(c.model.redis.overhead, 5.2);
-  EXPECT_DOUBLE_EQ(c.model.redis.requests_per_hour, 1000);
-  EXPECT_DOUBLE_EQ(c.model.direct.bandwidth, 250.0);
-  EXPECT_DOUBLE_EQ(c.model.direct.overhead, 0.3);
+  EXPECT_TRUE(c.section<FMI::Comm::S3Config>().enabled);
+  EXPECT_EQ(c.section<FMI::Comm::S3Config>().bucket_name, "b");
+  EXPECT_EQ(c.section<FMI::Comm::S3Config>().s3_region, "eu-central-1");
+  EXPECT_EQ(c.section<FMI::Comm::S3Config>().timeout, std::chrono::milliseconds(50));
+  EXPECT_EQ(c.section<FMI::Comm::S3Config>().max_timeout, std::chrono::milliseconds(60000));
+  EXPECT_TRUE(c.section<FMI::Comm::S3Config>().endpoint.empty());
+  EXPECT_TRUE(c.section<FMI::Comm::RedisConfig>().enabled);
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().host, "127.0.0.1");
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().port, 6379);
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().timeout, std::chrono::milliseconds(1));
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().max_timeout, std::chrono::milliseconds(30000));
+  EXPECT_TRUE(c.section<FMI::Comm::RedisConfig>().password.empty());
+  EXPECT_EQ(c.section<FMI::Comm::DirectConfig>().port, 10000);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::S3Config>().model.bandwidth, 50.0);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::S3Config>().model.download_price, 0.00000043);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::S3Config>().model.upload_price, 0.0000054);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::RedisConfig>().model.bandwidth_single, 100.0);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::RedisConfig>().model.bandwidth_multiple, 400.0);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::RedisConfig>().model.overhead, 5.2);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::RedisConfig>().model.requests_per_hour, 1000);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::DirectConfig>().model.bandwidth, 250.0);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::DirectConfig>().model.overhead, 0.3);
 }
 
 TEST(Config, DefaultConstructedHasEveryBackendDisabled) {
   FMI::Config c;
-  EXPECT_FALSE(c.s3.enabled);
-  EXPECT_FALSE(c.redis.enabled);
-  EXPECT_FALSE(c.direct.enabled);
+  EXPECT_FALSE(c.section<FMI::Comm::S3Config>().enabled);
+  EXPECT_FALSE(c.section<FMI::Comm::RedisConfig>().enabled);
+  EXPECT_FALSE(c.section<FMI::Comm::DirectConfig>().enabled);
 }
 
 TEST(Config, MissingFileNamesThePath) {
@@ -193,12 +198,12 @@ TEST(Config, NumbersAndBooleansAsStrings) {
   j["model"]["Redis"]["include_infrastructure_costs"] = "false";
   j["model"]["FaaS"]["gib_second_price"] = "0.0000166667";
   FMI::Config c = FMI::Config::parse(j.dump(), kSource);
-  EXPECT_TRUE(c.redis.enabled);
-  EXPECT_FALSE(c.s3.enabled);
-  EXPECT_EQ(c.redis.port, 6380);
-  EXPECT_EQ(c.redis.max_timeout, std::chrono::milliseconds(1234));
-  EXPECT_DOUBLE_EQ(c.model.redis.instance_price, 0.0038);
-  EXPECT_FALSE(c.model.redis.include_infrastructure_costs);
+  EXPECT_TRUE(c.section<FMI::Comm::RedisConfig>().enabled);
+  EXPECT_FALSE(c.section<FMI::Comm::S3Config>().enabled);
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().port, 6380);
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().max_timeout, std::chrono::milliseconds(1234));
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::RedisConfig>().model.instance_price, 0.0038);
+  EXPECT_FALSE(c.section<FMI::Comm::RedisConfig>().model.include_infrastructure_costs);
   EXPECT_DOUBLE_EQ(c.model.faas.gib_second_price, 0.0000166667);
 }
 
@@ -218,9 +223,9 @@ TEST(Config, DisabledBackendMayOmitItsFields) {
                                             "Redis": {"enabled": false},
                                             "Direct": {"enabled": false}}})";
   FMI::Config c = FMI::Config::parse(text, kSource);
-  EXPECT_FALSE(c.s3.enabled);
-  EXPECT_FALSE(c.redis.enabled);
-  EXPECT_FALSE(c.direct.enabled);
+  EXPECT_FALSE(c.section<FMI::Comm::S3Config>().enabled);
+  EXPECT_FALSE(c.section<FMI::Comm::RedisConfig>().enabled);
+  EXPECT_FALSE(c.section<FMI::Comm::DirectConfig>().enabled);
 }
 
 TEST(Config, NewOptionalFieldsAccepted) {
@@ -231,23 +236,23 @@ TEST(Config, NewOptionalFieldsAccepted) {
   j["backends"]["Redis"]["db"] = 2;
   j["backends"]["Direct"]["unknown_future_field"] = "ignored";
   FMI::Config c = FMI::Config::parse(j.dump(), kSource);
-  EXPECT_EQ(c.s3.endpoint, "http://127.0.0.1:9000");
-  EXPECT_EQ(c.redis.password, "s3cret");
-  EXPECT_EQ(c.redis.username, "fmi");
-  EXPECT_EQ(c.redis.db, 2);
+  EXPECT_EQ(c.section<FMI::Comm::S3Config>().endpoint, "http://127.0.0.1:9000");
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().password, "s3cret");
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().username, "fmi");
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().db, 2);
 }
 
 // Issue 16: the Direct model's optional relay fields (defaults when absent).
 TEST(Config, DirectRelayFieldsAreOptionalAndChecked) {
   FMI::Config c = FMI::Config::parse(full_config().dump(), kSource);
-  EXPECT_EQ(c.model.direct.relayed_fraction, 0.0);
-  EXPECT_EQ(c.model.direct.vm_egress_price, 0.09);
+  EXPECT_EQ(c.section<FMI::Comm::DirectConfig>().model.relayed_fraction, 0.0);
+  EXPECT_EQ(c.section<FMI::Comm::DirectConfig>().model.vm_egress_price, 0.09);
   json j = full_config();
   j["model"]["Direct"]["relayed_fraction"] = "0.25";
   j["model"]["Direct"]["vm_egress_price"] = 0.05;
   c = FMI::Config::parse(j.dump(), kSource);
-  EXPECT_EQ(c.model.direct.relayed_fraction, 0.25);
-  EXPECT_EQ(c.model.direct.vm_egress_price, 0.05);
+  EXPECT_EQ(c.section<FMI::Comm::DirectConfig>().model.relayed_fraction, 0.25);
+  EXPECT_EQ(c.section<FMI::Comm::DirectConfig>().model.vm_egress_price, 0.05);
   expect_error_with([](json& j) { j["model"]["Direct"]["relayed_fraction"] = 1.5; },
                     {"model.Direct.relayed_fraction", "between 0 and 1", kSource});
 }
@@ -281,6 +286,84 @@ TEST(Config, CommunicatorFromFileWithEveryBackendDisabled) {
     EXPECT_EQ(c.comm_name(), "fromfile");
   }
   std::filesystem::remove(path);
+}
+
+// ---- sections of the registered channels ------------------------------------------
+
+TEST(Config, SectionsByNameAndByType) {
+  FMI::Config c = FMI::Config::parse(full_config().dump(), kSource);
+  EXPECT_TRUE(c.enabled("Redis"));
+  EXPECT_FALSE(c.enabled("Carrier-Pigeon"));
+  EXPECT_TRUE(c.section("Redis").enabled);
+  EXPECT_EQ(&c.section("Redis"), static_cast<const FMI::ChannelConfig*>(
+                                     &c.section<FMI::Comm::RedisConfig>()));
+  EXPECT_THROW(c.section("Carrier-Pigeon"), FMI::UsageError);
+  EXPECT_THROW(c.set_enabled("Carrier-Pigeon", true), FMI::UsageError);
+  c.set_enabled("Redis", false);
+  EXPECT_FALSE(c.section<FMI::Comm::RedisConfig>().enabled);
+  // Copies are deep: a copy's section is its own.
+  FMI::Config copy = c;
+  copy.section<FMI::Comm::RedisConfig>().port = 1;
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().port, 6379);
+  EXPECT_EQ(copy.section<FMI::Comm::RedisConfig>().port, 1);
+  EXPECT_EQ(copy.source, kSource);
+}
+
+TEST(Config, ValueChecksOfChannelsAtParseTime) {
+  expect_error_with([](json& j) { j["backends"]["Redis"]["host"] = ""; },
+                    {"config " + kSource + ": field backends.Redis.host is empty"});
+  expect_error_with([](json& j) { j["backends"]["Redis"]["max_timeout"] = 0; },
+                    {"field backends.Redis.max_timeout must be positive", kSource});
+  expect_error_with([](json& j) { j["backends"]["S3"]["bucket_name"] = ""; },
+                    {"field backends.S3.bucket_name is empty", kSource});
+  expect_error_with([](json& j) { j["backends"]["S3"]["timeout"] = 0; },
+                    {"field backends.S3.timeout", "must be > 0 ms", kSource});
+  expect_error_with([](json& j) { j["backends"]["S3"]["endpoint"] = "ftp://x"; },
+                    {"field backends.S3.endpoint", "ftp://x", kSource});
+  expect_error_with([](json& j) { j["backends"]["Direct"]["host"] = ""; },
+                    {"field backends.Direct.host", "is empty", kSource});
+  expect_error_with(
+      [](json& j) { j["backends"]["InProcess"] = {{"enabled", true}, {"max_timeout", 0}}; },
+                    {"field backends.InProcess.max_timeout must be > 0 ms", kSource});
+}
+
+// The in-process channels from a config file alone: threads of one process that
+// use the same communicator name meet in the same medium.
+void allreduce_over(const std::string& text, const std::string& comm_name) {
+  const FMI::Config cfg = FMI::Config::parse(text, kSource);
+  constexpr unsigned n = 4;
+  std::vector<int> got(n, -1);
+  std::vector<std::string> errors(n);
+  std::vector<std::thread> ts;
+  for (unsigned id = 0; id < n; ++id)
+    ts.emplace_back([&, id] {
+      try {
+        FMI::Communicator comm(id, n, cfg, comm_name);
+        FMI::Comm::Data<int> mine = int(id + 1), sum;
+        comm.allreduce(mine, sum, FMI::Utils::Function<int>(std::plus<>(), true, true));
+        got[id] = sum.get();
+      } catch (const std::exception& e) {
+        errors[id] = e.what();
+      }
+    });
+  for (auto& t : ts) t.join();
+  for (unsigned id = 0; id < n; ++id) {
+    EXPECT_EQ(errors[id], "") << "peer " << id;
+    EXPECT_EQ(got[id], 1 + 2 + 3 + 4) << "peer " << id;
+  }
+}
+
+TEST(Config, InProcessChannelsFromConfig) {
+  allreduce_over(R"({"backends": {"InProcess": {"enabled": true}}})", "inproc-from-config");
+  // The same name again: the first group's medium was dropped when it left.
+  allreduce_over(R"({"backends": {"InProcess": {"enabled": true}}})", "inproc-from-config");
+  allreduce_over(R"({"backends": {"InProcessStore": {"enabled": "true", "max_timeout": 5000}}})",
+                 "inproc-store-from-config");
+  const FMI::Config both = FMI::Config::parse(
+      R"({"backends": {"InProcess": {"enabled": true}, "InProcessStore": {"enabled": true}}})",
+      kSource);
+  FMI::Communicator one(0, 1, both, "inproc-both");
+  EXPECT_EQ(one.channels().size(), 2u);
 }
 
 }  // namespace

@@ -154,7 +154,7 @@ TEST(DirectAuth, PeerWithoutSecretCannotPairWithOneThatHasIt) {
 }
 
 TEST(DirectAuth, ShortSecretIsAConfigError) {
-  FMI::Config::Direct d;
+  FMI::Comm::DirectConfig d;
   d.host = "127.0.0.1";
   d.secret = "short";
   EXPECT_THROW(DirectChannel{d}, FMI::ConfigError);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <numeric>
 
+#include "channels/direct/config.h"
 #include "fmi/communicator.h"
 #include "harness.h"
 
@@ -107,10 +108,10 @@ void all_collectives(FMI::Communicator& comm, std::size_t count) {
 // A configuration with only the Direct channel, on the test's server.
 FMI::Config direct_only(const RendezvousServer& server, std::chrono::seconds max_timeout) {
   FMI::Config cfg;
-  cfg.direct.enabled = true;
-  cfg.direct.host = "127.0.0.1";
-  cfg.direct.port = server.port();
-  cfg.direct.max_timeout = max_timeout;
+  cfg.section<FMI::Comm::DirectConfig>().enabled = true;
+  cfg.section<FMI::Comm::DirectConfig>().host = "127.0.0.1";
+  cfg.section<FMI::Comm::DirectConfig>().port = server.port();
+  cfg.section<FMI::Comm::DirectConfig>().max_timeout = max_timeout;
   return cfg;
 }
 

@@ -29,7 +29,7 @@ double seconds_since(Clock::time_point t) {
 }
 
 void direct_peer(std::uint16_t port, unsigned me, int iters, int out_fd) {
-  FMI::Config::Direct d;
+  FMI::Comm::DirectConfig d;
   d.host = "127.0.0.1";
   d.port = port;
   FMI::Comm::DirectChannel ch(d);

@@ -156,6 +156,60 @@ TEST(Direct, LazyConnectionsAndSameDestSrc) {
   expect_all_ok(res);
 }
 
+// Point-to-point messages open only the connections they use; the channel's first
+// message of a collective opens every connection first (the full mesh), by itself,
+// without the Communicator asking.
+TEST(Direct, FirstCollectiveMessageOpensTheFullMesh) {
+  RendezvousServer server;
+  constexpr unsigned n = 4;
+  auto res = run_peers(n, [&](unsigned me) {
+    auto ch = make_direct_channel(server.port(), me, n, comm_name());
+    unsigned next = (me + 1) % n, prev = (me + n - 1) % n;
+    auto out = make_data(64, me, next, 0);
+    std::vector<std::byte> in(out.size());
+    // A ring of point-to-point messages: each peer talks to its two neighbours only.
+    ch->sendrecv(next, out, prev, in, tag(0), deadline());
+    check_data(in, prev, me, 0);
+    PEER_CHECK(ch->connected_peers() == 2, "after the point-to-point ring: ",
+               ch->connected_peers(), " connections");
+    // The same ring under a collective's tag: the non-neighbours are connected first.
+    ch->sendrecv(next, out, prev, in, tag(0, Operation::allgather), deadline());
+    check_data(in, prev, me, 0);
+    PEER_CHECK(ch->connected_peers() == n - 1, "after the first collective message: ",
+               ch->connected_peers(), " connections");
+  });
+  expect_all_ok(res);
+}
+
+// Why a data wait keeps answering handshakes while the mesh is incomplete: peer 0
+// waits for data from 1, 1 waits for data from 2, and 2 can only send once 0 (the
+// lower id, which decides) took part in their handshake. If 0 watched only its
+// connection to 1, the three would wait for each other until the deadline.
+TEST(Direct, DataWaitAnswersAPeerConnectingLater) {
+  RendezvousServer server;
+  auto res = run_peers(3, [&](unsigned me) {
+    auto ch = make_direct_channel(server.port(), me, 3, comm_name());
+    auto dl = deadline(10s);
+    std::vector<std::byte> in(32);
+    if (me == 0) {
+      ch->recv(1, in, tag(1), dl);  // opens 0-1, then waits for data on it
+      check_data(in, 1, 0, 1);
+      ch->recv(2, in, tag(2), dl);
+      check_data(in, 2, 0, 2);
+    } else if (me == 1) {
+      ch->send(0, std::vector<std::byte>(32), tag(0), dl);  // opens 0-1 (unread yet)
+      ch->recv(2, in, tag(3), dl);
+      check_data(in, 2, 1, 3);
+      ch->send(0, make_data(32, 1, 0, 1), tag(1), dl);
+    } else {
+      std::this_thread::sleep_for(200ms);  // let 0 reach its data wait first
+      ch->send(0, make_data(32, 2, 0, 2), tag(2), dl);
+      ch->send(1, make_data(32, 2, 1, 3), tag(3), dl);
+    }
+  });
+  expect_all_ok(res);
+}
+
 // Several messages of one pair arrive in the order sent, each with its own tag.
 TEST(Direct, ManyMessagesKeepTheirOrder) {
   RendezvousServer server;

@@ -170,7 +170,7 @@ inline std::unique_ptr<FMI::Comm::DirectChannel> make_direct_channel(
     std::uint16_t port, unsigned id, unsigned n, const std::string& comm,
     std::chrono::milliseconds timeout = std::chrono::seconds(30),
     const std::string& host = "127.0.0.1", const std::string& secret = "") {
-  FMI::Config::Direct d;
+  FMI::Comm::DirectConfig d;
   d.enabled = true;
   d.host = host;
   d.port = port;

@@ -10,14 +10,14 @@
 #include <map>
 #include <random>
 
-#include "channels/direct/auth.h"
 #include "channels/direct/direct_channel.h"
-#include "channels/direct/net.h"
-#include "channels/direct/protocol.h"
 #include "harness.h"
+#include "wire/auth.h"
+#include "wire/net.h"
+#include "wire/protocol.h"
 
 using namespace fmi_test;
-using namespace FMI::Direct;
+using namespace FMI::Wire;
 using namespace std::chrono_literals;
 
 namespace {
@@ -146,7 +146,7 @@ TEST(Rendezvous, HostileClientsDoNotDisturbARegistration) {
   send_all(half.fd(), frame.data(), 5);  // the start of a valid header, then silence
 
   auto res = run_peers(3, [&](unsigned me) {
-    FMI::Config::Direct d;
+    FMI::Comm::DirectConfig d;
     d.host = "127.0.0.1";
     d.port = server.port();
     FMI::Comm::DirectChannel ch(d);
@@ -282,7 +282,7 @@ TEST(Rendezvous, StrangerWithoutTheSecretCannotTakeAPeersPlace) {
 
   // Peer 0: a real channel.
   auto real_peer = [&] {
-    FMI::Config::Direct d;
+    FMI::Comm::DirectConfig d;
     d.enabled = true;
     d.host = "127.0.0.1";
     d.port = port;

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "channels/direct/protocol.h"
+#include "wire/protocol.h"
 
-namespace proto = FMI::Direct::proto;
+namespace proto = FMI::Wire::proto;
 
 int main(int argc, char** argv) {
   if (argc != 2) {

@@ -1,5 +1,5 @@
 // libFuzzer target over the wire protocol of the Direct channel and fmi-rendezvous
-// (src/channels/direct/protocol.cpp): every byte a server or peer reads from an
+// (src/wire/protocol.cpp): every byte a server or peer reads from an
 // untrusted side goes through these functions first.
 //
 //   scripts/fuzz.sh [SECONDS]      (builds with clang++ -fsanitize=fuzzer,address,undefined)
@@ -18,10 +18,10 @@
 #include <span>
 #include <vector>
 
-#include "channels/direct/protocol.h"
 #include "fmi/errors.h"
+#include "wire/protocol.h"
 
-namespace proto = FMI::Direct::proto;
+namespace proto = FMI::Wire::proto;
 
 namespace {
 

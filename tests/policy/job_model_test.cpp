@@ -4,6 +4,7 @@
 // at 64 functions, and the policy's cheap mix runs everything on Direct.
 #include <gtest/gtest.h>
 
+#include "channels/direct/config.h"
 #include "fmi/config.h"
 #include "fmi/errors.h"
 #include "fmi/job_model.h"
@@ -67,7 +68,7 @@ TEST(JobModel, SumsOfPredictionsAndSetupByHand) {
   EXPECT_NEAR(row(s, "Direct").setup, (16 + 1) * 0.0134 / 1000, 1e-15);
   // Servers left out: no set-up charge for the VM either.
   Config no_infra;
-  no_infra.model.direct.include_infrastructure_costs = false;
+  no_infra.section<FMI::Comm::DirectConfig>().model.include_infrastructure_costs = false;
   EXPECT_EQ(row(FMI::Utils::estimate_job(no_infra, o), "Direct").setup, 0.0);
 }
 

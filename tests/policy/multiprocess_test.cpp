@@ -27,6 +27,8 @@
 #include <thread>
 #include <vector>
 
+#include "channels/direct/config.h"
+#include "channels/redis/config.h"
 #include "fmi/fmi.h"
 
 namespace {
@@ -177,15 +179,15 @@ TEST(MultiProcess, FastAvoidsRedisCheapUsesIt) {
   ASSERT_TRUE(rdv.ready()) << "fmi-rendezvous did not start on port " << rdv_port;
 
   FMI::Config cfg;  // model: the documented defaults, but a dear VM (USD per hour)
-  cfg.model.direct.vm_price = 100;
-  cfg.redis.enabled = true;
-  cfg.redis.host = "127.0.0.1";
-  cfg.redis.port = redis_port;
-  cfg.redis.max_timeout = 20s;
-  cfg.direct.enabled = true;
-  cfg.direct.host = "127.0.0.1";
-  cfg.direct.port = rdv_port;
-  cfg.direct.max_timeout = 20s;
+  cfg.section<FMI::Comm::DirectConfig>().model.vm_price = 100;
+  cfg.section<FMI::Comm::RedisConfig>().enabled = true;
+  cfg.section<FMI::Comm::RedisConfig>().host = "127.0.0.1";
+  cfg.section<FMI::Comm::RedisConfig>().port = redis_port;
+  cfg.section<FMI::Comm::RedisConfig>().max_timeout = 20s;
+  cfg.section<FMI::Comm::DirectConfig>().enabled = true;
+  cfg.section<FMI::Comm::DirectConfig>().host = "127.0.0.1";
+  cfg.section<FMI::Comm::DirectConfig>().port = rdv_port;
+  cfg.section<FMI::Comm::DirectConfig>().max_timeout = 20s;
 
   char tmpl[] = "/tmp/fmi-policy-mp-XXXXXX";
   const std::string dir = ::mkdtemp(tmpl);
@@ -270,15 +272,15 @@ TEST(Calibrate, LocalServersProduceAConfigThatLoads) {
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   const FMI::Config c = FMI::Config::load(out);
   // Measured on loopback: far from the placeholders (999 ms, 1 MiB/s).
-  EXPECT_LT(c.model.direct.overhead, 100.0);
-  EXPECT_GT(c.model.direct.bandwidth, 1.0);
-  EXPECT_LT(c.model.redis.overhead, 100.0);
-  EXPECT_GT(c.model.redis.bandwidth_single, 1.0);
-  EXPECT_GT(c.model.redis.bandwidth_multiple, 0.0);
+  EXPECT_LT(c.section<FMI::Comm::DirectConfig>().model.overhead, 100.0);
+  EXPECT_GT(c.section<FMI::Comm::DirectConfig>().model.bandwidth, 1.0);
+  EXPECT_LT(c.section<FMI::Comm::RedisConfig>().model.overhead, 100.0);
+  EXPECT_GT(c.section<FMI::Comm::RedisConfig>().model.bandwidth_single, 1.0);
+  EXPECT_GT(c.section<FMI::Comm::RedisConfig>().model.bandwidth_multiple, 0.0);
   // Prices are kept.
-  EXPECT_DOUBLE_EQ(c.model.direct.vm_price, 0.0134);
-  EXPECT_DOUBLE_EQ(c.model.redis.instance_price, 0.0038);
-  EXPECT_EQ(c.redis.port, redis_port);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::DirectConfig>().model.vm_price, 0.0134);
+  EXPECT_DOUBLE_EQ(c.section<FMI::Comm::RedisConfig>().model.instance_price, 0.0038);
+  EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().port, redis_port);
   std::filesystem::remove_all(dir);
 #endif
 }

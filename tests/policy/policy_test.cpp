@@ -14,6 +14,9 @@
 #include <random>
 #include <thread>
 
+#include "channels/direct/config.h"
+#include "channels/redis/config.h"
+#include "channels/s3/config.h"
 #include "fmi/fmi.h"
 #include "fmi/model.h"
 #include "policy/models.h"
@@ -60,14 +63,14 @@ TEST(ExchangeModel, DirectByHand) {
   EXPECT_EQ(m->cost(2, 3, 1 << 20), 0.0);  // transfer_price 0: one availability zone
   EXPECT_DOUBLE_EQ(m->hourly_price(), 0.0134);
   EXPECT_EQ(m->latency(0, 3, 100), 0.0);
-  c.model.direct.transfer_price = 0.09;
-  c.model.direct.include_infrastructure_costs = false;
+  c.section<FMI::Comm::DirectConfig>().model.transfer_price = 0.09;
+  c.section<FMI::Comm::DirectConfig>().model.include_infrastructure_costs = false;
   m = FMI::Comm::make_builtin_model("Direct", c);
   EXPECT_DOUBLE_EQ(m->cost(1, 2, std::size_t(kGiB)), 2 * 0.09);  // 2 GiB delivered
   EXPECT_EQ(m->hourly_price(), 0.0);
   // A quarter of the bytes relayed by the VM: they also pay its egress (USD/GiB).
-  c.model.direct.relayed_fraction = 0.25;
-  c.model.direct.vm_egress_price = 0.08;
+  c.section<FMI::Comm::DirectConfig>().model.relayed_fraction = 0.25;
+  c.section<FMI::Comm::DirectConfig>().model.vm_egress_price = 0.08;
   m = FMI::Comm::make_builtin_model("Direct", c);
   EXPECT_DOUBLE_EQ(m->cost(1, 2, std::size_t(kGiB)), 2 * 0.09 + 0.25 * 2 * 0.08);
 }
@@ -81,8 +84,8 @@ TEST(ExchangeModel, RedisByHand) {
   // The instance is billed per hour, not per request: an exchange pays transfer only.
   EXPECT_EQ(m->cost(2, 3, 123), 0.0);
   EXPECT_DOUBLE_EQ(m->hourly_price(), 0.0038);
-  c.model.redis.transfer_price = 0.01;
-  c.model.redis.include_infrastructure_costs = false;
+  c.section<FMI::Comm::RedisConfig>().model.transfer_price = 0.01;
+  c.section<FMI::Comm::RedisConfig>().model.include_infrastructure_costs = false;
   m = FMI::Comm::make_builtin_model("Redis", c);
   EXPECT_DOUBLE_EQ(m->cost(2, 3, std::size_t(kGiB)), 6 * 0.01);  // 6 GiB read out
   EXPECT_EQ(m->hourly_price(), 0.0);
@@ -90,7 +93,7 @@ TEST(ExchangeModel, RedisByHand) {
 
 TEST(ExchangeModel, S3ByHandWithPolling) {
   Config c;  // 50 MiB/s, 40.4 ms, PUT 5.4e-6, GET 4.3e-7; first poll 100 ms
-  c.s3.timeout = 100ms;
+  c.section<FMI::Comm::S3Config>().timeout = 100ms;
   auto m = FMI::Comm::make_builtin_model("S3", c);
   ASSERT_TRUE(m);
   // Small object: exists after 40.4 ms; attempts at 0 (miss) and 100 ms (hit):
@@ -445,8 +448,8 @@ TEST(Choice, DocumentedDefaults) {
             "Direct");
   // S3 is cheapest where the others' servers are dear: a VM at 100 USD/h.
   Config pricey;
-  pricey.model.direct.vm_price = 100;
-  pricey.model.redis.instance_price = 100;
+  pricey.section<FMI::Comm::DirectConfig>().model.vm_price = 100;
+  pricey.section<FMI::Comm::RedisConfig>().model.instance_price = 100;
   EXPECT_EQ(FMI::Utils::make_default_policy(pricey)->get_channel(
                 info_of(Operation::bcast, 8, 8, Hint::cheap), ch),
             "S3");
@@ -462,7 +465,7 @@ TEST(Choice, FlipsWhereModelsCross) {
   // Direct's scatter_allgather moves about twice the bytes of a store bcast, so
   // large bcasts are cheaper on Redis.
   Config c;
-  c.model.direct.transfer_price = 0.01;
+  c.section<FMI::Comm::DirectConfig>().model.transfer_price = 0.01;
   auto policy = FMI::Utils::make_default_policy(c);
   const auto ch = builtins();
   for (Hint h : {Hint::fast, Hint::cheap}) {
@@ -627,7 +630,7 @@ TEST(Communicator, CustomPolicyRoutesBySize) {
 TEST(Communicator, DefaultPolicyUsesBuiltinModelsByName) {
   const peer_num n = 4;
   Config pricey;
-  pricey.model.direct.vm_price = 100;  // USD per hour
+  pricey.section<FMI::Comm::DirectConfig>().model.vm_price = 100;  // USD per hour
   for (Hint h : {Hint::fast, Hint::cheap}) {
     FMI::Comm::InProcessHub p2p(n, 20s), store(n, 20s);
     std::vector<std::string> chosen(n);

@@ -10,8 +10,9 @@
 #include <set>
 #include <thread>
 
+#include "channels/redis/config.h"
+#include "channels/registry.h"
 #include "fmi/model.h"
-#include "channels/factories.h"
 #include "fmi/fmi.h"
 #include "redis_server.h"
 
@@ -31,18 +32,19 @@ constexpr std::size_t MiB = 1024 * 1024;
 
 FMI::Config config_for(std::uint16_t port, std::chrono::milliseconds max_timeout = 10s) {
   FMI::Config cfg;
-  cfg.redis.enabled = true;
-  cfg.redis.host = "127.0.0.1";
-  cfg.redis.port = port;
-  cfg.redis.max_timeout = max_timeout;
+  cfg.section<FMI::Comm::RedisConfig>().enabled = true;
+  cfg.section<FMI::Comm::RedisConfig>().host = "127.0.0.1";
+  cfg.section<FMI::Comm::RedisConfig>().port = port;
+  cfg.section<FMI::Comm::RedisConfig>().max_timeout = max_timeout;
   return cfg;
 }
 
 std::shared_ptr<ObjectStoreChannel> open(const FMI::Config& cfg, unsigned peer = 0,
                                          unsigned peers = 2,
                                          const std::string& comm = "redis-test") {
-  auto ch = std::dynamic_pointer_cast<ObjectStoreChannel>(FMI::Comm::make_redis_channel(cfg));
-  if (!ch) throw std::runtime_error("make_redis_channel did not return an object store");
+  auto ch = std::dynamic_pointer_cast<ObjectStoreChannel>(
+      FMI::Comm::find_channel("Redis")->make(cfg));
+  if (!ch) throw std::runtime_error("the Redis descriptor did not make an object store");
   ch->init(ChannelContext{peer, peers, comm, 128});
   return ch;
 }
@@ -367,8 +369,8 @@ TEST_F(RedisChannelTest, BinarySafeCommunicatorNames) {
 
 TEST_F(RedisChannelTest, HostNamesResolveAndDatabaseIsSelected) {
   auto cfg = config_for(server_->port());
-  cfg.redis.host = "localhost";
-  cfg.redis.db = 3;
+  cfg.section<FMI::Comm::RedisConfig>().host = "localhost";
+  cfg.section<FMI::Comm::RedisConfig>().db = 3;
   auto a = open(cfg, 0), b = open(cfg, 1);
   a->put(key(Operation::send, 0, 0, 1), pattern(10, 0), 1, in(5s));
   EXPECT_EQ(server_->client(3)->dbsize(), 2);  // notification list + index
@@ -390,7 +392,7 @@ TEST(RedisChannelErrors, UnreachableServerIsChannelErrorNamingHostAndPort) {
     EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(port)), std::string::npos)
         << e.what();
   }
-  cfg.redis.host = "no-such-host.invalid";
+  cfg.section<FMI::Comm::RedisConfig>().host = "no-such-host.invalid";
   try {
     open(cfg);
     ADD_FAILURE() << "no ChannelError";
@@ -399,8 +401,8 @@ TEST(RedisChannelErrors, UnreachableServerIsChannelErrorNamingHostAndPort) {
               std::string::npos)
         << e.what();
   }
-  cfg.redis.host = "";
-  EXPECT_THROW(FMI::Comm::make_redis_channel(cfg), FMI::ConfigError);
+  cfg.section<FMI::Comm::RedisConfig>().host = "";
+  EXPECT_THROW(FMI::Comm::find_channel("Redis")->make(cfg), FMI::ConfigError);
 }
 
 TEST(RedisChannelAuth, PasswordAndUsername) {
@@ -416,7 +418,7 @@ TEST(RedisChannelAuth, PasswordAndUsername) {
     EXPECT_NE(what.find("127.0.0.1:" + std::to_string(server.port())), std::string::npos);
     EXPECT_NE(what.find("NOAUTH"), std::string::npos) << what;
   }
-  cfg.redis.password = "wrong";
+  cfg.section<FMI::Comm::RedisConfig>().password = "wrong";
   try {
     open(cfg);
     ADD_FAILURE() << "no ChannelError";
@@ -426,7 +428,7 @@ TEST(RedisChannelAuth, PasswordAndUsername) {
     EXPECT_EQ(what.find("wrong"), std::string::npos) << "the password leaks: " << what;
   }
 
-  cfg.redis.password = "s3cret pass";
+  cfg.section<FMI::Comm::RedisConfig>().password = "s3cret pass";
   {
     auto a = open(cfg, 0), b = open(cfg, 1);
     a->put(key(Operation::send, 0, 0, 1), pattern(10, 0), 1, in(5s));
@@ -438,8 +440,8 @@ TEST(RedisChannelAuth, PasswordAndUsername) {
   // A Redis 6 ACL user.
   auto raw = server.client();
   raw->command({"ACL", "SETUSER", "fmi-user", "on", ">user pass", "~*", "&*", "+@all"});
-  cfg.redis.username = "fmi-user";
-  cfg.redis.password = "user pass";
+  cfg.section<FMI::Comm::RedisConfig>().username = "fmi-user";
+  cfg.section<FMI::Comm::RedisConfig>().password = "user pass";
   {
     auto a = open(cfg, 0), b = open(cfg, 1);
     a->put(key(Operation::send, 0, 0, 1), pattern(3 * MiB, 0), 1, in(5s));
@@ -447,7 +449,8 @@ TEST(RedisChannelAuth, PasswordAndUsername) {
     b->get(key(Operation::send, 0, 0, 1), out, in(5s));
     EXPECT_TRUE(out == pattern(3 * MiB, 0));
   }
-  cfg.redis.password = "s3cret pass";  // the default user's password, not fmi-user's
+  // The default user's password, not fmi-user's.
+  cfg.section<FMI::Comm::RedisConfig>().password = "s3cret pass";
   EXPECT_THROW(open(cfg), FMI::ChannelError);
   EXPECT_EQ(raw->dbsize(), 0);
 }
@@ -516,8 +519,8 @@ TEST(RedisModel, ChannelExposesThePolicysReferenceModel) {
   // The formulas are tested in tests/policy; the channel must hand the policy the
   // same model that fmi-model explains.
   FMI::Config cfg;
-  cfg.redis.host = "127.0.0.1";
-  auto model = FMI::Comm::make_redis_channel(cfg)->model();
+  cfg.section<FMI::Comm::RedisConfig>().host = "127.0.0.1";
+  auto model = FMI::Comm::find_channel("Redis")->make(cfg)->model();
   ASSERT_TRUE(model);
   auto ref = FMI::Comm::make_builtin_model("Redis", cfg);
   EXPECT_DOUBLE_EQ(model->latency(1, 7, 10 * MiB), ref->latency(1, 7, 10 * MiB));

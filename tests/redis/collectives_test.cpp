@@ -9,6 +9,7 @@
 #include <numeric>
 #include <thread>
 
+#include "channels/redis/config.h"
 #include "fmi/fmi.h"
 #include "redis_server.h"
 
@@ -32,10 +33,10 @@ class RedisCollectives : public ::testing::TestWithParam<peer_num> {
       threads.emplace_back([&, i] {
         try {
           FMI::Config cfg;
-          cfg.redis.enabled = true;
-          cfg.redis.host = "127.0.0.1";
-          cfg.redis.port = server_.port();
-          cfg.redis.max_timeout = 20s;
+          cfg.section<FMI::Comm::RedisConfig>().enabled = true;
+          cfg.section<FMI::Comm::RedisConfig>().host = "127.0.0.1";
+          cfg.section<FMI::Comm::RedisConfig>().port = server_.port();
+          cfg.section<FMI::Comm::RedisConfig>().max_timeout = 20s;
           FMI::Communicator comm(i, n, cfg, "redis-collectives");
           if (comm.channels().size() != 1 || !comm.channels().count("Redis"))
             throw std::runtime_error("the Redis channel is not the only channel");

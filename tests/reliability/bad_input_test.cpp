@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "channels/redis/config.h"
+#include "channels/s3/config.h"
 #include "fmi/model.h"
 #include "reliability.h"
 
@@ -391,8 +393,8 @@ TEST(BadConfig, ChannelParameters) {
 #ifdef FMI_WITH_REDIS
   {
     FMI::Config c;
-    c.redis.enabled = true;
-    c.redis.host = "";
+    c.section<FMI::Comm::RedisConfig>().enabled = true;
+    c.section<FMI::Comm::RedisConfig>().host = "";
     EXPECT_TRUE(throws<FMI::ConfigError>([&] { FMI::Communicator x(0, 1, c, "x"); },
                                          {"backends.Redis.host is empty"}));
     // (A non-positive model.Redis.bandwidth_single is refused when the configuration
@@ -403,17 +405,17 @@ TEST(BadConfig, ChannelParameters) {
   {
     set_test_aws_env();
     FMI::Config c;
-    c.s3.enabled = true;
-    c.s3.bucket_name = "b";
-    c.s3.s3_region = "us-east-1";
-    c.s3.endpoint = "ftp://127.0.0.1:1";
+    c.section<FMI::Comm::S3Config>().enabled = true;
+    c.section<FMI::Comm::S3Config>().bucket_name = "b";
+    c.section<FMI::Comm::S3Config>().s3_region = "us-east-1";
+    c.section<FMI::Comm::S3Config>().endpoint = "ftp://127.0.0.1:1";
     EXPECT_TRUE(throws<FMI::ConfigError>([&] { FMI::Communicator x(0, 1, c, "x"); },
                                          {"backends.S3.endpoint", "ftp://127.0.0.1:1"}));
-    c.s3.endpoint = "http://127.0.0.1:1";
-    c.s3.bucket_name = "";
+    c.section<FMI::Comm::S3Config>().endpoint = "http://127.0.0.1:1";
+    c.section<FMI::Comm::S3Config>().bucket_name = "";
     EXPECT_TRUE(throws<FMI::ConfigError>([&] { FMI::Communicator x(0, 1, c, "x"); },
                                          {"backends.S3.bucket_name is empty"}));
-    c.s3.bucket_name = "b";
+    c.section<FMI::Comm::S3Config>().bucket_name = "b";
     ::unsetenv("AWS_ACCESS_KEY_ID");
     EXPECT_TRUE(throws<FMI::ConfigError>([&] { FMI::Communicator x(0, 1, c, "x"); },
                                          {"AWS_ACCESS_KEY_ID"}));
@@ -428,12 +430,12 @@ TEST(BadConfig, ChannelParameters) {
 FMI::Config s3_config(const std::string& endpoint, const std::string& bucket,
                       std::chrono::milliseconds max_timeout = 2s) {
   FMI::Config c;
-  c.s3.enabled = true;
-  c.s3.bucket_name = bucket;
-  c.s3.s3_region = "us-east-1";
-  c.s3.endpoint = endpoint;
-  c.s3.timeout = 5ms;
-  c.s3.max_timeout = max_timeout;
+  c.section<FMI::Comm::S3Config>().enabled = true;
+  c.section<FMI::Comm::S3Config>().bucket_name = bucket;
+  c.section<FMI::Comm::S3Config>().s3_region = "us-east-1";
+  c.section<FMI::Comm::S3Config>().endpoint = endpoint;
+  c.section<FMI::Comm::S3Config>().timeout = 5ms;
+  c.section<FMI::Comm::S3Config>().max_timeout = max_timeout;
   return c;
 }
 
@@ -458,10 +460,10 @@ TEST(Unreachable, S3BucketDoesNotExist) {
 #ifdef FMI_WITH_REDIS
 FMI::Config redis_config(int port, std::chrono::milliseconds max_timeout = 2s) {
   FMI::Config c;
-  c.redis.enabled = true;
-  c.redis.host = "127.0.0.1";
-  c.redis.port = static_cast<std::uint16_t>(port);
-  c.redis.max_timeout = max_timeout;
+  c.section<FMI::Comm::RedisConfig>().enabled = true;
+  c.section<FMI::Comm::RedisConfig>().host = "127.0.0.1";
+  c.section<FMI::Comm::RedisConfig>().port = static_cast<std::uint16_t>(port);
+  c.section<FMI::Comm::RedisConfig>().max_timeout = max_timeout;
   return c;
 }
 
@@ -474,7 +476,7 @@ TEST(Unreachable, RedisRefusesConnections) {
 
 TEST(Unreachable, RedisHostNameDoesNotResolve) {
   FMI::Config c = redis_config(6379);
-  c.redis.host = "no-such-host.invalid";
+  c.section<FMI::Comm::RedisConfig>().host = "no-such-host.invalid";
   EXPECT_TRUE(throws<FMI::ChannelError>([&] { FMI::Communicator x(0, 2, c, "x"); },
                                         {"no-such-host.invalid:6379"}));
 }
@@ -483,7 +485,7 @@ TEST(Unreachable, RedisWrongPassword) {
   RedisProcess redis;
   // No password on the server: AUTH with one is refused by Redis ("no password is set").
   FMI::Config c = redis_config(redis.port());
-  c.redis.password = "wrong";
+  c.section<FMI::Comm::RedisConfig>().password = "wrong";
   std::string msg;
   EXPECT_TRUE(throws<FMI::ChannelError>([&] { FMI::Communicator x(0, 2, c, "x"); },
                                         {"127.0.0.1:" + std::to_string(redis.port()), "AUTH"}));

@@ -23,6 +23,7 @@
 #include <cstring>
 #include <random>
 
+#include "channels/direct/config.h"
 #include "direct/harness.h"
 #include "fmi/communicator.h"
 #include "reliability.h"
@@ -186,10 +187,10 @@ class Peers {
 
 FMI::Config direct_config(std::uint16_t port, std::chrono::seconds max_timeout) {
   FMI::Config cfg;
-  cfg.direct.enabled = true;
-  cfg.direct.host = "127.0.0.1";
-  cfg.direct.port = port;
-  cfg.direct.max_timeout = max_timeout;
+  cfg.section<FMI::Comm::DirectConfig>().enabled = true;
+  cfg.section<FMI::Comm::DirectConfig>().host = "127.0.0.1";
+  cfg.section<FMI::Comm::DirectConfig>().port = port;
+  cfg.section<FMI::Comm::DirectConfig>().max_timeout = max_timeout;
   return cfg;
 }
 

@@ -13,6 +13,8 @@
 #include <poll.h>
 
 #ifdef FMI_WITH_S3
+#include "channels/redis/config.h"
+#include "channels/s3/config.h"
 #include "channels/s3/s3_client.h"
 #endif
 #include "reliability.h"
@@ -232,11 +234,11 @@ TEST(SilentServer, S3TimesOutNamingTheEndpoint) {
   set_test_aws_env();
   SilentServer silent;
   FMI::Config c;
-  c.s3.enabled = true;
-  c.s3.bucket_name = "b";
-  c.s3.s3_region = "us-east-1";
-  c.s3.endpoint = "http://127.0.0.1:" + std::to_string(silent.port());
-  c.s3.max_timeout = 1s;
+  c.section<FMI::Comm::S3Config>().enabled = true;
+  c.section<FMI::Comm::S3Config>().bucket_name = "b";
+  c.section<FMI::Comm::S3Config>().s3_region = "us-east-1";
+  c.section<FMI::Comm::S3Config>().endpoint = "http://127.0.0.1:" + std::to_string(silent.port());
+  c.section<FMI::Comm::S3Config>().max_timeout = 1s;
   const auto t0 = Clock::now();
   EXPECT_TRUE(throws<FMI::TimeoutError>([&] { FMI::Communicator x(0, 2, c, "x"); },
                                         {"127.0.0.1:" + std::to_string(silent.port())}));
@@ -249,10 +251,10 @@ TEST(SilentServer, S3TimesOutNamingTheEndpoint) {
 TEST(SilentServer, RedisTimesOutNamingTheAddress) {
   SilentServer silent;
   FMI::Config c;
-  c.redis.enabled = true;
-  c.redis.host = "127.0.0.1";
-  c.redis.port = static_cast<std::uint16_t>(silent.port());
-  c.redis.max_timeout = 1s;
+  c.section<FMI::Comm::RedisConfig>().enabled = true;
+  c.section<FMI::Comm::RedisConfig>().host = "127.0.0.1";
+  c.section<FMI::Comm::RedisConfig>().port = static_cast<std::uint16_t>(silent.port());
+  c.section<FMI::Comm::RedisConfig>().max_timeout = 1s;
   const auto t0 = Clock::now();
   // Connecting succeeds (the kernel accepts); the first command gets no answer.
   EXPECT_TRUE(throws<FMI::TimeoutError>(
@@ -291,12 +293,12 @@ class S3Faults : public ::testing::Test {
   }
   FMI::Config config(std::chrono::milliseconds max_timeout) const {
     FMI::Config c;
-    c.s3.enabled = true;
-    c.s3.bucket_name = bucket_;
-    c.s3.s3_region = "us-east-1";
-    c.s3.endpoint = moto_->endpoint();
-    c.s3.timeout = 5ms;
-    c.s3.max_timeout = max_timeout;
+    c.section<FMI::Comm::S3Config>().enabled = true;
+    c.section<FMI::Comm::S3Config>().bucket_name = bucket_;
+    c.section<FMI::Comm::S3Config>().s3_region = "us-east-1";
+    c.section<FMI::Comm::S3Config>().endpoint = moto_->endpoint();
+    c.section<FMI::Comm::S3Config>().timeout = 5ms;
+    c.section<FMI::Comm::S3Config>().max_timeout = max_timeout;
     return c;
   }
   std::vector<std::string> bucket_contents() const { return client()->list_objects("", Clock::now() + 10s); }
@@ -343,8 +345,9 @@ TEST_F(S3Faults, ServerKilledMidRunGivesAnErrorNamingTheEndpoint) {
   // A moto of this test only: it is killed.
   fmitest::MotoServer moto;
   FMI::Config cfg = config(3s);
-  cfg.s3.endpoint = moto.endpoint();
-  FMI::Comm::s3::Client(FMI::Comm::s3::ClientOptions{cfg.s3.bucket_name, "us-east-1", moto.endpoint(),
+  cfg.section<FMI::Comm::S3Config>().endpoint = moto.endpoint();
+  FMI::Comm::s3::Client(FMI::Comm::s3::ClientOptions{cfg.section<FMI::Comm::S3Config>().bucket_name,
+                                                     "us-east-1", moto.endpoint(),
                                                      FMI::Comm::s3::Credentials::from_env()})
       .create_bucket(Clock::now() + 10s);
   std::atomic<int> rounds{0};
@@ -387,10 +390,10 @@ TEST_F(S3Faults, ServerKilledMidRunGivesAnErrorNamingTheEndpoint) {
 #ifdef FMI_WITH_REDIS
 FMI::Config redis_cfg(int port, std::chrono::milliseconds max_timeout) {
   FMI::Config c;
-  c.redis.enabled = true;
-  c.redis.host = "127.0.0.1";
-  c.redis.port = static_cast<std::uint16_t>(port);
-  c.redis.max_timeout = max_timeout;
+  c.section<FMI::Comm::RedisConfig>().enabled = true;
+  c.section<FMI::Comm::RedisConfig>().host = "127.0.0.1";
+  c.section<FMI::Comm::RedisConfig>().port = static_cast<std::uint16_t>(port);
+  c.section<FMI::Comm::RedisConfig>().max_timeout = max_timeout;
   return c;
 }
 

@@ -14,6 +14,8 @@
 #include <random>
 
 #ifdef FMI_WITH_S3
+#include "channels/redis/config.h"
+#include "channels/s3/config.h"
 #include "channels/s3/s3_client.h"
 #endif
 #include "reliability.h"
@@ -156,10 +158,10 @@ INSTANTIATE_TEST_SUITE_P(Kinds, Soak, ::testing::Values(fmitest::Kind::p2p, fmit
 TEST(SoakServers, Redis) {
   RedisProcess redis;
   FMI::Config cfg;
-  cfg.redis.enabled = true;
-  cfg.redis.host = "127.0.0.1";
-  cfg.redis.port = static_cast<std::uint16_t>(redis.port());
-  cfg.redis.max_timeout = 30s;
+  cfg.section<FMI::Comm::RedisConfig>().enabled = true;
+  cfg.section<FMI::Comm::RedisConfig>().host = "127.0.0.1";
+  cfg.section<FMI::Comm::RedisConfig>().port = static_cast<std::uint16_t>(redis.port());
+  cfg.section<FMI::Comm::RedisConfig>().max_timeout = 30s;
   Plan plan{"Redis", 40, 25, 4096};
   run_plan(
       plan,
@@ -179,12 +181,12 @@ TEST(SoakServers, S3) {
                                                             FMI::Comm::s3::Credentials::from_env()});
   client.create_bucket(Clock::now() + 10s);
   FMI::Config cfg;
-  cfg.s3.enabled = true;
-  cfg.s3.bucket_name = bucket;
-  cfg.s3.s3_region = "us-east-1";
-  cfg.s3.endpoint = moto.endpoint();
-  cfg.s3.timeout = 5ms;
-  cfg.s3.max_timeout = 60s;
+  cfg.section<FMI::Comm::S3Config>().enabled = true;
+  cfg.section<FMI::Comm::S3Config>().bucket_name = bucket;
+  cfg.section<FMI::Comm::S3Config>().s3_region = "us-east-1";
+  cfg.section<FMI::Comm::S3Config>().endpoint = moto.endpoint();
+  cfg.section<FMI::Comm::S3Config>().timeout = 5ms;
+  cfg.section<FMI::Comm::S3Config>().max_timeout = 60s;
   Plan plan{"S3 (moto)", 5, 10, 512};
   run_plan(
       plan,

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <thread>
 
+#include "channels/s3/config.h"
 #include "fmi/model.h"
 #include "fmi/errors.h"
 #include "s3_fixture.h"
@@ -38,7 +39,7 @@ ObjectKey key(Operation op, std::uint32_t seq, unsigned from, unsigned to = Obje
 class S3ChannelTest : public S3Test {
  protected:
   std::unique_ptr<S3Channel> channel(unsigned peer = 0, unsigned n = 1) {
-    auto ch = std::make_unique<S3Channel>(config());
+    auto ch = std::make_unique<S3Channel>(config().section<FMI::Comm::S3Config>());
     ch->init({peer, n, comm_, 128});
     return ch;
   }
@@ -240,9 +241,9 @@ TEST_F(S3ChannelTest, FinalizeWaitsForReadersAndLeavesNothing) {
 // stderr, and still removes everything it created.
 TEST_F(S3ChannelTest, FinalizeWithAMissingPeerStillCleansUp) {
   auto cfg = config();
-  cfg.s3.max_timeout = 1s;
+  cfg.section<FMI::Comm::S3Config>().max_timeout = 1s;
   {
-    S3Channel ch(cfg);
+    S3Channel ch(cfg.section<FMI::Comm::S3Config>());
     ch.init({1, 2, comm_, 128});
     ch.put(key(Operation::bcast, 1, 1), pattern(10, 1), 3, in(10s));
   }  // the destructor finalizes: peer 0 never arrives
@@ -254,7 +255,7 @@ TEST_F(S3ChannelTest, FinalizeWithAMissingPeerStillCleansUp) {
 // release), no request after the HEAD of init.
 TEST_F(S3ChannelTest, UnusedChannelSendsNoRequestAtFinalize) {
   auto cfg = config();
-  cfg.s3.max_timeout = 5s;
+  cfg.section<FMI::Comm::S3Config>().max_timeout = 5s;
   S3Channel ch(cfg);
   ch.init({1, 3, comm_, 128});
   EXPECT_EQ(ch.requests(), 1u);  // HEAD bucket
@@ -270,9 +271,9 @@ TEST_F(S3ChannelTest, UnusedChannelSendsNoRequestAtFinalize) {
 TEST_F(S3ChannelTest, UnusedChannelFinishesCleanlyWhenS3IsGone) {
   auto own = std::make_unique<MotoServer>();
   auto cfg = config();
-  cfg.s3.endpoint = own->endpoint();
-  cfg.s3.max_timeout = 3s;
-  FMI::Comm::s3::Client(FMI::Comm::s3::ClientOptions{cfg.s3.bucket_name, "us-east-1",
+  cfg.section<FMI::Comm::S3Config>().endpoint = own->endpoint();
+  cfg.section<FMI::Comm::S3Config>().max_timeout = 3s;
+  FMI::Comm::s3::Client(FMI::Comm::s3::ClientOptions{cfg.section<FMI::Comm::S3Config>().bucket_name, "us-east-1",
                                                      own->endpoint(),
                                                      FMI::Comm::s3::Credentials::from_env()})
       .create_bucket(in(10s));
@@ -296,7 +297,7 @@ TEST_F(S3ChannelTest, UnusedChannelFinishesCleanlyWhenS3IsGone) {
 // either; the reader deletes what it consumed, the writer sends nothing more.
 TEST_F(S3ChannelTest, SendsOnlyNeedNoFinalizeBarrier) {
   auto cfg = config();
-  cfg.s3.max_timeout = 5s;
+  cfg.section<FMI::Comm::S3Config>().max_timeout = 5s;
   S3Channel writer(cfg), reader(cfg);
   writer.init({0, 3, comm_, 128});
   reader.init({2, 3, comm_, 128});
@@ -327,8 +328,8 @@ TEST_F(S3ChannelTest, SessionTokenIsSentAndAccepted) {
 
 TEST_F(S3ChannelTest, MissingBucketIsAClearErrorAtInit) {
   auto cfg = config();
-  cfg.s3.bucket_name = "fmi-no-such-bucket";
-  S3Channel ch(cfg);
+  cfg.section<FMI::Comm::S3Config>().bucket_name = "fmi-no-such-bucket";
+  S3Channel ch(cfg.section<FMI::Comm::S3Config>());
   const std::string msg = expect_throw<FMI::ChannelError>([&] { ch.init({0, 1, comm_, 128}); });
   EXPECT_NE(msg.find("bucket fmi-no-such-bucket does not exist"), std::string::npos) << msg;
   EXPECT_NE(msg.find(server_->endpoint()), std::string::npos) << msg;
@@ -336,23 +337,25 @@ TEST_F(S3ChannelTest, MissingBucketIsAClearErrorAtInit) {
 
 TEST_F(S3ChannelTest, WrongEndpointIsAClearErrorNamingTheAddress) {
   auto cfg = config();
-  cfg.s3.endpoint = "http://127.0.0.1:" + std::to_string(free_port());
-  S3Channel ch(cfg);
+  cfg.section<FMI::Comm::S3Config>().endpoint = "http://127.0.0.1:" + std::to_string(free_port());
+  S3Channel ch(cfg.section<FMI::Comm::S3Config>());
   const std::string msg = expect_throw<FMI::ChannelError>([&] { ch.init({0, 1, comm_, 128}); });
-  EXPECT_NE(msg.find(cfg.s3.endpoint), std::string::npos) << msg;
+  EXPECT_NE(msg.find(cfg.section<FMI::Comm::S3Config>().endpoint), std::string::npos) << msg;
 }
 
 TEST_F(S3ChannelTest, BadEndpointSchemeIsAConfigError) {
   auto cfg = config();
-  cfg.s3.endpoint = "127.0.0.1:9000";
-  const std::string msg = expect_throw<FMI::ConfigError>([&] { S3Channel ch(cfg); });
+  cfg.section<FMI::Comm::S3Config>().endpoint = "127.0.0.1:9000";
+  const std::string msg = expect_throw<FMI::ConfigError>(
+      [&] { S3Channel ch(cfg.section<FMI::Comm::S3Config>()); });
   EXPECT_NE(msg.find("endpoint"), std::string::npos) << msg;
 }
 
 TEST_F(S3ChannelTest, MissingCredentialsAreAConfigErrorNamingTheVariables) {
   const std::string saved = std::getenv("AWS_SECRET_ACCESS_KEY");
   ::unsetenv("AWS_SECRET_ACCESS_KEY");
-  const std::string msg = expect_throw<FMI::ConfigError>([&] { S3Channel ch(config()); });
+  const std::string msg = expect_throw<FMI::ConfigError>(
+      [&] { S3Channel ch(config().section<FMI::Comm::S3Config>()); });
   ::setenv("AWS_SECRET_ACCESS_KEY", saved.c_str(), 1);
   EXPECT_NE(msg.find("AWS_SECRET_ACCESS_KEY"), std::string::npos) << msg;
 }
@@ -368,7 +371,7 @@ TEST_F(S3ChannelTest, S3ErrorResponsesQuoteCodeStatusMethodAndKey) {
 }
 
 TEST_F(S3ChannelTest, UseBeforeInitIsAUsageError) {
-  S3Channel ch(config());
+  S3Channel ch(config().section<FMI::Comm::S3Config>());
   std::vector<std::byte> out(1);
   EXPECT_THROW(ch.get(key(Operation::send, 1, 0, 0), out, in(1s)), FMI::UsageError);
 }
@@ -377,7 +380,7 @@ TEST_F(S3ChannelTest, ExposesThePolicysReferenceModel) {
   // The formulas are tested in tests/policy; the channel must hand the policy the
   // same model the explain tool shows.
   auto cfg = config(50ms);
-  S3Channel ch(cfg);
+  S3Channel ch(cfg.section<FMI::Comm::S3Config>());
   auto m = ch.model();
   ASSERT_TRUE(m);
   auto ref = FMI::Comm::make_builtin_model("S3", cfg);
@@ -434,15 +437,16 @@ TEST(S3Signature, EveryRequestIsSignedCorrectly) {
   ::unsetenv("AWS_SESSION_TOKEN");
 
   FMI::Config cfg;
-  cfg.s3.bucket_name = "fmi-signed";
-  cfg.s3.s3_region = "us-east-1";
-  cfg.s3.endpoint = srv.endpoint();
-  cfg.s3.timeout = 5ms;
+  cfg.section<FMI::Comm::S3Config>().bucket_name = "fmi-signed";
+  cfg.section<FMI::Comm::S3Config>().s3_region = "us-east-1";
+  cfg.section<FMI::Comm::S3Config>().endpoint = srv.endpoint();
+  cfg.section<FMI::Comm::S3Config>().timeout = 5ms;
   FMI::Comm::s3::Client admin(
-      {cfg.s3.bucket_name, "us-east-1", srv.endpoint(), FMI::Comm::s3::Credentials::from_env()});
+      {cfg.section<FMI::Comm::S3Config>().bucket_name, "us-east-1", srv.endpoint(),
+       FMI::Comm::s3::Credentials::from_env()});
   admin.create_bucket(in(10s));
   {
-    S3Channel ch(cfg);
+    S3Channel ch(cfg.section<FMI::Comm::S3Config>());
     ch.init({0, 1, "signed", 128});
     ch.set_list_page_size(2);
     std::uint32_t seq = 0;
@@ -465,7 +469,8 @@ TEST(S3Signature, EveryRequestIsSignedCorrectly) {
   // A wrong secret is refused, and the error quotes S3's code.
   ::setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret", 1);
   FMI::Comm::s3::Client bad(
-      {cfg.s3.bucket_name, "us-east-1", srv.endpoint(), FMI::Comm::s3::Credentials::from_env()});
+      {cfg.section<FMI::Comm::S3Config>().bucket_name, "us-east-1", srv.endpoint(),
+       FMI::Comm::s3::Credentials::from_env()});
   try {
     bad.put_object("signed/x", {}, {}, in(10s));
     ADD_FAILURE() << "a request with a wrong secret was accepted";

@@ -46,12 +46,12 @@ class S3Test : public ::testing::Test {
   /// Configuration of the S3 channel for this test's bucket on the moto server.
   FMI::Config config(std::chrono::milliseconds first_poll = 5ms) const {
     FMI::Config c;
-    c.s3.enabled = true;
-    c.s3.bucket_name = bucket_;
-    c.s3.s3_region = "us-east-1";
-    c.s3.endpoint = server_->endpoint();
-    c.s3.timeout = first_poll;
-    c.s3.max_timeout = 20s;
+    c.section<FMI::Comm::S3Config>().enabled = true;
+    c.section<FMI::Comm::S3Config>().bucket_name = bucket_;
+    c.section<FMI::Comm::S3Config>().s3_region = "us-east-1";
+    c.section<FMI::Comm::S3Config>().endpoint = server_->endpoint();
+    c.section<FMI::Comm::S3Config>().timeout = first_poll;
+    c.section<FMI::Comm::S3Config>().max_timeout = 20s;
     return c;
   }
 

@@ -28,6 +28,9 @@
 #include <thread>
 #include <unistd.h>
 
+#include "channels/direct/config.h"
+#include "channels/redis/config.h"
+#include "channels/s3/config.h"
 #include "fmi/fmi.h"
 #include "fmi/model.h"
 #include "tools/common/cli.h"
@@ -318,7 +321,7 @@ int main(int argc, char** argv) {
           h = slot;
         }
         FMI::Config none = config;
-        none.direct.enabled = none.redis.enabled = none.s3.enabled = false;
+        for (const auto& name : none.channel_names()) none.set_enabled(name, false);
         auto c = std::make_unique<FMI::Communicator>(id, n, none, comm);
         if (p2p)
           c->register_channel("Direct", h->p2p_endpoint());
@@ -330,18 +333,16 @@ int main(int argc, char** argv) {
     if (wanted("Direct")) targets.push_back({"Direct", make(true)});
     if (wanted("Redis")) targets.push_back({"Redis", make(false)});
   } else {
-    const std::pair<const char*, bool> enabled[] = {{"Direct", config.direct.enabled},
-                                                    {"Redis", config.redis.enabled},
-                                                    {"S3", config.s3.enabled}};
-    for (const auto& [name, on] : enabled) {
-      if (!on || !wanted(name)) continue;
+    // The enabled channels that have a model to calibrate.
+    for (const auto& name : config.channel_names()) {
+      if (!config.enabled(name) || !FMI::Comm::make_builtin_model(name, config) || !wanted(name))
+        continue;
       std::string ch = name;
       targets.push_back({ch, [&config, ch](peer_num id, peer_num n, const std::string& comm) {
                            // Only the measured channel, so the policy has no choice.
                            FMI::Config one = config;
-                           one.direct.enabled = ch == "Direct";
-                           one.redis.enabled = ch == "Redis";
-                           one.s3.enabled = ch == "S3";
+                           for (const auto& other : one.channel_names())
+                             one.set_enabled(other, other == ch);
                            return std::make_unique<FMI::Communicator>(id, n, one, comm);
                          }});
     }
@@ -404,7 +405,7 @@ int main(int argc, char** argv) {
       if (!section.contains(k)) section[k] = v;
     };
     if (t.name == "Direct") {
-      const auto& p = config.model.direct;
+      const auto& p = config.section<FMI::Comm::DirectConfig>().model;
       keep("bandwidth", p.bandwidth);
       keep("transfer_price", p.transfer_price);
       keep("vm_price", p.vm_price);
@@ -412,7 +413,7 @@ int main(int argc, char** argv) {
       if (!section.contains("include_infrastructure_costs"))
         section["include_infrastructure_costs"] = p.include_infrastructure_costs;
     } else if (t.name == "Redis") {
-      const auto& p = config.model.redis;
+      const auto& p = config.section<FMI::Comm::RedisConfig>().model;
       keep("bandwidth_single", p.bandwidth_single);
       keep("bandwidth_multiple", p.bandwidth_multiple);
       keep("transfer_price", p.transfer_price);
@@ -421,7 +422,7 @@ int main(int argc, char** argv) {
       if (!section.contains("include_infrastructure_costs"))
         section["include_infrastructure_costs"] = p.include_infrastructure_costs;
     } else {
-      const auto& p = config.model.s3;
+      const auto& p = config.section<FMI::Comm::S3Config>().model;
       keep("bandwidth", p.bandwidth);
       keep("transfer_price", p.transfer_price);
       keep("download_price", p.download_price);

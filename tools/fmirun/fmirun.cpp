@@ -45,6 +45,8 @@
 #ifdef FMIRUN_WITH_LIBRARY
 #include <fmi/config.h>
 #include <fmi/errors.h>
+
+#include "channels/direct/config.h"
 #endif
 
 #include "natlab.h"
@@ -96,9 +98,12 @@ DirectEndpoint direct_endpoint(const nlohmann::json& cfg, const std::string& pat
   (void)cfg;
   try {
     FMI::Config c = FMI::Config::load(path);
-    d.enabled = c.direct.enabled;
-    d.host = c.direct.host;
-    d.port = c.direct.port;
+    d.enabled = c.enabled(FMI::Comm::DirectConfig::kName);
+    if (d.enabled) {
+      const auto& direct = c.section<FMI::Comm::DirectConfig>();
+      d.host = direct.host;
+      d.port = direct.port;
+    }
     return d;
   } catch (const FMI::Error& e) {
     throw SetupError(e.what());

@@ -10,9 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "channels/direct/auth.h"
-#include "channels/factories.h"
 #include "fmi/errors.h"
+#include "wire/auth.h"
 
 namespace FMI::Comm {
 
@@ -83,10 +82,10 @@ struct DirectChannel::Transfer {
   bool finished() const { return done == total(); }
 };
 
-DirectChannel::DirectChannel(Config::Direct cfg)
+DirectChannel::DirectChannel(DirectConfig cfg)
     : cfg_(std::move(cfg)), spin_(spin_from_env()), relay_(relay_from_env()) {
   // FMI_SECRET (if set) replaces the configured secret here, once.
-  cfg_.secret = Direct::auth::resolve_secret(cfg_.secret);
+  cfg_.secret = Wire::auth::resolve_secret(cfg_.secret);
 }
 
 DirectChannel::~DirectChannel() { finalize(); }
@@ -95,13 +94,12 @@ void DirectChannel::init(const ChannelContext& ctx) {
   if (ctx.num_peers == 0 || ctx.peer_id >= ctx.num_peers)
     FMI_THROW(UsageError, "Direct: init with peer id ", ctx.peer_id, " of ", ctx.num_peers,
               " peers");
-  if (cfg_.host.empty())
-    FMI_THROW(ConfigError, "Direct channel: backends.Direct.host (rendezvous server) is empty");
   finalize();
   ctx_ = ctx;
-  parked_.assign(ctx.num_peers, {});
+  matcher_.clear();
   pending_.assign(ctx.num_peers, {});
   initialised_ = true;
+  meshed_ = false;
   if (ctx.num_peers > 1) {
     Direct::MeshOptions o{cfg_.host,      cfg_.port, ctx.comm_name, ctx.peer_id,
                           ctx.num_peers,  relay_,    cfg_.secret};
@@ -111,13 +109,20 @@ void DirectChannel::init(const ChannelContext& ctx) {
 
 void DirectChannel::finalize() noexcept {
   mesh_.reset();
-  self_.clear();
-  parked_.clear();
+  matcher_.clear();
   pending_.clear();
   initialised_ = false;
 }
 
 std::string DirectChannel::local_endpoint() const { return mesh_ ? mesh_->local().str() : ""; }
+
+unsigned DirectChannel::connected_peers() const {
+  unsigned n = 0;
+  if (mesh_)
+    for (Utils::peer_num p = 0; p < ctx_.num_peers; ++p)
+      n += p != ctx_.peer_id && mesh_->fd(p) >= 0;
+  return n;
+}
 
 void DirectChannel::check_peer(Utils::peer_num p, const char* op) const {
   if (!initialised_) FMI_THROW(UsageError, "Direct: ", op, " on a channel that is not initialised");
@@ -202,7 +207,7 @@ bool DirectChannel::step(Transfer& t) {
       std::string why = std::string(t.sending ? "send to" : "receive from") + " peer " +
                         std::to_string(t.peer) + " failed after " + std::to_string(t.done) +
                         " of " + std::to_string(t.total()) + " bytes: " +
-                        Direct::errno_text(errno);
+                        Wire::errno_text(errno);
       lose(t.peer, why, " (peer died or closed the connection?)");
     }
     if (r == 0) {
@@ -256,7 +261,7 @@ void DirectChannel::start_parking(Transfer& t, Tag got, std::uint64_t len) {
 
 void DirectChannel::finish_parking_if_done(Transfer& t) {
   if (!t.parking || t.park_done < t.park.size()) return;
-  parked_[t.peer].push_back({t.park_tag, std::move(t.park)});
+  matcher_.park(t.peer, t.park_tag, std::move(t.park));
   t.park = {};
   t.parking = false;
 }
@@ -268,7 +273,7 @@ bool DirectChannel::park_step(Transfer& t) {
     if (errno == EINTR) return true;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
     std::string why = "receive from peer " + std::to_string(t.peer) + " failed: " +
-                      Direct::errno_text(errno);
+                      Wire::errno_text(errno);
     lose(t.peer, why, " (peer died or closed the connection?)");
   }
   if (r == 0) {
@@ -283,16 +288,10 @@ bool DirectChannel::park_step(Transfer& t) {
 // A message parked earlier (read while waiting for another tag) that this
 // receive asks for. Returns false when there is none.
 bool DirectChannel::take_parked(Utils::peer_num src, Bytes out, Tag tag) {
-  auto& q = parked_[src];
-  auto it = std::find_if(q.begin(), q.end(), [&](const SelfMessage& m) { return m.tag == tag; });
-  if (it == q.end()) return false;
-  if (it->data.size() != out.size())
+  return matcher_.take(src, tag, out, [&](std::size_t size) {
     FMI_THROW(PeerError, "Direct: recv: message from peer ", src, " (", to_string(tag), ") has ",
-              it->data.size(), " bytes, expected ", out.size(),
-              " (peers disagree on buffer sizes)");
-  if (!out.empty()) std::memcpy(out.data(), it->data.data(), out.size());
-  q.erase(it);
-  return true;
+              size, " bytes, expected ", out.size(), " (peers disagree on buffer sizes)");
+  });
 }
 
 void DirectChannel::run(std::span<Transfer> ts, Utils::Deadline deadline, const char* op) {
@@ -333,21 +332,49 @@ void DirectChannel::run(std::span<Transfer> ts, Utils::Deadline deadline, const 
     for (auto& t : ts)
       if (!t.finished()) fds_.push_back({t.fd, short(t.sending ? POLLOUT : POLLIN), 0});
     std::size_t own = fds_.size();
-    mesh_->add_pollfds(fds_);
+    // The control plane (listener, handshakes, server, relay requests) is watched
+    // here only while some peer has no connection to us yet. Such a peer may be
+    // opening one right now, for its own send, recv or collective, and its
+    // handshake needs our HELLO (and DECIDE, from the lower id): if we watched only
+    // the sockets of this operation while, say, we wait for peer B, and B waits for
+    // peer C, and C waits for our half of its handshake, all three would wait for
+    // each other until the deadline (the test DataWaitAnswersAPeerConnectingLater
+    // in tests/direct/direct_test.cpp fails exactly so without this). Once every
+    // pair is settled nobody is left to answer: the listener would only see
+    // strangers (they stay in its backlog), and a relayed pair is an ordinary data
+    // socket here (after RELAY_READY the server only forwards bytes). So after the
+    // channel opened its full mesh (before its first collective), and whenever the
+    // lazily opened connections cover every peer, a wait polls the data sockets
+    // alone. complete() reads one counter: no syscall is added per message.
+    const bool control = !mesh_->complete();
+    if (control) mesh_->add_pollfds(fds_);
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count();
     timespec tsp{time_t(ns / 1000000000), long(ns % 1000000000)};
     int r = ::ppoll(fds_.data(), fds_.size(), &tsp, nullptr);
     if (r < 0 && errno != EINTR)
-      FMI_THROW(ChannelError, "Direct: ", op, ": poll failed: ", Direct::errno_text(errno));
-    if (r > 0) mesh_->handle(fds_.data() + own, fds_.size() - own);
+      FMI_THROW(ChannelError, "Direct: ", op, ": poll failed: ", Wire::errno_text(errno));
+    if (r > 0 && control) mesh_->handle(fds_.data() + own, fds_.size() - own);
     spin_until = Utils::Clock::now() + spin_;
   }
 }
 
+// Before its first message of a collective, the channel opens its full mesh, once:
+// every peer reaches its first collective on this channel (the communicator picks
+// the same channel everywhere), so all pairs are punched together instead of pair
+// after pair inside the algorithm (a ring or a tree would otherwise wait for each
+// connection in turn), and from then on its data waits need no control plane
+// (run). Point-to-point messages keep opening their one connection lazily.
+void DirectChannel::open_mesh_for(Tag tag, Utils::Deadline deadline) {
+  if (meshed_ || tag.op == Utils::Operation::send) return;
+  connect_all(deadline);
+  meshed_ = true;
+}
+
 void DirectChannel::send(Utils::peer_num dest, ConstBytes data, Tag tag, Utils::Deadline deadline) {
   check_peer(dest, "send");
+  open_mesh_for(tag, deadline);
   if (dest == ctx_.peer_id) {
-    self_.push_back({tag, std::vector<std::byte>(data.begin(), data.end())});
+    matcher_.park(dest, tag, std::vector<std::byte>(data.begin(), data.end()));
     return;
   }
   ensure({dest}, deadline, "send");
@@ -357,20 +384,20 @@ void DirectChannel::send(Utils::peer_num dest, ConstBytes data, Tag tag, Utils::
   run({&t, 1}, deadline, "send");
 }
 
+// A message to self never touches a socket: the send parked it in the matcher.
 void DirectChannel::self_recv(Bytes out, Tag tag) {
-  auto it = std::find_if(self_.begin(), self_.end(), [&](const SelfMessage& m) { return m.tag == tag; });
-  if (it == self_.end())
+  bool found = matcher_.take(ctx_.peer_id, tag, out, [&](std::size_t size) {
+    FMI_THROW(PeerError, "Direct: recv from self (peer ", ctx_.peer_id, "): ", to_string(tag),
+              " has ", size, " bytes, expected ", out.size());
+  });
+  if (!found)
     FMI_THROW(UsageError, "Direct: recv from self (peer ", ctx_.peer_id, ", ", to_string(tag),
               ") without a prior send to self");
-  if (it->data.size() != out.size())
-    FMI_THROW(PeerError, "Direct: recv from self (peer ", ctx_.peer_id, "): ", to_string(tag),
-              " has ", it->data.size(), " bytes, expected ", out.size());
-  if (!out.empty()) std::memcpy(out.data(), it->data.data(), out.size());
-  self_.erase(it);
 }
 
 void DirectChannel::recv(Utils::peer_num src, Bytes out, Tag tag, Utils::Deadline deadline) {
   check_peer(src, "recv");
+  open_mesh_for(tag, deadline);
   if (src == ctx_.peer_id) return self_recv(out, tag);
   if (take_parked(src, out, tag)) return;
   ensure({src}, deadline, "recv");
@@ -382,6 +409,7 @@ void DirectChannel::sendrecv(Utils::peer_num dest, ConstBytes data, Utils::peer_
                              Tag tag, Utils::Deadline deadline) {
   check_peer(dest, "sendrecv");
   check_peer(src, "sendrecv");
+  open_mesh_for(tag, deadline);
   if (dest == ctx_.peer_id || src == ctx_.peer_id) {
     // Sending to ourselves never blocks, so doing the two halves in turn is safe.
     send(dest, data, tag, deadline);
@@ -401,10 +429,6 @@ void DirectChannel::sendrecv(Utils::peer_num dest, ConstBytes data, Utils::peer_
   put_u64(ts[0].hdr, tag.encode());
   put_u64(ts[0].hdr + 8, data.size());
   run(ts, deadline, "sendrecv");
-}
-
-std::shared_ptr<Channel> make_direct_channel(const Config& config) {
-  return std::make_shared<DirectChannel>(config.direct);
 }
 
 }  // namespace FMI::Comm

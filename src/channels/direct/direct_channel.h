@@ -9,19 +9,20 @@
 
 #include <sys/uio.h>
 
-#include <deque>
 #include <memory>
 #include <vector>
 
+#include "channels/common/tag_matcher.h"
+#include "channels/direct/config.h"
 #include "channels/direct/mesh.h"
 #include "fmi/channel.h"
-#include "fmi/config.h"
 
 namespace FMI::Comm {
 
 class DirectChannel final : public PeerToPeerChannel {
  public:
-  explicit DirectChannel(Config::Direct cfg);
+  /// `cfg` holds checked values (descriptor.cpp checks them).
+  explicit DirectChannel(DirectConfig cfg);
   ~DirectChannel() override;
 
   void init(const ChannelContext& ctx) override;
@@ -36,11 +37,14 @@ class DirectChannel final : public PeerToPeerChannel {
 
   /// The local endpoint registered with the server (tests, logs).
   std::string local_endpoint() const;
+  /// How many other peers this channel has an open connection to (tests, logs).
+  unsigned connected_peers() const;
 
   struct Transfer;
 
  private:
   void check_peer(Utils::peer_num p, const char* op) const;
+  void open_mesh_for(Tag tag, Utils::Deadline deadline);
   void ensure(std::initializer_list<Utils::peer_num> peers, Utils::Deadline deadline,
               const char* op);
   bool step(Transfer& t);
@@ -53,21 +57,17 @@ class DirectChannel final : public PeerToPeerChannel {
   bool park_step(Transfer& t);
   bool take_parked(Utils::peer_num src, Bytes out, Tag tag);
 
-  Config::Direct cfg_;
+  DirectConfig cfg_;
   std::chrono::microseconds spin_;  // busy-retry before blocking in poll
   Direct::RelayMode relay_;
   ChannelContext ctx_;
   bool initialised_ = false;
   std::unique_ptr<Direct::Mesh> mesh_;
-  struct SelfMessage {
-    Tag tag;
-    std::vector<std::byte> data;
-  };
-  std::deque<SelfMessage> self_;  // messages a peer sent to itself
-  // Per source peer: messages that arrived while a receive waited for another
-  // tag (matched later by tag, as MPI matches by (source, tag)), and stream bytes
-  // read past such a message's end.
-  std::vector<std::deque<SelfMessage>> parked_;
+  bool meshed_ = false;  // the full mesh was opened (before the first collective)
+  // Messages that arrived while a receive waited for another tag, and messages a
+  // peer sent to itself (source = own id), matched later by (source, tag).
+  TagMatcher matcher_;
+  // Per source peer: stream bytes read past the end of a message that was parked.
   std::vector<std::vector<std::byte>> pending_;
   std::vector<pollfd> fds_;        // reused across calls
 };

@@ -7,11 +7,12 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
-#include <deque>
+#include <optional>
 #include <map>
 #include <mutex>
 #include <vector>
 
+#include "channels/common/tag_matcher.h"
 #include "fmi/errors.h"
 
 namespace FMI::Comm {
@@ -22,16 +23,12 @@ using Utils::peer_num;
 struct InProcessHub::State {
   explicit State(peer_num n, std::chrono::milliseconds t) : num_peers(n), max_timeout(t), boxes(n) {}
 
-  struct Message {
-    std::uint64_t tag;
-    std::vector<std::byte> data;
-  };
-  // One mailbox per receiving peer; within it one FIFO per sender, so messages of
-  // one ordered pair stay in order, as on a TCP connection.
+  // One mailbox per receiving peer; its matcher keeps one FIFO per sender, so
+  // messages of one ordered pair stay in order, as on a TCP connection.
   struct Mailbox {
     std::mutex mu;
     std::condition_variable cv;
-    std::map<peer_num, std::deque<Message>> from;
+    TagMatcher matcher;
   };
   struct Object {
     std::vector<std::byte> data;
@@ -73,34 +70,28 @@ class InProcP2P final : public PeerToPeerChannel {
     auto& box = s_->boxes.at(dest);
     {
       std::lock_guard lk(box.mu);
-      box.from[self_].push_back({tag.encode(), {data.begin(), data.end()}});
+      box.matcher.park(self_, tag, {data.begin(), data.end()});
     }
     box.cv.notify_all();
   }
 
-  // Messages are matched by (sender, tag), as MPI matches by (source, tag): a
+  // Messages are matched by (sender, tag) (channels/common/tag_matcher.h): a
   // point-to-point message that arrives while the receiver is inside a collective
-  // waits in the queue until its recv comes, and vice versa.
+  // waits in the matcher until its recv comes, and vice versa.
   void recv(peer_num src, Bytes out, Tag tag, Deadline deadline) override {
     check_init(inited_, "recv");
     auto& box = s_->boxes.at(self_);
     std::unique_lock lk(box.mu);
-    auto& q = box.from[src];
-    const std::uint64_t want = tag.encode();
-    auto match = q.end();
-    if (!box.cv.wait_until(lk, deadline, [&] {
-          match = std::find_if(q.begin(), q.end(), [&](const auto& m) { return m.tag == want; });
-          return match != q.end();
-        }))
+    std::optional<std::vector<std::byte>> data;
+    auto arrived = [&] { return (data = box.matcher.pop(src, tag)).has_value(); };
+    if (!box.cv.wait_until(lk, deadline, arrived))
       FMI_THROW(TimeoutError, "in-process recv of ", to_string(tag), " from peer ", src,
                 " on peer ", self_, " timed out after ", format_duration(s_->max_timeout));
-    InProcessHub::State::Message m = std::move(*match);
-    q.erase(match);
-    lk.unlock();
-    if (m.data.size() != out.size())
-      FMI_THROW(PeerError, "in-process recv of ", to_string(tag), " on peer ", self_,
-                ": peer ", src, " sent ", m.data.size(), " bytes, expected ", out.size());
-    if (!out.empty()) std::memcpy(out.data(), m.data.data(), out.size());
+    lk.unlock();  // the copy needs no lock: the message is ours now
+    TagMatcher::deliver(*data, out, [&](std::size_t size) {
+      FMI_THROW(PeerError, "in-process recv of ", to_string(tag), " on peer ", self_, ": peer ",
+                src, " sent ", size, " bytes, expected ", out.size());
+    });
   }
 
   void sendrecv(peer_num dest, ConstBytes data, peer_num src, Bytes out, Tag tag,

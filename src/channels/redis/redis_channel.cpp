@@ -8,15 +8,10 @@
 #include <optional>
 #include <thread>
 
-#include "channels/factories.h"
-#include "fmi/model.h"
+#include "channels/redis/model.h"
 #include "fmi/errors.h"
 
 namespace FMI::Comm {
-
-std::shared_ptr<Channel> make_redis_channel(const Config& config) {
-  return std::make_shared<redis::RedisChannel>(config);
-}
 
 namespace redis {
 
@@ -105,22 +100,16 @@ RedisChannel::Names RedisChannel::names(const ObjectKey& key) const {
   return n;
 }
 
-RedisChannel::RedisChannel(const Config& config)
-    : max_timeout_(config.redis.max_timeout),
-      first_wait_(std::max(config.redis.timeout, std::chrono::milliseconds(1))),
-      conn_(Endpoint{config.redis.host, config.redis.port, config.redis.username,
-                     config.redis.password, config.redis.db}) {
-  if (config.redis.host.empty()) FMI_THROW(ConfigError, "backends.Redis.host is empty");
-  if (config.redis.max_timeout <= std::chrono::milliseconds(0))
-    FMI_THROW(ConfigError, "backends.Redis.max_timeout must be positive, is ",
-              config.redis.max_timeout.count(), " ms");
-  if (config.redis.db < 0)
-    FMI_THROW(ConfigError, "backends.Redis.db must not be negative, is ", config.redis.db);
+// The values were checked when the configuration was parsed (descriptor.cpp).
+RedisChannel::RedisChannel(const RedisConfig& config)
+    : max_timeout_(config.max_timeout),
+      first_wait_(std::max(config.timeout, std::chrono::milliseconds(1))),
+      model_(std::make_shared<RedisModel>(config.model)),
+      conn_(Endpoint{config.host, config.port, config.username, config.password, config.db}) {
   // A crashed peer's keys outlive it by a few operation timeouts at most; at least
   // 10 s so that a reader that starts a little late still finds its message.
   const auto ttl = std::max<std::chrono::milliseconds>(4 * max_timeout_, 10s);
   ttl_ms_ = std::to_string(ttl.count());
-  model_ = make_builtin_model("Redis", config);  // the policy's reference model
 }
 
 RedisChannel::~RedisChannel() { finalize(); }

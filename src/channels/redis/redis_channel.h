@@ -20,16 +20,16 @@
 #include <unordered_map>
 #include <vector>
 
+#include "channels/redis/config.h"
 #include "channels/redis/connection.h"
 #include "fmi/channel.h"
-#include "fmi/config.h"
 
 namespace FMI::Comm::redis {
 
 class RedisChannel final : public ObjectStoreChannel {
  public:
-  /// ConfigError when the Redis section is unusable (empty host, bad model).
-  explicit RedisChannel(const Config& config);
+  /// No network yet; `config` holds checked values (descriptor.cpp checks them).
+  explicit RedisChannel(const RedisConfig& config);
   ~RedisChannel() override;
 
   /// Connects (ChannelError naming host:port when that fails), authenticates,

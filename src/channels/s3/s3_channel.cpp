@@ -1,4 +1,3 @@
-#include "fmi/model.h"
 #include "channels/s3/s3_channel.h"
 
 #include <algorithm>
@@ -6,7 +5,7 @@
 #include <set>
 #include <thread>
 
-#include "channels/factories.h"
+#include "channels/s3/model.h"
 #include "fmi/errors.h"
 
 namespace FMI::Comm {
@@ -17,26 +16,19 @@ using namespace std::chrono_literals;
 
 namespace {
 
-s3::ClientOptions client_options(const Config& c) {
-  if (c.s3.timeout <= 0ms)
-    FMI_THROW(ConfigError, "S3 channel: backends.S3.timeout (first poll interval) must be > 0 ms",
-              c.source.empty() ? "" : " in ", c.source);
-  if (c.s3.max_timeout <= 0ms)
-    FMI_THROW(ConfigError, "S3 channel: backends.S3.max_timeout must be > 0 ms",
-              c.source.empty() ? "" : " in ", c.source);
-  return s3::ClientOptions{c.s3.bucket_name, c.s3.s3_region, c.s3.endpoint,
-                           s3::Credentials::from_env()};
+s3::ClientOptions client_options(const S3Config& c) {
+  return s3::ClientOptions{c.bucket_name, c.s3_region, c.endpoint, s3::Credentials::from_env()};
 }
-
 
 }  // namespace
 
 // ---- channel ----------------------------------------------------------------
 
-S3Channel::S3Channel(const Config& config)
-    : cfg_(config.s3),
+// The values were checked when the configuration was parsed (descriptor.cpp).
+S3Channel::S3Channel(const S3Config& config)
+    : cfg_(config),
       client_(client_options(config)),
-      model_(make_builtin_model("S3", config)) {}
+      model_(std::make_shared<S3Model>(config.model, config.timeout)) {}
 
 S3Channel::~S3Channel() { finalize(); }
 
@@ -236,10 +228,6 @@ void S3Channel::finalize() noexcept {
                  "from %s: %s\n",
                  ctx_.peer_id, ctx_.comm_name.c_str(), client_.where().c_str(), e.what());
   }
-}
-
-std::shared_ptr<Channel> make_s3_channel(const Config& config) {
-  return std::make_shared<S3Channel>(config);
 }
 
 }  // namespace FMI::Comm

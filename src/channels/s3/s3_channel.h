@@ -9,17 +9,17 @@
 #include <string>
 #include <vector>
 
+#include "channels/s3/config.h"
 #include "channels/s3/s3_client.h"
 #include "fmi/channel.h"
-#include "fmi/config.h"
 
 namespace FMI::Comm {
 
 class S3Channel final : public ObjectStoreChannel {
  public:
-  /// Reads config.s3 and the AWS_* environment variables. Throws ConfigError
-  /// (missing credentials, bucket, region, bad endpoint). No network yet.
-  explicit S3Channel(const Config& config);
+  /// Reads the AWS_* environment variables (ConfigError naming a missing one);
+  /// `config` holds checked values (descriptor.cpp checks them). No network yet.
+  explicit S3Channel(const S3Config& config);
   ~S3Channel() override;
 
   /// Checks that the bucket exists (ChannelError naming bucket and endpoint).
@@ -64,9 +64,9 @@ class S3Channel final : public ObjectStoreChannel {
   void finalize_barrier(Utils::Deadline deadline);
   void check_init(const char* op) const;
 
-  Config::S3 cfg_;
+  S3Config cfg_;
   s3::Client client_;
-  std::shared_ptr<const ChannelModel> model_;  // the policy's reference S3 model
+  std::shared_ptr<const ChannelModel> model_;  // the reference S3 model (model.h)
   ChannelContext ctx_;
   bool inited_ = false;
   bool finalized_ = false;

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <thread>
 
+#include "base/config_reader.h"
 #include "fmi/errors.h"
 
 namespace FMI::Comm::s3 {
@@ -352,8 +353,10 @@ bool retryable_curl(CURLcode c, bool retry_connect) {
 }  // namespace
 
 Client::Client(ClientOptions opts) : opts_(std::move(opts)) {
-  if (opts_.bucket.empty()) FMI_THROW(ConfigError, "S3 channel: backends.S3.bucket_name is empty");
-  if (opts_.region.empty()) FMI_THROW(ConfigError, "S3 channel: backends.S3.s3_region is empty");
+  // The parser checked these for a configuration file (descriptor.cpp); a client
+  // made in code gets the same ConfigError, without a file to name.
+  if (opts_.bucket.empty()) config::fail("", "backends.S3.bucket_name", "is empty");
+  if (opts_.region.empty()) config::fail("", "backends.S3.s3_region", "is empty");
   sigv4_ = "aws:amz:" + opts_.region + ":s3";
   if (opts_.endpoint.empty()) {
     // Virtual-hosted style is what AWS recommends; bucket names with dots break
@@ -368,8 +371,8 @@ Client::Client(ClientOptions opts) : opts_(std::move(opts)) {
     std::string ep = opts_.endpoint;
     while (!ep.empty() && ep.back() == '/') ep.pop_back();
     if (ep.rfind("http://", 0) != 0 && ep.rfind("https://", 0) != 0)
-      FMI_THROW(ConfigError, "S3 channel: backends.S3.endpoint '", opts_.endpoint,
-                "' must start with http:// or https://");
+      config::fail("", "backends.S3.endpoint",
+                   "'" + opts_.endpoint + "' must start with http:// or https://");
     base_ = ep + "/" + uri_encode(opts_.bucket, false);
     path_style_ = true;
   }

@@ -1,7 +1,8 @@
 // Wire protocol of the Direct channel: the messages between a function and the
 // rendezvous server (fmi-rendezvous), and the handshake two functions run on every
-// candidate TCP connection. Shared by the server and the client, and kept free of
-// I/O so that it can be fuzzed on its own. The format is documented in
+// candidate TCP connection. Part of the fmi_wire library (src/wire/), shared by the
+// server (server/) and the channel (src/channels/direct/), and kept free of I/O so
+// that it can be fuzzed on its own. The format is documented in
 // docs/rendezvous-protocol.md; everything is encoded field by field in network
 // byte order (never as raw structs).
 //
@@ -24,7 +25,7 @@
 struct sockaddr;
 struct sockaddr_storage;
 
-namespace FMI::Direct::proto {
+namespace FMI::Wire::proto {
 
 inline constexpr std::uint8_t kVersion = 2;
 inline constexpr std::array<std::uint8_t, 4> kMagic = {'F', 'M', 'I', 'R'};
@@ -171,4 +172,4 @@ Message decode_payload(MsgType type, std::span<const std::byte> payload);
 std::optional<Message> try_decode(std::span<const std::byte> buf, std::size_t max_payload,
                                   std::size_t& consumed);
 
-}  // namespace FMI::Direct::proto
+}  // namespace FMI::Wire::proto

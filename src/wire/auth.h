@@ -1,7 +1,8 @@
 // Optional shared-secret authentication of the Direct channel (protocol version 2,
 // docs/security.md and docs/rendezvous-protocol.md): HMAC-SHA256 proofs that a
 // registration, a relay request or a peer-to-peer handshake comes from a holder of
-// the secret. Shared by the client (mesh.cpp) and fmi-rendezvous.
+// the secret. Part of the fmi_wire library, shared by the channel's handshake
+// (src/channels/direct/) and fmi-rendezvous.
 //
 // Every MAC is HMAC-SHA256(secret, "FMI1" || label || for each field: u32be(len) || bytes):
 // the label separates the uses (a proof made for one purpose never verifies for
@@ -11,9 +12,9 @@
 #include <cstdint>
 #include <string>
 
-#include "channels/direct/protocol.h"
+#include "wire/protocol.h"
 
-namespace FMI::Direct::auth {
+namespace FMI::Wire::auth {
 
 /// The secret in effect: the environment variable FMI_SECRET if set (AWS Lambda
 /// sets environment variables per function), else `configured`
@@ -44,4 +45,4 @@ proto::Mac peer_mac(const std::string& secret, const std::string& comm, std::uin
                     std::uint64_t receiver_session, const proto::Nonce& sender_nonce,
                     const proto::Nonce& receiver_nonce);
 
-}  // namespace FMI::Direct::auth
+}  // namespace FMI::Wire::auth

@@ -3,10 +3,10 @@
 
 #include <random>
 
-#include "channels/direct/protocol.h"
 #include "fmi/errors.h"
+#include "wire/protocol.h"
 
-using namespace FMI::Direct::proto;
+using namespace FMI::Wire::proto;
 
 namespace {
 

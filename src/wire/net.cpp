@@ -1,4 +1,4 @@
-#include "channels/direct/net.h"
+#include "wire/net.h"
 
 #include <fcntl.h>
 #include <netdb.h>
@@ -16,7 +16,7 @@
 
 #include "fmi/errors.h"
 
-namespace FMI::Direct {
+namespace FMI::Wire {
 
 void Socket::reset() noexcept {
   if (fd_ >= 0) ::close(fd_);
@@ -135,4 +135,4 @@ proto::Endpoint remote_endpoint(int fd) {
   return proto::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
 }
 
-}  // namespace FMI::Direct
+}  // namespace FMI::Wire

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <string>
 
-#include "channels/factories.h"
+#include "channels/registry.h"
 #include "collectives/collectives.h"
 #include "fmi/inproc.h"
 
@@ -45,10 +45,8 @@ Communicator::Communicator(peer_num peer_id, peer_num num_peers, const Config& c
 }
 
 void Communicator::create_channels() {
-  for (const auto& b : Comm::builtin_channels()) {
-    if (!b.enabled(config_)) continue;
-    register_channel(b.name, b.make(config_));
-  }
+  for (const Comm::ChannelDescriptor* d : Comm::channels())
+    if (config_.enabled(d->name)) register_channel(d->name, d->make(config_));
 }
 
 Communicator::~Communicator() {
@@ -59,10 +57,7 @@ void Communicator::register_channel(std::string name, std::shared_ptr<Comm::Chan
   if (!channel) FMI_THROW(UsageError, "register_channel: channel '", name, "' is null");
   channel->init(Comm::ChannelContext{peer_id_, num_peers_, comm_name_, faas_memory_});
   auto& slot = channels_[std::move(name)];
-  if (slot) {
-    std::erase(meshed_, slot.get());
-    slot->finalize();
-  }
+  if (slot) slot->finalize();
   slot = std::move(channel);
   choice_cache_.clear();
 }
@@ -118,14 +113,6 @@ Communicator::Selected Communicator::select(Operation op, std::size_t bytes,
   s.ctx.size = num_peers_;
   s.ctx.tag = Comm::Tag{op, 0};
   s.ctx.deadline = Utils::Clock::now() + s.channel->max_timeout();
-  if (op != Operation::send && num_peers_ > 1 &&
-      s.channel->kind() == Comm::ChannelKind::peer_to_peer &&
-      std::find(meshed_.begin(), meshed_.end(), s.channel) == meshed_.end()) {
-    // Every peer reaches this point at its first collective on the channel (the
-    // choice is the same everywhere), so all pairs are opened together.
-    static_cast<Comm::PeerToPeerChannel*>(s.channel)->connect_all(s.ctx.deadline);
-    meshed_.push_back(s.channel);
-  }
   return s;
 }
 
@@ -143,28 +130,6 @@ template <typename E>
   throw E(what + ": " + e.what());
 }
 
-// Runs the algorithm family that matches the channel's kind; errors are prefixed
-// with `what()` (e.g. "recv from peer 2 via Redis").
-template <typename What, typename P2P, typename Store>
-void dispatch(Comm::Channel* ch, What&& what, P2P&& p2p, Store&& store) {
-  try {
-    if (ch->kind() == Comm::ChannelKind::peer_to_peer)
-      p2p(static_cast<Comm::PeerToPeerChannel&>(*ch));
-    else
-      store(static_cast<Comm::ObjectStoreChannel&>(*ch));
-  } catch (const TimeoutError& e) {
-    rethrow_as(e, what());
-  } catch (const PeerError& e) {
-    rethrow_as(e, what());
-  } catch (const ChannelError& e) {
-    rethrow_as(e, what());
-  } catch (const UsageError& e) {
-    rethrow_as(e, what());
-  } catch (const ConfigError& e) {
-    rethrow_as(e, what());
-  }
-}
-
 [[noreturn]] void size_error(const char* op, const char* what, std::size_t have,
                              const std::string& need) {
   FMI_THROW(UsageError, op, ": ", what, " holds ", have, " bytes, ", need);
@@ -177,50 +142,84 @@ std::string needs_n_times(Utils::peer_num n, const char* name, std::size_t each)
 }
 }  // namespace
 
+// Every operation: the policy's channel, the next tag of `seq`, then the algorithm
+// family that matches the channel's kind. Errors are re-thrown as the same type
+// with the call in front: what() + " via <channel>" (e.g. "recv from peer 2 via
+// Redis: ..."), since a channel knows its own request, not the API call it serves.
+template <typename What, typename P2P, typename Store>
+void Communicator::run(Operation op, std::size_t bytes, const Utils::ReduceOp* f,
+                       std::uint32_t& seq, const What& what, const P2P& p2p, const Store& store) {
+  Selected s = select(op, bytes, f);
+  s.ctx.tag.seq = seq++;
+  const auto prefix = [&] { return what() + " via " + *s.name; };
+  try {
+    if (s.channel->kind() == Comm::ChannelKind::peer_to_peer)
+      p2p(static_cast<Comm::PeerToPeerChannel&>(*s.channel), s.ctx);
+    else
+      store(static_cast<Comm::ObjectStoreChannel&>(*s.channel), s.ctx);
+  } catch (const TimeoutError& e) {
+    rethrow_as(e, prefix());
+  } catch (const PeerError& e) {
+    rethrow_as(e, prefix());
+  } catch (const ChannelError& e) {
+    rethrow_as(e, prefix());
+  } catch (const UsageError& e) {
+    rethrow_as(e, prefix());
+  } catch (const ConfigError& e) {
+    rethrow_as(e, prefix());
+  }
+}
+
+namespace {
+std::string rooted(const char* op, Utils::peer_num root) {
+  return std::string(op) + " (root " + std::to_string(root) + ")";
+}
+// The prefix of an operation that has no argument worth naming.
+struct Named {
+  const char* op;
+  std::string operator()() const { return op; }
+};
+}  // namespace
+
 // ---- point to point -----------------------------------------------------------
 
 void Communicator::send_bytes(ConstBytes data, peer_num dest) {
   check_peer("send", dest, "destination peer");
   if (dest == peer_id_) FMI_THROW(UsageError, "send: peer ", peer_id_, " cannot send to itself");
-  Selected s = select(Operation::send, data.size(), nullptr);
-  s.ctx.tag.seq = send_seq_[dest]++;
-  dispatch(
-      s.channel, [&] { return "send to peer " + std::to_string(dest) + " via " + *s.name; },
-      [&](auto& ch) { ch.send(dest, data, s.ctx.tag, s.ctx.deadline); },
-      [&](auto& ch) { coll::store::send(ch, s.ctx, data, dest); });
+  run(
+      Operation::send, data.size(), nullptr, send_seq_[dest],
+      [&] { return "send to peer " + std::to_string(dest); },
+      [&](auto& ch, const coll::Context& c) { ch.send(dest, data, c.tag, c.deadline); },
+      [&](auto& ch, const coll::Context& c) { coll::store::send(ch, c, data, dest); });
 }
 
 void Communicator::recv_bytes(Bytes data, peer_num src) {
   check_peer("recv", src, "source peer");
   if (src == peer_id_)
     FMI_THROW(UsageError, "recv: peer ", peer_id_, " cannot receive from itself");
-  Selected s = select(Operation::send, data.size(), nullptr);
-  s.ctx.tag.seq = recv_seq_[src]++;
-  dispatch(
-      s.channel, [&] { return "recv from peer " + std::to_string(src) + " via " + *s.name; },
-      [&](auto& ch) { ch.recv(src, data, s.ctx.tag, s.ctx.deadline); },
-      [&](auto& ch) { coll::store::recv(ch, s.ctx, data, src); });
+  run(
+      Operation::send, data.size(), nullptr, recv_seq_[src],
+      [&] { return "recv from peer " + std::to_string(src); },
+      [&](auto& ch, const coll::Context& c) { ch.recv(src, data, c.tag, c.deadline); },
+      [&](auto& ch, const coll::Context& c) { coll::store::recv(ch, c, data, src); });
 }
 
 // ---- collectives ----------------------------------------------------------------
+// The same call on both families: `coll::p2p::X` or `coll::store::X`.
+#define FMI_BOTH(call) \
+  [&](Comm::PeerToPeerChannel& ch, const coll::Context& c) { coll::p2p::call; }, \
+      [&](Comm::ObjectStoreChannel& ch, const coll::Context& c) { coll::store::call; }
 
 void Communicator::bcast_bytes(Bytes data, peer_num root) {
   check_peer("bcast", root, "root");
-  Selected s = select(Operation::bcast, data.size(), nullptr);
-  s.ctx.tag.seq = coll_seq_++;
-  coll::Options o{root};
-  dispatch(
-      s.channel, [&] { return "bcast (root " + std::to_string(root) + ")" + " via " + *s.name; }, [&](auto& ch) { coll::p2p::bcast(ch, s.ctx, data, o); },
-      [&](auto& ch) { coll::store::bcast(ch, s.ctx, data, o); });
+  const coll::Options o{root};
+  run(Operation::bcast, data.size(), nullptr, coll_seq_, [&] { return rooted("bcast", root); },
+      FMI_BOTH(bcast(ch, c, data, o)));
 }
 
 void Communicator::barrier() {
-  Selected s = select(Operation::barrier, 0, nullptr);
-  s.ctx.tag.seq = coll_seq_++;
-  coll::Options o{};
-  dispatch(
-      s.channel, [&] { return std::string("barrier") + " via " + *s.name; }, [&](auto& ch) { coll::p2p::barrier(ch, s.ctx, o); },
-      [&](auto& ch) { coll::store::barrier(ch, s.ctx, o); });
+  const coll::Options o{};
+  run(Operation::barrier, 0, nullptr, coll_seq_, Named{"barrier"}, FMI_BOTH(barrier(ch, c, o)));
 }
 
 void Communicator::gather_bytes(ConstBytes send, Bytes recv, peer_num root) {
@@ -228,12 +227,9 @@ void Communicator::gather_bytes(ConstBytes send, Bytes recv, peer_num root) {
   if (peer_id_ == root && recv.size() != send.size() * num_peers_)
     size_error("gather", "recv buffer on root", recv.size(),
                needs_n_times(num_peers_, "send", send.size()));
-  Selected s = select(Operation::gather, send.size(), nullptr);
-  s.ctx.tag.seq = coll_seq_++;
-  coll::Options o{root};
-  dispatch(
-      s.channel, [&] { return "gather (root " + std::to_string(root) + ")" + " via " + *s.name; }, [&](auto& ch) { coll::p2p::gather(ch, s.ctx, send, recv, o); },
-      [&](auto& ch) { coll::store::gather(ch, s.ctx, send, recv, o); });
+  const coll::Options o{root};
+  run(Operation::gather, send.size(), nullptr, coll_seq_, [&] { return rooted("gather", root); },
+      FMI_BOTH(gather(ch, c, send, recv, o)));
 }
 
 void Communicator::scatter_bytes(ConstBytes send, Bytes recv, peer_num root) {
@@ -245,12 +241,9 @@ void Communicator::scatter_bytes(ConstBytes send, Bytes recv, peer_num root) {
     size_error("scatter", "send buffer on root", send.size(),
                needs_n_times(num_peers_, "recv", recv.size()));
   }
-  Selected s = select(Operation::scatter, recv.size(), nullptr);
-  s.ctx.tag.seq = coll_seq_++;
-  coll::Options o{root};
-  dispatch(
-      s.channel, [&] { return "scatter (root " + std::to_string(root) + ")" + " via " + *s.name; }, [&](auto& ch) { coll::p2p::scatter(ch, s.ctx, send, recv, o); },
-      [&](auto& ch) { coll::store::scatter(ch, s.ctx, send, recv, o); });
+  const coll::Options o{root};
+  run(Operation::scatter, recv.size(), nullptr, coll_seq_,
+      [&] { return rooted("scatter", root); }, FMI_BOTH(scatter(ch, c, send, recv, o)));
 }
 
 namespace {
@@ -271,46 +264,34 @@ void Communicator::reduce_bytes(ConstBytes send, Bytes recv, peer_num root,
   check_peer("reduce", root, "root");
   if (peer_id_ == root) check_same("reduce", send, recv);
   check_granular("reduce", send.size(), f);
-  Selected s = select(Operation::reduce, send.size(), &f);
-  s.ctx.tag.seq = coll_seq_++;
-  coll::Options o{root};
-  dispatch(
-      s.channel, [&] { return "reduce (root " + std::to_string(root) + ")" + " via " + *s.name; }, [&](auto& ch) { coll::p2p::reduce(ch, s.ctx, send, recv, f, o); },
-      [&](auto& ch) { coll::store::reduce(ch, s.ctx, send, recv, f, o); });
+  const coll::Options o{root};
+  run(Operation::reduce, send.size(), &f, coll_seq_, [&] { return rooted("reduce", root); },
+      FMI_BOTH(reduce(ch, c, send, recv, f, o)));
 }
 
 void Communicator::allreduce_bytes(ConstBytes send, Bytes recv, const Utils::ReduceOp& f) {
   check_same("allreduce", send, recv);
   check_granular("allreduce", send.size(), f);
-  Selected s = select(Operation::allreduce, send.size(), &f);
-  s.ctx.tag.seq = coll_seq_++;
-  coll::Options o{};
-  dispatch(
-      s.channel, [&] { return std::string("allreduce") + " via " + *s.name; }, [&](auto& ch) { coll::p2p::allreduce(ch, s.ctx, send, recv, f, o); },
-      [&](auto& ch) { coll::store::allreduce(ch, s.ctx, send, recv, f, o); });
+  const coll::Options o{};
+  run(Operation::allreduce, send.size(), &f, coll_seq_, Named{"allreduce"},
+      FMI_BOTH(allreduce(ch, c, send, recv, f, o)));
 }
 
 void Communicator::scan_bytes(ConstBytes send, Bytes recv, const Utils::ReduceOp& f) {
   check_same("scan", send, recv);
   check_granular("scan", send.size(), f);
-  Selected s = select(Operation::scan, send.size(), &f);
-  s.ctx.tag.seq = coll_seq_++;
-  coll::Options o{};
-  dispatch(
-      s.channel, [&] { return std::string("scan") + " via " + *s.name; }, [&](auto& ch) { coll::p2p::scan(ch, s.ctx, send, recv, f, o); },
-      [&](auto& ch) { coll::store::scan(ch, s.ctx, send, recv, f, o); });
+  const coll::Options o{};
+  run(Operation::scan, send.size(), &f, coll_seq_, Named{"scan"},
+      FMI_BOTH(scan(ch, c, send, recv, f, o)));
 }
 
 void Communicator::allgather_bytes(ConstBytes send, Bytes recv) {
   if (recv.size() != send.size() * num_peers_)
     size_error("allgather", "recv buffer", recv.size(),
                needs_n_times(num_peers_, "send", send.size()));
-  Selected s = select(Operation::allgather, send.size(), nullptr);
-  s.ctx.tag.seq = coll_seq_++;
-  coll::Options o{};
-  dispatch(
-      s.channel, [&] { return std::string("allgather") + " via " + *s.name; }, [&](auto& ch) { coll::p2p::allgather(ch, s.ctx, send, recv, o); },
-      [&](auto& ch) { coll::store::allgather(ch, s.ctx, send, recv, o); });
+  const coll::Options o{};
+  run(Operation::allgather, send.size(), nullptr, coll_seq_, Named{"allgather"},
+      FMI_BOTH(allgather(ch, c, send, recv, o)));
 }
 
 void Communicator::alltoall_bytes(ConstBytes send, Bytes recv) {
@@ -320,12 +301,9 @@ void Communicator::alltoall_bytes(ConstBytes send, Bytes recv) {
   if (recv.size() != send.size())
     size_error("alltoall", "recv buffer", recv.size(),
                "must equal the send buffer's " + std::to_string(send.size()) + " bytes");
-  Selected s = select(Operation::alltoall, send.size() / num_peers_, nullptr);
-  s.ctx.tag.seq = coll_seq_++;
-  coll::Options o{};
-  dispatch(
-      s.channel, [&] { return std::string("alltoall") + " via " + *s.name; }, [&](auto& ch) { coll::p2p::alltoall(ch, s.ctx, send, recv, o); },
-      [&](auto& ch) { coll::store::alltoall(ch, s.ctx, send, recv, o); });
+  const coll::Options o{};
+  run(Operation::alltoall, send.size() / num_peers_, nullptr, coll_seq_, Named{"alltoall"},
+      FMI_BOTH(alltoall(ch, c, send, recv, o)));
 }
 
 void Communicator::reduce_scatter_bytes(ConstBytes send, Bytes recv, const Utils::ReduceOp& f) {
@@ -333,12 +311,11 @@ void Communicator::reduce_scatter_bytes(ConstBytes send, Bytes recv, const Utils
     size_error("reduce_scatter", "send buffer", send.size(),
                needs_n_times(num_peers_, "recv", recv.size()));
   check_granular("reduce_scatter", recv.size(), f);
-  Selected s = select(Operation::reduce_scatter, recv.size(), &f);
-  s.ctx.tag.seq = coll_seq_++;
-  coll::Options o{};
-  dispatch(
-      s.channel, [&] { return std::string("reduce_scatter") + " via " + *s.name; }, [&](auto& ch) { coll::p2p::reduce_scatter(ch, s.ctx, send, recv, f, o); },
-      [&](auto& ch) { coll::store::reduce_scatter(ch, s.ctx, send, recv, f, o); });
+  const coll::Options o{};
+  run(Operation::reduce_scatter, recv.size(), &f, coll_seq_, Named{"reduce_scatter"},
+      FMI_BOTH(reduce_scatter(ch, c, send, recv, f, o)));
 }
+
+#undef FMI_BOTH
 
 }  // namespace FMI

@@ -1,4 +1,4 @@
-#include "channels/direct/protocol.h"
+#include "wire/protocol.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -9,7 +9,7 @@
 
 #include "fmi/errors.h"
 
-namespace FMI::Direct::proto {
+namespace FMI::Wire::proto {
 
 namespace {
 
@@ -410,4 +410,4 @@ std::optional<Message> try_decode(std::span<const std::byte> buf, std::size_t ma
   return m;
 }
 
-}  // namespace FMI::Direct::proto
+}  // namespace FMI::Wire::proto

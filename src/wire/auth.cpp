@@ -1,4 +1,4 @@
-#include "channels/direct/auth.h"
+#include "wire/auth.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -12,7 +12,7 @@
 
 #include "fmi/errors.h"
 
-namespace FMI::Direct::auth {
+namespace FMI::Wire::auth {
 
 namespace {
 
@@ -111,4 +111,4 @@ proto::Mac peer_mac(const std::string& secret, const std::string& comm, std::uin
   return mac(secret, "peer", {str(comm), s, r, ss, rs, sender_nonce, receiver_nonce});
 }
 
-}  // namespace FMI::Direct::auth
+}  // namespace FMI::Wire::auth

@@ -1,5 +1,6 @@
-// Small POSIX socket helpers shared by the Direct channel and fmi-rendezvous:
-// an owning file descriptor, socket options, and name resolution with a deadline.
+// Small POSIX socket helpers of the fmi_wire library, shared by the Direct channel
+// and fmi-rendezvous: an owning file descriptor, socket options, and name
+// resolution with a deadline.
 #pragma once
 
 #include <chrono>
@@ -8,9 +9,9 @@
 #include <utility>
 #include <vector>
 
-#include "channels/direct/protocol.h"
+#include "wire/protocol.h"
 
-namespace FMI::Direct {
+namespace FMI::Wire {
 
 /// Owns one file descriptor; closes it on destruction. Move-only.
 class Socket {
@@ -62,4 +63,4 @@ proto::Endpoint local_endpoint(int fd);
 /// Address of the other end of a connected socket.
 proto::Endpoint remote_endpoint(int fd);
 
-}  // namespace FMI::Direct
+}  // namespace FMI::Wire

@@ -1,0 +1,347 @@
+#include "channels/direct/puncher.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "channels/direct/io.h"
+#include "fmi/errors.h"
+
+namespace FMI::Direct {
+
+namespace {
+// An attempt whose SYN got no answer is abandoned after this long and retried with
+// a fresh socket: behind a NAT the first SYNs of a pair are dropped until the other
+// side's SYN has opened its NAT, and the kernel's own retransmission (1 s, 3 s, ...)
+// would be far too slow.
+// The limit (PeerState::attempt_timeout, first 250 ms) doubles per attempt, up to
+// 2 s, so that a path with a long round trip still gets its SYN-ACK back in time.
+constexpr auto kMaxAttemptTimeout = std::chrono::milliseconds(2000);
+constexpr auto kMaxBackoff = std::chrono::milliseconds(200);
+// A candidate that does not finish its handshake in time is dropped (it is not
+// an FMI peer, or a peer that will never answer).
+constexpr auto kHandshakeTimeout = std::chrono::seconds(30);
+constexpr std::size_t kMaxCandidatesPerPeer = 4;
+}  // namespace
+
+Puncher::Puncher(const MeshOptions& opt, std::uint64_t session, proto::Endpoint bind_addr,
+                 Socket listener, std::function<void(std::uint32_t)> on_connected)
+    : opt_(opt),
+      session_(session),
+      bind_addr_(bind_addr),
+      listener_(std::move(listener)),
+      on_connected_(std::move(on_connected)),
+      peers_(opt.num_peers) {}
+
+void Puncher::on_table(const proto::Table& table) {
+  table_ = &table;
+  for (auto& c : cands_)
+    if (c && c->state == CState::hello_pending_table && (!on_hello(*c) || !c->sock)) c.reset();
+  std::erase_if(cands_, [](const auto& c) { return !c; });
+}
+
+std::vector<proto::Endpoint> Puncher::targets(std::uint32_t p) const {
+  const auto& me = table_->peers[opt_.peer_id];
+  const auto& them = table_->peers[p];
+  std::vector<proto::Endpoint> out{them.public_ep};
+  // Behind the same NAT (same public address) the NAT may not hairpin: the
+  // private endpoint is then the way, and often the faster one anyway.
+  if (me.public_ep.same_address(them.public_ep) && !(them.private_ep == them.public_ep) &&
+      them.private_ep.v6 == bind_addr_.v6)
+    out.push_back(them.private_ep);
+  std::erase_if(out, [&](const proto::Endpoint& e) { return e.v6 != bind_addr_.v6; });
+  return out;
+}
+
+void Puncher::start_attempts(std::uint32_t p, Clock::time_point now) {
+  for (const auto& target : targets(p)) {
+    Attempt a;
+    a.sock = make_socket(target.v6 ? AF_INET6 : AF_INET);
+    a.peer = p;
+    a.target = target;
+    a.started = now;
+    a.timeout = peers_[p].attempt_timeout;
+    set_reuse(a.sock.fd());
+    sockaddr_storage ss;
+    unsigned len = bind_addr_.to_sockaddr(ss);
+    int rc = ::bind(a.sock.fd(), reinterpret_cast<sockaddr*>(&ss), len);
+    if (rc == 0) {
+      len = target.to_sockaddr(ss);
+      do {
+        rc = ::connect(a.sock.fd(), reinterpret_cast<sockaddr*>(&ss), len);
+      } while (rc < 0 && errno == EINTR);
+    }
+    if (rc == 0) {
+      peers_[p].tcp_ever = true;
+      new_candidate(std::move(a.sock), p, target.str());
+    } else if (errno == EINPROGRESS) {
+      attempts_.push_back(std::move(a));
+    } else {
+      // EADDRNOTAVAIL here usually means a connection with this very 4-tuple already
+      // exists (the peer's SYN reached our listener first): its handshake settles it.
+      peers_[p].last_error = "connect to " + target.str() + ": " + errno_text(errno);
+    }
+  }
+  auto& ps = peers_[p];
+  ps.attempt_timeout = std::min(kMaxAttemptTimeout, ps.attempt_timeout * 2);
+  ps.next_attempt = now + ps.backoff;
+  ps.backoff = std::min(kMaxBackoff, ps.backoff * 2);
+}
+
+// The connect of an attempt finished (POLLOUT), one way or the other.
+void Puncher::on_attempt_event(Attempt& a) {
+  int err = 0;
+  socklen_t el = sizeof err;
+  ::getsockopt(a.sock.fd(), SOL_SOCKET, SO_ERROR, &err, &el);
+  std::uint32_t p = a.peer;
+  if (err == 0) {
+    peers_[p].tcp_ever = true;
+    new_candidate(std::move(a.sock), p, a.target.str());
+  } else {
+    peers_[p].last_error = "connect to " + a.target.str() + ": " + errno_text(err);
+    a.sock.reset();
+  }
+}
+
+void Puncher::new_candidate(Socket s, std::int64_t peer, const std::string& remote) {
+  if (peer >= 0 && peers_[std::size_t(peer)].conn) return;  // pair already settled
+  auto c = std::make_unique<Candidate>();
+  c->sock = std::move(s);
+  c->peer = peer;
+  c->started = Clock::now();
+  c->remote = remote;
+  bool auth = !opt_.secret.empty();
+  if (auth) c->nonce = auth::random_nonce();
+  if (!send_frame(c->sock.fd(), proto::Hello{opt_.comm, opt_.peer_id, session_, auth, c->nonce}))
+    return;
+  cands_.push_back(std::move(c));
+}
+
+void Puncher::accept_all() {
+  for (;;) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    int fd = ::accept4(listener_.fd(), reinterpret_cast<sockaddr*>(&ss), &len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return;  // EAGAIN, or out of descriptors: try again on the next event
+    }
+    Socket s(fd);
+    // Bounded: a flood of connections that never say HELLO cannot grow this forever.
+    if (cands_.size() >= kMaxCandidatesPerPeer * opt_.num_peers + 16) continue;
+    new_candidate(std::move(s), -1,
+                  proto::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss)).str());
+  }
+}
+
+bool Puncher::read_candidate(Candidate& c) {
+  for (;;) {
+    std::size_t have = c.in.size();
+    c.in.resize(c.need);
+    ssize_t r;
+    do {
+      // Exactly up to the end of the current frame: whatever follows the DECIDE
+      // frame is data of the channel and must stay in the socket.
+      r = ::recv(c.sock.fd(), c.in.data() + have, c.need - have, 0);
+    } while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+      c.in.resize(have);
+      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+      if (c.peer >= 0)
+        peers_[std::size_t(c.peer)].last_error =
+            "connection from/to " + c.remote + " closed during the handshake";
+      return false;
+    }
+    c.in.resize(have + std::size_t(r));
+    if (c.in.size() < c.need) continue;
+    try {
+      if (!c.header_done) {
+        auto h = proto::decode_header(c.in, proto::kMaxRequestPayload);
+        c.header_done = true;
+        c.need = proto::kHeaderSize + h.length;
+        if (h.length > 0) continue;
+      }
+      std::size_t used;
+      auto m = proto::try_decode(c.in, proto::kMaxRequestPayload, used);
+      c.in.clear();
+      c.need = proto::kHeaderSize;
+      c.header_done = false;
+      if (!m) return false;
+      if (c.state == CState::hello) {
+        auto* h = std::get_if<proto::Hello>(&*m);
+        if (!h) return false;
+        c.hello = *h;
+        if (!table_) {
+          c.state = CState::hello_pending_table;
+          return true;
+        }
+        if (!on_hello(c)) return false;
+        if (!c.sock) return true;  // adopted
+        continue;
+      }
+      if (c.state == CState::proof) {
+        auto p = std::uint32_t(c.peer);
+        auto* pp = std::get_if<proto::PeerProof>(&*m);
+        if (!pp) {
+          auth_failed(c, "it sent another message instead of its PROOF");
+          return false;
+        }
+        auto expected = auth::peer_mac(opt_.secret, opt_.comm, p, opt_.peer_id,
+                                       table_->peers[p].session, session_, c.hello.nonce, c.nonce);
+        if (!auth::equal(pp->mac, expected)) {
+          auth_failed(c, "its proof of the shared secret is wrong (a different secret?)");
+          return false;
+        }
+        if (!decide(c)) return false;
+        if (!c.sock) return true;  // adopted
+        continue;
+      }
+      if (c.state == CState::decide) {
+        auto* d = std::get_if<proto::Decide>(&*m);
+        if (!d || !d->accept) return false;
+        auto p = std::uint32_t(c.peer);
+        if (peers_[p].conn) return false;
+        adopt(c, p);
+        return true;
+      }
+      return false;  // nothing may arrive while we wait for the table
+    } catch (const ChannelError&) {
+      return false;  // not an FMI peer speaking our protocol
+    }
+  }
+}
+
+bool Puncher::on_hello(Candidate& c) {
+  const auto& h = c.hello;
+  if (h.comm != opt_.comm || h.peer_id >= opt_.num_peers || h.peer_id == opt_.peer_id ||
+      h.session != table_->peers[h.peer_id].session)
+    return false;  // another communicator, or a stale incarnation of a peer
+  if (c.peer >= 0 && c.peer != std::int64_t(h.peer_id)) return false;
+  c.peer = h.peer_id;
+  auto p = h.peer_id;
+  peers_[p].tcp_ever = true;
+  if (opt_.secret.empty() == h.auth) {
+    auth_failed(c, opt_.secret.empty()
+                       ? "it uses a shared secret and this peer has none"
+                       : "it has no shared secret and this peer has one");
+    return false;
+  }
+  if (!opt_.secret.empty()) {
+    auto mac = auth::peer_mac(opt_.secret, opt_.comm, opt_.peer_id, p, session_,
+                              table_->peers[p].session, c.nonce, h.nonce);
+    if (!send_frame(c.sock.fd(), proto::PeerProof{mac})) return false;
+    c.state = CState::proof;
+    return true;
+  }
+  return decide(c);
+}
+
+void Puncher::auth_failed(const Candidate& c, const std::string& why) {
+  if (c.peer < 0) return;
+  peers_[std::size_t(c.peer)].auth_error = "connection " + c.remote + ": " + why;
+}
+
+bool Puncher::decide(Candidate& c) {
+  auto p = std::uint32_t(c.peer);
+  if (opt_.peer_id < p) {
+    // We decide: the first valid candidate wins, every later one is rejected.
+    if (peers_[p].conn || !peers_[p].broken.empty()) {
+      send_frame(c.sock.fd(), proto::Decide{false});
+      return false;
+    }
+    if (!send_frame(c.sock.fd(), proto::Decide{true})) return false;
+    adopt(c, p);
+    return true;
+  }
+  c.state = CState::decide;
+  return true;
+}
+
+void Puncher::adopt(Candidate& c, std::uint32_t p) {
+  set_nodelay(c.sock.fd());
+  if (!is_settled(peers_[p])) ++settled_;
+  peers_[p].conn = std::move(c.sock);
+  for (auto& a : attempts_)
+    if (a.peer == p) a.sock.reset();
+  std::erase_if(attempts_, [](const Attempt& a) { return !a.sock; });
+  // Other candidates of this pair are left to the handshake (the decider rejects
+  // them); dropping them here would race with their DECIDE.
+  on_connected_(p);
+}
+
+void Puncher::mark_broken(std::uint32_t peer, const std::string& why) {
+  auto& ps = peers_[peer];
+  if (!is_settled(ps)) ++settled_;
+  ps.conn.reset();
+  if (ps.broken.empty()) ps.broken = why;
+}
+
+void Puncher::punch(std::uint32_t p, Clock::time_point now) {
+  if (now < peers_[p].next_attempt) return;
+  bool in_flight = std::any_of(attempts_.begin(), attempts_.end(),
+                               [&](const Attempt& a) { return a.peer == p; });
+  if (!in_flight) start_attempts(p, now);
+}
+
+void Puncher::expire(Clock::time_point now) {
+  for (auto& a : attempts_)
+    if (now - a.started >= a.timeout) {
+      peers_[a.peer].last_error = "connect to " + a.target.str() + ": no answer within " +
+                                  ms_text(a.timeout);
+      a.sock.reset();
+    }
+  std::erase_if(attempts_, [](const Attempt& a) { return !a.sock; });
+  std::erase_if(cands_,
+                [&](const auto& c) { return !c || now - c->started >= kHandshakeTimeout; });
+}
+
+Clock::time_point Puncher::next_expiry() const {
+  auto t = Clock::time_point::max();
+  for (const auto& a : attempts_) t = std::min(t, a.started + a.timeout);
+  return t;
+}
+
+void Puncher::add_pollfds(std::vector<pollfd>& fds) const {
+  if (listener_) fds.push_back({listener_.fd(), POLLIN, 0});
+  // A candidate whose HELLO waits for our table is not read further: its DECIDE may
+  // already be on the way and must wait in the socket until we know the table.
+  for (const auto& c : cands_)
+    if (c && c->sock && c->state != CState::hello_pending_table)
+      fds.push_back({c->sock.fd(), POLLIN, 0});
+  for (const auto& a : attempts_)
+    if (a.sock) fds.push_back({a.sock.fd(), POLLOUT, 0});
+}
+
+void Puncher::handle(const pollfd* first, std::size_t n) {
+  bool accept = false;
+  for (std::size_t k = 0; k < n; ++k) {
+    const pollfd& pf = first[k];
+    if (!pf.revents) continue;
+    if (listener_ && pf.fd == listener_.fd()) {
+      accept = true;
+      continue;
+    }
+    bool found = false;
+    for (auto& c : cands_)
+      if (c && c->sock && c->sock.fd() == pf.fd) {
+        found = true;
+        if (!read_candidate(*c)) c.reset();
+        else if (!c->sock) c.reset();  // adopted
+        break;
+      }
+    if (found) continue;
+    for (auto& a : attempts_)
+      if (a.sock && a.sock.fd() == pf.fd) {
+        on_attempt_event(a);
+        break;
+      }
+  }
+  std::erase_if(cands_, [](const auto& c) { return !c; });
+  std::erase_if(attempts_, [](const Attempt& a) { return !a.sock; });
+  if (accept) accept_all();
+}
+
+}  // namespace FMI::Direct

@@ -1,0 +1,145 @@
+// The peer-to-peer half of the Direct channel's control plane: connection
+// attempts from our port to a peer's endpoints (hole punching), connections the
+// listener accepts or the server relays, and the handshake on every such
+// candidate, until exactly one connection per pair is kept.
+//
+// Why a class of its own: it only ever talks to peers. What it needs from the
+// rendezvous server is the endpoint table (given once by on_table()) and the
+// relayed sockets (given to new_candidate() like any other candidate), so the
+// handshake and its authentication are the same whichever way a TCP connection
+// formed, and the server's protocol stays in server_session.h. When to punch and
+// when to fall back to the relay is decided by the mesh (mesh.h), which composes
+// both.
+//
+// The handshake on every candidate (several can form for one pair: public and
+// private endpoints, accept and connect, relay):
+//
+//   both sides:  HELLO {comm, own peer id, own session}   (validated against the table)
+//   lower id:    DECIDE {accept}  on the first valid candidate, DECIDE {reject} on others
+//
+// With a shared secret (docs/security.md) both sides send PROOF after the HELLOs
+// crossed: an HMAC over the comm, both peer ids, both sessions and both HELLO
+// nonces. The lower id decides only after the other's PROOF verified, and the
+// higher id waits for DECIDE only after verifying the lower's, so a stranger who
+// learned an endpoint cannot take a peer's place. A failed proof drops that
+// candidate only; the pair keeps trying until the deadline.
+//
+// Only the lower peer id decides, and the higher one keeps exactly the candidate
+// it was told to accept, so both sides agree on one connection per pair.
+#pragma once
+
+#include <poll.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "channels/direct/options.h"
+
+namespace FMI::Direct {
+
+class Puncher {
+ public:
+  /// `listener` listens on our port (bound by the server session); `bind_addr` is
+  /// the wildcard address with that port, which every attempt binds too.
+  /// `on_connected(p)` runs when the connection to peer p is settled.
+  Puncher(const MeshOptions& opt, std::uint64_t session, proto::Endpoint bind_addr,
+          Socket listener, std::function<void(std::uint32_t)> on_connected);
+  Puncher(const Puncher&) = delete;
+  Puncher& operator=(const Puncher&) = delete;
+
+  /// The established connection to `peer`, or -1.
+  int fd(std::uint32_t peer) const { return peers_[peer].conn.fd(); }
+  /// Closes the connection to `peer` after a failure; later calls that need it
+  /// throw PeerError with `why`.
+  void mark_broken(std::uint32_t peer, const std::string& why);
+  /// Why the connection to `peer` is broken ("" when it is not).
+  const std::string& broken(std::uint32_t peer) const { return peers_[peer].broken; }
+  /// Every other peer has a connection or a broken one: nothing is left to set up.
+  bool settled() const { return settled_ + 1 == peers_.size(); }
+
+  /// The endpoint table arrived (it must outlive the puncher): validates the
+  /// HELLOs that waited for it.
+  void on_table(const proto::Table& table);
+
+  /// Starts attempts towards `p`'s endpoints, unless some are still in flight or
+  /// the backoff since the last round has not passed.
+  void punch(std::uint32_t p, Clock::time_point now);
+  /// When the next round of attempts towards `p` may start.
+  Clock::time_point next_round(std::uint32_t p) const { return peers_[p].next_attempt; }
+  /// Abandons attempts without an answer and handshakes that take too long.
+  void expire(Clock::time_point now);
+  /// The earliest time expire() has something to do.
+  Clock::time_point next_expiry() const;
+
+  /// Runs the handshake on a connection to `peer` (-1: not known yet, from HELLO).
+  void new_candidate(Socket s, std::int64_t peer, const std::string& remote);
+
+  /// Appends the listener, the handshakes in progress and the attempts.
+  void add_pollfds(std::vector<pollfd>& fds) const;
+  /// Processes the revents of those of the `n` entries at `first` that are ours.
+  void handle(const pollfd* first, std::size_t n);
+
+  // For error messages: what happened with `p` so far.
+  bool tcp_ever(std::uint32_t p) const { return peers_[p].tcp_ever; }
+  const std::string& last_error(std::uint32_t p) const { return peers_[p].last_error; }
+  const std::string& auth_error(std::uint32_t p) const { return peers_[p].auth_error; }
+
+ private:
+  enum class CState { hello, hello_pending_table, proof, decide };
+  struct Candidate {
+    Socket sock;
+    std::int64_t peer = -1;  // known for outgoing attempts, from HELLO for accepted ones
+    CState state = CState::hello;
+    std::vector<std::byte> in;
+    std::size_t need = proto::kHeaderSize;
+    bool header_done = false;
+    proto::Hello hello;
+    proto::Nonce nonce{};  // ours, sent in our HELLO (with a secret)
+    Clock::time_point started;
+    std::string remote;
+  };
+  struct Attempt {
+    Socket sock;
+    std::uint32_t peer = 0;
+    proto::Endpoint target;
+    Clock::time_point started;
+    Clock::duration timeout{};
+  };
+  struct PeerState {
+    Socket conn;
+    std::string broken;
+    bool tcp_ever = false;  // a TCP connection formed at least once (handshake pending)
+    Clock::time_point next_attempt{};
+    std::chrono::milliseconds backoff{5};
+    std::chrono::milliseconds attempt_timeout{250};
+    std::string last_error;
+    std::string auth_error;  // why the last candidate failed authentication
+  };
+
+  void start_attempts(std::uint32_t p, Clock::time_point now);
+  std::vector<proto::Endpoint> targets(std::uint32_t p) const;
+  void on_attempt_event(Attempt& a);
+  void accept_all();
+  bool read_candidate(Candidate& c);  // false: drop it
+  bool on_hello(Candidate& c);
+  bool decide(Candidate& c);  // after HELLO (and PROOF): DECIDE, or wait for it
+  void auth_failed(const Candidate& c, const std::string& why);
+  void adopt(Candidate& c, std::uint32_t peer);
+  bool is_settled(const PeerState& ps) const { return ps.conn || !ps.broken.empty(); }
+
+  const MeshOptions& opt_;
+  std::uint64_t session_;
+  proto::Endpoint bind_addr_;
+  Socket listener_;
+  std::function<void(std::uint32_t)> on_connected_;
+  const proto::Table* table_ = nullptr;  // set by on_table
+  std::vector<PeerState> peers_;
+  std::size_t settled_ = 0;  // peers other than us with is_settled()
+  std::vector<std::unique_ptr<Candidate>> cands_;
+  std::vector<Attempt> attempts_;
+};
+
+}  // namespace FMI::Direct
