@@ -11,7 +11,7 @@
 #   FMI_SAN_FULL=1         run every core test, not the representative subset
 #   FMI_SAN_SKIP_BUILD=1   run what is already built
 #   FMI_SAN_TEST_TIMEOUT=300  seconds one test binary may run
-#   FMI_SAN_SKIP="direct s3" binaries not to run (core, s3, redis, direct, reliability)
+#   FMI_SAN_SKIP="direct s3" binaries not to run (core, conformance, s3, redis, direct, reliability)
 #
 # Exit status: 0 when every selected binary passed, 1 otherwise. A sanitizer report
 # makes its binary fail (halt_on_error / exitcode), and the report is in the log
@@ -35,16 +35,17 @@ esac
 # both channel kinds (p2p, store), every algorithm of the p2p family at 3, 5, 8, the
 # reductions with every kind of function at 3 peers and the element-wise and ordered
 # ones at 5 and 8, the configuration parser, the error paths (usage errors, peer
-# failures, timeouts), the channel conformance suites and the policy. Names carry the
-# peer count as "_n<k>" (tests/core/*_test.cpp).
+# failures, timeouts) and the policy. Names carry the peer count as "_n<k>"
+# (tests/core/*_test.cpp). The channel contracts and the forced algorithms are the
+# conformance suite's (tests/conformance, CONFORMANCE_FILTER below).
 CORE_FILTER='*Rooted.*_n3_*:*Rooted.*_n5_*:*Rooted.*_n8_*'
 CORE_FILTER+=':*Reduction.Values/*_n3_sum_int:*Reduction.Values/*_n3_sum_double:*Reduction.Values/*_n3_user_*:*Reduction.Values/*_n3_scalar_*'
 CORE_FILTER+=':*Reduction.Values/*_n5_user_2a_plus_b_ordered:*Reduction.Values/*_n5_sum_int'
 CORE_FILTER+=':*Reduction.Values/*_n8_sum_int'
 CORE_FILTER+=':*Reproducible.*_n3:*Reproducible.*_n5:*EmptyReduction.*'
-CORE_FILTER+=':*SendRecv.*_n3*:*SendRecv.*_n5*:*SendRecv.*_n8*:*Algorithms.*_n3:*Algorithms.*_n5:*Algorithms.*_n8'
+CORE_FILTER+=':*SendRecv.*_n3*:*SendRecv.*_n5*:*SendRecv.*_n8*'
 CORE_FILTER+=':Config.*:Constructor.*:*UsageErrors.*:*PeerFailures.*:NoChannel.*'
-CORE_FILTER+=':P2PChannel.*:StoreChannel.*:Policy.*:Isolation.*:Lifecycle.*:Data.*:Function.*'
+CORE_FILTER+=':Policy.*:Isolation.*:Lifecycle.*:Data.*:Function.*'
 CORE_FILTER+=':Vocabulary.*:Errors.*'
 # ThreadSanitizer is ~3x slower on the 4 MiB messages of the 8-peer reductions: it
 # keeps 8 peers on the data movements, send/recv and algorithms, 5 on reductions, and
@@ -54,15 +55,19 @@ TSAN_CORE_FILTER="${TSAN_CORE_FILTER/:\*Reproducible.\*_n5/}"
 # The 64 + 256 MiB Redis transfer takes 30 s under TSan (single-threaded copies):
 # ASan covers it.
 TSAN_REDIS_FILTER='-RedisChannelTest.LargeMessages64And256MiB'
-# Under TSan every byte copied is checked: the 1 GiB Direct stream takes ~60 s, the
-# conformance runs with 64 MiB messages (2 and 3 peers) ~40 and ~80 s, the 64 MiB
-# collectives longer. ASan runs them; TSan keeps the conformance at 1, 5, 8 and 16
-# peers (up to 1 MiB), every collective at 1-16 peers (up to 400 KB) and the rest.
-TSAN_DIRECT_FILTER='-Direct.OneGibibyteMessage:*DirectConformance*/2peers:*DirectConformance*/3peers:*LargeOverDirect*'
-# ASan: not the 64 MiB collectives either (40-75 s here; the algorithms run under
-# ASan in the core subset with 4 MiB messages, the channel's 64 MiB and 1 GiB
-# transfers in the conformance tests).
-ASAN_DIRECT_FILTER='-*LargeOverDirect*'
+# The conformance suite (tests/conformance): every contract on every channel, and
+# the forced algorithms at 3, 5 and 8 peers (the full axes are for release builds);
+# Direct's forked peers and Redis/S3 with their servers as in the release run.
+CONFORMANCE_FILTER='*Contract.*:*P2PRing.*:*Collectives.Correct/*_n3:*Collectives.Correct/*_n5'
+CONFORMANCE_FILTER+=':*Collectives.Correct/*_n8:*CommunicatorCollectives.Every/n3'
+# TSan: the contracts' 64 MiB messages take ~40 s each under it; 5 peers at most.
+TSAN_CONFORMANCE_FILTER='*Contract.*:*P2PRing.*/n3:*Collectives.Correct/*_n3:*Collectives.Correct/*_n5'
+TSAN_CONFORMANCE_FILTER+=':-*EmptyLargeSendrecvAndSelf*:*PutGetEverySize*'
+# Under TSan every byte copied is checked: the 1 GiB Direct stream takes ~60 s.
+# ASan runs it; TSan runs the rest of direct_test (the Direct contract and
+# collectives are in the conformance run above).
+TSAN_DIRECT_FILTER='-Direct.OneGibibyteMessage'
+ASAN_DIRECT_FILTER='*'
 
 if [[ "${FMI_SAN_FULL:-0}" == 1 ]]; then
   CORE_FILTER='*'
@@ -70,6 +75,8 @@ if [[ "${FMI_SAN_FULL:-0}" == 1 ]]; then
   TSAN_REDIS_FILTER='*'
   TSAN_DIRECT_FILTER='*'
   ASAN_DIRECT_FILTER='*'
+  CONFORMANCE_FILTER='*'
+  TSAN_CONFORMANCE_FILTER='*'
 fi
 
 # halt_on_error: the first report fails the binary (a report that only scrolls past
@@ -134,7 +141,7 @@ for san in "${SANS[@]}"; do
     # others still run.
     # fmi-rendezvous: the Direct tests start the server binary of this build; it is
     # not a link dependency of direct_test, so it must be built explicitly.
-    for t in s3_channel_test s3_communicator_test fmi_redis_tests fmi-rendezvous wire_test direct_test fmi_reliability_tests fmi_direct_reliability_tests; do
+    for t in fmi_conformance_tests s3_channel_test fmi_redis_tests fmi-rendezvous wire_test direct_test fmi_reliability_tests fmi_direct_reliability_tests; do
       has_target "$dir" "$t" && targets+=("$t")
     done
     for t in "${targets[@]}"; do
@@ -151,9 +158,11 @@ for san in "${SANS[@]}"; do
   [[ -x "$dir/tests/core/fmi_core_tests" ]] &&
     run_test "$dir" "$san-core" "$dir/tests/core/fmi_core_tests" \
       "--gtest_filter=$([[ $san == tsan ]] && echo "$TSAN_CORE_FILTER" || echo "$CORE_FILTER")"
-  for t in s3/s3_channel_test s3/s3_communicator_test; do
-    [[ -x "$dir/tests/$t" ]] && run_test "$dir" "$san-$(basename "$t")" "$dir/tests/$t"
-  done
+  [[ -x "$dir/tests/conformance/fmi_conformance_tests" ]] &&
+    run_test "$dir" "$san-conformance" "$dir/tests/conformance/fmi_conformance_tests" \
+      "--gtest_filter=$([[ $san == tsan ]] && echo "$TSAN_CONFORMANCE_FILTER" || echo "$CONFORMANCE_FILTER")"
+  [[ -x "$dir/tests/s3/s3_channel_test" ]] &&
+    run_test "$dir" "$san-s3_channel_test" "$dir/tests/s3/s3_channel_test"
   [[ -x "$dir/tests/redis/fmi_redis_tests" ]] &&
     run_test "$dir" "$san-redis" "$dir/tests/redis/fmi_redis_tests" \
       "--gtest_filter=$([[ $san == tsan ]] && echo "$TSAN_REDIS_FILTER" || echo '*')"

@@ -7,13 +7,13 @@
 
 #include "channels/direct/direct_channel.h"
 #include "fmi/errors.h"
-#include "harness.h"
+#include "rendezvous_server.h"
 
 using FMI::Comm::DirectChannel;
 using FMI::Comm::Tag;
 using FMI::Utils::Clock;
 using FMI::Utils::Operation;
-using namespace fmi_test;
+using namespace fmitest;
 using namespace std::chrono_literals;
 
 namespace {
@@ -22,7 +22,7 @@ const std::string kSecret = "correct horse battery staple";
 const std::string kOther = "another secret of some length";
 
 // A channel that proves `secret` (none when empty).
-std::unique_ptr<DirectChannel> make_channel(std::uint16_t port, unsigned id, unsigned n,
+std::shared_ptr<DirectChannel> make_channel(std::uint16_t port, unsigned id, unsigned n,
                                             const std::string& comm, const std::string& secret,
                                             std::chrono::milliseconds timeout = 30s) {
   return make_direct_channel(port, id, n, comm, timeout, "127.0.0.1", secret);
@@ -59,7 +59,7 @@ TEST(DirectAuth, SameSecretEverywhereWorks) {
   RendezvousServer server({"--secret-file", file.path()});
   const std::uint16_t port = server.port();
   const std::string comm = comm_name();
-  expect_all_ok(run_peers(4, [&](unsigned me) {
+  expect_all_ok(run_forked(4, [&](unsigned me) {
     auto ch = make_channel(port, me, 4, comm, kSecret);
     all_to_all(*ch, me, 4);
   }));
@@ -74,7 +74,7 @@ TEST(DirectAuth, SecretFromEnvironmentThroughTheRelay) {
   RendezvousServer server({"--secret-file", file.path()});
   const std::uint16_t port = server.port();
   const std::string comm = comm_name();
-  expect_all_ok(run_peers(3, [&](unsigned me) {
+  expect_all_ok(run_forked(3, [&](unsigned me) {
     ::setenv("FMI_DIRECT_RELAY", "always", 1);
     ::setenv("FMI_SECRET", kSecret.c_str(), 1);
     auto ch = make_channel(port, me, 3, comm, "a configured secret that env overrides");
@@ -88,7 +88,7 @@ TEST(DirectAuth, WrongOrMissingSecretIsRefusedByTheServer) {
   RendezvousServer server({"--secret-file", file.path()});
   const std::uint16_t port = server.port();
   const std::string comm = comm_name();
-  expect_all_ok(run_peers(2, [&](unsigned me) {
+  expect_all_ok(run_forked(2, [&](unsigned me) {
     if (me == 0) {
       // A wrong secret: init itself fails (it waits for the server's verdict).
       expect_error<FMI::ChannelError>(
@@ -114,7 +114,7 @@ TEST(DirectAuth, PeersWithDifferentSecretsCannotPair) {
   RendezvousServer server;
   const std::uint16_t port = server.port();
   const std::string comm = comm_name();
-  expect_all_ok(run_peers(3, [&](unsigned me) {
+  expect_all_ok(run_forked(3, [&](unsigned me) {
     // Peers 0 and 1 share a secret, peer 2 has another one.
     auto ch = make_channel(port, me, 3, comm, me == 2 ? kOther : kSecret, 2s);
     std::uint32_t out = me, in = 0;
@@ -138,7 +138,7 @@ TEST(DirectAuth, PeerWithoutSecretCannotPairWithOneThatHasIt) {
   RendezvousServer server;
   const std::uint16_t port = server.port();
   const std::string comm = comm_name();
-  expect_all_ok(run_peers(2, [&](unsigned me) {
+  expect_all_ok(run_forked(2, [&](unsigned me) {
     auto ch = make_channel(port, me, 2, comm, me == 0 ? kSecret : "", 2s);
     std::uint32_t v = me;
     expect_error<FMI::PeerError>(

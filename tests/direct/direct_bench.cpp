@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "channels/direct/direct_channel.h"
-#include "harness.h"
+#include "rendezvous_server.h"
 
 using Clock = std::chrono::steady_clock;
 using FMI::Comm::Tag;
@@ -118,10 +118,10 @@ int main(int argc, char** argv) {
   int iters = argc > 1 ? std::atoi(argv[1]) : 20000;
   double tl = 0, tb = 0;
   tcp_pair(iters, tl, tb);
-  fmi_test::RendezvousServer server({"--quiet"});
+  fmitest::RendezvousServer server({"--quiet"});
   int p[2];
   if (::pipe(p) != 0) return 1;
-  auto res = fmi_test::run_peers(2, [&](unsigned me) { direct_peer(server.port(), me, iters, p[1]); });
+  auto res = fmitest::run_forked(2, [&](unsigned me) { direct_peer(server.port(), me, iters, p[1]); });
   double r[2] = {0, 0};
   if (::read(p[0], r, sizeof r) != sizeof r) {
     std::fprintf(stderr, "Direct peers failed\n");

@@ -11,12 +11,12 @@
 #include <random>
 
 #include "channels/direct/direct_channel.h"
-#include "harness.h"
+#include "rendezvous_server.h"
 #include "wire/auth.h"
 #include "wire/net.h"
 #include "wire/protocol.h"
 
-using namespace fmi_test;
+using namespace fmitest;
 using namespace FMI::Wire;
 using namespace std::chrono_literals;
 
@@ -145,7 +145,7 @@ TEST(Rendezvous, HostileClientsDoNotDisturbARegistration) {
   send_all(oversized.fd(), frame.data(), proto::kHeaderSize);
   send_all(half.fd(), frame.data(), 5);  // the start of a valid header, then silence
 
-  auto res = run_peers(3, [&](unsigned me) {
+  auto res = run_forked(3, [&](unsigned me) {
     FMI::Comm::DirectConfig d;
     d.host = "127.0.0.1";
     d.port = server.port();
@@ -356,5 +356,5 @@ TEST(Rendezvous, StrangerWithoutTheSecretCannotTakeAPeersPlace) {
     // Keep the connection until peer 0 has read the message.
     closed_by_server(s.fd(), 20s);
   };
-  expect_all_ok(run_peers(2, [&](unsigned me) { me == 0 ? real_peer() : peer1(); }));
+  expect_all_ok(run_forked(2, [&](unsigned me) { me == 0 ? real_peer() : peer1(); }));
 }

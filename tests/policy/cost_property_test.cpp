@@ -10,6 +10,7 @@
 
 #include "channels/direct/config.h"
 #include "channels/redis/config.h"
+#include "channels/s3/config.h"
 #include "fmi/config.h"
 #include "fmi/model.h"
 
@@ -32,28 +33,30 @@ double price(std::mt19937_64& rng, double lo, double hi) {
 
 Config random_config(std::mt19937_64& rng) {
   Config c;
-  auto& m = c.model;
-  m.faas.gib_second_price = price(rng, 1e-7, 1e-3);
-  m.direct.bandwidth = log_uniform(rng, 1, 1e4);
-  m.direct.overhead = log_uniform(rng, 1e-3, 200);
-  m.direct.transfer_price = price(rng, 1e-4, 1);
-  m.direct.vm_price = price(rng, 1e-3, 100);
-  m.direct.requests_per_hour = log_uniform(rng, 1, 1e6);
-  m.direct.include_infrastructure_costs = rng() % 2;
-  m.direct.relayed_fraction = rng() % 2 ? 0.0 : std::uniform_real_distribution<double>(0, 1)(rng);
-  m.direct.vm_egress_price = price(rng, 1e-3, 1);
-  m.redis.bandwidth_single = log_uniform(rng, 1, 1e4);
-  m.redis.bandwidth_multiple = log_uniform(rng, 1, 1e4);
-  m.redis.overhead = log_uniform(rng, 1e-3, 200);
-  m.redis.transfer_price = price(rng, 1e-4, 1);
-  m.redis.instance_price = price(rng, 1e-3, 100);
-  m.redis.include_infrastructure_costs = rng() % 2;
-  m.s3.bandwidth = log_uniform(rng, 1, 1e4);
-  m.s3.overhead = log_uniform(rng, 1e-3, 200);
-  m.s3.transfer_price = price(rng, 1e-4, 1);
-  m.s3.upload_price = price(rng, 1e-8, 1e-3);
-  m.s3.download_price = price(rng, 1e-9, 1e-4);
-  c.s3.timeout = std::chrono::milliseconds(1 + rng() % 2000);
+  auto& d = c.section<FMI::Comm::DirectConfig>().model;
+  auto& r = c.section<FMI::Comm::RedisConfig>().model;
+  auto& s = c.section<FMI::Comm::S3Config>().model;
+  c.model.faas.gib_second_price = price(rng, 1e-7, 1e-3);
+  d.bandwidth = log_uniform(rng, 1, 1e4);
+  d.overhead = log_uniform(rng, 1e-3, 200);
+  d.transfer_price = price(rng, 1e-4, 1);
+  d.vm_price = price(rng, 1e-3, 100);
+  d.requests_per_hour = log_uniform(rng, 1, 1e6);
+  d.include_infrastructure_costs = rng() % 2;
+  d.relayed_fraction = rng() % 2 ? 0.0 : std::uniform_real_distribution<double>(0, 1)(rng);
+  d.vm_egress_price = price(rng, 1e-3, 1);
+  r.bandwidth_single = log_uniform(rng, 1, 1e4);
+  r.bandwidth_multiple = log_uniform(rng, 1, 1e4);
+  r.overhead = log_uniform(rng, 1e-3, 200);
+  r.transfer_price = price(rng, 1e-4, 1);
+  r.instance_price = price(rng, 1e-3, 100);
+  r.include_infrastructure_costs = rng() % 2;
+  s.bandwidth = log_uniform(rng, 1, 1e4);
+  s.overhead = log_uniform(rng, 1e-3, 200);
+  s.transfer_price = price(rng, 1e-4, 1);
+  s.upload_price = price(rng, 1e-8, 1e-3);
+  s.download_price = price(rng, 1e-9, 1e-4);
+  c.section<FMI::Comm::S3Config>().timeout = std::chrono::milliseconds(1 + rng() % 2000);
   return c;
 }
 

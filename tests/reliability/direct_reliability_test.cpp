@@ -23,8 +23,7 @@
 #include <cstring>
 #include <random>
 
-#include "channels/direct/config.h"
-#include "direct/harness.h"
+#include "rendezvous_server.h"
 #include "fmi/communicator.h"
 #include "reliability.h"
 
@@ -32,7 +31,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using fmirel::Clock;
-using fmi_test::PeerResult;
+using fmitest::PeerResult;
 
 using fmirel::mix;
 using fmirel::open_fds;
@@ -48,7 +47,7 @@ long vm_rss_kib(pid_t pid) {
 }
 
 /// fmi-rendezvous quietly (one line per connection would flood the log here).
-class Server : public fmi_test::RendezvousServer {
+class Server : public fmitest::RendezvousServer {
  public:
   explicit Server(std::uint16_t port = 0, std::vector<std::string> extra = {})
       : RendezvousServer(with_quiet(std::move(extra)), port) {}
@@ -124,7 +123,7 @@ class Peers {
         char c;
         if (::read(go_[0], &c, 1) != 1) ::_exit(3);  // the parent gave up
         ::close(go_[0]);
-        fmi_test::run_peer_and_exit(p, n, fn);
+        fmitest::run_peer_and_exit(p, n, fn);
       }
       pids_.push_back(pid);
     }
@@ -290,7 +289,7 @@ TEST(DirectReliability, HostileConnectionsDuringARun) {
   const long rss1 = vm_rss_kib(server.pid());
   const bool alive = server.alive();
 
-  fmi_test::expect_all_ok(res);
+  fmitest::expect_all_ok(res);
   EXPECT_TRUE(alive) << "fmi-rendezvous died during the hostile run";
   ASSERT_GT(rss0, 0);
   ASSERT_GT(rss1, 0);
@@ -317,14 +316,14 @@ TEST(DirectReliability, HostileConnectionsDuringARun) {
   EXPECT_EQ(slow_closed, 25);
 
   // And a fresh run still works next to whatever hostile connections are left.
-  auto res2 = fmi_test::run_peers(
+  auto res2 = fmitest::run_forked(
       3,
       [&](unsigned me) {
         FMI::Communicator comm(me, 3, direct_config(port, 20s), "after-hostile");
         checked_run(comm, 4, 5);
       },
       120s);
-  fmi_test::expect_all_ok(res2);
+  fmitest::expect_all_ok(res2);
   const long rss2 = vm_rss_kib(server.pid());
   garbage.clear();
   oversized.clear();
@@ -413,7 +412,7 @@ TEST(DirectReliability, Soak) {
   });
   peers.go();
   auto res = peers.results(170s);
-  fmi_test::expect_all_ok(res);
+  fmitest::expect_all_ok(res);
   double slowest = 0;
   std::uint64_t total = 0;
   for (unsigned p = 0; p < kPeers; ++p) {
@@ -440,7 +439,7 @@ TEST(DirectReliability, RendezvousRestartBetweenRuns) {
   constexpr unsigned kPeers = 3;
   std::uint16_t port = 0;
   const auto run = [&](std::int64_t salt) {
-    return fmi_test::run_peers(
+    return fmitest::run_forked(
         kPeers,
         [&](unsigned me) {
           FMI::Communicator comm(me, kPeers, direct_config(port, 20s), "restarted");
@@ -451,13 +450,13 @@ TEST(DirectReliability, RendezvousRestartBetweenRuns) {
   {
     Server first;
     port = first.port();
-    fmi_test::expect_all_ok(run(1));
+    fmitest::expect_all_ok(run(1));
     EXPECT_EQ(first.stop(), 0);
   }
   Server second(port);
   ASSERT_EQ(second.port(), port);
   const auto t0 = Clock::now();
-  fmi_test::expect_all_ok(run(2));
+  fmitest::expect_all_ok(run(2));
   const double dt = seconds_since(t0);
   EXPECT_TRUE(second.alive());
   EXPECT_EQ(second.stop(), 0);

@@ -2,18 +2,15 @@
 //  - expect_error<E>(call, {"part", ...}): the call throws exactly E (not another
 //    FMI::Error), whose message contains every part;
 //  - run_some(): peers as threads where some peers never arrive;
-//  - RedisProcess: a redis-server that can be killed and restarted on the same port
-//    (tests/redis/redis_server.h picks a new port on every start);
+//  - RedisProcess: tests/support/redis_server.h's RedisServer (kill, restart on
+//    the same port);
 //  - SilentServer: a TCP port that accepts connections and never answers;
 //  - process counters: open file descriptors and resident memory; mix() (splitmix64).
-// moto (the S3 server) comes from tests/s3/moto_server.h.
+// moto (the S3 server) comes from tests/support/moto_server.h.
 #pragma once
 
 #include <dirent.h>
 #include <gtest/gtest.h>
-#ifdef FMI_WITH_REDIS
-#include <hiredis/hiredis.h>
-#endif
 
 #include <chrono>
 #include <cstdio>
@@ -25,9 +22,12 @@
 #include <thread>
 #include <vector>
 
-#include "core/harness.h"
+#include "harness.h"
 #include "fmi/fmi.h"
-#include "s3/moto_server.h"
+#include "moto_server.h"
+#ifdef FMI_WITH_REDIS
+#include "redis_server.h"
+#endif
 
 namespace fmirel {
 
@@ -135,128 +135,9 @@ class SilentServer {
 };
 
 #ifdef FMI_WITH_REDIS
-/// A redis-server on a fixed port of 127.0.0.1 that can be killed and started again
-/// on the same port (persistence off: a restart loses every key, as a crash does).
-class RedisProcess {
- public:
-  RedisProcess() {
-    char tmpl[] = "/tmp/fmi-rel-redis-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("RedisProcess: mkdtemp failed");
-    dir_ = tmpl;
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      port_ = fmitest::free_port();
-      if (start()) return;
-    }
-    throw std::runtime_error("RedisProcess: redis-server did not start (binary " + binary() + ")");
-  }
-  ~RedisProcess() {
-    kill();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  RedisProcess(const RedisProcess&) = delete;
-  RedisProcess& operator=(const RedisProcess&) = delete;
-
-  int port() const { return port_; }
-
-  void kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  /// Starts again on the same port (retries while the old socket lingers).
-  void restart() {
-    kill();
-    for (int i = 0; i < 50; ++i) {
-      if (start()) return;
-      std::this_thread::sleep_for(100ms);
-    }
-    throw std::runtime_error("RedisProcess: could not restart on port " + std::to_string(port_));
-  }
-
-  long long dbsize() const { return integer("DBSIZE"); }
-  std::vector<std::string> keys() const {
-    std::vector<std::string> k;
-    with_reply("KEYS *", [&](redisReply* r) {
-      for (std::size_t i = 0; i < r->elements; ++i)
-        k.emplace_back(r->element[i]->str, r->element[i]->len);
-    });
-    return k;
-  }
-
- private:
-  static std::string binary() {
-    const char* b = std::getenv("FMI_REDIS_SERVER");
-    return b && *b ? b : "redis-server";
-  }
-
-  long long integer(const char* cmd) const {
-    long long v = -1;
-    with_reply(cmd, [&](redisReply* r) { v = r->integer; });
-    return v;
-  }
-  void with_reply(const char* cmd, const std::function<void(redisReply*)>& f) const {
-    timeval tv{5, 0};
-    redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
-    if (!c || c->err) {
-      if (c) redisFree(c);
-      throw std::runtime_error("RedisProcess: cannot connect to port " + std::to_string(port_));
-    }
-    auto* r = static_cast<redisReply*>(redisCommand(c, cmd));
-    if (!r) {
-      redisFree(c);
-      throw std::runtime_error(std::string("RedisProcess: ") + cmd + " failed");
-    }
-    f(r);
-    freeReplyObject(r);
-    redisFree(c);
-  }
-
-  bool start() {
-    const std::string bin = binary();
-    std::vector<std::string> args = {bin, "--port", std::to_string(port_), "--bind", "127.0.0.1",
-                                     "--save", "", "--appendonly", "no", "--dir", dir_,
-                                     "--protected-mode", "no", "--logfile", dir_ + "/redis.log"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t parent = ::getpid();
-    pid_ = ::fork();
-    if (pid_ < 0) return false;
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(1);
-      ::execvp(argv[0], argv.data());
-      ::_exit(127);
-    }
-    const auto until = Clock::now() + 10s;
-    while (Clock::now() < until) {
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        return false;  // e.g. the port is taken
-      }
-      timeval tv{0, 200000};
-      redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
-      bool up = false;
-      if (c && !c->err) {
-        auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
-        up = r != nullptr;
-        if (r) freeReplyObject(r);
-      }
-      if (c) redisFree(c);
-      if (up) return true;
-      std::this_thread::sleep_for(10ms);
-    }
-    kill();
-    return false;
-  }
-
-  std::string dir_;
-  int port_ = 0;
-  pid_t pid_ = -1;
-};
-#endif  // FMI_WITH_REDIS
+/// A redis-server that can be killed and started again on the same port.
+using RedisProcess = fmitest::RedisServer;
+#endif
 
 /// splitmix64's finaliser: a well-mixed 64-bit value from a counter (checksums and
 /// deterministic data).

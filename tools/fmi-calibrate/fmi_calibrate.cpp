@@ -204,13 +204,18 @@ struct Result {
 
 // The value of a written model field as the model reads it back from the config.
 double read_back(const FMI::Config& c, const std::string& channel, const std::string& field) {
-  const auto& m = c.model;
-  if (channel == "Direct") return field == "overhead" ? m.direct.overhead : m.direct.bandwidth;
-  if (channel == "Redis")
-    return field == "overhead"           ? m.redis.overhead
-           : field == "bandwidth_single" ? m.redis.bandwidth_single
-                                         : m.redis.bandwidth_multiple;
-  return field == "overhead" ? m.s3.overhead : m.s3.bandwidth;
+  if (channel == "Direct") {
+    const auto& m = c.section<FMI::Comm::DirectConfig>().model;
+    return field == "overhead" ? m.overhead : m.bandwidth;
+  }
+  if (channel == "Redis") {
+    const auto& m = c.section<FMI::Comm::RedisConfig>().model;
+    return field == "overhead"           ? m.overhead
+           : field == "bandwidth_single" ? m.bandwidth_single
+                                         : m.bandwidth_multiple;
+  }
+  const auto& m = c.section<FMI::Comm::S3Config>().model;
+  return field == "overhead" ? m.overhead : m.bandwidth;
 }
 
 // The round trip: the config as written must give the model exactly the fitted

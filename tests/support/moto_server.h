@@ -27,35 +27,9 @@
 #define FMI_MOTO_PYTHON_DEFAULT ""
 #endif
 
+#include "ports.h"
+
 namespace fmitest {
-
-/// A TCP port nobody listens on right now (bound to port 0, then released).
-inline int free_port() {
-  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  if (s < 0 || ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    if (s >= 0) ::close(s);
-    throw std::runtime_error("free_port: cannot bind a socket on 127.0.0.1");
-  }
-  ::close(s);
-  return ntohs(a.sin_port);
-}
-
-inline bool port_open(int port) {
-  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  const bool ok = s >= 0 && ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  if (s >= 0) ::close(s);
-  return ok;
-}
 
 /// The first interpreter that can import moto.server; throws naming what was tried.
 inline std::string find_moto_python() {

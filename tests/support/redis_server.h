@@ -1,8 +1,9 @@
 // A real redis-server for one test process: started on a free port of 127.0.0.1 with
 // persistence off (--save "" --appendonly no) and its files in a temporary
 // directory, stopped (and its directory removed) by the destructor, killed by the
-// kernel if the test process dies first (PR_SET_PDEATHSIG). Also a raw hiredis
-// client to look at the server from outside the channel (DBSIZE, PTTL).
+// kernel if the test process dies first (PR_SET_PDEATHSIG); kill() and restart()
+// on the same port for the fault tests. Also a raw hiredis client to look at the
+// server from outside the channel (DBSIZE, PTTL).
 //
 // The server binary is $FMI_REDIS_SERVER, else redis-server from PATH.
 #pragma once
@@ -28,25 +29,9 @@
 #include <thread>
 #include <vector>
 
-namespace fmitest {
+#include "ports.h"
 
-/// A port nothing listens on right now (the kernel's choice for a bound socket).
-inline std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error("free_port: socket failed");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(fd);
-    throw std::runtime_error("free_port: bind failed");
-  }
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+namespace fmitest {
 
 struct ReplyFree {
   void operator()(redisReply* r) const { freeReplyObject(r); }
@@ -157,9 +142,24 @@ class RedisServer {
     kill();
   }
 
+  /// SIGKILL, then a new (empty: persistence is off, as after a crash) server on
+  /// the same port; retried while the old socket lingers.
+  void restart() {
+    kill();
+    std::string error;
+    for (int i = 0; i < 50; ++i) {
+      if (start(error)) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    throw std::runtime_error("RedisServer: could not restart on port " + std::to_string(port_) +
+                             ": " + error);
+  }
+
   std::unique_ptr<RawClient> client(int db = 0) const {
     return std::make_unique<RawClient>(port_, opt_.password, db);
   }
+  long long dbsize() const { return client()->dbsize(); }
+  std::vector<std::string> keys() const { return client()->keys(); }
 
   std::string log() const {
     std::ifstream f(dir_ + "/redis.log");

@@ -1,13 +1,26 @@
-// Test harness of the core suite: a communicator of n peers as n threads of this
-// process over the in-process channels (include/fmi/inproc.h).
+// The one test harness of FMI (tests/README.md): how a test runs n peers.
 //
-// Every peer runs the same body; an exception escaping a peer's body is recorded
-// with the peer id and reported on the main thread once every thread has joined.
-// A peer can never hang the test: the hub's max_timeout bounds each blocked call,
-// so a peer whose partner failed ends with a TimeoutError, which is reported too.
+//  - run_threads(n, fn): fn(rank) on n threads of this process; what each throws
+//    is returned (expect_no_errors reports it naming the peer). For channels whose
+//    peers may share a process as long as each has its own channel object.
+//  - run_peers(n, kind, body): a communicator of n peers as n threads over the
+//    in-process channels (include/fmi/inproc.h), body(comm) on each.
+//  - run_forked(n, fn): fn(rank) in n forked processes, reaped with waitpid (the
+//    rest killed after a limit); a peer that throws prints its error on stderr,
+//    which reaches the test's output, and exits 1 (expect_all_ok reports it).
+//  - PEER_CHECK(cond, ...): a check that throws with file:line, usable in any peer
+//    (gtest's EXPECT_* do not reach the parent from a forked process).
+//  - data patterns and comparisons that name the first differing byte.
+//
+// A peer can never hang a test: every channel bounds each blocked call by its
+// max_timeout, so a peer whose partner failed ends with a TimeoutError, which is
+// reported too; forked peers are also killed after the runner's limit.
 #pragma once
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -15,9 +28,11 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <iostream>
 #include <memory>
 #include <span>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,6 +43,14 @@ namespace fmitest {
 
 using namespace std::chrono_literals;
 using FMI::Utils::peer_num;
+
+/// Throws (in any peer, thread or process) with file:line when a condition fails.
+#define PEER_CHECK(cond, ...)                                                              \
+  do {                                                                                     \
+    if (!(cond))                                                                           \
+      throw std::runtime_error(::FMI::detail::concat(                                      \
+          __FILE__, ":", __LINE__, ": check `" #cond "` failed. " __VA_OPT__(, ) __VA_ARGS__)); \
+  } while (0)
 
 enum class Kind { p2p, store };
 
@@ -115,6 +138,119 @@ inline void run_peers(peer_num n, Kind kind, const std::function<void(FMI::Commu
     EXPECT_EQ(r.objects_left, 0u) << "objects left in the in-process store after every "
                                      "communicator was destroyed";
   }
+}
+
+// ---- generic runners ------------------------------------------------------------
+
+/// Runs fn(rank) on n threads; returns, per rank, what it threw (null if nothing).
+inline std::vector<std::exception_ptr> run_threads(unsigned n,
+                                                   const std::function<void(unsigned)>& fn) {
+  std::vector<std::exception_ptr> errors(n);
+  std::vector<std::thread> threads;
+  threads.reserve(n);
+  for (unsigned i = 0; i < n; ++i)
+    threads.emplace_back([&, i] {
+      try {
+        fn(i);
+      } catch (...) {
+        errors[i] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+/// One failure per peer that threw, naming it and its exception.
+inline void expect_no_errors(const std::vector<std::exception_ptr>& errors,
+                             const std::string& what = {}) {
+  for (std::size_t i = 0; i < errors.size(); ++i)
+    if (errors[i])
+      ADD_FAILURE() << "peer " << i << " of " << errors.size() << (what.empty() ? "" : " (")
+                    << what << (what.empty() ? "" : ")") << " threw " << describe(errors[i]);
+}
+
+struct PeerResult {
+  bool exited = false;
+  int code = -1;   // exit code when exited
+  int signal = 0;  // terminating signal otherwise
+};
+
+/// The body of a forked peer: runs fn(p), then exits 0, or prints the error on
+/// stderr and exits 1 (never returns into the test's own code).
+[[noreturn]] inline void run_peer_and_exit(unsigned p, unsigned n,
+                                           const std::function<void(unsigned)>& fn) {
+  int code = 0;
+  try {
+    fn(p);
+  } catch (...) {
+    std::cerr << "peer " << p << " of " << n << " failed: " << describe(std::current_exception())
+              << std::endl;
+    code = 1;
+  }
+  std::cerr.flush();
+  ::_exit(code);
+}
+
+/// Runs fn(peer) in `n` forked processes and waits for all (killing the rest after
+/// `limit`). A peer that throws prints the message and exits 1.
+inline std::vector<PeerResult> run_forked(unsigned n, const std::function<void(unsigned)>& fn,
+                                          std::chrono::seconds limit = std::chrono::seconds(90)) {
+  std::cout.flush();
+  std::cerr.flush();
+  std::vector<pid_t> pids;
+  for (unsigned p = 0; p < n; ++p) {
+    pid_t pid = ::fork();
+    if (pid == 0) run_peer_and_exit(p, n, fn);
+    pids.push_back(pid);
+  }
+  std::vector<PeerResult> res(n);
+  unsigned left = n;
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (left > 0) {
+    for (unsigned p = 0; p < n; ++p) {
+      if (pids[p] <= 0) continue;
+      int st;
+      if (::waitpid(pids[p], &st, WNOHANG) == pids[p]) {
+        res[p].exited = WIFEXITED(st);
+        res[p].code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        res[p].signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+        pids[p] = -1;
+        --left;
+      }
+    }
+    if (left == 0) break;
+    if (std::chrono::steady_clock::now() > until) {
+      for (unsigned p = 0; p < n; ++p)
+        if (pids[p] > 0) {
+          std::cerr << "peer " << p << " still running after " << limit.count()
+                    << " s: killing it\n";
+          ::kill(pids[p], SIGKILL);
+          ::waitpid(pids[p], nullptr, 0);
+          res[p].signal = SIGKILL;
+          pids[p] = -1;
+        }
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return res;
+}
+
+/// Asserts every forked peer exited with 0 (their errors are on stderr above).
+inline void expect_all_ok(const std::vector<PeerResult>& res) {
+  for (std::size_t p = 0; p < res.size(); ++p) {
+    EXPECT_TRUE(res[p].exited && res[p].code == 0)
+        << "peer " << p << ": "
+        << (res[p].exited ? "exit code " + std::to_string(res[p].code)
+                          : "killed by signal " + std::to_string(res[p].signal));
+  }
+}
+
+/// The running test's name, as a communicator name of its own (at most 200 bytes).
+inline std::string comm_name() {
+  auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string n = std::string(info->test_suite_name()) + "." + info->name();
+  return n.size() > 200 ? n.substr(n.size() - 200) : n;
 }
 
 // ---- data patterns ---------------------------------------------------------------

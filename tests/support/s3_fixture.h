@@ -1,4 +1,4 @@
-// Shared set-up of the S3 tests: one moto server per test process (started by the
+// Shared set-up of the S3 tests (tests/s3, tests/conformance): one moto server per test process (started by the
 // suite, stopped at its end), test credentials in the environment, a fresh bucket
 // per test, and helpers to look into the bucket with the channel's own client.
 #pragma once
@@ -13,6 +13,7 @@
 
 #include "channels/s3/s3_channel.h"
 #include "channels/s3/s3_client.h"
+#include "channel_factory.h"
 #include "fmi/config.h"
 #include "moto_server.h"
 
@@ -21,6 +22,13 @@ namespace fmitest {
 using namespace std::chrono_literals;
 
 inline FMI::Utils::Deadline in(std::chrono::milliseconds d) { return FMI::Utils::Clock::now() + d; }
+
+/// An S3 channel of a configuration text (s3_config), not initialised.
+inline std::shared_ptr<FMI::Comm::S3Channel> s3_channel(const std::string& json) {
+  auto ch = std::dynamic_pointer_cast<FMI::Comm::S3Channel>(make_channel("S3", json));
+  if (!ch) throw std::runtime_error("the S3 factory made another kind of channel");
+  return ch;
+}
 
 class S3Test : public ::testing::Test {
  protected:
@@ -43,16 +51,17 @@ class S3Test : public ::testing::Test {
     client()->create_bucket(in(10s));
   }
 
-  /// Configuration of the S3 channel for this test's bucket on the moto server.
+  /// Configuration text of the S3 channel for this test's bucket on the moto server
+  /// (or `bucket` / `endpoint` when given).
+  std::string config_json(std::chrono::milliseconds first_poll = 5ms,
+                          std::chrono::milliseconds max_timeout = 20s, std::string bucket = {},
+                          std::string endpoint = {}) const {
+    return s3_config(bucket.empty() ? bucket_ : bucket,
+                     endpoint.empty() ? server_->endpoint() : endpoint, max_timeout, first_poll);
+  }
+  /// The same, parsed (for a Communicator that creates its channels).
   FMI::Config config(std::chrono::milliseconds first_poll = 5ms) const {
-    FMI::Config c;
-    c.section<FMI::Comm::S3Config>().enabled = true;
-    c.section<FMI::Comm::S3Config>().bucket_name = bucket_;
-    c.section<FMI::Comm::S3Config>().s3_region = "us-east-1";
-    c.section<FMI::Comm::S3Config>().endpoint = server_->endpoint();
-    c.section<FMI::Comm::S3Config>().timeout = first_poll;
-    c.section<FMI::Comm::S3Config>().max_timeout = 20s;
-    return c;
+    return parse_config(config_json(first_poll));
   }
 
   std::unique_ptr<FMI::Comm::s3::Client> client(std::string bucket = {}) const {

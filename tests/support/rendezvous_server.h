@@ -1,7 +1,6 @@
-// Test harness of the Direct channel: a real fmi-rendezvous child process on a
-// free port, and peers as forked processes (each with its own channel), reaped
-// with waitpid. A failing peer prints its error on stderr (which reaches the test
-// output) and exits non-zero.
+// The rendezvous server of the Direct tests: a real fmi-rendezvous child process
+// on a free port (FMI_RENDEZVOUS_PATH), a secret file for it, and a Direct channel
+// on it. Peers run with the fork runner of harness.h.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -24,17 +23,11 @@
 #include <vector>
 
 #include "channels/direct/direct_channel.h"
+#include "channel_factory.h"
 #include "fmi/errors.h"
+#include "harness.h"
 
-namespace fmi_test {
-
-/// Throws (in a peer process) with file:line when a condition fails.
-#define PEER_CHECK(cond, ...)                                                     \
-  do {                                                                            \
-    if (!(cond))                                                                  \
-      throw std::runtime_error(::FMI::detail::concat(                             \
-          __FILE__, ":", __LINE__, ": check `" #cond "` failed. " __VA_OPT__(, ) __VA_ARGS__)); \
-  } while (0)
+namespace fmitest {
 
 /// fmi-rendezvous as a child process, its log in a temporary file from which the
 /// "listening on ADDR:PORT" line gives the port. Stopped by SIGTERM (and reaped) in
@@ -158,106 +151,18 @@ class SecretFile {
   std::string path_;
 };
 
-struct PeerResult {
-  bool exited = false;
-  int code = -1;    // exit code when exited
-  int signal = 0;   // terminating signal otherwise
-};
-
 /// A Direct channel for peer `id` of `n`, initialised (its registration sent to the
-/// server on 127.0.0.1:`port` unless `host` says otherwise).
-inline std::unique_ptr<FMI::Comm::DirectChannel> make_direct_channel(
+/// server on 127.0.0.1:`port` unless `host` says otherwise). Configured from JSON
+/// text through the one channel factory of the tests (channel_factory.h).
+inline std::shared_ptr<FMI::Comm::DirectChannel> make_direct_channel(
     std::uint16_t port, unsigned id, unsigned n, const std::string& comm,
     std::chrono::milliseconds timeout = std::chrono::seconds(30),
     const std::string& host = "127.0.0.1", const std::string& secret = "") {
-  FMI::Comm::DirectConfig d;
-  d.enabled = true;
-  d.host = host;
-  d.port = port;
-  d.max_timeout = timeout;
-  d.secret = secret;
-  auto ch = std::make_unique<FMI::Comm::DirectChannel>(d);
+  auto ch = std::dynamic_pointer_cast<FMI::Comm::DirectChannel>(
+      make_channel("Direct", direct_config(host, port, timeout, secret)));
+  if (!ch) throw std::runtime_error("the Direct factory made another kind of channel");
   ch->init({id, n, comm, 128});
   return ch;
 }
 
-/// The running test's name, as a communicator name of its own (at most 200 bytes).
-inline std::string comm_name() {
-  auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string n = std::string(info->test_suite_name()) + "." + info->name();
-  return n.size() > 200 ? n.substr(n.size() - 200) : n;
-}
-
-/// The body of a forked peer: runs fn(p), then exits 0, or prints the error on
-/// stderr and exits 1 (never returns into the test's own code).
-[[noreturn]] inline void run_peer_and_exit(unsigned p, unsigned n,
-                                           const std::function<void(unsigned)>& fn) {
-  int code = 0;
-  try {
-    fn(p);
-  } catch (const std::exception& e) {
-    std::cerr << "peer " << p << " of " << n << " failed: " << e.what() << std::endl;
-    code = 1;
-  } catch (...) {
-    std::cerr << "peer " << p << " of " << n << " failed: unknown exception" << std::endl;
-    code = 1;
-  }
-  std::cerr.flush();
-  ::_exit(code);
-}
-
-/// Runs fn(peer) in `n` forked processes and waits for all (killing the rest after
-/// `limit`). A peer that throws prints the message and exits 1.
-inline std::vector<PeerResult> run_peers(unsigned n, const std::function<void(unsigned)>& fn,
-                                         std::chrono::seconds limit = std::chrono::seconds(90)) {
-  std::cout.flush();
-  std::cerr.flush();
-  std::vector<pid_t> pids;
-  for (unsigned p = 0; p < n; ++p) {
-    pid_t pid = ::fork();
-    if (pid == 0) run_peer_and_exit(p, n, fn);
-    pids.push_back(pid);
-  }
-  std::vector<PeerResult> res(n);
-  unsigned left = n;
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (left > 0) {
-    for (unsigned p = 0; p < n; ++p) {
-      if (pids[p] <= 0) continue;
-      int st;
-      if (::waitpid(pids[p], &st, WNOHANG) == pids[p]) {
-        res[p].exited = WIFEXITED(st);
-        res[p].code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        res[p].signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
-        pids[p] = -1;
-        --left;
-      }
-    }
-    if (left == 0) break;
-    if (std::chrono::steady_clock::now() > until) {
-      for (unsigned p = 0; p < n; ++p)
-        if (pids[p] > 0) {
-          std::cerr << "peer " << p << " still running after " << limit.count()
-                    << " s: killing it\n";
-          ::kill(pids[p], SIGKILL);
-          ::waitpid(pids[p], nullptr, 0);
-          res[p].signal = SIGKILL;
-          pids[p] = -1;
-        }
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return res;
-}
-
-/// Asserts every peer exited with 0.
-inline void expect_all_ok(const std::vector<PeerResult>& res) {
-  for (std::size_t p = 0; p < res.size(); ++p) {
-    EXPECT_TRUE(res[p].exited && res[p].code == 0)
-        << "peer " << p << ": " << (res[p].exited ? "exit code " + std::to_string(res[p].code)
-                                                   : "killed by signal " + std::to_string(res[p].signal));
-  }
-}
-
-}  // namespace fmi_test
+}  // namespace fmitest
