@@ -1,7 +1,9 @@
 // fmi-rendezvous: the rendezvous server of FMI's Direct channel.
 //
 //   fmi-rendezvous [--port 10000] [--bind 0.0.0.0] [--ttl-ms 60000] [--quiet]
-//                  [--secret-file PATH]
+//                  [--secret-file PATH] [--max-connections 4096] [--max-per-address 1024]
+//                  [--relay-idle-ms 600000] [--relay-max-bytes 17179869184]
+//                  [--relay-window-ms 86400000]
 //
 // Shared secret (optional, docs/security.md): --secret-file PATH (the file's
 // content, without a trailing newline), else the environment variable FMI_SECRET.
@@ -28,7 +30,22 @@ int main(int argc, char** argv) {
   app.add_option("-b,--bind", opt.bind, "address to listen on")->capture_default_str();
   app.add_option("--max-connections", opt.max_connections, "open connections at most")
       ->capture_default_str();
+  app.add_option("--max-per-address", opt.max_per_address,
+                 "open connections from one IP address at most (0: no limit)")
+      ->capture_default_str();
   long ttl = opt.registration_ttl.count(), hello = opt.hello_timeout.count();
+  long relay_idle = opt.relay_idle.count(), relay_window = opt.relay_window.count();
+  app.add_option("--relay-idle-ms", relay_idle,
+                 "close a relay on which no byte moved for this long")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--relay-max-bytes", opt.relay_max_bytes,
+                 "bytes one relay forwards at most, both directions (0: no cap)")
+      ->capture_default_str();
+  app.add_option("--relay-window-ms", relay_window,
+                 "relay a communicator's pairs for this long after its table was sent")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--ttl-ms", ttl, "expire registrations whose communicator is incomplete after")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -42,6 +59,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   opt.registration_ttl = std::chrono::milliseconds(ttl);
   opt.hello_timeout = std::chrono::milliseconds(hello);
+  opt.relay_idle = std::chrono::milliseconds(relay_idle);
+  opt.relay_window = std::chrono::milliseconds(relay_window);
   try {
     if (!secret_file.empty()) {
       std::ifstream f(secret_file, std::ios::binary);

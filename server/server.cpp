@@ -4,11 +4,14 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <iostream>
@@ -30,6 +33,51 @@ std::string utc_now() {
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
 }
+
+// Log lines carry client-chosen strings (comm names, error texts): every byte that
+// could end a line, move the cursor or pass for another encoding is written as
+// \xNN (and the backslash doubled), so that one line in the log is one event.
+std::string escape_for_log(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char ch : s) {
+    if (ch == '\\') {
+      out += "\\\\";
+    } else if (ch < 0x20 || ch >= 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", unsigned(ch));
+      out += hex;
+    } else {
+      out += char(ch);
+    }
+  }
+  return out;
+}
+
+// "1.2.3.4:5" -> "1.2.3.4", "[::1]:5" -> "[::1]".
+std::string without_port(const std::string& addr) {
+  auto colon = addr.rfind(':');
+  return colon == std::string::npos ? addr : addr.substr(0, colon);
+}
+
+constexpr auto kLogInterval = std::chrono::seconds(10);
+
+// Sessions of sent tables kept for relay checks, at most (8 bytes each plus the
+// map entry: some tens of MiB at worst).
+constexpr std::size_t kMaxTableSessions = std::size_t(1) << 20;
+
+// Raises the soft descriptor limit to the hard one: the default soft limit (1024 on
+// most systems) is far below --max-connections. Returns the limit in force.
+rlim_t raise_nofile_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit want = rl;
+    want.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+  }
+  return rl.rlim_cur;
+}
 }  // namespace
 
 template <typename... A>
@@ -37,12 +85,32 @@ void Server::log(bool important, const A&... a) {
   if (opt_.quiet && !important) return;
   std::ostringstream os;
   os << utc_now() << " fmi-rendezvous: ";
-  (os << ... << a);
-  os << '\n';
+  std::ostringstream msg;
+  (msg << ... << a);
+  os << escape_for_log(msg.str()) << '\n';
   std::cerr << os.str() << std::flush;
 }
 
+template <typename... A>
+void Server::log_limited(const std::string& key, const A&... a) {
+  auto now = Clock::now();
+  auto [it, fresh] = log_limits_.try_emplace(key);
+  Limited& l = it->second;
+  if (!fresh && now - l.last < kLogInterval) {
+    ++l.dropped;
+    return;
+  }
+  if (l.dropped)
+    log(true, a..., " (", l.dropped, " more like this in the last ",
+        std::chrono::duration_cast<std::chrono::seconds>(now - l.last).count(), " s)");
+  else
+    log(true, a...);
+  l.last = now;
+  l.dropped = 0;
+}
+
 Server::Server(Options opt) : opt_(std::move(opt)) {
+  rlim_t fds = raise_nofile_limit();
   auto eps = Wire::resolve(opt_.bind, opt_.port, Clock::now() + std::chrono::seconds(5));
   const proto::Endpoint& ep = eps.front();
   listener_ = Wire::make_socket(ep.v6 ? AF_INET6 : AF_INET);
@@ -85,6 +153,10 @@ Server::Server(Options opt) : opt_(std::move(opt)) {
   shown.port = port_;
   // The readiness line has a fixed form (no timestamp) for scripts that wait for it.
   std::cerr << "fmi-rendezvous listening on " << shown.str() << std::endl;
+  if (fds != 0 && fds != RLIM_INFINITY && opt_.max_connections + 16 > fds)
+    log(true, "warning: --max-connections ", opt_.max_connections,
+        " is above the descriptor limit ", fds,
+        " (raise `ulimit -Hn`); accept backs off when descriptors run out");
   log(true, opt_.secret.empty()
                 ? "no shared secret: any client can register (see docs/security.md)"
                 : "shared secret set: registrations and relay requests must prove it");
@@ -96,7 +168,20 @@ void Server::run() {
   std::vector<epoll_event> events(256);
   auto next_sweep = Clock::now();
   while (!stopping_) {
-    int n = ::epoll_wait(epoll_.fd(), events.data(), int(events.size()), 250);
+    if (accept_paused_until_ != Clock::time_point{} && Clock::now() >= accept_paused_until_) {
+      accept_paused_until_ = {};
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.fd = listener_.fd();
+      ::epoll_ctl(epoll_.fd(), EPOLL_CTL_ADD, listener_.fd(), &ev);
+    }
+    int wait_ms = 250;
+    if (accept_paused_until_ != Clock::time_point{})
+      wait_ms = int(std::clamp<long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         accept_paused_until_ - Clock::now())
+                                             .count() + 1,
+                                     1, 250));
+    int n = ::epoll_wait(epoll_.fd(), events.data(), int(events.size()), wait_ms);
     if (n < 0) {
       if (errno == EINTR) continue;
       FMI_THROW(ChannelError, "fmi-rendezvous: epoll_wait: ", Wire::errno_text(errno));
@@ -122,6 +207,15 @@ void Server::run() {
         if (!conns_.count(fd)) continue;
       }
       if (events[i].events & EPOLLOUT) on_writable(c);
+      // An error, or a hang-up outside a relay (nothing more can come or go): close,
+      // whatever the handlers above made of it. A relayed connection that hung up may
+      // still hold data for its partner; update_events takes it out of the epoll set
+      // while it waits (epoll reports EPOLLHUP on every wait, whatever it is asked).
+      if (auto still = conns_.find(fd); still != conns_.end() &&
+                                        ((events[i].events & EPOLLERR) ||
+                                         ((events[i].events & EPOLLHUP) &&
+                                          still->second->state != State::relaying)))
+        close_conn(fd, events[i].events & EPOLLERR ? "connection error" : "connection hung up");
     }
     if (Clock::now() >= next_sweep) {
       sweep();
@@ -129,7 +223,7 @@ void Server::run() {
     }
   }
   std::size_t waiting = 0;
-  for (auto& [name, g] : groups_) waiting += g.count;
+  for (auto& [name, g] : groups_) waiting += g.count();
   log(true, "stopped: closing ", conns_.size(), " connections (", waiting,
       " registrations of ", groups_.size(), " incomplete communicators dropped)");
   conns_.clear();
@@ -145,20 +239,31 @@ void Server::accept_all() {
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      // EMFILE and friends: stop accepting this round; the sweep keeps running.
-      log(true, "accept failed: ", Wire::errno_text(errno));
+      pause_accepting(errno);
       return;
     }
     auto c = std::make_unique<Conn>();
     c->sock = Wire::Socket(fd);
     c->public_ep = proto::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
     c->addr = c->public_ep.str();
+    c->ip = without_port(c->addr);
     if (conns_.size() >= opt_.max_connections) {
-      log(true, "refusing ", c->addr, ": ", conns_.size(), " connections open (limit ",
-          opt_.max_connections, ")");
-      auto frame = proto::encode(proto::ErrorMsg{proto::ErrorCode::overloaded, "server overloaded"});
-      (void)!::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      refuse(fd, "max-connections",
+             "refusing connections: " + std::to_string(conns_.size()) +
+                 " open (--max-connections " + std::to_string(opt_.max_connections) +
+                 "), e.g. " + c->addr,
+             "server overloaded");
       continue;  // the Socket closes it
+    }
+    if (opt_.max_per_address != 0) {
+      auto pa = per_address_.find(c->ip);
+      if (pa != per_address_.end() && pa->second >= opt_.max_per_address) {
+        refuse(fd, "address " + c->ip,
+               "refusing connections from " + c->ip + ": " + std::to_string(pa->second) +
+                   " open (--max-per-address " + std::to_string(opt_.max_per_address) + ")",
+               "too many connections from your address");
+        continue;
+      }
     }
     c->deadline = Clock::now() + opt_.hello_timeout;
     epoll_event ev{};
@@ -176,8 +281,27 @@ void Server::accept_all() {
     if (ch.auth) ch.nonce = Wire::auth::random_nonce();
     c->nonce = ch.nonce;
     Conn& conn = *conns_.emplace(fd, std::move(c)).first->second;
+    ++per_address_[conn.ip];
     queue(conn, ch);
   }
+}
+
+void Server::refuse(int fd, const std::string& key, const std::string& text,
+                    const std::string& reply) {
+  log_limited(key, text);
+  auto frame = proto::encode(proto::ErrorMsg{proto::ErrorCode::overloaded, reply});
+  (void)!::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+// Out of descriptors (EMFILE/ENFILE) or kernel memory: the pending connection stays
+// in the backlog and the listener stays readable, so accepting again at once would
+// spin. The listener leaves the epoll set for a moment instead; closing connections
+// (timeouts, finished registrations) frees descriptors meanwhile.
+void Server::pause_accepting(int err) {
+  ::epoll_ctl(epoll_.fd(), EPOLL_CTL_DEL, listener_.fd(), nullptr);
+  accept_paused_until_ = Clock::now() + opt_.accept_backoff;
+  log_limited("accept", "accept failed: ", Wire::errno_text(err), " with ", conns_.size(),
+              " connections open; not accepting for ", opt_.accept_backoff.count(), " ms");
 }
 
 void Server::on_readable(Conn& c) {
@@ -286,8 +410,6 @@ void Server::handle_register(Conn& c, const proto::Register& r) {
   Group& g = it->second;
   if (created) {
     g.num_peers = r.num_peers;
-    g.members.assign(r.num_peers, -1);
-    g.entries.resize(r.num_peers);
   } else if (g.num_peers != r.num_peers) {
     fail(c, proto::ErrorCode::num_peers_mismatch,
          "comm '" + r.comm + "' has " + std::to_string(g.num_peers) + " peers, peer " +
@@ -297,38 +419,50 @@ void Server::handle_register(Conn& c, const proto::Register& r) {
   }
   // A live registration of the same (comm, peer id) is a restarted function: the
   // newer one wins and the old connection is told so.
-  if (int old = g.members[r.peer_id]; old >= 0) {
-    Conn& o = *conns_.at(old);
+  if (auto om = g.members.find(r.peer_id); om != g.members.end()) {
+    Conn& o = *conns_.at(om->second.fd);
     // Taken out of the group here (not by fail) so that the group never empties.
     o.state = State::closing;
-    g.members[r.peer_id] = -1;
-    --g.count;
+    g.members.erase(om);
     log(true, "comm '", r.comm, "' peer ", r.peer_id, ": registration from ", o.addr,
         " replaced by ", c.addr);
     fail(o, proto::ErrorCode::replaced,
          "peer " + std::to_string(r.peer_id) + " of comm '" + r.comm +
              "' registered again from " + c.addr);
   }
-  g.members[r.peer_id] = c.sock.fd();
-  g.entries[r.peer_id] = proto::PeerEntry{c.public_ep, r.private_ep, r.session};
-  ++g.count;
+  g.members[r.peer_id] = Member{c.sock.fd(), proto::PeerEntry{c.public_ep, r.private_ep, r.session}};
   c.state = State::registered;
   c.comm = r.comm;
   c.peer_id = r.peer_id;
   c.deadline = Clock::now() + opt_.registration_ttl;
   log(false, "register comm '", r.comm, "' peer ", r.peer_id, "/", r.num_peers, " public ",
-      c.addr, " private ", r.private_ep.str(), " (", g.count, " of ", g.num_peers, ")");
+      c.addr, " private ", r.private_ep.str(), " (", g.count(), " of ", g.num_peers, ")");
   int fd = c.sock.fd();
   std::string comm = r.comm;
   queue(c, proto::Registered{c.public_ep});  // may close c (and shrink the group)
   if (!conns_.count(fd)) return;
   it = groups_.find(comm);
-  if (it == groups_.end() || it->second.count < it->second.num_peers) return;
+  if (it == groups_.end() || it->second.count() < it->second.num_peers) return;
 
   proto::Table table;
-  table.peers = it->second.entries;
-  std::vector<int> members = it->second.members;
+  std::vector<int> members;
+  SentTable sent;
+  for (auto& [id, m] : it->second.members) {
+    table.peers.push_back(m.entry);
+    sent.sessions.push_back(m.entry.session);
+    members.push_back(m.fd);
+  }
   groups_.erase(it);
+  // The pairs of this table, and only they, may ask for a relay from now on.
+  sent.until = Clock::now() + opt_.relay_window;
+  table_sessions_ += sent.sessions.size();
+  table_order_.emplace_back(sent.until, comm);
+  if (auto old = sent_tables_.find(comm); old != sent_tables_.end())
+    table_sessions_ -= old->second.sessions.size();
+  sent_tables_[comm] = std::move(sent);
+  // Bounded whatever the rate of completed registrations (one-peer comms are cheap
+  // to make): the oldest tables go first.
+  while (table_sessions_ > kMaxTableSessions && !table_order_.empty()) forget_oldest_table();
   for (int fd : members) {
     auto ci = conns_.find(fd);
     if (ci == conns_.end()) continue;
@@ -361,6 +495,27 @@ void Server::handle_relay(Conn& c, const proto::Relay& r) {
                     "relay of comm '" + r.comm + "' " + std::to_string(r.from) + "->" +
                         std::to_string(r.to) + " from " + c.addr))
     return;
+  // Only pairs of a table this server sent, with the sessions it sent: a stranger
+  // cannot use the server as a free pipe between two connections of its own choice.
+  auto st = sent_tables_.find(r.comm);
+  const char* why = nullptr;
+  if (st == sent_tables_.end() || Clock::now() >= st->second.until)
+    why = "no endpoint table of this comm was sent (or it is too old)";
+  else if (r.from == r.to || r.from >= st->second.sessions.size() ||
+           r.to >= st->second.sessions.size())
+    why = "the peer ids are not a pair of the comm's table";
+  else if (st->second.sessions[r.from] != r.from_session ||
+           st->second.sessions[r.to] != r.to_session)
+    why = "the sessions are not those of the comm's table";
+  if (why) {
+    log_limited("relay " + c.ip, "refusing relay of comm '", r.comm, "' ", r.from, "->", r.to,
+                " from ", c.addr, ": ", why);
+    leave_group(c);
+    c.state = State::closing;
+    queue(c, proto::ErrorMsg{proto::ErrorCode::bad_request,
+                             std::string("relay refused: ") + why});
+    return;
+  }
   std::string mine = relay_key(r.comm, r.from, r.to, r.from_session, r.to_session);
   std::string theirs = relay_key(r.comm, r.to, r.from, r.to_session, r.from_session);
   if (auto old = relay_waiting_.find(mine); old != relay_waiting_.end()) {
@@ -386,6 +541,7 @@ void Server::handle_relay(Conn& c, const proto::Relay& r) {
   for (Conn* x : {&c, &o}) {
     x->state = State::relaying;
     x->deadline = Clock::time_point::max();
+    x->last_moved = Clock::now();
     ::setsockopt(x->sock.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
   c.partner = o.sock.fd();
@@ -429,6 +585,13 @@ void Server::relay_read(Conn& c) {
       break;
     }
     c.relayed += std::uint64_t(r);
+    c.last_moved = o.last_moved = Clock::now();
+    if (opt_.relay_max_bytes != 0 && c.relayed + o.relayed > opt_.relay_max_bytes) {
+      log(true, "relay ", c.relay_key, " between ", c.addr, " and ", o.addr, " closed: more than ",
+          opt_.relay_max_bytes, " bytes (--relay-max-bytes)");
+      close_conn(fd, "");
+      return;
+    }
   }
   update_events(c);
   on_writable(o);  // forwards what arrived; may close both
@@ -482,6 +645,7 @@ void Server::on_writable(Conn& c) {
       return;
     }
     c.out_off += std::size_t(w);
+    if (c.state == State::relaying) c.last_moved = Clock::now();
   }
   if (c.state == State::relaying) {
     relay_flushed(c);
@@ -505,10 +669,19 @@ void Server::update_events(Conn& c) {
   if (want == c.want_write && read == c.want_read) return;
   c.want_write = want;
   c.want_read = read;
+  // Wanting nothing (a relay side paused or finished reading, with nothing to
+  // write): out of the epoll set, because EPOLLHUP/EPOLLERR cannot be masked and a
+  // half-shut socket would wake the loop on every wait (100% CPU).
+  if (!read && !want) {
+    if (c.in_epoll) ::epoll_ctl(epoll_.fd(), EPOLL_CTL_DEL, c.sock.fd(), nullptr);
+    c.in_epoll = false;
+    return;
+  }
   epoll_event ev{};
   ev.events = (read ? EPOLLIN | EPOLLRDHUP : 0u) | (want ? EPOLLOUT : 0u);
   ev.data.fd = c.sock.fd();
-  ::epoll_ctl(epoll_.fd(), EPOLL_CTL_MOD, c.sock.fd(), &ev);
+  ::epoll_ctl(epoll_.fd(), c.in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c.sock.fd(), &ev);
+  c.in_epoll = true;
 }
 
 void Server::fail(Conn& c, proto::ErrorCode code, const std::string& text) {
@@ -527,10 +700,12 @@ void Server::leave_group(Conn& c) {
   }
   if (c.state != State::registered) return;
   auto it = groups_.find(c.comm);
-  if (it != groups_.end() && c.peer_id < it->second.members.size() &&
-      it->second.members[c.peer_id] == c.sock.fd()) {
-    it->second.members[c.peer_id] = -1;
-    if (--it->second.count == 0) groups_.erase(it);
+  if (it != groups_.end()) {
+    auto m = it->second.members.find(c.peer_id);
+    if (m != it->second.members.end() && m->second.fd == c.sock.fd()) {
+      it->second.members.erase(m);
+      if (it->second.members.empty()) groups_.erase(it);
+    }
   }
   c.state = State::closing;
 }
@@ -545,6 +720,8 @@ void Server::close_conn(int fd, const std::string& why) {
   if (partner >= 0)
     log(false, "relay ", c.relay_key, " ended after ", c.relayed, " bytes from ", c.addr);
   ::epoll_ctl(epoll_.fd(), EPOLL_CTL_DEL, fd, nullptr);
+  if (auto pa = per_address_.find(c.ip); pa != per_address_.end() && --pa->second == 0)
+    per_address_.erase(pa);
   conns_.erase(it);
   if (partner >= 0) {
     auto pi = conns_.find(partner);
@@ -555,11 +732,32 @@ void Server::close_conn(int fd, const std::string& why) {
   }
 }
 
+void Server::forget_oldest_table() {
+  auto [until, comm] = std::move(table_order_.front());
+  table_order_.pop_front();
+  // A comm sent again later has a later `until`: that newer table stays.
+  auto it = sent_tables_.find(comm);
+  if (it == sent_tables_.end() || it->second.until != until) return;
+  table_sessions_ -= it->second.sessions.size();
+  sent_tables_.erase(it);
+}
+
 void Server::sweep() {
   auto now = Clock::now();
   std::vector<int> late;
-  for (auto& [fd, c] : conns_)
+  for (auto& [fd, c] : conns_) {
     if (now >= c->deadline) late.push_back(fd);
+    if (c->state == State::relaying) {
+      auto p = conns_.find(c->partner);
+      auto moved = std::max(c->last_moved, p == conns_.end() ? c->last_moved : p->second->last_moved);
+      if (now - moved >= opt_.relay_idle) late.push_back(fd);
+    }
+  }
+  while (!table_order_.empty() && now >= table_order_.front().first) forget_oldest_table();
+  for (auto it = log_limits_.begin(); it != log_limits_.end();)
+    it = now - it->second.last >= 6 * kLogInterval && it->second.dropped == 0
+             ? log_limits_.erase(it)
+             : std::next(it);
   for (int fd : late) {
     auto it = conns_.find(fd);
     if (it == conns_.end()) continue;
@@ -572,7 +770,7 @@ void Server::sweep() {
         break;
       case State::registered: {
         auto g = groups_.find(c.comm);
-        std::string have = g == groups_.end() ? "?" : std::to_string(g->second.count);
+        std::string have = g == groups_.end() ? "?" : std::to_string(g->second.count());
         std::string want = g == groups_.end() ? "?" : std::to_string(g->second.num_peers);
         fail(c, proto::ErrorCode::expired,
              "registration of peer " + std::to_string(c.peer_id) + " of comm '" + c.comm +
@@ -586,6 +784,9 @@ void Server::sweep() {
                  std::to_string(opt_.registration_ttl.count()) + " ms");
         break;
       case State::relaying:
+        log(true, "relay ", c.relay_key, " from ", c.addr, " closed: idle for ",
+            opt_.relay_idle.count(), " ms (--relay-idle-ms)");
+        close_conn(fd, "");
         break;
       case State::closing:
         close_conn(fd, "reply not read within " + std::to_string(opt_.write_timeout.count()) +

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -22,6 +23,20 @@ struct Options {
   std::string bind = "0.0.0.0";
   std::uint16_t port = 10000;
   std::size_t max_connections = 4096;
+  /// Open connections from one IP address at most (0: no limit). Generous, because
+  /// every function of a job behind one NAT gateway comes from the same address,
+  /// but below max_connections, so that one stranger cannot hold every slot.
+  std::size_t max_per_address = 1024;
+  /// A relay on which no byte moved either way for this long is closed (a pair that
+  /// stopped reading cannot hold its slots and buffers forever).
+  std::chrono::milliseconds relay_idle{600000};
+  /// Bytes one relay forwards (both directions together) at most; 0: no cap.
+  std::uint64_t relay_max_bytes = std::uint64_t(16) << 30;
+  /// How long after sending a communicator's table the server still relays its
+  /// pairs (Direct connects pairs on first use, which may be long after the table).
+  std::chrono::milliseconds relay_window{std::chrono::hours(24)};
+  /// How long the listener is left alone after accept ran out of descriptors.
+  std::chrono::milliseconds accept_backoff{250};
   /// A connection must deliver its REGISTER within this time (slow/half-open peers).
   std::chrono::milliseconds hello_timeout{5000};
   /// A registration not completed into a table within this time expires.
@@ -49,6 +64,7 @@ class Server {
   struct Conn {
     Wire::Socket sock;
     std::string addr;  // public address:port as seen here
+    std::string ip;    // the address without the port (per-address limit)
     proto::Endpoint public_ep;
     State state = State::awaiting_register;
     std::vector<std::byte> in;
@@ -64,14 +80,26 @@ class Server {
     bool read_closed = false;  // EOF received; forwarded to the partner once flushed
     bool paused = false;       // not reading: the partner's output buffer is full
     bool want_read = true;
+    bool in_epoll = true;  // false while it wants no event at all (see update_events)
     std::uint64_t relayed = 0;
+    Clock::time_point last_moved;  // relay: last byte read or written (idle timeout)
     proto::Nonce nonce{};  // of the CHALLENGE sent on this connection
+  };
+  // Sparse: a REGISTER announcing 4096 peers costs the server one entry, not 4096
+  // (memory proportional to the bytes received).
+  struct Member {
+    int fd = -1;
+    proto::PeerEntry entry;
   };
   struct Group {
     std::uint32_t num_peers = 0;
-    std::vector<int> members;  // fd per peer id, -1 if not registered
-    std::vector<proto::PeerEntry> entries;
-    std::uint32_t count = 0;
+    std::map<std::uint32_t, Member> members;  // by peer id, registered ones only
+    std::uint32_t count() const { return std::uint32_t(members.size()); }
+  };
+  /// A table the server sent: the sessions of its peers, which a RELAY must name.
+  struct SentTable {
+    std::vector<std::uint64_t> sessions;  // by peer id
+    Clock::time_point until;
   };
 
   void accept_all();
@@ -92,8 +120,15 @@ class Server {
   void leave_group(Conn& c);
   void update_events(Conn& c);
   void sweep();
+  void forget_oldest_table();
+  void pause_accepting(int err);
+  void refuse(int fd, const std::string& key, const std::string& text, const std::string& reply);
   template <typename... A>
   void log(bool important, const A&... a);
+  /// Logs at most once per `key` every few seconds (and says how many were left
+  /// out since): what a stranger can trigger at will must not flood the log.
+  template <typename... A>
+  void log_limited(const std::string& key, const A&... a);
 
   Options opt_;
   Wire::Socket listener_;
@@ -103,6 +138,18 @@ class Server {
   std::unordered_map<int, std::unique_ptr<Conn>> conns_;
   std::map<std::string, Group> groups_;
   std::map<std::string, int> relay_waiting_;  // relay key -> fd
+  std::map<std::string, SentTable> sent_tables_;  // comm -> its last table
+  // Tables in the order they were sent (= the order they expire), for the sweep and
+  // for evicting the oldest when they hold more than kMaxTableSessions sessions.
+  std::deque<std::pair<Clock::time_point, std::string>> table_order_;
+  std::size_t table_sessions_ = 0;
+  std::map<std::string, std::size_t> per_address_;  // ip -> open connections
+  struct Limited {
+    Clock::time_point last;
+    std::uint64_t dropped = 0;
+  };
+  std::map<std::string, Limited> log_limits_;
+  Clock::time_point accept_paused_until_{};  // EMFILE back-off; epoch: accepting
   bool stopping_ = false;
 };
 

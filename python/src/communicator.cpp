@@ -110,9 +110,16 @@ std::unique_ptr<PyCommunicator> PyCommunicator::from_env(const py::object& comm_
                                           faas_memory);
 }
 
-PyCommunicator::~PyCommunicator() { finalize(); }
+PyCommunicator::~PyCommunicator() {
+  // No reduction check here (a destructor must not throw): the communicator that runs
+  // a collective is referenced by that call, so it is never destroyed from inside it.
+  py::gil_scoped_release nogil;
+  std::lock_guard lk(mu_);
+  comm_.reset();
+}
 
 void PyCommunicator::finalize() {
+  check_not_in_reduction("close");
   // Channels close connections and delete their objects: may block.
   py::gil_scoped_release nogil;
   std::lock_guard lk(mu_);
@@ -128,6 +135,7 @@ FMI::Communicator& PyCommunicator::comm(const char* op) {
 
 template <typename F>
 void PyCommunicator::blocking(const char* op, F&& f) {
+  check_not_in_reduction(op);
   py::gil_scoped_release nogil;
   std::lock_guard lk(mu_);
   // Checked under the mutex: another thread may have finalised it meanwhile.

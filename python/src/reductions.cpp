@@ -249,8 +249,27 @@ void Reduction::store(py::handle result, Bytes out) const {
   np.attr("copyto")(dst, src.attr("reshape")(dst.attr("shape")));
 }
 
+namespace {
+// Custom reduction functions running on this thread (they may nest through another
+// communicator's call only by the error below, so 0 or 1 in practice).
+thread_local int reductions_running = 0;
+struct Running {
+  Running() { ++reductions_running; }
+  ~Running() { --reductions_running; }
+};
+}  // namespace
+
+void check_not_in_reduction(const char* op) {
+  if (reductions_running > 0)
+    FMI_THROW(FMI::UsageError, op,
+              ": called from inside a custom reduction function (fmi.op.custom); the "
+              "collective that runs the function holds the communicator, so this call would "
+              "wait for itself. A reduction function must only compute on its two operands");
+}
+
 void Reduction::call_python(const void* ctx, ConstBytes l, ConstBytes r, Bytes out) {
   const auto* self = static_cast<const Reduction*>(ctx);
+  Running running;
   py::gil_scoped_acquire gil;
   py::object res = self->fn_(self->operand(l), self->operand(r));
   self->store(res, out);

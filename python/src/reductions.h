@@ -35,6 +35,12 @@ struct Func {
 /// caller's stack for the duration of the call (it holds Python references, so it
 /// is created and destroyed with the GIL held). Not copyable or movable: the
 /// ReduceOp points into it.
+/// Throws UsageError when this thread is inside a custom reduction function: a
+/// communicator call from there would wait for the collective that is calling the
+/// function (the communicator's mutex is held), a deadlock. Called by every
+/// communicator entry point that takes that mutex.
+void check_not_in_reduction(const char* op);
+
 class Reduction {
  public:
   /// For typed values (fmi.types): operands are ints/floats or lists of them.

@@ -152,3 +152,21 @@ def test_timeout_in_collective():
     _, errors, _ = run_peers_raw(3, body, max_timeout=0.2)
     assert isinstance(errors[0], fmi.TimeoutError), errors
     assert errors[1] is None and errors[2] is None
+
+
+def test_custom_reduction_calling_its_communicator_is_a_usage_error():
+    # Issue 15: the function ran inside the collective, which holds the communicator;
+    # calling back into it waited for itself forever. Now a UsageError, raised inside
+    # the function and carried out of the reduce.
+    def body(comm):
+        def calls_back(a, b):
+            comm.barrier()
+            return a + b
+
+        f = fmi.func(fmi.op.custom, calls_back, True, True)
+        if comm.peer_id == 0:
+            with pytest.raises(fmi.UsageError, match="inside a custom reduction function"):
+                comm.reduce(1, 0, f, INT)
+        else:
+            comm.reduce(1, 0, f, INT)  # a non-root only sends its operand
+    run_peers(2, body, check_store_empty=False)

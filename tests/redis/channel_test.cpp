@@ -392,6 +392,52 @@ TEST(RedisChannelAuth, PasswordAndUsername) {
   EXPECT_EQ(raw->dbsize(), 0);
 }
 
+// FMI_REDIS_PASSWORD replaces backends.Redis.password (as FMI_SECRET does for the
+// Direct secret): a configuration without the password reaches the server.
+TEST(RedisChannelAuth, PasswordFromTheEnvironment) {
+  RedisServer server(RedisServer::Options{"env pass"});
+  auto cfg = config_for(server.port());
+  cfg.password = "not the password";
+  ::setenv("FMI_REDIS_PASSWORD", "env pass", 1);
+  {
+    auto a = open(cfg, 0), b = open(cfg, 1);
+    a->put(key(Operation::send, 0, 0, 1), pattern(10, 1), 1, in(5s));
+    Bytes out(10);
+    b->get(key(Operation::send, 0, 0, 1), out, in(5s));
+    EXPECT_TRUE(out == pattern(10, 1));
+  }
+  ::unsetenv("FMI_REDIS_PASSWORD");
+  EXPECT_THROW(open(cfg), FMI::ChannelError);  // the configured (wrong) one again
+}
+
+// A stranger with access to Redis pushes a "stored" token whose chunk size is near
+// 2^64, so that the old check `chunks == (size + chunk_bytes - 1) / chunk_bytes`
+// wrapped and chunks=0 passed: the get returned without data. It is a PeerError now.
+TEST_F(RedisChannelTest, ForgedStoredTokenWithZeroChunksIsRefused) {
+  auto cfg = config_for(server_->port());
+  auto b = open(cfg, 1);
+  const ObjectKey k = key(Operation::send, 7, 0, 1);
+  std::string token(25, '\0');
+  auto put = [&](std::size_t at, std::uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) token[at + i] = char((v >> (8 * i)) & 0xff);
+  };
+  token[0] = 'S';
+  put(1, 1, 4);              // readers
+  put(5, 1000, 8);           // size
+  put(13, 0, 4);             // chunks
+  put(17, ~0ull - 10, 8);    // chunk_bytes
+  auto raw = server_->client();
+  raw->command({"RPUSH", "fmi:" + k.str("redis-test") + "#n", token});
+  Bytes out(1000, std::byte{0x5a});
+  try {
+    b->get(k, out, in(5s));
+    ADD_FAILURE() << "a forged token with chunks=0 was accepted";
+  } catch (const FMI::PeerError& e) {
+    EXPECT_NE(std::string(e.what()).find("inconsistent notification"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(RedisChannelFailure, ServerKilledWhileAGetIsBlocked) {
   RedisServer server;
   auto cfg = config_for(server.port(), 30s);

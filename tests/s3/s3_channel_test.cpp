@@ -347,6 +347,34 @@ TEST_F(S3ChannelTest, S3ErrorResponsesQuoteCodeStatusMethodAndKey) {
   EXPECT_NE(msg.find("comm/send/1/0-1"), std::string::npos) << msg;
 }
 
+// A communicator name with dot segments, which curl collapses: with path-style URLs
+// "x/../../<other bucket>" would put objects into another bucket. Refused, by the
+// channel at init and by the client for any key; the other bucket stays empty.
+TEST_F(S3ChannelTest, DotSegmentNamesCannotReachAnotherBucket) {
+  const std::string other = bucket_ + "-other";
+  client(other)->create_bucket(in(10s));
+  const std::vector<std::string> names = {"x/../../" + other, "..", "a/./b", "a/.."};
+  for (const std::string& name : names) {
+    auto ch = s3_channel(config_json());
+    const std::string msg =
+        expect_throw<FMI::UsageError>([&] { ch->init({0, 1, name, 128}); });
+    EXPECT_NE(msg.find("communicator name '" + name + "'"), std::string::npos) << msg;
+  }
+  auto c = client();
+  expect_throw<FMI::UsageError>(
+      [&] { c->put_object("x/../../" + other + "/k", {}, {}, in(10s)); });
+  EXPECT_TRUE(client(other)->list_objects("", in(10s)).empty());
+  EXPECT_TRUE(bucket_contents().empty());
+  // Dots inside a segment are ordinary characters.
+  auto ok = s3_channel(config_json());
+  ok->init({0, 1, "a.b/..c/d..", 128});
+  const auto k = key(Operation::send, 1, 0, 0);
+  ok->put(k, pattern(5, 1), 1, in(10s));
+  std::vector<std::byte> out(5);
+  ok->get(k, out, in(10s));
+  EXPECT_EQ(out, pattern(5, 1));
+}
+
 TEST_F(S3ChannelTest, UseBeforeInitIsAUsageError) {
   auto ch = s3_channel(config_json());
   std::vector<std::byte> out(1);

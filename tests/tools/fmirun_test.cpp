@@ -18,6 +18,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+#include <thread>
+#include <atomic>
 
 namespace fs = std::filesystem;
 
@@ -261,24 +263,86 @@ TEST(Fmirun, BadConfigIsASetupError) {
   EXPECT_EQ(r.out.find("[peer"), std::string::npos) << "no peer may start: " << r.out;
 }
 
+// A stand-in server on a loopback port: every connection gets `greeting`, then is
+// closed (a real fmi-rendezvous greets with a CHALLENGE frame: "FMIR", version 2).
+class FakeListener {
+ public:
+  explicit FakeListener(std::string greeting) : greeting_(std::move(greeting)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(fd_, 16), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 50) <= 0) continue;
+        int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) continue;
+        if (!greeting_.empty()) (void)!::send(c, greeting_.data(), greeting_.size(), MSG_NOSIGNAL);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        ::close(c);
+      }
+    });
+  }
+  ~FakeListener() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  std::uint16_t port() const { return port_; }
+
+ private:
+  std::string greeting_;
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 TEST(Fmirun, UsesARendezvousServerAlreadyListening) {
-  // Something listens on the configured port: fmirun must use it, not start another
-  // (the bogus --rendezvous would make it fail if it tried).
-  int srv = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(srv, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(srv, 16), 0);
-  socklen_t len = sizeof a;
-  ::getsockname(srv, reinterpret_cast<sockaddr*>(&a), &len);
+  // Something that speaks the protocol listens on the configured port: fmirun must
+  // use it, not start another (the bogus --rendezvous would make it fail if it tried).
+  FakeListener srv(std::string("FMIR\x02\x07\x00\x00\x00\x21", 10) + std::string(33, '\0'));
   TempDir dir;
-  std::string cfg = write_config(dir.path, true, ntohs(a.sin_port));
+  std::string cfg = write_config(dir.path, true, srv.port());
   auto r = run_fmirun(
       cat({"-n", "2", "--config", cfg, "--rendezvous", "/nonexistent/fmi-rendezvous"}, probe({"connect-config"})));
-  ::close(srv);
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("using the rendezvous server already listening"), std::string::npos) << r.err;
+}
+
+// Issue 15: fmirun trusted any process on the rendezvous port. One that does not
+// speak the protocol (here: an HTTP server) is a setup error naming the port, and no
+// function starts (they would hand it their registrations).
+TEST(Fmirun, RefusesAListenerThatIsNotARendezvousServer) {
+  FakeListener srv("HTTP/1.1 400 Bad Request\r\n\r\n");
+  TempDir dir;
+  std::string cfg = write_config(dir.path, true, srv.port());
+  auto r = run_fmirun(
+      cat({"-n", "2", "--config", cfg, "--rendezvous", "/nonexistent/fmi-rendezvous"}, probe({"connect-config"})));
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("127.0.0.1:" + std::to_string(srv.port())), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("not with the rendezvous protocol"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("[peer"), std::string::npos) << "no peer may start: " << r.out;
+}
+
+// Issue 15: the configuration copy fmirun writes (with the Redis password and the
+// Direct secret in it) was 0644 in /tmp. It is owner-only now.
+TEST(Fmirun, ConfigurationCopyIsReadableByTheOwnerOnly) {
+#ifndef RENDEZVOUS_EXE
+  GTEST_SKIP() << "fmi-rendezvous is not part of this build";
+#else
+  TempDir dir;
+  std::string cfg = write_config(dir.path, true, free_port());
+  auto r = run_fmirun(cat({"-n", "2", "--rendezvous-port", "0", "--config", cfg}, probe({"config-mode"})));
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(count(r.out, "config mode 600"), 2) << r.out;
+#endif
 }
 
 TEST(Fmirun, NoRendezvousServerWhenDirectIsDisabled) {

@@ -9,6 +9,7 @@
 //   crash K DIR          peer K aborts; the others write their pid and sleep
 //   sleep SECONDS DIR    every peer writes its pid and sleeps
 //   connect-config       connect to the Direct backend's host:port of $FMI_CONFIG
+//   config-mode          print the permission bits of $FMI_CONFIG ("config mode 600")
 //   whereami             print this peer's IPv4 addresses (one per line, no loopback)
 //   listen ADDR PORT COUNT   accept COUNT connections, print each client's address
 //   connect HOST PORT MS     exit 0 if a TCP connect succeeds within MS milliseconds
@@ -23,6 +24,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -137,6 +139,14 @@ int main(int argc, char** argv) {
   if (mode == "sleep") {
     write_pid(arg(3));
     sleep_forever(std::stoi(arg(2)));
+  }
+  if (mode == "config-mode") {  // the permission bits of $FMI_CONFIG, in octal
+    const char* cfg = std::getenv("FMI_CONFIG");
+    if (!cfg) fail("FMI_CONFIG unset");
+    struct stat st {};
+    if (::stat(cfg, &st) != 0) fail(std::string("cannot stat ") + cfg);
+    std::printf("config mode %o\n", unsigned(st.st_mode & 07777));
+    return 0;
   }
   if (mode == "connect-config") {
     const char* cfg = std::getenv("FMI_CONFIG");

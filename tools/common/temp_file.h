@@ -18,9 +18,10 @@ namespace FMI::Tools {
 
 class TempFile {
  public:
-  /// Creates <temp dir>/<stem>-XXXXXX<suffix> (readable by all: functions in other
-  /// network namespaces or users read it), writes `content`. Throws
-  /// std::runtime_error naming the file.
+  /// Creates <temp dir>/<stem>-XXXXXX<suffix>, mode 0600, writes `content`. Throws
+  /// std::runtime_error naming the file. Owner-only: the content is a whole
+  /// configuration, with the Redis password and the Direct secret when they are set,
+  /// and the functions that read it run as the same user (in the NAT lab too).
   TempFile(const std::string& stem, const std::string& suffix, const std::string& content) {
     std::string tmpl =
         (std::filesystem::temp_directory_path() / (stem + "-XXXXXX" + suffix)).string();
@@ -40,7 +41,12 @@ class TempFile {
       }
       off += static_cast<std::size_t>(n);
     }
-    ::fchmod(fd.get(), 0644);
+    // mkstemps creates 0600 already; said again so that no umask or libc differs.
+    if (::fchmod(fd.get(), 0600) != 0) {
+      const int err = errno;
+      ::unlink(path_.c_str());
+      throw std::runtime_error("cannot chmod " + tmpl + ": " + std::strerror(err));
+    }
   }
   ~TempFile() { ::unlink(path_.c_str()); }
   TempFile(const TempFile&) = delete;

@@ -166,6 +166,54 @@ bool port_in_use(const std::string& host, std::uint16_t port) {
   return used;
 }
 
+// What a server already listening on host:port answers right after the connect:
+// fmi-rendezvous greets every connection with a CHALLENGE frame, whose header starts
+// with the magic "FMIR" and the protocol version (docs/rendezvous-protocol.md). Empty
+// when it looks like one; else why not (for the message). Written out here because
+// fmirun may be built without the library.
+std::string rendezvous_greeting_problem(const std::string& host, std::uint16_t port) {
+  constexpr unsigned char kMagic[4] = {'F', 'M', 'I', 'R'};
+  constexpr unsigned char kVersion = 2;
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0)
+    return "cannot resolve " + host;
+  std::string problem = "nothing accepted the connection";
+  for (addrinfo* a = res; a; a = a->ai_next) {
+    Fd s(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
+    if (!s) continue;
+    int rc;
+    do rc = ::connect(s.get(), a->ai_addr, a->ai_addrlen);
+    while (rc != 0 && errno == EINTR);
+    if (rc != 0) continue;
+    unsigned char got[5];
+    std::size_t have = 0;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    while (have < sizeof got) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      pollfd p{s.get(), POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+      ssize_t n = ::recv(s.get(), got + have, sizeof got - have, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      have += static_cast<std::size_t>(n);
+    }
+    if (have < sizeof got)
+      problem = "it did not greet with the rendezvous protocol within 3 s";
+    else if (std::memcmp(got, kMagic, sizeof kMagic) != 0)
+      problem = "it answered, but not with the rendezvous protocol";
+    else if (got[4] != kVersion)
+      problem = "it speaks rendezvous protocol version " + std::to_string(got[4]) +
+                ", this fmirun version " + std::to_string(kVersion);
+    else
+      problem.clear();
+    break;
+  }
+  ::freeaddrinfo(res);
+  return problem;
+}
+
 // ---- locating helpers -----------------------------------------------------
 
 using FMI::Tools::is_executable;
@@ -505,7 +553,15 @@ int Launcher::run() {
       lab_config_.emplace(config.dump(2));
       config_path = lab_config_->path();
     } else if (port_in_use(bind, direct.port)) {
-      say("using the rendezvous server already listening on " + bind + ":" + std::to_string(direct.port));
+      // The functions would hand their registrations (and, with a secret, their
+      // proofs) to whatever holds the port: at least check it is a rendezvous server.
+      const std::string where = bind + ":" + std::to_string(direct.port);
+      if (std::string problem = rendezvous_greeting_problem(bind, direct.port); !problem.empty())
+        throw SetupError("something is listening on " + where + " (the Direct channel's rendezvous port) but " +
+                         problem + ": stop it, or let fmirun start a server on a free port with "
+                         "--rendezvous-port 0");
+      say("using the rendezvous server already listening on " + where +
+          " (it speaks the rendezvous protocol; fmirun did not start it)");
     } else {
       start_rendezvous(direct.port, -1, bind);
     }

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <optional>
@@ -69,6 +70,19 @@ class TagMatcher {
     if (!data) return false;
     deliver(*data, out, std::forward<Mismatch>(mismatch));
     return true;
+  }
+
+  /// How many messages from `src` are parked, and how many bytes they hold: a
+  /// channel bounds both before it accepts another one (a header can announce any
+  /// size). Walks the queue: only called when a message is about to be parked.
+  std::size_t parked_messages(Utils::peer_num src) const {
+    return src < from_.size() ? from_[src].size() : 0;
+  }
+  std::uint64_t parked_bytes(Utils::peer_num src) const {
+    std::uint64_t n = 0;
+    if (src < from_.size())
+      for (const auto& m : from_[src]) n += m.data.size();
+    return n;
   }
 
   /// Drops every parked message (finalize, re-init).

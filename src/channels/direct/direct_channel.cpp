@@ -44,10 +44,14 @@ Direct::RelayMode relay_from_env() {
   FMI_THROW(ConfigError, "FMI_DIRECT_RELAY='", v, "' must be auto, always or never");
 }
 constexpr std::size_t kHeader = 16;
-// A message with another tag than the one awaited is buffered up to this size;
-// a larger one means the peers are out of step (PeerError), not a message that
-// merely arrived early.
-constexpr std::uint64_t kMaxParked = std::uint64_t(1) << 32;
+// Messages with another tag than the one awaited are buffered ("parked"), per
+// source peer, up to these limits (docs/direct.md): beyond them the peers are out
+// of step, or the peer is hostile (PeerError naming the peer and the size). The
+// buffer of a parked message grows with the bytes that arrive, never to what its
+// 16-byte header announces: a forged header cannot make this process allocate.
+constexpr std::uint64_t kMaxParkedBytes = std::uint64_t(1) << 30;  // per source peer
+constexpr std::size_t kMaxParkedMessages = 4096;                   // per source peer
+constexpr std::size_t kParkGrowth = std::size_t(1) << 20;          // first step, then x2
 
 void put_u64(std::byte* p, std::uint64_t v) {
   for (int i = 0; i < 8; ++i) p[i] = std::byte(std::uint8_t(v >> (56 - 8 * i)));
@@ -75,7 +79,8 @@ struct DirectChannel::Transfer {
   // for the recv that asks for it; then this transfer reads the next header.
   bool parking = false;
   Tag park_tag{};
-  std::vector<std::byte> park{};
+  std::vector<std::byte> park{};  // grows as bytes arrive, up to park_len
+  std::size_t park_len = 0;       // the size its header announced
   std::size_t park_done = 0;
 
   std::size_t total() const { return kHeader + size; }
@@ -221,7 +226,22 @@ bool DirectChannel::step(Transfer& t) {
       t.checked = true;
       Tag got = Tag::decode(get_u64(t.hdr));
       std::uint64_t len = get_u64(t.hdr + 8);
-      if (!(got == t.tag) && len <= kMaxParked) {
+      if (!(got == t.tag)) {
+        // Checked here, where the header's length is read (before any allocation).
+        const std::uint64_t parked = matcher_.parked_bytes(t.peer);
+        const std::size_t parked_n = matcher_.parked_messages(t.peer);
+        if (len > kMaxParkedBytes - parked || parked_n >= kMaxParkedMessages) {
+          std::string why = "peer " + std::to_string(t.peer) + " sent a message of " +
+                            std::to_string(len) + " bytes (" + to_string(got) +
+                            ") while a receive waits for " + to_string(t.tag) + " with " +
+                            std::to_string(t.size) + " bytes, and " +
+                            std::to_string(parked_n) + " messages (" +
+                            std::to_string(parked) + " bytes) from it are parked already";
+          mesh_->mark_broken(t.peer, why);
+          FMI_THROW(PeerError, "Direct: recv: ", why, "; at most ", kMaxParkedMessages,
+                    " messages and ", kMaxParkedBytes,
+                    " bytes are parked per peer (peers out of step, or not an FMI peer)");
+        }
         start_parking(t, got, len);
         continue;
       }
@@ -247,8 +267,8 @@ void DirectChannel::start_parking(Transfer& t, Tag got, std::uint64_t len) {
   const std::size_t take = std::min<std::size_t>(have, len);
   t.parking = true;
   t.park_tag = got;
+  t.park_len = std::size_t(len);
   t.park.assign(t.data, t.data + take);
-  t.park.resize(len);
   t.park_done = take;
   if (have > take) {
     auto& pend = pending_[t.peer];
@@ -260,13 +280,15 @@ void DirectChannel::start_parking(Transfer& t, Tag got, std::uint64_t len) {
 }
 
 void DirectChannel::finish_parking_if_done(Transfer& t) {
-  if (!t.parking || t.park_done < t.park.size()) return;
+  if (!t.parking || t.park_done < t.park_len) return;
   matcher_.park(t.peer, t.park_tag, std::move(t.park));
   t.park = {};
   t.parking = false;
 }
 
 bool DirectChannel::park_step(Transfer& t) {
+  if (t.park_done == t.park.size())
+    t.park.resize(std::min(t.park_len, std::max(kParkGrowth, 2 * t.park.size())));
   iovec iov{t.park.data() + t.park_done, t.park.size() - t.park_done};
   ssize_t r = read_stream(t.peer, t.fd, &iov, 1);
   if (r < 0) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <thread>
@@ -73,6 +74,14 @@ std::string lex_upper(std::string prefix) {
   return "(" + prefix;
 }
 
+// FMI_REDIS_PASSWORD (if set and non-empty) replaces backends.Redis.password, as
+// FMI_SECRET does for the Direct secret: a password in the environment of the
+// functions need not be written into a configuration file.
+std::string redis_password(const std::string& configured) {
+  if (const char* env = std::getenv("FMI_REDIS_PASSWORD"); env && *env) return env;
+  return configured;
+}
+
 long long integer_of(const redisReply& r, std::string_view what) {
   if (r.type != REDIS_REPLY_INTEGER)
     FMI_THROW(ChannelError, "Redis: unexpected reply type ", r.type, " to ", what);
@@ -105,7 +114,7 @@ RedisChannel::RedisChannel(const RedisConfig& config)
     : max_timeout_(config.max_timeout),
       first_wait_(std::max(config.timeout, std::chrono::milliseconds(1))),
       model_(std::make_shared<RedisModel>(config.model)),
-      conn_(Endpoint{config.host, config.port, config.username, config.password, config.db}) {
+      conn_(Endpoint{config.host, config.port, config.username, redis_password(config.password), config.db}) {
   // A crashed peer's keys outlive it by a few operation timeouts at most; at least
   // 10 s so that a reader that starts a little late still finds its message.
   const auto ttl = std::max<std::chrono::milliseconds>(4 * max_timeout_, 10s);
@@ -258,7 +267,9 @@ void RedisChannel::get(const ObjectKey& key, Bytes out, Deadline deadline) {
   // Stored: the data sits in the hash until its last reader is done. A mismatch
   // leaves it to the writer's finalize (or the TTL).
   if (size != out.size()) mismatch();
-  if (chunk_bytes == 0 || chunks != (size + chunk_bytes - 1) / chunk_bytes)
+  // Without overflow: `size + chunk_bytes - 1` wraps for a forged chunk_bytes near
+  // 2^64 and made chunks=0 pass, a "stored" message that fetched nothing.
+  if (chunk_bytes == 0 || chunks != (size == 0 ? 0 : (size - 1) / chunk_bytes + 1))
     FMI_THROW(PeerError, "Redis ", conn_.address(), ": get of ", n.what,
               ": inconsistent notification (", size, " bytes in ", chunks, " chunks of ",
               chunk_bytes, ")");

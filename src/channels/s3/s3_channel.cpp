@@ -40,6 +40,8 @@ void S3Channel::check_init(const char* op) const {
 void S3Channel::init(const ChannelContext& ctx) {
   if (ctx.comm_name.empty())
     FMI_THROW(UsageError, "S3 channel: empty communicator name (it prefixes every object key)");
+  // The name prefixes every key: "a/../../other" would reach bucket "other".
+  s3::check_key(ctx.comm_name, "communicator name");
   ctx_ = ctx;
   client_.head_bucket(Clock::now() + cfg_.max_timeout);
   inited_ = true;

@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 #include <thread>
 
 #include "base/config_reader.h"
@@ -390,8 +391,26 @@ std::string Client::where() const {
   return opts_.endpoint + " (bucket " + opts_.bucket + ")";
 }
 
+void check_key(const std::string& key, const std::string& what) {
+  std::size_t start = 0;
+  for (;;) {
+    std::size_t end = key.find('/', start);
+    std::string_view seg(key.data() + start,
+                         (end == std::string::npos ? key.size() : end) - start);
+    if (seg == "." || seg == "..")
+      FMI_THROW(UsageError, "S3: ", what, " '", key, "' has a '", seg,
+                "' segment: HTTP clients collapse it, so it would address another key or "
+                "another bucket; use a name without '.' and '..' between slashes");
+    if (end == std::string::npos) return;
+    start = end + 1;
+  }
+}
+
 std::string Client::url(const std::string& key, const std::string& query) const {
   std::string u = base_;
+  // curl removes dot segments from the path (RFC 3986), and uri_encode keeps '.' and
+  // '/': "a/../../other/k" would reach bucket "other" with path-style URLs.
+  if (!key.empty()) check_key(key, "object key");
   if (!key.empty())
     u += "/" + uri_encode(key, true);
   else if (!path_style_)

@@ -35,6 +35,11 @@ struct Credentials {
   static Credentials from_env();
 };
 
+/// Throws UsageError if `key` has a "." or ".." segment (between slashes or at
+/// either end): URL normalisation would make it address another key or bucket.
+/// `what` names it in the message ("object key", "communicator name").
+void check_key(const std::string& key, const std::string& what);
+
 struct ClientOptions {
   std::string bucket;
   std::string region;
