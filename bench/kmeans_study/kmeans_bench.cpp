@@ -176,7 +176,9 @@ int main(int argc, char** argv) {
         model_usd = 1000 * p.cost();
         const double faas = comm.config().model.faas.gib_second_price * (memory / 1024.0) * n *
                             (s.median / 1e3);
-        measured_usd = 1000 * (p.channel_cost + faas);
+        // Servers billed per hour by the measured share of time, as the model does.
+        const double servers = model->hourly_price() * (s.median / 1e3) / 3600.0;
+        measured_usd = 1000 * (p.channel_cost + servers + faas);
       }
 #endif
       std::printf("KMEANS_SUMMARY,%s,%u,%d,%zu,%.4f,%.4f,%.4f,%.4f,%.6e,%.6e\n", ch.c_str(), n,

@@ -27,15 +27,28 @@ struct ChannelContext {
 
 /// Performance and cost model of one exchange on a channel: `producers` peers each
 /// deliver `bytes` to `consumers` peers. Parameters come from the config's "model"
-/// section. Used by the channel policy; see docs/channels.md for the formulas.
+/// section. Used by the channel policy; see docs/policy.md for the formulas.
 class ChannelModel {
  public:
   virtual ~ChannelModel() = default;
   /// Predicted seconds until every consumer holds every producer's data.
   virtual double latency(unsigned producers, unsigned consumers, std::size_t bytes) const = 0;
-  /// Predicted USD charged by the channel itself (requests, transfer, servers),
-  /// excluding the functions' own run time (the policy adds that from latency).
+  /// Predicted USD that the exchange itself is billed: requests (where the service
+  /// bills per request) and transfer. Excludes servers billed per hour (below) and
+  /// the functions' own run time (the policy adds both from the latency).
   virtual double cost(unsigned producers, unsigned consumers, std::size_t bytes) const = 0;
+  /// USD per hour of servers the channel holds for the job's lifetime (a Redis
+  /// instance, the rendezvous VM); an operation is charged its share of time,
+  /// hourly_price() x latency / 3600. 0 for channels without such a server.
+  virtual double hourly_price() const { return 0.0; }
+  /// USD of the requests that set-up and tear-down cost a job of `num_peers`
+  /// functions (docs/policy.md, "Job cost"): for being enabled, plus `pairs`
+  /// pairs of functions connected on first use (point-to-point channels; 0 when
+  /// unused), plus, if `collective`, what a collective's use adds at finalize.
+  virtual double setup_cost(unsigned num_peers, double pairs, bool collective) const {
+    (void)num_peers, (void)pairs, (void)collective;
+    return 0.0;
+  }
 };
 
 /// Base of every channel. Channels are created by the Communicator from the config

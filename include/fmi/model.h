@@ -42,14 +42,16 @@ namespace FMI::Utils {
 struct Prediction {
   std::string algorithm;      // the algorithm the collectives would run (e.g. "ring")
   double latency = 0.0;       // seconds, until every peer is done
-  double channel_cost = 0.0;  // USD charged by the channel (requests, transfer, servers)
+  double channel_cost = 0.0;  // USD billed per use of the channel: requests, transfer
+  double infra_cost = 0.0;    // USD of servers billed per hour, by share of time
   double faas_cost = 0.0;     // USD of the functions' GiB-seconds while they take part
-  double cost() const { return channel_cost + faas_cost; }
+  double cost() const { return channel_cost + infra_cost + faas_cost; }
 };
 
 /// Latency and cost of `info` on a channel of `kind` whose exchanges follow `model`:
 /// the exchanges of the algorithm that coll::choose_p2p / choose_store would pick,
-/// plus gib_second_price x faas_memory/1024 x latency x participating functions.
+/// plus model.hourly_price() x latency / 3600 (servers) and
+/// gib_second_price x faas_memory/1024 x latency x participating functions.
 Prediction predict(const OperationInfo& info, Comm::ChannelKind kind,
                    const Comm::ChannelModel& model, const Config& config);
 

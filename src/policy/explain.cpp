@@ -11,8 +11,35 @@
 #include "fmi/config.h"
 #include "fmi/errors.h"
 #include "fmi/model.h"
+#include "policy/models.h"
+
+namespace FMI::policy {
+
+// The sizes of the table, for people ("8 B", "64 MiB", "1.5 MiB"). The tools print
+// sizes with their own copy in tools/common/cli.h: a library cannot depend on tools/,
+// and a formatting helper is no part of the public API.
+std::string format_size(std::size_t bytes) {
+  static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = double(bytes);
+  int u = 0;
+  while (v >= 1024.0 && u < 4) {
+    v /= 1024.0;
+    ++u;
+  }
+  char buf[32];
+  if (v == std::floor(v))
+    std::snprintf(buf, sizeof buf, "%.0f %s", v, units[u]);
+  else
+    std::snprintf(buf, sizeof buf, "%.3g %s", v, units[u]);
+  return buf;
+}
+
+}  // namespace FMI::policy
 
 namespace FMI::Utils {
+
+using policy::format_size;
+
 namespace {
 
 // Stand-ins that only carry a kind and a model: the policy never moves bytes.
@@ -66,25 +93,6 @@ std::string format_latency(double s) {
 std::string format_usd(double usd) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.3e", usd);
-  return buf;
-}
-
-// The sizes of the table, for people ("8 B", "64 MiB", "1.5 MiB"). The tools print
-// sizes with their own copy in tools/common/cli.h: a library cannot depend on tools/,
-// and a formatting helper is no part of the public API.
-std::string format_size(std::size_t bytes) {
-  static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = double(bytes);
-  int u = 0;
-  while (v >= 1024.0 && u < 4) {
-    v /= 1024.0;
-    ++u;
-  }
-  char buf[32];
-  if (v == std::floor(v))
-    std::snprintf(buf, sizeof buf, "%.0f %s", v, units[u]);
-  else
-    std::snprintf(buf, sizeof buf, "%.3g %s", v, units[u]);
   return buf;
 }
 
@@ -144,7 +152,7 @@ std::string explain(const Config& config, const ExplainOptions& o) {
   const auto rows = explain_rows(config, o);
   std::vector<std::vector<std::string>> cells;
   cells.push_back({"operation", "size", "channel", "algorithm", "latency", "cost USD",
-                   "channel USD", "functions USD", "chosen for"});
+                   "requests+transfer USD", "servers USD", "functions USD", "chosen for"});
   for (const auto& r : rows) {
     bool first = true;
     for (const auto& [name, p] : r.per_channel) {
@@ -153,7 +161,8 @@ std::string explain(const Config& config, const ExplainOptions& o) {
         if (c == name) chosen += (chosen.empty() ? "" : ", ") + std::string(to_string(h));
       cells.push_back({first ? to_string(r.op) : "", first ? format_size(r.size) : "", name,
                        p.algorithm, format_latency(p.latency), format_usd(p.cost()),
-                       format_usd(p.channel_cost), format_usd(p.faas_cost), chosen});
+                       format_usd(p.channel_cost), format_usd(p.infra_cost), format_usd(p.faas_cost),
+                       chosen});
       first = false;
     }
   }
@@ -161,7 +170,7 @@ std::string explain(const Config& config, const ExplainOptions& o) {
   for (const auto& line : cells)
     for (std::size_t i = 0; i < line.size(); ++i) width[i] = std::max(width[i], line[i].size());
   // Numbers right-aligned, names left-aligned.
-  const std::vector<bool> right = {false, true, false, false, true, true, true, true, false};
+  const std::vector<bool> right = {false, true, false, false, true, true, true, true, true, false};
   std::ostringstream os;
   os << "# " << o.num_peers << " peers, " << o.faas_memory << " MiB functions";
   if (!o.commutative && !o.associative)
@@ -170,7 +179,8 @@ std::string explain(const Config& config, const ExplainOptions& o) {
     os << ", reductions non-commutative";
   else if (!o.associative)
     os << ", reductions non-associative";
-  os << "; latency until every peer is done; cost per call = channel + functions' GiB-seconds\n";
+  os << "; latency until every peer is done; cost per call = requests + transfer + servers' hours by share of time + functions' "
+        "GiB-seconds\n";
   for (std::size_t l = 0; l < cells.size(); ++l) {
     const auto& line = cells[l];
     std::string text;

@@ -287,6 +287,9 @@ Prediction predict(const OperationInfo& info, Comm::ChannelKind kind,
   for (const auto& x : pat.path) p.latency += x.count * model.latency(x.producers, x.consumers, x.bytes);
   for (const auto& x : pat.traffic)
     p.channel_cost += x.count * model.cost(x.producers, x.consumers, x.bytes);
+  // Servers billed per hour: the operation's share of time (USD/h x s / (s/h)).
+  p.infra_cost = model.hourly_price() * p.latency / 3600.0;
+  // Functions billed per GiB-second (USD/(GiB s) x GiB x s x functions).
   p.faas_cost = config.model.faas.gib_second_price * (double(info.faas_memory) / 1024.0) *
                 p.latency * pat.participants;
   return p;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <vector>
 
 #include "collectives/collectives.h"
@@ -45,5 +46,9 @@ coll::ReduceProps assumed_props(const Utils::OperationInfo& info);
 
 /// The pattern of the algorithm that `kind`'s collectives choose for `info`.
 Pattern pattern(const Utils::OperationInfo& info, Comm::ChannelKind kind);
+
+/// Sizes for people ("8 B", "64 MiB", "1.5 MiB"): the tables of explain and of the
+/// job model (the tools have their own copy in tools/common/cli.h).
+std::string format_size(std::size_t bytes);
 
 }  // namespace FMI::policy

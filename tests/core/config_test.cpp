@@ -242,6 +242,21 @@ TEST(Config, NewOptionalFieldsAccepted) {
   EXPECT_EQ(c.section<FMI::Comm::RedisConfig>().db, 2);
 }
 
+// Issue 16: the Direct model's optional relay fields (defaults when absent).
+TEST(Config, DirectRelayFieldsAreOptionalAndChecked) {
+  FMI::Config c = FMI::Config::parse(full_config().dump(), kSource);
+  EXPECT_EQ(c.section<FMI::Comm::DirectConfig>().model.relayed_fraction, 0.0);
+  EXPECT_EQ(c.section<FMI::Comm::DirectConfig>().model.vm_egress_price, 0.09);
+  json j = full_config();
+  j["model"]["Direct"]["relayed_fraction"] = "0.25";
+  j["model"]["Direct"]["vm_egress_price"] = 0.05;
+  c = FMI::Config::parse(j.dump(), kSource);
+  EXPECT_EQ(c.section<FMI::Comm::DirectConfig>().model.relayed_fraction, 0.25);
+  EXPECT_EQ(c.section<FMI::Comm::DirectConfig>().model.vm_egress_price, 0.05);
+  expect_error_with([](json& j) { j["model"]["Direct"]["relayed_fraction"] = 1.5; },
+                    {"model.Direct.relayed_fraction", "between 0 and 1", kSource});
+}
+
 TEST(Config, CommunicatorWithBadConfigPath) {
   const std::string path = "/nonexistent/fmi-config-for-communicator.json";
   try {

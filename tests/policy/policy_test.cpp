@@ -47,6 +47,8 @@ OperationInfo info_of(Operation op, std::size_t size, peer_num n, Hint h = Hint:
   return i;
 }
 
+FMI::Utils::ChannelMap builtins();
+
 // ---- exchange models --------------------------------------------------------------
 
 TEST(ExchangeModel, DirectByHand) {
@@ -56,12 +58,21 @@ TEST(ExchangeModel, DirectByHand) {
   EXPECT_DOUBLE_EQ(m->latency(1, 1, 1 << 20), 0.0003 + 1.0 / 250);
   EXPECT_DOUBLE_EQ(m->latency(3, 1, 0), 2 * 0.0003);                       // log2(4) overheads
   EXPECT_DOUBLE_EQ(m->latency(1, 7, 1 << 20), 3 * 0.0003 + 7.0 / 250);     // 7 MiB through one link
-  EXPECT_DOUBLE_EQ(m->cost(2, 3, 0), 6 * 0.0134 / 1000);                   // 6 messages
+  // The VM carries no data messages: no per-message price; it is billed per hour.
+  EXPECT_EQ(m->cost(2, 3, 0), 0.0);
+  EXPECT_EQ(m->cost(2, 3, 1 << 20), 0.0);  // transfer_price 0: one availability zone
+  EXPECT_DOUBLE_EQ(m->hourly_price(), 0.0134);
   EXPECT_EQ(m->latency(0, 3, 100), 0.0);
   c.section<FMI::Comm::DirectConfig>().model.transfer_price = 0.09;
   c.section<FMI::Comm::DirectConfig>().model.include_infrastructure_costs = false;
   m = FMI::Comm::make_builtin_model("Direct", c);
-  EXPECT_DOUBLE_EQ(m->cost(1, 2, std::size_t(kGiB)), 2 * 0.09);
+  EXPECT_DOUBLE_EQ(m->cost(1, 2, std::size_t(kGiB)), 2 * 0.09);  // 2 GiB delivered
+  EXPECT_EQ(m->hourly_price(), 0.0);
+  // A quarter of the bytes relayed by the VM: they also pay its egress (USD/GiB).
+  c.section<FMI::Comm::DirectConfig>().model.relayed_fraction = 0.25;
+  c.section<FMI::Comm::DirectConfig>().model.vm_egress_price = 0.08;
+  m = FMI::Comm::make_builtin_model("Direct", c);
+  EXPECT_DOUBLE_EQ(m->cost(1, 2, std::size_t(kGiB)), 2 * 0.09 + 0.25 * 2 * 0.08);
 }
 
 TEST(ExchangeModel, RedisByHand) {
@@ -70,9 +81,14 @@ TEST(ExchangeModel, RedisByHand) {
   ASSERT_TRUE(m);
   EXPECT_DOUBLE_EQ(m->latency(1, 1, 1 << 20), 0.0052 + 1.0 / 100);
   EXPECT_DOUBLE_EQ(m->latency(1, 3, 1 << 20), 2 * 0.0052 + 3.0 / 400);
-  EXPECT_DOUBLE_EQ(m->cost(2, 3, 123), (2 + 6) * 0.0038 / 1000);  // 2 puts + 6 gets
+  // The instance is billed per hour, not per request: an exchange pays transfer only.
+  EXPECT_EQ(m->cost(2, 3, 123), 0.0);
+  EXPECT_DOUBLE_EQ(m->hourly_price(), 0.0038);
+  c.section<FMI::Comm::RedisConfig>().model.transfer_price = 0.01;
   c.section<FMI::Comm::RedisConfig>().model.include_infrastructure_costs = false;
-  EXPECT_EQ(FMI::Comm::make_builtin_model("Redis", c)->cost(2, 3, 123), 0.0);
+  m = FMI::Comm::make_builtin_model("Redis", c);
+  EXPECT_DOUBLE_EQ(m->cost(2, 3, std::size_t(kGiB)), 6 * 0.01);  // 6 GiB read out
+  EXPECT_EQ(m->hourly_price(), 0.0);
 }
 
 TEST(ExchangeModel, S3ByHandWithPolling) {
@@ -143,9 +159,54 @@ TEST(Predict, DirectBcastByHand) {
   const double lat = 3 * (0.0003 + 8 / (250 * kMiB));
   EXPECT_EQ(p.algorithm, "binomial");
   EXPECT_NEAR(p.latency, lat, 1e-15);
-  EXPECT_NEAR(p.channel_cost, 7 * 0.0134 / 1000, 1e-15);
+  EXPECT_EQ(p.channel_cost, 0.0);
+  EXPECT_NEAR(p.infra_cost, 0.0134 * lat / 3600, 1e-18);  // USD/h x s / (s/h)
   EXPECT_NEAR(p.faas_cost, 0.0000166667 * (128 / 1024.0) * lat * 8, 1e-18);
-  EXPECT_DOUBLE_EQ(p.cost(), p.channel_cost + p.faas_cost);
+  EXPECT_DOUBLE_EQ(p.cost(), p.channel_cost + p.infra_cost + p.faas_cost);
+}
+
+// The issue's table (64 functions of 2048 MiB), recomputed from the formulas of
+// docs/policy.md with every unit written out: seconds, MiB/s, USD/h, USD/(GiB s).
+TEST(Predict, IssueTableByHand) {
+  const Config c;  // the shipped model (config/fmi.json's values are the defaults)
+  auto info = info_of(Operation::allreduce, 64u << 20, 64, Hint::cheap);
+  info.faas_memory = 2048;
+  const double gib_s = 0.0000166667 * (2048 / 1024.0) * 64;  // USD per second of all 64
+  // Direct, ring: 2(n-1) = 126 rounds of one 1 MiB chunk (64 MiB / 64) per link.
+  const auto d = FMI::Utils::predict(info, ChannelKind::peer_to_peer,
+                                     *FMI::Comm::make_builtin_model("Direct", c), c);
+  const double d_lat = 126 * (0.3 / 1000 + 1.0 / 250);  // 0.5418 s
+  EXPECT_EQ(d.algorithm, "ring");
+  EXPECT_NEAR(d.latency, d_lat, 1e-12);
+  EXPECT_EQ(d.channel_cost, 0.0);
+  EXPECT_NEAR(d.infra_cost, 0.0134 / 3600 * d_lat, 1e-15);
+  EXPECT_NEAR(d.faas_cost, gib_s * d_lat, 1e-12);
+  // Redis, linear: 63 -> 1 at bandwidth_single, then 1 -> 63 at bandwidth_multiple,
+  // log2(64) = 6 overheads of 5.2 ms each.
+  const auto r = FMI::Utils::predict(info, ChannelKind::object_store,
+                                     *FMI::Comm::make_builtin_model("Redis", c), c);
+  const double r_lat = (6 * 0.0052 + 63 * 64 / 100.0) + (6 * 0.0052 + 63 * 64 / 400.0);  // 50.46 s
+  EXPECT_NEAR(r.latency, r_lat, 1e-9);
+  EXPECT_EQ(r.channel_cost, 0.0);
+  EXPECT_NEAR(r.infra_cost, 0.0038 / 3600 * r_lat, 1e-12);
+  EXPECT_NEAR(r.faas_cost, gib_s * r_lat, 1e-9);
+  EXPECT_LT(d.cost(), r.cost() / 50);  // the reason cheap picks Direct: 64 functions wait
+  // S3, 8 B: each exchange is an upload (40.4 ms) polled at 0 (miss) and 100 ms (hit).
+  info.data_size = 8;
+  const auto s = FMI::Utils::predict(info, ChannelKind::object_store,
+                                     *FMI::Comm::make_builtin_model("S3", c), c);
+  const double one = 6 * 0.0404 + 63 * 8 / (50 * kMiB) + 0.5 * 0.1;
+  EXPECT_NEAR(s.latency, 2 * one, 1e-12);
+  // 63 + 1 PUTs; GETs: 63 + 1 miss, then 63 + 63 misses (USD per request).
+  EXPECT_NEAR(s.channel_cost, 64 * 5.4e-6 + (64 + 126) * 4.3e-7, 1e-15);
+  EXPECT_EQ(s.infra_cost, 0.0);
+  EXPECT_NEAR(s.faas_cost, gib_s * 2 * one, 1e-12);
+  // And the policy takes Direct at every size under cheap.
+  auto policy = FMI::Utils::make_default_policy(c);
+  for (std::size_t size : {std::size_t(8), std::size_t(1) << 20, std::size_t(64) << 20}) {
+    info.data_size = size;
+    EXPECT_EQ(policy->get_channel(info, builtins()), "Direct") << size;
+  }
 }
 
 // ---- patterns against the real algorithms ----------------------------------------------
@@ -385,13 +446,21 @@ FMI::Utils::ChannelMap builtins() {
 TEST(Choice, DocumentedDefaults) {
   auto policy = FMI::Utils::make_default_policy(Config{});
   const auto ch = builtins();
-  // Small messages: Direct is fastest (0.3 ms overhead); S3 cheapest (no server).
+  // Small messages: Direct is fastest (0.3 ms overhead) and cheapest (the functions
+  // wait least; the VM is billed by the hour, not per message).
   EXPECT_EQ(policy->get_channel(info_of(Operation::bcast, 8, 8, Hint::fast), ch), "Direct");
-  EXPECT_EQ(policy->get_channel(info_of(Operation::bcast, 8, 8, Hint::cheap), ch), "S3");
+  EXPECT_EQ(policy->get_channel(info_of(Operation::bcast, 8, 8, Hint::cheap), ch), "Direct");
   EXPECT_EQ(policy->get_channel(info_of(Operation::allreduce, 1024, 8, Hint::fast), ch), "Direct");
-  // 64 MiB bcast under cheap: S3's 9.6 s of 8 functions cost more than Redis's requests.
+  // 64 MiB bcast under cheap: Direct's 0.45 s against Redis's 1.1 s and S3's 9.5 s.
   EXPECT_EQ(policy->get_channel(info_of(Operation::bcast, 64u << 20, 8, Hint::cheap), ch),
-            "Redis");
+            "Direct");
+  // S3 is cheapest where the others' servers are dear: a VM at 100 USD/h.
+  Config pricey;
+  pricey.section<FMI::Comm::DirectConfig>().model.vm_price = 100;
+  pricey.section<FMI::Comm::RedisConfig>().model.instance_price = 100;
+  EXPECT_EQ(FMI::Utils::make_default_policy(pricey)->get_channel(
+                info_of(Operation::bcast, 8, 8, Hint::cheap), ch),
+            "S3");
   // 64 MiB scatter under fast: the root's link (7 x 64 MiB at 250 MiB/s) is slower
   // than Redis's aggregate 400 MiB/s.
   EXPECT_EQ(policy->get_channel(info_of(Operation::scatter, 64u << 20, 8, Hint::fast), ch),
@@ -400,7 +469,11 @@ TEST(Choice, DocumentedDefaults) {
 
 // The choice flips exactly where the predictions cross.
 TEST(Choice, FlipsWhereModelsCross) {
-  const Config c;
+  // Direct across availability zones (0.01 USD/GiB), Redis in the functions' zone:
+  // Direct's scatter_allgather moves about twice the bytes of a store bcast, so
+  // large bcasts are cheaper on Redis.
+  Config c;
+  c.section<FMI::Comm::DirectConfig>().model.transfer_price = 0.01;
   auto policy = FMI::Utils::make_default_policy(c);
   const auto ch = builtins();
   for (Hint h : {Hint::fast, Hint::cheap}) {
@@ -510,13 +583,14 @@ TEST(Choice, ModelsAndFallbacks) {
 // `p2p_hub` under `p2p_name` and a store endpoint of `store_hub` under `store_name`.
 void run_two_channels(peer_num n, FMI::Comm::InProcessHub& p2p_hub, const std::string& p2p_name,
                       FMI::Comm::InProcessHub& store_hub, const std::string& store_name,
-                      const std::function<void(FMI::Communicator&)>& body) {
+                      const std::function<void(FMI::Communicator&)>& body,
+                      const Config& config = Config{}) {
   std::vector<std::string> errors(n);
   std::vector<std::thread> threads;
   for (peer_num id = 0; id < n; ++id)
     threads.emplace_back([&, id] {
       try {
-        FMI::Communicator comm(id, n, Config{}, "two");
+        FMI::Communicator comm(id, n, config, "two");
         comm.register_channel(p2p_name, p2p_hub.p2p_endpoint());
         comm.register_channel(store_name, store_hub.store_endpoint());
         body(comm);
@@ -559,9 +633,12 @@ TEST(Communicator, CustomPolicyRoutesBySize) {
 }
 
 // The default policy over in-process channels registered under built-in names
-// (their model() is null): fast keeps small bcasts off the store, cheap uses it.
+// (their model() is null): fast keeps small bcasts off the store, cheap uses it
+// when the rendezvous VM is priced so that S3's requests are cheaper.
 TEST(Communicator, DefaultPolicyUsesBuiltinModelsByName) {
   const peer_num n = 4;
+  Config pricey;
+  pricey.section<FMI::Comm::DirectConfig>().model.vm_price = 100;  // USD per hour
   for (Hint h : {Hint::fast, Hint::cheap}) {
     FMI::Comm::InProcessHub p2p(n, 20s), store(n, 20s);
     std::vector<std::string> chosen(n);
@@ -572,7 +649,7 @@ TEST(Communicator, DefaultPolicyUsesBuiltinModelsByName) {
       comm.bcast(d, 2);
       EXPECT_EQ(d.get()[7], 3.5);
       chosen[comm.peer_id()] = comm.channel_for(info_of(Operation::bcast, 64, n, h));
-    });
+    }, pricey);
     for (peer_num i = 0; i < n; ++i) EXPECT_EQ(chosen[i], h == Hint::fast ? "Direct" : "S3");
     if (h == Hint::fast)
       EXPECT_EQ(store.store_requests(), 0u);
@@ -592,8 +669,8 @@ TEST(Explain, TableMatchesPolicy) {
   const auto rows = FMI::Utils::explain_rows(c, o);
   ASSERT_EQ(rows.size(), 3u);  // barrier: one row
   EXPECT_EQ(rows[0].choice.at(0).second, "Direct");
-  EXPECT_EQ(rows[0].choice.at(1).second, "S3");
-  EXPECT_EQ(rows[1].choice.at(1).second, "Redis");
+  EXPECT_EQ(rows[0].choice.at(1).second, "Direct");
+  EXPECT_EQ(rows[1].choice.at(1).second, "Direct");
   ASSERT_EQ(rows[0].per_channel.size(), 3u);
   EXPECT_EQ(rows[0].per_channel[0].second.algorithm, "binomial");
   const std::string table = FMI::Utils::explain(c, o);

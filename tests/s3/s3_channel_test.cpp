@@ -1,6 +1,7 @@
 // What only the S3 channel does, against a real S3 server (moto): adaptive polling
 // (requests per get), listing with continuation tokens, batched deletes, objects
-// left after finalize (with a missing peer too), session tokens, SigV4 on every
+// left after finalize (with a missing peer too), no request at finalize from a
+// channel that moved nothing (issue 16), session tokens, SigV4 on every
 // request, keep-alive, and the errors of a bad set-up. The object-store contract
 // (sizes up to 64 MiB, readers, waiting, mismatches, deadlines, erase, listing) and
 // the collectives are tests/conformance's.
@@ -13,8 +14,11 @@
 #include <thread>
 
 #include "channels/s3/config.h"
-#include "fmi/model.h"
 #include "fmi/errors.h"
+#include "fmi/fmi.h"
+#include "fmi/inproc.h"
+#include "fmi/model.h"
+#include "harness.h"
 #include "s3_fixture.h"
 
 namespace fmitest {
@@ -182,6 +186,114 @@ TEST_F(S3ChannelTest, FinalizeWithAMissingPeerStillCleansUp) {
     ch->init({1, 2, comm_, 128});
     ch->put(key(Operation::bcast, 1, 1), pattern(10, 1), 3, in(10s));
   }  // the destructor finalizes: peer 0 never arrives
+  EXPECT_TRUE(bucket_contents().empty());
+}
+
+// Issue 16: a channel that moved nothing touches nothing at finalize. Peer 1 of 3
+// whose partners never come: no barrier (it would wait max_timeout for peer 0's
+// release), no request after the HEAD of init.
+TEST_F(S3ChannelTest, UnusedChannelSendsNoRequestAtFinalize) {
+  auto ch = s3_channel(config_json(5ms, 5s));
+  ch->init({1, 3, comm_, 128});
+  EXPECT_EQ(ch->requests(), 1u);  // HEAD bucket
+  const auto t0 = FMI::Utils::Clock::now();
+  ch->finalize();
+  EXPECT_LT(FMI::Utils::Clock::now() - t0, 2s);
+  EXPECT_EQ(ch->requests(), 1u);
+  EXPECT_TRUE(bucket_contents().empty());
+}
+
+// Issue 16: S3 unreachable by the time the run ends (its own moto server, stopped
+// after init): channels that moved nothing finish at once and report nothing.
+TEST_F(S3ChannelTest, UnusedChannelFinishesCleanlyWhenS3IsGone) {
+  auto own = std::make_unique<MotoServer>();
+  const std::string json = config_json(5ms, 3s, {}, own->endpoint());
+  FMI::Comm::s3::Client(FMI::Comm::s3::ClientOptions{bucket_, "us-east-1", own->endpoint(),
+                                                     FMI::Comm::s3::Credentials::from_env()})
+      .create_bucket(in(10s));
+  std::vector<std::shared_ptr<S3Channel>> chs;
+  for (unsigned i = 0; i < 3; ++i) {
+    chs.push_back(s3_channel(json));
+    chs.back()->init({i, 3, comm_, 128});
+  }
+  own.reset();  // S3 is gone
+  ::testing::internal::CaptureStderr();
+  const auto t0 = FMI::Utils::Clock::now();
+  for (auto& ch : chs) ch->finalize();
+  const auto took = FMI::Utils::Clock::now() - t0;
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_LT(took, 1s);
+  EXPECT_EQ(err, "");
+  for (auto& ch : chs) EXPECT_EQ(ch->requests(), 1u);
+}
+
+// Only sends (single-reader objects, deleted by their reader): no finalize barrier
+// either; the reader deletes what it consumed, the writer sends nothing more.
+TEST_F(S3ChannelTest, SendsOnlyNeedNoFinalizeBarrier) {
+  const std::string json = config_json(5ms, 5s);
+  auto writer = s3_channel(json), reader = s3_channel(json);
+  writer->init({0, 3, comm_, 128});
+  reader->init({2, 3, comm_, 128});
+  const auto k = key(Operation::send, 1, 0, 2);
+  writer->put(k, pattern(16, 1), 1, in(10s));
+  std::vector<std::byte> out(16);
+  reader->get(k, out, in(10s));
+  EXPECT_EQ(out, pattern(16, 1));
+  const auto t0 = FMI::Utils::Clock::now();
+  writer->finalize();  // peer 1 never exists: a barrier would time out
+  reader->finalize();
+  EXPECT_LT(FMI::Utils::Clock::now() - t0, 2s);
+  EXPECT_EQ(writer->requests(), 2u);  // HEAD, PUT
+  EXPECT_EQ(reader->requests(), 3u);  // HEAD, GET, DELETE of the consumed object
+  EXPECT_TRUE(bucket_contents().empty());
+}
+
+// Issue 16, through a Communicator: every channel enabled, hint fast: every message
+// goes over the point-to-point channel (in-process, registered as "Direct" so that
+// the policy ranks it with the Direct model), and the S3 channel, never used, sends
+// no request after the HEAD of init: none while running, none at finalize.
+TEST_F(S3ChannelTest, AllChannelsHintFastLeavesS3Untouched) {
+  using FMI::Comm::Data;
+  using FMI::Utils::Function;
+  using Vec = std::vector<long>;
+  const unsigned n = 3;
+  FMI::Comm::InProcessHub hub(n, 20s);
+  const FMI::Config cfg = config();
+  std::vector<std::shared_ptr<FMI::Comm::Channel>> s3(n);
+  std::vector<std::exception_ptr> errors(n);
+  std::vector<std::thread> ts;
+  for (unsigned i = 0; i < n; ++i)
+    ts.emplace_back([&, i] {
+      try {
+        FMI::Communicator comm(i, n, cfg, comm_);
+        comm.register_channel("Direct", hub.p2p_endpoint());
+        comm.hint(FMI::Utils::Hint::fast);
+        s3[i] = comm.channels().at("S3");
+        const long me = i;
+        Data<Vec> v(Vec{me, 2 * me}), sum(2);
+        comm.allreduce(v, sum, Function<Vec>::sum());
+        EXPECT_EQ(sum.get(), (Vec{3, 6}));
+        Data<Vec> b(Vec{me, me});
+        comm.bcast(b, 1);
+        EXPECT_EQ(b.get(), (Vec{1, 1}));
+        comm.barrier();
+        Data<Vec> m(Vec{7 * me});
+        if (i == 0) comm.send(m, 2);
+        if (i == 2) {
+          comm.recv(m, 0);
+          EXPECT_EQ(m.get(), (Vec{0}));
+        }
+      } catch (...) {
+        errors[i] = std::current_exception();
+      }
+    });
+  for (auto& t : ts) t.join();
+  for (unsigned i = 0; i < n; ++i) {
+    if (errors[i]) ADD_FAILURE() << "peer " << i << " threw: " << describe(errors[i]);
+    auto* ch = dynamic_cast<S3Channel*>(s3[i].get());
+    ASSERT_NE(ch, nullptr);
+    EXPECT_EQ(ch->requests(), 1u) << "peer " << i << ": only the HEAD bucket of init";
+  }
   EXPECT_TRUE(bucket_contents().empty());
 }
 

@@ -191,6 +191,82 @@ std::string fmt(double v) {
   return b;
 }
 
+// What one channel's calibration measured and wrote.
+struct Result {
+  std::string name;
+  Measured ping, fan;                     // fan: Redis's 1 -> 3 bcast (may be empty)
+  std::map<std::string, double> written;  // model fields set from the measurement
+  // The fitted line of the ping-pong, seconds = intercept + slope x bytes, when a
+  // slope was written (the model must then predict exactly this line).
+  bool has_line = false;
+  double intercept = 0, slope = 0;
+};
+
+// The value of a written model field as the model reads it back from the config.
+double read_back(const FMI::Config& c, const std::string& channel, const std::string& field) {
+  if (channel == "Direct") {
+    const auto& m = c.section<FMI::Comm::DirectConfig>().model;
+    return field == "overhead" ? m.overhead : m.bandwidth;
+  }
+  if (channel == "Redis") {
+    const auto& m = c.section<FMI::Comm::RedisConfig>().model;
+    return field == "overhead"           ? m.overhead
+           : field == "bandwidth_single" ? m.bandwidth_single
+                                         : m.bandwidth_multiple;
+  }
+  const auto& m = c.section<FMI::Comm::S3Config>().model;
+  return field == "overhead" ? m.overhead : m.bandwidth;
+}
+
+// The round trip: the config as written must give the model exactly the fitted
+// values (same units: ms and MiB/s), and the model's prediction for each measured
+// exchange is printed next to the measurement. Returns false on a mismatch.
+bool check_and_compare(const std::string& text, const std::string& source,
+                       const std::vector<Result>& results, std::ostream& report) {
+  const FMI::Config loaded = FMI::Config::parse(text, source);
+  bool ok = true;
+  for (const auto& r : results) {
+    for (const auto& [field, value] : r.written) {
+      const double got = read_back(loaded, r.name, field);
+      if (got != value) {
+        std::cerr << "fmi-calibrate: model." << r.name << "." << field << " reads back as "
+                  << got << ", wrote " << value << '\n';
+        ok = false;
+      }
+    }
+    const auto model = FMI::Comm::make_builtin_model(r.name, loaded);
+    if (!model) continue;
+    report << r.name << ": measured one way vs the model's latency(1 -> 1) from the written config"
+           << (r.name == "S3" ? " (the model adds the poll delay of backends.S3.timeout)" : "")
+           << '\n';
+    auto table = [&](const Measured& m, unsigned consumers) {
+      for (std::size_t i = 0; i < m.sizes.size(); ++i) {
+        const double predicted = model->latency(1, consumers, std::size_t(m.sizes[i]));
+        report << "  " << FMI::Tools::format_size(std::size_t(m.sizes[i])) << ": measured "
+               << fmt(m.seconds[i] * 1e3) << " ms, model " << fmt(predicted * 1e3) << " ms\n";
+      }
+    };
+    // Units end to end: overhead written in ms and bandwidth in MiB/s must make the
+    // model (which reads ms and MiB/s) predict the fitted line in seconds.
+    if (r.has_line && r.name != "S3")  // S3's model adds the poll delay on top
+      for (double x : r.ping.sizes) {
+        const double line = r.intercept + r.slope * x;
+        const double predicted = model->latency(1, 1, std::size_t(x));
+        if (std::abs(predicted - line) > 1e-9 * line) {
+          std::cerr << "fmi-calibrate: " << r.name << " model predicts " << predicted
+                    << " s for " << x << " bytes, the fit " << line << " s\n";
+          ok = false;
+        }
+      }
+    table(r.ping, 1);
+    if (!r.fan.sizes.empty()) {
+      report << r.name << ": measured 1 -> 3 bcast vs the model's latency(1 -> 3)\n";
+      table(r.fan, 3);
+    }
+  }
+  return ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -284,6 +360,7 @@ int main(int argc, char** argv) {
 
   std::ostream& report = out_path.empty() ? std::cerr : std::cout;
   int calibrated = 0;
+  std::vector<Result> results;
   const std::string run = "fmi-calibrate-" + std::to_string(::getpid());
   for (const auto& t : targets) {
     report << t.name << ": ping-pong over " << sizes.size() << " sizes x " << reps << " reps\n";
@@ -298,12 +375,17 @@ int main(int argc, char** argv) {
              << fmt(m.seconds[i] * 1e3) << " ms one way\n";
     const Line l = fit(m.sizes, m.seconds);
     auto& section = doc["model"][t.name];
+    Result res{t.name, m, {}, {}};
+    // The model's units: overhead in ms, bandwidths in MiB/s (2^20 bytes per s).
     const double overhead_ms = std::max(0.0, l.intercept) * 1e3;
-    section["overhead"] = overhead_ms;
+    section["overhead"] = res.written["overhead"] = overhead_ms;
     std::string summary = "overhead " + fmt(overhead_ms) + " ms";
     const char* bw_field = t.name == "Redis" ? "bandwidth_single" : "bandwidth";
     if (l.slope > 0) {
-      section[bw_field] = 1.0 / (l.slope * kMiB);
+      section[bw_field] = res.written[bw_field] = 1.0 / (l.slope * kMiB);
+      res.has_line = true;
+      res.intercept = overhead_ms / 1e3;
+      res.slope = l.slope;
       summary += ", " + std::string(bw_field) + " " + fmt(1.0 / (l.slope * kMiB)) + " MiB/s";
     } else {
       summary += ", " + std::string(bw_field) + " kept (time does not grow with size: use larger --sizes)";
@@ -316,7 +398,8 @@ int main(int argc, char** argv) {
         summary += ", bandwidth_multiple kept (" + err + ")";
       else if (lf.slope > 0) {
         // 1 -> 3 moves 3 x size through the server: slope = 3 / bandwidth_multiple.
-        section["bandwidth_multiple"] = 3.0 / (lf.slope * kMiB);
+        section["bandwidth_multiple"] = res.written["bandwidth_multiple"] = 3.0 / (lf.slope * kMiB);
+        res.fan = f;
         summary += ", bandwidth_multiple " + fmt(3.0 / (lf.slope * kMiB)) + " MiB/s";
       } else {
         summary += ", bandwidth_multiple kept (time does not grow with size)";
@@ -353,6 +436,7 @@ int main(int argc, char** argv) {
     if (!doc["model"].contains("FaaS"))
       doc["model"]["FaaS"]["gib_second_price"] = config.model.faas.gib_second_price;
     report << t.name << ": " << summary << '\n';
+    results.push_back(std::move(res));
     ++calibrated;
   }
 
@@ -361,6 +445,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string text = doc.dump(2) + "\n";
+  try {
+    if (!check_and_compare(text, out_path.empty() ? "<output>" : out_path, results, report)) {
+      std::cerr << "fmi-calibrate: the written config does not give the model the measured "
+                   "values; nothing written\n";
+      return 1;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "fmi-calibrate: the written config does not load: " << e.what() << '\n';
+    return 1;
+  }
   if (out_path.empty()) {
     std::cout << text;
   } else {

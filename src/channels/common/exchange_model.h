@@ -20,10 +20,4 @@ inline double volume(unsigned p, unsigned c, std::size_t bytes) {
   return double(p) * double(c) * double(bytes);
 }
 
-// Amortised price of one request on a server billed per hour.
-inline double per_request(bool include, double hourly, double requests_per_hour) {
-  if (!include || requests_per_hour <= 0) return 0.0;
-  return hourly / requests_per_hour;
-}
-
 }  // namespace FMI::Comm::model

@@ -34,6 +34,13 @@ void parse_model(const config::Reader& r, ChannelConfig& out) {
   p.vm_price = r.num("vm_price");
   p.requests_per_hour = r.positive("requests_per_hour");
   p.include_infrastructure_costs = r.boolean("include_infrastructure_costs");
+  // Optional fields added by issue 16 (relayed bytes billed as VM egress).
+  if (r.has("relayed_fraction")) {
+    p.relayed_fraction = r.num("relayed_fraction");
+    if (!(p.relayed_fraction >= 0 && p.relayed_fraction <= 1))
+      r.fail("relayed_fraction", "must be between 0 and 1");
+  }
+  if (r.has("vm_egress_price")) p.vm_egress_price = r.num("vm_egress_price");
 }
 
 std::shared_ptr<Channel> make(const Config& config) {

@@ -11,6 +11,8 @@ class DirectModel final : public ChannelModel {
   explicit DirectModel(const DirectConfig::Model& m) : m_(m) {}
   double latency(unsigned producers, unsigned consumers, std::size_t bytes) const override;
   double cost(unsigned producers, unsigned consumers, std::size_t bytes) const override;
+  double hourly_price() const override;
+  double setup_cost(unsigned num_peers, double pairs, bool collective) const override;
 
  private:
   DirectConfig::Model m_;

@@ -14,13 +14,15 @@ double RedisModel::latency(unsigned p, unsigned c, std::size_t bytes) const {
   return fan(p, c) * seconds(m_.overhead) + volume(p, c, bytes) / (bw * kMiB);
 }
 
-// P uploads and P x C downloads, each a request on the hourly-billed instance.
+// An ElastiCache node is billed per hour, not per request: an exchange pays only
+// the transfer of the bytes read out of it (USD/GiB, 0 within an availability zone).
 double RedisModel::cost(unsigned p, unsigned c, std::size_t bytes) const {
   if (p == 0 || c == 0) return 0.0;
-  const double requests = double(p) + double(p) * c;
-  return requests * per_request(m_.include_infrastructure_costs, m_.instance_price,
-                                m_.requests_per_hour) +
-         m_.transfer_price * volume(p, c, bytes) / kGiB;
+  return m_.transfer_price * volume(p, c, bytes) / kGiB;
+}
+
+double RedisModel::hourly_price() const {
+  return m_.include_infrastructure_costs ? m_.instance_price : 0.0;
 }
 
 }  // namespace FMI::Comm

@@ -11,6 +11,7 @@ class RedisModel final : public ChannelModel {
   explicit RedisModel(const RedisConfig::Model& m) : m_(m) {}
   double latency(unsigned producers, unsigned consumers, std::size_t bytes) const override;
   double cost(unsigned producers, unsigned consumers, std::size_t bytes) const override;
+  double hourly_price() const override;
 
  private:
   RedisConfig::Model m_;

@@ -19,7 +19,8 @@ struct S3Config final : ChannelConfigOf<S3Config> {
   ms max_timeout{10000};
   std::string endpoint;  // optional; empty = https://s3.<region>.amazonaws.com
 
-  /// Model parameters: bandwidth in MiB/s, overhead in ms, prices in USD.
+  /// Model parameters: bandwidth in MiB/s, overhead in ms, prices in USD per
+  /// request (upload_price a PUT, download_price a GET) and per GiB (transfer).
   struct Model {
     double bandwidth = 50.0, overhead = 40.4, transfer_price = 0.0;
     double download_price = 0.00000043, upload_price = 0.0000054;

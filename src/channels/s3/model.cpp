@@ -59,4 +59,15 @@ double S3Model::cost(unsigned p, unsigned c, std::size_t bytes) const {
          m_.transfer_price * volume(p, c, bytes) / kGiB;
 }
 
+// init: one HEAD bucket per function (billed as a GET). finalize, only after a
+// collective ran on S3: n-1 arrival and n-1 release markers (PUTs), at least one
+// LIST by peer 0 (billed as a PUT), n-1 release GETs; DELETEs are free.
+double S3Model::setup_cost(unsigned n, double, bool collective) const {
+  const double peers = double(n);
+  double usd = peers * m_.download_price;
+  if (collective && n > 1)
+    usd += (2 * (peers - 1) + 1) * m_.upload_price + (peers - 1) * m_.download_price;
+  return usd;
+}
+
 }  // namespace FMI::Comm

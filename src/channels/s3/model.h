@@ -15,6 +15,7 @@ class S3Model final : public ChannelModel {
   S3Model(const S3Config::Model& m, std::chrono::milliseconds first_poll);
   double latency(unsigned producers, unsigned consumers, std::size_t bytes) const override;
   double cost(unsigned producers, unsigned consumers, std::size_t bytes) const override;
+  double setup_cost(unsigned num_peers, double pairs, bool collective) const override;
 
   /// Seconds until a producer's object exists (one upload).
   double upload_time(std::size_t bytes) const;

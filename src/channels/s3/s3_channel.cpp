@@ -46,6 +46,7 @@ void S3Channel::init(const ChannelContext& ctx) {
   client_.head_bucket(Clock::now() + cfg_.max_timeout);
   inited_ = true;
   finalized_ = false;
+  collective_ = false;
 }
 
 // Waiting for an object on S3 can only be done by asking again. The first pause
@@ -83,6 +84,7 @@ void S3Channel::poll_until(F&& ready, Deadline deadline, const std::string& what
 
 void S3Channel::put(const ObjectKey& key, ConstBytes data, unsigned readers, Deadline deadline) {
   check_init("put");
+  collective_ = collective_ || key.tag.op != Utils::Operation::send;
   if (readers == 0) return;  // nobody would read it: storing it would only leak it
   const std::string k = key.str(ctx_.comm_name);
   // The reader learns from this header whether it is the only one and may delete
@@ -96,6 +98,7 @@ void S3Channel::put(const ObjectKey& key, ConstBytes data, unsigned readers, Dea
 
 void S3Channel::get(const ObjectKey& key, Bytes out, Deadline deadline) {
   check_init("get");
+  collective_ = collective_ || key.tag.op != Utils::Operation::send;
   const std::string k = key.str(ctx_.comm_name);
   s3::GetResult g;
   poll_until([&] { return (g = client_.get_object(k, out, deadline)).found; }, deadline,
@@ -187,11 +190,18 @@ void S3Channel::finalize_barrier(Deadline deadline) {
   }
 }
 
+// The barrier only protects multi-reader objects, which only collectives create;
+// objects of a send have one reader, who deletes them. Whether a collective ran on
+// this channel is the same on every peer: the policy's choice is a pure function
+// of shared inputs, so all peers run each collective on the same channel, and in
+// every store algorithm each of n > 1 peers puts or gets at least one object of
+// it. So either every peer runs the barrier or none does, and a channel the
+// policy never used (all traffic on Direct, hint fast) costs and waits for nothing.
 void S3Channel::finalize() noexcept {
   if (!inited_ || finalized_) return;
   finalized_ = true;
   try {
-    if (ctx_.num_peers > 1) finalize_barrier(Clock::now() + cfg_.max_timeout);
+    if (collective_ && ctx_.num_peers > 1) finalize_barrier(Clock::now() + cfg_.max_timeout);
   } catch (const std::exception& e) {
     // Peer 0 will not delete this peer's arrival marker now: do it here.
     if (ctx_.peer_id != 0) {
@@ -213,7 +223,7 @@ void S3Channel::finalize() noexcept {
       pending_.clear();
       owned_.clear();
     }
-    client_.delete_objects(keys, Clock::now() + cfg_.max_timeout);
+    if (!keys.empty()) client_.delete_objects(keys, Clock::now() + cfg_.max_timeout);
   } catch (const std::exception& e) {
     std::fprintf(stderr,
                  "FMI S3 channel: peer %u of communicator '%s' could not delete its objects "

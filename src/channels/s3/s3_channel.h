@@ -24,8 +24,10 @@ class S3Channel final : public ObjectStoreChannel {
 
   /// Checks that the bucket exists (ChannelError naming bucket and endpoint).
   void init(const ChannelContext& ctx) override;
-  /// Store-level barrier of all peers, then deletes what this peer created or
-  /// consumed and has not deleted yet. Bounded by max_timeout; never throws.
+  /// Store-level barrier of all peers (only if a collective ran on this channel),
+  /// then deletes what this peer created or consumed and has not deleted yet. A
+  /// channel that moved nothing sends no request. Bounded by max_timeout; never
+  /// throws.
   void finalize() noexcept override;
   std::chrono::milliseconds max_timeout() const override { return cfg_.max_timeout; }
   std::shared_ptr<const ChannelModel> model() const override { return model_; }
@@ -68,6 +70,9 @@ class S3Channel final : public ObjectStoreChannel {
   ChannelContext ctx_;
   bool inited_ = false;
   bool finalized_ = false;
+  // A collective's object was put or read here (tag other than send): then every
+  // peer of the communicator did so, and all of them run the finalize barrier.
+  bool collective_ = false;
   unsigned page_size_ = 1000;
   std::atomic<std::uint64_t> polls_{0};
 
