@@ -129,6 +129,7 @@ void parse_backends(const Reader& b, Config& c) {
       c.direct.port = static_cast<std::uint16_t>(d.integer("port", 0, 65535));
       c.direct.max_timeout = d.millis("max_timeout");
       if (d.has("secret")) c.direct.secret = d.str("secret");
+      if (d.has("encryption")) c.direct.encryption = d.boolean("encryption");
     }
   }
 }

@@ -55,6 +55,14 @@ class DirectChannel final : public PeerToPeerChannel {
   void finish_parking_if_done(Transfer& t);
   bool park_step(Transfer& t);
   bool take_parked(Utils::peer_num src, Bytes out, Tag tag);
+  void prepare(Transfer& t);
+  [[noreturn]] void mismatch(Transfer& t, Tag got, std::uint64_t len);
+  // Encrypted connections (channels/direct/secure.h).
+  bool sealed_send(Transfer& t);
+  bool sealed_recv(Transfer& t);
+  bool sealed_park_step(Transfer& t);
+  [[noreturn]] void io_failed(Transfer& t, ssize_t r);
+  [[noreturn]] void forged(Utils::peer_num peer, Tag tag, std::size_t record);
 
   Config::Direct cfg_;
   std::chrono::microseconds spin_;  // busy-retry before blocking in poll

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "channels/direct/options.h"
+#include "channels/direct/secure.h"
 
 namespace FMI::Direct {
 
@@ -52,6 +53,8 @@ class Puncher {
 
   /// The established connection to `peer`, or -1.
   int fd(std::uint32_t peer) const { return peers_[peer].conn.fd(); }
+  /// The keys of that connection (null with encryption off).
+  secure::Link* link(std::uint32_t peer) const { return peers_[peer].link.get(); }
   /// Closes the connection to `peer` after a failure; later calls that need it
   /// throw PeerError with `why`.
   void mark_broken(std::uint32_t peer, const std::string& why);
@@ -97,7 +100,9 @@ class Puncher {
     std::size_t need = proto::kHeaderSize;
     bool header_done = false;
     proto::Hello hello;
-    proto::Nonce nonce{};  // ours, sent in our HELLO (with a secret)
+    proto::Nonce nonce{};  // ours, sent in our HELLO
+    std::unique_ptr<secure::KeyPair> kp;      // with encryption: our ephemeral key
+    std::unique_ptr<secure::SessionKeys> keys;  // derived once both HELLOs are known
     Clock::time_point started;
     std::string remote;
   };
@@ -110,6 +115,7 @@ class Puncher {
   };
   struct PeerState {
     Socket conn;
+    std::unique_ptr<secure::Link> link;  // with encryption: the keys of conn
     std::string broken;
     bool tcp_ever = false;  // a TCP connection formed at least once (handshake pending)
     Clock::time_point next_attempt{};
