@@ -5,6 +5,8 @@
 // both big-endian) followed by the payload. The receiver knows what it expects and
 // checks both fields, so a peer that sends another operation or another size is
 // reported (PeerError naming both) instead of silently corrupting the stream.
+// With encryption (default) the payload travels as sealed records after the
+// header (channels/direct/secure.h).
 #pragma once
 
 #include <sys/uio.h>

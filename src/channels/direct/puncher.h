@@ -24,6 +24,11 @@
 // learned an endpoint cannot take a peer's place. A failed proof drops that
 // candidate only; the pair keeps trying until the deadline.
 //
+// With encryption (the default, secure.h) every HELLO also carries an ephemeral
+// X25519 key share and PROOF is sent with or without a secret: it is then the key
+// confirmation of the keys derived from the exchange (salted with the secret when
+// there is one), so it also fails when anything in the HELLOs was altered.
+//
 // Only the lower peer id decides, and the higher one keeps exactly the candidate
 // it was told to accept, so both sides agree on one connection per pair.
 #pragma once
