@@ -121,8 +121,7 @@ class Proxy {
       }
       if (avail < 16) break;
       std::size_t len = be(c.up, cur + 8, 8);
-      std::size_t total =
-          16 + (sealed_ ? FMI::Direct::secure::body_size(len) : len);
+      std::size_t total = 16 + (sealed_ ? FMI::Direct::secure::body_size(len) : len);
       if (avail < total) break;
       const bool first = c.frames++ == 0;
       if (first && attack_ == Attack::flip) {
@@ -252,8 +251,10 @@ std::vector<PeerResult> transfer(std::uint16_t port, bool encryption, const std:
         PEER_CHECK(in == v, "message ", i, " arrived altered");
       }
     }
-    if (me == 1) ch->send(0, ack, tag(100), deadline());
-    else ch->recv(1, ack, tag(100), deadline());
+    if (me == 1)
+      ch->send(0, ack, tag(100), deadline());
+    else
+      ch->recv(1, ack, tag(100), deadline());
   });
 }
 
@@ -337,9 +338,9 @@ TEST(DirectEncryption, SubstitutedKeyShareFailsTheHandshakeWithSecret) {
       error = e.what();
     }
     unsigned other = 1 - me;
-    PEER_CHECK(error.find("authentication failed with peer " + std::to_string(other)) !=
-                   std::string::npos,
-               "got: '", error, "'");
+    PEER_CHECK(
+        error.find("authentication failed with peer " + std::to_string(other)) != std::string::npos,
+        "got: '", error, "'");
     PEER_CHECK(error.find("key confirmation") != std::string::npos, error);
   });
   expect_all_ok(res);
@@ -407,8 +408,8 @@ TEST(DirectEncryption, EncryptionOffInteroperatesAndMismatchFails) {
     } catch (const FMI::PeerError& e) {
       error = e.what();
     }
-    PEER_CHECK(error.find("peer " + std::to_string(1 - me)) != std::string::npos, "got: '",
-               error, "'");
+    PEER_CHECK(error.find("peer " + std::to_string(1 - me)) != std::string::npos, "got: '", error,
+               "'");
     PEER_CHECK(error.find("backends.Direct.encryption") != std::string::npos, error);
   });
   expect_all_ok(res);
@@ -421,8 +422,8 @@ TEST(DirectEncryption, RecordsRoundTripAndBindTheHeader) {
   sec::SessionKeys k;
   for (std::size_t i = 0; i < 32; ++i) k.key[0][i] = k.key[1][i] = std::uint8_t(i);
   sec::Link a(k, true), b(k, false);
-  for (std::size_t size : {std::size_t(0), std::size_t(1), sec::kRecord, sec::kRecord + 1,
-                           3 * sec::kRecord + 17}) {
+  for (std::size_t size :
+       {std::size_t(0), std::size_t(1), sec::kRecord, sec::kRecord + 1, 3 * sec::kRecord + 17}) {
     std::vector<std::byte> msg(size), wire, out(size);
     for (std::size_t i = 0; i < size; ++i) msg[i] = std::byte(i * 7);
     std::byte hdr[16] = {std::byte{1}, std::byte{2}};

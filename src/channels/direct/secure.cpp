@@ -85,8 +85,9 @@ SessionKeys derive(const KeyPair& own, const Wire::proto::KeyShare& peer, const 
   if (!dctx || EVP_PKEY_derive_init(dctx.get()) <= 0 ||
       EVP_PKEY_derive_set_peer(dctx.get(), pub.get()) <= 0 ||
       EVP_PKEY_derive(dctx.get(), shared.data(), &slen) <= 0 || slen != shared.size())
-    FMI_THROW(ChannelError, "Direct encryption: X25519 with the peer's key share failed "
-                            "(a low-order point?)");
+    FMI_THROW(ChannelError,
+              "Direct encryption: X25519 with the peer's key share failed "
+              "(a low-order point?)");
   static const std::array<std::uint8_t, 32> zero{};
   if (CRYPTO_memcmp(shared.data(), zero.data(), zero.size()) == 0)
     FMI_THROW(ChannelError, "Direct encryption: the peer's key share gives an all-zero secret");
@@ -100,7 +101,8 @@ SessionKeys derive(const KeyPair& own, const Wire::proto::KeyShare& peer, const 
   PkeyCtx h(EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nullptr));
   // An empty salt is HKDF's default (a block of zeros): the keys then rest on the
   // key exchange alone (docs/security.md, "without a secret").
-  if (!h || EVP_PKEY_derive_init(h.get()) <= 0 || EVP_PKEY_CTX_set_hkdf_md(h.get(), EVP_sha256()) <= 0 ||
+  if (!h || EVP_PKEY_derive_init(h.get()) <= 0 ||
+      EVP_PKEY_CTX_set_hkdf_md(h.get(), EVP_sha256()) <= 0 ||
       (!secret.empty() &&
        EVP_PKEY_CTX_set1_hkdf_salt(h.get(), reinterpret_cast<const unsigned char*>(secret.data()),
                                    int(secret.size())) <= 0) ||
@@ -163,7 +165,8 @@ Aead::~Aead() {
 
 void Aead::next_nonce(std::uint8_t* nonce) {
   // 2^64 records of one direction are never reached; wrapping would reuse a nonce.
-  if (seq_ == ~std::uint64_t(0)) FMI_THROW(ChannelError, "Direct encryption: sequence number exhausted");
+  if (seq_ == ~std::uint64_t(0))
+    FMI_THROW(ChannelError, "Direct encryption: sequence number exhausted");
   std::memcpy(nonce, iv_.data(), 12);
   for (int i = 0; i < 8; ++i) nonce[4 + i] ^= std::uint8_t(seq_ >> (56 - 8 * i));
   ++seq_;
@@ -178,8 +181,8 @@ void Aead::seal(const std::byte* aad, std::size_t aad_len, const std::byte* in, 
   if (EVP_CipherInit_ex(ctx_, nullptr, nullptr, nullptr, nonce, 1) <= 0 ||
       EVP_CipherUpdate(ctx_, nullptr, &len, reinterpret_cast<const unsigned char*>(aad),
                        int(aad_len)) <= 0 ||
-      (n > 0 && EVP_CipherUpdate(ctx_, o, &len, reinterpret_cast<const unsigned char*>(in),
-                                 int(n)) <= 0) ||
+      (n > 0 &&
+       EVP_CipherUpdate(ctx_, o, &len, reinterpret_cast<const unsigned char*>(in), int(n)) <= 0) ||
       EVP_CipherFinal_ex(ctx_, o + n, &len) <= 0 ||
       EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_GET_TAG, int(kTag), tag) <= 0)
     fail("AES-256-GCM seal");
@@ -195,8 +198,7 @@ bool Aead::open(const std::byte* aad, std::size_t aad_len, std::byte* buf, std::
       EVP_CipherUpdate(ctx_, nullptr, &len, reinterpret_cast<const unsigned char*>(aad),
                        int(aad_len)) <= 0 ||
       (n > 0 && EVP_CipherUpdate(ctx_, b, &len, b, int(n)) <= 0) ||
-      EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG, int(kTag),
-                          const_cast<std::byte*>(tag)) <= 0)
+      EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG, int(kTag), const_cast<std::byte*>(tag)) <= 0)
     fail("AES-256-GCM open");
   return EVP_CipherFinal_ex(ctx_, b + n, &len) > 0;
 }

@@ -40,12 +40,14 @@ typedef struct evp_cipher_st EVP_CIPHER;
 
 namespace FMI::Direct::secure {
 
-inline constexpr std::size_t kHeader = 16;   // the message header (additional data)
-inline constexpr std::size_t kTag = 16;      // GCM tag per record
+inline constexpr std::size_t kHeader = 16;  // the message header (additional data)
+inline constexpr std::size_t kTag = 16;     // GCM tag per record
 inline constexpr std::size_t kRecord = std::size_t(256) << 10;  // plaintext bytes per record
 
 /// Records of a payload of `size` bytes (at least one: it authenticates the header).
-inline std::size_t records(std::size_t size) { return size == 0 ? 1 : (size + kRecord - 1) / kRecord; }
+inline std::size_t records(std::size_t size) {
+  return size == 0 ? 1 : (size + kRecord - 1) / kRecord;
+}
 /// Bytes on the wire after the header.
 inline std::size_t body_size(std::size_t size) { return size + kTag * records(size); }
 /// Plaintext bytes of record `i`.
