@@ -40,9 +40,11 @@ inline constexpr std::size_t kMaxRequestPayload = 1024;  // client -> server, pe
 inline constexpr std::size_t kMaxReplyPayload = 4 + kMaxPeers * (2 * 19 + 8);  // table
 inline constexpr std::size_t kNonceSize = 32;
 inline constexpr std::size_t kMacSize = 32;  // HMAC-SHA256
+inline constexpr std::size_t kKeyShareSize = 32;  // X25519 public key
 
 using Nonce = std::array<std::uint8_t, kNonceSize>;
 using Mac = std::array<std::uint8_t, kMacSize>;
+using KeyShare = std::array<std::uint8_t, kKeyShareSize>;
 
 enum class MsgType : std::uint8_t {
   reg = 1,         // client -> server: Register
@@ -132,10 +134,14 @@ struct Hello {
   std::string comm;
   std::uint32_t peer_id = 0;
   std::uint64_t session = 0;  // the sender's session, as in the server's table
-  bool auth = false;          // the sender has a secret and will send PROOF
+  bool auth = false;          // the sender has a secret
   Nonce nonce{};              // fresh per candidate connection
+  // The sender's ephemeral X25519 public key when it encrypts the connection
+  // (backends.Direct.encryption, docs/direct.md "Encryption"); absent: plaintext.
+  std::optional<KeyShare> key_share = {};
 };
-/// HMAC over the pairing and both HELLO nonces (see auth.h).
+/// HMAC over the pairing and both HELLO nonces (see auth.h); with encryption, keyed
+/// by the connection's confirmation key (channels/direct/secure.h).
 struct PeerProof {
   Mac mac{};
 };

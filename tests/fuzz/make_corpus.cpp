@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
       {"challenge_auth", proto::Challenge{true, nonce}},
       {"hello", proto::Hello{"comm", 2, 99, false, nonce}},
       {"hello_auth", proto::Hello{"comm", 2, 99, true, nonce}},
+      {"hello_encrypted", proto::Hello{"comm", 2, 99, true, nonce, proto::KeyShare{7}}},
       {"decide_accept", proto::Decide{true}},
       {"decide_reject", proto::Decide{false}},
       {"proof", proto::PeerProof{proof.mac}},

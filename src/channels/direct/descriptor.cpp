@@ -23,6 +23,7 @@ void parse_backend(const config::Reader& r, ChannelConfig& out) {
   c.port = static_cast<std::uint16_t>(r.integer("port", 0, 65535));
   c.max_timeout = r.millis("max_timeout");
   if (r.has("secret")) c.secret = r.str("secret");
+  if (r.has("encryption")) c.encryption = r.boolean("encryption");
   check(c, r.source());
 }
 

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "channels/direct/secure.h"
 #include "fmi/errors.h"
 #include "wire/auth.h"
 
@@ -82,8 +83,16 @@ struct DirectChannel::Transfer {
   std::vector<std::byte> park{};  // grows as bytes arrive, up to park_len
   std::size_t park_len = 0;       // the size its header announced
   std::size_t park_done = 0;
+  // Encrypted connection (null: plaintext). Send: wire bytes [buf_begin, buf_end)
+  // of this message are sealed in link->txbuf. Receive: `body` reads the records
+  // into `data` and opens them in place; `park_body` does so for a parked message.
+  Direct::secure::Link* link = nullptr;
+  std::size_t buf_begin = 0, buf_end = 0;
+  Direct::secure::BodyReader body{};
+  std::byte park_hdr[kHeader]{};
+  Direct::secure::BodyReader park_body{};
 
-  std::size_t total() const { return kHeader + size; }
+  std::size_t total() const { return kHeader + (link ? Direct::secure::body_size(size) : size); }
   bool finished() const { return done == total(); }
 };
 
@@ -106,8 +115,8 @@ void DirectChannel::init(const ChannelContext& ctx) {
   initialised_ = true;
   meshed_ = false;
   if (ctx.num_peers > 1) {
-    Direct::MeshOptions o{cfg_.host,      cfg_.port, ctx.comm_name, ctx.peer_id,
-                          ctx.num_peers,  relay_,    cfg_.secret};
+    Direct::MeshOptions o{cfg_.host,     cfg_.port, ctx.comm_name, ctx.peer_id,
+                          ctx.num_peers, relay_,    cfg_.secret,   cfg_.encryption};
     mesh_ = std::make_unique<Direct::Mesh>(o, Utils::Clock::now() + cfg_.max_timeout);
   }
 }
@@ -185,6 +194,7 @@ ssize_t DirectChannel::read_stream(Utils::peer_num peer, int fd, iovec* iov, int
 }
 
 bool DirectChannel::step(Transfer& t) {
+  if (t.link) return t.sending ? sealed_send(t) : sealed_recv(t);
   while (!t.finished()) {
     if (t.parking) {
       if (!park_step(t)) return false;
@@ -228,34 +238,31 @@ bool DirectChannel::step(Transfer& t) {
       std::uint64_t len = get_u64(t.hdr + 8);
       if (!(got == t.tag)) {
         // Checked here, where the header's length is read (before any allocation).
-        const std::uint64_t parked = matcher_.parked_bytes(t.peer);
-        const std::size_t parked_n = matcher_.parked_messages(t.peer);
-        if (len > kMaxParkedBytes - parked || parked_n >= kMaxParkedMessages) {
-          std::string why = "peer " + std::to_string(t.peer) + " sent a message of " +
-                            std::to_string(len) + " bytes (" + to_string(got) +
-                            ") while a receive waits for " + to_string(t.tag) + " with " +
-                            std::to_string(t.size) + " bytes, and " +
-                            std::to_string(parked_n) + " messages (" +
-                            std::to_string(parked) + " bytes) from it are parked already";
-          mesh_->mark_broken(t.peer, why);
-          FMI_THROW(PeerError, "Direct: recv: ", why, "; at most ", kMaxParkedMessages,
-                    " messages and ", kMaxParkedBytes,
-                    " bytes are parked per peer (peers out of step, or not an FMI peer)");
-        }
+        check_park_budget(t, got, len);
         start_parking(t, got, len);
         continue;
       }
-      if (!(got == t.tag) || len != t.size) {
-        std::string why = "message from peer " + std::to_string(t.peer) + " does not match: expected " +
-                          to_string(t.tag) + " with " + std::to_string(t.size) + " bytes, got " +
-                          to_string(got) + " with " + std::to_string(len) + " bytes";
-        mesh_->mark_broken(t.peer, why);
-        FMI_THROW(PeerError, "Direct: recv: ", why,
-                  " (peers disagree on the operation order or buffer sizes)");
-      }
+      if (!(got == t.tag) || len != t.size) mismatch(t, got, len);
     }
   }
   return true;
+}
+
+// A header announcing a message with another tag: it will be parked. Any header
+// can announce any size, so the bytes and messages parked per peer are bounded
+// before anything is allocated (a stranger's 16 bytes must not cost 4 GiB).
+void DirectChannel::check_park_budget(const Transfer& t, Tag got, std::uint64_t len) {
+  const std::uint64_t parked = matcher_.parked_bytes(t.peer);
+  const std::size_t parked_n = matcher_.parked_messages(t.peer);
+  if (len <= kMaxParkedBytes - parked && parked_n < kMaxParkedMessages) return;
+  std::string why = "peer " + std::to_string(t.peer) + " sent a message of " +
+                    std::to_string(len) + " bytes (" + to_string(got) +
+                    ") while a receive waits for " + to_string(t.tag) + " with " +
+                    std::to_string(t.size) + " bytes, and " + std::to_string(parked_n) +
+                    " messages (" + std::to_string(parked) + " bytes) from it are parked already";
+  mesh_->mark_broken(t.peer, why);
+  FMI_THROW(PeerError, "Direct: recv: ", why, "; at most ", kMaxParkedMessages, " messages and ",
+            kMaxParkedBytes, " bytes are parked per peer (peers out of step, or not an FMI peer)");
 }
 
 // The header just read belongs to another message than the one this transfer
@@ -287,6 +294,7 @@ void DirectChannel::finish_parking_if_done(Transfer& t) {
 }
 
 bool DirectChannel::park_step(Transfer& t) {
+  if (t.link) return sealed_park_step(t);
   if (t.park_done == t.park.size())
     t.park.resize(std::min(t.park_len, std::max(kParkGrowth, 2 * t.park.size())));
   iovec iov{t.park.data() + t.park_done, t.park.size() - t.park_done};
@@ -305,6 +313,139 @@ bool DirectChannel::park_step(Transfer& t) {
   t.park_done += std::size_t(r);
   finish_parking_if_done(t);
   return true;
+}
+
+// The encrypted data path (channels/direct/secure.h has the record format).
+// A failed read or write, or the end of the stream, on `t` (r <= 0 and not EAGAIN).
+void DirectChannel::io_failed(Transfer& t, ssize_t r) {
+  if (r == 0) {
+    std::string why = "peer " + std::to_string(t.peer) + " closed the connection after " +
+                      std::to_string(t.done) + " of " + std::to_string(t.total()) +
+                      " bytes of a receive (peer exited or died, or the stream was cut)";
+    lose(t.peer, why, "");
+  }
+  std::string why = std::string(t.sending ? "send to" : "receive from") + " peer " +
+                    std::to_string(t.peer) + " failed after " + std::to_string(t.done) + " of " +
+                    std::to_string(t.total()) + " bytes: " + Wire::errno_text(errno);
+  lose(t.peer, why, " (peer died or closed the connection?)");
+}
+
+void DirectChannel::forged(Utils::peer_num peer, Tag tag, std::size_t record) {
+  lose(peer,
+       "record " + std::to_string(record) + " of a message from peer " + std::to_string(peer) +
+           " (" + to_string(tag) + ") failed authentication",
+       " (altered, replayed, reordered or cut on the way: the connection is not what the peer "
+       "sent)");
+}
+
+// Sends record after record: each is sealed into the connection's buffer when the
+// previous one is out (one seal and one send for a small message, the header
+// going with its first record), so nothing is allocated per message.
+bool DirectChannel::sealed_send(Transfer& t) {
+  namespace sec = Direct::secure;
+  auto& link = *t.link;
+  while (!t.finished()) {
+    if (t.done == t.buf_end) {
+      const std::size_t i = t.done == 0 ? 0 : (t.done - kHeader) / (sec::kRecord + sec::kTag);
+      const std::size_t off = i * sec::kRecord, n = sec::record_len(t.size, i);
+      std::byte* b = link.txbuf.data();
+      std::size_t k = 0;
+      if (i == 0) {
+        std::memcpy(b, t.hdr, kHeader);
+        k = kHeader;
+      }
+      link.tx.seal(t.hdr, kHeader, t.data + off, n, b + k, b + k + n);
+      t.buf_begin = t.done;
+      t.buf_end = t.done + k + n + sec::kTag;
+    }
+    ssize_t r = ::send(t.fd, link.txbuf.data() + (t.done - t.buf_begin), t.buf_end - t.done,
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+      io_failed(t, r);
+    }
+    t.done += std::size_t(r);
+  }
+  return true;
+}
+
+// Reads the header and the current record in one call: the ciphertext straight
+// into the caller's buffer, where it is opened in place once its tag is in.
+bool DirectChannel::sealed_recv(Transfer& t) {
+  while (!t.finished()) {
+    if (t.parking) {
+      if (!park_step(t)) return false;
+      continue;
+    }
+    iovec iov[3];
+    int n = 0;
+    const std::size_t hdr_left = t.done < kHeader ? kHeader - t.done : 0;
+    if (hdr_left) iov[n++] = {t.hdr + t.done, hdr_left};
+    n += t.body.iov(iov + n);
+    ssize_t r = read_stream(t.peer, t.fd, iov, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+    if (r <= 0) io_failed(t, r);
+    t.done += std::size_t(r);
+    const std::size_t body = std::size_t(r) - std::min(hdr_left, std::size_t(r));
+    if (!t.checked && t.done >= kHeader) {
+      t.checked = true;
+      Tag got = Tag::decode(get_u64(t.hdr));
+      std::uint64_t len = get_u64(t.hdr + 8);
+      if (!(got == t.tag)) {
+        // The sealed path reads a record's tag before it can trust the length, so
+        // the whole message is allocated at once: the budget bounds it first.
+        check_park_budget(t, got, len);
+        // Another message: what this read put past the header is its stream.
+        auto& pend = pending_[t.peer];
+        std::vector<std::byte> spill;
+        t.body.spill(body, spill);
+        pend.insert(pend.begin(), spill.begin(), spill.end());
+        t.parking = true;
+        t.park_tag = got;
+        std::memcpy(t.park_hdr, t.hdr, kHeader);
+        t.park.resize(len);
+        t.park_body.start(t.park_hdr, t.park.data(), t.park.size());
+        t.done = 0;
+        t.checked = false;
+        t.body.start(t.hdr, t.data, t.size);
+        continue;
+      }
+      if (!(got == t.tag) || len != t.size) mismatch(t, got, len);
+    }
+    const std::size_t rec = t.body.record();
+    if (body && !t.body.advance(t.link->rx, body)) forged(t.peer, t.tag, rec);
+  }
+  return true;
+}
+
+bool DirectChannel::sealed_park_step(Transfer& t) {
+  iovec iov[2];
+  int n = t.park_body.iov(iov);
+  ssize_t r = read_stream(t.peer, t.fd, iov, n);
+  if (r < 0 && errno == EINTR) return true;
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+  if (r <= 0) io_failed(t, r);
+  const std::size_t rec = t.park_body.record();
+  if (!t.park_body.advance(t.link->rx, std::size_t(r))) forged(t.peer, t.park_tag, rec);
+  if (t.park_body.done()) {
+    matcher_.park(t.peer, t.park_tag, std::move(t.park));
+    t.park = {};
+    t.parking = false;
+  }
+  return true;
+}
+
+void DirectChannel::mismatch(Transfer& t, Tag got, std::uint64_t len) {
+  std::string why = "message from peer " + std::to_string(t.peer) + " does not match: expected " +
+                    to_string(t.tag) + " with " + std::to_string(t.size) + " bytes, got " +
+                    to_string(got) + " with " + std::to_string(len) + " bytes";
+  mesh_->mark_broken(t.peer, why);
+  FMI_THROW(PeerError, "Direct: recv: ", why,
+            t.link ? " (peers disagree on the operation order or buffer sizes, or the header "
+                     "was altered on the way)"
+                   : " (peers disagree on the operation order or buffer sizes)");
 }
 
 // A message parked earlier (read while waiting for another tag) that this
@@ -401,9 +542,19 @@ void DirectChannel::send(Utils::peer_num dest, ConstBytes data, Tag tag, Utils::
   }
   ensure({dest}, deadline, "send");
   Transfer t{true, dest, mesh_->fd(dest), tag, const_cast<std::byte*>(data.data()), data.size(), {}};
-  put_u64(t.hdr, tag.encode());
-  put_u64(t.hdr + 8, data.size());
+  prepare(t);
   run({&t, 1}, deadline, "send");
+}
+
+// Fills the header of a send and attaches the connection's keys (if encrypted).
+void DirectChannel::prepare(Transfer& t) {
+  t.link = mesh_->link(t.peer);
+  if (t.sending) {
+    put_u64(t.hdr, t.tag.encode());
+    put_u64(t.hdr + 8, t.size);
+  } else if (t.link) {
+    t.body.start(t.hdr, t.data, t.size);
+  }
 }
 
 // A message to self never touches a socket: the send parked it in the matcher.
@@ -424,6 +575,7 @@ void DirectChannel::recv(Utils::peer_num src, Bytes out, Tag tag, Utils::Deadlin
   if (take_parked(src, out, tag)) return;
   ensure({src}, deadline, "recv");
   Transfer t{false, src, mesh_->fd(src), tag, out.data(), out.size(), {}};
+  prepare(t);
   run({&t, 1}, deadline, "recv");
 }
 
@@ -448,8 +600,8 @@ void DirectChannel::sendrecv(Utils::peer_num dest, ConstBytes data, Utils::peer_
   Transfer ts[2] = {
       {true, dest, mesh_->fd(dest), tag, const_cast<std::byte*>(data.data()), data.size(), {}},
       {false, src, mesh_->fd(src), tag, out.data(), out.size(), {}}};
-  put_u64(ts[0].hdr, tag.encode());
-  put_u64(ts[0].hdr + 8, data.size());
+  prepare(ts[0]);
+  prepare(ts[1]);
   run(ts, deadline, "sendrecv");
 }
 

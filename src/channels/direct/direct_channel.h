@@ -5,6 +5,8 @@
 // both big-endian) followed by the payload. The receiver knows what it expects and
 // checks both fields, so a peer that sends another operation or another size is
 // reported (PeerError naming both) instead of silently corrupting the stream.
+// With encryption (default) the payload travels as sealed records after the
+// header (channels/direct/secure.h).
 #pragma once
 
 #include <sys/uio.h>
@@ -52,10 +54,19 @@ class DirectChannel final : public PeerToPeerChannel {
   void run(std::span<Transfer> ts, Utils::Deadline deadline, const char* op);
   void self_recv(Bytes out, Tag tag);
   ssize_t read_stream(Utils::peer_num peer, int fd, struct iovec* iov, int n);
+  void check_park_budget(const Transfer& t, Tag got, std::uint64_t len);
   void start_parking(Transfer& t, Tag got, std::uint64_t len);
   void finish_parking_if_done(Transfer& t);
   bool park_step(Transfer& t);
   bool take_parked(Utils::peer_num src, Bytes out, Tag tag);
+  void prepare(Transfer& t);
+  [[noreturn]] void mismatch(Transfer& t, Tag got, std::uint64_t len);
+  // Encrypted connections (channels/direct/secure.h).
+  bool sealed_send(Transfer& t);
+  bool sealed_recv(Transfer& t);
+  bool sealed_park_step(Transfer& t);
+  [[noreturn]] void io_failed(Transfer& t, ssize_t r);
+  [[noreturn]] void forged(Utils::peer_num peer, Tag tag, std::size_t record);
 
   DirectConfig cfg_;
   std::chrono::microseconds spin_;  // busy-retry before blocking in poll

@@ -117,7 +117,8 @@ void Mesh::connect(std::span<const std::uint32_t> peers, Deadline deadline, cons
                   " (peer ", opt_.peer_id, " of comm '", opt_.comm,
                   "'): no authenticated connection within ", ms_text(now - start),
                   "; last failure: ", puncher_.auth_error(p),
-                  ". Every function needs the same secret (FMI_SECRET or backends.Direct.secret).");
+                  ". Every function needs the same secret (FMI_SECRET or backends.Direct.secret) "
+                  "and the same backends.Direct.encryption.");
       if (puncher_.tcp_ever(p))
         FMI_THROW(TimeoutError, "Direct: ", op, ": peer ", p,
                   " did not complete the connection handshake with peer ", opt_.peer_id,

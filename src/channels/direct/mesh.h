@@ -48,6 +48,8 @@ class Mesh {
 
   /// The established connection to `peer`, or -1.
   int fd(std::uint32_t peer) const { return puncher_.fd(peer); }
+  /// The keys of that connection (null with encryption off).
+  secure::Link* link(std::uint32_t peer) const { return puncher_.link(peer); }
 
   /// Opens connections to every peer in `peers` that has none yet (the other side
   /// must be connecting too, or already be connected to us), servicing handshakes

@@ -42,6 +42,7 @@ struct MeshOptions {
   std::uint32_t num_peers = 1;
   RelayMode relay = RelayMode::automatic;
   std::string secret;  // shared secret; empty: no authentication
+  bool encryption = true;  // key exchange + sealed records (secure.h)
 };
 
 }  // namespace FMI::Direct

@@ -113,9 +113,15 @@ void Puncher::new_candidate(Socket s, std::int64_t peer, const std::string& remo
   c->started = Clock::now();
   c->remote = remote;
   bool auth = !opt_.secret.empty();
-  if (auth) c->nonce = auth::random_nonce();
-  if (!send_frame(c->sock.fd(), proto::Hello{opt_.comm, opt_.peer_id, session_, auth, c->nonce}))
-    return;
+  // The nonce is fresh on every candidate, with or without a secret: it binds the
+  // PROOF and the keys to this connection.
+  c->nonce = auth::random_nonce();
+  proto::Hello hello{opt_.comm, opt_.peer_id, session_, auth, c->nonce};
+  if (opt_.encryption) {
+    c->kp = std::make_unique<secure::KeyPair>();
+    hello.key_share = c->kp->share();
+  }
+  if (!send_frame(c->sock.fd(), hello)) return;
   cands_.push_back(std::move(c));
 }
 
@@ -189,10 +195,16 @@ bool Puncher::read_candidate(Candidate& c) {
           auth_failed(c, "it sent another message instead of its PROOF");
           return false;
         }
-        auto expected = auth::peer_mac(opt_.secret, opt_.comm, p, opt_.peer_id,
-                                       table_->peers[p].session, session_, c.hello.nonce, c.nonce);
+        auto expected =
+            c.keys ? secure::confirm_mac(*c.keys, p)
+                   : auth::peer_mac(opt_.secret, opt_.comm, p, opt_.peer_id,
+                                    table_->peers[p].session, session_, c.hello.nonce, c.nonce);
         if (!auth::equal(pp->mac, expected)) {
-          auth_failed(c, "its proof of the shared secret is wrong (a different secret?)");
+          auth_failed(c, !c.keys ? "its proof of the shared secret is wrong (a different secret?)"
+                         : opt_.secret.empty()
+                             ? "its key confirmation is wrong (the handshake was altered on the way)"
+                             : "its key confirmation is wrong (a different secret, or the "
+                               "handshake was altered on the way)");
           return false;
         }
         if (!decide(c)) return false;
@@ -229,6 +241,40 @@ bool Puncher::on_hello(Candidate& c) {
                        : "it has no shared secret and this peer has one");
     return false;
   }
+  if (opt_.encryption != h.key_share.has_value()) {
+    auth_failed(c, opt_.encryption
+                       ? "it has encryption off and this peer on (backends.Direct.encryption must "
+                         "be the same for every function)"
+                       : "it has encryption on and this peer off (backends.Direct.encryption must "
+                         "be the same for every function)");
+    return false;
+  }
+  if (opt_.encryption) {
+    // Both sides put the same fields in the same order (lower id first).
+    const bool lower = opt_.peer_id < p;
+    secure::Transcript t;
+    t.comm = opt_.comm;
+    t.lower = lower ? opt_.peer_id : p;
+    t.higher = lower ? p : opt_.peer_id;
+    t.lower_session = lower ? session_ : h.session;
+    t.higher_session = lower ? h.session : session_;
+    t.lower_nonce = lower ? c.nonce : h.nonce;
+    t.higher_nonce = lower ? h.nonce : c.nonce;
+    t.lower_share = lower ? c.kp->share() : *h.key_share;
+    t.higher_share = lower ? *h.key_share : c.kp->share();
+    try {
+      c.keys = std::make_unique<secure::SessionKeys>(
+          secure::derive(*c.kp, *h.key_share, opt_.secret, t));
+    } catch (const ChannelError& e) {
+      auth_failed(c, e.what());
+      return false;
+    }
+    c.kp.reset();  // ephemeral: forgotten as soon as the keys exist
+    if (!send_frame(c.sock.fd(), proto::PeerProof{secure::confirm_mac(*c.keys, opt_.peer_id)}))
+      return false;
+    c.state = CState::proof;
+    return true;
+  }
   if (!opt_.secret.empty()) {
     auto mac = auth::peer_mac(opt_.secret, opt_.comm, opt_.peer_id, p, session_,
                               table_->peers[p].session, c.nonce, h.nonce);
@@ -264,6 +310,10 @@ void Puncher::adopt(Candidate& c, std::uint32_t p) {
   set_nodelay(c.sock.fd());
   if (!is_settled(peers_[p])) ++settled_;
   peers_[p].conn = std::move(c.sock);
+  if (c.keys) {
+    peers_[p].link = std::make_unique<secure::Link>(*c.keys, opt_.peer_id < p);
+    c.keys.reset();
+  }
   for (auto& a : attempts_)
     if (a.peer == p) a.sock.reset();
   std::erase_if(attempts_, [](const Attempt& a) { return !a.sock; });

@@ -24,6 +24,11 @@
 // learned an endpoint cannot take a peer's place. A failed proof drops that
 // candidate only; the pair keeps trying until the deadline.
 //
+// With encryption (the default, secure.h) every HELLO also carries an ephemeral
+// X25519 key share and PROOF is sent with or without a secret: it is then the key
+// confirmation of the keys derived from the exchange (salted with the secret when
+// there is one), so it also fails when anything in the HELLOs was altered.
+//
 // Only the lower peer id decides, and the higher one keeps exactly the candidate
 // it was told to accept, so both sides agree on one connection per pair.
 #pragma once
@@ -37,6 +42,7 @@
 #include <vector>
 
 #include "channels/direct/options.h"
+#include "channels/direct/secure.h"
 
 namespace FMI::Direct {
 
@@ -52,6 +58,8 @@ class Puncher {
 
   /// The established connection to `peer`, or -1.
   int fd(std::uint32_t peer) const { return peers_[peer].conn.fd(); }
+  /// The keys of that connection (null with encryption off).
+  secure::Link* link(std::uint32_t peer) const { return peers_[peer].link.get(); }
   /// Closes the connection to `peer` after a failure; later calls that need it
   /// throw PeerError with `why`.
   void mark_broken(std::uint32_t peer, const std::string& why);
@@ -97,7 +105,9 @@ class Puncher {
     std::size_t need = proto::kHeaderSize;
     bool header_done = false;
     proto::Hello hello;
-    proto::Nonce nonce{};  // ours, sent in our HELLO (with a secret)
+    proto::Nonce nonce{};  // ours, sent in our HELLO
+    std::unique_ptr<secure::KeyPair> kp;      // with encryption: our ephemeral key
+    std::unique_ptr<secure::SessionKeys> keys;  // derived once both HELLOs are known
     Clock::time_point started;
     std::string remote;
   };
@@ -110,6 +120,7 @@ class Puncher {
   };
   struct PeerState {
     Socket conn;
+    std::unique_ptr<secure::Link> link;  // with encryption: the keys of conn
     std::string broken;
     bool tcp_ever = false;  // a TCP connection formed at least once (handshake pending)
     Clock::time_point next_attempt{};

@@ -1,0 +1,157 @@
+// Encryption of Direct connections (docs/direct.md "Encryption", docs/security.md):
+// the key exchange the puncher runs inside HELLO/PROOF, and the records every
+// message is sealed into.
+//
+// Key schedule, per candidate connection (both sides compute the same):
+//   each side: a fresh X25519 key pair; its public key rides in its HELLO.
+//   th  = SHA-256("FMI direct v1" || for each field u32be(len) || bytes) over comm,
+//         lower id, higher id, their sessions, their HELLO nonces, their key shares
+//   prk = HKDF-Extract(salt = shared secret, or empty without one, X25519(own, peer))
+//   okm = HKDF-Expand(prk, "FMI direct keys" || th, 120 bytes) =
+//         key lower->higher (32) | key higher->lower (32) | IV l->h (12) | IV h->l (12)
+//         | confirmation key (32)
+//   PROOF = HMAC-SHA256(confirmation key, "FMI direct confirm" || u32be(sender) || th)
+// A peer that sees other HELLOs than its partner sent (a key substituted on the way)
+// gets another th and other keys, and without the secret nobody can compute the
+// confirmation key of a given key exchange: the PROOF fails, and with it the candidate.
+//
+// Records: a message is its 16-byte header (tag, length; in clear) followed by its
+// payload cut into records of kRecord bytes (the last one shorter; an empty payload
+// is one empty record), each sealed with AES-256-GCM and followed by its 16-byte tag.
+// Every record has the header as additional data and the nonce IV xor u64be(sequence
+// number of the record in its direction), so a flipped bit (payload or header), a
+// replayed, reordered or dropped record fails the tag of the record where it happens.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "wire/protocol.h"
+
+typedef struct evp_pkey_st EVP_PKEY;
+typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX;
+typedef struct evp_cipher_st EVP_CIPHER;
+
+namespace FMI::Direct::secure {
+
+inline constexpr std::size_t kHeader = 16;  // the message header (additional data)
+inline constexpr std::size_t kTag = 16;     // GCM tag per record
+inline constexpr std::size_t kRecord = std::size_t(256) << 10;  // plaintext bytes per record
+
+/// Records of a payload of `size` bytes (at least one: it authenticates the header).
+inline std::size_t records(std::size_t size) {
+  return size == 0 ? 1 : (size + kRecord - 1) / kRecord;
+}
+/// Bytes on the wire after the header.
+inline std::size_t body_size(std::size_t size) { return size + kTag * records(size); }
+/// Plaintext bytes of record `i`.
+inline std::size_t record_len(std::size_t size, std::size_t i) {
+  return std::min(kRecord, size - std::min(size, i * kRecord));
+}
+
+/// An ephemeral X25519 key pair (one per candidate connection).
+class KeyPair {
+ public:
+  KeyPair();
+  ~KeyPair();
+  KeyPair(const KeyPair&) = delete;
+  KeyPair& operator=(const KeyPair&) = delete;
+  const Wire::proto::KeyShare& share() const { return share_; }
+  EVP_PKEY* pkey() const { return key_; }
+
+ private:
+  EVP_PKEY* key_ = nullptr;
+  Wire::proto::KeyShare share_{};
+};
+
+/// What both sides of a connection put into the transcript, ordered by peer id.
+struct Transcript {
+  std::string comm;
+  std::uint32_t lower = 0, higher = 0;
+  std::uint64_t lower_session = 0, higher_session = 0;
+  Wire::proto::Nonce lower_nonce{}, higher_nonce{};
+  Wire::proto::KeyShare lower_share{}, higher_share{};
+};
+
+struct SessionKeys {
+  std::array<std::uint8_t, 32> key[2]{};  // [0]: lower -> higher, [1]: higher -> lower
+  std::array<std::uint8_t, 12> iv[2]{};
+  std::array<std::uint8_t, 32> confirm{};
+  std::array<std::uint8_t, 32> th{};  // transcript hash
+};
+
+/// The key schedule above. Throws ChannelError when the peer's share is not a valid
+/// X25519 key (a low-order point gives an all-zero secret).
+SessionKeys derive(const KeyPair& own, const Wire::proto::KeyShare& peer, const std::string& secret,
+                   const Transcript& t);
+/// The PROOF `sender` sends on this connection.
+Wire::proto::Mac confirm_mac(const SessionKeys& k, std::uint32_t sender);
+
+/// AES-256-GCM in one direction of one connection: the context is made once (key
+/// schedule included) and only the nonce changes per record.
+class Aead {
+ public:
+  Aead(const std::array<std::uint8_t, 32>& key, const std::array<std::uint8_t, 12>& iv);
+  ~Aead();
+  Aead(const Aead&) = delete;
+  Aead& operator=(const Aead&) = delete;
+  /// Seals `n` bytes of `in` into `out` (may be equal) and writes the tag.
+  void seal(const std::byte* aad, std::size_t aad_len, const std::byte* in, std::size_t n,
+            std::byte* out, std::byte* tag);
+  /// Opens `n` bytes in place; false when the tag does not verify (the record was
+  /// altered, replayed, reordered, or sealed with another key).
+  bool open(const std::byte* aad, std::size_t aad_len, std::byte* buf, std::size_t n,
+            const std::byte* tag);
+
+ private:
+  void next_nonce(std::uint8_t* nonce);
+  EVP_CIPHER* cipher_ = nullptr;
+  EVP_CIPHER_CTX* ctx_ = nullptr;
+  std::array<std::uint8_t, 12> iv_;
+  std::uint64_t seq_ = 0;
+};
+
+/// Both directions of one encrypted connection and its send buffer (one record with
+/// its header and tag, allocated once per connection).
+struct Link {
+  Link(const SessionKeys& k, bool lower);
+  Aead tx, rx;
+  std::vector<std::byte> txbuf;
+};
+
+/// The receive side of one message body (after its header): where the next bytes
+/// of the stream go (the caller's buffer for ciphertext, which is then opened in
+/// place, and a tag buffer), and opening each record as it completes.
+class BodyReader {
+ public:
+  /// `hdr` (16 bytes, additional data) must stay valid; it may be filled later, but
+  /// before the first record completes.
+  void start(const std::byte* hdr, std::byte* data, std::size_t size);
+  /// Up to two entries, exactly to the end of the current record.
+  int iov(iovec* out) const;
+  /// `n` bytes arrived in the entries iov() gave. Returns false when the record they
+  /// completed fails authentication.
+  bool advance(Aead& rx, std::size_t n);
+  bool done() const { return done_ == body_size(size_); }
+  std::size_t moved() const { return done_; }
+  /// The record being read (for error messages).
+  std::size_t record() const { return done_ / (kRecord + kTag); }
+  /// Appends, in stream order, the first `n` bytes the last iov() received but
+  /// advance() was not told about (for a header that belongs to another message).
+  void spill(std::size_t n, std::vector<std::byte>& out) const;
+
+ private:
+  const std::byte* hdr_ = nullptr;
+  std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t done_ = 0;
+  std::byte tag_[kTag]{};
+};
+
+}  // namespace FMI::Direct::secure

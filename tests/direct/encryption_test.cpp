@@ -1,0 +1,459 @@
+// Encryption of Direct connections, attacked as a stranger would: a forwarding
+// proxy on loopback in front of fmi-rendezvous, with every pair relayed
+// (FMI_DIRECT_RELAY=always), so that every byte two peers exchange passes through
+// it. The proxy records what it sees (a capture), and can alter the handshake or the
+// data frames of the stream it carries: flip a bit, replay a frame, cut the stream.
+// Each test is one row of the threat model in docs/security.md.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "channels/direct/direct_channel.h"
+#include "channels/direct/secure.h"
+#include "fmi/errors.h"
+#include "rendezvous_server.h"
+
+using FMI::Comm::Tag;
+using FMI::Utils::Clock;
+using FMI::Utils::Operation;
+using namespace fmitest;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kSecret = "an encryption test secret";  // >= 16 bytes
+// What the user sends; must never be seen on the wire with encryption on.
+const std::string kPattern = "USER-BYTES-THAT-MUST-NOT-LEAK-";
+
+enum class Attack { none, flip, replay, cut, key_share };
+
+/// A TCP forwarder 127.0.0.1:port() -> 127.0.0.1:target, on a thread of the test
+/// process. In the direction client -> server it parses the stream (rendezvous and
+/// handshake frames "FMIR...", then data frames: 16-byte header, payload, and with
+/// `sealed` one 16-byte tag per record) to apply `attack` to the first data frame of
+/// every connection, or to the key share of every HELLO.
+class Proxy {
+ public:
+  Proxy(std::uint16_t target, Attack attack, bool sealed)
+      : target_(target), attack_(attack), sealed_(sealed) {
+    lfd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(lfd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd_, 64) != 0)
+      throw std::runtime_error("proxy: bind/listen failed");
+    socklen_t len = sizeof a;
+    ::getsockname(lfd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~Proxy() {
+    stop_ = true;
+    thread_.join();
+    for (auto& c : conns_) close_conn(c);
+    ::close(lfd_);
+  }
+  std::uint16_t port() const { return port_; }
+  /// Every byte seen so far, both directions of every connection.
+  std::string captured() {
+    std::lock_guard<std::mutex> l(mu_);
+    return capture_;
+  }
+  unsigned attacked() const { return attacked_; }
+
+ private:
+  struct Conn {
+    int client = -1, server = -1;
+    std::string up;  // client -> server bytes not yet forwarded
+    bool data = false;
+    unsigned frames = 0;
+  };
+
+  static void write_all(int fd, const char* p, std::size_t n) {
+    while (n > 0) {
+      ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+      if (w <= 0) return;
+      p += w;
+      n -= std::size_t(w);
+    }
+  }
+  static void close_conn(Conn& c) {
+    if (c.client >= 0) ::close(c.client);
+    if (c.server >= 0) ::close(c.server);
+    c.client = c.server = -1;
+  }
+  static std::uint64_t be(const std::string& s, std::size_t at, int bytes) {
+    std::uint64_t v = 0;
+    for (int i = 0; i < bytes; ++i) v = (v << 8) | std::uint8_t(s[at + std::size_t(i)]);
+    return v;
+  }
+
+  // Forwards every complete unit of c.up, altered as the attack says. False: cut.
+  bool forward_up(Conn& c) {
+    std::size_t cur = 0;
+    for (;;) {
+      std::size_t avail = c.up.size() - cur;
+      if (!c.data) {
+        if (avail < 4) break;
+        if (c.up.compare(cur, 4, "FMIR") != 0) {
+          c.data = true;
+          continue;
+        }
+        if (avail < 10) break;
+        std::size_t len = be(c.up, cur + 6, 4);
+        if (avail < 10 + len) break;
+        // HELLO (type 16) ends with its key share: flag 1, then 32 bytes.
+        if (attack_ == Attack::key_share && std::uint8_t(c.up[cur + 5]) == 16 && len >= 33 &&
+            c.up[cur + 10 + len - 33] == 1) {
+          c.up[cur + 10 + len - 1] ^= 1;
+          ++attacked_;
+        }
+        write_all(c.server, c.up.data() + cur, 10 + len);
+        cur += 10 + len;
+        continue;
+      }
+      if (avail < 16) break;
+      std::size_t len = be(c.up, cur + 8, 8);
+      std::size_t total = 16 + (sealed_ ? FMI::Direct::secure::body_size(len) : len);
+      if (avail < total) break;
+      const bool first = c.frames++ == 0;
+      if (first && attack_ == Attack::flip) {
+        c.up[cur + 16 + len / 2] ^= 0x20;  // a bit in the middle of the payload
+        ++attacked_;
+      }
+      write_all(c.server, c.up.data() + cur, total);
+      if (first && attack_ == Attack::replay) {
+        write_all(c.server, c.up.data() + cur, total);
+        ++attacked_;
+      }
+      if (first && attack_ == Attack::cut) {
+        ++attacked_;
+        return false;
+      }
+      cur += total;
+    }
+    c.up.erase(0, cur);
+    return true;
+  }
+
+  void run() {
+    char buf[1 << 16];
+    while (!stop_) {
+      std::vector<pollfd> fds{{lfd_, POLLIN, 0}};
+      for (auto& c : conns_)
+        if (c.client >= 0) {
+          fds.push_back({c.client, POLLIN, 0});
+          fds.push_back({c.server, POLLIN, 0});
+        }
+      if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
+      if (fds[0].revents) {
+        int cl = ::accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (cl >= 0) {
+          int sv = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+          sockaddr_in a{};
+          a.sin_family = AF_INET;
+          a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+          a.sin_port = htons(target_);
+          if (::connect(sv, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+            ::close(cl);
+            ::close(sv);
+          } else {
+            conns_.push_back({cl, sv});
+          }
+        }
+      }
+      for (std::size_t k = 1; k < fds.size(); ++k) {
+        if (!fds[k].revents) continue;
+        for (auto& c : conns_) {
+          if (c.client < 0 || (fds[k].fd != c.client && fds[k].fd != c.server)) continue;
+          bool up = fds[k].fd == c.client;
+          ssize_t r = ::recv(fds[k].fd, buf, sizeof buf, 0);
+          if (r <= 0) {
+            if (up && !c.up.empty()) write_all(c.server, c.up.data(), c.up.size());
+            close_conn(c);
+            break;
+          }
+          {
+            std::lock_guard<std::mutex> l(mu_);
+            capture_.append(buf, std::size_t(r));
+          }
+          if (!up) {
+            write_all(c.client, buf, std::size_t(r));
+          } else {
+            c.up.append(buf, std::size_t(r));
+            if (!forward_up(c)) close_conn(c);
+          }
+          break;
+        }
+      }
+    }
+  }
+
+  std::uint16_t target_;
+  Attack attack_;
+  bool sealed_;
+  int lfd_ = -1;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<unsigned> attacked_{0};
+  std::vector<Conn> conns_;
+  std::mutex mu_;
+  std::string capture_;
+};
+
+std::unique_ptr<FMI::Comm::DirectChannel> channel(std::uint16_t port, unsigned me, bool encryption,
+                                                  const std::string& secret,
+                                                  std::chrono::milliseconds timeout = 20s) {
+  ::setenv("FMI_DIRECT_RELAY", "always", 1);
+  FMI::Comm::DirectConfig d;
+  d.enabled = true;
+  d.host = "127.0.0.1";
+  d.port = port;
+  d.max_timeout = timeout;
+  d.secret = secret;
+  d.encryption = encryption;
+  auto ch = std::make_unique<FMI::Comm::DirectChannel>(d);
+  ch->init({me, 2, comm_name(), 128});
+  return ch;
+}
+
+std::vector<std::byte> user_bytes(std::size_t n) {
+  std::vector<std::byte> v(n);
+  for (std::size_t k = 0; k < n; ++k) v[k] = std::byte(kPattern[k % kPattern.size()]);
+  return v;
+}
+
+auto deadline(std::chrono::milliseconds d = 20s) { return Clock::now() + d; }
+Tag tag(std::uint32_t seq) { return Tag{Operation::send, seq}; }
+
+/// Peer 0 sends `sizes` (one message each) to peer 1, which checks every byte; then
+/// peer 1 answers one byte. Returns the results of both peers.
+std::vector<PeerResult> transfer(std::uint16_t port, bool encryption, const std::string& secret,
+                                 std::vector<std::size_t> sizes) {
+  return run_forked(2, [&](unsigned me) {
+    auto ch = channel(port, me, encryption, secret);
+    std::byte ack[1] = {std::byte{1}};
+    for (std::uint32_t i = 0; i < sizes.size(); ++i) {
+      auto v = user_bytes(sizes[i]);
+      if (me == 0) {
+        ch->send(1, v, tag(i), deadline());
+      } else {
+        std::vector<std::byte> in(v.size());
+        ch->recv(0, in, tag(i), deadline());
+        PEER_CHECK(in == v, "message ", i, " arrived altered");
+      }
+    }
+    if (me == 1)
+      ch->send(0, ack, tag(100), deadline());
+    else
+      ch->recv(1, ack, tag(100), deadline());
+  });
+}
+
+/// Peer 0 sends one or two messages of `size`; peer 1 must get a PeerError that
+/// names peer 0 and says `what`, no later than at its second receive.
+void expect_detected(std::uint16_t port, const std::string& secret, std::size_t size,
+                     const std::string& what) {
+  auto res = run_forked(2, [&](unsigned me) {
+    auto ch = channel(port, me, true, secret);
+    auto v = user_bytes(size);
+    if (me == 0) {
+      ch->send(1, v, tag(0), deadline());
+      ch->send(1, v, tag(0), deadline());
+      std::byte b[1];
+      try {
+        ch->recv(1, b, tag(100), deadline());  // peer 1 exits: a PeerError, expected
+      } catch (const FMI::PeerError&) {
+      }
+      return;
+    }
+    std::vector<std::byte> in(size);
+    std::string error;
+    try {
+      ch->recv(0, in, tag(0), deadline());
+      ch->recv(0, in, tag(0), deadline());
+    } catch (const FMI::PeerError& e) {
+      error = e.what();
+    }
+    PEER_CHECK(!error.empty(), "the attack went unnoticed");
+    PEER_CHECK(error.find("peer 0") != std::string::npos, error);
+    PEER_CHECK(error.find(what) != std::string::npos, error);
+  });
+  expect_all_ok(res);
+}
+
+}  // namespace
+
+// Row "passive observer": with encryption (the default), no secret, nothing the user
+// sent is on the wire; the same capture with encryption off shows it (so the
+// capture does see the data).
+TEST(DirectEncryption, CaptureShowsNoUserBytes) {
+  RendezvousServer server;
+  {
+    Proxy proxy(server.port(), Attack::none, true);
+    expect_all_ok(transfer(proxy.port(), true, "", {40, 100000, (std::size_t(1) << 20) + 5}));
+    auto cap = proxy.captured();
+    EXPECT_GT(cap.size(), std::size_t(1) << 20) << "the proxy did not carry the messages";
+    EXPECT_EQ(cap.find(kPattern.substr(0, 12)), std::string::npos)
+        << "user bytes in clear on the wire";
+  }
+  {
+    Proxy proxy(server.port(), Attack::none, false);
+    expect_all_ok(transfer(proxy.port(), false, "", {40, 100000}));
+    EXPECT_NE(proxy.captured().find(kPattern), std::string::npos)
+        << "encryption: false should leave the bytes visible to this capture";
+  }
+}
+
+// Row "passive observer, with a secret": same, through the secret's HKDF salt.
+TEST(DirectEncryption, CaptureWithSecretShowsNoUserBytes) {
+  SecretFile sf(kSecret);
+  RendezvousServer server({"--secret-file", sf.path()});
+  Proxy proxy(server.port(), Attack::none, true);
+  expect_all_ok(transfer(proxy.port(), true, kSecret, {8, 300000}));
+  EXPECT_EQ(proxy.captured().find(kPattern.substr(0, 12)), std::string::npos);
+}
+
+// Row "active splicer, with a secret": a key share replaced on the way (what a man
+// in the middle must do to read the data) fails the handshake: PeerError naming
+// the peer, authentication failed.
+TEST(DirectEncryption, SubstitutedKeyShareFailsTheHandshakeWithSecret) {
+  SecretFile sf(kSecret);
+  RendezvousServer server({"--secret-file", sf.path()});
+  Proxy proxy(server.port(), Attack::key_share, true);
+  auto res = run_forked(2, [&](unsigned me) {
+    auto ch = channel(proxy.port(), me, true, kSecret, 3s);
+    std::string error;
+    try {
+      ch->connect_all(deadline(3s));
+    } catch (const FMI::PeerError& e) {
+      error = e.what();
+    }
+    unsigned other = 1 - me;
+    PEER_CHECK(
+        error.find("authentication failed with peer " + std::to_string(other)) != std::string::npos,
+        "got: '", error, "'");
+    PEER_CHECK(error.find("key confirmation") != std::string::npos, error);
+  });
+  expect_all_ok(res);
+  EXPECT_GT(proxy.attacked(), 0u);
+}
+
+// Without a secret an altered handshake is still caught (the two transcripts
+// differ, so do the keys and the confirmations). A man in the middle that runs its
+// own key exchange with each side is not (docs/security.md says so).
+TEST(DirectEncryption, AlteredKeyShareFailsTheHandshakeWithoutSecret) {
+  RendezvousServer server;
+  Proxy proxy(server.port(), Attack::key_share, true);
+  auto res = run_forked(2, [&](unsigned me) {
+    auto ch = channel(proxy.port(), me, true, "", 3s);
+    std::string error;
+    try {
+      ch->connect_all(deadline(3s));
+    } catch (const FMI::PeerError& e) {
+      error = e.what();
+    }
+    PEER_CHECK(error.find("key confirmation") != std::string::npos, "got: '", error, "'");
+  });
+  expect_all_ok(res);
+}
+
+// Row "tampering with ciphertext": one flipped bit in a frame, without a secret.
+TEST(DirectEncryption, FlippedBitRaisesPeerError) {
+  RendezvousServer server;
+  Proxy proxy(server.port(), Attack::flip, true);
+  expect_detected(proxy.port(), "", 100000, "failed authentication");
+  EXPECT_GT(proxy.attacked(), 0u);
+}
+
+TEST(DirectEncryption, FlippedBitInASmallMessageRaisesPeerError) {
+  RendezvousServer server;
+  Proxy proxy(server.port(), Attack::flip, true);
+  expect_detected(proxy.port(), "", 8, "failed authentication");
+}
+
+// A frame sent twice: the copy is opened with the next sequence number and fails.
+TEST(DirectEncryption, ReplayedFrameRaisesPeerError) {
+  RendezvousServer server;
+  Proxy proxy(server.port(), Attack::replay, true);
+  expect_detected(proxy.port(), "", 1000, "failed authentication");
+  EXPECT_GT(proxy.attacked(), 0u);
+}
+
+// The stream cut after the first frame: the receiver reports the lost connection.
+TEST(DirectEncryption, CutStreamRaisesPeerError) {
+  RendezvousServer server;
+  Proxy proxy(server.port(), Attack::cut, true);
+  expect_detected(proxy.port(), "", (std::size_t(1) << 20) + 5, "closed the connection");
+}
+
+// encryption: false on both sides still works (trusted networks); one side with
+// and one without fail the handshake with a PeerError naming the other peer.
+TEST(DirectEncryption, EncryptionOffInteroperatesAndMismatchFails) {
+  RendezvousServer server;
+  expect_all_ok(transfer(server.port(), false, "", {0, 7, 300000}));
+  auto res = run_forked(2, [&](unsigned me) {
+    auto ch = channel(server.port(), me, me == 0, "", 3s);
+    std::string error;
+    try {
+      ch->connect_all(deadline(3s));
+    } catch (const FMI::PeerError& e) {
+      error = e.what();
+    }
+    PEER_CHECK(error.find("peer " + std::to_string(1 - me)) != std::string::npos, "got: '", error,
+               "'");
+    PEER_CHECK(error.find("backends.Direct.encryption") != std::string::npos, error);
+  });
+  expect_all_ok(res);
+}
+
+// The record layout and the AEAD on their own: records of every size round-trip,
+// and a message opened with the wrong header (additional data) fails.
+TEST(DirectEncryption, RecordsRoundTripAndBindTheHeader) {
+  namespace sec = FMI::Direct::secure;
+  sec::SessionKeys k;
+  for (std::size_t i = 0; i < 32; ++i) k.key[0][i] = k.key[1][i] = std::uint8_t(i);
+  sec::Link a(k, true), b(k, false);
+  for (std::size_t size :
+       {std::size_t(0), std::size_t(1), sec::kRecord, sec::kRecord + 1, 3 * sec::kRecord + 17}) {
+    std::vector<std::byte> msg(size), wire, out(size);
+    for (std::size_t i = 0; i < size; ++i) msg[i] = std::byte(i * 7);
+    std::byte hdr[16] = {std::byte{1}, std::byte{2}};
+    for (std::size_t r = 0; r < sec::records(size); ++r) {
+      std::size_t off = r * sec::kRecord, n = sec::record_len(size, r);
+      std::vector<std::byte> c(n + sec::kTag);
+      a.tx.seal(hdr, 16, msg.data() + off, n, c.data(), c.data() + n);
+      wire.insert(wire.end(), c.begin(), c.end());
+    }
+    ASSERT_EQ(wire.size(), sec::body_size(size));
+    sec::BodyReader rd;
+    rd.start(hdr, out.data(), size);
+    std::size_t pos = 0;
+    while (!rd.done()) {
+      iovec v[2];
+      int n = rd.iov(v);
+      std::size_t got = 0;
+      for (int j = 0; j < n; ++j) {
+        std::memcpy(v[j].iov_base, wire.data() + pos + got, v[j].iov_len);
+        got += v[j].iov_len;
+      }
+      pos += got;
+      ASSERT_TRUE(rd.advance(b.rx, got)) << "size " << size << " record " << rd.record();
+    }
+    EXPECT_EQ(out, msg) << "size " << size;
+  }
+  // The header is additional data: another header, same ciphertext, fails.
+  std::byte hdr[16] = {}, other[16] = {std::byte{9}};
+  std::byte data[4] = {}, tagb[16];
+  sec::Link c(k, true), d(k, false);
+  c.tx.seal(hdr, 16, data, 4, data, tagb);
+  EXPECT_FALSE(d.rx.open(other, 16, data, 4, tagb));
+}
