@@ -371,7 +371,9 @@ void forged_header(const std::string& comm, std::uint64_t announced, std::size_t
   const FMI::Comm::Tag other{FMI::Utils::Operation::send, 2};
 
   auto real_peer = [&] {
-    auto ch = make_direct_channel(port, 0, 2, comm, 20s, "127.0.0.1", secret);
+    // The stranger speaks the plaintext handshake (it forges a header, not a
+    // sealed record), so the real peer runs without encryption here.
+    auto ch = make_direct_channel(port, 0, 2, comm, 20s, "127.0.0.1", secret, /*encryption=*/false);
     long before = status_value(::getpid(), "VmRSS");
     std::uint32_t v = 0;
     try {

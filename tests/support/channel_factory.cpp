@@ -53,9 +53,11 @@ std::string config_with(const std::string& name, const std::string& backend_json
 }
 
 std::string direct_config(const std::string& host, std::uint16_t port,
-                          std::chrono::milliseconds max_timeout, const std::string& secret) {
+                          std::chrono::milliseconds max_timeout, const std::string& secret,
+                          bool encryption) {
   json d = {{"host", host}, {"port", port}, {"max_timeout", max_timeout.count()}};
   if (!secret.empty()) d["secret"] = secret;
+  if (!encryption) d["encryption"] = false;
   return config_with("Direct", d.dump());
 }
 

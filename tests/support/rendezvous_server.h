@@ -157,9 +157,10 @@ class SecretFile {
 inline std::shared_ptr<FMI::Comm::DirectChannel> make_direct_channel(
     std::uint16_t port, unsigned id, unsigned n, const std::string& comm,
     std::chrono::milliseconds timeout = std::chrono::seconds(30),
-    const std::string& host = "127.0.0.1", const std::string& secret = "") {
+    const std::string& host = "127.0.0.1", const std::string& secret = "",
+    bool encryption = true) {
   auto ch = std::dynamic_pointer_cast<FMI::Comm::DirectChannel>(
-      make_channel("Direct", direct_config(host, port, timeout, secret)));
+      make_channel("Direct", direct_config(host, port, timeout, secret, encryption)));
   if (!ch) throw std::runtime_error("the Direct factory made another kind of channel");
   ch->init({id, n, comm, 128});
   return ch;
