@@ -113,8 +113,8 @@ double raw_latency(std::size_t bytes, int iters) {
 double channel_latency(std::size_t bytes, int iters, std::uint32_t& seq) {
   auto cfg = config();
   auto open = [&](unsigned p) {
-    auto ch = std::dynamic_pointer_cast<ObjectStoreChannel>(
-        FMI::Comm::find_channel("Redis")->make(cfg));
+    auto ch =
+        std::dynamic_pointer_cast<ObjectStoreChannel>(FMI::Comm::find_channel("Redis")->make(cfg));
     ch->init(FMI::Comm::ChannelContext{p, 2, "bench", 128});
     return ch;
   };
@@ -175,8 +175,8 @@ double raw_bandwidth(std::size_t bytes) {
 double channel_bandwidth(std::size_t bytes, std::uint32_t seq) {
   auto cfg = config();
   auto open = [&](unsigned p) {
-    auto ch = std::dynamic_pointer_cast<ObjectStoreChannel>(
-        FMI::Comm::find_channel("Redis")->make(cfg));
+    auto ch =
+        std::dynamic_pointer_cast<ObjectStoreChannel>(FMI::Comm::find_channel("Redis")->make(cfg));
     ch->init(FMI::Comm::ChannelContext{p, 2, "bench-bw", 128});
     return ch;
   };

@@ -37,7 +37,8 @@ int main() {
   };
 
   try {
-    FMI::Communicator comm(id, n, env("FMI_CONFIG", "config/fmi.json"), env("FMI_COMM_NAME", "hello"));
+    FMI::Communicator comm(id, n, env("FMI_CONFIG", "config/fmi.json"),
+                           env("FMI_COMM_NAME", "hello"));
 
     // Point to point, around a ring: each peer sends 10*id to the next one. Odd peers
     // receive first so that no cycle of peers all waiting in send can form.
@@ -59,7 +60,8 @@ int main() {
     const unsigned bcast_root = n - 1;
     Data<double> value(id == bcast_root ? 3.25 : 0.0);
     comm.bcast(value, bcast_root);
-    report(value.get() == 3.25, "bcast from peer " + std::to_string(bcast_root) + ": " + std::to_string(value.get()));
+    report(value.get() == 3.25,
+           "bcast from peer " + std::to_string(bcast_root) + ": " + std::to_string(value.get()));
 
     // Reduce to peer 1 (peer 0 when alone): sum over peers of id+1 = n(n+1)/2.
     const unsigned reduce_root = 1 % n;
@@ -67,13 +69,15 @@ int main() {
     comm.reduce(mine, total, reduce_root, FMI::Utils::Function<int>::sum());
     if (id == reduce_root)
       report(total.get() == static_cast<int>(n * (n + 1) / 2),
-             "reduce to peer " + std::to_string(reduce_root) + ": sum of (id+1) = " + std::to_string(total.get()));
+             "reduce to peer " + std::to_string(reduce_root) +
+                 ": sum of (id+1) = " + std::to_string(total.get()));
 
     // Allreduce of a vector: element-wise max of (id, -id) = (n-1, 0) everywhere.
     Data<std::vector<long>> v(std::vector<long>{long(id), -long(id)}), vmax(2);
     comm.allreduce(v, vmax, FMI::Utils::Function<std::vector<long>>::max());
     report(vmax.get()[0] == long(n - 1) && vmax.get()[1] == 0,
-           "allreduce max: (" + std::to_string(vmax.get()[0]) + ", " + std::to_string(vmax.get()[1]) + ")");
+           "allreduce max: (" + std::to_string(vmax.get()[0]) + ", " +
+               std::to_string(vmax.get()[1]) + ")");
 
     comm.barrier();
     if (id == 0) std::cout << "hello from " << n << " functions, barrier passed" << std::endl;

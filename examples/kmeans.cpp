@@ -41,7 +41,9 @@ constexpr std::size_t kFeatures = 28;  // as the HIGGS data set
 constexpr double kCentreSpread = 0.4;
 
 using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
 
 struct Options {
   std::size_t points = 50000;
@@ -55,7 +57,8 @@ struct Options {
 [[noreturn]] void usage(const char* why) {
   std::cerr << "kmeans: " << why
             << "\nusage: kmeans [--points N] [--epochs E] [--k K] [--seed S] [--tol T] [--check]"
-               " (FMI_PEER_ID, FMI_NUM_PEERS, FMI_COMM_NAME, FMI_CONFIG from the environment: use fmirun)\n";
+               " (FMI_PEER_ID, FMI_NUM_PEERS, FMI_COMM_NAME, FMI_CONFIG from the environment: use "
+               "fmirun)\n";
   std::exit(2);
 }
 
@@ -70,17 +73,24 @@ Options parse(int argc, char** argv) {
     if (i + 1 >= argc) usage(("missing value after " + a).c_str());
     std::string v = argv[++i];
     try {
-      if (a == "--points") o.points = std::stoul(v);
-      else if (a == "--epochs") o.epochs = std::stoi(v);
-      else if (a == "--k") o.k = std::stoul(v);
-      else if (a == "--seed") o.seed = std::stoull(v);
-      else if (a == "--tol") o.tol = std::stod(v);
-      else usage(("unknown option " + a).c_str());
+      if (a == "--points")
+        o.points = std::stoul(v);
+      else if (a == "--epochs")
+        o.epochs = std::stoi(v);
+      else if (a == "--k")
+        o.k = std::stoul(v);
+      else if (a == "--seed")
+        o.seed = std::stoull(v);
+      else if (a == "--tol")
+        o.tol = std::stod(v);
+      else
+        usage(("unknown option " + a).c_str());
     } catch (const std::logic_error&) {
       usage(("bad value for " + a + ": " + v).c_str());
     }
   }
-  if (o.points == 0 || o.k == 0 || o.epochs < 1) usage("--points, --k and --epochs must be positive");
+  if (o.points == 0 || o.k == 0 || o.epochs < 1)
+    usage("--points, --k and --epochs must be positive");
   return o;
 }
 
@@ -102,7 +112,8 @@ Truth make_truth(const Options& o) {
   Truth t;
   t.centres.resize(o.k * kFeatures);
   for (auto& x : t.centres) x = centre(rng);
-  for (std::size_t c = 0; c < o.k; ++c) t.weights.push_back(1.0 + static_cast<double>(c));  // unequal sizes
+  for (std::size_t c = 0; c < o.k; ++c)
+    t.weights.push_back(1.0 + static_cast<double>(c));  // unequal sizes
   return t;
 }
 
@@ -182,8 +193,9 @@ int main(int argc, char** argv) {
     const Truth truth = make_truth(o);
     const std::vector<double> x = make_shard(o, truth, id);
     if (id == 0)
-      std::printf("kmeans: %u functions x %zu points, %zu features, k=%zu, up to %d epochs (seed %llu)\n", n,
-                  o.points, D, k, o.epochs, static_cast<unsigned long long>(o.seed));
+      std::printf(
+          "kmeans: %u functions x %zu points, %zu features, k=%zu, up to %d epochs (seed %llu)\n",
+          n, o.points, D, k, o.epochs, static_cast<unsigned long long>(o.seed));
 
     // Initial centroids: drawn by peer 0, sent to everyone.
     FMI::Comm::Data<std::vector<double>> centroids(k * D);
@@ -244,8 +256,9 @@ int main(int argc, char** argv) {
       compute_ms += epoch_compute;
       epochs = epoch;
       if (id == 0)
-        std::printf("epoch %3d  inertia %.6e  centroid shift %.3e  compute %7.2f ms  allreduce %7.3f ms\n", epoch,
-                    inertia, shift, epoch_compute, epoch_comm);
+        std::printf(
+            "epoch %3d  inertia %.6e  centroid shift %.3e  compute %7.2f ms  allreduce %7.3f ms\n",
+            epoch, inertia, shift, epoch_compute, epoch_comm);
       if (shift < o.tol) {
         converged = true;
         break;
@@ -253,8 +266,9 @@ int main(int argc, char** argv) {
     }
 
     if (id == 0) {
-      std::printf("\n%s after %d epochs; final centroids (first 8 of %zu features) vs true centres:\n",
-                  converged ? "converged" : "stopped (--epochs)", epochs, D);
+      std::printf(
+          "\n%s after %d epochs; final centroids (first 8 of %zu features) vs true centres:\n",
+          converged ? "converged" : "stopped (--epochs)", epochs, D);
       const auto& cent = centroids.get();
       for (std::size_t c = 0; c < k; ++c) {
         std::size_t nearest = 0;
@@ -267,16 +281,20 @@ int main(int argc, char** argv) {
         for (std::size_t f = 0; f < 8; ++f) std::printf(" %7.3f", cent[c * D + f]);
         std::printf(" ...  true centre %zu at distance %.4f\n", nearest, std::sqrt(nd));
       }
-      std::printf("\ncommunication: %.2f ms in %d allreduce (%.3f ms each on average, the first %.2f ms);"
-                  " before them %.2f ms communicator setup and %.2f ms bcast (the first exchange: it includes"
-                  " connecting)\n",
-                  comm_ms, epochs, comm_ms / epochs, first_allreduce_ms, setup_ms, bcast_ms);
-      std::printf("computation: %.2f ms; communication share %.1f%% (time in a collective includes waiting for"
-                  " the slowest function)\n",
-                  compute_ms,
-                  100.0 * (comm_ms + bcast_ms) / (comm_ms + bcast_ms + compute_ms));
+      std::printf(
+          "\ncommunication: %.2f ms in %d allreduce (%.3f ms each on average, the first %.2f ms);"
+          " before them %.2f ms communicator setup and %.2f ms bcast (the first exchange: it "
+          "includes"
+          " connecting)\n",
+          comm_ms, epochs, comm_ms / epochs, first_allreduce_ms, setup_ms, bcast_ms);
+      std::printf(
+          "computation: %.2f ms; communication share %.1f%% (time in a collective includes waiting "
+          "for"
+          " the slowest function)\n",
+          compute_ms, 100.0 * (comm_ms + bcast_ms) / (comm_ms + bcast_ms + compute_ms));
     } else {
-      std::printf("peer %u: %zu points, %d epochs, %.2f ms in allreduce\n", id, o.points, epochs, comm_ms);
+      std::printf("peer %u: %zu points, %d epochs, %.2f ms in allreduce\n", id, o.points, epochs,
+                  comm_ms);
     }
 
     if (o.check) {
@@ -303,7 +321,9 @@ int main(int argc, char** argv) {
         }
       }
       if (!ok) return 3;
-      if (id == 0) std::printf("check passed: identical centroids on all %u functions, every true centre found\n", n);
+      if (id == 0)
+        std::printf(
+            "check passed: identical centroids on all %u functions, every true centre found\n", n);
     }
   } catch (const FMI::Error& e) {
     std::fprintf(stderr, "kmeans: peer %u: %s\n", id, e.what());

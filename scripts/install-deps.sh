@@ -18,6 +18,8 @@ packages=(
   redis-server openmpi-bin
   # the fuzzer (scripts/fuzz.sh: clang's libFuzzer)
   clang libclang-rt-14-dev
+  # the format check (scripts/format.sh, ctest format.check)
+  clang-format
   # API documentation (cmake --build build --target docs)
   doxygen
   # the NAT lab (scripts/natlab.sh)

@@ -54,8 +54,9 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_flag("-q,--quiet", opt.quiet, "log only errors, start and stop");
   std::string secret_file;
-  app.add_option("--secret-file", secret_file,
-                 "file holding the shared secret (default: env FMI_SECRET; none: no authentication)");
+  app.add_option(
+      "--secret-file", secret_file,
+      "file holding the shared secret (default: env FMI_SECRET; none: no authentication)");
   CLI11_PARSE(app, argc, argv);
   opt.registration_ttl = std::chrono::milliseconds(ttl);
   opt.hello_timeout = std::chrono::milliseconds(hello);
@@ -64,7 +65,8 @@ int main(int argc, char** argv) {
   try {
     if (!secret_file.empty()) {
       std::ifstream f(secret_file, std::ios::binary);
-      if (!f) FMI_THROW(FMI::ConfigError, "fmi-rendezvous: cannot read --secret-file ", secret_file);
+      if (!f)
+        FMI_THROW(FMI::ConfigError, "fmi-rendezvous: cannot read --secret-file ", secret_file);
       std::stringstream ss;
       ss << f.rdbuf();
       opt.secret = ss.str();

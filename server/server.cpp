@@ -1,8 +1,8 @@
 #include "server.h"
 
-#include <signal.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -177,10 +177,11 @@ void Server::run() {
     }
     int wait_ms = 250;
     if (accept_paused_until_ != Clock::time_point{})
-      wait_ms = int(std::clamp<long>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                         accept_paused_until_ - Clock::now())
-                                             .count() + 1,
-                                     1, 250));
+      wait_ms = int(std::clamp<long>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(accept_paused_until_ - Clock::now())
+                  .count() +
+              1,
+          1, 250));
     int n = ::epoll_wait(epoll_.fd(), events.data(), int(events.size()), wait_ms);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -211,10 +212,10 @@ void Server::run() {
       // whatever the handlers above made of it. A relayed connection that hung up may
       // still hold data for its partner; update_events takes it out of the epoll set
       // while it waits (epoll reports EPOLLHUP on every wait, whatever it is asked).
-      if (auto still = conns_.find(fd); still != conns_.end() &&
-                                        ((events[i].events & EPOLLERR) ||
-                                         ((events[i].events & EPOLLHUP) &&
-                                          still->second->state != State::relaying)))
+      if (auto still = conns_.find(fd);
+          still != conns_.end() &&
+          ((events[i].events & EPOLLERR) ||
+           ((events[i].events & EPOLLHUP) && still->second->state != State::relaying)))
         close_conn(fd, events[i].events & EPOLLERR ? "connection error" : "connection hung up");
     }
     if (Clock::now() >= next_sweep) {
@@ -224,8 +225,8 @@ void Server::run() {
   }
   std::size_t waiting = 0;
   for (auto& [name, g] : groups_) waiting += g.count();
-  log(true, "stopped: closing ", conns_.size(), " connections (", waiting,
-      " registrations of ", groups_.size(), " incomplete communicators dropped)");
+  log(true, "stopped: closing ", conns_.size(), " connections (", waiting, " registrations of ",
+      groups_.size(), " incomplete communicators dropped)");
   conns_.clear();
   groups_.clear();
 }
@@ -250,8 +251,8 @@ void Server::accept_all() {
     if (conns_.size() >= opt_.max_connections) {
       refuse(fd, "max-connections",
              "refusing connections: " + std::to_string(conns_.size()) +
-                 " open (--max-connections " + std::to_string(opt_.max_connections) +
-                 "), e.g. " + c->addr,
+                 " open (--max-connections " + std::to_string(opt_.max_connections) + "), e.g. " +
+                 c->addr,
              "server overloaded");
       continue;  // the Socket closes it
     }
@@ -329,8 +330,8 @@ void Server::on_readable(Conn& c) {
         close_conn(fd, "peer " + std::to_string(c.peer_id) + " of comm '" + c.comm +
                            "' disconnected before every peer registered");
       else if (c.state == State::awaiting_register)
-        close_conn(fd, c.in.empty() ? "closed without registering"
-                                    : "closed in the middle of a request");
+        close_conn(
+            fd, c.in.empty() ? "closed without registering" : "closed in the middle of a request");
       else
         close_conn(fd, "");
       return;
@@ -427,16 +428,17 @@ void Server::handle_register(Conn& c, const proto::Register& r) {
     log(true, "comm '", r.comm, "' peer ", r.peer_id, ": registration from ", o.addr,
         " replaced by ", c.addr);
     fail(o, proto::ErrorCode::replaced,
-         "peer " + std::to_string(r.peer_id) + " of comm '" + r.comm +
-             "' registered again from " + c.addr);
+         "peer " + std::to_string(r.peer_id) + " of comm '" + r.comm + "' registered again from " +
+             c.addr);
   }
-  g.members[r.peer_id] = Member{c.sock.fd(), proto::PeerEntry{c.public_ep, r.private_ep, r.session}};
+  g.members[r.peer_id] =
+      Member{c.sock.fd(), proto::PeerEntry{c.public_ep, r.private_ep, r.session}};
   c.state = State::registered;
   c.comm = r.comm;
   c.peer_id = r.peer_id;
   c.deadline = Clock::now() + opt_.registration_ttl;
-  log(false, "register comm '", r.comm, "' peer ", r.peer_id, "/", r.num_peers, " public ",
-      c.addr, " private ", r.private_ep.str(), " (", g.count(), " of ", g.num_peers, ")");
+  log(false, "register comm '", r.comm, "' peer ", r.peer_id, "/", r.num_peers, " public ", c.addr,
+      " private ", r.private_ep.str(), " (", g.count(), " of ", g.num_peers, ")");
   int fd = c.sock.fd();
   std::string comm = r.comm;
   queue(c, proto::Registered{c.public_ep});  // may close c (and shrink the group)
@@ -512,8 +514,7 @@ void Server::handle_relay(Conn& c, const proto::Relay& r) {
                 " from ", c.addr, ": ", why);
     leave_group(c);
     c.state = State::closing;
-    queue(c, proto::ErrorMsg{proto::ErrorCode::bad_request,
-                             std::string("relay refused: ") + why});
+    queue(c, proto::ErrorMsg{proto::ErrorCode::bad_request, std::string("relay refused: ") + why});
     return;
   }
   std::string mine = relay_key(r.comm, r.from, r.to, r.from_session, r.to_session);
@@ -609,8 +610,10 @@ void Server::relay_flushed(Conn& c) {
   auto pi = conns_.find(c.partner);
   if (pi == conns_.end()) {
     // The other side is gone: deliver what is buffered, then close.
-    if (c.out.empty()) close_conn(fd, "");
-    else update_events(c);
+    if (c.out.empty())
+      close_conn(fd, "");
+    else
+      update_events(c);
     return;
   }
   Conn& o = *pi->second;
@@ -749,7 +752,8 @@ void Server::sweep() {
     if (now >= c->deadline) late.push_back(fd);
     if (c->state == State::relaying) {
       auto p = conns_.find(c->partner);
-      auto moved = std::max(c->last_moved, p == conns_.end() ? c->last_moved : p->second->last_moved);
+      auto moved =
+          std::max(c->last_moved, p == conns_.end() ? c->last_moved : p->second->last_moved);
       if (now - moved >= opt_.relay_idle) late.push_back(fd);
     }
   }
@@ -764,8 +768,7 @@ void Server::sweep() {
     Conn& c = *it->second;
     switch (c.state) {
       case State::awaiting_register:
-        close_conn(fd, "no complete REGISTER within " +
-                           std::to_string(opt_.hello_timeout.count()) +
+        close_conn(fd, "no complete REGISTER within " + std::to_string(opt_.hello_timeout.count()) +
                            " ms (slow or half-open connection)");
         break;
       case State::registered: {
@@ -774,8 +777,8 @@ void Server::sweep() {
         std::string want = g == groups_.end() ? "?" : std::to_string(g->second.num_peers);
         fail(c, proto::ErrorCode::expired,
              "registration of peer " + std::to_string(c.peer_id) + " of comm '" + c.comm +
-                 "' expired after " + std::to_string(opt_.registration_ttl.count()) + " ms: " +
-                 have + " of " + want + " peers registered");
+                 "' expired after " + std::to_string(opt_.registration_ttl.count()) +
+                 " ms: " + have + " of " + want + " peers registered");
         break;
       }
       case State::relay_waiting:
@@ -789,8 +792,8 @@ void Server::sweep() {
         close_conn(fd, "");
         break;
       case State::closing:
-        close_conn(fd, "reply not read within " + std::to_string(opt_.write_timeout.count()) +
-                           " ms");
+        close_conn(fd,
+                   "reply not read within " + std::to_string(opt_.write_timeout.count()) + " ms");
         break;
     }
   }

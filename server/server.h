@@ -4,8 +4,8 @@
 #pragma once
 
 #include <chrono>
-#include <deque>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -83,7 +83,7 @@ class Server {
     bool in_epoll = true;  // false while it wants no event at all (see update_events)
     std::uint64_t relayed = 0;
     Clock::time_point last_moved;  // relay: last byte read or written (idle timeout)
-    proto::Nonce nonce{};  // of the CHALLENGE sent on this connection
+    proto::Nonce nonce{};          // of the CHALLENGE sent on this connection
   };
   // Sparse: a REGISTER announcing 4096 peers costs the server one entry, not 4096
   // (memory proportional to the bytes received).
@@ -137,7 +137,7 @@ class Server {
   std::uint16_t port_ = 0;
   std::unordered_map<int, std::unique_ptr<Conn>> conns_;
   std::map<std::string, Group> groups_;
-  std::map<std::string, int> relay_waiting_;  // relay key -> fd
+  std::map<std::string, int> relay_waiting_;      // relay key -> fd
   std::map<std::string, SentTable> sent_tables_;  // comm -> its last table
   // Tables in the order they were sent (= the order they expire), for the sweep and
   // for evicting the oldest when they hold more than kMaxTableSessions sessions.

@@ -98,8 +98,8 @@ void run_point(const Options& opt, const std::string& op, std::size_t bytes) {
   if (op == "reduce_scatter") need = fbytes * static_cast<std::size_t>(n) + fbytes;
   if (need > opt.max_buffer) {
     if (g_rank == 0)
-      std::cerr << "mpi_bench: skipping " << op << " " << bytes << " B on " << n
-                << " ranks (needs " << need << " B per rank, above --max-buffer)\n";
+      std::cerr << "mpi_bench: skipping " << op << " " << bytes << " B on " << n << " ranks (needs "
+                << need << " B per rank, above --max-buffer)\n";
     return;
   }
   std::vector<char> a, b;
@@ -162,7 +162,9 @@ void run_point(const Options& opt, const std::string& op, std::size_t bytes) {
   } else if (op == "scatter") {
     a.assign(std::max<std::size_t>(bytes, 1) * n, 'x');
     b.resize(std::max<std::size_t>(bytes, 1));
-    body = [&] { MPI_Scatter(a.data(), cnt, MPI_BYTE, b.data(), cnt, MPI_BYTE, 0, MPI_COMM_WORLD); };
+    body = [&] {
+      MPI_Scatter(a.data(), cnt, MPI_BYTE, b.data(), cnt, MPI_BYTE, 0, MPI_COMM_WORLD);
+    };
   } else if (op == "allgather") {
     a.assign(std::max<std::size_t>(bytes, 1), 'x');
     b.resize(std::max<std::size_t>(bytes, 1) * n);
@@ -177,9 +179,13 @@ void run_point(const Options& opt, const std::string& op, std::size_t bytes) {
     fb.resize(floats);
     const int fc = static_cast<int>(floats);
     if (op == "reduce")
-      body = [&, fc] { MPI_Reduce(fa.data(), fb.data(), fc, MPI_FLOAT, MPI_SUM, 0, MPI_COMM_WORLD); };
+      body = [&, fc] {
+        MPI_Reduce(fa.data(), fb.data(), fc, MPI_FLOAT, MPI_SUM, 0, MPI_COMM_WORLD);
+      };
     else if (op == "allreduce")
-      body = [&, fc] { MPI_Allreduce(fa.data(), fb.data(), fc, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); };
+      body = [&, fc] {
+        MPI_Allreduce(fa.data(), fb.data(), fc, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+      };
     else
       body = [&, fc] { MPI_Scan(fa.data(), fb.data(), fc, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); };
   } else if (op == "reduce_scatter") {

@@ -135,7 +135,8 @@ void run(int fd, bool rank0, const Options& opt, std::vector<fmibench::Row>& row
         write_all(fd, &ack, 1);
       }
     };
-    const std::size_t bw_warm = std::max<std::size_t>(2, fmibench::warmup_for(opt.warmup, size) / 10);
+    const std::size_t bw_warm =
+        std::max<std::size_t>(2, fmibench::warmup_for(opt.warmup, size) / 10);
     warm_secs.clear();
     for (std::size_t i = 0; i < bw_warm; ++i) {
       auto a = Clock::now();
@@ -143,7 +144,8 @@ void run(int fd, bool rank0, const Options& opt, std::vector<fmibench::Row>& row
       warm_secs.push_back(std::chrono::duration<double>(Clock::now() - a).count());
     }
     warm = fmibench::summarize(warm_secs).median;
-    iters = fmibench::iterations_for(warm, opt.budget_s, 5, std::max<std::size_t>(opt.iters / 10, 5));
+    iters =
+        fmibench::iterations_for(warm, opt.budget_s, 5, std::max<std::size_t>(opt.iters / 10, 5));
     if (rank0)
       write_all(fd, reinterpret_cast<const char*>(&iters), sizeof iters);
     else
@@ -170,7 +172,8 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", opt.warmup, "warm-up iterations per size");
   app.add_option("--budget", opt.budget_s, "seconds of measurement per size and test (approx.)");
   app.add_flag("--csv", opt.csv, "CSV output (fmi-bench's columns)");
-  app.add_flag("--spin", g_spin, "busy-poll the socket instead of blocking in recv (rows tcp-spin)");
+  app.add_flag("--spin", g_spin,
+               "busy-poll the socket instead of blocking in recv (rows tcp-spin)");
   CLI11_PARSE(app, argc, argv);
   try {
     opt.sizes = FMI::Tools::parse_sizes(sizes);

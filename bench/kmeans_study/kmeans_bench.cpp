@@ -47,7 +47,8 @@ double ms_since(Clock::time_point t) {
 
 unsigned env_number(const char* name) {
   const char* v = std::getenv(name);
-  if (!v || !*v) throw std::runtime_error(std::string("$") + name + " is not set (run through fmirun)");
+  if (!v || !*v)
+    throw std::runtime_error(std::string("$") + name + " is not set (run through fmirun)");
   return static_cast<unsigned>(std::stoul(v));
 }
 
@@ -60,7 +61,8 @@ std::vector<double> make_centres(std::size_t k, std::uint64_t seed) {
   return c;
 }
 
-std::vector<double> make_shard(std::size_t points, std::size_t k, std::uint64_t seed, unsigned peer) {
+std::vector<double> make_shard(std::size_t points, std::size_t k, std::uint64_t seed,
+                               unsigned peer) {
   const auto centres = make_centres(k, seed);
   std::mt19937_64 rng(seed * 1000003u + peer + 1);
   std::normal_distribution<double> noise(0.0, 1.0);
@@ -95,8 +97,10 @@ int main(int argc, char** argv) {
     const unsigned n = env_number("FMI_NUM_PEERS");
     const char* name = std::getenv("FMI_COMM_NAME");
     const char* config = std::getenv("FMI_CONFIG");
-    if (!config || !*config) throw std::runtime_error("$FMI_CONFIG is not set (run through fmirun)");
-    FMI::Communicator comm(me, n, std::string(config), name && *name ? name : "kmeans-bench", memory);
+    if (!config || !*config)
+      throw std::runtime_error("$FMI_CONFIG is not set (run through fmirun)");
+    FMI::Communicator comm(me, n, std::string(config), name && *name ? name : "kmeans-bench",
+                           memory);
     comm.hint(FMI::Utils::Hint::fast);
 
     const auto x = make_shard(points, k, seed, me);
@@ -162,8 +166,8 @@ int main(int argc, char** argv) {
       const std::string used = comm.channel_for(info);
       const std::string ch = label.empty() ? used : label;
       for (int e = 0; e < epochs; ++e)
-        std::printf("KMEANS_EPOCH,%s,%u,%d,%.4f,%.4f,%.6e\n", ch.c_str(), n, e,
-                    worst.get()[e], cworst.get()[e], inertia[e]);
+        std::printf("KMEANS_EPOCH,%s,%u,%d,%.4f,%.4f,%.6e\n", ch.c_str(), n, e, worst.get()[e],
+                    cworst.get()[e], inertia[e]);
       auto s = fmibench::summarize(worst.get());
       double model_ms = -1, model_usd = -1, measured_usd = -1;
 #ifdef FMI_BENCH_HAVE_MODEL
@@ -174,8 +178,8 @@ int main(int argc, char** argv) {
         auto p = FMI::Utils::predict(info, chan->kind(), *model, comm.config());
         model_ms = p.latency * 1e3;
         model_usd = 1000 * p.cost();
-        const double faas = comm.config().model.faas.gib_second_price * (memory / 1024.0) * n *
-                            (s.median / 1e3);
+        const double faas =
+            comm.config().model.faas.gib_second_price * (memory / 1024.0) * n * (s.median / 1e3);
         // Servers billed per hour by the measured share of time, as the model does.
         const double servers = model->hourly_price() * (s.median / 1e3) / 3600.0;
         measured_usd = 1000 * (p.channel_cost + servers + faas);

@@ -77,9 +77,12 @@ int main(int argc, char** argv) {
       }
       return std::strtoul(argv[++i], nullptr, 10);
     };
-    if (a == "--inproc") o.inproc = unsigned(next());
-    else if (a == "--mib") o.mib = next();
-    else if (a == "--iters") o.iters = unsigned(next());
+    if (a == "--inproc")
+      o.inproc = unsigned(next());
+    else if (a == "--mib")
+      o.mib = next();
+    else if (a == "--iters")
+      o.iters = unsigned(next());
     else {
       std::fprintf(stderr, "usage: %s [--inproc N] [--mib 64] [--iters 5]\n", argv[0]);
       return 2;

@@ -9,17 +9,17 @@
 // peer must call collectives in the same order with matching sizes. Messages are
 // matched as in MPI: the k-th send from A to B meets the k-th recv on B from A, and
 // point-to-point messages never mix with collectives, whatever the interleaving.
-// Sizes in error messages are in bytes. Each call is bounded by the chosen channel's max_timeout and throws
-// FMI::TimeoutError after it; every error message starts with the call
+// Sizes in error messages are in bytes. Each call is bounded by the chosen channel's max_timeout
+// and throws FMI::TimeoutError after it; every error message starts with the call
 // ("recv from peer 2 via Redis: ...").
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
 #include <tuple>
-#include <cstddef>
-#include <cstdint>
 #include <vector>
 
 #include "fmi/channel.h"
@@ -38,11 +38,11 @@ class Communicator {
 
   /// Loads the configuration file and creates every enabled channel.
   /// Throws ConfigError (bad file) or UsageError (peer_id >= num_peers).
-  Communicator(peer_num peer_id, peer_num num_peers, std::string config_path,
-               std::string comm_name, unsigned int faas_memory = 128);
+  Communicator(peer_num peer_id, peer_num num_peers, std::string config_path, std::string comm_name,
+               unsigned int faas_memory = 128);
   /// Same, from an already loaded configuration.
-  Communicator(peer_num peer_id, peer_num num_peers, const Config& config,
-               std::string comm_name, unsigned int faas_memory = 128);
+  Communicator(peer_num peer_id, peer_num num_peers, const Config& config, std::string comm_name,
+               unsigned int faas_memory = 128);
   /// Finalises every channel: closes connections, deletes keys and objects.
   ~Communicator();
 
@@ -84,8 +84,7 @@ class Communicator {
   }
   /// recvbuf on root = f over every peer's sendbuf (ignored elsewhere).
   template <typename T>
-  void reduce(Comm::Data<T>& sendbuf, Comm::Data<T>& recvbuf, peer_num root,
-              Utils::Function<T> f) {
+  void reduce(Comm::Data<T>& sendbuf, Comm::Data<T>& recvbuf, peer_num root, Utils::Function<T> f) {
     reduce_bytes(Comm::cbytes_of(sendbuf), Comm::bytes_of(recvbuf), root, f.op());
   }
   template <typename T>
@@ -242,9 +241,8 @@ class Communicator {
   void create_channels();
   // A sub-communicator of `parent` (split.cpp): rank `peer_id` of the members
   // to_parent (ranks in the parent), tag space `comm_id`, ids `avoid` taken.
-  Communicator(const Communicator& parent, peer_num peer_id,
-               const std::vector<peer_num>& to_parent, std::uint32_t comm_id,
-               std::vector<std::uint32_t> avoid);
+  Communicator(const Communicator& parent, peer_num peer_id, const std::vector<peer_num>& to_parent,
+               std::uint32_t comm_id, std::vector<std::uint32_t> avoid);
 
   peer_num peer_id_;
   peer_num num_peers_;

@@ -20,8 +20,9 @@ namespace FMI::Comm {
 
 template <typename T>
 class Data {
-  static_assert(std::is_trivially_copyable_v<T>,
-                "FMI::Comm::Data<T> needs a trivially copyable T (or std::vector of one, or void*)");
+  static_assert(
+      std::is_trivially_copyable_v<T>,
+      "FMI::Comm::Data<T> needs a trivially copyable T (or std::vector of one, or void*)");
 
  public:
   Data() = default;

@@ -67,19 +67,27 @@ void elementwise(const E* a, const E* b, E* out, std::size_t n) {
 }
 struct Plus {
   template <typename E>
-  auto operator()(E x, E y) const { return x + y; }
+  auto operator()(E x, E y) const {
+    return x + y;
+  }
 };
 struct Times {
   template <typename E>
-  auto operator()(E x, E y) const { return x * y; }
+  auto operator()(E x, E y) const {
+    return x * y;
+  }
 };
 struct Min {
   template <typename E>
-  E operator()(E x, E y) const { return y < x ? y : x; }
+  E operator()(E x, E y) const {
+    return y < x ? y : x;
+  }
 };
 struct Max {
   template <typename E>
-  E operator()(E x, E y) const { return x < y ? y : x; }
+  E operator()(E x, E y) const {
+    return x < y ? y : x;
+  }
 };
 }  // namespace detail
 

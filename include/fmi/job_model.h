@@ -42,13 +42,13 @@ struct JobOptions {
 
 /// Totals of the job on one channel, or with the policy's choice per call.
 struct JobCost {
-  std::string label;       // channel name, or "policy (cheap)"
-  double time = 0;         // s: sum over items of epochs x per_epoch x latency
-  double functions = 0;    // USD: GiB-seconds of every participating function
-  double requests = 0;     // USD: requests and transfer of the calls
-  double servers = 0;      // USD: servers billed per hour, by the calls' share of time
-  double setup = 0;        // USD: set-up and tear-down requests (registrations,
-                           // pairings, S3 HEAD and finalize barrier)
+  std::string label;                // channel name, or "policy (cheap)"
+  double time = 0;                  // s: sum over items of epochs x per_epoch x latency
+  double functions = 0;             // USD: GiB-seconds of every participating function
+  double requests = 0;              // USD: requests and transfer of the calls
+  double servers = 0;               // USD: servers billed per hour, by the calls' share of time
+  double setup = 0;                 // USD: set-up and tear-down requests (registrations,
+                                    // pairings, S3 HEAD and finalize barrier)
   std::vector<std::string> chosen;  // policy rows: the channel of each item
   double total() const { return functions + requests + servers + setup; }
 };

@@ -61,12 +61,10 @@ struct ExplainOptions {
   peer_num num_peers = 8;
   unsigned faas_memory = 128;  // MiB
   std::vector<std::size_t> sizes = {8, 1024, 1024 * 1024, 64 * 1024 * 1024};
-  std::vector<Operation> ops = {Operation::send,      Operation::bcast,
-                                Operation::barrier,   Operation::gather,
-                                Operation::scatter,   Operation::reduce,
-                                Operation::allreduce, Operation::scan,
-                                Operation::allgather, Operation::alltoall,
-                                Operation::reduce_scatter};
+  std::vector<Operation> ops = {
+      Operation::send,      Operation::bcast,    Operation::barrier,       Operation::gather,
+      Operation::scatter,   Operation::reduce,   Operation::allreduce,     Operation::scan,
+      Operation::allgather, Operation::alltoall, Operation::reduce_scatter};
   std::vector<std::string> channels;  // empty: the built-in channels with a model
   std::vector<Hint> hints = {Hint::fast, Hint::cheap};
   bool commutative = true;  // properties of the reduction function (reductions only)

@@ -160,14 +160,16 @@ py::array as_array(py::handle obj, const char* op) {
   if (numpy_loaded() && py::isinstance<py::array>(obj))
     return py::reinterpret_borrow<py::array>(obj);
   if (PyObject_CheckBuffer(obj.ptr()) && !numpy_importable())
-    raise(PyExc_ImportError,
-          std::string(op) + ": this call views buffers as NumPy arrays and NumPy is not "
-                            "installed; typed values (fmi.types), objects, send/recv and the "
-                            "v-collectives (gatherv, ...) work without it");
+    raise(PyExc_ImportError, std::string(op) +
+                                 ": this call views buffers as NumPy arrays and NumPy is not "
+                                 "installed; typed values (fmi.types), objects, send/recv and the "
+                                 "v-collectives (gatherv, ...) work without it");
   if (!PyObject_CheckBuffer(obj.ptr()))
     raise(PyExc_TypeError,
-          std::string(op) + ": expected a NumPy array or a buffer-protocol object (bytes, "
-                            "bytearray, memoryview), got '" + type_name(obj) +
+          std::string(op) +
+              ": expected a NumPy array or a buffer-protocol object (bytes, "
+              "bytearray, memoryview), got '" +
+              type_name(obj) +
               "'; for Python values pass a type, e.g. fmi.types(fmi.datatypes.int)");
   py::memoryview mv(py::reinterpret_borrow<py::object>(obj));
   return numpy().attr("asarray")(mv);
@@ -204,8 +206,8 @@ std::vector<py::ssize_t> block_shape(const py::array& a, std::size_t n, const ch
   if (a.ndim() >= 1 && static_cast<std::size_t>(a.shape(0)) == n)
     return std::vector<py::ssize_t>(a.shape() + 1, a.shape() + a.ndim());
   if (static_cast<std::size_t>(a.size()) % n != 0)
-    FMI_THROW(FMI::UsageError, op, ": an array of ", a.size(), " elements cannot be split into ",
-              n, " equal blocks (one per peer)");
+    FMI_THROW(FMI::UsageError, op, ": an array of ", a.size(), " elements cannot be split into ", n,
+              " equal blocks (one per peer)");
   return {static_cast<py::ssize_t>(static_cast<std::size_t>(a.size()) / n)};
 }
 

@@ -15,8 +15,8 @@
 #include <cstddef>
 #include <string>
 
-#include "fmi/errors.h"
 #include <vector>
+#include "fmi/errors.h"
 
 #include "fmi/types.h"
 
@@ -89,7 +89,8 @@ inline ConstBytes cbytes(const py::array& a) {
 /// Only for arrays checked writable (output_array, empty_array) or known to be
 /// written by no algorithm.
 inline Bytes mbytes(const py::array& a) {
-  return {static_cast<std::byte*>(const_cast<void*>(a.data())), static_cast<std::size_t>(a.nbytes())};
+  return {static_cast<std::byte*>(const_cast<void*>(a.data())),
+          static_cast<std::size_t>(a.nbytes())};
 }
 
 inline bool overlap(ConstBytes a, ConstBytes b) {
@@ -126,12 +127,13 @@ class BufferView {
     if (!PyObject_CheckBuffer(obj.ptr()))
       throw py::type_error(std::string(op) + ": " + what +
                            " must be a buffer-protocol object (a NumPy array, bytes, bytearray, "
-                           "memoryview), got '" + type_name(obj) + "'");
+                           "memoryview), got '" +
+                           type_name(obj) + "'");
     const int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(obj.ptr(), &v_, flags) != 0) {
       PyErr_Clear();
-      FMI_THROW(FMI::UsageError, op, ": ", what, writable ? " must be writable and C-contiguous"
-                                                     : " must be C-contiguous");
+      FMI_THROW(FMI::UsageError, op, ": ", what,
+                writable ? " must be writable and C-contiguous" : " must be C-contiguous");
     }
     held_ = true;
   }

@@ -1,8 +1,8 @@
 #include "communicator.h"
 
 #include <climits>
-#include <cstdlib>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "fmi/config.h"
@@ -24,8 +24,8 @@ const TypeSpec* type_arg(py::handle type, const char* op) {
 
 const Func& func_arg(py::handle func, const char* op) {
   if (!func || !py::isinstance<Func>(func))
-    throw py::type_error(std::string(op) + ": func must be fmi.func(...), got '" +
-                         type_name(func) + "'");
+    throw py::type_error(std::string(op) + ": func must be fmi.func(...), got '" + type_name(func) +
+                         "'");
   return *func.cast<const Func*>();
 }
 
@@ -33,8 +33,7 @@ bool given(py::handle h) { return h && !h.is_none(); }
 
 void no_type_and_out(const TypeSpec* t, py::handle out, const char* op) {
   if (t && given(out))
-    FMI_THROW(UsageError, op,
-              ": pass either a type (Python values) or out= (a buffer), not both");
+    FMI_THROW(UsageError, op, ": pass either a type (Python values) or out= (a buffer), not both");
 }
 
 /// The element count of a list type on a peer that has no value to count.
@@ -79,7 +78,8 @@ PyCommunicator::PyCommunicator(long long peer_id, long long num_peers, const py:
   FMI::Config cfg;
   cfg.source = "<no configuration>";
   std::string path;
-  if (!config.is_none()) path = py::module_::import("os").attr("fspath")(config).cast<std::string>();
+  if (!config.is_none())
+    path = py::module_::import("os").attr("fspath")(config).cast<std::string>();
   py::gil_scoped_release nogil;
   if (!path.empty()) cfg = FMI::Config::load(path);
   // Channels may connect to their servers here.
@@ -248,8 +248,7 @@ py::object PyCommunicator::recv(long long src, py::handle type, py::handle out) 
 
 // ---- collectives ---------------------------------------------------------------------
 
-py::object PyCommunicator::bcast(py::handle obj, long long root, py::handle type,
-                                 py::handle out) {
+py::object PyCommunicator::bcast(py::handle obj, long long root, py::handle type, py::handle out) {
   const char* op = "bcast";
   const unsigned r = peer_arg(root, op, "root");
   const TypeSpec* t = type_arg(type, op);
@@ -298,8 +297,7 @@ void PyCommunicator::barrier() {
   blocking("barrier", [&](auto& c) { c.barrier(); });
 }
 
-py::object PyCommunicator::gather(py::handle obj, long long root, py::handle type,
-                                  py::handle out) {
+py::object PyCommunicator::gather(py::handle obj, long long root, py::handle type, py::handle out) {
   const char* op = "gather";
   const unsigned r = peer_arg(root, op, "root");
   const TypeSpec* t = type_arg(type, op);
@@ -347,8 +345,8 @@ py::object PyCommunicator::scatter(py::handle obj, long long root, py::handle ty
     } else if (t->is_list()) {
       const std::size_t total = require_count(*t, op, peer_id_);
       if (total % num_peers_ != 0)
-        FMI_THROW(UsageError, "scatter: ", t->repr(), " (the root's whole list) cannot be split into ",
-                  num_peers_, " equal parts");
+        FMI_THROW(UsageError, "scatter: ", t->repr(),
+                  " (the root's whole list) cannot be split into ", num_peers_, " equal parts");
       per = total / num_peers_;
     }
     Packed mine = packed_zeros(*t, per);
@@ -383,8 +381,8 @@ py::array PyCommunicator::reduce_target(py::handle out, const py::array& in,
   return o;
 }
 
-py::object PyCommunicator::reduce(py::handle obj, long long root, py::handle func,
-                                  py::handle type, py::handle out) {
+py::object PyCommunicator::reduce(py::handle obj, long long root, py::handle func, py::handle type,
+                                  py::handle out) {
   const char* op = "reduce";
   const unsigned r = peer_arg(root, op, "root");
   const Func& f = func_arg(func, op);
@@ -414,8 +412,7 @@ py::object PyCommunicator::reduce(py::handle obj, long long root, py::handle fun
 
 // allreduce and scan: every peer gets a result shaped like its own input.
 py::object PyCommunicator::elementwise_reduction(const char* op, ReduceCall call, py::handle obj,
-                                                 py::handle func, py::handle type,
-                                                 py::handle out) {
+                                                 py::handle func, py::handle type, py::handle out) {
   const Func& f = func_arg(func, op);
   const TypeSpec* t = type_arg(type, op);
   no_type_and_out(t, out, op);
@@ -443,8 +440,7 @@ py::object PyCommunicator::allreduce(py::handle obj, py::handle func, py::handle
                                out);
 }
 
-py::object PyCommunicator::scan(py::handle obj, py::handle func, py::handle type,
-                                py::handle out) {
+py::object PyCommunicator::scan(py::handle obj, py::handle func, py::handle type, py::handle out) {
   return elementwise_reduction("scan", &FMI::Communicator::scan_bytes, obj, func, type, out);
 }
 
@@ -709,8 +705,8 @@ py::object PyCommunicator::alltoall_objects(py::handle obj) {
 py::object PyCommunicator::reduce_objects(py::handle obj, const Func& f, Fold kind, unsigned root,
                                           const char* op) {
   py::object fn = object_operator(static_cast<int>(f.op), f.fn);
-  py::object all = kind == Fold::reduce ? gather_objects(obj, root, op)
-                                        : py::object(allgather_objects(obj, op));
+  py::object all =
+      kind == Fold::reduce ? gather_objects(obj, root, op) : py::object(allgather_objects(obj, op));
   if (all.is_none()) return py::none();
   py::list l = all.cast<py::list>();
   const std::size_t upto = kind == Fold::scan ? peer_id_ + 1 : l.size();
@@ -728,8 +724,6 @@ py::object PyCommunicator::reduce_objects(py::handle obj, const Func& f, Fold ki
 // C-contiguous and are filled in place; the call returns the output (None for the
 // recv of gatherv off the root, which may be None).
 
-
-
 namespace {
 
 std::vector<std::size_t> counts_arg(py::handle counts, const char* op, const char* name) {
@@ -739,8 +733,8 @@ std::vector<std::size_t> counts_arg(py::handle counts, const char* op, const cha
   std::vector<std::size_t> out;
   for (py::handle x : py::reinterpret_borrow<py::sequence>(counts)) {
     if (!PyIndex_Check(x.ptr()))
-      throw py::type_error(std::string(op) + ": " + name + " must hold ints, got '" +
-                           type_name(x) + "'");
+      throw py::type_error(std::string(op) + ": " + name + " must hold ints, got '" + type_name(x) +
+                           "'");
     const long long v = x.cast<long long>();
     if (v < 0) FMI_THROW(UsageError, op, ": ", name, "[", out.size(), "] = ", v, " is negative");
     out.push_back(static_cast<std::size_t>(v));

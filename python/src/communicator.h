@@ -16,8 +16,8 @@
 #include <string>
 
 #include "buffers.h"
-#include "objects.h"
 #include "fmi/communicator.h"
+#include "objects.h"
 #include "reductions.h"
 
 namespace fmipy {
@@ -86,8 +86,8 @@ class PyCommunicator {
   using ReduceCall = void (FMI::Communicator::*)(FMI::Comm::ConstBytes, FMI::Comm::Bytes,
                                                  const FMI::Utils::ReduceOp&);
   /// allreduce and scan (same arguments, result shaped like the input).
-  py::object elementwise_reduction(const char* op, ReduceCall call, py::handle obj,
-                                   py::handle func, py::handle type, py::handle out);
+  py::object elementwise_reduction(const char* op, ReduceCall call, py::handle obj, py::handle func,
+                                   py::handle type, py::handle out);
   /// The result of an allreduce/reduce/scan/reduce_scatter: out (checked) or a new array.
   py::array reduce_target(py::handle out, const py::array& in,
                           const std::vector<py::ssize_t>& shape, const char* op);

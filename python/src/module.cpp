@@ -168,16 +168,14 @@ PYBIND11_MODULE(fmi, m) {
                f.commutative = commutative;
                f.associative = associative;
              } else if (!function.is_none()) {
-               FMI_THROW(FMI::UsageError,
-                         "fmi.func: a callable is only taken with fmi.op.custom");
+               FMI_THROW(FMI::UsageError, "fmi.func: a callable is only taken with fmi.op.custom");
              }
              return f;
            }),
            "op"_a, "function"_a = py::none(), "commutative"_a = false, "associative"_a = false)
       .def_property_readonly("op", [](const Func& f) { return f.op; })
-      .def_property_readonly("function", [](const Func& f) -> py::object {
-        return f.fn ? f.fn : py::none();
-      })
+      .def_property_readonly("function",
+                             [](const Func& f) -> py::object { return f.fn ? f.fn : py::none(); })
       .def_property_readonly("commutative", [](const Func& f) { return f.commutative; })
       .def_property_readonly("associative", [](const Func& f) { return f.associative; })
       .def("__repr__", &Func::repr);
@@ -210,14 +208,15 @@ PYBIND11_MODULE(fmi, m) {
   py::class_<PyCommunicator>(m, "Communicator",
                              "A group of peers. config_path=None creates no channel: "
                              "register them with register_channel (e.g. an InProcessHub).")
-      .def(py::init<long long, long long, const py::object&, std::string, unsigned>(),
-           "peer_id"_a, "num_peers"_a, "config_path"_a, "comm_name"_a, "faas_memory"_a = 128)
+      .def(py::init<long long, long long, const py::object&, std::string, unsigned>(), "peer_id"_a,
+           "num_peers"_a, "config_path"_a, "comm_name"_a, "faas_memory"_a = 128)
       .def_static("from_env", &PyCommunicator::from_env, "comm_name"_a = py::none(),
                   "faas_memory"_a = 128,
                   "A communicator from FMI_PEER_ID, FMI_NUM_PEERS, FMI_CONFIG, FMI_COMM_NAME "
                   "(set by fmirun).")
-      .def("__enter__", [](PyCommunicator& c) -> PyCommunicator& { return c; },
-           py::return_value_policy::reference)
+      .def(
+          "__enter__", [](PyCommunicator& c) -> PyCommunicator& { return c; },
+          py::return_value_policy::reference)
       .def("__exit__",
            [](PyCommunicator& c, py::args) {
              c.finalize();
@@ -237,21 +236,21 @@ PYBIND11_MODULE(fmi, m) {
       .def("send", &PyCommunicator::send, "obj"_a, "dest"_a, "type"_a = py::none())
       .def("recv", &PyCommunicator::recv, "src"_a, "type"_a = py::none(), py::kw_only(),
            "out"_a = py::none())
-      .def("bcast", &PyCommunicator::bcast, "obj"_a, "root"_a, "type"_a = py::none(),
-           py::kw_only(), "out"_a = py::none())
+      .def("bcast", &PyCommunicator::bcast, "obj"_a, "root"_a, "type"_a = py::none(), py::kw_only(),
+           "out"_a = py::none())
       .def("barrier", &PyCommunicator::barrier)
       .def("gather", &PyCommunicator::gather, "obj"_a, "root"_a, "type"_a = py::none(),
            py::kw_only(), "out"_a = py::none())
       .def("scatter", &PyCommunicator::scatter, "obj"_a, "root"_a, "type"_a = py::none(),
            py::kw_only(), "out"_a = py::none())
-      .def("reduce", &PyCommunicator::reduce, "obj"_a, "root"_a, "func"_a,
-           "type"_a = py::none(), py::kw_only(), "out"_a = py::none())
+      .def("reduce", &PyCommunicator::reduce, "obj"_a, "root"_a, "func"_a, "type"_a = py::none(),
+           py::kw_only(), "out"_a = py::none())
       .def("allreduce", &PyCommunicator::allreduce, "obj"_a, "func"_a, "type"_a = py::none(),
            py::kw_only(), "out"_a = py::none())
-      .def("scan", &PyCommunicator::scan, "obj"_a, "func"_a, "type"_a = py::none(),
-           py::kw_only(), "out"_a = py::none())
-      .def("allgather", &PyCommunicator::allgather, "obj"_a, "type"_a = py::none(),
-           py::kw_only(), "out"_a = py::none())
+      .def("scan", &PyCommunicator::scan, "obj"_a, "func"_a, "type"_a = py::none(), py::kw_only(),
+           "out"_a = py::none())
+      .def("allgather", &PyCommunicator::allgather, "obj"_a, "type"_a = py::none(), py::kw_only(),
+           "out"_a = py::none())
       .def("alltoall", &PyCommunicator::alltoall, "obj"_a, "type"_a = py::none(), py::kw_only(),
            "out"_a = py::none())
       .def("reduce_scatter", &PyCommunicator::reduce_scatter, "obj"_a, "func"_a,

@@ -38,9 +38,8 @@ Encoded encode(py::handle obj, const char* op) {
   py::list bufs;
   py::object main;
   try {
-    main = py::module_::import("pickle")
-               .attr("dumps")(obj, py::arg("protocol") = 5,
-                              py::arg("buffer_callback") = bufs.attr("append"));
+    main = py::module_::import("pickle").attr("dumps")(
+        obj, py::arg("protocol") = 5, py::arg("buffer_callback") = bufs.attr("append"));
   } catch (py::error_already_set& e) {
     // The message keeps the wording of the buffer path's error: this value was
     // taken for an object because it has no buffer interface.

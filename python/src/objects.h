@@ -16,8 +16,8 @@
 
 #include <cstddef>
 #include <memory>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "buffers.h"

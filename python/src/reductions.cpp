@@ -36,10 +36,9 @@ const CoreKernel<E>* core_kernel() {
 
 template <typename E>
 void apply_core(const void* ctx, ConstBytes l, ConstBytes r, Bytes out) {
-  (*static_cast<const CoreKernel<E>*>(ctx))(reinterpret_cast<const E*>(l.data()),
-                                            reinterpret_cast<const E*>(r.data()),
-                                            reinterpret_cast<E*>(out.data()),
-                                            out.size() / sizeof(E));
+  (*static_cast<const CoreKernel<E>*>(ctx))(
+      reinterpret_cast<const E*>(l.data()), reinterpret_cast<const E*>(r.data()),
+      reinterpret_cast<E*>(out.data()), out.size() / sizeof(E));
 }
 
 template <typename E>
@@ -61,16 +60,28 @@ ReduceOp make_core(OpKind k) {
 // ---- kernels of this module (float16, complex: not std::is_arithmetic) -------------
 
 struct Add {
-  template <typename E> E operator()(E a, E b) const { return a + b; }
+  template <typename E>
+  E operator()(E a, E b) const {
+    return a + b;
+  }
 };
 struct Mul {
-  template <typename E> E operator()(E a, E b) const { return a * b; }
+  template <typename E>
+  E operator()(E a, E b) const {
+    return a * b;
+  }
 };
 struct Max {
-  template <typename E> E operator()(E a, E b) const { return a < b ? b : a; }
+  template <typename E>
+  E operator()(E a, E b) const {
+    return a < b ? b : a;
+  }
 };
 struct Min {
-  template <typename E> E operator()(E a, E b) const { return b < a ? b : a; }
+  template <typename E>
+  E operator()(E a, E b) const {
+    return b < a ? b : a;
+  }
 };
 
 template <typename E, typename Op>
@@ -135,12 +146,11 @@ ReduceOp builtin_for_dtype(OpKind k, const py::dtype& dt, const char* op) {
   if (dt.has_fields() || dt.attr("subdtype").cast<py::object>().ptr() != Py_None)
     return unsupported();
   if (!native_order(dt))
-    FMI_THROW(FMI::UsageError, op, ": built-in reductions need native byte order, got dtype ",
-              name, "; convert with arr.astype(arr.dtype.newbyteorder('='))");
+    FMI_THROW(FMI::UsageError, op, ": built-in reductions need native byte order, got dtype ", name,
+              "; convert with arr.astype(arr.dtype.newbyteorder('='))");
   const auto size = static_cast<std::size_t>(dt.itemsize());
   switch (dt.kind()) {
-    case 'b':
-      return make_core<bool>(k);
+    case 'b': return make_core<bool>(k);
     case 'i':
       switch (size) {
         case 1: return make_core<std::int8_t>(k);
@@ -167,7 +177,8 @@ ReduceOp builtin_for_dtype(OpKind k, const py::dtype& dt, const char* op) {
       break;
     case 'c':
       if (size == sizeof(std::complex<float>)) return make_own<std::complex<float>>(k, false, name);
-      if (size == sizeof(std::complex<double>)) return make_own<std::complex<double>>(k, false, name);
+      if (size == sizeof(std::complex<double>))
+        return make_own<std::complex<double>>(k, false, name);
       if (size == sizeof(std::complex<long double>))
         return make_own<std::complex<long double>>(k, false, name);
       break;

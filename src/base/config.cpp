@@ -122,8 +122,7 @@ const ChannelConfig& Config::section(std::string_view channel) const {
     if (name == channel) return *s;
   std::string known;
   for (const auto& [name, s] : sections_) known += (known.empty() ? "" : ", ") + name;
-  FMI_THROW(UsageError, "config: no channel '", channel, "' in this build (channels: ", known,
-            ")");
+  FMI_THROW(UsageError, "config: no channel '", channel, "' in this build (channels: ", known, ")");
 }
 
 ChannelConfig& Config::section(std::string_view channel) {

@@ -20,8 +20,7 @@ namespace FMI::config {
 
 /// Throws ConfigError in the format above ("config: field ..." when `source` is
 /// empty, i.e. for a Config built in code).
-[[noreturn]] void fail(const std::string& source, const std::string& field,
-                       const std::string& why);
+[[noreturn]] void fail(const std::string& source, const std::string& field, const std::string& why);
 
 class Reader {
  public:

@@ -18,8 +18,7 @@ const std::vector<const ChannelDescriptor*>& channels() {
       &kS3Descriptor,
 #endif
 #ifdef FMI_WITH_INPROC
-      &kInProcessDescriptor,
-      &kInProcessStoreDescriptor,
+      &kInProcessDescriptor, &kInProcessStoreDescriptor,
 #endif
   };
   return list;

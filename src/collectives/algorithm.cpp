@@ -26,8 +26,8 @@ Algorithm choose_p2p(Operation op, std::size_t bytes, Utils::peer_num n, const R
   // Chunked (ring) reductions combine contributions in ring order and cut the
   // buffer into element-sized pieces: only for commutative, associative,
   // element-wise functions, and only when each chunk is worth a message.
-  const bool ringable = p.commutative && p.associative && p.granularity > 0 &&
-                        bytes / p.granularity >= n;
+  const bool ringable =
+      p.commutative && p.associative && p.granularity > 0 && bytes / p.granularity >= n;
   switch (op) {
     case Operation::send: return Algorithm::linear;
     case Operation::barrier: return Algorithm::dissemination;
@@ -48,8 +48,7 @@ Algorithm choose_p2p(Operation op, std::size_t bytes, Utils::peer_num n, const R
       // Ring even for two peers: each reduces half the buffer instead of all of it.
       if (large && ringable) return Algorithm::ring;
       return Algorithm::recursive_doubling;
-    case Operation::scan:
-      return p.associative ? Algorithm::recursive_doubling : Algorithm::linear;
+    case Operation::scan: return p.associative ? Algorithm::recursive_doubling : Algorithm::linear;
     case Operation::allgather:
     case Operation::allgatherv: return large || n > 8 ? Algorithm::ring : Algorithm::binomial;
     case Operation::alltoall:

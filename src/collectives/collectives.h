@@ -73,23 +73,21 @@ void gather(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, c
 void scatter(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const Options& o);
 void reduce(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const ReduceOp& f,
             const Options& o);
-void allreduce(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
-               const ReduceOp& f, const Options& o);
+void allreduce(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const ReduceOp& f,
+               const Options& o);
 void scan(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const ReduceOp& f,
           const Options& o);
-void allgather(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
-               const Options& o);
-void alltoall(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
-              const Options& o);
+void allgather(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const Options& o);
+void alltoall(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const Options& o);
 void reduce_scatter(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
                     const ReduceOp& f, const Options& o);
 // Variable-size forms (src/collectives/vector.cpp). `counts` are bytes per peer,
 // blocks packed in peer order; the Communicator has checked that this peer's own
 // block and buffers agree with them.
-void gatherv(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
-             Counts recv_counts, const Options& o);
-void scatterv(Ch& ch, const Context& c, Comm::ConstBytes send, Counts send_counts,
-              Comm::Bytes recv, const Options& o);
+void gatherv(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, Counts recv_counts,
+             const Options& o);
+void scatterv(Ch& ch, const Context& c, Comm::ConstBytes send, Counts send_counts, Comm::Bytes recv,
+              const Options& o);
 void allgatherv(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
                 Counts recv_counts, const Options& o);
 void alltoallv(Ch& ch, const Context& c, Comm::ConstBytes send, Counts send_counts,
@@ -107,20 +105,18 @@ void gather(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, c
 void scatter(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const Options& o);
 void reduce(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const ReduceOp& f,
             const Options& o);
-void allreduce(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
-               const ReduceOp& f, const Options& o);
+void allreduce(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const ReduceOp& f,
+               const Options& o);
 void scan(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const ReduceOp& f,
           const Options& o);
-void allgather(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
-               const Options& o);
-void alltoall(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
-              const Options& o);
+void allgather(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const Options& o);
+void alltoall(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const Options& o);
 void reduce_scatter(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
                     const ReduceOp& f, const Options& o);
-void gatherv(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
-             Counts recv_counts, const Options& o);
-void scatterv(Ch& ch, const Context& c, Comm::ConstBytes send, Counts send_counts,
-              Comm::Bytes recv, const Options& o);
+void gatherv(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, Counts recv_counts,
+             const Options& o);
+void scatterv(Ch& ch, const Context& c, Comm::ConstBytes send, Counts send_counts, Comm::Bytes recv,
+              const Options& o);
 void allgatherv(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
                 Counts recv_counts, const Options& o);
 void alltoallv(Ch& ch, const Context& c, Comm::ConstBytes send, Counts send_counts,

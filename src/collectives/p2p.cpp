@@ -564,8 +564,7 @@ void reduce_scatter(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const
   }
   Algorithm a = o.algorithm;
   const ReduceProps props{f.commutative, f.associative, f.granularity};
-  if (a == Algorithm::automatic)
-    a = choose_p2p(Utils::Operation::reduce_scatter, bs, n, props);
+  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::reduce_scatter, bs, n, props);
   if (a == Algorithm::ring) {
     Buffer work(send.size());  // written by the reduce-scatter (reads `send` directly)
     ring_reduce_scatter(ch, c, send, work, Chunks{work.size(), std::max<std::size_t>(bs, 1), n}, f);

@@ -113,8 +113,8 @@ void gatherv(Ch& ch, const Context& c, ConstBytes send, Bytes recv, Counts count
     }
     if (v + mask < n) {
       const peer_num first = v + mask, last = std::min(n, v + 2 * mask);
-      ch.recv(to_real(first, root, n), acc.subspan(vd[first] - vd[v], vd[last] - vd[first]),
-              c.tag, c.deadline);
+      ch.recv(to_real(first, root, n), acc.subspan(vd[first] - vd[v], vd[last] - vd[first]), c.tag,
+              c.deadline);
     }
   }
   if (acc.data() != recv.data()) {

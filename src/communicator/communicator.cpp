@@ -98,8 +98,8 @@ Communicator::Selected Communicator::select(Operation op, std::size_t bytes,
   if (channels_.size() == 1 && policy_is_default_) {
     it = channels_.begin();
   } else if (policy_is_default_) {
-    const auto key = std::make_tuple(int(op), bytes, int(hint_), info.commutative,
-                                     info.associative, info.granularity);
+    const auto key = std::make_tuple(int(op), bytes, int(hint_), info.commutative, info.associative,
+                                     info.granularity);
     auto c = choice_cache_.find(key);
     if (c == choice_cache_.end()) {
       if (choice_cache_.size() > 4096) choice_cache_.clear();  // bounded memory
@@ -207,14 +207,15 @@ void Communicator::recv_bytes(Bytes data, peer_num src) {
 
 // ---- collectives ----------------------------------------------------------------
 // The same call on both families: `coll::p2p::X` or `coll::store::X`.
-#define FMI_BOTH(call) \
+#define FMI_BOTH(call)                                                           \
   [&](Comm::PeerToPeerChannel& ch, const coll::Context& c) { coll::p2p::call; }, \
       [&](Comm::ObjectStoreChannel& ch, const coll::Context& c) { coll::store::call; }
 
 void Communicator::bcast_bytes(Bytes data, peer_num root) {
   check_peer("bcast", root, "root");
   const coll::Options o{root};
-  run(Operation::bcast, data.size(), nullptr, coll_seq_, [&] { return rooted("bcast", root); },
+  run(
+      Operation::bcast, data.size(), nullptr, coll_seq_, [&] { return rooted("bcast", root); },
       FMI_BOTH(bcast(ch, c, data, o)));
 }
 
@@ -229,7 +230,8 @@ void Communicator::gather_bytes(ConstBytes send, Bytes recv, peer_num root) {
     size_error("gather", "recv buffer on root", recv.size(),
                needs_n_times(num_peers_, "send", send.size()));
   const coll::Options o{root};
-  run(Operation::gather, send.size(), nullptr, coll_seq_, [&] { return rooted("gather", root); },
+  run(
+      Operation::gather, send.size(), nullptr, coll_seq_, [&] { return rooted("gather", root); },
       FMI_BOTH(gather(ch, c, send, recv, o)));
 }
 
@@ -243,8 +245,9 @@ void Communicator::scatter_bytes(ConstBytes send, Bytes recv, peer_num root) {
                needs_n_times(num_peers_, "recv", recv.size()));
   }
   const coll::Options o{root};
-  run(Operation::scatter, recv.size(), nullptr, coll_seq_,
-      [&] { return rooted("scatter", root); }, FMI_BOTH(scatter(ch, c, send, recv, o)));
+  run(
+      Operation::scatter, recv.size(), nullptr, coll_seq_, [&] { return rooted("scatter", root); },
+      FMI_BOTH(scatter(ch, c, send, recv, o)));
 }
 
 namespace {
@@ -266,7 +269,8 @@ void Communicator::reduce_bytes(ConstBytes send, Bytes recv, peer_num root,
   if (peer_id_ == root) check_same("reduce", send, recv);
   check_granular("reduce", send.size(), f);
   const coll::Options o{root};
-  run(Operation::reduce, send.size(), &f, coll_seq_, [&] { return rooted("reduce", root); },
+  run(
+      Operation::reduce, send.size(), &f, coll_seq_, [&] { return rooted("reduce", root); },
       FMI_BOTH(reduce(ch, c, send, recv, f, o)));
 }
 
@@ -382,8 +386,9 @@ void Communicator::gatherv_bytes(ConstBytes send, Bytes recv,
   if (peer_id_ == root)
     check_total("gatherv", "recv buffer on root", recv.size(), "recv_counts", total);
   const coll::Options o{root};
-  run(Operation::gatherv, total / num_peers_, nullptr, coll_seq_, [&] { return rooted("gatherv", root); },
-      FMI_BOTH(gatherv(ch, c, send, recv, counts, o)));
+  run(
+      Operation::gatherv, total / num_peers_, nullptr, coll_seq_,
+      [&] { return rooted("gatherv", root); }, FMI_BOTH(gatherv(ch, c, send, recv, counts, o)));
 }
 
 void Communicator::scatterv_bytes(ConstBytes send, const std::vector<std::size_t>& counts,
@@ -394,8 +399,9 @@ void Communicator::scatterv_bytes(ConstBytes send, const std::vector<std::size_t
   if (peer_id_ == root)
     check_total("scatterv", "send buffer on root", send.size(), "send_counts", total);
   const coll::Options o{root};
-  run(Operation::scatterv, total / num_peers_, nullptr, coll_seq_, [&] { return rooted("scatterv", root); },
-      FMI_BOTH(scatterv(ch, c, send, counts, recv, o)));
+  run(
+      Operation::scatterv, total / num_peers_, nullptr, coll_seq_,
+      [&] { return rooted("scatterv", root); }, FMI_BOTH(scatterv(ch, c, send, counts, recv, o)));
 }
 
 void Communicator::allgatherv_bytes(ConstBytes send, Bytes recv,

@@ -100,8 +100,8 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key) {
   std::stable_sort(members.begin(), members.end(), [&](peer_num a, peer_num b) {
     return all[2 * a + 1] < all[2 * b + 1];  // ties keep the parent's order
   });
-  const auto rank = static_cast<peer_num>(
-      std::find(members.begin(), members.end(), peer_id_) - members.begin());
+  const auto rank =
+      static_cast<peer_num>(std::find(members.begin(), members.end(), peer_id_) - members.begin());
 
   // The child must avoid what this communicator avoids (its ancestors and all ids
   // handed out so far, its siblings' included) and this communicator's own id.
@@ -111,8 +111,6 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key) {
       new Communicator(*this, rank, members, my_id, std::move(avoid)));
 }
 
-std::unique_ptr<Communicator> Communicator::dup() {
-  return split(0, static_cast<int>(peer_id_));
-}
+std::unique_ptr<Communicator> Communicator::dup() { return split(0, static_cast<int>(peer_id_)); }
 
 }  // namespace FMI

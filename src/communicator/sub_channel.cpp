@@ -21,7 +21,8 @@ struct SubView {
 
   void check_alive(const char* op) const {
     if (owner_alive.expired())
-      FMI_THROW(UsageError, op, " on a sub-communicator (split/dup) whose parent communicator "
+      FMI_THROW(UsageError, op,
+                " on a sub-communicator (split/dup) whose parent communicator "
                 "has been destroyed: a sub-communicator uses its parent's channels and is "
                 "usable only while the parent lives");
   }
@@ -127,8 +128,7 @@ class SubObjectStore final : public ObjectStoreChannel {
 
 // to_parent composed with the parent adapter's map: ranks of the new communicator
 // straight to the owner's.
-SubView compose(const SubView& parent, const std::vector<peer_num>& to_parent,
-                std::uint32_t comm) {
+SubView compose(const SubView& parent, const std::vector<peer_num>& to_parent, std::uint32_t comm) {
   SubView v;
   v.to_base.reserve(to_parent.size());
   for (peer_num p : to_parent) v.to_base.push_back(parent.map(p, "split"));

@@ -121,7 +121,8 @@ std::vector<ExplainRow> explain_rows(const Config& config, const ExplainOptions&
   std::vector<ExplainRow> rows;
   for (Operation op : o.ops) {
     // A barrier moves no data: one row whatever the sizes.
-    std::vector<std::size_t> sizes = op == Operation::barrier ? std::vector<std::size_t>{0} : o.sizes;
+    std::vector<std::size_t> sizes =
+        op == Operation::barrier ? std::vector<std::size_t>{0} : o.sizes;
     for (std::size_t size : sizes) {
       OperationInfo info;
       info.op = op;
@@ -161,8 +162,8 @@ std::string explain(const Config& config, const ExplainOptions& o) {
         if (c == name) chosen += (chosen.empty() ? "" : ", ") + std::string(to_string(h));
       cells.push_back({first ? to_string(r.op) : "", first ? format_size(r.size) : "", name,
                        p.algorithm, format_latency(p.latency), format_usd(p.cost()),
-                       format_usd(p.channel_cost), format_usd(p.infra_cost), format_usd(p.faas_cost),
-                       chosen});
+                       format_usd(p.channel_cost), format_usd(p.infra_cost),
+                       format_usd(p.faas_cost), chosen});
       first = false;
     }
   }
@@ -179,7 +180,8 @@ std::string explain(const Config& config, const ExplainOptions& o) {
     os << ", reductions non-commutative";
   else if (!o.associative)
     os << ", reductions non-associative";
-  os << "; latency until every peer is done; cost per call = requests + transfer + servers' hours by share of time + functions' "
+  os << "; latency until every peer is done; cost per call = requests + transfer + servers' hours "
+        "by share of time + functions' "
         "GiB-seconds\n";
   for (std::size_t l = 0; l < cells.size(); ++l) {
     const auto& line = cells[l];

@@ -146,9 +146,9 @@ std::string job_table(const Config& config, const JobOptions& o) {
   os << "\n# time = calls x latency (communication only); total = functions (USD/GiB-s x GiB x s"
         " x functions) + requests+transfer + servers (USD/h x time / 3600) + set-up (requests"
         " of init, pairing, finalize)\n";
-  std::vector<std::vector<std::string>> cells = {
-      {"channel", "time", "total USD", "functions USD", "requests+transfer USD", "servers USD",
-       "set-up USD", "x cheapest"}};
+  std::vector<std::vector<std::string>> cells = {{"channel", "time", "total USD", "functions USD",
+                                                  "requests+transfer USD", "servers USD",
+                                                  "set-up USD", "x cheapest"}};
   double cheapest = INFINITY;
   for (const auto& j : e.per_channel) cheapest = std::min(cheapest, j.total());
   for (const auto& j : e.policy) cheapest = std::min(cheapest, j.total());
@@ -168,8 +168,10 @@ std::string job_table(const Config& config, const JobOptions& o) {
     for (std::size_t i = 0; i < cells[l].size(); ++i) {
       if (i) text += "  ";
       const std::size_t pad = w[i] - cells[l][i].size();
-      if (i == 0) text += cells[l][i] + std::string(pad, ' ');
-      else text += std::string(pad, ' ') + cells[l][i];
+      if (i == 0)
+        text += cells[l][i] + std::string(pad, ' ');
+      else
+        text += std::string(pad, ' ') + cells[l][i];
     }
     os << text << '\n';
     if (l == 0) os << std::string(text.size(), '-') << '\n';

@@ -14,8 +14,8 @@
 
 namespace FMI::policy {
 
-using Comm::ChannelKind;
 using coll::Algorithm;
+using Comm::ChannelKind;
 using Utils::Operation;
 using Utils::peer_num;
 
@@ -60,7 +60,8 @@ class Builder {
   // Binomial broadcast/reduction of `bytes`: ceil(log2 n) rounds, n - 1 messages
   // in all (round k: the 2^k peers that have the data send to 2^k more).
   void binomial(peer_num n, std::size_t bytes) {
-    for (std::uint64_t m = 1; m < n; m <<= 1) round(double(std::min<std::uint64_t>(m, n - m)), bytes);
+    for (std::uint64_t m = 1; m < n; m <<= 1)
+      round(double(std::min<std::uint64_t>(m, n - m)), bytes);
   }
 
   // Binomial gather/scatter of `block` bytes per peer: in the round with mask m,
@@ -71,7 +72,8 @@ class Builder {
       path(1, 1, std::size_t(std::min<std::uint64_t>(m, n - m)) * block);
       std::map<std::uint64_t, double> by_blocks;
       for (std::uint64_t v = 0; v + m < n; v += 2 * m) by_blocks[std::min(m, n - v - m)] += 1;
-      for (const auto& [blocks, count] : by_blocks) traffic(count, 1, 1, std::size_t(blocks) * block);
+      for (const auto& [blocks, count] : by_blocks)
+        traffic(count, 1, 1, std::size_t(blocks) * block);
     }
   }
 
@@ -180,9 +182,7 @@ void p2p_pattern(const Utils::OperationInfo& info, Pattern& pat) {
       }
       break;
     case Operation::alltoall:  // pairwise: n - 1 rounds, a permutation each
-    case Operation::alltoallv:
-      b.round(n, s, n - 1);
-      break;
+    case Operation::alltoallv: b.round(n, s, n - 1); break;
     case Operation::reduce_scatter:
       if (pat.algorithm == Algorithm::ring) {
         b.round(n, s, n - 1);
@@ -230,9 +230,7 @@ void store_pattern(const Utils::OperationInfo& info, Pattern& pat) {
       for (peer_num i = 0; i + 1 < n; ++i) b.traffic(1, 1, n - 1 - i, s);
       break;
     case Operation::allgather:  // n objects, each read by n - 1 peers
-    case Operation::allgatherv:
-      b.exchange(n, n - 1, s);
-      break;
+    case Operation::allgatherv: b.exchange(n, n - 1, s); break;
     case Operation::alltoall:
     case Operation::alltoallv:
     case Operation::reduce_scatter:  // n (n - 1) objects, each read once
@@ -284,7 +282,8 @@ Prediction predict(const OperationInfo& info, Comm::ChannelKind kind,
   const policy::Pattern pat = policy::pattern(info, kind);
   Prediction p;
   p.algorithm = coll::to_string(pat.algorithm);
-  for (const auto& x : pat.path) p.latency += x.count * model.latency(x.producers, x.consumers, x.bytes);
+  for (const auto& x : pat.path)
+    p.latency += x.count * model.latency(x.producers, x.consumers, x.bytes);
   for (const auto& x : pat.traffic)
     p.channel_cost += x.count * model.cost(x.producers, x.consumers, x.bytes);
   // Servers billed per hour: the operation's share of time (USD/h x s / (s/h)).

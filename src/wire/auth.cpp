@@ -57,7 +57,8 @@ proto::Mac mac(const std::string& secret, const char* label, std::initializer_li
 void check_secret(const std::string& secret, const std::string& source) {
   if (!secret.empty() && secret.size() < kMinSecret)
     FMI_THROW(ConfigError, "the shared secret from ", source, " is ", secret.size(),
-              " bytes; it must be at least ", kMinSecret, " bytes (or empty for no authentication)");
+              " bytes; it must be at least ", kMinSecret,
+              " bytes (or empty for no authentication)");
 }
 
 std::string resolve_secret(const std::string& configured) {
@@ -73,7 +74,8 @@ std::string resolve_secret(const std::string& configured) {
 proto::Nonce random_nonce() {
   proto::Nonce n{};
   if (RAND_bytes(n.data(), int(n.size())) != 1)
-    FMI_THROW(ChannelError, "Direct: no random bytes for an authentication nonce (OpenSSL RAND_bytes)");
+    FMI_THROW(ChannelError,
+              "Direct: no random bytes for an authentication nonce (OpenSSL RAND_bytes)");
   return n;
 }
 

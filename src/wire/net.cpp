@@ -45,8 +45,8 @@ void set_reuse(int fd) {
   int one = 1;
   if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
       ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
-    FMI_THROW(ChannelError, "Direct: setsockopt(SO_REUSEADDR/SO_REUSEPORT) failed: ",
-              errno_text(errno));
+    FMI_THROW(ChannelError,
+              "Direct: setsockopt(SO_REUSEADDR/SO_REUSEPORT) failed: ", errno_text(errno));
 }
 
 Socket make_socket(int family) {
@@ -111,7 +111,8 @@ std::vector<proto::Endpoint> resolve(const std::string& host, std::uint16_t port
   }).detach();
   std::unique_lock lk(st->mu);
   if (!st->cv.wait_until(lk, deadline, [&] { return st->done; }))
-    FMI_THROW(TimeoutError, "Direct: resolving host '", host, "' did not finish before the deadline");
+    FMI_THROW(TimeoutError, "Direct: resolving host '", host,
+              "' did not finish before the deadline");
   if (st->rc != 0)
     FMI_THROW(ChannelError, "Direct: cannot resolve host '", host, "': ", gai_strerror(st->rc));
   if (st->result.empty())

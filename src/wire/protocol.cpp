@@ -137,11 +137,10 @@ class Reader {
 };
 
 MsgType type_of(const Message& m) {
-  static constexpr MsgType types[] = {MsgType::reg,       MsgType::registered,
-                                      MsgType::table,     MsgType::error,
-                                      MsgType::hello,     MsgType::decide,
-                                      MsgType::relay,     MsgType::relay_ready,
-                                      MsgType::challenge, MsgType::proof};
+  static constexpr MsgType types[] = {MsgType::reg,   MsgType::registered,  MsgType::table,
+                                      MsgType::error, MsgType::hello,       MsgType::decide,
+                                      MsgType::relay, MsgType::relay_ready, MsgType::challenge,
+                                      MsgType::proof};
   static_assert(std::size(types) == std::variant_size_v<Message>);
   return types[m.index()];
 }
@@ -291,7 +290,8 @@ Header decode_header(std::span<const std::byte> bytes, std::size_t max_payload) 
   h.version = r.u8();
   h.type = MsgType(r.u8());
   h.length = r.u32();
-  if (h.length > max_payload) r.fail("payload length ", h.length, " exceeds the limit of ", max_payload);
+  if (h.length > max_payload)
+    r.fail("payload length ", h.length, " exceeds the limit of ", max_payload);
   return h;
 }
 
@@ -400,7 +400,8 @@ std::optional<Message> try_decode(std::span<const std::byte> buf, std::size_t ma
     // Reject garbage as early as its first bytes, not only once 10 have arrived.
     for (std::size_t i = 0; i < buf.size() && i < kMagic.size(); ++i)
       if (std::to_integer<std::uint8_t>(buf[i]) != kMagic[i])
-        FMI_THROW(ChannelError, "Direct protocol: bad magic (not an FMI rendezvous/handshake frame)");
+        FMI_THROW(ChannelError,
+                  "Direct protocol: bad magic (not an FMI rendezvous/handshake frame)");
     return std::nullopt;
   }
   Header h = decode_header(buf, max_payload);

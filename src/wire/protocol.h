@@ -39,7 +39,7 @@ inline constexpr std::uint32_t kMaxPeers = 4096;
 inline constexpr std::size_t kMaxRequestPayload = 1024;  // client -> server, peer <-> peer
 inline constexpr std::size_t kMaxReplyPayload = 4 + kMaxPeers * (2 * 19 + 8);  // table
 inline constexpr std::size_t kNonceSize = 32;
-inline constexpr std::size_t kMacSize = 32;  // HMAC-SHA256
+inline constexpr std::size_t kMacSize = 32;       // HMAC-SHA256
 inline constexpr std::size_t kKeyShareSize = 32;  // X25519 public key
 
 using Nonce = std::array<std::uint8_t, kNonceSize>;
@@ -47,16 +47,16 @@ using Mac = std::array<std::uint8_t, kMacSize>;
 using KeyShare = std::array<std::uint8_t, kKeyShareSize>;
 
 enum class MsgType : std::uint8_t {
-  reg = 1,         // client -> server: Register
-  registered = 2,  // server -> client: Registered
-  table = 3,       // server -> client: Table
-  error = 4,       // server -> client: ErrorMsg, then the server closes
-  relay = 5,       // client -> server: Relay (a new connection asking to be paired)
-  relay_ready = 6, // server -> client: RelayReady; from then on bytes are forwarded
-  challenge = 7,   // server -> client: Challenge, first frame on every connection (v2)
-  hello = 16,      // peer <-> peer: Hello (first frame on every candidate connection)
-  decide = 17,     // lower peer id -> higher: Decide
-  proof = 18,      // peer <-> peer: PeerProof, after the HELLOs, when a secret is set (v2)
+  reg = 1,          // client -> server: Register
+  registered = 2,   // server -> client: Registered
+  table = 3,        // server -> client: Table
+  error = 4,        // server -> client: ErrorMsg, then the server closes
+  relay = 5,        // client -> server: Relay (a new connection asking to be paired)
+  relay_ready = 6,  // server -> client: RelayReady; from then on bytes are forwarded
+  challenge = 7,    // server -> client: Challenge, first frame on every connection (v2)
+  hello = 16,       // peer <-> peer: Hello (first frame on every candidate connection)
+  decide = 17,      // lower peer id -> higher: Decide
+  proof = 18,       // peer <-> peer: PeerProof, after the HELLOs, when a secret is set (v2)
 };
 
 /// An IPv4 or IPv6 address and port, as the wire carries it.
@@ -84,8 +84,8 @@ struct Register {
   std::string comm;
   std::uint32_t peer_id = 0;
   std::uint32_t num_peers = 0;
-  std::uint64_t session = 0;  // random per registration; identifies this incarnation
-  Endpoint private_ep;        // the local address:port the function is bound to
+  std::uint64_t session = 0;        // random per registration; identifies this incarnation
+  Endpoint private_ep;              // the local address:port the function is bound to
   std::optional<Proof> proof = {};  // present when the client has a secret
 };
 struct Registered {

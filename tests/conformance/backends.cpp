@@ -19,7 +19,7 @@
 namespace fmitest::conformance {
 
 std::shared_ptr<FMI::Comm::PeerToPeerChannel> Group::open_p2p(unsigned rank,
-                                                               const std::string& comm) {
+                                                              const std::string& comm) {
   auto ch = std::dynamic_pointer_cast<FMI::Comm::PeerToPeerChannel>(open(rank, comm));
   PEER_CHECK(ch, "not a point-to-point channel");
   return ch;
@@ -59,7 +59,9 @@ class ConformanceEnvironment : public ::testing::Environment {
 class InProcGroup : public Group {
  public:
   InProcGroup(unsigned n, std::string comm, ChannelKind kind, std::chrono::milliseconds t)
-      : Group(n, std::move(comm)), kind_(kind), hub_(std::make_shared<FMI::Comm::InProcessHub>(n, t)) {}
+      : Group(n, std::move(comm)),
+        kind_(kind),
+        hub_(std::make_shared<FMI::Comm::InProcessHub>(n, t)) {}
   std::shared_ptr<FMI::Comm::Channel> make(unsigned) override {
     if (kind_ == ChannelKind::peer_to_peer) return hub_->p2p_endpoint();
     return hub_->store_endpoint();
@@ -85,8 +87,12 @@ class InProc : public Backend {
   bool keeps_buffer_on_mismatch() const override { return true; }
   Axes axes() const override {
     // Full axes: threads and memcpy, a few seconds for all of them.
-    return {{1, 2, 3, 4, 5, 7, 8, 9, 16}, {0, 1, 3, 1001, 300001}, {0, 4, 1000, 40000},
-            true, true, 40000};
+    return {{1, 2, 3, 4, 5, 7, 8, 9, 16},
+            {0, 1, 3, 1001, 300001},
+            {0, 4, 1000, 40000},
+            true,
+            true,
+            40000};
   }
   std::unique_ptr<Group> group(unsigned n, const std::string& comm) override {
     return std::make_unique<InProcGroup>(n, comm, kind_, max_timeout());
@@ -111,9 +117,7 @@ class ConfigGroup : public Group {
   std::shared_ptr<FMI::Comm::Channel> make(unsigned) override {
     return make_channel(channel_, json_);
   }
-  std::optional<std::size_t> objects() override {
-    return objects_ ? objects_() : std::nullopt;
-  }
+  std::optional<std::size_t> objects() override { return objects_ ? objects_() : std::nullopt; }
   std::optional<std::size_t> leftovers() override {
     return leftovers_ ? leftovers_() : std::nullopt;
   }
@@ -176,8 +180,7 @@ class RedisBackend : public Backend {
         // a reader removes with its next request.
         [s]() -> std::optional<std::size_t> {
           std::size_t k = 0;
-          for (const auto& key : s->client()->keys())
-            k += !key.ends_with("#idx");
+          for (const auto& key : s->client()->keys()) k += !key.ends_with("#idx");
           return k;
         },
         [s]() -> std::optional<std::size_t> { return s->client()->dbsize(); });
@@ -292,7 +295,8 @@ std::vector<std::string> all_backends() {
 void run_on(Backend& b, Group& g, const std::function<void(unsigned, Group&)>& body) {
   const unsigned n = g.size();
   if (b.forked()) {
-    expect_all_ok(run_forked(n, [&](unsigned r) { body(r, g); }, std::chrono::seconds(120)));
+    expect_all_ok(run_forked(
+        n, [&](unsigned r) { body(r, g); }, std::chrono::seconds(120)));
   } else {
     expect_no_errors(run_threads(n, [&](unsigned r) { body(r, g); }), b.name());
   }

@@ -59,7 +59,7 @@ class Group {
     return ch;
   }
   std::shared_ptr<FMI::Comm::PeerToPeerChannel> open_p2p(unsigned rank,
-                                                          const std::string& comm = {});
+                                                         const std::string& comm = {});
   std::shared_ptr<FMI::Comm::ObjectStoreChannel> open_store(unsigned rank,
                                                             const std::string& comm = {});
 

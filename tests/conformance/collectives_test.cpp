@@ -20,15 +20,15 @@
 // suite within the CI budget: full axes on the in-process channels; 1, 2, 3, 5, 8
 // peers on Direct and Redis with roots {n-1} (not 0); 1, 2, 3, 5 peers and fewer
 // functions and sizes on S3 (moto answers in milliseconds per request).
-#include "backends.h"
 #include "collectives/collectives.h"
+#include "backends.h"
 
 namespace fmitest::conformance {
 namespace {
 
+using FMI::coll::Algorithm;
 using FMI::Comm::Bytes;
 using FMI::Comm::ConstBytes;
-using FMI::coll::Algorithm;
 using FMI::Utils::Function;
 using FMI::Utils::Operation;
 using U64 = std::vector<std::uint64_t>;
@@ -127,10 +127,12 @@ struct Call {
 };
 
 // Dispatch to the algorithm family of the channel's kind.
-#define FMI_COLL(call, fn, ...)                                                \
-  do {                                                                         \
-    if (auto* p = (call).p2p()) FMI::coll::p2p::fn(*p, __VA_ARGS__);           \
-    else FMI::coll::store::fn((call).store(), __VA_ARGS__);                    \
+#define FMI_COLL(call, fn, ...)                          \
+  do {                                                   \
+    if (auto* p = (call).p2p())                          \
+      FMI::coll::p2p::fn(*p, __VA_ARGS__);               \
+    else                                                 \
+      FMI::coll::store::fn((call).store(), __VA_ARGS__); \
   } while (0)
 
 void check_bytes(std::span<const std::byte> got, std::span<const std::byte> want,
@@ -185,22 +187,18 @@ void data_op(Call& call, Operation op, const FMI::coll::Options& o, std::size_t 
                     where + ", block from peer " + std::to_string(q));
       break;
     }
-    case Operation::barrier:
-      FMI_COLL(call, barrier, c, o);
-      break;
+    case Operation::barrier: FMI_COLL(call, barrier, c, o); break;
     default: PEER_CHECK(false, "not a data operation");
   }
 }
 
-void reduction_op(Call& call, Operation op, const FMI::coll::Options& o,
-                  const Function<U64>& f, std::size_t len, const std::string& where) {
+void reduction_op(Call& call, Operation op, const FMI::coll::Options& o, const Function<U64>& f,
+                  std::size_t len, const std::string& where) {
   const unsigned p = call.rank, n = call.n;
   const bool rs = op == Operation::reduce_scatter;
   // Peer q's element i; slices are made directly (the expected values of a
   // reduce_scatter over 16 peers would otherwise cost 16 full vectors per peer).
-  auto val = [](unsigned q, std::size_t i) {
-    return (q + 2) * 7919ull + (i % 13) * (q % 3 + 1);
-  };
+  auto val = [](unsigned q, std::size_t i) { return (q + 2) * 7919ull + (i % 13) * (q % 3 + 1); };
   auto slice = [&](unsigned q, std::size_t off, std::size_t count) {
     U64 v(count);
     for (std::size_t i = 0; i < count; ++i) v[i] = val(q, off + i);
@@ -280,9 +278,9 @@ TEST_P(Collectives, Correct) {
 }
 
 std::vector<Param> params(const std::string& name) {
-  const auto ops = {Operation::bcast,     Operation::barrier,   Operation::gather,
-                    Operation::scatter,   Operation::reduce,    Operation::allreduce,
-                    Operation::scan,      Operation::allgather, Operation::alltoall,
+  const auto ops = {Operation::bcast,         Operation::barrier,   Operation::gather,
+                    Operation::scatter,       Operation::reduce,    Operation::allreduce,
+                    Operation::scan,          Operation::allgather, Operation::alltoall,
                     Operation::reduce_scatter};
   std::vector<Param> v;
   for (Operation op : ops)
@@ -327,61 +325,68 @@ void all_collectives(FMI::Communicator& comm, std::size_t count, I salt) {
     if (me == root)
       for (std::size_t k = 0; k < count; ++k) buf.ref()[k] = I(k) * 7 + root + salt;
     comm.bcast(buf, root);
-    check_vec(buf.get(), [&](std::size_t k) { return I(k) * 7 + root + salt; }, "bcast" + at, me);
+    check_vec(
+        buf.get(), [&](std::size_t k) { return I(k) * 7 + root + salt; }, "bcast" + at, me);
 
     Vec send(count), all(count * n);
     for (std::size_t k = 0; k < count; ++k) send.ref()[k] = M * 1000 + I(k);
     comm.gather(send, all, root);
     if (me == root)
-      check_vec(all.get(), [&](std::size_t i) { return I(i / count) * 1000 + I(i % count); },
-                "gather" + at, me);
+      check_vec(
+          all.get(), [&](std::size_t i) { return I(i / count) * 1000 + I(i % count); },
+          "gather" + at, me);
 
     Vec blocks(count * n), mine(count);
     if (me == root)
       for (std::size_t i = 0; i < count * n; ++i)
         blocks.ref()[i] = I(i / count) * 1000 + I(i % count);
     comm.scatter(blocks, mine, root);
-    check_vec(mine.get(), [&](std::size_t k) { return M * 1000 + I(k); }, "scatter" + at, me);
+    check_vec(
+        mine.get(), [&](std::size_t k) { return M * 1000 + I(k); }, "scatter" + at, me);
 
     Vec contrib(count), sum(count);
     for (std::size_t k = 0; k < count; ++k) contrib.ref()[k] = M + I(k);
     comm.reduce(contrib, sum, root, Fn::sum());
     if (me == root)
-      check_vec(sum.get(), [&](std::size_t k) { return N * (N - 1) / 2 + N * I(k); },
-                "reduce" + at, me);
+      check_vec(
+          sum.get(), [&](std::size_t k) { return N * (N - 1) / 2 + N * I(k); }, "reduce" + at, me);
   }
   comm.barrier();
 
   Vec contrib(count), out(count);
   for (std::size_t k = 0; k < count; ++k) contrib.ref()[k] = M + I(k);
   comm.allreduce(contrib, out, Fn::sum());
-  check_vec(out.get(), [&](std::size_t k) { return N * (N - 1) / 2 + N * I(k); },
-            "allreduce" + at, me);
+  check_vec(
+      out.get(), [&](std::size_t k) { return N * (N - 1) / 2 + N * I(k); }, "allreduce" + at, me);
   comm.allreduce(contrib, out, Fn::max());
-  check_vec(out.get(), [&](std::size_t k) { return N - 1 + I(k); }, "allreduce max" + at, me);
+  check_vec(
+      out.get(), [&](std::size_t k) { return N - 1 + I(k); }, "allreduce max" + at, me);
   comm.scan(contrib, out, Fn::sum());
-  check_vec(out.get(), [&](std::size_t k) { return M * (M + 1) / 2 + (M + 1) * I(k); },
-            "scan" + at, me);
+  check_vec(
+      out.get(), [&](std::size_t k) { return M * (M + 1) / 2 + (M + 1) * I(k); }, "scan" + at, me);
 
   Vec send(count), all(count * n);
   for (std::size_t k = 0; k < count; ++k) send.ref()[k] = M * 1000 + I(k) + salt;
   comm.allgather(send, all);
-  check_vec(all.get(), [&](std::size_t i) { return I(i / count) * 1000 + I(i % count) + salt; },
-            "allgather" + at, me);
+  check_vec(
+      all.get(), [&](std::size_t i) { return I(i / count) * 1000 + I(i % count) + salt; },
+      "allgather" + at, me);
 
   Vec to_all(count * n), from_all(count * n);
   for (std::size_t i = 0; i < count * n; ++i)
     to_all.ref()[i] = M * 100000 + I(i / count) * 1000 + I(i % count);
   comm.alltoall(to_all, from_all);
-  check_vec(from_all.get(),
-            [&](std::size_t i) { return I(i / count) * 100000 + M * 1000 + I(i % count); },
-            "alltoall" + at, me);
+  check_vec(
+      from_all.get(),
+      [&](std::size_t i) { return I(i / count) * 100000 + M * 1000 + I(i % count); },
+      "alltoall" + at, me);
 
   Vec rs_in(count * n), rs_out(count);
   for (std::size_t i = 0; i < count * n; ++i) rs_in.ref()[i] = M + I(i / count) + I(i % count);
   comm.reduce_scatter(rs_in, rs_out, Fn::sum());
-  check_vec(rs_out.get(), [&](std::size_t k) { return N * (N - 1) / 2 + N * (M + I(k)); },
-            "reduce_scatter" + at, me);
+  check_vec(
+      rs_out.get(), [&](std::size_t k) { return N * (N - 1) / 2 + N * (M + I(k)); },
+      "reduce_scatter" + at, me);
 
   if (n > 1) {  // point to point around the ring
     Vec token(count), got(count);
@@ -394,8 +399,8 @@ void all_collectives(FMI::Communicator& comm, std::size_t count, I salt) {
       comm.recv(got, prev);
       comm.send(token, next);
     }
-    check_vec(got.get(), [&](std::size_t k) { return I(prev) * 3 + I(k) + salt; },
-              "send/recv" + at, me);
+    check_vec(
+        got.get(), [&](std::size_t k) { return I(prev) * 3 + I(k) + salt; }, "send/recv" + at, me);
   }
 
   // Neither commutative nor associative: strictly left to right.
@@ -408,8 +413,8 @@ void all_collectives(FMI::Communicator& comm, std::size_t count, I salt) {
              expect);
 }
 
-class CommunicatorCollectives
-    : public ::testing::TestWithParam<std::tuple<std::string, unsigned>> {};
+class CommunicatorCollectives : public ::testing::TestWithParam<std::tuple<std::string, unsigned>> {
+};
 
 TEST_P(CommunicatorCollectives, Every) {
   Backend& b = backend(std::get<0>(GetParam()));
@@ -422,12 +427,13 @@ TEST_P(CommunicatorCollectives, Every) {
       FMI::Communicator comm(me, n, FMI::Config{}, grp.comm());
       comm.register_channel(b.name(), grp.make(me));
       if (run_no == 0) {
-        all_collectives(comm, 0, run_no);  // empty messages
+        all_collectives(comm, 0, run_no);      // empty messages
         all_collectives(comm, large, run_no);  // bandwidth algorithms (> kLargeMessage)
       }
       all_collectives(comm, 3, run_no);
     });
-    if (auto left = g->leftovers()) EXPECT_EQ(*left, 0u) << "left in the store after run " << run_no;
+    if (auto left = g->leftovers())
+      EXPECT_EQ(*left, 0u) << "left in the store after run " << run_no;
   }
 }
 
@@ -442,9 +448,15 @@ TEST_P(CommunicatorCollectives, VariableSize) {
     FMI::Communicator comm(me, n, FMI::Config{}, grp.comm());
     comm.register_channel(b.name(), grp.make(me));
     using Count = std::function<std::size_t(unsigned, unsigned)>;
-    const Count uneven = [](unsigned q, unsigned t) -> std::size_t { return (q * 5 + t * 3) % 4 * 7; };
-    const Count skewed = [n](unsigned q, unsigned) -> std::size_t { return q == n - 1 ? 40000 : 0; };
-    auto val = [](unsigned from, unsigned to, std::size_t i) { return I(from) * 1000003 + I(to) * 1009 + I(i); };
+    const Count uneven = [](unsigned q, unsigned t) -> std::size_t {
+      return (q * 5 + t * 3) % 4 * 7;
+    };
+    const Count skewed = [n](unsigned q, unsigned) -> std::size_t {
+      return q == n - 1 ? 40000 : 0;
+    };
+    auto val = [](unsigned from, unsigned to, std::size_t i) {
+      return I(from) * 1000003 + I(to) * 1009 + I(i);
+    };
     for (const Count& count : {uneven, skewed}) {
       std::vector<std::size_t> counts(n), offs(n + 1, 0);
       for (unsigned q = 0; q < n; ++q) {
@@ -458,11 +470,13 @@ TEST_P(CommunicatorCollectives, VariableSize) {
         if (me == root)
           for (unsigned q = 0; q < n; ++q)
             for (std::size_t i = 0; i < counts[q]; ++i)
-              PEER_CHECK(all.get()[offs[q] + i] == val(q, 0, i), "gatherv root ", root, " block ", q, " element ", i);
+              PEER_CHECK(all.get()[offs[q] + i] == val(q, 0, i), "gatherv root ", root, " block ",
+                         q, " element ", i);
         Vec from_root(me == root ? offs[n] : 0), got(counts[me]);
         if (me == root)
           for (unsigned q = 0; q < n; ++q)
-            for (std::size_t i = 0; i < counts[q]; ++i) from_root.ref()[offs[q] + i] = val(root, q, i);
+            for (std::size_t i = 0; i < counts[q]; ++i)
+              from_root.ref()[offs[q] + i] = val(root, q, i);
         comm.scatterv(from_root, counts, got, root);
         for (std::size_t i = 0; i < counts[me]; ++i)
           PEER_CHECK(got.get()[i] == val(root, me, i), "scatterv root ", root, " element ", i);
@@ -472,7 +486,8 @@ TEST_P(CommunicatorCollectives, VariableSize) {
       comm.allgatherv(mine, all, counts);
       for (unsigned q = 0; q < n; ++q)
         for (std::size_t i = 0; i < counts[q]; ++i)
-          PEER_CHECK(all.get()[offs[q] + i] == val(q, 1, i), "allgatherv block ", q, " element ", i);
+          PEER_CHECK(all.get()[offs[q] + i] == val(q, 1, i), "allgatherv block ", q, " element ",
+                     i);
       // alltoallv: the block q -> t holds count(q, t) elements.
       std::vector<std::size_t> sc(n), rc(n), so(n + 1, 0), ro(n + 1, 0);
       for (unsigned t = 0; t < n; ++t) {

@@ -140,8 +140,8 @@ TEST_P(P2PContract, RecvWaitsForALaterSend) {
 
 // Same tag, another size: a larger (peer 1) or smaller (peer 2) receive buffer
 // than what was sent is a PeerError naming the peer and both sizes (and where
-// the channel promises it, the buffer is not written). (What happens to the pair afterwards is the channel's
-// own business: Direct gives the connection up, tests/direct.)
+// the channel promises it, the buffer is not written). (What happens to the pair afterwards is the
+// channel's own business: Direct gives the connection up, tests/direct.)
 TEST_P(P2PContract, SizeMismatchIsPeerErrorNamingPeerAndBothSizes) {
   const bool keeps = b().keeps_buffer_on_mismatch();
   peers(
@@ -205,8 +205,10 @@ TEST_P(P2PContract, EmptyLargeSendrecvAndSelf) {
   peers(2, [big](unsigned me, PeerToPeerChannel& ch) {
     const unsigned other = 1 - me;
     const Tag t{Operation::allreduce, 5};
-    if (me == 0) ch.send(1, {}, t, in(60s));
-    else ch.recv(0, {}, t, in(60s));
+    if (me == 0)
+      ch.send(1, {}, t, in(60s));
+    else
+      ch.recv(0, {}, t, in(60s));
     const Buf mine = data(big, me, other, 1);
     Buf got(big);
     ch.sendrecv(other, mine, other, got, tag(7), in(120s));

@@ -142,8 +142,8 @@ TEST_P(StoreContract, SizeMismatchIsPeerErrorNamingBothSizes) {
   auto g = b().group(2, comm_name());
   auto ch = open(*g);
   std::uint32_t seq = 0;
-  for (auto [sent, expected] : {std::pair<std::size_t, std::size_t>{10, 12}, {100, 64},
-                                {2 * MiB, 2 * MiB - 1}}) {
+  for (auto [sent, expected] :
+       {std::pair<std::size_t, std::size_t>{10, 12}, {100, 64}, {2 * MiB, 2 * MiB - 1}}) {
     const auto k = key(Operation::gather, seq++, 0, 1);
     ch[0]->put(k, data(sent, 1), 1, in(10s));
     Buf out(expected, std::byte{0x5A});

@@ -39,12 +39,8 @@ inline std::unique_ptr<Buf> make_buf(Form f, std::size_t bytes) {
       else
         b->d = Data<std::vector<int>>(bytes / sizeof(int));
       break;
-    case Form::chars:
-      b->d = Data<std::vector<char>>(bytes);
-      break;
-    case Form::doubles:
-      b->d = Data<std::vector<double>>(bytes / sizeof(double));
-      break;
+    case Form::chars: b->d = Data<std::vector<char>>(bytes); break;
+    case Form::doubles: b->d = Data<std::vector<double>>(bytes / sizeof(double)); break;
     case Form::raw:
       b->storage.resize(bytes);
       b->d = Data<void*>(b->storage.data(), bytes);

@@ -58,7 +58,8 @@ void expect_config_error(const std::string& text, std::initializer_list<std::str
   } catch (const FMI::ConfigError& e) {
     const std::string msg = e.what();
     for (const auto& w : words)
-      EXPECT_NE(msg.find(w), std::string::npos) << "message \"" << msg << "\" lacks \"" << w << "\"";
+      EXPECT_NE(msg.find(w), std::string::npos)
+          << "message \"" << msg << "\" lacks \"" << w << "\"";
   } catch (const std::exception& e) {
     ADD_FAILURE() << "expected FMI::ConfigError, got another exception: " << e.what();
   }
@@ -295,8 +296,8 @@ TEST(Config, SectionsByNameAndByType) {
   EXPECT_TRUE(c.enabled("Redis"));
   EXPECT_FALSE(c.enabled("Carrier-Pigeon"));
   EXPECT_TRUE(c.section("Redis").enabled);
-  EXPECT_EQ(&c.section("Redis"), static_cast<const FMI::ChannelConfig*>(
-                                     &c.section<FMI::Comm::RedisConfig>()));
+  EXPECT_EQ(&c.section("Redis"),
+            static_cast<const FMI::ChannelConfig*>(&c.section<FMI::Comm::RedisConfig>()));
   EXPECT_THROW(c.section("Carrier-Pigeon"), FMI::UsageError);
   EXPECT_THROW(c.set_enabled("Carrier-Pigeon", true), FMI::UsageError);
   c.set_enabled("Redis", false);
@@ -323,8 +324,10 @@ TEST(Config, ValueChecksOfChannelsAtParseTime) {
   expect_error_with([](json& j) { j["backends"]["Direct"]["host"] = ""; },
                     {"field backends.Direct.host", "is empty", kSource});
   expect_error_with(
-      [](json& j) { j["backends"]["InProcess"] = {{"enabled", true}, {"max_timeout", 0}}; },
-                    {"field backends.InProcess.max_timeout must be > 0 ms", kSource});
+      [](json& j) {
+        j["backends"]["InProcess"] = {{"enabled", true}, {"max_timeout", 0}};
+      },
+      {"field backends.InProcess.max_timeout must be > 0 ms", kSource});
 }
 
 // The in-process channels from a config file alone: threads of one process that

@@ -138,10 +138,12 @@ TEST(Function, ReduceOpOfBuiltinIsChunkable) {
 }
 
 TEST(Function, ReduceOpOfUserFunctionKeepsOrderAndProperties) {
-  Function<std::vector<int>> g([](std::vector<int> a, std::vector<int> b) {
-    for (std::size_t i = 0; i < a.size(); ++i) a[i] = a[i] * 10 + b[i];
-    return a;
-  }, false, true);
+  Function<std::vector<int>> g(
+      [](std::vector<int> a, std::vector<int> b) {
+        for (std::size_t i = 0; i < a.size(); ++i) a[i] = a[i] * 10 + b[i];
+        return a;
+      },
+      false, true);
   auto op = g.op();
   EXPECT_EQ(op.granularity, 0u);
   EXPECT_FALSE(op.commutative);

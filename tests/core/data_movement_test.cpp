@@ -102,8 +102,8 @@ TEST_P(Rooted, Gather) {
           << "send buffer modified, " << where(s, p);
       if (p == root) {
         for (peer_num q = 0; q < n; ++q)
-          EXPECT_TRUE(bytes_equal(bytes(*recv).subspan(q * s.unit, s.unit),
-                                  expected_block(q, 0, s.unit)))
+          EXPECT_TRUE(
+              bytes_equal(bytes(*recv).subspan(q * s.unit, s.unit), expected_block(q, 0, s.unit)))
               << "block of peer " << q << ", " << where(s, p);
       }
     });
@@ -118,7 +118,8 @@ TEST_P(Rooted, Scatter) {
       auto send = make_buf(s.form, n * s.unit);
       auto recv = make_buf(s.form, s.unit);
       if (p == root) {
-        for (peer_num j = 0; j < n; ++j) fill_pattern(bytes(*send).subspan(j * s.unit, s.unit), root, j);
+        for (peer_num j = 0; j < n; ++j)
+          fill_pattern(bytes(*send).subspan(j * s.unit, s.unit), root, j);
       } else {
         fill_sentinel(*send);
       }
@@ -126,7 +127,8 @@ TEST_P(Rooted, Scatter) {
       std::vector<std::byte> send_before(bytes(*send).begin(), bytes(*send).end());
       std::visit([&](auto& sd, auto& rd) { c.scatter(sd, rd, root); }, send->d, recv->d);
       EXPECT_TRUE(bytes_equal(bytes(*recv), expected_block(root, p, s.unit))) << where(s, p);
-      EXPECT_TRUE(bytes_equal(bytes(*send), send_before)) << "send buffer modified, " << where(s, p);
+      EXPECT_TRUE(bytes_equal(bytes(*send), send_before))
+          << "send buffer modified, " << where(s, p);
     });
   }
 }
@@ -168,7 +170,8 @@ TEST_P(Unrooted, Alltoall) {
         EXPECT_TRUE(
             bytes_equal(bytes(*recv).subspan(q * s.unit, s.unit), expected_block(q, p, s.unit)))
             << "block from peer " << q << ", " << where(s, p);
-      EXPECT_TRUE(bytes_equal(bytes(*send), send_before)) << "send buffer modified, " << where(s, p);
+      EXPECT_TRUE(bytes_equal(bytes(*send), send_before))
+          << "send buffer modified, " << where(s, p);
     });
   }
 }
@@ -186,8 +189,8 @@ TEST_P(Unrooted, Barrier) {
       if ((c.peer_id() + k) % 3 == 0) std::this_thread::sleep_for(2ms);
       arrived[k].fetch_add(1);
       c.barrier();
-      EXPECT_EQ(arrived[k].load(), n) << "peer " << c.peer_id() << " left barrier " << k
-                                      << " before every peer had arrived";
+      EXPECT_EQ(arrived[k].load(), n)
+          << "peer " << c.peer_id() << " left barrier " << k << " before every peer had arrived";
     }
   });
 }

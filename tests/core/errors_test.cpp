@@ -43,7 +43,8 @@ void expect_usage(F&& call, std::initializer_list<std::string> words) {
   } catch (const FMI::UsageError& e) {
     const std::string msg = e.what();
     for (const auto& w : words)
-      EXPECT_NE(msg.find(w), std::string::npos) << "message \"" << msg << "\" lacks \"" << w << "\"";
+      EXPECT_NE(msg.find(w), std::string::npos)
+          << "message \"" << msg << "\" lacks \"" << w << "\"";
   } catch (...) {
     ADD_FAILURE() << "expected FMI::UsageError, got " << describe(std::current_exception());
   }

@@ -209,7 +209,8 @@ TEST(Lifecycle, RootLeavesRightAfterBcast) {
     }
     for (auto& t : threads) t.join();
     for (peer_num i = 0; i < n; ++i) {
-      if (errors[i]) ADD_FAILURE() << kind_name(kind) << ": peer " << i << " threw " << describe(errors[i]);
+      if (errors[i])
+        ADD_FAILURE() << kind_name(kind) << ": peer " << i << " threw " << describe(errors[i]);
     }
   }
 }

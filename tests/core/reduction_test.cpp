@@ -135,9 +135,18 @@ struct ScalarCase final : Case {
       Data<T> recv = static_cast<T>(77);
       T expected{};
       switch (op) {
-        case Op::reduce: c.reduce(send, recv, root, f); expected = fold(f, xs, n - 1); break;
-        case Op::allreduce: c.allreduce(send, recv, f); expected = fold(f, xs, n - 1); break;
-        case Op::scan: c.scan(send, recv, f); expected = fold(f, xs, p); break;
+        case Op::reduce:
+          c.reduce(send, recv, root, f);
+          expected = fold(f, xs, n - 1);
+          break;
+        case Op::allreduce:
+          c.allreduce(send, recv, f);
+          expected = fold(f, xs, n - 1);
+          break;
+        case Op::scan:
+          c.scan(send, recv, f);
+          expected = fold(f, xs, p);
+          break;
         case Op::reduce_scatter:  // only valid for n == 1: send holds n blocks
           c.reduce_scatter(send, recv, f);
           expected = xs[0];
@@ -154,12 +163,24 @@ struct ScalarCase final : Case {
 };
 
 // ---- generators: every value depends on the peer and the index --------------------
-int gen_int(peer_num p, std::size_t i) { return static_cast<int>((p * 1009 + i * 7 + 3) % 2001) - 1000; }
-float gen_float(peer_num p, std::size_t i) { return static_cast<float>((p * 37 + i * 11) % 1001) - 500.0f; }
-double gen_double(peer_num p, std::size_t i) { return static_cast<double>((p * 53 + i * 13) % 4001) * 0.25 - 500.0; }
-std::int64_t gen_small(peer_num p, std::size_t i) { return static_cast<std::int64_t>((p + i) % 3) + 1; }
-std::uint8_t gen_u8(peer_num p, std::size_t i) { return static_cast<std::uint8_t>(p * 89 + i * 31 + 5); }
-std::uint32_t gen_u32(peer_num p, std::size_t i) { return static_cast<std::uint32_t>(p * 2654435761u + i * 40503u + 1); }
+int gen_int(peer_num p, std::size_t i) {
+  return static_cast<int>((p * 1009 + i * 7 + 3) % 2001) - 1000;
+}
+float gen_float(peer_num p, std::size_t i) {
+  return static_cast<float>((p * 37 + i * 11) % 1001) - 500.0f;
+}
+double gen_double(peer_num p, std::size_t i) {
+  return static_cast<double>((p * 53 + i * 13) % 4001) * 0.25 - 500.0;
+}
+std::int64_t gen_small(peer_num p, std::size_t i) {
+  return static_cast<std::int64_t>((p + i) % 3) + 1;
+}
+std::uint8_t gen_u8(peer_num p, std::size_t i) {
+  return static_cast<std::uint8_t>(p * 89 + i * 31 + 5);
+}
+std::uint32_t gen_u32(peer_num p, std::size_t i) {
+  return static_cast<std::uint32_t>(p * 2654435761u + i * 40503u + 1);
+}
 std::uint64_t gen_mat(peer_num p, std::size_t i) {
   // entry i%4 of matrix i/4 of peer p: [[p+2, m%5+1], [(p*3+m)%7, p%4+1]]
   const std::size_t m = i / 4;
@@ -200,14 +221,22 @@ std::vector<std::uint64_t> affine(std::vector<std::uint64_t> a, std::vector<std:
 const std::map<std::string, std::shared_ptr<Case>>& cases() {
   static const std::map<std::string, std::shared_ptr<Case>> m = [] {
     std::map<std::string, std::shared_ptr<Case>> c;
-    c["sum_int"] = std::make_shared<VecCase<int>>(Function<std::vector<int>>::sum(), 1, gen_int, true);
-    c["sum_float"] = std::make_shared<VecCase<float>>(Function<std::vector<float>>::sum(), 1, gen_float, false);
-    c["sum_double"] = std::make_shared<VecCase<double>>(Function<std::vector<double>>::sum(), 1, gen_double, true);
-    c["min_float"] = std::make_shared<VecCase<float>>(Function<std::vector<float>>::min(), 1, gen_float, false);
-    c["max_double"] = std::make_shared<VecCase<double>>(Function<std::vector<double>>::max(), 1, gen_double, false);
-    c["min_int"] = std::make_shared<VecCase<int>>(Function<std::vector<int>>::min(), 1, gen_int, false);
-    c["prod_int64"] = std::make_shared<VecCase<std::int64_t>>(Function<std::vector<std::int64_t>>::prod(), 1, gen_small, false);
-    c["sum_uint8"] = std::make_shared<VecCase<std::uint8_t>>(Function<std::vector<std::uint8_t>>::sum(), 1, gen_u8, true);
+    c["sum_int"] =
+        std::make_shared<VecCase<int>>(Function<std::vector<int>>::sum(), 1, gen_int, true);
+    c["sum_float"] =
+        std::make_shared<VecCase<float>>(Function<std::vector<float>>::sum(), 1, gen_float, false);
+    c["sum_double"] = std::make_shared<VecCase<double>>(Function<std::vector<double>>::sum(), 1,
+                                                        gen_double, true);
+    c["min_float"] =
+        std::make_shared<VecCase<float>>(Function<std::vector<float>>::min(), 1, gen_float, false);
+    c["max_double"] = std::make_shared<VecCase<double>>(Function<std::vector<double>>::max(), 1,
+                                                        gen_double, false);
+    c["min_int"] =
+        std::make_shared<VecCase<int>>(Function<std::vector<int>>::min(), 1, gen_int, false);
+    c["prod_int64"] = std::make_shared<VecCase<std::int64_t>>(
+        Function<std::vector<std::int64_t>>::prod(), 1, gen_small, false);
+    c["sum_uint8"] = std::make_shared<VecCase<std::uint8_t>>(
+        Function<std::vector<std::uint8_t>>::sum(), 1, gen_u8, true);
     c["user_commutative"] = std::make_shared<VecCase<std::uint32_t>>(
         Function<std::vector<std::uint32_t>>(user_comm, true, true), 1, gen_u32, false);
     c["user_matmul_assoc"] = std::make_shared<VecCase<std::uint64_t>>(
@@ -215,9 +244,11 @@ const std::map<std::string, std::shared_ptr<Case>>& cases() {
     c["user_2a_plus_b_ordered"] = std::make_shared<VecCase<std::uint64_t>>(
         Function<std::vector<std::uint64_t>>(affine, false, false), 1, gen_u64, true);
     c["scalar_sum_int"] = std::make_shared<ScalarCase<int>>(Function<int>::sum(), gen_scalar_int);
-    c["scalar_max_double"] = std::make_shared<ScalarCase<double>>(Function<double>::max(), gen_scalar_double);
+    c["scalar_max_double"] =
+        std::make_shared<ScalarCase<double>>(Function<double>::max(), gen_scalar_double);
     c["scalar_a_minus_b_ordered"] = std::make_shared<ScalarCase<double>>(
-        Function<double>([](double a, double b) { return a - b; }, false, false), gen_scalar_double);
+        Function<double>([](double a, double b) { return a - b; }, false, false),
+        gen_scalar_double);
     return c;
   }();
   return m;
@@ -258,7 +289,8 @@ class Reduction : public ::testing::TestWithParam<Param> {};
 TEST_P(Reduction, Values) {
   const Param& p = GetParam();
   const Case& c = *cases().at(p.fn);
-  const std::vector<peer_num> roots = p.op == Op::reduce ? roots_for(p.n) : std::vector<peer_num>{0};
+  const std::vector<peer_num> roots =
+      p.op == Op::reduce ? roots_for(p.n) : std::vector<peer_num>{0};
   for (peer_num root : roots) {
     SCOPED_TRACE("root " + std::to_string(root));
     if (c.scalar()) {
@@ -280,7 +312,8 @@ TEST_P(Reduction, Values) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Reduce, Reduction, ::testing::ValuesIn(params(Op::reduce)), param_name);
-INSTANTIATE_TEST_SUITE_P(Allreduce, Reduction, ::testing::ValuesIn(params(Op::allreduce)), param_name);
+INSTANTIATE_TEST_SUITE_P(Allreduce, Reduction, ::testing::ValuesIn(params(Op::allreduce)),
+                         param_name);
 INSTANTIATE_TEST_SUITE_P(Scan, Reduction, ::testing::ValuesIn(params(Op::scan)), param_name);
 INSTANTIATE_TEST_SUITE_P(ReduceScatter, Reduction, ::testing::ValuesIn(params(Op::reduce_scatter)),
                          param_name);
@@ -293,11 +326,15 @@ struct ReproParam {
   peer_num n;
 };
 
-void PrintTo(const ReproParam& p, std::ostream* os) { *os << kind_name(p.kind) << ", " << p.n << " peers"; }
+void PrintTo(const ReproParam& p, std::ostream* os) {
+  *os << kind_name(p.kind) << ", " << p.n << " peers";
+}
 
 class Reproducible : public ::testing::TestWithParam<ReproParam> {};
 
-double gen_frac(peer_num p, std::size_t i) { return 0.1 * (p + 1) + 1e-3 * static_cast<double>(i % 977) + 1.0 / (p + 3); }
+double gen_frac(peer_num p, std::size_t i) {
+  return 0.1 * (p + 1) + 1e-3 * static_cast<double>(i % 977) + 1.0 / (p + 3);
+}
 
 std::vector<std::vector<double>> allreduce_all(Kind kind, peer_num n, std::size_t len,
                                                const Function<std::vector<double>>& f) {
@@ -330,19 +367,19 @@ std::vector<double> reduce_root(Kind kind, peer_num n, std::size_t len, peer_num
 TEST_P(Reproducible, AllreduceSameBitsEverywhereAndTwice) {
   const auto [kind, n] = GetParam();
   const Function<std::vector<double>> fns[] = {
-      Function<std::vector<double>>::sum(),
-      Function<std::vector<double>>(
-          [](std::vector<double> a, std::vector<double> b) {
-            for (std::size_t i = 0; i < a.size(); ++i) a[i] += b[i];
-            return a;
-          },
-          true, true)};
+      Function<std::vector<double>>::sum(), Function<std::vector<double>>(
+                                                [](std::vector<double> a, std::vector<double> b) {
+                                                  for (std::size_t i = 0; i < a.size(); ++i)
+                                                    a[i] += b[i];
+                                                  return a;
+                                                },
+                                                true, true)};
   std::vector<std::size_t> lens = {1001};
   if (big_for(n) || n == 5) lens.push_back(kBig / sizeof(double));
   for (std::size_t fi = 0; fi < 2; ++fi) {
     for (std::size_t len : lens) {
-      SCOPED_TRACE(std::string(fi == 0 ? "built-in sum" : "user sum") + ", " +
-                   std::to_string(len) + " doubles");
+      SCOPED_TRACE(std::string(fi == 0 ? "built-in sum" : "user sum") + ", " + std::to_string(len) +
+                   " doubles");
       auto first = allreduce_all(kind, n, len, fns[fi]);
       for (peer_num p = 1; p < n; ++p)
         EXPECT_TRUE(elems_equal(first[p], first[0])) << "peer " << p << " differs from peer 0";

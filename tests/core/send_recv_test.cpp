@@ -11,7 +11,9 @@ struct Param {
   peer_num n;
 };
 
-void PrintTo(const Param& p, std::ostream* os) { *os << kind_name(p.kind) << ", " << p.n << " peers"; }
+void PrintTo(const Param& p, std::ostream* os) {
+  *os << kind_name(p.kind) << ", " << p.n << " peers";
+}
 
 std::string param_name(const ::testing::TestParamInfo<Param>& i) {
   return std::string(kind_name(i.param.kind)) + "_n" + std::to_string(i.param.n);
@@ -21,10 +23,14 @@ class SendRecv : public ::testing::TestWithParam<Param> {};
 
 std::vector<SizeCase> sizes(peer_num n) {
   std::vector<SizeCase> v = {
-      {"one_int", Form::ints, sizeof(int)},   {"1_byte", Form::chars, 1},
-      {"3_bytes", Form::chars, 3},            {"1001_bytes", Form::chars, 1001},
-      {"raw_1001_bytes", Form::raw, 1001},    {"125_doubles", Form::doubles, 1000},
-      {"empty", Form::chars, 0},              {"raw_empty", Form::raw, 0},
+      {"one_int", Form::ints, sizeof(int)},
+      {"1_byte", Form::chars, 1},
+      {"3_bytes", Form::chars, 3},
+      {"1001_bytes", Form::chars, 1001},
+      {"raw_1001_bytes", Form::raw, 1001},
+      {"125_doubles", Form::doubles, 1000},
+      {"empty", Form::chars, 0},
+      {"raw_empty", Form::raw, 0},
   };
   if (big_for(n)) v.push_back({"4MiB", Form::raw, kBig});
   return v;

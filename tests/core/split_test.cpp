@@ -26,7 +26,9 @@ struct Param {
   Kind kind;
   peer_num n;
 };
-void PrintTo(const Param& p, std::ostream* os) { *os << kind_name(p.kind) << ", " << p.n << " peers"; }
+void PrintTo(const Param& p, std::ostream* os) {
+  *os << kind_name(p.kind) << ", " << p.n << " peers";
+}
 std::string param_name(const ::testing::TestParamInfo<Param>& i) {
   return std::string(kind_name(i.param.kind)) + "_n" + std::to_string(i.param.n);
 }
@@ -91,8 +93,8 @@ void exercise(Communicator& c, const std::vector<int>& ids, int salt) {
     D b(V(3, -1));
     if (me == root) b = V{val(g, 0, salt), val(g, 1, salt), val(g, 2, salt)};
     c.bcast(b, root);
-    EXPECT_EQ(b.get(), (V{val(ids[root], 0, salt), val(ids[root], 1, salt),
-                          val(ids[root], 2, salt)}))
+    EXPECT_EQ(b.get(),
+              (V{val(ids[root], 0, salt), val(ids[root], 1, salt), val(ids[root], 2, salt)}))
         << "bcast root " << root;
   }
   c.barrier();
@@ -388,11 +390,13 @@ struct Counter {
 };
 class CountingP2P final : public FMI::Comm::PeerToPeerChannel {
  public:
-  CountingP2P(std::shared_ptr<FMI::Comm::PeerToPeerChannel> b, Counter& c) : b_(std::move(b)), c_(c) {}
+  CountingP2P(std::shared_ptr<FMI::Comm::PeerToPeerChannel> b, Counter& c)
+      : b_(std::move(b)), c_(c) {}
   void init(const FMI::Comm::ChannelContext& ctx) override { b_->init(ctx); }
   void finalize() noexcept override { b_->finalize(); }
   std::chrono::milliseconds max_timeout() const override { return b_->max_timeout(); }
-  void send(peer_num d, FMI::Comm::ConstBytes x, FMI::Comm::Tag t, FMI::Utils::Deadline dl) override {
+  void send(peer_num d, FMI::Comm::ConstBytes x, FMI::Comm::Tag t,
+            FMI::Utils::Deadline dl) override {
     count(x.size());
     b_->send(d, x, t, dl);
   }
@@ -415,7 +419,8 @@ class CountingP2P final : public FMI::Comm::PeerToPeerChannel {
 };
 class CountingStore final : public FMI::Comm::ObjectStoreChannel {
  public:
-  CountingStore(std::shared_ptr<FMI::Comm::ObjectStoreChannel> b, Counter& c) : b_(std::move(b)), c_(c) {}
+  CountingStore(std::shared_ptr<FMI::Comm::ObjectStoreChannel> b, Counter& c)
+      : b_(std::move(b)), c_(c) {}
   void init(const FMI::Comm::ChannelContext& ctx) override { b_->init(ctx); }
   void finalize() noexcept override { b_->finalize(); }
   std::chrono::milliseconds max_timeout() const override { return b_->max_timeout(); }

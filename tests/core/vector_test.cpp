@@ -166,7 +166,8 @@ TEST_P(VCollective, Scatterv) {
             fill_pattern(send.bytes().subspan(d[p], d[p + 1] - d[p]), root, p);
         }
         VBuf recv(raw, counts[me]);
-        send.with([&](auto& sd) { recv.with([&](auto& rd) { c.scatterv(sd, counts, rd, root); }); });
+        send.with(
+            [&](auto& sd) { recv.with([&](auto& rd) { c.scatterv(sd, counts, rd, root); }); });
         EXPECT_TRUE(bytes_equal(recv.bytes(), expected_block(root, me, recv.bytes().size())))
             << where(s, raw, me);
       });
@@ -269,7 +270,8 @@ void expect_usage(Lonely& l, F&& call, std::initializer_list<std::string> words)
   } catch (const FMI::UsageError& e) {
     const std::string msg = e.what();
     for (const auto& w : words)
-      EXPECT_NE(msg.find(w), std::string::npos) << "message \"" << msg << "\" lacks \"" << w << "\"";
+      EXPECT_NE(msg.find(w), std::string::npos)
+          << "message \"" << msg << "\" lacks \"" << w << "\"";
   } catch (...) {
     ADD_FAILURE() << "expected FMI::UsageError, got " << describe(std::current_exception());
   }
@@ -284,10 +286,22 @@ TEST_P(VErrors, CountsLengthNotNumPeers) {
   for (peer_num me : {0u, 1u}) {
     Lonely l(me, 3, GetParam());
     Ints s(2), r(6);
-    expect_usage(l, [&](auto& c) { c.gatherv(s, r, {2, 2}, 0); }, {"gatherv", "recv_counts", "2 entries", "3"});
-    expect_usage(l, [&](auto& c) { c.scatterv(r, {2, 2, 2, 0}, s, 0); }, {"scatterv", "send_counts", "4 entries"});
+    expect_usage(l,
+                 [&](auto& c) {
+                   c.gatherv(s, r, {2, 2}, 0);
+                 },
+                 {"gatherv", "recv_counts", "2 entries", "3"});
+    expect_usage(l,
+                 [&](auto& c) {
+                   c.scatterv(r, {2, 2, 2, 0}, s, 0);
+                 },
+                 {"scatterv", "send_counts", "4 entries"});
     expect_usage(l, [&](auto& c) { c.allgatherv(s, r, {}); }, {"allgatherv", "0 entries"});
-    expect_usage(l, [&](auto& c) { c.alltoallv(r, {2, 2, 2}, r, {2, 2}); }, {"alltoallv", "recv_counts"});
+    expect_usage(l,
+                 [&](auto& c) {
+                   c.alltoallv(r, {2, 2, 2}, r, {2, 2});
+                 },
+                 {"alltoallv", "recv_counts"});
   }
 }
 
@@ -295,19 +309,51 @@ TEST_P(VErrors, CountsDoNotAddUpToBuffer) {
   Lonely root(0, 3, GetParam());
   Ints s(2), r(5);
   // Root: recv holds 5 ints = 20 bytes, counts say 2 + 2 + 2 ints = 24 bytes.
-  expect_usage(root, [&](auto& c) { c.gatherv(s, r, {2, 2, 2}, 0); }, {"gatherv", "recv buffer", "20", "24"});
-  expect_usage(root, [&](auto& c) { c.scatterv(r, {2, 2, 2}, s, 0); }, {"scatterv", "send buffer", "20", "24"});
-  expect_usage(root, [&](auto& c) { c.allgatherv(s, r, {2, 2, 2}); }, {"allgatherv", "recv buffer"});
+  expect_usage(root,
+               [&](auto& c) {
+                 c.gatherv(s, r, {2, 2, 2}, 0);
+               },
+               {"gatherv", "recv buffer", "20", "24"});
+  expect_usage(root,
+               [&](auto& c) {
+                 c.scatterv(r, {2, 2, 2}, s, 0);
+               },
+               {"scatterv", "send buffer", "20", "24"});
+  expect_usage(root,
+               [&](auto& c) {
+                 c.allgatherv(s, r, {2, 2, 2});
+               },
+               {"allgatherv", "recv buffer"});
   Ints six(6);
-  expect_usage(root, [&](auto& c) { c.alltoallv(r, {2, 2, 2}, six, {2, 2, 2}); }, {"alltoallv", "send buffer", "20", "24"});
-  expect_usage(root, [&](auto& c) { c.alltoallv(six, {2, 2, 2}, r, {2, 2, 2}); }, {"alltoallv", "recv buffer"});
+  expect_usage(root,
+               [&](auto& c) {
+                 c.alltoallv(r, {2, 2, 2}, six, {2, 2, 2});
+               },
+               {"alltoallv", "send buffer", "20", "24"});
+  expect_usage(root,
+               [&](auto& c) {
+                 c.alltoallv(six, {2, 2, 2}, r, {2, 2, 2});
+               },
+               {"alltoallv", "recv buffer"});
   // A peer whose own block does not match its count (root or not).
   for (peer_num me : {0u, 2u}) {
     Lonely l(me, 3, GetParam());
     Ints three(3);
-    expect_usage(l, [&](auto& c) { c.gatherv(three, six, {2, 2, 2}, 0); }, {"gatherv", "send buffer", "12", "8"});
-    expect_usage(l, [&](auto& c) { c.scatterv(six, {2, 2, 2}, three, 0); }, {"scatterv", "recv buffer", "12", "8"});
-    expect_usage(l, [&](auto& c) { c.allgatherv(three, six, {2, 2, 2}); }, {"allgatherv", "send buffer"});
+    expect_usage(l,
+                 [&](auto& c) {
+                   c.gatherv(three, six, {2, 2, 2}, 0);
+                 },
+                 {"gatherv", "send buffer", "12", "8"});
+    expect_usage(l,
+                 [&](auto& c) {
+                   c.scatterv(six, {2, 2, 2}, three, 0);
+                 },
+                 {"scatterv", "recv buffer", "12", "8"});
+    expect_usage(l,
+                 [&](auto& c) {
+                   c.allgatherv(three, six, {2, 2, 2});
+                 },
+                 {"allgatherv", "send buffer"});
     // alltoallv: the block a peer keeps must be one size on both sides.
     Counts sc = {2, 2, 2}, rc = {2, 2, 2};
     sc[me] = 1;
@@ -322,9 +368,21 @@ TEST_P(VErrors, BufferNotWholeElements) {
   std::vector<std::byte> mem(6);
   Data<void*> six_bytes(mem.data(), mem.size());
   Ints r(3);
-  expect_usage(l, [&](auto& c) { c.gatherv(six_bytes, r, {1, 1, 1}, 0); }, {"gatherv", "send buffer", "6", "4-byte"});
-  expect_usage(l, [&](auto& c) { c.allgatherv(six_bytes, r, {1, 1, 1}); }, {"allgatherv", "whole number"});
-  expect_usage(l, [&](auto& c) { c.scatterv(r, {1, 1, 1}, six_bytes, 0); }, {"scatterv", "recv buffer", "6"});
+  expect_usage(l,
+               [&](auto& c) {
+                 c.gatherv(six_bytes, r, {1, 1, 1}, 0);
+               },
+               {"gatherv", "send buffer", "6", "4-byte"});
+  expect_usage(l,
+               [&](auto& c) {
+                 c.allgatherv(six_bytes, r, {1, 1, 1});
+               },
+               {"allgatherv", "whole number"});
+  expect_usage(l,
+               [&](auto& c) {
+                 c.scatterv(r, {1, 1, 1}, six_bytes, 0);
+               },
+               {"scatterv", "recv buffer", "6"});
 }
 
 TEST_P(VErrors, RootOutOfRange) {

@@ -91,20 +91,24 @@ TEST(DirectAuth, WrongOrMissingSecretIsRefusedByTheServer) {
   expect_all_ok(run_forked(2, [&](unsigned me) {
     if (me == 0) {
       // A wrong secret: init itself fails (it waits for the server's verdict).
-      expect_error<FMI::ChannelError>(
-          [&] { make_channel(port, 0, 2, comm, kOther, 5s); }, "authentication failed");
+      expect_error<FMI::ChannelError>([&] { make_channel(port, 0, 2, comm, kOther, 5s); },
+                                      "authentication failed");
     } else {
       // No secret: registration is sent without a proof; the refusal surfaces on
       // first use, still as a ChannelError naming authentication.
       auto ch = make_channel(port, 1, 2, comm, "", 5s);
       std::uint32_t v = 1;
       expect_error<FMI::ChannelError>(
-          [&] { ch->send(0, std::as_bytes(std::span(&v, 1)), Tag{Operation::send, 1}, Clock::now() + 5s); },
+          [&] {
+            ch->send(0, std::as_bytes(std::span(&v, 1)), Tag{Operation::send, 1},
+                     Clock::now() + 5s);
+          },
           "authentication failed");
     }
   }));
   auto log = server.log();
-  EXPECT_NE(log.find("authentication failed: comm '" + comm + "' peer 0"), std::string::npos) << log;
+  EXPECT_NE(log.find("authentication failed: comm '" + comm + "' peer 0"), std::string::npos)
+      << log;
   EXPECT_NE(log.find("no proof of the shared secret"), std::string::npos) << log;
 }
 
@@ -144,7 +148,8 @@ TEST(DirectAuth, PeerWithoutSecretCannotPairWithOneThatHasIt) {
     expect_error<FMI::PeerError>(
         [&] {
           if (me == 0)
-            ch->send(1, std::as_bytes(std::span(&v, 1)), Tag{Operation::send, 1}, Clock::now() + 2s);
+            ch->send(1, std::as_bytes(std::span(&v, 1)), Tag{Operation::send, 1},
+                     Clock::now() + 2s);
           else
             ch->recv(0, std::as_writable_bytes(std::span(&v, 1)), Tag{Operation::send, 1},
                      Clock::now() + 2s);

@@ -40,23 +40,31 @@ void direct_peer(std::uint16_t port, unsigned me, int iters, int out_fd) {
   unsigned other = 1 - me;
   Tag t{FMI::Utils::Operation::send, 0};
   for (int i = 0; i < 1000; ++i) {  // warm-up
-    if (me == 0) ch.send(other, small, t, dl()), ch.recv(other, small, t, dl());
-    else ch.recv(other, small, t, dl()), ch.send(other, small, t, dl());
+    if (me == 0)
+      ch.send(other, small, t, dl()), ch.recv(other, small, t, dl());
+    else
+      ch.recv(other, small, t, dl()), ch.send(other, small, t, dl());
   }
   auto t0 = Clock::now();
   for (int i = 0; i < iters; ++i) {
-    if (me == 0) ch.send(other, small, t, dl()), ch.recv(other, small, t, dl());
-    else ch.recv(other, small, t, dl()), ch.send(other, small, t, dl());
+    if (me == 0)
+      ch.send(other, small, t, dl()), ch.recv(other, small, t, dl());
+    else
+      ch.recv(other, small, t, dl()), ch.send(other, small, t, dl());
   }
   double lat = seconds_since(t0) / (2.0 * iters);
   std::vector<std::byte> big(kBig, std::byte{1});
   t0 = Clock::now();
   for (int i = 0; i < kBigRounds; ++i) {
-    if (me == 0) ch.send(other, big, t, dl());
-    else ch.recv(other, big, t, dl());
+    if (me == 0)
+      ch.send(other, big, t, dl());
+    else
+      ch.recv(other, big, t, dl());
   }
-  if (me == 0) ch.recv(other, small, t, dl());
-  else ch.send(other, small, t, dl());
+  if (me == 0)
+    ch.recv(other, small, t, dl());
+  else
+    ch.send(other, small, t, dl());
   double bw = double(kBig) * kBigRounds / seconds_since(t0) / (1 << 20);
   if (me == 0) {
     double r[2] = {lat, bw};
@@ -121,7 +129,8 @@ int main(int argc, char** argv) {
   fmitest::RendezvousServer server({"--quiet"});
   int p[2];
   if (::pipe(p) != 0) return 1;
-  auto res = fmitest::run_forked(2, [&](unsigned me) { direct_peer(server.port(), me, iters, p[1]); });
+  auto res =
+      fmitest::run_forked(2, [&](unsigned me) { direct_peer(server.port(), me, iters, p[1]); });
   double r[2] = {0, 0};
   if (::read(p[0], r, sizeof r) != sizeof r) {
     std::fprintf(stderr, "Direct peers failed\n");

@@ -48,8 +48,9 @@ Tag tag(std::uint32_t seq, Operation op = Operation::send) { return Tag{op, seq}
 
 /// For each size, n-1 rounds of sendrecv around the ring (round r: to me+r, from
 /// me-r), every byte checked; `seq` numbers the messages.
-void ring_rounds(DirectChannel& ch, unsigned me, unsigned n, std::initializer_list<std::size_t> sizes,
-                 std::uint32_t& seq, Operation op = Operation::send) {
+void ring_rounds(DirectChannel& ch, unsigned me, unsigned n,
+                 std::initializer_list<std::size_t> sizes, std::uint32_t& seq,
+                 Operation op = Operation::send) {
   for (std::size_t s : sizes) {
     for (unsigned r = 1; r < n; ++r) {
       unsigned dest = (me + r) % n, src = (me + n - r) % n;
@@ -123,13 +124,13 @@ TEST(Direct, FirstCollectiveMessageOpensTheFullMesh) {
     // A ring of point-to-point messages: each peer talks to its two neighbours only.
     ch->sendrecv(next, out, prev, in, tag(0), deadline());
     check_data(in, prev, me, 0);
-    PEER_CHECK(ch->connected_peers() == 2, "after the point-to-point ring: ",
-               ch->connected_peers(), " connections");
+    PEER_CHECK(ch->connected_peers() == 2, "after the point-to-point ring: ", ch->connected_peers(),
+               " connections");
     // The same ring under a collective's tag: the non-neighbours are connected first.
     ch->sendrecv(next, out, prev, in, tag(0, Operation::allgather), deadline());
     check_data(in, prev, me, 0);
-    PEER_CHECK(ch->connected_peers() == n - 1, "after the first collective message: ",
-               ch->connected_peers(), " connections");
+    PEER_CHECK(ch->connected_peers() == n - 1,
+               "after the first collective message: ", ch->connected_peers(), " connections");
   });
   expect_all_ok(res);
 }

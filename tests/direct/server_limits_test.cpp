@@ -322,8 +322,8 @@ TEST(RendezvousLimits, RegistrationMemoryFollowsBytesReceived) {
   std::vector<Socket> socks;
   for (int i = 0; i < 600; ++i) {
     socks.push_back(connect_to(server.port()));
-    send_frame(socks.back().fd(), proto::Register{"flood" + std::to_string(i), 0,
-                                                  proto::kMaxPeers, 1, {}});
+    send_frame(socks.back().fd(),
+               proto::Register{"flood" + std::to_string(i), 0, proto::kMaxPeers, 1, {}});
   }
   for (auto& s : socks) {
     auto r = next_frame(s.fd());
@@ -430,7 +430,8 @@ void forged_header(const std::string& comm, std::uint64_t announced, std::size_t
     send_frame(c.fd(), proto::PeerProof{auth::peer_mac(secret, comm, 1, 0, my_session,
                                                        peer0.session, mine, theirs)});
     auto d = next_frame(c.fd());
-    PEER_CHECK(d && std::holds_alternative<proto::Decide>(*d) && std::get<proto::Decide>(*d).accept);
+    PEER_CHECK(d && std::holds_alternative<proto::Decide>(*d) &&
+               std::get<proto::Decide>(*d).accept);
     std::vector<std::uint8_t> msg;
     auto put64 = [&](std::uint64_t x) {
       for (int i = 7; i >= 0; --i) msg.push_back(std::uint8_t(x >> (8 * i)));

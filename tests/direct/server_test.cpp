@@ -176,8 +176,8 @@ TEST(Rendezvous, ManyConcurrentCommunicators) {
   for (unsigned c = 0; c < comms; ++c)
     for (unsigned p = 0; p < peers; ++p) {
       socks.push_back(connect_raw(server.port()));
-      auto f = proto::encode(proto::Register{"c" + std::to_string(c), p, peers, p,
-                                             local_endpoint(socks.back().fd())});
+      auto f = proto::encode(
+          proto::Register{"c" + std::to_string(c), p, peers, p, local_endpoint(socks.back().fd())});
       send_all(socks.back().fd(), f.data(), f.size());
     }
   for (std::size_t i = 0; i < socks.size(); ++i) {
@@ -330,9 +330,9 @@ TEST(Rendezvous, StrangerWithoutTheSecretCannotTakeAPeersPlace) {
       auto p = read_frame(s.fd());
       PEER_CHECK(p && std::holds_alternative<proto::PeerProof>(*p));
       // Peer 0's proof verifies with the secret, bound to this connection's nonces.
-      PEER_CHECK(auth::equal(std::get<proto::PeerProof>(*p).mac,
-                             auth::peer_mac(secret, comm, 0, 1, peer0.session, my_session, theirs,
-                                            mine)));
+      PEER_CHECK(
+          auth::equal(std::get<proto::PeerProof>(*p).mac,
+                      auth::peer_mac(secret, comm, 0, 1, peer0.session, my_session, theirs, mine)));
       std::string key = genuine ? secret : "the stranger's guess at the secret";
       auto proof = proto::encode(proto::PeerProof{
           auth::peer_mac(key, comm, 1, 0, my_session, peer0.session, mine, theirs)});
@@ -346,7 +346,8 @@ TEST(Rendezvous, StrangerWithoutTheSecretCannotTakeAPeersPlace) {
     }
     Socket s = handshake(true);
     auto d = read_frame(s.fd());
-    PEER_CHECK(d && std::holds_alternative<proto::Decide>(*d) && std::get<proto::Decide>(*d).accept);
+    PEER_CHECK(d && std::holds_alternative<proto::Decide>(*d) &&
+               std::get<proto::Decide>(*d).accept);
     // One channel message: tag and length (u64 big-endian each), then the payload.
     std::vector<std::uint8_t> msg;
     auto put64 = [&](std::uint64_t x) {

@@ -118,7 +118,8 @@ TEST(CostProperty, TermsScaleWithTheirPrices) {
   std::mt19937_64 rng(16);
   for (int trial = 0; trial < 500; ++trial) {
     Config c = random_config(rng);
-    c.section<FMI::Comm::DirectConfig>().model.include_infrastructure_costs = c.section<FMI::Comm::RedisConfig>().model.include_infrastructure_costs = true;
+    c.section<FMI::Comm::DirectConfig>().model.include_infrastructure_costs =
+        c.section<FMI::Comm::RedisConfig>().model.include_infrastructure_costs = true;
     const auto o = random_workload(rng);
     Config twice = c;
     twice.model.faas.gib_second_price *= 2;
@@ -142,9 +143,10 @@ TEST(CostProperty, TermsScaleWithTheirPrices) {
                     c.model.faas.gib_second_price * o.faas_memory / 1024.0 * p.latency * functions,
                     1e-9 * p.faas_cost);
         // USD per hour x seconds / 3600.
-        const double hourly = name == "Direct"  ? c.section<FMI::Comm::DirectConfig>().model.vm_price
-                              : name == "Redis" ? c.section<FMI::Comm::RedisConfig>().model.instance_price
-                                                : 0.0;
+        const double hourly = name == "Direct" ? c.section<FMI::Comm::DirectConfig>().model.vm_price
+                              : name == "Redis"
+                                  ? c.section<FMI::Comm::RedisConfig>().model.instance_price
+                                  : 0.0;
         EXPECT_NEAR(p.infra_cost, hourly * p.latency / 3600, 1e-9 * p.infra_cost);
       }
   }

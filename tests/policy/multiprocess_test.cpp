@@ -120,8 +120,8 @@ class Server {
 
 // Runs n peers as forked processes; each writes the channel it chose for a small
 // bcast to dir/<id> and exits 0 when every result was right.
-[[maybe_unused]] std::vector<int> run_peers(unsigned n, const FMI::Config& cfg, FMI::Utils::Hint hint,
-                           const std::string& dir) {
+[[maybe_unused]] std::vector<int> run_peers(unsigned n, const FMI::Config& cfg,
+                                            FMI::Utils::Hint hint, const std::string& dir) {
   std::vector<pid_t> pids;
   std::fflush(nullptr);  // children must not inherit (and print again) buffered output
   for (unsigned id = 0; id < n; ++id) {
@@ -129,8 +129,9 @@ class Server {
     if (pid == 0) {
       int rc = 1;
       try {
-        FMI::Communicator comm(id, n, cfg, "policy-mp-" + std::to_string(::getppid()) + "-" +
-                                               FMI::Utils::to_string(hint));
+        FMI::Communicator comm(
+            id, n, cfg,
+            "policy-mp-" + std::to_string(::getppid()) + "-" + FMI::Utils::to_string(hint));
         comm.hint(hint);  // identical on every peer
         FMI::Utils::OperationInfo info;
         info.op = FMI::Utils::Operation::bcast;
@@ -172,8 +173,7 @@ TEST(MultiProcess, FastAvoidsRedisCheapUsesIt) {
   Server redis({"redis-server", "--port", std::to_string(redis_port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no"},
                redis_port);
-  Server rdv({FMI_RENDEZVOUS, "--port", std::to_string(rdv_port), "--bind", "127.0.0.1",
-              "--quiet"},
+  Server rdv({FMI_RENDEZVOUS, "--port", std::to_string(rdv_port), "--bind", "127.0.0.1", "--quiet"},
              rdv_port);
   ASSERT_TRUE(redis.ready()) << "redis-server did not start on port " << redis_port;
   ASSERT_TRUE(rdv.ready()) << "fmi-rendezvous did not start on port " << rdv_port;
@@ -200,7 +200,8 @@ TEST(MultiProcess, FastAvoidsRedisCheapUsesIt) {
     for (unsigned i = 0; i < n; ++i) EXPECT_EQ(codes[i], 0) << "peer " << i;
     const auto after = commandstats(redis_port);
     std::vector<std::string> chosen(n);
-    for (unsigned i = 0; i < n; ++i) std::getline(std::ifstream(dir + "/" + std::to_string(i)), chosen[i]);
+    for (unsigned i = 0; i < n; ++i)
+      std::getline(std::ifstream(dir + "/" + std::to_string(i)), chosen[i]);
     for (unsigned i = 1; i < n; ++i) EXPECT_EQ(chosen[i], chosen[0]) << "peers disagree";
     long data_calls = 0;
     for (const char* c : data_cmds) {
@@ -246,8 +247,7 @@ TEST(Calibrate, LocalServersProduceAConfigThatLoads) {
   Server redis({"redis-server", "--port", std::to_string(redis_port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no"},
                redis_port);
-  Server rdv({FMI_RENDEZVOUS, "--port", std::to_string(rdv_port), "--bind", "127.0.0.1",
-              "--quiet"},
+  Server rdv({FMI_RENDEZVOUS, "--port", std::to_string(rdv_port), "--bind", "127.0.0.1", "--quiet"},
              rdv_port);
   ASSERT_TRUE(redis.ready());
   ASSERT_TRUE(rdv.ready());
@@ -255,9 +255,11 @@ TEST(Calibrate, LocalServersProduceAConfigThatLoads) {
   const std::string dir = ::mkdtemp(tmpl);
   const std::string in = dir + "/in.json", out = dir + "/out.json";
   std::ofstream(in) << R"({"backends": {
-    "Redis": {"enabled": true, "host": "127.0.0.1", "port": )" << redis_port << R"(,
+    "Redis": {"enabled": true, "host": "127.0.0.1", "port": )"
+                    << redis_port << R"(,
               "timeout": 1, "max_timeout": 20000},
-    "Direct": {"enabled": true, "host": "127.0.0.1", "port": )" << rdv_port << R"(,
+    "Direct": {"enabled": true, "host": "127.0.0.1", "port": )"
+                    << rdv_port << R"(,
                "max_timeout": 20000},
     "S3": {"enabled": false}},
   "model": {

@@ -56,8 +56,8 @@ TEST(ExchangeModel, DirectByHand) {
   auto m = FMI::Comm::make_builtin_model("Direct", c);
   ASSERT_TRUE(m);
   EXPECT_DOUBLE_EQ(m->latency(1, 1, 1 << 20), 0.0003 + 1.0 / 250);
-  EXPECT_DOUBLE_EQ(m->latency(3, 1, 0), 2 * 0.0003);                       // log2(4) overheads
-  EXPECT_DOUBLE_EQ(m->latency(1, 7, 1 << 20), 3 * 0.0003 + 7.0 / 250);     // 7 MiB through one link
+  EXPECT_DOUBLE_EQ(m->latency(3, 1, 0), 2 * 0.0003);                    // log2(4) overheads
+  EXPECT_DOUBLE_EQ(m->latency(1, 7, 1 << 20), 3 * 0.0003 + 7.0 / 250);  // 7 MiB through one link
   // The VM carries no data messages: no per-message price; it is billed per hour.
   EXPECT_EQ(m->cost(2, 3, 0), 0.0);
   EXPECT_EQ(m->cost(2, 3, 1 << 20), 0.0);  // transfer_price 0: one availability zone
@@ -154,8 +154,8 @@ TEST(Pattern, ByHand) {
 TEST(Predict, DirectBcastByHand) {
   Config c;
   auto m = FMI::Comm::make_builtin_model("Direct", c);
-  const auto p = FMI::Utils::predict(info_of(Operation::bcast, 8, 8), ChannelKind::peer_to_peer,
-                                     *m, c);
+  const auto p =
+      FMI::Utils::predict(info_of(Operation::bcast, 8, 8), ChannelKind::peer_to_peer, *m, c);
   const double lat = 3 * (0.0003 + 8 / (250 * kMiB));
   EXPECT_EQ(p.algorithm, "binomial");
   EXPECT_NEAR(p.latency, lat, 1e-15);
@@ -222,7 +222,8 @@ class CountingP2P final : public FMI::Comm::PeerToPeerChannel {
   void init(const FMI::Comm::ChannelContext& x) override { in_->init(x); }
   void finalize() noexcept override { in_->finalize(); }
   std::chrono::milliseconds max_timeout() const override { return in_->max_timeout(); }
-  void send(peer_num d, FMI::Comm::ConstBytes b, FMI::Comm::Tag t, FMI::Utils::Deadline dl) override {
+  void send(peer_num d, FMI::Comm::ConstBytes b, FMI::Comm::Tag t,
+            FMI::Utils::Deadline dl) override {
     ++c_.messages;
     c_.bytes += b.size();
     in_->send(d, b, t, dl);
@@ -285,7 +286,8 @@ void run_counted(Operation op, std::size_t s, peer_num n, ChannelKind kind, bool
         if (kind == ChannelKind::peer_to_peer)
           comm.register_channel("x", std::make_shared<CountingP2P>(hub.p2p_endpoint(), counters));
         else
-          comm.register_channel("x", std::make_shared<CountingStore>(hub.store_endpoint(), counters));
+          comm.register_channel("x",
+                                std::make_shared<CountingStore>(hub.store_endpoint(), counters));
         FMI::Utils::ReduceOp f;
         f.fn = &xor_bytes;
         f.granularity = 1;
@@ -338,9 +340,9 @@ TEST_P(PatternMatchesAlgorithm, P2PMessagesAndBytes) {
   const Case c = GetParam();
   Counters k;
   run_counted(c.op, c.size, c.n, ChannelKind::peer_to_peer, c.commutative, c.associative, k);
-  const auto pat = FMI::policy::pattern(
-      info_of(c.op, c.size, c.n, Hint::fast, c.commutative, c.associative),
-      ChannelKind::peer_to_peer);
+  const auto pat =
+      FMI::policy::pattern(info_of(c.op, c.size, c.n, Hint::fast, c.commutative, c.associative),
+                           ChannelKind::peer_to_peer);
   double messages = 0, bytes = 0;
   for (const auto& x : pat.traffic) {
     messages += x.count * x.producers * x.consumers;
@@ -355,9 +357,9 @@ TEST_P(PatternMatchesAlgorithm, StoreRequestsAndBytes) {
   const Case c = GetParam();
   Counters k;
   run_counted(c.op, c.size, c.n, ChannelKind::object_store, c.commutative, c.associative, k);
-  const auto pat = FMI::policy::pattern(
-      info_of(c.op, c.size, c.n, Hint::fast, c.commutative, c.associative),
-      ChannelKind::object_store);
+  const auto pat =
+      FMI::policy::pattern(info_of(c.op, c.size, c.n, Hint::fast, c.commutative, c.associative),
+                           ChannelKind::object_store);
   double puts = 0, gets = 0, bytes = 0;
   for (const auto& x : pat.traffic) {
     puts += x.count * x.producers;
@@ -371,12 +373,11 @@ TEST_P(PatternMatchesAlgorithm, StoreRequestsAndBytes) {
 
 std::vector<Case> cases() {
   std::vector<Case> v;
-  const Operation ops[] = {Operation::send,      Operation::bcast,    Operation::barrier,
-                           Operation::gather,    Operation::scatter,  Operation::reduce,
-                           Operation::allreduce, Operation::scan,     Operation::allgather,
-                           Operation::alltoall,  Operation::reduce_scatter,
-                           Operation::gatherv,   Operation::scatterv, Operation::allgatherv,
-                           Operation::alltoallv};
+  const Operation ops[] = {Operation::send,      Operation::bcast,          Operation::barrier,
+                           Operation::gather,    Operation::scatter,        Operation::reduce,
+                           Operation::allreduce, Operation::scan,           Operation::allgather,
+                           Operation::alltoall,  Operation::reduce_scatter, Operation::gatherv,
+                           Operation::scatterv,  Operation::allgatherv,     Operation::alltoallv};
   for (peer_num n : {2u, 3u, 5u, 8u, 9u})
     for (std::size_t s : {std::size_t(8), std::size_t(300 * 1024)})
       for (Operation op : ops) {
@@ -487,8 +488,8 @@ TEST(Choice, FlipsWhereModelsCross) {
         double best = INFINITY;
         std::string argmin;
         for (const auto& [name, c2] : ch) {
-          const auto p = FMI::Utils::predict(info, c2->kind(),
-                                             *FMI::Comm::make_builtin_model(name, c), c);
+          const auto p =
+              FMI::Utils::predict(info, c2->kind(), *FMI::Comm::make_builtin_model(name, c), c);
           const double v = h == Hint::fast ? p.latency : p.cost();
           if (v < best) best = v, argmin = name;
         }
@@ -522,9 +523,9 @@ TEST(Choice, AllPeersAgree) {
   for (auto it = list.rbegin(); it != list.rend(); ++it) b.insert(*it);
   std::mt19937 rng(42);
   for (int i = 0; i < 2000; ++i) {
-    auto info = info_of(static_cast<Operation>(1 + rng() % 11), std::size_t(1) << (rng() % 30),
-                        1 + rng() % 200, rng() % 2 ? Hint::fast : Hint::cheap, rng() % 2,
-                        rng() % 2);
+    auto info =
+        info_of(static_cast<Operation>(1 + rng() % 11), std::size_t(1) << (rng() % 30),
+                1 + rng() % 200, rng() % 2 ? Hint::fast : Hint::cheap, rng() % 2, rng() % 2);
     const std::string x = p1->get_channel(info, a);
     EXPECT_EQ(x, p2->get_channel(info, b));
     EXPECT_EQ(x, p1->get_channel(info, a));
@@ -548,12 +549,12 @@ TEST(Choice, ModelsAndFallbacks) {
                                        {"b", std::make_shared<FakeP2P>()},
                                        {"c", std::make_shared<FakeP2P>()}}),
             "b");
-  EXPECT_EQ(policy->get_channel(info, {{"b", std::make_shared<FakeStore>()},
-                                       {"a", std::make_shared<FakeStore>()}}),
+  EXPECT_EQ(policy->get_channel(
+                info, {{"b", std::make_shared<FakeStore>()}, {"a", std::make_shared<FakeStore>()}}),
             "a");
   // A modelled channel beats an unmodelled one even if the latter is p2p.
-  EXPECT_EQ(policy->get_channel(info, {{"a", std::make_shared<FakeP2P>()},
-                                       {"S3", std::make_shared<FakeStore>()}}),
+  EXPECT_EQ(policy->get_channel(
+                info, {{"a", std::make_shared<FakeP2P>()}, {"S3", std::make_shared<FakeStore>()}}),
             "S3");
   // A channel's own model is used (and wins when it predicts less).
   auto quick = std::make_shared<FixedModel>(1e-9, 1.0);
@@ -642,14 +643,17 @@ TEST(Communicator, DefaultPolicyUsesBuiltinModelsByName) {
   for (Hint h : {Hint::fast, Hint::cheap}) {
     FMI::Comm::InProcessHub p2p(n, 20s), store(n, 20s);
     std::vector<std::string> chosen(n);
-    run_two_channels(n, p2p, "Direct", store, "S3", [&](FMI::Communicator& comm) {
-      comm.hint(h);  // set identically on every peer, as docs/policy.md requires
-      std::vector<double> v(8, comm.peer_id() == 2 ? 3.5 : 0.0);
-      FMI::Comm::Data<std::vector<double>> d(v);
-      comm.bcast(d, 2);
-      EXPECT_EQ(d.get()[7], 3.5);
-      chosen[comm.peer_id()] = comm.channel_for(info_of(Operation::bcast, 64, n, h));
-    }, pricey);
+    run_two_channels(
+        n, p2p, "Direct", store, "S3",
+        [&](FMI::Communicator& comm) {
+          comm.hint(h);  // set identically on every peer, as docs/policy.md requires
+          std::vector<double> v(8, comm.peer_id() == 2 ? 3.5 : 0.0);
+          FMI::Comm::Data<std::vector<double>> d(v);
+          comm.bcast(d, 2);
+          EXPECT_EQ(d.get()[7], 3.5);
+          chosen[comm.peer_id()] = comm.channel_for(info_of(Operation::bcast, 64, n, h));
+        },
+        pricey);
     for (peer_num i = 0; i < n; ++i) EXPECT_EQ(chosen[i], h == Hint::fast ? "Direct" : "S3");
     if (h == Hint::fast)
       EXPECT_EQ(store.store_requests(), 0u);

@@ -12,12 +12,12 @@
 #include <set>
 #include <thread>
 
+#include "channel_factory.h"
 #include "channels/redis/config.h"
 #include "channels/registry.h"
-#include "fmi/model.h"
-#include "channel_factory.h"
-#include "fmi/model.h"  // the model test below
 #include "fmi/fmi.h"
+#include "fmi/model.h"
+#include "fmi/model.h"  // the model test below
 #include "harness.h"
 #include "redis_server.h"
 
@@ -53,8 +53,7 @@ RedisCfg config_for(std::uint16_t port, std::chrono::milliseconds max_timeout = 
   return c;
 }
 
-std::shared_ptr<ObjectStoreChannel> open(const RedisCfg& cfg, unsigned peer = 0,
-                                         unsigned peers = 2,
+std::shared_ptr<ObjectStoreChannel> open(const RedisCfg& cfg, unsigned peer = 0, unsigned peers = 2,
                                          const std::string& comm = "redis-test") {
   auto ch = std::dynamic_pointer_cast<ObjectStoreChannel>(make_channel("Redis", cfg.json()));
   if (!ch) throw std::runtime_error("the Redis factory did not return an object store");
@@ -422,10 +421,10 @@ TEST_F(RedisChannelTest, ForgedStoredTokenWithZeroChunksIsRefused) {
     for (int i = 0; i < bytes; ++i) token[at + i] = char((v >> (8 * i)) & 0xff);
   };
   token[0] = 'S';
-  put(1, 1, 4);              // readers
-  put(5, 1000, 8);           // size
-  put(13, 0, 4);             // chunks
-  put(17, ~0ull - 10, 8);    // chunk_bytes
+  put(1, 1, 4);            // readers
+  put(5, 1000, 8);         // size
+  put(13, 0, 4);           // chunks
+  put(17, ~0ull - 10, 8);  // chunk_bytes
   auto raw = server_->client();
   raw->command({"RPUSH", "fmi:" + k.str("redis-test") + "#n", token});
   Bytes out(1000, std::byte{0x5a});
@@ -504,16 +503,20 @@ TEST(RedisChannelFailure, ServerKilledDuringALargeTransfer) {
 TEST(RedisChannelCommunicator, ManySmallOperationsLeaveNothing) {
   RedisServer server;
   for (unsigned n : {1u, 3u, 8u}) {
-    expect_no_errors(run_threads(n, [&](unsigned i) {
-      FMI::Communicator comm(i, n, FMI::Config{}, "many-" + std::to_string(n));
-      comm.register_channel("Redis", make_channel("Redis", config_for(server.port(), 20s).json()));
-      FMI::Comm::Data<int> x(static_cast<int>(i)), sum(0);
-      const int N = static_cast<int>(n);
-      for (int k = 0; k < 1100; ++k) {
-        comm.allreduce(x, sum, FMI::Utils::Function<int>::sum());
-        PEER_CHECK(sum.get() == N * (N - 1) / 2, "allreduce ", k, ": ", sum.get());
-      }
-    }), "n=" + std::to_string(n));
+    expect_no_errors(
+        run_threads(n,
+                    [&](unsigned i) {
+                      FMI::Communicator comm(i, n, FMI::Config{}, "many-" + std::to_string(n));
+                      comm.register_channel(
+                          "Redis", make_channel("Redis", config_for(server.port(), 20s).json()));
+                      FMI::Comm::Data<int> x(static_cast<int>(i)), sum(0);
+                      const int N = static_cast<int>(n);
+                      for (int k = 0; k < 1100; ++k) {
+                        comm.allreduce(x, sum, FMI::Utils::Function<int>::sum());
+                        PEER_CHECK(sum.get() == N * (N - 1) / 2, "allreduce ", k, ": ", sum.get());
+                      }
+                    }),
+        "n=" + std::to_string(n));
     EXPECT_EQ(server.client()->dbsize(), 0) << "keys left after every communicator ended";
   }
 }

@@ -31,61 +31,118 @@ struct UsageCase {
 std::vector<UsageCase> usage_cases() {
   return {
       {"bcast root out of range",
-       [](auto& c) { Data<Ints> b(3); c.bcast(b, 4); },
+       [](auto& c) {
+         Data<Ints> b(3);
+         c.bcast(b, 4);
+       },
        {"bcast", "root 4", "out of range for 4 peers"}},
       {"gather root out of range",
-       [](auto& c) { Data<Ints> s(3), r(12); c.gather(s, r, 7); },
+       [](auto& c) {
+         Data<Ints> s(3), r(12);
+         c.gather(s, r, 7);
+       },
        {"gather", "root 7", "valid: 0..3"}},
       {"scatter root out of range",
-       [](auto& c) { Data<Ints> s(12), r(3); c.scatter(s, r, 4); },
+       [](auto& c) {
+         Data<Ints> s(12), r(3);
+         c.scatter(s, r, 4);
+       },
        {"scatter", "root 4"}},
       {"reduce root out of range",
-       [](auto& c) { Data<Ints> s(3), r(3); c.reduce(s, r, 4, Function<Ints>::sum()); },
+       [](auto& c) {
+         Data<Ints> s(3), r(3);
+         c.reduce(s, r, 4, Function<Ints>::sum());
+       },
        {"reduce", "root 4"}},
       {"send to a peer out of range",
-       [](auto& c) { Data<int> v(1); c.send(v, 4); },
+       [](auto& c) {
+         Data<int> v(1);
+         c.send(v, 4);
+       },
        {"send", "destination peer 4"}},
       {"recv from a peer out of range",
-       [](auto& c) { Data<int> v(1); c.recv(v, 9); },
+       [](auto& c) {
+         Data<int> v(1);
+         c.recv(v, 9);
+       },
        {"recv", "source peer 9"}},
       {"send to itself",
-       [](auto& c) { Data<int> v(1); c.send(v, 0); },
+       [](auto& c) {
+         Data<int> v(1);
+         c.send(v, 0);
+       },
        {"send", "peer 0 cannot send to itself"}},
       {"recv from itself",
-       [](auto& c) { Data<int> v(1); c.recv(v, 0); },
+       [](auto& c) {
+         Data<int> v(1);
+         c.recv(v, 0);
+       },
        {"recv", "cannot receive from itself"}},
       {"gather recv buffer too small on root",
-       [](auto& c) { Data<Ints> s(3), r(11); c.gather(s, r, 0); },
+       [](auto& c) {
+         Data<Ints> s(3), r(11);
+         c.gather(s, r, 0);
+       },
        {"gather", "recv buffer on root holds 44 bytes", "4 x 12 = 48"}},
       {"gather recv buffer too large on root",
-       [](auto& c) { Data<Ints> s(3), r(13); c.gather(s, r, 0); },
+       [](auto& c) {
+         Data<Ints> s(3), r(13);
+         c.gather(s, r, 0);
+       },
        {"gather", "holds 52 bytes", "= 48"}},
       {"scatter send buffer not divisible",
-       [](auto& c) { Data<Chars> s(10), r(2); c.scatter(s, r, 0); },
+       [](auto& c) {
+         Data<Chars> s(10), r(2);
+         c.scatter(s, r, 0);
+       },
        {"scatter", "send buffer on root holds 10 bytes", "not divisible by num_peers = 4"}},
       {"scatter send buffer wrong size",
-       [](auto& c) { Data<Ints> s(16), r(3); c.scatter(s, r, 0); },
+       [](auto& c) {
+         Data<Ints> s(16), r(3);
+         c.scatter(s, r, 0);
+       },
        {"scatter", "holds 64 bytes", "needs num_peers x recv = 4 x 12 = 48"}},
       {"reduce send and recv differ on root",
-       [](auto& c) { Data<Ints> s(3), r(2); c.reduce(s, r, 0, Function<Ints>::sum()); },
+       [](auto& c) {
+         Data<Ints> s(3), r(2);
+         c.reduce(s, r, 0, Function<Ints>::sum());
+       },
        {"reduce", "send buffer holds 12 bytes, recv buffer holds 8 bytes"}},
       {"allreduce send and recv differ",
-       [](auto& c) { Data<Ints> s(3), r(4); c.allreduce(s, r, Function<Ints>::sum()); },
+       [](auto& c) {
+         Data<Ints> s(3), r(4);
+         c.allreduce(s, r, Function<Ints>::sum());
+       },
        {"allreduce", "send buffer holds 12 bytes, recv buffer holds 16 bytes"}},
       {"scan send and recv differ",
-       [](auto& c) { Data<Ints> s(3), r(1); c.scan(s, r, Function<Ints>::sum()); },
+       [](auto& c) {
+         Data<Ints> s(3), r(1);
+         c.scan(s, r, Function<Ints>::sum());
+       },
        {"scan", "12 bytes", "4 bytes"}},
       {"allgather recv buffer wrong size",
-       [](auto& c) { Data<Ints> s(3), r(3); c.allgather(s, r); },
+       [](auto& c) {
+         Data<Ints> s(3), r(3);
+         c.allgather(s, r);
+       },
        {"allgather", "recv buffer holds 12 bytes", "4 x 12 = 48"}},
       {"alltoall send buffer not divisible",
-       [](auto& c) { Data<Chars> s(10), r(10); c.alltoall(s, r); },
+       [](auto& c) {
+         Data<Chars> s(10), r(10);
+         c.alltoall(s, r);
+       },
        {"alltoall", "send buffer holds 10 bytes", "not divisible by num_peers = 4"}},
       {"alltoall recv differs from send",
-       [](auto& c) { Data<Ints> s(8), r(4); c.alltoall(s, r); },
+       [](auto& c) {
+         Data<Ints> s(8), r(4);
+         c.alltoall(s, r);
+       },
        {"alltoall", "recv buffer holds 16 bytes", "32 bytes"}},
       {"reduce_scatter send buffer wrong size",
-       [](auto& c) { Data<Ints> s(10), r(3); c.reduce_scatter(s, r, Function<Ints>::sum()); },
+       [](auto& c) {
+         Data<Ints> s(10), r(3);
+         c.reduce_scatter(s, r, Function<Ints>::sum());
+       },
        {"reduce_scatter", "send buffer holds 40 bytes", "4 x 12 = 48"}},
       {"reduction over a partial element",
        [](auto& c) {
@@ -119,7 +176,8 @@ TEST_P(BadArguments, UsageErrorBeforeAnythingIsSent) {
     std::string msg;
     auto r = throws<FMI::UsageError>([&] { tc.call(comm); }, none, &msg);
     EXPECT_TRUE(r);
-    for (const auto& p : tc.parts) EXPECT_NE(msg.find(p), std::string::npos) << msg << " lacks " << p;
+    for (const auto& p : tc.parts)
+      EXPECT_NE(msg.find(p), std::string::npos) << msg << " lacks " << p;
     EXPECT_EQ(hub.objects_in_store(), 0u);
     EXPECT_EQ(hub.store_requests(), 0u) << "a rejected call talked to the store";
   }
@@ -168,7 +226,8 @@ TEST(BadConstruction, ChannelMadeForAnotherPeerCount) {
 class NamePolicy : public FMI::Utils::ChannelPolicy {
  public:
   explicit NamePolicy(std::string n) : name_(std::move(n)) {}
-  std::string get_channel(const FMI::Utils::OperationInfo&, const FMI::Utils::ChannelMap&) override {
+  std::string get_channel(const FMI::Utils::OperationInfo&,
+                          const FMI::Utils::ChannelMap&) override {
     return name_;
   }
 
@@ -204,7 +263,8 @@ TEST(BadChannel, UnknownChannelNameInTheModelTools) {
   FMI::Config cfg;
   FMI::Utils::ExplainOptions o;
   o.channels = {"Direct", "Carrier-Pigeon"};
-  EXPECT_TRUE(throws<FMI::UsageError>([&] { FMI::Utils::explain_rows(cfg, o); }, {"Carrier-Pigeon"}));
+  EXPECT_TRUE(
+      throws<FMI::UsageError>([&] { FMI::Utils::explain_rows(cfg, o); }, {"Carrier-Pigeon"}));
   EXPECT_TRUE(throws<FMI::UsageError>([&] { FMI::Comm::builtin_kind("Carrier-Pigeon"); },
                                       {"Carrier-Pigeon"}));
   o.channels = {"Direct"};
@@ -222,37 +282,49 @@ struct MismatchCase {
 
 std::vector<MismatchCase> mismatch_cases() {
   return {
-      {"send/recv", [](auto& c, bool big) {
+      {"send/recv",
+       [](auto& c, bool big) {
          Data<Ints> v(big ? 5 : 3);
          if (c.peer_id() == 1) c.send(v, 0);
          if (c.peer_id() == 0) c.recv(v, 1);
        }},
-      {"bcast", [](auto& c, bool big) { Data<Ints> v(big ? 5 : 3); c.bcast(v, 0); }},
-      {"gather", [](auto& c, bool big) {
+      {"bcast",
+       [](auto& c, bool big) {
+         Data<Ints> v(big ? 5 : 3);
+         c.bcast(v, 0);
+       }},
+      {"gather",
+       [](auto& c, bool big) {
          Data<Ints> s(big ? 5 : 3), r(c.peer_id() == 0 ? 12 : 0);
          c.gather(s, r, 0);
        }},
-      {"scatter", [](auto& c, bool big) {
+      {"scatter",
+       [](auto& c, bool big) {
          Data<Ints> s(c.peer_id() == 0 ? 12 : 0), r(big ? 5 : 3);
          c.scatter(s, r, 0);
        }},
-      {"reduce", [](auto& c, bool big) {
+      {"reduce",
+       [](auto& c, bool big) {
          Data<Ints> s(big ? 5 : 3), r(c.peer_id() == 0 ? 3 : (big ? 5 : 3));
          c.reduce(s, r, 0, Function<Ints>::sum());
        }},
-      {"allreduce", [](auto& c, bool big) {
+      {"allreduce",
+       [](auto& c, bool big) {
          Data<Ints> s(big ? 5 : 3), r(big ? 5 : 3);
          c.allreduce(s, r, Function<Ints>::sum());
        }},
-      {"allgather", [](auto& c, bool big) {
+      {"allgather",
+       [](auto& c, bool big) {
          Data<Ints> s(big ? 5 : 3), r(big ? 20 : 12);
          c.allgather(s, r);
        }},
-      {"alltoall", [](auto& c, bool big) {
+      {"alltoall",
+       [](auto& c, bool big) {
          Data<Ints> s(big ? 20 : 12), r(big ? 20 : 12);
          c.alltoall(s, r);
        }},
-      {"scan", [](auto& c, bool big) {
+      {"scan",
+       [](auto& c, bool big) {
          Data<Ints> s(big ? 5 : 3), r(big ? 5 : 3);
          c.scan(s, r, Function<Ints>::sum());
        }},
@@ -268,8 +340,8 @@ TEST_P(Mismatch, SizesAcrossPeersGivePeerErrorAndNoHang) {
     opt.max_timeout = 1500ms;
     opt.comm_name = std::string("mismatch-") + tc.name;
     const auto t0 = Clock::now();
-    auto r = fmitest::run_peers_raw(4, GetParam(), [&](FMI::Communicator& c) { tc.body(c, c.peer_id() == 1); },
-                                    opt);
+    auto r = fmitest::run_peers_raw(
+        4, GetParam(), [&](FMI::Communicator& c) { tc.body(c, c.peer_id() == 1); }, opt);
     const double dt = seconds_since(t0);
     int peer_errors = 0;
     std::string first;
@@ -330,40 +402,60 @@ TEST(BadConfig, Table) {
   ASSERT_NO_THROW(FMI::Config::parse(good_config().dump(), "good.json"));
   const std::vector<ConfigCase> cases = {
       {"backends missing", [](auto& j) { j.erase("backends"); }, {"field backends is missing"}},
-      {"backends not an object", [](auto& j) { j["backends"] = 3; }, {"backends must be an object"}},
-      {"S3 section not an object", [](auto& j) { j["backends"]["S3"] = "on"; },
+      {"backends not an object",
+       [](auto& j) { j["backends"] = 3; },
+       {"backends must be an object"}},
+      {"S3 section not an object",
+       [](auto& j) { j["backends"]["S3"] = "on"; },
        {"backends.S3 must be an object"}},
-      {"enabled missing", [](auto& j) { j["backends"]["Redis"].erase("enabled"); },
+      {"enabled missing",
+       [](auto& j) { j["backends"]["Redis"].erase("enabled"); },
        {"backends.Redis.enabled is missing"}},
-      {"enabled not a boolean", [](auto& j) { j["backends"]["Redis"]["enabled"] = "yes"; },
+      {"enabled not a boolean",
+       [](auto& j) { j["backends"]["Redis"]["enabled"] = "yes"; },
        {"backends.Redis.enabled must be true or false"}},
-      {"bucket missing", [](auto& j) { j["backends"]["S3"].erase("bucket_name"); },
+      {"bucket missing",
+       [](auto& j) { j["backends"]["S3"].erase("bucket_name"); },
        {"backends.S3.bucket_name is missing"}},
-      {"bucket ill-typed", [](auto& j) { j["backends"]["S3"]["bucket_name"] = 5; },
+      {"bucket ill-typed",
+       [](auto& j) { j["backends"]["S3"]["bucket_name"] = 5; },
        {"backends.S3.bucket_name must be a string"}},
-      {"port not a number", [](auto& j) { j["backends"]["Redis"]["port"] = "abc"; },
+      {"port not a number",
+       [](auto& j) { j["backends"]["Redis"]["port"] = "abc"; },
        {"backends.Redis.port must be a number", "\"abc\""}},
-      {"port out of range", [](auto& j) { j["backends"]["Redis"]["port"] = 70000; },
+      {"port out of range",
+       [](auto& j) { j["backends"]["Redis"]["port"] = 70000; },
        {"backends.Redis.port must be an integer in [1, 65535]"}},
-      {"port zero", [](auto& j) { j["backends"]["Redis"]["port"] = 0; },
+      {"port zero",
+       [](auto& j) { j["backends"]["Redis"]["port"] = 0; },
        {"backends.Redis.port must be an integer"}},
-      {"port fractional", [](auto& j) { j["backends"]["Redis"]["port"] = 6379.5; },
+      {"port fractional",
+       [](auto& j) { j["backends"]["Redis"]["port"] = 6379.5; },
        {"backends.Redis.port must be an integer"}},
-      {"negative timeout", [](auto& j) { j["backends"]["S3"]["max_timeout"] = -5; },
+      {"negative timeout",
+       [](auto& j) { j["backends"]["S3"]["max_timeout"] = -5; },
        {"backends.S3.max_timeout must be an integer"}},
       {"model missing", [](auto& j) { j.erase("model"); }, {"field model is missing"}},
-      {"model of an enabled channel missing", [](auto& j) { j["model"].erase("Redis"); },
+      {"model of an enabled channel missing",
+       [](auto& j) { j["model"].erase("Redis"); },
        {"model.Redis is missing"}},
-      {"model parameter missing", [](auto& j) { j["model"]["S3"].erase("bandwidth"); },
+      {"model parameter missing",
+       [](auto& j) { j["model"]["S3"].erase("bandwidth"); },
        {"model.S3.bandwidth is missing"}},
-      {"model parameter ill-typed", [](auto& j) { j["model"]["S3"]["overhead"] = "fast"; },
+      {"model parameter ill-typed",
+       [](auto& j) { j["model"]["S3"]["overhead"] = "fast"; },
        {"model.S3.overhead must be a number", "\"fast\""}},
       {"FaaS price missing", [](auto& j) { j["model"].erase("FaaS"); }, {"model.FaaS is missing"}},
-      {"Redis bandwidth zero", [](auto& j) { j["model"]["Redis"]["bandwidth_single"] = 0; },
+      {"Redis bandwidth zero",
+       [](auto& j) { j["model"]["Redis"]["bandwidth_single"] = 0; },
        {"model.Redis.bandwidth_single must be positive"}},
-      {"S3 bandwidth negative", [](auto& j) { j["model"]["S3"]["bandwidth"] = "-50"; },
+      {"S3 bandwidth negative",
+       [](auto& j) { j["model"]["S3"]["bandwidth"] = "-50"; },
        {"model.S3.bandwidth must be positive"}},
-      {"Direct enabled without host", [](auto& j) { j["backends"]["Direct"] = {{"enabled", true}}; },
+      {"Direct enabled without host",
+       [](auto& j) {
+         j["backends"]["Direct"] = {{"enabled", true}};
+       },
        {"backends.Direct.host is missing"}},
   };
   for (const auto& tc : cases) {
@@ -373,7 +465,8 @@ TEST(BadConfig, Table) {
     auto parts = tc.parts;
     parts.push_back("config bad.json");  // names the source
     std::string msg;
-    EXPECT_TRUE(throws<FMI::ConfigError>([&] { FMI::Config::parse(j.dump(), "bad.json"); }, {}, &msg));
+    EXPECT_TRUE(
+        throws<FMI::ConfigError>([&] { FMI::Config::parse(j.dump(), "bad.json"); }, {}, &msg));
     for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg << " lacks " << p;
   }
   EXPECT_TRUE(throws<FMI::ConfigError>([] { FMI::Config::parse("{\"backends\": ", "t.json"); },
@@ -389,40 +482,39 @@ TEST(BadConfig, Table) {
 }
 
 // Semantic checks the channels make when they are created from a parsed config.
-TEST(BadConfig, ChannelParameters) {
+TEST(BadConfig, ChannelParameters){
 #ifdef FMI_WITH_REDIS
-  {
-    FMI::Config c;
-    c.section<FMI::Comm::RedisConfig>().enabled = true;
-    c.section<FMI::Comm::RedisConfig>().host = "";
-    EXPECT_TRUE(throws<FMI::ConfigError>([&] { FMI::Communicator x(0, 1, c, "x"); },
-                                         {"backends.Redis.host is empty"}));
-    // (A non-positive model.Redis.bandwidth_single is refused when the configuration
-    // is parsed: BadConfig.Table.)
-  }
+    {FMI::Config c;
+c.section<FMI::Comm::RedisConfig>().enabled = true;
+c.section<FMI::Comm::RedisConfig>().host = "";
+EXPECT_TRUE(throws<FMI::ConfigError>([&] { FMI::Communicator x(0, 1, c, "x"); },
+                                     {"backends.Redis.host is empty"}));
+// (A non-positive model.Redis.bandwidth_single is refused when the configuration
+// is parsed: BadConfig.Table.)
+}
 #endif
 #ifdef FMI_WITH_S3
-  {
-    set_test_aws_env();
-    FMI::Config c;
-    c.section<FMI::Comm::S3Config>().enabled = true;
-    c.section<FMI::Comm::S3Config>().bucket_name = "b";
-    c.section<FMI::Comm::S3Config>().s3_region = "us-east-1";
-    c.section<FMI::Comm::S3Config>().endpoint = "ftp://127.0.0.1:1";
-    EXPECT_TRUE(throws<FMI::ConfigError>([&] { FMI::Communicator x(0, 1, c, "x"); },
-                                         {"backends.S3.endpoint", "ftp://127.0.0.1:1"}));
-    c.section<FMI::Comm::S3Config>().endpoint = "http://127.0.0.1:1";
-    c.section<FMI::Comm::S3Config>().bucket_name = "";
-    EXPECT_TRUE(throws<FMI::ConfigError>([&] { FMI::Communicator x(0, 1, c, "x"); },
-                                         {"backends.S3.bucket_name is empty"}));
-    c.section<FMI::Comm::S3Config>().bucket_name = "b";
-    ::unsetenv("AWS_ACCESS_KEY_ID");
-    EXPECT_TRUE(throws<FMI::ConfigError>([&] { FMI::Communicator x(0, 1, c, "x"); },
-                                         {"AWS_ACCESS_KEY_ID"}));
-    set_test_aws_env();
-  }
-#endif
+{
+  set_test_aws_env();
+  FMI::Config c;
+  c.section<FMI::Comm::S3Config>().enabled = true;
+  c.section<FMI::Comm::S3Config>().bucket_name = "b";
+  c.section<FMI::Comm::S3Config>().s3_region = "us-east-1";
+  c.section<FMI::Comm::S3Config>().endpoint = "ftp://127.0.0.1:1";
+  EXPECT_TRUE(throws<FMI::ConfigError>([&] { FMI::Communicator x(0, 1, c, "x"); },
+                                       {"backends.S3.endpoint", "ftp://127.0.0.1:1"}));
+  c.section<FMI::Comm::S3Config>().endpoint = "http://127.0.0.1:1";
+  c.section<FMI::Comm::S3Config>().bucket_name = "";
+  EXPECT_TRUE(throws<FMI::ConfigError>([&] { FMI::Communicator x(0, 1, c, "x"); },
+                                       {"backends.S3.bucket_name is empty"}));
+  c.section<FMI::Comm::S3Config>().bucket_name = "b";
+  ::unsetenv("AWS_ACCESS_KEY_ID");
+  EXPECT_TRUE(
+      throws<FMI::ConfigError>([&] { FMI::Communicator x(0, 1, c, "x"); }, {"AWS_ACCESS_KEY_ID"}));
+  set_test_aws_env();
 }
+#endif
+}  // namespace fmirel
 
 // ---- unreachable servers, missing buckets, wrong passwords ---------------------------
 

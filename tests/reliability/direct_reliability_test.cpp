@@ -23,9 +23,9 @@
 #include <cstring>
 #include <random>
 
-#include "rendezvous_server.h"
 #include "fmi/communicator.h"
 #include "reliability.h"
+#include "rendezvous_server.h"
 
 namespace {
 
@@ -79,7 +79,9 @@ class Conn {
   Conn& operator=(Conn&&) = delete;
   int fd() const { return fd_; }
   /// Sends what the socket takes; errors (the server dropped us) are ignored.
-  void send(const void* p, std::size_t n) const { (void)::send(fd_, p, n, MSG_NOSIGNAL | MSG_DONTWAIT); }
+  void send(const void* p, std::size_t n) const {
+    (void)::send(fd_, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
   /// True once the server closed the connection (EOF or reset), reading and
   /// discarding whatever it sent first (its CHALLENGE, an ERROR). Waits up to `limit`.
   bool closed_by_server(std::chrono::milliseconds limit) const {
@@ -103,8 +105,16 @@ class Conn {
 
 /// The fixed 10-byte frame header of the rendezvous protocol (docs/rendezvous-protocol.md).
 std::vector<std::uint8_t> frame_header(std::uint8_t type, std::uint32_t length) {
-  return {'F', 'M', 'I', 'R', 2, type, std::uint8_t(length >> 24), std::uint8_t(length >> 16),
-          std::uint8_t(length >> 8), std::uint8_t(length)};
+  return {'F',
+          'M',
+          'I',
+          'R',
+          2,
+          type,
+          std::uint8_t(length >> 24),
+          std::uint8_t(length >> 16),
+          std::uint8_t(length >> 8),
+          std::uint8_t(length)};
 }
 
 /// Forked peers that wait for a go byte on a pipe, so that the parent can prepare
@@ -209,7 +219,8 @@ void checked_run(FMI::Communicator& comm, int rounds, std::int64_t salt) {
       send.ref()[k] = std::int64_t(me) * 1000003 + std::int64_t(k) * (r + 1) + salt;
     comm.allreduce(send, out, Fn::sum());
     for (std::size_t k = 0; k < count; ++k) {
-      const std::int64_t want = 1000003 * (N * (N - 1) / 2) + N * (std::int64_t(k) * (r + 1) + salt);
+      const std::int64_t want =
+          1000003 * (N * (N - 1) / 2) + N * (std::int64_t(k) * (r + 1) + salt);
       PEER_CHECK(out.get()[k] == want, "allreduce round ", r, " on peer ", me, ": element ", k,
                  " is ", out.get()[k], ", expected ", want);
     }
@@ -332,12 +343,13 @@ TEST(DirectReliability, HostileConnectionsDuringARun) {
   slow.clear();
   EXPECT_TRUE(server.alive());
   EXPECT_EQ(server.stop(), 0);
-  std::printf("[ direct-rel ] hostile: 300 connections opened in %.2f s; 4 peers x (20 allreduces "
-              "+ bcast) done %.2f s after the first hostile connect; server VmRSS %.1f -> %.1f MiB "
-              "(-> %.1f after a second run); closed by the server: garbage %d/100, oversized %d/100, "
-              "half-open %d/50, idle %d/25, slow %d/25\n",
-              open_s, run_s, rss0 / 1024.0, rss1 / 1024.0, rss2 / 1024.0, garbage_closed,
-              oversized_closed, half_closed, idle_closed, slow_closed);
+  std::printf(
+      "[ direct-rel ] hostile: 300 connections opened in %.2f s; 4 peers x (20 allreduces "
+      "+ bcast) done %.2f s after the first hostile connect; server VmRSS %.1f -> %.1f MiB "
+      "(-> %.1f after a second run); closed by the server: garbage %d/100, oversized %d/100, "
+      "half-open %d/50, idle %d/25, slow %d/25\n",
+      open_s, run_s, rss0 / 1024.0, rss1 / 1024.0, rss2 / 1024.0, garbage_closed, oversized_closed,
+      half_closed, idle_closed, slow_closed);
 }
 
 // ---------------------------------------------------------------------------
@@ -389,8 +401,8 @@ TEST(DirectReliability, Soak) {
           s.ref()[i] = std::uint8_t(mix(std::uint64_t(round) * 1000003u + i) * (me + 1) + me);
         comm.allreduce(s, o, FMI::Utils::Function<U8s>::sum());
         for (std::size_t i = 0; i < m; ++i) {
-          const auto want =
-              std::uint8_t(mix(std::uint64_t(round) * 1000003u + i) * (n * (n + 1) / 2) + n * (n - 1) / 2);
+          const auto want = std::uint8_t(
+              mix(std::uint64_t(round) * 1000003u + i) * (n * (n + 1) / 2) + n * (n - 1) / 2);
           PEER_CHECK(o.get()[i] == want, "peer ", me, " round ", round, ": byte ", i, " of ", m,
                      " is ", int(o.get()[i]), ", expected ", int(want));
           h = mix(h ^ (std::uint64_t(o.get()[i]) << (8 * (i % 8))) ^ i);
@@ -403,7 +415,8 @@ TEST(DirectReliability, Soak) {
       r.seconds = seconds_since(t0);
       r.fds_after_last = open_fds();
       PEER_CHECK(r.fds_after_last == r.fds_after_warmup, "peer ", me, ": open descriptors ",
-                 r.fds_after_warmup, " after the warm-up, ", r.fds_after_last, " after the last collective");
+                 r.fds_after_warmup, " after the warm-up, ", r.fds_after_last,
+                 " after the last collective");
     }
     r.fds_after_destroy = open_fds();
     PEER_CHECK(r.fds_after_destroy == r.fds_before_comm, "peer ", me, ": open descriptors ",
@@ -423,12 +436,14 @@ TEST(DirectReliability, Soak) {
     total += out[p].bytes;
   }
   EXPECT_TRUE(server.alive());
-  std::printf("[ direct-rel ] soak: %d allreduces x %u peers, %.1f MiB contributed per peer, "
-              "%.2f s, checksum %016" PRIx64 ", peer 0 fds %d (no communicator) -> %d (meshed) "
-              "-> %d (after the last) -> %d (destroyed)\n",
-              out[0].rounds, kPeers, double(out[0].bytes) / (1 << 20), slowest, out[0].checksum,
-              out[0].fds_before_comm, out[0].fds_after_warmup, out[0].fds_after_last,
-              out[0].fds_after_destroy);
+  std::printf(
+      "[ direct-rel ] soak: %d allreduces x %u peers, %.1f MiB contributed per peer, "
+      "%.2f s, checksum %016" PRIx64
+      ", peer 0 fds %d (no communicator) -> %d (meshed) "
+      "-> %d (after the last) -> %d (destroyed)\n",
+      out[0].rounds, kPeers, double(out[0].bytes) / (1 << 20), slowest, out[0].checksum,
+      out[0].fds_before_comm, out[0].fds_after_warmup, out[0].fds_after_last,
+      out[0].fds_after_destroy);
   (void)total;
   ::munmap(mem, sizeof(SoakResult) * kPeers);
 }
@@ -460,9 +475,10 @@ TEST(DirectReliability, RendezvousRestartBetweenRuns) {
   const double dt = seconds_since(t0);
   EXPECT_TRUE(second.alive());
   EXPECT_EQ(second.stop(), 0);
-  std::printf("[ direct-rel ] restart: server on port %u stopped (SIGTERM, exit 0) and restarted "
-              "on the same port; second 3-peer run with the same name took %.2f s\n",
-              unsigned(port), dt);
+  std::printf(
+      "[ direct-rel ] restart: server on port %u stopped (SIGTERM, exit 0) and restarted "
+      "on the same port; second 3-peer run with the same name took %.2f s\n",
+      unsigned(port), dt);
 }
 
 }  // namespace

@@ -43,8 +43,8 @@ void expect_timeouts_naming(const std::vector<PeerOutcome>& out, const std::stri
     }
     last = std::max(last, out[i].seconds);
   }
-  EXPECT_TRUE(named) << label << ": no timeout names " << absent << "; peer 0: "
-                     << describe(out[0].error);
+  EXPECT_TRUE(named) << label << ": no timeout names " << absent
+                     << "; peer 0: " << describe(out[0].error);
   std::printf("[ fault ] %s: every peer TimeoutError, last after %.2f s; peer 0: %s\n", label, last,
               describe(out[0].error).c_str());
 }
@@ -63,7 +63,6 @@ void expect_all_ok(const std::vector<PeerOutcome>& out, const char* label) {
   for (std::size_t i = 0; i < out.size(); ++i)
     EXPECT_FALSE(out[i].error) << label << ": peer " << i << ": " << describe(out[i].error);
 }
-
 
 // ---- a function killed mid-collective (SIGKILL), peers as processes -----------------
 
@@ -170,9 +169,10 @@ void expect_survivors_fail(const KillOutcome& o, const char* label) {
         << label << ": survivor " << i << " ended with \"" << r << "\"";
     last = std::max(last, o.after_kill[i]);
   }
-  std::printf("[ fault ] %s: %zu survivors raised, the last %.2f s after the SIGKILL, and were "
-              "finalised %.2f s after it; first: %s\n", label, o.results.size(), last, last_final,
-              o.results.empty() ? "" : o.results[0].c_str());
+  std::printf(
+      "[ fault ] %s: %zu survivors raised, the last %.2f s after the SIGKILL, and were "
+      "finalised %.2f s after it; first: %s\n",
+      label, o.results.size(), last, last_final, o.results.empty() ? "" : o.results[0].c_str());
 }
 
 // ---- in-process channels -----------------------------------------------------------
@@ -197,8 +197,8 @@ TEST_P(InProcFaults, AbsentPeerTimesOutNamingItThenSameNameWorks) {
   out = run_some(3, 4, cfg, "absent", ch, [](FMI::Communicator& c) { allreduce_rounds(c, 1); });
   expect_timeouts_naming(out, "peer 3", (label + " allreduce without peer 3").c_str());
   const std::size_t left = hub->objects_in_store();
-  std::printf("[ fault ] %s: %zu object(s) left in the store after the failed run\n",
-              label.c_str(), left);
+  std::printf("[ fault ] %s: %zu object(s) left in the store after the failed run\n", label.c_str(),
+              left);
 
   // The same name again, everyone present, on the same medium: it works, and a
   // complete run leaves nothing new.
@@ -213,9 +213,8 @@ TEST_P(InProcFaults, PeerStopsMidRunSurvivorsTimeOut) {
   FMI::Config cfg;
   auto ch = [&](peer_num) { return fmitest::endpoint(*hub, kind); };
   // Peer 2 leaves (as a killed function would) after 5 rounds; the others go on.
-  auto out = run_some(4, 4, cfg, "quit", ch, [](FMI::Communicator& c) {
-    allreduce_rounds(c, c.peer_id() == 2 ? 5 : 10);
-  });
+  auto out = run_some(4, 4, cfg, "quit", ch,
+                      [](FMI::Communicator& c) { allreduce_rounds(c, c.peer_id() == 2 ? 5 : 10); });
   EXPECT_FALSE(out[2].error) << describe(out[2].error);
   std::vector<PeerOutcome> survivors = {out[0], out[1], out[3]};
   expect_timeouts_naming(survivors, "peer 2",
@@ -242,8 +241,9 @@ TEST(SilentServer, S3TimesOutNamingTheEndpoint) {
   const auto t0 = Clock::now();
   EXPECT_TRUE(throws<FMI::TimeoutError>([&] { FMI::Communicator x(0, 2, c, "x"); },
                                         {"127.0.0.1:" + std::to_string(silent.port())}));
-  std::printf("[ fault ] S3 server accepts, never answers (max_timeout 1 s): TimeoutError after %.2f s\n",
-              seconds_since(t0));
+  std::printf(
+      "[ fault ] S3 server accepts, never answers (max_timeout 1 s): TimeoutError after %.2f s\n",
+      seconds_since(t0));
 }
 #endif
 
@@ -264,8 +264,10 @@ TEST(SilentServer, RedisTimesOutNamingTheAddress) {
         x.send(v, 1);
       },
       {"127.0.0.1:" + std::to_string(silent.port())}));
-  std::printf("[ fault ] Redis server accepts, never answers (max_timeout 1 s): TimeoutError after %.2f s\n",
-              seconds_since(t0));
+  std::printf(
+      "[ fault ] Redis server accepts, never answers (max_timeout 1 s): TimeoutError after %.2f "
+      "s\n",
+      seconds_since(t0));
 }
 #endif
 
@@ -301,7 +303,9 @@ class S3Faults : public ::testing::Test {
     c.section<FMI::Comm::S3Config>().max_timeout = max_timeout;
     return c;
   }
-  std::vector<std::string> bucket_contents() const { return client()->list_objects("", Clock::now() + 10s); }
+  std::vector<std::string> bucket_contents() const {
+    return client()->list_objects("", Clock::now() + 10s);
+  }
 
   static fmitest::MotoServer* moto_;
   std::string bucket_;
@@ -316,13 +320,15 @@ TEST_F(S3Faults, AbsentPeerTimesOutNamingItNothingLeftSameNameWorks) {
   });
   expect_timeouts_naming(out, "peer 3", "S3 recv from absent peer (max_timeout 2 s)");
 
-  out = run_some(3, 4, cfg, "absent", nullptr, [](FMI::Communicator& c) { allreduce_rounds(c, 1); });
+  out =
+      run_some(3, 4, cfg, "absent", nullptr, [](FMI::Communicator& c) { allreduce_rounds(c, 1); });
   expect_timeouts_naming(out, "peer 3", "S3 allreduce without peer 3 (max_timeout 2 s)");
   const auto left = bucket_contents();
   std::printf("[ fault ] S3: %zu object(s) left in the bucket after the failed run\n", left.size());
   EXPECT_TRUE(left.empty()) << "first: " << left.front();
 
-  out = run_some(4, 4, cfg, "absent", nullptr, [](FMI::Communicator& c) { allreduce_rounds(c, 2); });
+  out =
+      run_some(4, 4, cfg, "absent", nullptr, [](FMI::Communicator& c) { allreduce_rounds(c, 2); });
   expect_all_ok(out, "S3 rerun with the same name");
   EXPECT_TRUE(bucket_contents().empty());
 }
@@ -337,7 +343,8 @@ TEST_F(S3Faults, FunctionKilledMidCollectiveSurvivorsFailWithinMaxTimeout) {
   const auto left = bucket_contents();
   std::printf("[ fault ] S3: %zu object(s) left by the killed peer\n", left.size());
   if (!left.empty()) client()->delete_objects(left, Clock::now() + 10s);
-  auto out = run_some(4, 4, cfg, "sigkill", nullptr, [](FMI::Communicator& c) { allreduce_rounds(c, 2); });
+  auto out =
+      run_some(4, 4, cfg, "sigkill", nullptr, [](FMI::Communicator& c) { allreduce_rounds(c, 2); });
   expect_all_ok(out, "S3 rerun after the SIGKILL");
 }
 
@@ -373,15 +380,18 @@ TEST_F(S3Faults, ServerKilledMidRunGivesAnErrorNamingTheEndpoint) {
       std::rethrow_exception(out[i].error);
     } catch (const FMI::ChannelError& e) {
       named = named || std::string(e.what()).find(moto.endpoint()) != std::string::npos ||
-              std::string(e.what()).find("127.0.0.1:" + std::to_string(moto.port())) != std::string::npos;
+              std::string(e.what()).find("127.0.0.1:" + std::to_string(moto.port())) !=
+                  std::string::npos;
     } catch (const FMI::TimeoutError&) {
     } catch (...) {
       ADD_FAILURE() << "peer " << i << " threw " << describe(out[i].error);
     }
   }
   EXPECT_TRUE(named) << "peer 0: " << describe(out[0].error);
-  std::printf("[ fault ] S3 server killed mid-run (max_timeout 3 s): every peer failed, last %.2f s "
-              "after the kill; peer 0: %s\n", last, describe(out[0].error).c_str());
+  std::printf(
+      "[ fault ] S3 server killed mid-run (max_timeout 3 s): every peer failed, last %.2f s "
+      "after the kill; peer 0: %s\n",
+      last, describe(out[0].error).c_str());
 }
 #endif
 
@@ -406,7 +416,8 @@ TEST(RedisFaults, AbsentPeerTimesOutNamingItNothingLeftSameNameWorks) {
   });
   expect_timeouts_naming(out, "peer 3", "Redis recv from absent peer (max_timeout 1 s)");
 
-  out = run_some(3, 4, cfg, "absent", nullptr, [](FMI::Communicator& c) { allreduce_rounds(c, 1); });
+  out =
+      run_some(3, 4, cfg, "absent", nullptr, [](FMI::Communicator& c) { allreduce_rounds(c, 1); });
   expect_timeouts_naming(out, "peer 3", "Redis allreduce without peer 3 (max_timeout 1 s)");
   const long long left = redis.dbsize();
   std::printf("[ fault ] Redis: %lld key(s) left after the failed run (finalize done)\n", left);
@@ -418,7 +429,8 @@ TEST(RedisFaults, AbsentPeerTimesOutNamingItNothingLeftSameNameWorks) {
   }
   EXPECT_EQ(redis.dbsize(), 0);
 
-  out = run_some(4, 4, cfg, "absent", nullptr, [](FMI::Communicator& c) { allreduce_rounds(c, 3); });
+  out =
+      run_some(4, 4, cfg, "absent", nullptr, [](FMI::Communicator& c) { allreduce_rounds(c, 3); });
   expect_all_ok(out, "Redis rerun with the same name");
   EXPECT_EQ(redis.dbsize(), 0);
 }
@@ -433,10 +445,11 @@ TEST(RedisFaults, FunctionKilledMidCollectiveSurvivorsFailKeysExpire) {
   const auto t0 = Clock::now();
   // What the killed peer put expires with the TTL, max(4 x max_timeout, 10 s).
   while (redis.dbsize() != 0 && Clock::now() - t0 < 20s) std::this_thread::sleep_for(250ms);
-  std::printf("[ fault ] Redis: %lld key(s) left by the killed peer, gone %.1f s later (TTL)\n", left,
-              seconds_since(t0));
+  std::printf("[ fault ] Redis: %lld key(s) left by the killed peer, gone %.1f s later (TTL)\n",
+              left, seconds_since(t0));
   EXPECT_EQ(redis.dbsize(), 0);
-  auto out = run_some(4, 4, cfg, "sigkill", nullptr, [](FMI::Communicator& c) { allreduce_rounds(c, 2); });
+  auto out =
+      run_some(4, 4, cfg, "sigkill", nullptr, [](FMI::Communicator& c) { allreduce_rounds(c, 2); });
   expect_all_ok(out, "Redis rerun after the SIGKILL");
   EXPECT_EQ(redis.dbsize(), 0);
 }
@@ -476,14 +489,17 @@ TEST(RedisFaults, ServerRestartedMidRunGivesAClearErrorThenANewRunWorks) {
     } catch (...) {
       ADD_FAILURE() << "peer " << i << " threw " << describe(out[i].error);
     }
-    std::printf("[ fault ] Redis restarted mid-run (max_timeout 2 s): peer %zu failed %.2f s after the "
-                "kill: %s\n", i, std::chrono::duration<double>(out[i].end - killed).count(),
-                describe(out[i].error).c_str());
+    std::printf(
+        "[ fault ] Redis restarted mid-run (max_timeout 2 s): peer %zu failed %.2f s after the "
+        "kill: %s\n",
+        i, std::chrono::duration<double>(out[i].end - killed).count(),
+        describe(out[i].error).c_str());
   }
   EXPECT_GE(channel_errors, 1);
   // The fresh server lost everything; the new run with the same name works and
   // leaves nothing behind.
-  out = run_some(4, 4, cfg, "restart", nullptr, [](FMI::Communicator& c) { allreduce_rounds(c, 3); });
+  out =
+      run_some(4, 4, cfg, "restart", nullptr, [](FMI::Communicator& c) { allreduce_rounds(c, 3); });
   expect_all_ok(out, "Redis rerun after the restart");
   EXPECT_EQ(redis.dbsize(), 0) << redis.keys().front();
 }

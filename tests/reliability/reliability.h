@@ -22,8 +22,8 @@
 #include <thread>
 #include <vector>
 
-#include "harness.h"
 #include "fmi/fmi.h"
+#include "harness.h"
 #include "moto_server.h"
 #ifdef FMI_WITH_REDIS
 #include "redis_server.h"
@@ -32,8 +32,8 @@
 namespace fmirel {
 
 using namespace std::chrono_literals;
-using fmitest::describe;
 using FMI::Utils::peer_num;
+using fmitest::describe;
 using Clock = std::chrono::steady_clock;
 
 inline double seconds_since(Clock::time_point t0) {
@@ -51,8 +51,8 @@ template <typename E, typename F>
     if (message) *message = m;
     // A subclass of E (e.g. TimeoutError when Error was asked) must be asked for by name.
     if (typeid(e) != typeid(E))
-      return ::testing::AssertionFailure() << "threw " << describe(std::current_exception())
-                                           << ", not exactly the expected type";
+      return ::testing::AssertionFailure()
+             << "threw " << describe(std::current_exception()) << ", not exactly the expected type";
     for (const auto& p : parts)
       if (m.find(p) == std::string::npos)
         return ::testing::AssertionFailure() << "message \"" << m << "\" lacks \"" << p << "\"";

@@ -1,7 +1,7 @@
 // Soak: many consecutive communicators and allreduces on 8 peers (threads) with
-// random sizes from a fixed seed (0..32 KiB, every 25th round ~1.2 MiB), every element of every result checked, and no
-// leak: open file descriptors and resident memory, objects left in the in-process
-// store, in the S3 bucket (moto) and keys in Redis.
+// random sizes from a fixed seed (0..32 KiB, every 25th round ~1.2 MiB), every element of every
+// result checked, and no leak: open file descriptors and resident memory, objects left in the
+// in-process store, in the S3 bucket (moto) and keys in Redis.
 //
 //   in-process p2p, in-process store: 40 communicators x 25 allreduces = 1,000 each
 //   Redis:                             40 communicators x 25 allreduces = 1,000
@@ -49,9 +49,9 @@ struct PeerTotals {
 
 // Runs the plan: every peer (thread) builds its Communicator for communicator k with
 // make(peer, k), runs `rounds` allreduces, and destroys it. Returns per peer totals.
-std::vector<PeerTotals> soak(const Plan& plan,
-                             const std::function<std::unique_ptr<FMI::Communicator>(peer_num, int)>& make,
-                             int first_comm, int comms) {
+std::vector<PeerTotals> soak(
+    const Plan& plan, const std::function<std::unique_ptr<FMI::Communicator>(peer_num, int)>& make,
+    int first_comm, int comms) {
   std::vector<PeerTotals> totals(kPeers);
   std::vector<std::exception_ptr> errors(kPeers);
   std::vector<std::thread> ts;
@@ -127,10 +127,11 @@ void run_plan(const Plan& plan,
   std::uint64_t bytes = 0;
   for (auto& t : warm) bytes += t.bytes;
   for (auto& t : rest) bytes += t.bytes;
-  std::printf("[ soak ] %-18s %5d allreduces x %u peers, %6.1f MiB contributed, %6.1f s, "
-              "checksum %016" PRIx64 ", fds %d -> %d, RSS %.1f -> %.1f MiB, left %zu\n",
-              plan.label, rounds, kPeers, double(bytes) / (1 << 20), dt, rest[0].checksum, fds0, fds1,
-              double(rss0) / (1 << 20), double(rss1) / (1 << 20), left);
+  std::printf(
+      "[ soak ] %-18s %5d allreduces x %u peers, %6.1f MiB contributed, %6.1f s, "
+      "checksum %016" PRIx64 ", fds %d -> %d, RSS %.1f -> %.1f MiB, left %zu\n",
+      plan.label, rounds, kPeers, double(bytes) / (1 << 20), dt, rest[0].checksum, fds0, fds1,
+      double(rss0) / (1 << 20), double(rss1) / (1 << 20), left);
 }
 
 class Soak : public ::testing::TestWithParam<fmitest::Kind> {};
@@ -177,8 +178,8 @@ TEST(SoakServers, S3) {
   set_test_aws_env();
   fmitest::MotoServer moto;
   const std::string bucket = "fmi-soak-" + std::to_string(::getpid());
-  FMI::Comm::s3::Client client(FMI::Comm::s3::ClientOptions{bucket, "us-east-1", moto.endpoint(),
-                                                            FMI::Comm::s3::Credentials::from_env()});
+  FMI::Comm::s3::Client client(FMI::Comm::s3::ClientOptions{
+      bucket, "us-east-1", moto.endpoint(), FMI::Comm::s3::Credentials::from_env()});
   client.create_bucket(Clock::now() + 10s);
   FMI::Config cfg;
   cfg.section<FMI::Comm::S3Config>().enabled = true;

@@ -356,13 +356,11 @@ TEST_F(S3ChannelTest, DotSegmentNamesCannotReachAnotherBucket) {
   const std::vector<std::string> names = {"x/../../" + other, "..", "a/./b", "a/.."};
   for (const std::string& name : names) {
     auto ch = s3_channel(config_json());
-    const std::string msg =
-        expect_throw<FMI::UsageError>([&] { ch->init({0, 1, name, 128}); });
+    const std::string msg = expect_throw<FMI::UsageError>([&] { ch->init({0, 1, name, 128}); });
     EXPECT_NE(msg.find("communicator name '" + name + "'"), std::string::npos) << msg;
   }
   auto c = client();
-  expect_throw<FMI::UsageError>(
-      [&] { c->put_object("x/../../" + other + "/k", {}, {}, in(10s)); });
+  expect_throw<FMI::UsageError>([&] { c->put_object("x/../../" + other + "/k", {}, {}, in(10s)); });
   EXPECT_TRUE(client(other)->list_objects("", in(10s)).empty());
   EXPECT_TRUE(bucket_contents().empty());
   // Dots inside a segment are ordinary characters.

@@ -35,7 +35,8 @@ FMI::Config parse_config(const std::string& config_json);
 std::string config_with(const std::string& name, const std::string& backend_json);
 
 std::string direct_config(const std::string& host, std::uint16_t port,
-                          std::chrono::milliseconds max_timeout, const std::string& secret = "", bool encryption = true);
+                          std::chrono::milliseconds max_timeout, const std::string& secret = "",
+                          bool encryption = true);
 std::string redis_config(const std::string& host, std::uint16_t port,
                          std::chrono::milliseconds max_timeout, const std::string& username = "",
                          const std::string& password = "", int db = 0);

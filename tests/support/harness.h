@@ -45,10 +45,10 @@ using namespace std::chrono_literals;
 using FMI::Utils::peer_num;
 
 /// Throws (in any peer, thread or process) with file:line when a condition fails.
-#define PEER_CHECK(cond, ...)                                                              \
-  do {                                                                                     \
-    if (!(cond))                                                                           \
-      throw std::runtime_error(::FMI::detail::concat(                                      \
+#define PEER_CHECK(cond, ...)                                                                   \
+  do {                                                                                          \
+    if (!(cond))                                                                                \
+      throw std::runtime_error(::FMI::detail::concat(                                           \
           __FILE__, ":", __LINE__, ": check `" #cond "` failed. " __VA_OPT__(, ) __VA_ARGS__)); \
   } while (0)
 
@@ -165,8 +165,8 @@ inline void expect_no_errors(const std::vector<std::exception_ptr>& errors,
                              const std::string& what = {}) {
   for (std::size_t i = 0; i < errors.size(); ++i)
     if (errors[i])
-      ADD_FAILURE() << "peer " << i << " of " << errors.size() << (what.empty() ? "" : " (")
-                    << what << (what.empty() ? "" : ")") << " threw " << describe(errors[i]);
+      ADD_FAILURE() << "peer " << i << " of " << errors.size() << (what.empty() ? "" : " (") << what
+                    << (what.empty() ? "" : ")") << " threw " << describe(errors[i]);
 }
 
 struct PeerResult {
@@ -290,7 +290,8 @@ inline ::testing::AssertionResult bytes_equal(std::span<const std::byte> actual,
 }
 
 template <typename E>
-::testing::AssertionResult elems_equal(const std::vector<E>& actual, const std::vector<E>& expected) {
+::testing::AssertionResult elems_equal(const std::vector<E>& actual,
+                                       const std::vector<E>& expected) {
   if (actual.size() != expected.size())
     return ::testing::AssertionFailure()
            << "size " << actual.size() << " elements, expected " << expected.size();
@@ -301,8 +302,7 @@ template <typename E>
         diffs += std::memcmp(&actual[k], &expected[k], sizeof(E)) != 0;
       return ::testing::AssertionFailure()
              << "first difference at element " << i << " of " << actual.size() << ": got "
-             << +actual[i] << ", expected " << +expected[i] << " (" << diffs
-             << " elements differ)";
+             << +actual[i] << ", expected " << +expected[i] << " (" << diffs << " elements differ)";
     }
   }
   return ::testing::AssertionSuccess();

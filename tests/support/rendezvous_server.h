@@ -22,8 +22,8 @@
 #include <thread>
 #include <vector>
 
-#include "channels/direct/direct_channel.h"
 #include "channel_factory.h"
+#include "channels/direct/direct_channel.h"
 #include "fmi/errors.h"
 #include "harness.h"
 
@@ -157,8 +157,7 @@ class SecretFile {
 inline std::shared_ptr<FMI::Comm::DirectChannel> make_direct_channel(
     std::uint16_t port, unsigned id, unsigned n, const std::string& comm,
     std::chrono::milliseconds timeout = std::chrono::seconds(30),
-    const std::string& host = "127.0.0.1", const std::string& secret = "",
-    bool encryption = true) {
+    const std::string& host = "127.0.0.1", const std::string& secret = "", bool encryption = true) {
   auto ch = std::dynamic_pointer_cast<FMI::Comm::DirectChannel>(
       make_channel("Direct", direct_config(host, port, timeout, secret, encryption)));
   if (!ch) throw std::runtime_error("the Direct factory made another kind of channel");

@@ -1,5 +1,5 @@
-// Shared set-up of the S3 tests (tests/s3, tests/conformance): one moto server per test process (started by the
-// suite, stopped at its end), test credentials in the environment, a fresh bucket
+// Shared set-up of the S3 tests (tests/s3, tests/conformance): one moto server per test process
+// (started by the suite, stopped at its end), test credentials in the environment, a fresh bucket
 // per test, and helpers to look into the bucket with the channel's own client.
 #pragma once
 
@@ -11,9 +11,9 @@
 #include <memory>
 #include <string>
 
+#include "channel_factory.h"
 #include "channels/s3/s3_channel.h"
 #include "channels/s3/s3_client.h"
-#include "channel_factory.h"
 #include "fmi/config.h"
 #include "moto_server.h"
 

@@ -3,23 +3,23 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
 #include <string>
-#include <vector>
 #include <thread>
-#include <atomic>
+#include <vector>
 
 namespace fs = std::filesystem;
 
@@ -137,7 +137,8 @@ void expect_all_gone(const fs::path& dir, int expected_files) {
     pid_t pid = 0;
     std::ifstream(e.path()) >> pid;
     ASSERT_GT(pid, 0);
-    EXPECT_TRUE(::kill(pid, 0) == -1 && errno == ESRCH) << "process " << pid << " of " << e.path() << " survived";
+    EXPECT_TRUE(::kill(pid, 0) == -1 && errno == ESRCH)
+        << "process " << pid << " of " << e.path() << " survived";
   }
   EXPECT_EQ(files, expected_files);
 }
@@ -153,12 +154,16 @@ int count(const std::string& s, const std::string& what) {
 TEST(Fmirun, GivesEveryPeerItsEnvironmentAndPrefixesItsOutput) {
   TempDir dir;
   std::string cfg = write_config(dir.path, false, 1);
-  auto r = run_fmirun(cat({"-n", "3", "--name", "envtest", "--config", cfg}, probe({"env", "3", "envtest", cfg})));
+  auto r = run_fmirun(
+      cat({"-n", "3", "--name", "envtest", "--config", cfg}, probe({"env", "3", "envtest", cfg})));
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   for (int i = 0; i < 3; ++i) {
     std::string id = std::to_string(i);
-    EXPECT_NE(r.out.find("[peer " + id + "] peer " + id + " of 3 ok\n"), std::string::npos) << r.out;
-    EXPECT_NE(r.err.find("[peer " + id + "] peer " + id + " says hello on stderr\n"), std::string::npos) << r.err;
+    EXPECT_NE(r.out.find("[peer " + id + "] peer " + id + " of 3 ok\n"), std::string::npos)
+        << r.out;
+    EXPECT_NE(r.err.find("[peer " + id + "] peer " + id + " says hello on stderr\n"),
+              std::string::npos)
+        << r.err;
   }
 }
 
@@ -168,7 +173,8 @@ TEST(Fmirun, DefaultCommunicatorNameIsTheSameForAllPeersAndUniquePerRun) {
     EXPECT_EQ(r.status, 0) << r.err;
     std::regex re(R"(name=(\S+))");
     std::vector<std::string> found;
-    for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), re); it != std::sregex_iterator(); ++it)
+    for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), re);
+         it != std::sregex_iterator(); ++it)
       found.push_back((*it)[1]);
     return found;
   };
@@ -186,7 +192,8 @@ TEST(Fmirun, KeepsLinesWholeUnderLoad) {
   auto r = run_fmirun(cat({"-n", "4"}, probe({"lines", std::to_string(lines)})));
   ASSERT_EQ(r.status, 0) << r.err.substr(0, 2000);
   std::istringstream out(r.out);
-  std::regex line_re(R"(\[peer (\d)\] line (\d+) of peer (\d) with some padding to make it longer than a few bytes)");
+  std::regex line_re(
+      R"(\[peer (\d)\] line (\d+) of peer (\d) with some padding to make it longer than a few bytes)");
   std::vector<int> next(4, 0);
   std::string line;
   int total = 0;
@@ -222,7 +229,8 @@ TEST(Fmirun, FailingPeerEndsTheOthersAndNamesThePeer) {
 
 TEST(Fmirun, PeerIgnoringSigtermGetsSigkill) {
   TempDir dir;
-  auto r = run_fmirun(cat({"-n", "3", "--grace", "0.3"}, probe({"fail", "0", "1", dir.path.string(), "ignore-term"})));
+  auto r = run_fmirun(cat({"-n", "3", "--grace", "0.3"},
+                          probe({"fail", "0", "1", dir.path.string(), "ignore-term"})));
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_NE(r.err.find("peer 0 (pid"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("SIGKILL"), std::string::npos) << r.err;
@@ -240,7 +248,8 @@ TEST(Fmirun, CrashingPeerIsReportedWithItsSignal) {
 
 TEST(Fmirun, TimeoutEndsTheRun) {
   TempDir dir;
-  auto r = run_fmirun(cat({"-n", "2", "--timeout", "0.5"}, probe({"sleep", "60", dir.path.string()})));
+  auto r =
+      run_fmirun(cat({"-n", "2", "--timeout", "0.5"}, probe({"sleep", "60", dir.path.string()})));
   EXPECT_EQ(r.status, 124) << r.err;
   EXPECT_NE(r.err.find("timeout"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("still running: 0, 1"), std::string::npos) << r.err;
@@ -310,10 +319,12 @@ TEST(Fmirun, UsesARendezvousServerAlreadyListening) {
   FakeListener srv(std::string("FMIR\x02\x07\x00\x00\x00\x21", 10) + std::string(33, '\0'));
   TempDir dir;
   std::string cfg = write_config(dir.path, true, srv.port());
-  auto r = run_fmirun(
-      cat({"-n", "2", "--config", cfg, "--rendezvous", "/nonexistent/fmi-rendezvous"}, probe({"connect-config"})));
+  auto r =
+      run_fmirun(cat({"-n", "2", "--config", cfg, "--rendezvous", "/nonexistent/fmi-rendezvous"},
+                     probe({"connect-config"})));
   EXPECT_EQ(r.status, 0) << r.err;
-  EXPECT_NE(r.err.find("using the rendezvous server already listening"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("using the rendezvous server already listening"), std::string::npos)
+      << r.err;
 }
 
 // Issue 15: fmirun trusted any process on the rendezvous port. One that does not
@@ -323,8 +334,9 @@ TEST(Fmirun, RefusesAListenerThatIsNotARendezvousServer) {
   FakeListener srv("HTTP/1.1 400 Bad Request\r\n\r\n");
   TempDir dir;
   std::string cfg = write_config(dir.path, true, srv.port());
-  auto r = run_fmirun(
-      cat({"-n", "2", "--config", cfg, "--rendezvous", "/nonexistent/fmi-rendezvous"}, probe({"connect-config"})));
+  auto r =
+      run_fmirun(cat({"-n", "2", "--config", cfg, "--rendezvous", "/nonexistent/fmi-rendezvous"},
+                     probe({"connect-config"})));
   EXPECT_EQ(r.status, 2) << r.err;
   EXPECT_NE(r.err.find("127.0.0.1:" + std::to_string(srv.port())), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("not with the rendezvous protocol"), std::string::npos) << r.err;
@@ -339,7 +351,8 @@ TEST(Fmirun, ConfigurationCopyIsReadableByTheOwnerOnly) {
 #else
   TempDir dir;
   std::string cfg = write_config(dir.path, true, free_port());
-  auto r = run_fmirun(cat({"-n", "2", "--rendezvous-port", "0", "--config", cfg}, probe({"config-mode"})));
+  auto r = run_fmirun(
+      cat({"-n", "2", "--rendezvous-port", "0", "--config", cfg}, probe({"config-mode"})));
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(count(r.out, "config mode 600"), 2) << r.out;
 #endif
@@ -348,9 +361,9 @@ TEST(Fmirun, ConfigurationCopyIsReadableByTheOwnerOnly) {
 TEST(Fmirun, NoRendezvousServerWhenDirectIsDisabled) {
   TempDir dir;
   std::string cfg = write_config(dir.path, false, free_port());
-  auto r = run_fmirun(
-      cat({"-n", "2", "--name", "n", "--config", cfg, "--rendezvous", "/nonexistent/fmi-rendezvous"},
-          probe({"env", "2", "n", cfg})));
+  auto r = run_fmirun(cat(
+      {"-n", "2", "--name", "n", "--config", cfg, "--rendezvous", "/nonexistent/fmi-rendezvous"},
+      probe({"env", "2", "n", cfg})));
   EXPECT_EQ(r.status, 0) << r.err;
   r = run_fmirun(cat({"-n", "2", "--name", "n", "--config", cfg}, probe({"env", "2", "n", cfg})));
   EXPECT_EQ(r.status, 0) << r.err;
@@ -365,7 +378,8 @@ TEST(Fmirun, StartsAndStopsTheRendezvousServer) {
   std::string cfg = write_config(dir.path, true, port);
   auto r = run_fmirun(cat({"-n", "3", "--config", cfg}, probe({"connect-config"})));
   EXPECT_EQ(r.status, 0) << r.err;
-  EXPECT_NE(r.err.find("started the rendezvous server on 127.0.0.1:" + std::to_string(port)), std::string::npos)
+  EXPECT_NE(r.err.find("started the rendezvous server on 127.0.0.1:" + std::to_string(port)),
+            std::string::npos)
       << r.err;
   EXPECT_EQ(count(r.out, "connected to 127.0.0.1:" + std::to_string(port)), 3) << r.out;
   EXPECT_FALSE(listening(port)) << "the server fmirun started is still running";

@@ -107,7 +107,8 @@ int main(int argc, char** argv) {
     if (i < 0 || i >= n) fail("FMI_PEER_ID out of range: " + std::string(id));
     if (std::atoi(np) != n) fail("FMI_NUM_PEERS is " + std::string(np));
     if (arg(3) != name) fail("FMI_COMM_NAME is " + std::string(name));
-    if (argc > 4 && (!cfg || arg(4) != cfg)) fail("FMI_CONFIG is " + std::string(cfg ? cfg : "(unset)"));
+    if (argc > 4 && (!cfg || arg(4) != cfg))
+      fail("FMI_CONFIG is " + std::string(cfg ? cfg : "(unset)"));
     std::cout << "peer " << i << " of " << n << " ok" << std::endl;
     std::cerr << "peer " << i << " says hello on stderr" << std::endl;
     return 0;
@@ -115,7 +116,8 @@ int main(int argc, char** argv) {
   if (mode == "lines") {
     int count = std::stoi(arg(2));
     for (int k = 0; k < count; ++k) {
-      std::printf("line %d of peer %d with some padding to make it longer than a few bytes\n", k, peer_id());
+      std::printf("line %d of peer %d with some padding to make it longer than a few bytes\n", k,
+                  peer_id());
       std::fprintf(stderr, "err %d of peer %d\n", k, peer_id());
     }
     return 0;
@@ -132,7 +134,8 @@ int main(int argc, char** argv) {
       if (mode == "crash") std::abort();
       return std::stoi(arg(3));
     }
-    if (mode == "fail" && argc > 5 && std::string(argv[5]) == "ignore-term") ::signal(SIGTERM, SIG_IGN);
+    if (mode == "fail" && argc > 5 && std::string(argv[5]) == "ignore-term")
+      ::signal(SIGTERM, SIG_IGN);
     write_pid(dir);
     sleep_forever();
   }

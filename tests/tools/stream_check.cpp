@@ -77,12 +77,15 @@ int main(int argc, char** argv) {
         }
       }
     }
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (id == 1) {
       theirs = FMI::Comm::Data<std::uint64_t>(h);
       comm.send(theirs, 0);
-      std::printf("received %" PRIu64 " MiB in %" PRIu64 " messages, every word checked, "
-                  "checksum %016" PRIx64 "\n", total_mib, messages, h);
+      std::printf("received %" PRIu64 " MiB in %" PRIu64
+                  " messages, every word checked, "
+                  "checksum %016" PRIx64 "\n",
+                  total_mib, messages, h);
       return 0;
     }
     comm.recv(theirs, 1);

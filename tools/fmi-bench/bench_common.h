@@ -65,7 +65,8 @@ inline std::size_t iterations_for(double per_iter_s, double budget_s, std::size_
 /// Warm-up iterations for a point: fewer for large messages (as OSU's skip_large),
 /// whose iterations take long and need no cache or connection warming beyond two.
 inline std::size_t warmup_for(std::size_t warmup, std::size_t bytes) {
-  if (bytes >= (1u << 20)) return std::min<std::size_t>(warmup, std::max<std::size_t>(2, warmup / 5));
+  if (bytes >= (1u << 20))
+    return std::min<std::size_t>(warmup, std::max<std::size_t>(2, warmup / 5));
   return warmup;
 }
 
@@ -83,9 +84,9 @@ struct Row {
   unsigned peers = 0;
   std::size_t bytes = 0, iters = 0;
   double median_us = 0, p90_us = 0, min_us = 0;
-  double bw_mibps = 0;      // bytes / median, MiB/s
-  double pred_us = -1;      // model's predicted latency (<0: none)
-  double pred_usd = -1;     // model's predicted cost per operation (<0: none)
+  double bw_mibps = 0;   // bytes / median, MiB/s
+  double pred_us = -1;   // model's predicted latency (<0: none)
+  double pred_usd = -1;  // model's predicted cost per operation (<0: none)
 };
 
 inline const char* csv_header() {
@@ -168,8 +169,8 @@ inline Row make_row(std::string tool, std::string op, std::string channel, unsig
 inline std::string table_header() {
   char buf[256];
   std::snprintf(buf, sizeof buf, "%-5s %-14s %-8s %5s %8s %6s %12s %12s %12s %11s %12s %12s",
-                "tool", "op", "channel", "peers", "bytes", "iters", "median_us", "p90_us",
-                "min_us", "MiB/s", "model_us", "model_USD");
+                "tool", "op", "channel", "peers", "bytes", "iters", "median_us", "p90_us", "min_us",
+                "MiB/s", "model_us", "model_USD");
   return buf;
 }
 
@@ -183,10 +184,11 @@ inline std::string to_table(const Row& r) {
     std::snprintf(pc, sizeof pc, "-");
   else
     std::snprintf(pc, sizeof pc, "%.3e", r.pred_usd);
-  std::snprintf(buf, sizeof buf, "%-5s %-14s %-8s %5u %8s %6zu %12.2f %12.2f %12.2f %11.1f %12s %12s",
+  std::snprintf(buf, sizeof buf,
+                "%-5s %-14s %-8s %5u %8s %6zu %12.2f %12.2f %12.2f %11.1f %12s %12s",
                 r.tool.c_str(), r.op.c_str(), r.channel.c_str(), r.peers,
-                FMI::Tools::format_size_compact(r.bytes).c_str(), r.iters, r.median_us, r.p90_us, r.min_us, r.bw_mibps,
-                pu, pc);
+                FMI::Tools::format_size_compact(r.bytes).c_str(), r.iters, r.median_us, r.p90_us,
+                r.min_us, r.bw_mibps, pu, pc);
   return buf;
 }
 

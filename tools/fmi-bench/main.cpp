@@ -232,8 +232,8 @@ int run_inproc(const Options& o, const std::vector<unsigned>& peer_counts, Outpu
       try {
         std::rethrow_exception(errors[i]);
       } catch (const std::exception& e) {
-        progress.note("peer " + std::to_string(i) + " of " + std::to_string(n) + " failed: " +
-                      e.what());
+        progress.note("peer " + std::to_string(i) + " of " + std::to_string(n) +
+                      " failed: " + e.what());
       }
     }
   }
@@ -306,8 +306,7 @@ class TempConfig {
     if (b.contains("Direct") && b["Direct"].is_object()) {
       auto& d = b["Direct"];
       std::string host = d.value("host", "");
-      bool on = d.contains("enabled") &&
-                (d["enabled"] == true || d["enabled"] == "true");
+      bool on = d.contains("enabled") && (d["enabled"] == true || d["enabled"] == "true");
       if (on && (host == "127.0.0.1" || host == "localhost")) d["port"] = free_tcp_port();
     }
     file_.emplace("fmi-bench", ".json", j.dump(2));
@@ -319,18 +318,35 @@ class TempConfig {
 };
 
 // Runs fmirun for one peer count; returns its exit status.
-int run_fmirun(const Options& o, const std::string& fmirun, const std::string& config,
-               unsigned n, Output& out, Progress& progress) {
-  std::vector<std::string> args = {fmirun, "-n", std::to_string(n), "--config", config,
-                                   "--timeout", std::to_string(o.timeout_s)};
+int run_fmirun(const Options& o, const std::string& fmirun, const std::string& config, unsigned n,
+               Output& out, Progress& progress) {
+  std::vector<std::string> args = {fmirun, "-n",        std::to_string(n),          "--config",
+                                   config, "--timeout", std::to_string(o.timeout_s)};
   if (o.nat) args.push_back("--nat");
   std::string sizes;
-  for (auto s : FMI::Tools::parse_sizes(o.sizes)) sizes += (sizes.empty() ? "" : ",") + std::to_string(s);
-  args.insert(args.end(),
-              {"--", self_exe().string(), "--worker", "--ops", o.ops, "--sizes", sizes, "--iters",
-               std::to_string(o.iters), "--min-iters", std::to_string(o.min_iters), "--warmup",
-               std::to_string(o.warmup), "--budget", std::to_string(o.budget_s), "--max-buffer",
-               o.max_buffer, "--memory", std::to_string(o.memory), "--hint", o.hint});
+  for (auto s : FMI::Tools::parse_sizes(o.sizes))
+    sizes += (sizes.empty() ? "" : ",") + std::to_string(s);
+  args.insert(args.end(), {"--",
+                           self_exe().string(),
+                           "--worker",
+                           "--ops",
+                           o.ops,
+                           "--sizes",
+                           sizes,
+                           "--iters",
+                           std::to_string(o.iters),
+                           "--min-iters",
+                           std::to_string(o.min_iters),
+                           "--warmup",
+                           std::to_string(o.warmup),
+                           "--budget",
+                           std::to_string(o.budget_s),
+                           "--max-buffer",
+                           o.max_buffer,
+                           "--memory",
+                           std::to_string(o.memory),
+                           "--hint",
+                           o.hint});
   if (o.channel != "policy") args.insert(args.end(), {"--label", o.channel});
 
   int pipefd[2];
@@ -427,7 +443,9 @@ int run_driver(const Options& o) {
 int main(int argc, char** argv) {
   CLI::App app{"fmi-bench: latency, bandwidth and modelled cost of FMI's operations"};
   Options o;
-  app.add_option("--config", o.config, "FMI configuration (default: $FMI_CONFIG, then the source tree's config/fmi.json)");
+  app.add_option(
+      "--config", o.config,
+      "FMI configuration (default: $FMI_CONFIG, then the source tree's config/fmi.json)");
   app.add_option("--channel", o.channel,
                  "Direct, Redis, S3 (only that backend enabled), policy (the config as given), "
                  "inproc or inproc-store (threads, no launcher)")
@@ -446,7 +464,8 @@ int main(int argc, char** argv) {
   app.add_option("--memory", o.memory, "function memory in MiB (cost model)");
   app.add_option("--hint", o.hint, "policy hint: fast or cheap");
   app.add_option("--timeout", o.timeout_s, "seconds before fmirun ends a run");
-  app.add_option("--fmirun", o.fmirun, "path of fmirun (default: $FMIRUN, next to fmi-bench, PATH)");
+  app.add_option("--fmirun", o.fmirun,
+                 "path of fmirun (default: $FMIRUN, next to fmi-bench, PATH)");
   app.add_flag("--nat", o.nat, "run the functions behind NATs (fmirun --nat, root)");
   auto* csv = app.add_flag("--csv", o.csv, "CSV output");
   app.add_flag("--json", o.json_out, "JSON output")->excludes(csv);

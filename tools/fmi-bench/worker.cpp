@@ -96,12 +96,13 @@ class Runner {
     if (op == "mesh" && opt_.channel_label.rfind("inproc", 0) == 0)
       return skip(op, bytes, "needs a channel from the configuration (not inproc)");
     // Reductions are float32 sums: whole floats only.
-    const bool reduction = op == "reduce" || op == "allreduce" || op == "scan" ||
-                           op == "reduce_scatter";
+    const bool reduction =
+        op == "reduce" || op == "allreduce" || op == "scan" || op == "reduce_scatter";
     if (reduction) bytes = std::max<std::size_t>(4, (bytes + 3) / 4 * 4);
     if (footprint(op, bytes) > opt_.max_buffer)
       return skip(op, bytes,
-                  "needs " + FMI::Tools::format_size_compact(footprint(op, bytes)) + " per peer (> --max-buffer)");
+                  "needs " + FMI::Tools::format_size_compact(footprint(op, bytes)) +
+                      " per peer (> --max-buffer)");
     if (me_ == 0 && ev_.progress) ev_.progress(op, bytes, "");
 
     std::vector<double> secs;
@@ -207,7 +208,8 @@ class Runner {
       }
     };
     comm_.barrier();
-    std::size_t iters = agree_iterations(warm_up(warmup_for(opt_.warmup, bytes), false, once), opt_.iters);
+    std::size_t iters =
+        agree_iterations(warm_up(warmup_for(opt_.warmup, bytes), false, once), opt_.iters);
     std::vector<double> secs;
     secs.reserve(iters);
     for (std::size_t i = 0; i < iters; ++i) {
@@ -335,7 +337,8 @@ class Runner {
       body = [&] { comm_.reduce_scatter(fa, fb, sum); };
     }
 
-    std::size_t iters = agree_iterations(warm_up(warmup_for(opt_.warmup, bytes), true, body), opt_.iters);
+    std::size_t iters =
+        agree_iterations(warm_up(warmup_for(opt_.warmup, bytes), true, body), opt_.iters);
     std::vector<double> secs;
     secs.reserve(iters);
     for (std::size_t i = 0; i < iters; ++i) {

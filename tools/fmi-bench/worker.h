@@ -14,8 +14,8 @@ namespace fmibench {
 
 inline const std::vector<std::string>& all_ops() {
   static const std::vector<std::string> ops = {
-      "pingpong", "bandwidth", "bcast",     "barrier",  "gather",         "scatter", "reduce",
-      "allreduce", "scan",     "allgather", "alltoall", "reduce_scatter", "mesh"};
+      "pingpong",  "bandwidth", "bcast",     "barrier",  "gather",         "scatter", "reduce",
+      "allreduce", "scan",      "allgather", "alltoall", "reduce_scatter", "mesh"};
   return ops;
 }
 
@@ -25,10 +25,10 @@ struct WorkerOptions {
   std::size_t iters = 1000;   // most timed iterations per point
   std::size_t min_iters = 5;  // fewest, even when one iteration is slower than the budget
   std::size_t warmup = 10;
-  double budget_s = 1.0;                 // measurement time per point, approximately
-  std::size_t max_buffer = 512u << 20;   // bytes per peer; bigger points are skipped
-  std::string channel_label;             // the row's channel; empty: the one the policy picks
-  unsigned faas_memory = 128;            // MiB, for the model's cost of the functions' time
+  double budget_s = 1.0;                // measurement time per point, approximately
+  std::size_t max_buffer = 512u << 20;  // bytes per peer; bigger points are skipped
+  std::string channel_label;            // the row's channel; empty: the one the policy picks
+  unsigned faas_memory = 128;           // MiB, for the model's cost of the functions' time
 };
 
 struct WorkerEvents {

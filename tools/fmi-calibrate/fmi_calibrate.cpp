@@ -13,6 +13,7 @@
 // section. Redis also gets bandwidth_multiple from a 1 -> 3 broadcast among 4 peers.
 // Prices and everything else in the file are kept. A channel that cannot be set up
 // or fails while measuring is skipped with a message; its parameters stay as they were.
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
@@ -26,7 +27,6 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
-#include <unistd.h>
 
 #include "channels/direct/config.h"
 #include "channels/redis/config.h"
@@ -41,11 +41,11 @@ using Clock = std::chrono::steady_clock;
 using FMI::Utils::peer_num;
 constexpr double kMiB = 1024.0 * 1024.0;
 
-
 // How to give one peer a Communicator whose only channel is the one measured.
 struct Target {
   std::string name;  // "Direct", "Redis", "S3": the model section written
-  std::function<std::unique_ptr<FMI::Communicator>(peer_num id, peer_num n, const std::string& comm)>
+  std::function<std::unique_ptr<FMI::Communicator>(peer_num id, peer_num n,
+                                                   const std::string& comm)>
       make;
 };
 
@@ -229,8 +229,8 @@ bool check_and_compare(const std::string& text, const std::string& source,
     for (const auto& [field, value] : r.written) {
       const double got = read_back(loaded, r.name, field);
       if (got != value) {
-        std::cerr << "fmi-calibrate: model." << r.name << "." << field << " reads back as "
-                  << got << ", wrote " << value << '\n';
+        std::cerr << "fmi-calibrate: model." << r.name << "." << field << " reads back as " << got
+                  << ", wrote " << value << '\n';
         ok = false;
       }
     }
@@ -253,8 +253,8 @@ bool check_and_compare(const std::string& text, const std::string& source,
         const double line = r.intercept + r.slope * x;
         const double predicted = model->latency(1, 1, std::size_t(x));
         if (std::abs(predicted - line) > 1e-9 * line) {
-          std::cerr << "fmi-calibrate: " << r.name << " model predicts " << predicted
-                    << " s for " << x << " bytes, the fit " << line << " s\n";
+          std::cerr << "fmi-calibrate: " << r.name << " model predicts " << predicted << " s for "
+                    << x << " bytes, the fit " << line << " s\n";
           ok = false;
         }
       }
@@ -270,8 +270,9 @@ bool check_and_compare(const std::string& text, const std::string& source,
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"fmi-calibrate: measures the enabled channels and writes the \"model\" "
-               "parameters (overhead, bandwidth) into a config file (see docs/policy.md)"};
+  CLI::App app{
+      "fmi-calibrate: measures the enabled channels and writes the \"model\" "
+      "parameters (overhead, bandwidth) into a config file (see docs/policy.md)"};
   std::string config_path, out_path, sizes_arg = "1K,64K,256K,1M,4M", channels_arg;
   int reps = 10;
   bool inproc = false;
@@ -315,7 +316,8 @@ int main(int argc, char** argv) {
   if (inproc) {
     auto make = [&config](bool p2p) {
       // Each group gets a fresh hub sized for it: the first peer of a group creates it.
-      auto hubs = std::make_shared<std::map<std::string, std::shared_ptr<FMI::Comm::InProcessHub>>>();
+      auto hubs =
+          std::make_shared<std::map<std::string, std::shared_ptr<FMI::Comm::InProcessHub>>>();
       auto mu = std::make_shared<std::mutex>();
       return [&config, p2p, hubs, mu](peer_num id, peer_num n, const std::string& comm) {
         std::shared_ptr<FMI::Comm::InProcessHub> h;
@@ -388,7 +390,8 @@ int main(int argc, char** argv) {
       res.slope = l.slope;
       summary += ", " + std::string(bw_field) + " " + fmt(1.0 / (l.slope * kMiB)) + " MiB/s";
     } else {
-      summary += ", " + std::string(bw_field) + " kept (time does not grow with size: use larger --sizes)";
+      summary +=
+          ", " + std::string(bw_field) + " kept (time does not grow with size: use larger --sizes)";
     }
     if (t.name == "Redis") {
       Measured f;

@@ -51,8 +51,9 @@ FMI::Utils::WorkloadItem parse_item(const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"fmi-model: predicted latency and cost of FMI operations per channel, and the "
-               "channel the default policy chooses (see docs/policy.md)"};
+  CLI::App app{
+      "fmi-model: predicted latency and cost of FMI operations per channel, and the "
+      "channel the default policy chooses (see docs/policy.md)"};
   std::string config_path, sizes, ops, hint, channels;
   unsigned peers = 0, memory = 128;
   bool non_commutative = false, non_associative = false;
@@ -61,7 +62,9 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_path,
                  "configuration file (its \"model\" section); default: built-in defaults")
       ->check(CLI::ExistingFile);
-  app.add_option("-n,--peers", peers, "number of peers")->required()->check(CLI::Range(1u, 1u << 20));
+  app.add_option("-n,--peers", peers, "number of peers")
+      ->required()
+      ->check(CLI::Range(1u, 1u << 20));
   app.add_option("--memory", memory, "function memory in MiB")->check(CLI::Range(1u, 1u << 20));
   app.add_option("--sizes", sizes, "comma-separated sizes per peer (8, 1K, 1M, 64M)");
   app.add_option("--ops", ops, "comma-separated operations (bcast, allreduce, ...)");
@@ -75,8 +78,9 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--per-epoch", per_epoch, "job cost: calls of each --ops x --sizes per epoch")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--workload", workload,
-                 "job cost: comma-separated op:size[:calls per epoch], e.g. allreduce:704,bcast:1M:2");
+  app.add_option(
+      "--workload", workload,
+      "job cost: comma-separated op:size[:calls per epoch], e.g. allreduce:704,bcast:1M:2");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -94,7 +98,8 @@ int main(int argc, char** argv) {
     }
     if (!ops.empty()) {
       o.ops.clear();
-      for (const auto& s : FMI::Tools::split_list(ops)) o.ops.push_back(FMI::Tools::parse_operation(s));
+      for (const auto& s : FMI::Tools::split_list(ops))
+        o.ops.push_back(FMI::Tools::parse_operation(s));
     }
     if (!channels.empty()) o.channels = FMI::Tools::split_list(channels);
     if (hint == "fast") o.hints = {FMI::Utils::Hint::fast};
@@ -113,7 +118,8 @@ int main(int argc, char** argv) {
       }
     } else if (epochs >= 0) {
       for (auto op : o.ops)
-        for (auto size : op == FMI::Utils::Operation::barrier ? std::vector<std::size_t>{0} : o.sizes)
+        for (auto size :
+             op == FMI::Utils::Operation::barrier ? std::vector<std::size_t>{0} : o.sizes)
           job.items.push_back({op, size, per_epoch});
     }
     std::cout << FMI::Utils::explain(config, o);

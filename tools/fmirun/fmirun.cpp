@@ -114,11 +114,16 @@ DirectEndpoint direct_endpoint(const nlohmann::json& cfg, const std::string& pat
   auto it = backends->find("Direct");
   if (it == backends->end() || !it->is_object()) return d;
   const auto& j = *it;
-  auto field = [&](const char* name) { return "backends.Direct." + std::string(name) + " in " + path; };
+  auto field = [&](const char* name) {
+    return "backends.Direct." + std::string(name) + " in " + path;
+  };
   if (auto e = j.find("enabled"); e != j.end()) {
-    if (e->is_boolean()) d.enabled = e->get<bool>();
-    else if (e->is_string() && (*e == "true" || *e == "false")) d.enabled = (*e == "true");
-    else throw SetupError(field("enabled") + " must be a boolean");
+    if (e->is_boolean())
+      d.enabled = e->get<bool>();
+    else if (e->is_string() && (*e == "true" || *e == "false"))
+      d.enabled = (*e == "true");
+    else
+      throw SetupError(field("enabled") + " must be a boolean");
   }
   if (!d.enabled) return d;
   auto h = j.find("host");
@@ -126,7 +131,8 @@ DirectEndpoint direct_endpoint(const nlohmann::json& cfg, const std::string& pat
   d.host = h->get<std::string>();
   if (auto p = j.find("port"); p != j.end()) {
     long v = -1;
-    if (p->is_number_integer()) v = p->get<long>();
+    if (p->is_number_integer())
+      v = p->get<long>();
     else if (p->is_string()) {
       try {
         std::size_t used = 0;
@@ -191,7 +197,8 @@ std::string rendezvous_greeting_problem(const std::string& host, std::uint16_t p
     std::size_t have = 0;
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
     while (have < sizeof got) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          until - std::chrono::steady_clock::now());
       pollfd p{s.get(), POLLIN, 0};
       if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
       ssize_t n = ::recv(s.get(), got + have, sizeof got - have, 0);
@@ -239,13 +246,16 @@ std::optional<fs::path> search_path(const std::string& name) {
 // relative to fmirun (installed side by side, or the build tree's layout), the
 // path compiled in, and PATH.
 fs::path find_helper(const std::string& option, const char* env, std::vector<fs::path> near_self,
-                     const char* compiled_in, const std::string& path_name, const std::string& what) {
+                     const char* compiled_in, const std::string& path_name,
+                     const std::string& what) {
   if (!option.empty()) {
-    if (!is_executable(option)) throw SetupError(what + " " + option + " is not an executable file");
+    if (!is_executable(option))
+      throw SetupError(what + " " + option + " is not an executable file");
     return option;
   }
   if (const char* e = std::getenv(env); e && *e) {
-    if (!is_executable(e)) throw SetupError(what + " " + e + " (from $" + env + ") is not an executable file");
+    if (!is_executable(e))
+      throw SetupError(what + " " + e + " (from $" + env + ") is not an executable file");
     return e;
   }
   fs::path dir = self_dir();
@@ -254,7 +264,8 @@ fs::path find_helper(const std::string& option, const char* env, std::vector<fs:
       if (is_executable(dir / rel)) return fs::weakly_canonical(dir / rel);
   if (compiled_in && *compiled_in && is_executable(compiled_in)) return compiled_in;
   if (auto p = search_path(path_name)) return *p;
-  throw SetupError("cannot find " + what + " (" + path_name + "); give its path with the option or $" + env);
+  throw SetupError("cannot find " + what + " (" + path_name +
+                   "); give its path with the option or $" + env);
 }
 
 #ifndef FMIRUN_RENDEZVOUS
@@ -325,7 +336,7 @@ class Launcher {
   std::vector<Proc> peers_;
   std::optional<Proc> server_;
   bool server_ready_ = false;
-  int server_port_ = 0;  // as announced by the server ("listening on ADDR:PORT")
+  int server_port_ = 0;                 // as announced by the server ("listening on ADDR:PORT")
   std::deque<std::string> server_log_;  // last lines, shown when the server fails
 
   std::optional<Clock::time_point> deadline_;
@@ -338,7 +349,8 @@ class Launcher {
 
 std::chrono::milliseconds Launcher::until_deadline() const {
   if (!deadline_) return std::chrono::milliseconds::max();
-  return std::max(0ms, std::chrono::duration_cast<std::chrono::milliseconds>(*deadline_ - Clock::now()));
+  return std::max(0ms,
+                  std::chrono::duration_cast<std::chrono::milliseconds>(*deadline_ - Clock::now()));
 }
 
 bool Launcher::peers_running() const {
@@ -351,7 +363,8 @@ void Launcher::emit(Proc& p, Stream& s, const std::string& line) {
       server_ready_ = true;
       std::string addr = line.substr(at + 13);
       addr = addr.substr(0, addr.find_first_of(" \t"));
-      if (auto colon = addr.rfind(':'); colon != std::string::npos) server_port_ = std::atoi(addr.c_str() + colon + 1);
+      if (auto colon = addr.rfind(':'); colon != std::string::npos)
+        server_port_ = std::atoi(addr.c_str() + colon + 1);
     }
     server_log_.push_back(line);
     if (server_log_.size() > 20) server_log_.pop_front();
@@ -380,10 +393,12 @@ void Launcher::pump(std::chrono::milliseconds max_wait) {
   for (auto& p : peers_) add(p);
   if (server_) add(*server_);
 
-  int rc = ::poll(fds.data(), fds.size(), static_cast<int>(std::min<long long>(max_wait.count(), 1000)));
+  int rc =
+      ::poll(fds.data(), fds.size(), static_cast<int>(std::min<long long>(max_wait.count(), 1000)));
   if (rc > 0) {
     for (std::size_t i = 1; i < fds.size(); ++i)
-      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) read_stream(*owners[i].first, *owners[i].second);
+      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
+        read_stream(*owners[i].first, *owners[i].second);
     if (fds[0].revents & POLLIN) {
       unsigned char sigs[64];
       ssize_t n = ::read(sig_r_.get(), sigs, sizeof sigs);
@@ -406,7 +421,8 @@ void Launcher::reap() {
       server_->running = false;
       server_->status = status;
       if (!server_->terminated_by_us) {
-        say("the rendezvous server " + describe_status(status) + " during the run; its last lines:");
+        say("the rendezvous server " + describe_status(status) +
+            " during the run; its last lines:");
         for (const auto& l : server_log_) write_all(STDERR_FILENO, "[rendezvous] " + l + "\n");
       }
       continue;
@@ -433,15 +449,18 @@ void Launcher::begin_termination(const std::string& why, int exit_code) {
   exit_code_ = exit_code;
   say(why);
   for (auto& p : peers_) signal_group(p, SIGTERM);
-  kill_at_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.grace_s));
+  kill_at_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                std::chrono::duration<double>(opt_.grace_s));
 }
 
 // Starts fmi-rendezvous on bind:port (port 0: the server picks one and announces it)
 // and returns the port it listens on.
-std::uint16_t Launcher::start_rendezvous(std::uint16_t port, int netns_fd, const std::string& bind) {
-  fs::path bin = find_helper(opt_.rendezvous, "FMI_RENDEZVOUS",
-                             {"fmi-rendezvous", "../../server/fmi-rendezvous", "../server/fmi-rendezvous"},
-                             FMIRUN_RENDEZVOUS, "fmi-rendezvous", "the rendezvous server");
+std::uint16_t Launcher::start_rendezvous(std::uint16_t port, int netns_fd,
+                                         const std::string& bind) {
+  fs::path bin =
+      find_helper(opt_.rendezvous, "FMI_RENDEZVOUS",
+                  {"fmi-rendezvous", "../../server/fmi-rendezvous", "../server/fmi-rendezvous"},
+                  FMIRUN_RENDEZVOUS, "fmi-rendezvous", "the rendezvous server");
   server_.emplace();
   server_->label = "rendezvous";
   SpawnSpec spec;
@@ -456,19 +475,21 @@ std::uint16_t Launcher::start_rendezvous(std::uint16_t port, int netns_fd, const
     if (!server_->running) {
       std::string log;
       for (const auto& l : server_log_) log += "\n[rendezvous] " + l;
-      throw SetupError("the rendezvous server " + bin.string() + " " + describe_status(server_->status) +
-                       " before listening on " + bind + ":" + std::to_string(port) + log);
+      throw SetupError("the rendezvous server " + bin.string() + " " +
+                       describe_status(server_->status) + " before listening on " + bind + ":" +
+                       std::to_string(port) + log);
     }
     if (netns_fd < 0 && port != 0 && port_in_use(bind, port)) break;
     if (Clock::now() > give_up || fatal_signal_)
-      throw SetupError("the rendezvous server " + bin.string() + " did not listen on " + bind + ":" +
-                       std::to_string(port) + " within 10 s");
+      throw SetupError("the rendezvous server " + bin.string() + " did not listen on " + bind +
+                       ":" + std::to_string(port) + " within 10 s");
     pump(50ms);
   }
   if (port == 0) {
     if (server_port_ <= 0 || server_port_ > 65535)
-      throw SetupError("the rendezvous server " + bin.string() +
-                       " was started on port 0 but did not announce its port (\"listening on ADDR:PORT\")");
+      throw SetupError(
+          "the rendezvous server " + bin.string() +
+          " was started on port 0 but did not announce its port (\"listening on ADDR:PORT\")");
     port = static_cast<std::uint16_t>(server_port_);
   }
   say("started the rendezvous server on " + bind + ":" + std::to_string(port));
@@ -499,17 +520,19 @@ void Launcher::stop_rendezvous() {
 
 int Launcher::run() {
   if (opt_.timeout_s > 0)
-    deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.timeout_s));
+    deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                   std::chrono::duration<double>(opt_.timeout_s));
 
   // Signals: through a pipe into the poll loop (see install_signal_pipe).
   sig_r_ = install_signal_pipe();
 
-  std::string comm_name = opt_.name.empty()
-                              ? "fmirun-" + std::to_string(::getpid()) + "-" +
-                                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
-                                                       std::chrono::system_clock::now().time_since_epoch())
-                                                       .count())
-                              : opt_.name;
+  std::string comm_name =
+      opt_.name.empty()
+          ? "fmirun-" + std::to_string(::getpid()) + "-" +
+                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count())
+          : opt_.name;
 
   std::string config_path;
   nlohmann::json config;
@@ -522,25 +545,29 @@ int Launcher::run() {
 
   std::vector<Fd> peer_ns(opt_.n);
   if (opt_.nat) {
-    if (::geteuid() != 0) throw SetupError("--nat needs root (it creates network namespaces and NAT rules)");
-    fs::path script = find_helper(opt_.natlab, "FMI_NATLAB", {"fmi-natlab", "natlab.sh"}, FMIRUN_NATLAB_SCRIPT,
-                                  "fmi-natlab", "the NAT lab script");
+    if (::geteuid() != 0)
+      throw SetupError("--nat needs root (it creates network namespaces and NAT rules)");
+    fs::path script = find_helper(opt_.natlab, "FMI_NATLAB", {"fmi-natlab", "natlab.sh"},
+                                  FMIRUN_NATLAB_SCRIPT, "fmi-natlab", "the NAT lab script");
     lab_.emplace(script, opt_.n, opt_.symmetric);
     say("NAT lab " + lab_->prefix() + " is up: " + std::to_string(opt_.n) + " functions behind " +
-        (opt_.symmetric ? "symmetric" : "port-preserving") + " NATs, rendezvous at " + kLabServerAddress);
+        (opt_.symmetric ? "symmetric" : "port-preserving") + " NATs, rendezvous at " +
+        kLabServerAddress);
     for (int i = 0; i < opt_.n; ++i) peer_ns[i] = lab_->open_ns(NatLab::function_namespace(i));
     if (direct.enabled) {
       // Inside the lab the only reachable server is the one in the public namespace:
       // the functions see a copy of the configuration that points there.
       Fd pub = lab_->open_ns(NatLab::kPublicNamespace);
-      std::uint16_t port = start_rendezvous(opt_.rendezvous_port > 0 ? opt_.rendezvous_port : direct.port, pub.get(),
-                                            kLabServerAddress);
+      std::uint16_t port =
+          start_rendezvous(opt_.rendezvous_port > 0 ? opt_.rendezvous_port : direct.port, pub.get(),
+                           kLabServerAddress);
       config["backends"]["Direct"]["host"] = kLabServerAddress;
       config["backends"]["Direct"]["port"] = port;
       lab_config_.emplace(config.dump(2));
       config_path = lab_config_->path();
     } else {
-      say("warning: the Direct channel is not enabled in the configuration; the functions run in the NAT lab "
+      say("warning: the Direct channel is not enabled in the configuration; the functions run in "
+          "the NAT lab "
           "without a rendezvous server");
     }
   } else if (direct.enabled && is_local_host(direct.host)) {
@@ -548,7 +575,8 @@ int Launcher::run() {
     if (opt_.rendezvous_port >= 0) {
       // A server of our own on another port (0: any free one, for parallel runs):
       // the functions see a copy of the configuration that points there.
-      std::uint16_t port = start_rendezvous(static_cast<std::uint16_t>(opt_.rendezvous_port), -1, bind);
+      std::uint16_t port =
+          start_rendezvous(static_cast<std::uint16_t>(opt_.rendezvous_port), -1, bind);
       config["backends"]["Direct"]["port"] = port;
       lab_config_.emplace(config.dump(2));
       config_path = lab_config_->path();
@@ -557,8 +585,9 @@ int Launcher::run() {
       // proofs) to whatever holds the port: at least check it is a rendezvous server.
       const std::string where = bind + ":" + std::to_string(direct.port);
       if (std::string problem = rendezvous_greeting_problem(bind, direct.port); !problem.empty())
-        throw SetupError("something is listening on " + where + " (the Direct channel's rendezvous port) but " +
-                         problem + ": stop it, or let fmirun start a server on a free port with "
+        throw SetupError("something is listening on " + where +
+                         " (the Direct channel's rendezvous port) but " + problem +
+                         ": stop it, or let fmirun start a server on a free port with "
                          "--rendezvous-port 0");
       say("using the rendezvous server already listening on " + where +
           " (it speaks the rendezvous protocol; fmirun did not start it)");
@@ -566,7 +595,8 @@ int Launcher::run() {
       start_rendezvous(direct.port, -1, bind);
     }
   } else if (opt_.rendezvous_port >= 0) {
-    say("warning: --rendezvous-port ignored: the configuration does not enable the Direct channel on a local host");
+    say("warning: --rendezvous-port ignored: the configuration does not enable the Direct channel "
+        "on a local host");
   }
 
   // The functions.
@@ -590,7 +620,8 @@ int Launcher::run() {
     auto wait = 1000ms;
     if (deadline_ && !terminating_) wait = std::min(wait, until_deadline());
     if (terminating_ && !killed_)
-      wait = std::min(wait, std::max(0ms, std::chrono::duration_cast<std::chrono::milliseconds>(kill_at_ - Clock::now())));
+      wait = std::min(wait, std::max(0ms, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              kill_at_ - Clock::now())));
     pump(std::max(wait, 1ms));
     if (deadline_ && !terminating_ && Clock::now() >= *deadline_) {
       std::string left;
@@ -598,7 +629,8 @@ int Launcher::run() {
         if (p.running) left += (left.empty() ? "" : ", ") + p.label.substr(5);
       std::ostringstream limit;
       limit << opt_.timeout_s;
-      begin_termination("timeout: the run took longer than " + limit.str() + " s; ending peers still running: " + left,
+      begin_termination("timeout: the run took longer than " + limit.str() +
+                            " s; ending peers still running: " + left,
                         kExitTimeout);
     }
     if (terminating_ && !killed_ && Clock::now() >= kill_at_) {
@@ -617,7 +649,8 @@ int Launcher::run() {
   // briefly, then end such leftovers with their process group.
   auto drain_until = Clock::now() + 1s;
   auto open_pipes = [&] {
-    return std::any_of(peers_.begin(), peers_.end(), [](const Proc& p) { return p.out.fd || p.err.fd; });
+    return std::any_of(peers_.begin(), peers_.end(),
+                       [](const Proc& p) { return p.out.fd || p.err.fd; });
   };
   while (open_pipes() && Clock::now() < drain_until) pump(20ms);
   for (auto& p : peers_)
@@ -638,29 +671,39 @@ int main(int argc, char** argv) {
   using namespace fmirun;
   Options opt;
   CLI::App app{"fmirun: start N FMI functions as local processes (see docs/fmirun.md)", "fmirun"};
-  app.add_option("-n,--np", opt.n, "number of functions (peers)")->required()->check(CLI::Range(1, 4096));
-  app.add_option("--config", opt.config,
-                 "FMI configuration file (default: $FMI_CONFIG); passed to the functions as FMI_CONFIG")
+  app.add_option("-n,--np", opt.n, "number of functions (peers)")
+      ->required()
+      ->check(CLI::Range(1, 4096));
+  app.add_option(
+         "--config", opt.config,
+         "FMI configuration file (default: $FMI_CONFIG); passed to the functions as FMI_CONFIG")
       ->envname("FMI_CONFIG");
   app.add_option("--name", opt.name, "communicator name, FMI_COMM_NAME (default: unique per run)");
   app.add_flag("--nat", opt.nat,
-               "run every function in its own network namespace behind its own NAT (root; scripts/natlab.sh)");
-  app.add_flag("--symmetric", opt.symmetric, "with --nat: symmetric NATs (MASQUERADE --random-fully)");
-  app.add_option("--timeout", opt.timeout_s, "end the run after this many seconds (0: no limit); exit code 124")
+               "run every function in its own network namespace behind its own NAT (root; "
+               "scripts/natlab.sh)");
+  app.add_flag("--symmetric", opt.symmetric,
+               "with --nat: symmetric NATs (MASQUERADE --random-fully)");
+  app.add_option("--timeout", opt.timeout_s,
+                 "end the run after this many seconds (0: no limit); exit code 124")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--grace", opt.grace_s, "seconds between SIGTERM and SIGKILL when ending peers")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--rendezvous-port", opt.rendezvous_port,
-                 "start a rendezvous server of our own on this port (0: any free port) and point the functions "
+                 "start a rendezvous server of our own on this port (0: any free port) and point "
+                 "the functions "
                  "at it, instead of the configuration's port")
       ->check(CLI::Range(0, 65535));
   app.add_flag("-v,--verbose", opt.verbose, "also forward the rendezvous server's log");
-  app.add_option("--rendezvous", opt.rendezvous, "path of fmi-rendezvous (default: $FMI_RENDEZVOUS, next to fmirun, PATH)");
-  app.add_option("--natlab", opt.natlab, "path of natlab.sh (default: $FMI_NATLAB, the source tree's scripts/)");
+  app.add_option("--rendezvous", opt.rendezvous,
+                 "path of fmi-rendezvous (default: $FMI_RENDEZVOUS, next to fmirun, PATH)");
+  app.add_option("--natlab", opt.natlab,
+                 "path of natlab.sh (default: $FMI_NATLAB, the source tree's scripts/)");
   app.add_option("command", opt.command, "PROGRAM ARGS... (after --)")->required();
   app.footer(
-      "Exit status: 0 when every function exits 0; else the first failing function's exit status (128+N for "
+      "Exit status: 0 when every function exits 0; else the first failing function's exit status "
+      "(128+N for "
       "signal N), 124 on --timeout, 128+N when fmirun itself gets signal N, 2 for set-up errors.");
   CLI11_PARSE(app, argc, argv);
 

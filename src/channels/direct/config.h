@@ -17,7 +17,7 @@ struct DirectConfig final : ChannelConfigOf<DirectConfig> {
   std::string host;  // rendezvous server
   std::uint16_t port = 10000;
   ms max_timeout{10000};
-  std::string secret;  // optional shared secret (HMAC key, >= 16 bytes); env FMI_SECRET wins
+  std::string secret;      // optional shared secret (HMAC key, >= 16 bytes); env FMI_SECRET wins
   bool encryption = true;  // X25519 + AES-256-GCM on every connection (docs/direct.md)
 
   /// Model parameters: bandwidth in MiB/s, overhead in ms, prices in USD in the

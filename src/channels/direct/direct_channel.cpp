@@ -31,7 +31,8 @@ std::chrono::microseconds spin_from_env() {
   char* end = nullptr;
   long us = std::strtol(v, &end, 10);
   if (*end || us < 0 || us > 1000000)
-    FMI_THROW(ConfigError, "FMI_DIRECT_SPIN_US='", v, "' is not a number of microseconds (0..1000000)");
+    FMI_THROW(ConfigError, "FMI_DIRECT_SPIN_US='", v,
+              "' is not a number of microseconds (0..1000000)");
   return std::chrono::microseconds(us);
 }
 
@@ -145,22 +146,23 @@ void DirectChannel::check_peer(Utils::peer_num p, const char* op) const {
               " peers)");
 }
 
-void DirectChannel::ensure(std::initializer_list<Utils::peer_num> peers,
-                           Utils::Deadline deadline, const char* op) {
+void DirectChannel::ensure(std::initializer_list<Utils::peer_num> peers, Utils::Deadline deadline,
+                           const char* op) {
   bool missing = false;
   for (auto p : peers) {
     if (p == ctx_.peer_id) continue;
     if (!mesh_->broken(p).empty())
-      FMI_THROW(PeerError, "Direct: ", op, ": connection to peer ", p, " is broken: ",
-                mesh_->broken(p));
+      FMI_THROW(PeerError, "Direct: ", op, ": connection to peer ", p,
+                " is broken: ", mesh_->broken(p));
     missing |= mesh_->fd(p) < 0;
   }
-  if (missing) mesh_->connect(std::span<const Utils::peer_num>(peers.begin(), peers.size()),
-                              deadline, op);
+  if (missing)
+    mesh_->connect(std::span<const Utils::peer_num>(peers.begin(), peers.size()), deadline, op);
 }
 
 void DirectChannel::connect_all(Utils::Deadline deadline) {
-  if (!initialised_) FMI_THROW(UsageError, "Direct: connect_all on a channel that is not initialised");
+  if (!initialised_)
+    FMI_THROW(UsageError, "Direct: connect_all on a channel that is not initialised");
   if (!mesh_) return;
   std::vector<Utils::peer_num> all;
   for (Utils::peer_num p = 0; p < ctx_.num_peers; ++p)
@@ -221,8 +223,7 @@ bool DirectChannel::step(Transfer& t) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
       std::string why = std::string(t.sending ? "send to" : "receive from") + " peer " +
                         std::to_string(t.peer) + " failed after " + std::to_string(t.done) +
-                        " of " + std::to_string(t.total()) + " bytes: " +
-                        Wire::errno_text(errno);
+                        " of " + std::to_string(t.total()) + " bytes: " + Wire::errno_text(errno);
       lose(t.peer, why, " (peer died or closed the connection?)");
     }
     if (r == 0) {
@@ -255,11 +256,11 @@ void DirectChannel::check_park_budget(const Transfer& t, Tag got, std::uint64_t 
   const std::uint64_t parked = matcher_.parked_bytes(t.peer);
   const std::size_t parked_n = matcher_.parked_messages(t.peer);
   if (len <= kMaxParkedBytes - parked && parked_n < kMaxParkedMessages) return;
-  std::string why = "peer " + std::to_string(t.peer) + " sent a message of " +
-                    std::to_string(len) + " bytes (" + to_string(got) +
-                    ") while a receive waits for " + to_string(t.tag) + " with " +
-                    std::to_string(t.size) + " bytes, and " + std::to_string(parked_n) +
-                    " messages (" + std::to_string(parked) + " bytes) from it are parked already";
+  std::string why = "peer " + std::to_string(t.peer) + " sent a message of " + std::to_string(len) +
+                    " bytes (" + to_string(got) + ") while a receive waits for " +
+                    to_string(t.tag) + " with " + std::to_string(t.size) + " bytes, and " +
+                    std::to_string(parked_n) + " messages (" + std::to_string(parked) +
+                    " bytes) from it are parked already";
   mesh_->mark_broken(t.peer, why);
   FMI_THROW(PeerError, "Direct: recv: ", why, "; at most ", kMaxParkedMessages, " messages and ",
             kMaxParkedBytes, " bytes are parked per peer (peers out of step, or not an FMI peer)");
@@ -302,8 +303,8 @@ bool DirectChannel::park_step(Transfer& t) {
   if (r < 0) {
     if (errno == EINTR) return true;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
-    std::string why = "receive from peer " + std::to_string(t.peer) + " failed: " +
-                      Wire::errno_text(errno);
+    std::string why =
+        "receive from peer " + std::to_string(t.peer) + " failed: " + Wire::errno_text(errno);
     lose(t.peer, why, " (peer died or closed the connection?)");
   }
   if (r == 0) {
@@ -486,10 +487,11 @@ void DirectChannel::run(std::span<Transfer> ts, Utils::Deadline deadline, const 
                 " peer " + std::to_string(t.peer) + " (" + to_string(t.tag) + ", " +
                 std::to_string(t.done) + " of " + std::to_string(t.total()) + " bytes moved)";
         // A half-moved message leaves the stream out of step: give the connection up.
-        if (t.done > 0) mesh_->mark_broken(t.peer, "a " + std::string(op) + " timed out mid-message");
+        if (t.done > 0)
+          mesh_->mark_broken(t.peer, "a " + std::string(op) + " timed out mid-message");
       }
-      FMI_THROW(TimeoutError, "Direct: ", op, " timed out after ",
-                format_duration(now - start), ": ", what);
+      FMI_THROW(TimeoutError, "Direct: ", op, " timed out after ", format_duration(now - start),
+                ": ", what);
     }
     fds_.clear();
     for (auto& t : ts)
@@ -541,7 +543,8 @@ void DirectChannel::send(Utils::peer_num dest, ConstBytes data, Tag tag, Utils::
     return;
   }
   ensure({dest}, deadline, "send");
-  Transfer t{true, dest, mesh_->fd(dest), tag, const_cast<std::byte*>(data.data()), data.size(), {}};
+  Transfer t{true,        dest, mesh_->fd(dest), tag, const_cast<std::byte*>(data.data()),
+             data.size(), {}};
   prepare(t);
   run({&t, 1}, deadline, "send");
 }

@@ -80,7 +80,7 @@ class DirectChannel final : public PeerToPeerChannel {
   TagMatcher matcher_;
   // Per source peer: stream bytes read past the end of a message that was parked.
   std::vector<std::vector<std::byte>> pending_;
-  std::vector<pollfd> fds_;        // reused across calls
+  std::vector<pollfd> fds_;  // reused across calls
 };
 
 }  // namespace FMI::Comm

@@ -22,8 +22,7 @@ inline int poll_until(std::vector<pollfd>& fds, Deadline until) {
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
   timespec ts{time_t(ns / 1000000000), long(ns % 1000000000)};
   int r = ::ppoll(fds.data(), fds.size(), &ts, nullptr);
-  if (r < 0 && errno != EINTR)
-    FMI_THROW(ChannelError, "Direct: poll failed: ", errno_text(errno));
+  if (r < 0 && errno != EINTR) FMI_THROW(ChannelError, "Direct: poll failed: ", errno_text(errno));
   return r;
 }
 

@@ -76,8 +76,8 @@ void Mesh::connect(std::span<const std::uint32_t> peers, Deadline deadline, cons
   for (auto p : peers) {
     if (p == opt_.peer_id) continue;
     if (!puncher_.broken(p).empty())
-      FMI_THROW(PeerError, "Direct: ", op, ": connection to peer ", p, " is broken: ",
-                puncher_.broken(p));
+      FMI_THROW(PeerError, "Direct: ", op, ": connection to peer ", p,
+                " is broken: ", puncher_.broken(p));
     if (puncher_.fd(p) < 0) {
       want_[p].wanted = true;
       todo.push_back(p);
@@ -113,42 +113,42 @@ void Mesh::connect(std::span<const std::uint32_t> peers, Deadline deadline, cons
       auto p = todo.front();
       const auto& table = session_.table();
       if (!puncher_.auth_error(p).empty())
-        FMI_THROW(PeerError, "Direct: ", op, ": authentication failed with peer ", p,
-                  " (peer ", opt_.peer_id, " of comm '", opt_.comm,
-                  "'): no authenticated connection within ", ms_text(now - start),
-                  "; last failure: ", puncher_.auth_error(p),
+        FMI_THROW(PeerError, "Direct: ", op, ": authentication failed with peer ", p, " (peer ",
+                  opt_.peer_id, " of comm '", opt_.comm, "'): no authenticated connection within ",
+                  ms_text(now - start), "; last failure: ", puncher_.auth_error(p),
                   ". Every function needs the same secret (FMI_SECRET or backends.Direct.secret) "
                   "and the same backends.Direct.encryption.");
       if (puncher_.tcp_ever(p))
         FMI_THROW(TimeoutError, "Direct: ", op, ": peer ", p,
-                  " did not complete the connection handshake with peer ", opt_.peer_id,
-                  " within ", ms_text(now - start),
-                  " (it is busy elsewhere or not using this communicator)");
-    {
-      // A NAT that rewrote the port towards the server likely picks yet another
-      // port towards each peer (symmetric / port-randomising NAT): say so.
-      std::string hint;
-      for (auto q : {opt_.peer_id, p}) {
-        const auto& e = table.peers[q];
-        if (e.public_ep.port != e.private_ep.port)
-          hint += " Peer " + std::to_string(q) + "'s NAT changed its port (private " +
-                  e.private_ep.str() + ", public " + e.public_ep.str() + ").";
+                  " did not complete the connection handshake with peer ", opt_.peer_id, " within ",
+                  ms_text(now - start), " (it is busy elsewhere or not using this communicator)");
+      {
+        // A NAT that rewrote the port towards the server likely picks yet another
+        // port towards each peer (symmetric / port-randomising NAT): say so.
+        std::string hint;
+        for (auto q : {opt_.peer_id, p}) {
+          const auto& e = table.peers[q];
+          if (e.public_ep.port != e.private_ep.port)
+            hint += " Peer " + std::to_string(q) + "'s NAT changed its port (private " +
+                    e.private_ep.str() + ", public " + e.public_ep.str() + ").";
+        }
+        FMI_THROW(
+            ChannelError, "Direct: ", op, ": hole punching between peer ", opt_.peer_id,
+            " and peer ", p, " failed: no TCP connection within ", ms_text(now - start),
+            " (public endpoints ", table.peers[opt_.peer_id].public_ep.str(), " and ",
+            table.peers[p].public_ep.str(),
+            "; last error: ", puncher_.last_error(p).empty() ? "none" : puncher_.last_error(p),
+            "). Likely a symmetric NAT (a different public port per destination), "
+            "a firewall, or peer ",
+            p, " is not running.", hint,
+            session_.relay_started(p)
+                ? " The relay through the rendezvous server did not connect either" +
+                      (session_.relay_error(p).empty()
+                           ? std::string(" (peer ") + std::to_string(p) + " never asked for it)"
+                           : ": " + session_.relay_error(p)) +
+                      "."
+                : std::string(" No relay was tried (FMI_DIRECT_RELAY=never)."));
       }
-      FMI_THROW(ChannelError, "Direct: ", op, ": hole punching between peer ", opt_.peer_id,
-                " and peer ", p, " failed: no TCP connection within ", ms_text(now - start),
-                " (public endpoints ", table.peers[opt_.peer_id].public_ep.str(), " and ",
-                table.peers[p].public_ep.str(), "; last error: ",
-                puncher_.last_error(p).empty() ? "none" : puncher_.last_error(p),
-                "). Likely a symmetric NAT (a different public port per destination), "
-                "a firewall, or peer ", p, " is not running.", hint,
-                session_.relay_started(p)
-                    ? " The relay through the rendezvous server did not connect either" +
-                          (session_.relay_error(p).empty() ? std::string(" (peer ") + std::to_string(p) +
-                                                        " never asked for it)"
-                                                  : ": " + session_.relay_error(p)) +
-                          "."
-                    : std::string(" No relay was tried (FMI_DIRECT_RELAY=never)."));
-    }
     }
     fds.clear();
     add_pollfds(fds);

@@ -89,10 +89,10 @@ class Mesh {
   Clock::time_point next_timer() const;
   Clock::time_point relay_time(std::uint32_t p) const;
 
-  MeshOptions opt_;          // before session_ and puncher_, which keep a reference
+  MeshOptions opt_;  // before session_ and puncher_, which keep a reference
   ServerSession session_;
   Puncher puncher_;
-  std::vector<Want> want_;   // per peer
+  std::vector<Want> want_;                       // per peer
   std::vector<ServerSession::Relayed> relayed_;  // reused by handle()
 };
 

@@ -41,7 +41,7 @@ struct MeshOptions {
   std::uint32_t peer_id = 0;
   std::uint32_t num_peers = 1;
   RelayMode relay = RelayMode::automatic;
-  std::string secret;  // shared secret; empty: no authentication
+  std::string secret;      // shared secret; empty: no authentication
   bool encryption = true;  // key exchange + sealed records (secure.h)
 };
 

@@ -200,11 +200,12 @@ bool Puncher::read_candidate(Candidate& c) {
                    : auth::peer_mac(opt_.secret, opt_.comm, p, opt_.peer_id,
                                     table_->peers[p].session, session_, c.hello.nonce, c.nonce);
         if (!auth::equal(pp->mac, expected)) {
-          auth_failed(c, !c.keys ? "its proof of the shared secret is wrong (a different secret?)"
-                         : opt_.secret.empty()
-                             ? "its key confirmation is wrong (the handshake was altered on the way)"
-                             : "its key confirmation is wrong (a different secret, or the "
-                               "handshake was altered on the way)");
+          auth_failed(c,
+                      !c.keys ? "its proof of the shared secret is wrong (a different secret?)"
+                      : opt_.secret.empty()
+                          ? "its key confirmation is wrong (the handshake was altered on the way)"
+                          : "its key confirmation is wrong (a different secret, or the "
+                            "handshake was altered on the way)");
           return false;
         }
         if (!decide(c)) return false;
@@ -236,9 +237,8 @@ bool Puncher::on_hello(Candidate& c) {
   auto p = h.peer_id;
   peers_[p].tcp_ever = true;
   if (opt_.secret.empty() == h.auth) {
-    auth_failed(c, opt_.secret.empty()
-                       ? "it uses a shared secret and this peer has none"
-                       : "it has no shared secret and this peer has one");
+    auth_failed(c, opt_.secret.empty() ? "it uses a shared secret and this peer has none"
+                                       : "it has no shared secret and this peer has one");
     return false;
   }
   if (opt_.encryption != h.key_share.has_value()) {
@@ -339,13 +339,12 @@ void Puncher::punch(std::uint32_t p, Clock::time_point now) {
 void Puncher::expire(Clock::time_point now) {
   for (auto& a : attempts_)
     if (now - a.started >= a.timeout) {
-      peers_[a.peer].last_error = "connect to " + a.target.str() + ": no answer within " +
-                                  ms_text(a.timeout);
+      peers_[a.peer].last_error =
+          "connect to " + a.target.str() + ": no answer within " + ms_text(a.timeout);
       a.sock.reset();
     }
   std::erase_if(attempts_, [](const Attempt& a) { return !a.sock; });
-  std::erase_if(cands_,
-                [&](const auto& c) { return !c || now - c->started >= kHandshakeTimeout; });
+  std::erase_if(cands_, [&](const auto& c) { return !c || now - c->started >= kHandshakeTimeout; });
 }
 
 Clock::time_point Puncher::next_expiry() const {
@@ -378,8 +377,10 @@ void Puncher::handle(const pollfd* first, std::size_t n) {
     for (auto& c : cands_)
       if (c && c->sock && c->sock.fd() == pf.fd) {
         found = true;
-        if (!read_candidate(*c)) c.reset();
-        else if (!c->sock) c.reset();  // adopted
+        if (!read_candidate(*c))
+          c.reset();
+        else if (!c->sock)
+          c.reset();  // adopted
         break;
       }
     if (found) continue;

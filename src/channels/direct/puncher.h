@@ -51,8 +51,8 @@ class Puncher {
   /// `listener` listens on our port (bound by the server session); `bind_addr` is
   /// the wildcard address with that port, which every attempt binds too.
   /// `on_connected(p)` runs when the connection to peer p is settled.
-  Puncher(const MeshOptions& opt, std::uint64_t session, proto::Endpoint bind_addr,
-          Socket listener, std::function<void(std::uint32_t)> on_connected);
+  Puncher(const MeshOptions& opt, std::uint64_t session, proto::Endpoint bind_addr, Socket listener,
+          std::function<void(std::uint32_t)> on_connected);
   Puncher(const Puncher&) = delete;
   Puncher& operator=(const Puncher&) = delete;
 
@@ -105,8 +105,8 @@ class Puncher {
     std::size_t need = proto::kHeaderSize;
     bool header_done = false;
     proto::Hello hello;
-    proto::Nonce nonce{};  // ours, sent in our HELLO
-    std::unique_ptr<secure::KeyPair> kp;      // with encryption: our ephemeral key
+    proto::Nonce nonce{};                       // ours, sent in our HELLO
+    std::unique_ptr<secure::KeyPair> kp;        // with encryption: our ephemeral key
     std::unique_ptr<secure::SessionKeys> keys;  // derived once both HELLOs are known
     Clock::time_point started;
     std::string remote;

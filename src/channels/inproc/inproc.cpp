@@ -7,9 +7,9 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
-#include <optional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "channels/common/tag_matcher.h"
@@ -21,7 +21,8 @@ using Utils::Deadline;
 using Utils::peer_num;
 
 struct InProcessHub::State {
-  explicit State(peer_num n, std::chrono::milliseconds t) : num_peers(n), max_timeout(t), boxes(n) {}
+  explicit State(peer_num n, std::chrono::milliseconds t)
+      : num_peers(n), max_timeout(t), boxes(n) {}
 
   // One mailbox per receiving peer; its matcher keeps one FIFO per sender, so
   // messages of one ordered pair stay in order, as on a TCP connection.
@@ -128,7 +129,8 @@ class InProcStore final : public ObjectStoreChannel {
     {
       std::lock_guard lk(s_->store_mu);
       ++s_->requests;
-      auto [it, fresh] = s_->objects.try_emplace(k, InProcessHub::State::Object{{data.begin(), data.end()}, readers});
+      auto [it, fresh] = s_->objects.try_emplace(
+          k, InProcessHub::State::Object{{data.begin(), data.end()}, readers});
       if (!fresh)
         FMI_THROW(ChannelError, "in-process store: object ", k, " already exists (put by peer ",
                   ctx_.peer_id, ")");

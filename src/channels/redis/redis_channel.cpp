@@ -114,7 +114,8 @@ RedisChannel::RedisChannel(const RedisConfig& config)
     : max_timeout_(config.max_timeout),
       first_wait_(std::max(config.timeout, std::chrono::milliseconds(1))),
       model_(std::make_shared<RedisModel>(config.model)),
-      conn_(Endpoint{config.host, config.port, config.username, redis_password(config.password), config.db}) {
+      conn_(Endpoint{config.host, config.port, config.username, redis_password(config.password),
+                     config.db}) {
   // A crashed peer's keys outlive it by a few operation timeouts at most; at least
   // 10 s so that a reader that starts a little late still finds its message.
   const auto ttl = std::max<std::chrono::milliseconds>(4 * max_timeout_, 10s);

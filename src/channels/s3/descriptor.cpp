@@ -59,8 +59,8 @@ std::shared_ptr<const ChannelModel> model(const Config& config) {
 }  // namespace
 
 constinit const ChannelDescriptor kS3Descriptor = {
-    {S3Config::kName, [] { return std::unique_ptr<ChannelConfig>(new S3Config()); },
-     &parse_backend, &parse_model},
+    {S3Config::kName, [] { return std::unique_ptr<ChannelConfig>(new S3Config()); }, &parse_backend,
+     &parse_model},
     ChannelKind::object_store,
     &make,
     &model,

@@ -73,23 +73,12 @@ std::string xml_escape(const std::string& s) {
   o.reserve(s.size());
   for (char c : s) {
     switch (c) {
-      case '&':
-        o += "&amp;";
-        break;
-      case '<':
-        o += "&lt;";
-        break;
-      case '>':
-        o += "&gt;";
-        break;
-      case '"':
-        o += "&quot;";
-        break;
-      case '\'':
-        o += "&apos;";
-        break;
-      default:
-        o += c;
+      case '&': o += "&amp;"; break;
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '"': o += "&quot;"; break;
+      case '\'': o += "&apos;"; break;
+      default: o += c;
     }
   }
   return o;
@@ -342,12 +331,9 @@ bool retryable_curl(CURLcode c, bool retry_connect) {
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-      return true;
-    case CURLE_COULDNT_CONNECT:
-      return retry_connect;
-    default:
-      return false;
+    case CURLE_PARTIAL_FILE: return true;
+    case CURLE_COULDNT_CONNECT: return retry_connect;
+    default: return false;
   }
 }
 
@@ -395,8 +381,7 @@ void check_key(const std::string& key, const std::string& what) {
   std::size_t start = 0;
   for (;;) {
     std::size_t end = key.find('/', start);
-    std::string_view seg(key.data() + start,
-                         (end == std::string::npos ? key.size() : end) - start);
+    std::string_view seg(key.data() + start, (end == std::string::npos ? key.size() : end) - start);
     if (seg == "." || seg == "..")
       FMI_THROW(UsageError, "S3: ", what, " '", key, "' has a '", seg,
                 "' segment: HTTP clients collapse it, so it would address another key or "

@@ -25,14 +25,13 @@ namespace {
 std::mutex out_mu;
 std::atomic<int> failures{0};
 
-#define CHECK(cond)                                                                 \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      std::lock_guard lk(out_mu);                                                   \
-      std::cerr << __FILE__ << ":" << __LINE__ << ": peer " << peer << ": " #cond \
-                << " failed\n";                                                     \
-      ++failures;                                                                   \
-    }                                                                               \
+#define CHECK(cond)                                                                               \
+  do {                                                                                            \
+    if (!(cond)) {                                                                                \
+      std::lock_guard lk(out_mu);                                                                 \
+      std::cerr << __FILE__ << ":" << __LINE__ << ": peer " << peer << ": " #cond << " failed\n"; \
+      ++failures;                                                                                 \
+    }                                                                                             \
   } while (0)
 
 // Always picks the first registered channel.
