@@ -3,7 +3,7 @@
 # Variables: CALIBRATE, MODEL (executables), CONFIG (starting config), OUT.
 file(REMOVE ${OUT})
 execute_process(COMMAND ${CALIBRATE} --config ${CONFIG} --inproc --out ${OUT}
-                        --sizes 8,64K,1M --reps 3
+                        --sizes 8,1M,16M --reps 5
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 message("${out}${err}")
 if(NOT rc EQUAL 0)
