@@ -392,6 +392,17 @@ nlohmann::json good_config() {
   })");
 }
 
+// Enables the Direct section of good_config() with valid values (and its model), so
+// that a case can then spoil one field; returns the section.
+nlohmann::json& enable_direct(nlohmann::json& j) {
+  j["backends"]["Direct"] = {
+      {"enabled", true}, {"host", "127.0.0.1"}, {"port", 10000}, {"max_timeout", 1000}};
+  j["model"]["Direct"] = {{"bandwidth", 250},          {"overhead", 0.3},
+                          {"transfer_price", 0},       {"vm_price", 0.0134},
+                          {"requests_per_hour", 1000}, {"include_infrastructure_costs", true}};
+  return j["backends"]["Direct"];
+}
+
 struct ConfigCase {
   const char* name;
   std::function<void(nlohmann::json&)> edit;  // applied to good_config()
@@ -429,6 +440,15 @@ TEST(BadConfig, Table) {
       {"port zero",
        [](auto& j) { j["backends"]["Redis"]["port"] = 0; },
        {"backends.Redis.port must be an integer"}},
+      {"Direct port zero",
+       [](auto& j) { enable_direct(j)["port"] = 0; },
+       {"backends.Direct.port must be an integer in [1, 65535]"}},
+      {"Direct port 1e300 (range checked before the cast)",
+       [](auto& j) { enable_direct(j)["port"] = "1e300"; },
+       {"backends.Direct.port must be an integer in [1, 65535]"}},
+      {"Direct max_timeout zero",
+       [](auto& j) { enable_direct(j)["max_timeout"] = 0; },
+       {"backends.Direct.max_timeout must be positive"}},
       {"port fractional",
        [](auto& j) { j["backends"]["Redis"]["port"] = 6379.5; },
        {"backends.Redis.port must be an integer"}},

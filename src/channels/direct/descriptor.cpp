@@ -15,12 +15,19 @@ const char* const kBackend = "backends.Direct";
 void check(const DirectConfig& c, const std::string& source) {
   if (c.host.empty())
     config::fail(source, std::string(kBackend) + ".host", "(rendezvous server) is empty");
+  // A deadline of 0 would fail every call at once; port 0 names no server.
+  if (c.max_timeout <= std::chrono::milliseconds(0))
+    config::fail(source, std::string(kBackend) + ".max_timeout",
+                 "must be positive, is " + std::to_string(c.max_timeout.count()) + " ms");
+  if (c.port == 0)
+    config::fail(source, std::string(kBackend) + ".port",
+                 "must be an integer in [1, 65535] (the rendezvous server's port), is 0");
 }
 
 void parse_backend(const config::Reader& r, ChannelConfig& out) {
   auto& c = static_cast<DirectConfig&>(out);
   c.host = r.str("host");
-  c.port = static_cast<std::uint16_t>(r.integer("port", 0, 65535));
+  c.port = static_cast<std::uint16_t>(r.integer("port", 1, 65535));
   c.max_timeout = r.millis("max_timeout");
   if (r.has("secret")) c.secret = r.str("secret");
   if (r.has("encryption")) c.encryption = r.boolean("encryption");
