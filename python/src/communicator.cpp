@@ -516,7 +516,6 @@ py::object PyCommunicator::reduce_scatter(py::handle obj, py::handle func, py::h
 
 namespace {
 ConstBytes u64_bytes(const std::uint64_t& v) { return {reinterpret_cast<const std::byte*>(&v), 8}; }
-Bytes u64_bytes(std::uint64_t& v) { return {reinterpret_cast<std::byte*>(&v), 8}; }
 template <typename V>
 Bytes vec_bytes(V& v) {
   return {reinterpret_cast<std::byte*>(v.data()), v.size() * sizeof(v[0])};

@@ -76,8 +76,13 @@ JobEstimate estimate_job(const Config& config, const JobOptions& o) {
     for (const Comm::ChannelDescriptor* d : Comm::channels())
       if (d->model) names.push_back(d->name);
   JobEstimate e;
-  for (const auto& name : names) e.per_channel.push_back(JobCost{name});
-  for (Hint h : o.hints) e.policy.push_back(JobCost{std::string("policy (") + to_string(h) + ")"});
+  auto labelled = [](std::string label) {
+    JobCost c;
+    c.label = std::move(label);
+    return c;
+  };
+  for (const auto& name : names) e.per_channel.push_back(labelled(name));
+  for (Hint h : o.hints) e.policy.push_back(labelled(std::string("policy (") + to_string(h) + ")"));
   // Per hint, the items the policy put on each point-to-point channel (pairings).
   std::vector<std::map<std::string, std::vector<WorkloadItem>>> p2p_items(o.hints.size());
   std::vector<std::set<std::string>> used(o.hints.size()), collective(o.hints.size());

@@ -432,8 +432,9 @@ TEST_P(CommunicatorCollectives, Every) {
       }
       all_collectives(comm, 3, run_no);
     });
-    if (auto left = g->leftovers())
+    if (auto left = g->leftovers()) {
       EXPECT_EQ(*left, 0u) << "left in the store after run " << run_no;
+    }
   }
 }
 
@@ -505,7 +506,9 @@ TEST_P(CommunicatorCollectives, VariableSize) {
           PEER_CHECK(recv.get()[ro[q] + i] == val(q, me, i), "alltoallv from ", q, " element ", i);
     }
   });
-  if (auto left = g->leftovers()) EXPECT_EQ(*left, 0u) << "left in the store";
+  if (auto left = g->leftovers()) {
+    EXPECT_EQ(*left, 0u) << "left in the store";
+  }
 }
 
 // Sub-communicators over the parent's channel on every channel: groups of rank % 2
@@ -568,7 +571,9 @@ TEST_P(CommunicatorCollectives, SplitDupAndNestedSplit) {
     c.allreduce(one, total, FMI::Utils::Function<int>::sum());
     PEER_CHECK(total.get() == int(n), "parent allreduce after the children ", total.get());
   });
-  if (auto left = g->leftovers()) EXPECT_EQ(*left, 0u) << "left in the store";
+  if (auto left = g->leftovers()) {
+    EXPECT_EQ(*left, 0u) << "left in the store";
+  }
 }
 
 // 64 MiB per peer (8 Mi int64) through every collective over Direct, 3 peers (a

@@ -56,7 +56,9 @@ class StoreContract : public ::testing::TestWithParam<std::string> {
           ch->finalize();
         });
     for (auto& t : ts) t.join();
-    if (auto left = g.leftovers()) EXPECT_EQ(*left, 0u) << "left in the store after finalize";
+    if (auto left = g.leftovers()) {
+      EXPECT_EQ(*left, 0u) << "left in the store after finalize";
+    }
   }
   bool counts() { return b().counts_readers(); }
 };
@@ -84,7 +86,9 @@ TEST_P(StoreContract, PutGetEverySize) {
     ch[1]->get(k, out, in(60s));
     EXPECT_TRUE(bytes_equal(out, d));
     if (counts())
-      if (auto left = g->objects()) EXPECT_EQ(*left, 0u) << "not deleted by its only reader";
+      if (auto left = g->objects()) {
+        EXPECT_EQ(*left, 0u) << "not deleted by its only reader";
+      }
   }
   finalize_all(*g, {ch});
 }
@@ -105,14 +109,18 @@ TEST_P(StoreContract, SeveralReaders) {
       Buf out(n, std::byte{0xEE});
       ch[r]->get(k, out, in(10s));
       EXPECT_TRUE(bytes_equal(out, d)) << "reader " << r;
-      if (auto left = g->objects()) EXPECT_GT(*left, 0u) << "deleted before its last reader";
+      if (auto left = g->objects()) {
+        EXPECT_GT(*left, 0u) << "deleted before its last reader";
+      }
     }
     Buf last(n, std::byte{0xEE});
     auto reader = std::async(std::launch::async, [&] { ch[kReaders]->get(k, last, in(10s)); });
     reader.get();
     EXPECT_TRUE(bytes_equal(last, d)) << "last reader";
     if (counts())
-      if (auto left = g->objects()) EXPECT_EQ(*left, 0u) << "not deleted after its last reader";
+      if (auto left = g->objects()) {
+        EXPECT_EQ(*left, 0u) << "not deleted after its last reader";
+      }
   }
   finalize_all(*g, {ch});
 }
@@ -224,7 +232,9 @@ TEST_P(StoreContract, ListEraseAndCommunicatorIsolation) {
     EXPECT_EQ(listed(a[1], A + "/bcast/"), (Set{k(Operation::bcast, 1, 0)}));
   }
   a[2]->get(key(Operation::bcast, 1, 0), s, in(10s));
-  if (counts()) EXPECT_TRUE(listed(a[1], A + "/bcast/").empty());
+  if (counts()) {
+    EXPECT_TRUE(listed(a[1], A + "/bcast/").empty());
+  }
 
   // Single-reader objects that were read are not listed any more (by their reader).
   a[2]->get(key(Operation::gather, 1, 0, 2), s, in(10s));
