@@ -126,6 +126,13 @@ TEST(Direct, FirstCollectiveMessageOpensTheFullMesh) {
     check_data(in, prev, me, 0);
     PEER_CHECK(ch->connected_peers() == 2, "after the point-to-point ring: ", ch->connected_peers(),
                " connections");
+    // A barrier over the neighbours only: after n-1 shifts around the ring every
+    // peer has passed its check above, so no peer's collective message below (which
+    // opens its full mesh) adds a connection to a peer that is still counting.
+    for (unsigned r = 1; r < n; ++r) {
+      std::vector<std::byte> x(1), y(1);
+      ch->sendrecv(next, x, prev, y, tag(10 + r), deadline());
+    }
     // The same ring under a collective's tag: the non-neighbours are connected first.
     ch->sendrecv(next, out, prev, in, tag(0, Operation::allgather), deadline());
     check_data(in, prev, me, 0);
