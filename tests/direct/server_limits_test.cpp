@@ -16,6 +16,7 @@
 #include <span>
 #include <thread>
 
+#include "raw_client.h"
 #include "rendezvous_server.h"
 #include "wire/auth.h"
 #include "wire/net.h"
@@ -23,69 +24,16 @@
 
 using namespace fmitest;
 using namespace FMI::Wire;
+using namespace fmitest::raw;
 using namespace std::chrono_literals;
 
 namespace {
 
-std::map<int, std::vector<std::byte>> leftover;  // bytes past the last frame, per socket
-
-Socket connect_to(std::uint16_t port) {
-  Socket s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(::connect(s.fd(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  leftover.erase(s.fd());
-  return s;
-}
-
-void send_frame(int fd, const proto::Message& m) {
-  auto f = proto::encode(m);
-  EXPECT_EQ(::send(fd, f.data(), f.size(), MSG_NOSIGNAL), ssize_t(f.size()));
-}
-
-/// The next frame other than CHALLENGE; nullopt if the server closed.
-std::optional<proto::Message> next_frame(int fd, std::chrono::milliseconds limit = 10s) {
-  auto& buf = leftover[fd];
-  auto until = std::chrono::steady_clock::now() + limit;
-  for (;;) {
-    std::size_t used;
-    if (auto m = proto::try_decode(buf, proto::kMaxReplyPayload, used)) {
-      buf.erase(buf.begin(), buf.begin() + std::ptrdiff_t(used));
-      if (std::holds_alternative<proto::Challenge>(*m)) continue;
-      return m;
-    }
-    pollfd p{fd, POLLIN, 0};
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        until - std::chrono::steady_clock::now());
-    if (left.count() <= 0 || ::poll(&p, 1, int(left.count())) <= 0)
-      throw std::runtime_error("no frame from the server in time");
-    std::byte tmp[4096];
-    ssize_t r = ::recv(fd, tmp, sizeof tmp, 0);
-    if (r <= 0) return std::nullopt;
-    buf.insert(buf.end(), tmp, tmp + r);
-  }
-}
-
 proto::ErrorMsg expect_error(int fd) {
-  auto m = next_frame(fd);
+  auto m = read_frame(fd);
   EXPECT_TRUE(m && std::holds_alternative<proto::ErrorMsg>(*m));
   return m && std::holds_alternative<proto::ErrorMsg>(*m) ? std::get<proto::ErrorMsg>(*m)
                                                           : proto::ErrorMsg{};
-}
-
-/// True once the peer closed `fd` (EOF or reset) within `limit`; data is discarded.
-bool sees_close(int fd, std::chrono::milliseconds limit = 10s) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 50) > 0) {
-      std::byte tmp[65536];
-      if (::recv(fd, tmp, sizeof tmp, 0) <= 0) return true;
-    }
-  }
-  return false;
 }
 
 std::size_t count(const std::string& text, const std::string& what) {
@@ -120,23 +68,23 @@ struct Pair {
 };
 void register_pair(std::uint16_t port, const std::string& comm, std::uint64_t sa,
                    std::uint64_t sb) {
-  Socket a = connect_to(port), b = connect_to(port);
+  Socket a = connect_raw(port), b = connect_raw(port);
   send_frame(a.fd(), proto::Register{comm, 0, 2, sa, local_endpoint(a.fd())});
   send_frame(b.fd(), proto::Register{comm, 1, 2, sb, local_endpoint(b.fd())});
   for (int fd : {a.fd(), b.fd()}) {
-    ASSERT_TRUE(next_frame(fd));  // REGISTERED
-    auto t = next_frame(fd);
+    ASSERT_TRUE(read_frame(fd));  // REGISTERED
+    auto t = read_frame(fd);
     ASSERT_TRUE(t && std::holds_alternative<proto::Table>(*t));
   }
 }
 
 /// Both ends of a relay of `comm` (pair 0-1 with sessions sa, sb), RELAY_READY read.
 Pair open_relay(std::uint16_t port, const std::string& comm, std::uint64_t sa, std::uint64_t sb) {
-  Pair p{connect_to(port), connect_to(port)};
+  Pair p{connect_raw(port), connect_raw(port)};
   send_frame(p.a.fd(), proto::Relay{comm, 0, 1, sa, sb});
   send_frame(p.b.fd(), proto::Relay{comm, 1, 0, sb, sa});
   for (int fd : {p.a.fd(), p.b.fd()}) {
-    auto m = next_frame(fd);
+    auto m = read_frame(fd);
     EXPECT_TRUE(m && std::holds_alternative<proto::RelayReady>(*m));
   }
   return p;
@@ -150,18 +98,18 @@ Pair open_relay(std::uint16_t port, const std::string& comm, std::uint64_t sa, s
 TEST(RendezvousLimits, RelaysOnlyPairsOfATableItSent) {
   RendezvousServer server;
   for (int i = 0; i < 5; ++i) {
-    Socket s = connect_to(server.port());
+    Socket s = connect_raw(server.port());
     send_frame(s.fd(), proto::Relay{"nobody-registered", 0, 1, 1, 2});
     auto e = expect_error(s.fd());
     EXPECT_NE(e.text.find("relay refused"), std::string::npos) << e.text;
-    EXPECT_TRUE(sees_close(s.fd()));
+    EXPECT_TRUE(closed_by_server(s.fd()));
   }
   register_pair(server.port(), "relayable", 11, 22);
   {  // a pair id outside the table, and wrong sessions
-    Socket s = connect_to(server.port());
+    Socket s = connect_raw(server.port());
     send_frame(s.fd(), proto::Relay{"relayable", 0, 5, 11, 22});
     EXPECT_NE(expect_error(s.fd()).text.find("not a pair"), std::string::npos);
-    Socket t = connect_to(server.port());
+    Socket t = connect_raw(server.port());
     send_frame(t.fd(), proto::Relay{"relayable", 0, 1, 11, 23});
     EXPECT_NE(expect_error(t.fd()).text.find("sessions"), std::string::npos);
   }
@@ -214,8 +162,8 @@ TEST(RendezvousLimits, RelaysHaveAByteCapAndAnIdleTimeout) {
   register_pair(server.port(), "idle", 3, 4);
   Pair q = open_relay(server.port(), "idle", 3, 4);
   auto t0 = std::chrono::steady_clock::now();
-  EXPECT_TRUE(sees_close(q.a.fd(), 10s));
-  EXPECT_TRUE(sees_close(q.b.fd(), 1s));
+  EXPECT_TRUE(closed_by_server(q.a.fd(), 10s));
+  EXPECT_TRUE(closed_by_server(q.b.fd(), 1s));
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 300ms);
   auto log = server.log();
   EXPECT_NE(log.find("(--relay-max-bytes)"), std::string::npos) << log;
@@ -264,22 +212,22 @@ TEST(RendezvousLimits, ConnectionsPerAddressAreLimited) {
   RendezvousServer server({"--max-per-address", "5"});
   std::vector<Socket> held;
   for (int i = 0; i < 5; ++i) {
-    held.push_back(connect_to(server.port()));
+    held.push_back(connect_raw(server.port()));
     send_frame(held.back().fd(), proto::Register{"held", std::uint32_t(i), 6, 1, {}});
-    auto r = next_frame(held.back().fd());
+    auto r = read_frame(held.back().fd());
     ASSERT_TRUE(r && std::holds_alternative<proto::Registered>(*r));
   }
   for (int i = 0; i < 20; ++i) {
-    Socket s = connect_to(server.port());
+    Socket s = connect_raw(server.port());
     auto e = expect_error(s.fd());
     EXPECT_EQ(e.code, proto::ErrorCode::overloaded);
     EXPECT_NE(e.text.find("too many connections from your address"), std::string::npos);
   }
   held.clear();
   std::this_thread::sleep_for(200ms);  // the server notices the closes
-  Socket s = connect_to(server.port());
+  Socket s = connect_raw(server.port());
   send_frame(s.fd(), proto::Register{"alone", 0, 1, 1, local_endpoint(s.fd())});
-  auto r = next_frame(s.fd());
+  auto r = read_frame(s.fd());
   EXPECT_TRUE(r && std::holds_alternative<proto::Registered>(*r));
   auto log = server.log();
   EXPECT_EQ(count(log, "refusing connections from 127.0.0.1"), 1u) << log;
@@ -296,7 +244,7 @@ TEST(RendezvousLimits, RunningOutOfDescriptorsBacksOff) {
   rlimit low{32, 32};
   ASSERT_EQ(::prlimit(server.pid(), RLIMIT_NOFILE, &low, nullptr), 0);
   std::vector<Socket> flood;
-  for (int i = 0; i < 60; ++i) flood.push_back(connect_to(server.port()));
+  for (int i = 0; i < 60; ++i) flood.push_back(connect_raw(server.port()));
   std::this_thread::sleep_for(300ms);
   double before = cpu_seconds(server.pid());
   std::this_thread::sleep_for(2s);
@@ -307,9 +255,9 @@ TEST(RendezvousLimits, RunningOutOfDescriptorsBacksOff) {
   EXPECT_LE(count(log, "accept failed"), 2u) << log;
   flood.clear();
   std::this_thread::sleep_for(500ms);
-  Socket s = connect_to(server.port());
+  Socket s = connect_raw(server.port());
   send_frame(s.fd(), proto::Register{"after-emfile", 0, 1, 1, local_endpoint(s.fd())});
-  auto r = next_frame(s.fd());
+  auto r = read_frame(s.fd());
   EXPECT_TRUE(r && std::holds_alternative<proto::Registered>(*r));
 }
 
@@ -321,12 +269,12 @@ TEST(RendezvousLimits, RegistrationMemoryFollowsBytesReceived) {
   ASSERT_GT(before, 0);
   std::vector<Socket> socks;
   for (int i = 0; i < 600; ++i) {
-    socks.push_back(connect_to(server.port()));
+    socks.push_back(connect_raw(server.port()));
     send_frame(socks.back().fd(),
                proto::Register{"flood" + std::to_string(i), 0, proto::kMaxPeers, 1, {}});
   }
   for (auto& s : socks) {
-    auto r = next_frame(s.fd());
+    auto r = read_frame(s.fd());
     ASSERT_TRUE(r && std::holds_alternative<proto::Registered>(*r));
   }
   long grown = status_value(server.pid(), "VmRSS") - before;
@@ -337,9 +285,9 @@ TEST(RendezvousLimits, RegistrationMemoryFollowsBytesReceived) {
 TEST(RendezvousLimits, ClientStringsCannotForgeLogLines) {
   RendezvousServer server;
   const std::string forged = "2026-01-01T00:00:00Z fmi-rendezvous: FORGED relaying everything";
-  Socket s = connect_to(server.port());
+  Socket s = connect_raw(server.port());
   send_frame(s.fd(), proto::Register{"evil\n" + forged + "\r\x1b[2K", 0, 2, 1, {}});
-  auto r = next_frame(s.fd());
+  auto r = read_frame(s.fd());
   ASSERT_TRUE(r && std::holds_alternative<proto::Registered>(*r));
   s.reset();
   std::this_thread::sleep_for(300ms);
@@ -390,7 +338,7 @@ void forged_header(const std::string& comm, std::uint64_t announced, std::size_t
   };
   auto stranger = [&] {
     // The CHALLENGE is needed for the proof: read it by hand (next_frame skips it).
-    Socket s = connect_to(port);
+    Socket s = connect_raw(port);
     std::vector<std::byte> buf;
     std::optional<proto::Challenge> ch;
     while (!ch) {
@@ -404,13 +352,13 @@ void forged_header(const std::string& comm, std::uint64_t announced, std::size_t
         ch = std::get<proto::Challenge>(*f);
       }
     }
-    leftover[s.fd()] = buf;
+    pending[s.fd()] = buf;
     const std::uint64_t my_session = 91;
     proto::Register reg{comm, 1, 2, my_session, local_endpoint(s.fd()), proto::Proof{}};
     reg.proof->mac = auth::register_mac(secret, reg, ch->nonce);
     send_frame(s.fd(), reg);
-    PEER_CHECK(next_frame(s.fd()));  // REGISTERED
-    auto t = next_frame(s.fd());
+    PEER_CHECK(read_frame(s.fd()));  // REGISTERED
+    auto t = read_frame(s.fd());
     PEER_CHECK(t && std::holds_alternative<proto::Table>(*t));
     const auto peer0 = std::get<proto::Table>(*t).peers[0];
 
@@ -418,18 +366,18 @@ void forged_header(const std::string& comm, std::uint64_t announced, std::size_t
     sockaddr_storage ss;
     unsigned len = peer0.public_ep.to_sockaddr(ss);
     PEER_CHECK(::connect(c.fd(), reinterpret_cast<sockaddr*>(&ss), len) == 0);
-    leftover.erase(c.fd());
+    pending.erase(c.fd());
     proto::Nonce mine{};
     mine[0] = 1;
     send_frame(c.fd(), proto::Hello{comm, 1, my_session, true, mine});
-    auto h = next_frame(c.fd());
+    auto h = read_frame(c.fd());
     PEER_CHECK(h && std::holds_alternative<proto::Hello>(*h));
     auto theirs = std::get<proto::Hello>(*h).nonce;
-    auto p = next_frame(c.fd());
+    auto p = read_frame(c.fd());
     PEER_CHECK(p && std::holds_alternative<proto::PeerProof>(*p));
     send_frame(c.fd(), proto::PeerProof{auth::peer_mac(secret, comm, 1, 0, my_session,
                                                        peer0.session, mine, theirs)});
-    auto d = next_frame(c.fd());
+    auto d = read_frame(c.fd());
     PEER_CHECK(d && std::holds_alternative<proto::Decide>(*d) &&
                std::get<proto::Decide>(*d).accept);
     std::vector<std::uint8_t> msg;
