@@ -307,3 +307,50 @@ TEST(LambdaJob, ThreeFunctionsRunAnAllreduceFromTheirEvents) {
 }
 
 }  // namespace
+
+#ifdef FMI_KMEANS_PATH
+// examples/kmeans as 3 Lambda functions (`kmeans --lambda`, what deploy/lambda's
+// bootstrap runs), each process serving its own Runtime API: options from the
+// payload, --check's verdict in every response. The fixture answers 410 once its one
+// invocation is used, which ends serve() with a ChannelError: exit status 1, as on
+// a broken Runtime API (on Lambda the next invocation would come instead).
+TEST(LambdaKmeans, ThreeFunctionsFromTheirEventsAgreeAndPassTheCheck) {
+  const std::string secret = "lambda-kmeans-secret-0123456789abcdef";
+  fmitest::SecretFile file(secret);
+  fmitest::RendezvousServer server({"--secret-file", file.path()});
+  constexpr unsigned n = 3;
+  const json config = json::parse(fmitest::direct_config("127.0.0.1", server.port(), 20s));
+  std::vector<std::unique_ptr<RuntimeApiServer>> apis;
+  for (unsigned p = 0; p < n; ++p)
+    apis.push_back(std::make_unique<RuntimeApiServer>(json::array(
+        {{{"request_id", "kmeans-" + std::to_string(p)},
+          {"event",
+           {{"peer_id", p}, {"num_peers", n}, {"comm_name", fmitest::comm_name()},
+            {"fmi_config", config}, {"points", 3000}, {"epochs", 40}, {"check", true}}}}})));
+  auto res = fmitest::run_forked(n, [&](unsigned p) {
+    ::setenv("FMI_SECRET", secret.c_str(), 1);
+    ::setenv("AWS_LAMBDA_RUNTIME_API", apis[p]->address().c_str(), 1);
+    ::execl(FMI_KMEANS_PATH, "kmeans", "--lambda", static_cast<char*>(nullptr));
+    throw std::runtime_error("exec " FMI_KMEANS_PATH " failed");
+  });
+  std::vector<json> bodies;
+  for (unsigned p = 0; p < n; ++p) {
+    SCOPED_TRACE("peer " + std::to_string(p));
+    EXPECT_TRUE(res[p].exited && res[p].code == 1) << res[p].code << " " << res[p].signal;
+    EXPECT_TRUE(apis[p]->requests("error").empty());
+    auto responses = apis[p]->requests("response");
+    ASSERT_EQ(responses.size(), 1u);
+    EXPECT_EQ(responses[0]["request_id"], "kmeans-" + std::to_string(p));
+    bodies.push_back(json::parse(responses[0]["body"].get<std::string>()));
+    EXPECT_EQ(bodies[p]["peer_id"], p);
+    EXPECT_EQ(bodies[p]["num_peers"], n);
+    EXPECT_EQ(bodies[p]["check"], true);
+    EXPECT_EQ(bodies[p]["converged"], true);
+  }
+  // One allreduce a epoch: every function ends at the same epoch with the same inertia.
+  for (unsigned p = 1; p < bodies.size(); ++p) {
+    EXPECT_EQ(bodies[p]["epochs"], bodies[0]["epochs"]);
+    EXPECT_EQ(bodies[p]["inertia"], bodies[0]["inertia"]);
+  }
+}
+#endif
