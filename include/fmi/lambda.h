@@ -131,7 +131,9 @@ struct ServeOptions {
 /// handler's string, or, when it throws, POST .../runtime/invocation/{id}/error with
 /// {"errorType": error_type(e), "errorMessage": what()} and the header
 /// Lambda-Runtime-Function-Error-Type: errorType. A handler's exception never ends
-/// the loop: the next invocation may well succeed.
+/// the loop: the next invocation may well succeed. A response the Runtime API refuses
+/// as too large (413; Lambda takes 6 MB) becomes the invocation's error too
+/// (FMI::UsageError naming the size).
 ///
 /// Init error vs invocation error: only a failure before the first invocation is an
 /// init error (ServeOptions::init). A broken event contract (a missing peer_id) is

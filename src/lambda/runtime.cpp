@@ -147,6 +147,17 @@ int serve(const Handler& handler, const ServeOptions& options) {
       continue;
     }
     auto r = http.post(base + "/response", result, {}, kPostLimit);
+    if (r.status == 413) {
+      // Larger than Lambda takes (6 MB synchronous): the invocation is still open,
+      // and its caller should learn why there is no result.
+      try {
+        FMI_THROW(UsageError, "FMI::Lambda: the response of invocation ", inv.request_id, " is ",
+                  result.size(), " bytes, more than the Runtime API accepts (413: ", r.body, ")");
+      } catch (...) {
+        post_error(http, base + "/error", std::current_exception());
+      }
+      continue;
+    }
     if (r.status / 100 != 2)
       FMI_THROW(ChannelError, "Lambda runtime: POST ", base, "/response answered ", r.status,
                 ": ", r.body);

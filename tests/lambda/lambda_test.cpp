@@ -108,6 +108,30 @@ TEST(LambdaServe, AThrowingHandlerPostsItsErrorAndTheLoopGoesOn) {
   EXPECT_EQ(responses[0]["body"], "\"fine\"");
 }
 
+TEST(LambdaServe, AResponseLargerThanLambdaTakesBecomesTheInvocationsError) {
+  RuntimeApiServer api(json::array({{{"request_id", "huge"}, {"event", json::object()}},
+                                    {{"request_id", "small"}, {"event", json::object()}}}));
+  const std::size_t huge = 7u << 20;
+  EXPECT_EQ(FMI::Lambda::serve(
+                [&](const FMI::Lambda::Invocation& inv) {
+                  return inv.request_id == "huge" ? std::string(huge, 'x') : std::string("1");
+                },
+                at(api, 2)),
+            0);
+  auto responses = api.requests("response");
+  ASSERT_EQ(responses.size(), 2u);
+  EXPECT_EQ(responses[0]["status"], 413);
+  EXPECT_EQ(responses[1]["request_id"], "small");
+  EXPECT_EQ(responses[1]["status"], 202);
+  auto errors = api.requests("error");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0]["request_id"], "huge");
+  EXPECT_EQ(errors[0]["status"], 202);
+  EXPECT_EQ(errors[0]["error_type"], "FMI::UsageError");
+  const std::string msg = json::parse(errors[0]["body"].get<std::string>())["errorMessage"];
+  EXPECT_NE(msg.find(std::to_string(huge) + " bytes"), std::string::npos) << msg;
+}
+
 TEST(LambdaServe, AFailingInitPostsInitErrorAndFetchesNothing) {
   RuntimeApiServer api(json::array({{{"request_id", "never"}, {"event", json::object()}}}));
   auto opt = at(api, 1);

@@ -13,7 +13,8 @@ does for a custom runtime, with the invocations given in FILE (a JSON list of
        -Trace-Id (each only when given); 410 when none is left (Lambda would block:
        here a client asking once too often must fail the test, not hang it)
   POST /2018-06-01/runtime/invocation/{id}/response  202; 400 for an id that was not
-       handed out or is already answered
+       handed out or is already answered; 413 for a body over 6 MiB (Lambda's limit),
+       the invocation staying open
   POST /2018-06-01/runtime/invocation/{id}/error     202 (same check)
   POST /2018-06-01/runtime/init/error                202; 403 after the first next
 
@@ -32,6 +33,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 API = "/2018-06-01/runtime"
+# Lambda's limit on a synchronous response.
+MAX_RESPONSE = 6 * 1024 * 1024
 INVOCATION_RE = re.compile(r"^" + re.escape(API) + r"/invocation/([^/]+)/(response|error)$")
 
 
@@ -100,8 +103,13 @@ class Handler(BaseHTTPRequestHandler):
         elif m:
             request_id, kind = m.group(1), m.group(2)
             with st.lock:
-                status = 202 if request_id in st.open_ids else 400
-                st.open_ids.discard(request_id)
+                if request_id not in st.open_ids:
+                    status = 400
+                elif kind == "response" and length > MAX_RESPONSE:
+                    status = 413  # the invocation stays open for an error
+                else:
+                    status = 202
+                    st.open_ids.discard(request_id)
         else:
             kind, request_id, status = "unknown", None, 404
         st.record(method="POST", path=self.path, kind=kind, request_id=request_id, status=status,
