@@ -204,7 +204,7 @@ struct Result {
 Result run(FMI::Communicator& comm, const Options& o, double setup_ms) {
   const unsigned id = comm.peer_id(), n = comm.num_peers();
   const std::size_t k = o.k, D = kFeatures;
-  Result r;
+  bool check_ok = true;
   const Truth truth = make_truth(o);
   const std::vector<double> x = make_shard(o, truth, id);
   if (id == 0)
@@ -335,18 +335,13 @@ Result run(FMI::Communicator& comm, const Options& o, double setup_ms) {
         used[best] = true;
       }
     }
-    r.check_ok = ok;
+    check_ok = ok;
     if (ok && id == 0)
       std::printf(
           "check passed: identical centroids on all %u functions, every true centre found\n", n);
   }
-  r.epochs = epochs;
-  r.converged = converged;
-  r.inertia = inertia;
-  r.bcast_ms = bcast_ms;
-  r.comm_ms = comm_ms;
-  r.compute_ms = compute_ms;
-  return r;
+  return {.epochs = epochs, .converged = converged, .inertia = inertia, .bcast_ms = bcast_ms,
+          .comm_ms = comm_ms, .compute_ms = compute_ms, .check_ok = check_ok};
 }
 
 #ifdef FMI_WITH_LAMBDA

@@ -273,18 +273,29 @@ TEST(LambdaJob, ABrokenContractIsTheInvocationsErrorNamingTheField) {
 
 // ---- a job ------------------------------------------------------------------------
 
+// A rendezvous server with a shared secret, and the fmi_config of a job on it without
+// the secret (as fmirun --lambda sends it): the functions have it from FMI_SECRET only.
+struct DirectJob {
+  std::string secret = "lambda-test-secret-0123456789abcdef";
+  fmitest::SecretFile file{secret};
+  fmitest::RendezvousServer server{std::vector<std::string>{"--secret-file", file.path()}};
+  json config = json::parse(fmitest::direct_config("127.0.0.1", server.port(), 20s));
+
+  /// In a forked function: the environment Lambda would give it.
+  void enter_function(const RuntimeApiServer& api) const {
+    ::setenv("FMI_SECRET", secret.c_str(), 1);
+    ::setenv("AWS_LAMBDA_RUNTIME_API", api.address().c_str(), 1);
+  }
+};
+
 // 3 functions, each a process that serves its own Runtime API (as each Lambda
 // function has its own), two jobs in a row: the second reuses the warm process with
 // a fresh comm name. The handlers build their Communicators from the events (Direct,
 // the secret from the environment only) and allreduce; every response is checked.
 TEST(LambdaJob, ThreeFunctionsRunAnAllreduceFromTheirEvents) {
-  const std::string secret = "lambda-test-secret-0123456789abcdef";
-  fmitest::SecretFile file(secret);
-  fmitest::RendezvousServer server({"--secret-file", file.path()});
+  const DirectJob direct;
   constexpr unsigned n = 3;
-  // No "secret" in fmi_config: as fmirun --lambda sends it.
-  const json config = json::parse(fmitest::direct_config("127.0.0.1", server.port(), 20s));
-  ASSERT_FALSE(config["backends"]["Direct"].contains("secret"));
+  ASSERT_FALSE(direct.config["backends"]["Direct"].contains("secret"));
   std::vector<std::unique_ptr<RuntimeApiServer>> apis;
   for (unsigned p = 0; p < n; ++p) {
     json invocations = json::array();
@@ -293,12 +304,11 @@ TEST(LambdaJob, ThreeFunctionsRunAnAllreduceFromTheirEvents) {
           {{"request_id", "job" + std::to_string(job) + "-peer" + std::to_string(p)},
            {"event",
             {{"peer_id", p}, {"num_peers", n}, {"comm_name", fmitest::comm_name() + std::to_string(job)},
-             {"fmi_config", config}, {"scale", 10 * (job + 1)}}}});
+             {"fmi_config", direct.config}, {"scale", 10 * (job + 1)}}}});
     apis.push_back(std::make_unique<RuntimeApiServer>(invocations));
   }
   auto res = fmitest::run_forked(n, [&](unsigned p) {
-    ::setenv("FMI_SECRET", secret.c_str(), 1);
-    ::setenv("AWS_LAMBDA_RUNTIME_API", apis[p]->address().c_str(), 1);
+    direct.enter_function(*apis[p]);
     FMI::Lambda::ServeOptions opt;
     opt.max_invocations = 2;
     const int rc = FMI::Lambda::serve(
@@ -339,21 +349,17 @@ TEST(LambdaJob, ThreeFunctionsRunAnAllreduceFromTheirEvents) {
 // invocation is used, which ends serve() with a ChannelError: exit status 1, as on
 // a broken Runtime API (on Lambda the next invocation would come instead).
 TEST(LambdaKmeans, ThreeFunctionsFromTheirEventsAgreeAndPassTheCheck) {
-  const std::string secret = "lambda-kmeans-secret-0123456789abcdef";
-  fmitest::SecretFile file(secret);
-  fmitest::RendezvousServer server({"--secret-file", file.path()});
+  const DirectJob direct;
   constexpr unsigned n = 3;
-  const json config = json::parse(fmitest::direct_config("127.0.0.1", server.port(), 20s));
   std::vector<std::unique_ptr<RuntimeApiServer>> apis;
   for (unsigned p = 0; p < n; ++p)
     apis.push_back(std::make_unique<RuntimeApiServer>(json::array(
         {{{"request_id", "kmeans-" + std::to_string(p)},
           {"event",
            {{"peer_id", p}, {"num_peers", n}, {"comm_name", fmitest::comm_name()},
-            {"fmi_config", config}, {"points", 3000}, {"epochs", 40}, {"check", true}}}}})));
+            {"fmi_config", direct.config}, {"points", 3000}, {"epochs", 40}, {"check", true}}}}})));
   auto res = fmitest::run_forked(n, [&](unsigned p) {
-    ::setenv("FMI_SECRET", secret.c_str(), 1);
-    ::setenv("AWS_LAMBDA_RUNTIME_API", apis[p]->address().c_str(), 1);
+    direct.enter_function(*apis[p]);
     ::execl(FMI_KMEANS_PATH, "kmeans", "--lambda", static_cast<char*>(nullptr));
     throw std::runtime_error("exec " FMI_KMEANS_PATH " failed");
   });
