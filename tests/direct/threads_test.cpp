@@ -62,6 +62,9 @@ struct Setup {
   unsigned peers;
   bool encryption;
 };
+void PrintTo(const Setup& s, std::ostream* os) {
+  *os << s.peers << " peers, " << (s.encryption ? "sealed" : "plain");
+}
 std::string setup_name(const testing::TestParamInfo<Setup>& i) {
   return "n" + std::to_string(i.param.peers) + (i.param.encryption ? "_sealed" : "_plain");
 }
