@@ -381,3 +381,45 @@ TEST(DirectProbe, DeadPeerFailsEveryWaiterOnIt) {
   EXPECT_TRUE(res[1].exited && res[1].code == 0);
   EXPECT_EQ(res[2].signal, SIGKILL);
 }
+
+// Two threads reach their first collective message at once: both open the full
+// mesh (one punches, the other waits for the same connections), then exchange.
+// A third thread's receive times out meanwhile without disturbing the others
+// (nothing of its message had moved, so its connection stays usable).
+TEST(DirectThreadsMesh, TwoThreadsOpenTheMeshAtOnceAndATimeoutStaysLocal) {
+  RendezvousServer server;
+  constexpr unsigned n = 4;
+  auto res = run_forked(n, [&](unsigned me) {
+    auto ch = make_direct_channel(server.port(), me, n, comm_name());
+    const unsigned next = (me + 1) % n, prev = (me + n - 1) % n;
+    in_threads(3, [&](unsigned k) {
+      if (k == 2) {
+        std::vector<std::byte> in(10);
+        auto t0 = Clock::now();
+        bool timed_out = false;
+        try {
+          ch->recv(next, in, tag(77), Clock::now() + 200ms);  // nobody sends it
+        } catch (const FMI::TimeoutError& e) {
+          timed_out = std::string(e.what()).find("peer " + std::to_string(next)) !=
+                      std::string::npos;
+        }
+        PEER_CHECK(timed_out, "no TimeoutError naming peer ", next);
+        PEER_CHECK(Clock::now() - t0 < 10s);
+        return;
+      }
+      const auto op = k == 0 ? Operation::allreduce : Operation::bcast;
+      for (std::uint32_t r = 0; r < 3; ++r) {
+        auto out = make_data(kLarge / (r + 1), me, next, 10 * k + r);
+        std::vector<std::byte> in(out.size());
+        ch->sendrecv(next, out, prev, in, tag(10 * k + r, op), deadline());
+        check_data(in, prev, me, 10 * k + r);
+      }
+    });
+    PEER_CHECK(ch->connected_peers() == n - 1, ch->connected_peers(), " connections");
+    // The connection of the timed-out receive still works.
+    std::vector<std::byte> in(5);
+    ch->sendrecv(prev, make_data(5, me, prev, 78), next, in, tag(78), deadline());
+    check_data(in, next, me, 78);
+  });
+  expect_all_ok(res);
+}
