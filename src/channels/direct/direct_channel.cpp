@@ -797,15 +797,16 @@ void DirectChannel::timed_out(Waiter& w, Utils::Clock::time_point start) {
 void DirectChannel::retire(Waiter& w) {
   waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &w));
   if (!w.connecting.empty()) mesh_->unwant(w.connecting);
-  const std::string why =
-      std::string("a ") + w.op + (w.error ? " failed" : " timed out") + " mid-message";
+  auto why = [&] {
+    return std::string("a ") + w.op + (w.error ? " failed" : " timed out") + " mid-message";
+  };
   for (auto& t : w.ts) {
     const bool half = !t.finished() && t.done > 0;
     if (t.sending) {
       auto& q = out_[t.peer];
       auto it = std::find(q.begin(), q.end(), &t);
       if (it == q.end()) continue;
-      if (it == q.begin() && half) mesh_->mark_broken(t.peer, why);
+      if (it == q.begin() && half) mesh_->mark_broken(t.peer, why());
       q.erase(it);
     } else {
       auto& in = in_[t.peer];
@@ -816,7 +817,7 @@ void DirectChannel::retire(Waiter& w) {
       if (half && !t.checked)
         unread(t.peer, t.hdr, t.done, nullptr, 0);
       else if (half)
-        mesh_->mark_broken(t.peer, why);
+        mesh_->mark_broken(t.peer, why());
     }
   }
   // Another thread may now read the stream this one held, or be the first sender.
