@@ -111,8 +111,7 @@ TEST_P(DirectThreads, ConcurrentOperationsOnEveryPair) {
         } else {
           for (unsigned r = 1; r < n; ++r) {
             std::vector<std::byte> none;
-            ch->sendrecv((me + r) % n, none, (me + n - r) % n, none, tag(seq * 16 + r),
-                         deadline());
+            ch->sendrecv((me + r) % n, none, (me + n - r) % n, none, tag(seq * 16 + r), deadline());
           }
         }
       }
@@ -318,8 +317,9 @@ TEST(DirectProbe, TimesOut) {
       }
       auto took = Clock::now() - t0;
       PEER_CHECK(!what.empty(), "no TimeoutError");
-      PEER_CHECK(what.find("probe") != std::string::npos && what.find("peer 1") != std::string::npos,
-                 what);
+      PEER_CHECK(
+          what.find("probe") != std::string::npos && what.find("peer 1") != std::string::npos,
+          what);
       PEER_CHECK(took >= 300ms && took < 5s, "took ", took.count());
       ch->send(1, std::vector<std::byte>(1), tag(1), deadline());
     } else {
@@ -400,8 +400,8 @@ TEST(DirectThreadsMesh, TwoThreadsOpenTheMeshAtOnceAndATimeoutStaysLocal) {
         try {
           ch->recv(next, in, tag(77), Clock::now() + 200ms);  // nobody sends it
         } catch (const FMI::TimeoutError& e) {
-          timed_out = std::string(e.what()).find("peer " + std::to_string(next)) !=
-                      std::string::npos;
+          timed_out =
+              std::string(e.what()).find("peer " + std::to_string(next)) != std::string::npos;
         }
         PEER_CHECK(timed_out, "no TimeoutError naming peer ", next);
         PEER_CHECK(Clock::now() - t0 < 10s);

@@ -139,8 +139,7 @@ DirectChannel::DirectChannel(DirectConfig cfg)
   // FMI_SECRET (if set) replaces the configured secret here, once.
   cfg_.secret = Wire::auth::resolve_secret(cfg_.secret);
   wake_ = Wire::Socket(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!wake_)
-    FMI_THROW(ChannelError, "Direct: eventfd failed: ", Wire::errno_text(errno));
+  if (!wake_) FMI_THROW(ChannelError, "Direct: eventfd failed: ", Wire::errno_text(errno));
 }
 
 DirectChannel::~DirectChannel() { finalize(); }
@@ -544,7 +543,6 @@ bool DirectChannel::take_parked(Utils::peer_num src, Bytes out, Tag tag) {
   });
 }
 
-
 // ---------------------------------------------------------------------------
 // The progress engine (leader/followers, see direct_channel.h).
 //
@@ -617,9 +615,11 @@ bool DirectChannel::pump_one(Waiter& w) {
       auto& in = in_[t.peer];
       if (!in.reader) in.reader = in.recvs.front();
       if (in.reader != &t) continue;
-      std::size_t before = t.done + in.park_done + in.pending.size() + matcher_.parked_messages(t.peer);
+      std::size_t before =
+          t.done + in.park_done + in.pending.size() + matcher_.parked_messages(t.peer);
       bool fin = step(t);
-      progress |= t.done + in.park_done + in.pending.size() + matcher_.parked_messages(t.peer) != before;
+      progress |=
+          t.done + in.park_done + in.pending.size() + matcher_.parked_messages(t.peer) != before;
       if (fin) {
         in.recvs.erase(std::find(in.recvs.begin(), in.recvs.end(), &t));
         in.reader = nullptr;
@@ -787,8 +787,8 @@ void DirectChannel::timed_out(Waiter& w, Utils::Clock::time_point start) {
             " peer " + std::to_string(t.peer) + " (" + to_string(t.tag) + ", " +
             std::to_string(t.done) + " of " + std::to_string(t.total()) + " bytes moved)";
   }
-  FMI_THROW(TimeoutError, "Direct: ", w.op, " timed out after ", format_duration(now - start),
-            ": ", what);
+  FMI_THROW(TimeoutError, "Direct: ", w.op, " timed out after ", format_duration(now - start), ": ",
+            what);
 }
 
 // Takes `w`'s transfers out of the queues. A message half moved leaves its stream

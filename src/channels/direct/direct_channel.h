@@ -125,14 +125,14 @@ class DirectChannel final : public PeerToPeerChannel {
 
   // Threads: everything above is guarded by mu_.
   mutable std::mutex mu_;
-  std::condition_variable cv_;      // a waiter finished, or the leader role is free
-  std::vector<Waiter*> waiters_;    // every call in progress
-  bool leading_ = false;            // some thread drives progress
-  bool polling_ = false;            // ... and sleeps in poll without mu_
-  unsigned sleepers_ = 0;           // threads waiting on cv_
-  std::uint64_t pumps_ = 0;         // passes of the leader over the waiters
-  Wire::Socket wake_;               // eventfd: wakes the leader from poll
-  std::vector<pollfd> fds_;         // the leader's, reused across polls
+  std::condition_variable cv_;    // a waiter finished, or the leader role is free
+  std::vector<Waiter*> waiters_;  // every call in progress
+  bool leading_ = false;          // some thread drives progress
+  bool polling_ = false;          // ... and sleeps in poll without mu_
+  unsigned sleepers_ = 0;         // threads waiting on cv_
+  std::uint64_t pumps_ = 0;       // passes of the leader over the waiters
+  Wire::Socket wake_;             // eventfd: wakes the leader from poll
+  std::vector<pollfd> fds_;       // the leader's, reused across polls
 };
 
 }  // namespace FMI::Comm

@@ -101,9 +101,8 @@ void Mesh::connect_timed_out(std::span<const std::uint32_t> peers, Clock::time_p
   auto now = Clock::now();
   if (!session_.have_table())
     FMI_THROW(TimeoutError, "Direct: ", op, ": no endpoint table from rendezvous server ",
-              server_str(), " after ", ms_text(now - start), " (peer ", opt_.peer_id,
-              " of comm '", opt_.comm, "' waits for all ", opt_.num_peers,
-              " peers to register)");
+              server_str(), " after ", ms_text(now - start), " (peer ", opt_.peer_id, " of comm '",
+              opt_.comm, "' waits for all ", opt_.num_peers, " peers to register)");
   std::uint32_t p = opt_.peer_id;
   for (auto q : peers)
     if (q != opt_.peer_id && puncher_.fd(q) < 0) {
@@ -133,22 +132,21 @@ void Mesh::connect_timed_out(std::span<const std::uint32_t> peers, Clock::time_p
         hint += " Peer " + std::to_string(q) + "'s NAT changed its port (private " +
                 e.private_ep.str() + ", public " + e.public_ep.str() + ").";
     }
-    FMI_THROW(
-        ChannelError, "Direct: ", op, ": hole punching between peer ", opt_.peer_id,
-        " and peer ", p, " failed: no TCP connection within ", ms_text(now - start),
-        " (public endpoints ", table.peers[opt_.peer_id].public_ep.str(), " and ",
-        table.peers[p].public_ep.str(),
-        "; last error: ", puncher_.last_error(p).empty() ? "none" : puncher_.last_error(p),
-        "). Likely a symmetric NAT (a different public port per destination), "
-        "a firewall, or peer ",
-        p, " is not running.", hint,
-        session_.relay_started(p)
-            ? " The relay through the rendezvous server did not connect either" +
-                  (session_.relay_error(p).empty()
-                       ? std::string(" (peer ") + std::to_string(p) + " never asked for it)"
-                       : ": " + session_.relay_error(p)) +
-                  "."
-            : std::string(" No relay was tried (FMI_DIRECT_RELAY=never)."));
+    FMI_THROW(ChannelError, "Direct: ", op, ": hole punching between peer ", opt_.peer_id,
+              " and peer ", p, " failed: no TCP connection within ", ms_text(now - start),
+              " (public endpoints ", table.peers[opt_.peer_id].public_ep.str(), " and ",
+              table.peers[p].public_ep.str(),
+              "; last error: ", puncher_.last_error(p).empty() ? "none" : puncher_.last_error(p),
+              "). Likely a symmetric NAT (a different public port per destination), "
+              "a firewall, or peer ",
+              p, " is not running.", hint,
+              session_.relay_started(p)
+                  ? " The relay through the rendezvous server did not connect either" +
+                        (session_.relay_error(p).empty()
+                             ? std::string(" (peer ") + std::to_string(p) + " never asked for it)"
+                             : ": " + session_.relay_error(p)) +
+                        "."
+                  : std::string(" No relay was tried (FMI_DIRECT_RELAY=never)."));
   }
 }
 

@@ -65,8 +65,8 @@ class Mesh {
   bool ready(std::span<const std::uint32_t> peers, const char* op) const;
   /// Throws the error that explains why the wait for `peers` that began at `start`
   /// ran out of time (no table, authentication, handshake, punching, relay).
-  [[noreturn]] void connect_timed_out(std::span<const std::uint32_t> peers,
-                                      Clock::time_point start, const char* op) const;
+  [[noreturn]] void connect_timed_out(std::span<const std::uint32_t> peers, Clock::time_point start,
+                                      const char* op) const;
   /// Punching rounds, relay fallbacks and handshake expiry that are due by `now`;
   /// next_timer() is when the next one is.
   void timers(Clock::time_point now);
@@ -95,7 +95,7 @@ class Mesh {
 
  private:
   struct Want {
-    unsigned wanted = 0;  // callers waiting for this pair
+    unsigned wanted = 0;                // callers waiting for this pair
     Clock::time_point first_attempt{};  // when punching this pair started
   };
 
