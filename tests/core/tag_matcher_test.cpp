@@ -85,3 +85,23 @@ TEST(TagMatcher, ClearDropsEverything) {
   m.park(4, t, bytes({9}));
   EXPECT_EQ(*m.pop(4, t), bytes({9}));
 }
+
+// What a probe over several sources uses: peek leaves the message, gives its
+// size, and arrival numbers order messages across sources.
+TEST(TagMatcher, PeekLeavesTheMessageAndOrdersArrivalsAcrossSources) {
+  TagMatcher m;
+  const Tag t{Operation::send, 1}, u{Operation::send, 2};
+  EXPECT_FALSE(m.peek(3, t).has_value());
+  m.park(3, u, bytes({1, 2}));
+  m.park(1, t, bytes({1, 2, 3}));
+  m.park(3, t, bytes({}));
+  auto a = m.peek(1, t), b = m.peek(3, t), c = m.peek(3, u);
+  ASSERT_TRUE(a && b && c);
+  EXPECT_EQ(a->bytes, 3u);
+  EXPECT_EQ(b->bytes, 0u);
+  EXPECT_EQ(c->bytes, 2u);
+  EXPECT_LT(c->arrival, a->arrival);
+  EXPECT_LT(a->arrival, b->arrival);
+  EXPECT_EQ(*m.pop(1, t), bytes({1, 2, 3}));  // still there after peek
+  EXPECT_FALSE(m.peek(1, t).has_value());
+}

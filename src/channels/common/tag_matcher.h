@@ -13,8 +13,11 @@
 //
 // How the bytes arrive stays with the channel: Direct reads them off its stream
 // (and decides what is too large to keep), the in-process channel gets them from
-// the sender's thread. Not thread-safe: Direct uses it from its one thread; the
+// the sender's thread. Not thread-safe: Direct guards it with its channel lock; the
 // in-process channel keeps one per receiver, guarded by that receiver's mutex.
+//
+// Every parked message gets an arrival number (increasing across all sources), so
+// a probe over several sources can pick the oldest message that has arrived.
 #pragma once
 
 #include <algorithm>
@@ -37,7 +40,19 @@ class TagMatcher {
     // Grown on demand: the matcher needs no peer count, and a source it never
     // heard from simply has nothing parked.
     if (src >= from_.size()) from_.resize(std::size_t(src) + 1);
-    from_[src].push_back({tag, std::move(data)});
+    from_[src].push_back({tag, next_arrival_++, std::move(data)});
+  }
+
+  /// What a probe sees of the oldest message from `src` with `tag`, left parked.
+  struct Peeked {
+    std::uint64_t arrival;  // smaller: arrived earlier (any source)
+    std::size_t bytes;
+  };
+  std::optional<Peeked> peek(Utils::peer_num src, Tag tag) const {
+    if (src >= from_.size()) return std::nullopt;
+    for (const auto& m : from_[src])
+      if (m.tag == tag) return Peeked{m.arrival, m.data.size()};
+    return std::nullopt;
   }
 
   /// Removes and returns the oldest message from `src` with `tag`; nullopt when
@@ -91,9 +106,11 @@ class TagMatcher {
  private:
   struct Message {
     Tag tag;
+    std::uint64_t arrival;
     std::vector<std::byte> data;
   };
   std::vector<std::deque<Message>> from_;  // indexed by source peer
+  std::uint64_t next_arrival_ = 0;
 };
 
 }  // namespace FMI::Comm

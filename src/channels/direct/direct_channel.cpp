@@ -1,6 +1,7 @@
 #include "channels/direct/direct_channel.h"
 
 #include <sched.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -9,6 +10,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include "channels/direct/secure.h"
 #include "fmi/errors.h"
@@ -54,6 +56,10 @@ constexpr std::size_t kHeader = 16;
 constexpr std::uint64_t kMaxParkedBytes = std::uint64_t(1) << 30;  // per source peer
 constexpr std::size_t kMaxParkedMessages = 4096;                   // per source peer
 constexpr std::size_t kParkGrowth = std::size_t(1) << 20;          // first step, then x2
+// A non-blocking probe while another thread leads waits at most this long for the
+// leader's next pass over the sockets (it is woken from poll at once; this only
+// bounds a leader stuck in a long step).
+constexpr auto kProbePass = std::chrono::milliseconds(20);
 
 void put_u64(std::byte* p, std::uint64_t v) {
   for (int i = 0; i < 8; ++i) p[i] = std::byte(std::uint8_t(v >> (56 - 8 * i)));
@@ -65,7 +71,9 @@ std::uint64_t get_u64(const std::byte* p) {
 }
 }  // namespace
 
-/// One direction of one message in progress: header then payload.
+/// One direction of one message in progress: header then payload. A probe's
+/// transfer (`probe`) reads headers only, handing each message to the receive
+/// that wants it or parking it; it never finishes.
 struct DirectChannel::Transfer {
   bool sending;
   Utils::peer_num peer;
@@ -76,31 +84,62 @@ struct DirectChannel::Transfer {
   std::byte hdr[kHeader];
   std::size_t done = 0;  // bytes of header + payload moved
   bool checked = false;  // receive: header verified
-  // Receive: a message with another tag arrived first (e.g. a point-to-point
-  // message while we are inside a collective). It is read into `park` and kept
-  // for the recv that asks for it; then this transfer reads the next header.
-  bool parking = false;
-  Tag park_tag{};
-  std::vector<std::byte> park{};  // grows as bytes arrive, up to park_len
-  std::size_t park_len = 0;       // the size its header announced
-  std::size_t park_done = 0;
+  bool probe = false;
+  Waiter* owner = nullptr;
   // Encrypted connection (null: plaintext). Send: wire bytes [buf_begin, buf_end)
   // of this message are sealed in link->txbuf. Receive: `body` reads the records
-  // into `data` and opens them in place; `park_body` does so for a parked message.
+  // into `data` and opens them in place.
   Direct::secure::Link* link = nullptr;
   std::size_t buf_begin = 0, buf_end = 0;
   Direct::secure::BodyReader body{};
-  std::byte park_hdr[kHeader]{};
-  Direct::secure::BodyReader park_body{};
 
   std::size_t total() const { return kHeader + (link ? Direct::secure::body_size(size) : size); }
   bool finished() const { return done == total(); }
+};
+
+/// The stream from one source peer. One receive at a time reads it (`reader`);
+/// the others registered for this source wait their turn in `recvs`. A header
+/// that the reader does not want goes to the oldest other receive that wants its
+/// tag (the bytes are given back to the stream, `pending`, and that receive
+/// becomes the reader), or, when nobody waits for it, is parked: read here, by
+/// whichever receive reads the stream, into the matcher.
+struct DirectChannel::Inbound {
+  std::vector<Transfer*> recvs;  // registration order
+  Transfer* reader = nullptr;
+  std::vector<std::byte> pending;  // stream bytes read ahead and given back
+  bool parking = false;
+  Tag park_tag{};
+  std::vector<std::byte> park{};  // grows as bytes arrive, up to park_len (plaintext)
+  std::size_t park_len = 0;       // the size its header announced
+  std::size_t park_done = 0;
+  std::byte park_hdr[kHeader]{};
+  Direct::secure::BodyReader park_body{};
+};
+
+/// One call in progress (send, recv, sendrecv, a wait for connections, a probe),
+/// registered in waiters_ while it waits. Completed by whichever thread leads.
+struct DirectChannel::Waiter {
+  const char* op;
+  Utils::Deadline deadline;
+  std::span<Transfer> ts{};
+  std::span<const Utils::peer_num> connecting{};  // connections awaited (want()ed)
+  bool connected = true;
+  std::span<const Envelope> wanted{};  // a probe's
+  bool probing = false;
+  std::span<const Utils::peer_num> later{};  // a probe's sources not connected yet
+  bool one_pass = false;  // non-blocking probe: done after one pass of the leader
+  std::uint64_t pass_after = 0;
+  std::optional<Probed> hit{};
+  std::exception_ptr error{};
+  bool done = false;
 };
 
 DirectChannel::DirectChannel(DirectConfig cfg)
     : cfg_(std::move(cfg)), spin_(spin_from_env()), relay_(relay_from_env()) {
   // FMI_SECRET (if set) replaces the configured secret here, once.
   cfg_.secret = Wire::auth::resolve_secret(cfg_.secret);
+  wake_ = Wire::Socket(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!wake_) FMI_THROW(ChannelError, "Direct: eventfd failed: ", Wire::errno_text(errno));
 }
 
 DirectChannel::~DirectChannel() { finalize(); }
@@ -110,9 +149,12 @@ void DirectChannel::init(const ChannelContext& ctx) {
     FMI_THROW(UsageError, "Direct: init with peer id ", ctx.peer_id, " of ", ctx.num_peers,
               " peers");
   finalize();
+  Lock lk(mu_);
   ctx_ = ctx;
   matcher_.clear();
-  pending_.assign(ctx.num_peers, {});
+  in_ = std::vector<Inbound>(ctx.num_peers);
+  out_.assign(ctx.num_peers, {});
+  probe_wanted_.assign(ctx.num_peers, false);
   initialised_ = true;
   meshed_ = false;
   if (ctx.num_peers > 1) {
@@ -123,15 +165,21 @@ void DirectChannel::init(const ChannelContext& ctx) {
 }
 
 void DirectChannel::finalize() noexcept {
+  Lock lk(mu_);
   mesh_.reset();
   matcher_.clear();
-  pending_.clear();
+  in_.clear();
+  out_.clear();
   initialised_ = false;
 }
 
-std::string DirectChannel::local_endpoint() const { return mesh_ ? mesh_->local().str() : ""; }
+std::string DirectChannel::local_endpoint() const {
+  Lock lk(mu_);
+  return mesh_ ? mesh_->local().str() : "";
+}
 
 unsigned DirectChannel::connected_peers() const {
+  Lock lk(mu_);
   unsigned n = 0;
   if (mesh_)
     for (Utils::peer_num p = 0; p < ctx_.num_peers; ++p)
@@ -146,28 +194,32 @@ void DirectChannel::check_peer(Utils::peer_num p, const char* op) const {
               " peers)");
 }
 
-void DirectChannel::ensure(std::initializer_list<Utils::peer_num> peers, Utils::Deadline deadline,
-                           const char* op) {
-  bool missing = false;
-  for (auto p : peers) {
-    if (p == ctx_.peer_id) continue;
-    if (!mesh_->broken(p).empty())
-      FMI_THROW(PeerError, "Direct: ", op, ": connection to peer ", p,
-                " is broken: ", mesh_->broken(p));
-    missing |= mesh_->fd(p) < 0;
-  }
-  if (missing)
-    mesh_->connect(std::span<const Utils::peer_num>(peers.begin(), peers.size()), deadline, op);
+// Connections are opened on first use. The wait for them is a waiter like any
+// other: the leader services the control plane for every thread at once, so a
+// thread that connects never stops another's data, nor the reverse.
+void DirectChannel::ensure(std::span<const Utils::peer_num> peers, Utils::Deadline deadline,
+                           const char* op, Lock& lk) {
+  if (mesh_->ready(peers, op)) return;
+  Waiter w{op, deadline};
+  w.connecting = peers;
+  w.connected = false;
+  mesh_->want(peers);
+  wait(w, lk);
 }
 
-void DirectChannel::connect_all(Utils::Deadline deadline) {
-  if (!initialised_)
-    FMI_THROW(UsageError, "Direct: connect_all on a channel that is not initialised");
+void DirectChannel::connect_all_locked(Utils::Deadline deadline, Lock& lk) {
   if (!mesh_) return;
   std::vector<Utils::peer_num> all;
   for (Utils::peer_num p = 0; p < ctx_.num_peers; ++p)
     if (p != ctx_.peer_id && mesh_->fd(p) < 0) all.push_back(p);
-  if (!all.empty()) mesh_->connect(all, deadline, "connect_all");
+  if (!all.empty()) ensure(all, deadline, "connect_all", lk);
+}
+
+void DirectChannel::connect_all(Utils::Deadline deadline) {
+  Lock lk(mu_);
+  if (!initialised_)
+    FMI_THROW(UsageError, "Direct: connect_all on a channel that is not initialised");
+  connect_all_locked(deadline, lk);
 }
 
 // A connection failed mid-stream: it is out of step for good, so later calls on
@@ -177,13 +229,10 @@ void DirectChannel::lose(Utils::peer_num peer, const std::string& why, const cha
   FMI_THROW(PeerError, "Direct: ", why, hint);
 }
 
-// Moves as many bytes as the socket takes now. Returns true once the transfer is
-// complete; throws PeerError when the connection fails or the message does not
-// match what the receiver expects.
-// Reads up to `len` bytes of the stream from `peer`: first what an earlier
-// mismatching read left over (pending_), then the socket.
+// Reads up to `len` bytes of the stream from `peer`: first what was given back to
+// it (pending), then the socket.
 ssize_t DirectChannel::read_stream(Utils::peer_num peer, int fd, iovec* iov, int n) {
-  auto& pend = pending_[peer];
+  auto& pend = in_[peer].pending;
   if (pend.empty()) return ::readv(fd, iov, n);
   std::size_t used = 0;
   for (int i = 0; i < n && used < pend.size(); ++i) {
@@ -195,10 +244,22 @@ ssize_t DirectChannel::read_stream(Utils::peer_num peer, int fd, iovec* iov, int
   return ssize_t(used);
 }
 
+// Gives stream bytes back (they come before whatever is pending).
+void DirectChannel::unread(Utils::peer_num peer, const std::byte* a, std::size_t na,
+                           const std::byte* b, std::size_t nb) {
+  auto& pend = in_[peer].pending;
+  pend.insert(pend.begin(), b, b + nb);
+  pend.insert(pend.begin(), a, a + na);
+}
+
+// Moves as many bytes as the socket takes now. Returns true once the transfer is
+// complete, false when the socket would block or another receive took over the
+// stream; throws PeerError when the connection fails or the message does not
+// match what the receiver expects.
 bool DirectChannel::step(Transfer& t) {
   if (t.link) return t.sending ? sealed_send(t) : sealed_recv(t);
   while (!t.finished()) {
-    if (t.parking) {
+    if (!t.sending && in_[t.peer].parking) {
       if (!park_step(t)) return false;
       continue;
     }
@@ -214,8 +275,8 @@ bool DirectChannel::step(Transfer& t) {
       mh.msg_iovlen = std::size_t(n);
       r = ::sendmsg(t.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     } else {
-      // Header and payload in one call: a mismatching header is caught right after
-      // it arrives (below), and then the connection is given up anyway.
+      // Header and payload in one call: a header for another message is caught
+      // right after it arrives (below), and the bytes read past it given back.
       r = read_stream(t.peer, t.fd, iov, n);
     }
     if (r < 0) {
@@ -237,15 +298,40 @@ bool DirectChannel::step(Transfer& t) {
       t.checked = true;
       Tag got = Tag::decode(get_u64(t.hdr));
       std::uint64_t len = get_u64(t.hdr + 8);
-      if (!(got == t.tag)) {
-        // Checked here, where the header's length is read (before any allocation).
-        check_park_budget(t, got, len);
-        start_parking(t, got, len);
+      if (t.probe || !(got == t.tag)) {
+        if (!other_header(t, got, len, t.data, t.done - kHeader)) return false;
         continue;
       }
-      if (!(got == t.tag) || len != t.size) mismatch(t, got, len);
+      if (len != t.size) mismatch(t, got, len);
     }
   }
+  return true;
+}
+
+// The reader `t` read the header of a message it does not take (another tag, or
+// t is a probe's). `rest` is what the same read put past the header. Hands the
+// message to the oldest other receive from this source that wants its tag (false:
+// t stops reading), or starts parking it (true: t reads on).
+bool DirectChannel::other_header(Transfer& t, Tag got, std::uint64_t len, const std::byte* rest,
+                                 std::size_t nrest) {
+  auto& in = in_[t.peer];
+  auto reset = [&] {
+    t.done = 0;
+    t.checked = false;
+    if (t.link) t.body.start(t.hdr, t.data, t.size);
+  };
+  for (Transfer* w : in.recvs)
+    if (w != &t && !w->probe && w->tag == got) {
+      unread(t.peer, t.hdr, kHeader, rest, nrest);
+      reset();
+      in.reader = w;
+      return false;
+    }
+  // Checked here, where the header's length is read (before any allocation).
+  check_park_budget(t, got, len);
+  unread(t.peer, nullptr, 0, rest, nrest);
+  start_parking(t, got, len);
+  reset();
   return true;
 }
 
@@ -257,48 +343,63 @@ void DirectChannel::check_park_budget(const Transfer& t, Tag got, std::uint64_t 
   const std::size_t parked_n = matcher_.parked_messages(t.peer);
   if (len <= kMaxParkedBytes - parked && parked_n < kMaxParkedMessages) return;
   std::string why = "peer " + std::to_string(t.peer) + " sent a message of " + std::to_string(len) +
-                    " bytes (" + to_string(got) + ") while a receive waits for " +
-                    to_string(t.tag) + " with " + std::to_string(t.size) + " bytes, and " +
-                    std::to_string(parked_n) + " messages (" + std::to_string(parked) +
+                    " bytes (" + to_string(got) + ") while " +
+                    (t.probe ? std::string("a probe waits for its next message")
+                             : "a receive waits for " + to_string(t.tag) + " with " +
+                                   std::to_string(t.size) + " bytes") +
+                    ", and " + std::to_string(parked_n) + " messages (" + std::to_string(parked) +
                     " bytes) from it are parked already";
   mesh_->mark_broken(t.peer, why);
   FMI_THROW(PeerError, "Direct: recv: ", why, "; at most ", kMaxParkedMessages, " messages and ",
             kMaxParkedBytes, " bytes are parked per peer (peers out of step, or not an FMI peer)");
 }
 
-// The header just read belongs to another message than the one this transfer
-// waits for. The payload bytes that the same read already put into the caller's
-// buffer are the start of that message (and, if it was short, of the stream
-// after it): move them where they belong, then read the rest of the message.
+// Parking state is the stream's, not the reader's: when the reader's call ends
+// mid-message, the next receive from this source reads the rest.
 void DirectChannel::start_parking(Transfer& t, Tag got, std::uint64_t len) {
-  const std::size_t have = t.done - kHeader;  // stream bytes already in t.data
-  const std::size_t take = std::min<std::size_t>(have, len);
-  t.parking = true;
-  t.park_tag = got;
-  t.park_len = std::size_t(len);
-  t.park.assign(t.data, t.data + take);
-  t.park_done = take;
-  if (have > take) {
-    auto& pend = pending_[t.peer];
-    pend.insert(pend.begin(), t.data + take, t.data + have);
+  auto& in = in_[t.peer];
+  in.parking = true;
+  in.park_tag = got;
+  in.park_len = std::size_t(len);
+  in.park_done = 0;
+  in.park.clear();
+  if (t.link) {
+    // The sealed path reads a record's tag before it can trust the length, so the
+    // whole message is allocated at once (the budget bounded it).
+    std::memcpy(in.park_hdr, t.hdr, kHeader);
+    in.park.resize(in.park_len);
+    in.park_body.start(in.park_hdr, in.park.data(), in.park.size());
+  } else if (len == 0) {
+    finish_parking(t.peer);
   }
-  t.done = 0;
-  t.checked = false;
-  finish_parking_if_done(t);
 }
 
-void DirectChannel::finish_parking_if_done(Transfer& t) {
-  if (!t.parking || t.park_done < t.park_len) return;
-  matcher_.park(t.peer, t.park_tag, std::move(t.park));
-  t.park = {};
-  t.parking = false;
+// A parked message is complete: into the matcher, and straight to a receive from
+// that source that registered for its tag while it was being read.
+void DirectChannel::finish_parking(Utils::peer_num peer) {
+  auto& in = in_[peer];
+  in.parking = false;
+  matcher_.park(peer, in.park_tag, std::move(in.park));
+  in.park = {};
+  auto it = std::find_if(in.recvs.begin(), in.recvs.end(),
+                         [&](Transfer* w) { return !w->probe && w->tag == in.park_tag; });
+  if (it == in.recvs.end()) return;
+  Transfer& w = **it;
+  in.recvs.erase(it);
+  try {
+    take_parked(peer, {w.data, w.size}, w.tag);
+  } catch (...) {
+    w.owner->error = std::current_exception();
+  }
+  w.done = w.total();
 }
 
 bool DirectChannel::park_step(Transfer& t) {
   if (t.link) return sealed_park_step(t);
-  if (t.park_done == t.park.size())
-    t.park.resize(std::min(t.park_len, std::max(kParkGrowth, 2 * t.park.size())));
-  iovec iov{t.park.data() + t.park_done, t.park.size() - t.park_done};
+  auto& in = in_[t.peer];
+  if (in.park_done == in.park.size())
+    in.park.resize(std::min(in.park_len, std::max(kParkGrowth, 2 * in.park.size())));
+  iovec iov{in.park.data() + in.park_done, in.park.size() - in.park_done};
   ssize_t r = read_stream(t.peer, t.fd, &iov, 1);
   if (r < 0) {
     if (errno == EINTR) return true;
@@ -311,8 +412,8 @@ bool DirectChannel::park_step(Transfer& t) {
     std::string why = "peer " + std::to_string(t.peer) + " closed the connection mid-message";
     lose(t.peer, why, " (peer exited or died?)");
   }
-  t.park_done += std::size_t(r);
-  finish_parking_if_done(t);
+  in.park_done += std::size_t(r);
+  if (in.park_done == in.park_len) finish_parking(t.peer);
   return true;
 }
 
@@ -375,7 +476,7 @@ bool DirectChannel::sealed_send(Transfer& t) {
 // into the caller's buffer, where it is opened in place once its tag is in.
 bool DirectChannel::sealed_recv(Transfer& t) {
   while (!t.finished()) {
-    if (t.parking) {
+    if (in_[t.peer].parking) {
       if (!park_step(t)) return false;
       continue;
     }
@@ -394,26 +495,13 @@ bool DirectChannel::sealed_recv(Transfer& t) {
       t.checked = true;
       Tag got = Tag::decode(get_u64(t.hdr));
       std::uint64_t len = get_u64(t.hdr + 8);
-      if (!(got == t.tag)) {
-        // The sealed path reads a record's tag before it can trust the length, so
-        // the whole message is allocated at once: the budget bounds it first.
-        check_park_budget(t, got, len);
-        // Another message: what this read put past the header is its stream.
-        auto& pend = pending_[t.peer];
+      if (t.probe || !(got == t.tag)) {
         std::vector<std::byte> spill;
         t.body.spill(body, spill);
-        pend.insert(pend.begin(), spill.begin(), spill.end());
-        t.parking = true;
-        t.park_tag = got;
-        std::memcpy(t.park_hdr, t.hdr, kHeader);
-        t.park.resize(len);
-        t.park_body.start(t.park_hdr, t.park.data(), t.park.size());
-        t.done = 0;
-        t.checked = false;
-        t.body.start(t.hdr, t.data, t.size);
+        if (!other_header(t, got, len, spill.data(), spill.size())) return false;
         continue;
       }
-      if (!(got == t.tag) || len != t.size) mismatch(t, got, len);
+      if (len != t.size) mismatch(t, got, len);
     }
     const std::size_t rec = t.body.record();
     if (body && !t.body.advance(t.link->rx, body)) forged(t.peer, t.tag, rec);
@@ -422,19 +510,16 @@ bool DirectChannel::sealed_recv(Transfer& t) {
 }
 
 bool DirectChannel::sealed_park_step(Transfer& t) {
+  auto& in = in_[t.peer];
   iovec iov[2];
-  int n = t.park_body.iov(iov);
+  int n = in.park_body.iov(iov);
   ssize_t r = read_stream(t.peer, t.fd, iov, n);
   if (r < 0 && errno == EINTR) return true;
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
   if (r <= 0) io_failed(t, r);
-  const std::size_t rec = t.park_body.record();
-  if (!t.park_body.advance(t.link->rx, std::size_t(r))) forged(t.peer, t.park_tag, rec);
-  if (t.park_body.done()) {
-    matcher_.park(t.peer, t.park_tag, std::move(t.park));
-    t.park = {};
-    t.parking = false;
-  }
+  const std::size_t rec = in.park_body.record();
+  if (!in.park_body.advance(t.link->rx, std::size_t(r))) forged(t.peer, in.park_tag, rec);
+  if (in.park_body.done()) finish_parking(t.peer);
   return true;
 }
 
@@ -458,69 +543,301 @@ bool DirectChannel::take_parked(Utils::peer_num src, Bytes out, Tag tag) {
   });
 }
 
-void DirectChannel::run(std::span<Transfer> ts, Utils::Deadline deadline, const char* op) {
-  auto start = Utils::Clock::now();
-  auto spin_until = start + spin_;
-  for (;;) {
-    bool all = true, progress = false;
-    for (auto& t : ts) {
-      if (t.finished()) continue;
+// ---------------------------------------------------------------------------
+// The progress engine (leader/followers, see direct_channel.h).
+//
+// Rules that keep it free of deadlocks and lost messages:
+//  - Only the leader touches sockets and the mesh's descriptors, always under
+//    mu_; it releases mu_ only around sched_yield and ppoll, so every other
+//    thread sees consistent queues and may register, take a parked message or
+//    retire its own call meanwhile.
+//  - The leader steps every registered transfer, not only its own: a thread
+//    blocked in a recv from peer 1 keeps another thread's send to peer 2 and its
+//    receive from peer 3 moving (and the control plane, while connections are
+//    missing), so no peer waits on a thread of ours that is waiting elsewhere.
+//  - Per source one reader; per destination one writer (the first queued send):
+//    a message's bytes (and sealed records, with their sequence numbers) go out
+//    whole and in order.
+//  - A call whose transfer failed or timed out is retired by its own thread: a
+//    half-moved message breaks the connection (every later or concurrent call on
+//    it gets PeerError), a half-read header is given back to the stream.
+// ---------------------------------------------------------------------------
+
+bool DirectChannel::is_done(Waiter& w) {
+  if (w.error) return true;
+  if (!w.connected) return false;
+  for (auto& t : w.ts)
+    if (!t.probe && !t.finished()) return false;
+  if (!w.probing) return true;
+  if (!w.hit) w.hit = probed(w.wanted);
+  if (w.hit) return true;
+  // A source came up (or broke): probe() registers its stream (or raises).
+  for (auto s : w.later)
+    if (mesh_->fd(s) >= 0 || !mesh_->broken(s).empty()) return true;
+  return w.one_pass && pumps_ > w.pass_after;
+}
+
+std::optional<Probed> DirectChannel::probed(std::span<const Envelope> wanted) const {
+  std::optional<Probed> best;
+  std::uint64_t first = 0;
+  for (std::size_t i = 0; i < wanted.size(); ++i)
+    if (auto m = matcher_.peek(wanted[i].src, wanted[i].tag))
+      if (!best || m->arrival < first) {
+        best = Probed{i, m->bytes};
+        first = m->arrival;
+      }
+  return best;
+}
+
+// Steps what of `w` may move now. Returns true when a connection it waits for
+// came up (bytes moved are counted by the caller).
+bool DirectChannel::pump_one(Waiter& w) {
+  bool progress = false;
+  if (!w.connected) {
+    if (!mesh_->ready(w.connecting, w.op)) return false;
+    w.connected = true;
+    progress = true;
+  }
+  for (auto& t : w.ts) {
+    if (t.finished()) continue;
+    const std::string& broken = mesh_->broken(t.peer);
+    if (!broken.empty())
+      FMI_THROW(PeerError, "Direct: ", w.op, ": connection to peer ", t.peer,
+                " is broken: ", broken);
+    if (t.sending) {
+      auto& q = out_[t.peer];
+      if (q.front() != &t) continue;
       std::size_t before = t.done;
-      all &= step(t);
+      bool fin = step(t);
       progress |= t.done != before;
+      if (fin) q.erase(q.begin());
+    } else {
+      auto& in = in_[t.peer];
+      if (!in.reader) in.reader = in.recvs.front();
+      if (in.reader != &t) continue;
+      std::size_t before =
+          t.done + in.park_done + in.pending.size() + matcher_.parked_messages(t.peer);
+      bool fin = step(t);
+      progress |=
+          t.done + in.park_done + in.pending.size() + matcher_.parked_messages(t.peer) != before;
+      if (fin) {
+        in.recvs.erase(std::find(in.recvs.begin(), in.recvs.end(), &t));
+        in.reader = nullptr;
+      } else if (in.reader != &t) {
+        progress = true;  // handed over: the new reader goes on in this pass or the next
+      }
     }
-    if (all) return;
+  }
+  return progress;
+}
+
+// One pass over every registered call. Wakes the threads whose calls it finished.
+bool DirectChannel::pump() {
+  bool progress = false, connecting = false;
+  for (Waiter* w : waiters_) {
+    if (w->done) continue;
+    try {
+      progress |= pump_one(*w);
+    } catch (...) {
+      // A probe that found its message keeps it even if the stream broke right
+      // after it (a source that sent and exited): the recv that follows gets it.
+      if (!(w->probing && (w->hit = probed(w->wanted)))) w->error = std::current_exception();
+      progress = true;
+    }
+    connecting |= (!w->connected || !w->later.empty()) && !w->error;
+  }
+  if (connecting) mesh_->timers(Utils::Clock::now());
+  ++pumps_;
+  bool finished = false;
+  for (Waiter* w : waiters_)
+    if (!w->done && is_done(*w)) finished = w->done = true;
+  if (finished && sleepers_) cv_.notify_all();
+  return progress;
+}
+
+// Sleeps in ppoll (without mu_) over the sockets the registered calls need now,
+// the wake-up eventfd and, while some pair has no connection yet, the control
+// plane: a peer may be opening one right now, for its own send, recv or
+// collective, and its handshake needs our HELLO (and DECIDE, from the lower id).
+// If we watched only our data sockets while, say, we wait for peer B, and B waits
+// for peer C, and C waits for our half of its handshake, all three would wait for
+// each other until the deadline (the test DataWaitAnswersAPeerConnectingLater in
+// tests/direct/direct_test.cpp fails exactly so without this). Once every pair is
+// settled nobody is left to answer (the listener would only see strangers, and a
+// relayed pair is an ordinary data socket here), so then the data sockets alone
+// are watched: complete() reads one counter, no syscall is added per message.
+void DirectChannel::poll_once(Utils::Deadline until, Lock& lk) {
+  fds_.clear();
+  fds_.push_back({wake_.fd(), POLLIN, 0});
+  for (Waiter* w : waiters_) {
+    if (w->done) continue;
+    for (auto& t : w->ts) {
+      if (t.finished() || !mesh_->broken(t.peer).empty()) continue;
+      if (t.sending ? out_[t.peer].front() == &t : in_[t.peer].reader == &t)
+        fds_.push_back({t.fd, short(t.sending ? POLLOUT : POLLIN), 0});
+    }
+  }
+  const std::size_t own = fds_.size();
+  const bool control = mesh_ && !mesh_->complete();
+  if (control) mesh_->add_pollfds(fds_);
+  auto left = until - Utils::Clock::now();
+  if (left < Utils::Clock::duration::zero()) left = Utils::Clock::duration::zero();
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+  timespec tsp{time_t(ns / 1000000000), long(ns % 1000000000)};
+  polling_ = true;
+  lk.unlock();
+  int r = ::ppoll(fds_.data(), fds_.size(), &tsp, nullptr);
+  int err = errno;
+  lk.lock();
+  polling_ = false;
+  if (r < 0 && err != EINTR)
+    FMI_THROW(ChannelError, "Direct: poll failed: ", Wire::errno_text(err));
+  if (r > 0 && fds_[0].revents) {
+    std::uint64_t v;
+    [[maybe_unused]] auto n = ::read(wake_.fd(), &v, sizeof v);
+  }
+  if (r > 0 && control) mesh_->handle(fds_.data() + own, fds_.size() - own);
+}
+
+void DirectChannel::wake_leader() {
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_.fd(), &one, sizeof one);
+}
+
+// The leader's loop: drives everyone until its own call is done or past its
+// deadline. Spins (yielding) for spin_ after the last progress before sleeping
+// in poll, as the single-threaded channel always did.
+void DirectChannel::lead(Waiter& w, Lock& lk) {
+  // A non-blocking probe: one look at the sockets (and at handshakes, so that
+  // probing in a loop connects a source) without waiting.
+  if (w.one_pass && mesh_ && !mesh_->complete()) poll_once(Utils::Clock::now(), lk);
+  auto spin_until = Utils::Clock::now() + spin_;
+  for (;;) {
+    bool progress = pump();
+    if (w.done) return;
     auto now = Utils::Clock::now();
     if (progress) spin_until = now + spin_;
+    if (now >= w.deadline) return;
     if (now < spin_until) {
       // Yielding keeps the spin cheap when processes outnumber cores: a peer that
       // waits hands its core to whoever must run to answer it (sched_yield returns
       // at once when nobody else is runnable).
+      lk.unlock();
       ::sched_yield();
+      lk.lock();
       continue;
     }
-    if (now >= deadline) {
-      std::string what;
-      for (auto& t : ts) {
-        if (t.finished()) continue;
-        what += std::string(what.empty() ? "" : ", ") + (t.sending ? "send to" : "receive from") +
-                " peer " + std::to_string(t.peer) + " (" + to_string(t.tag) + ", " +
-                std::to_string(t.done) + " of " + std::to_string(t.total()) + " bytes moved)";
-        // A half-moved message leaves the stream out of step: give the connection up.
-        if (t.done > 0)
-          mesh_->mark_broken(t.peer, "a " + std::string(op) + " timed out mid-message");
+    auto until = w.deadline;
+    for (Waiter* o : waiters_)
+      if (!o->done && (!o->connected || !o->later.empty())) {
+        until = std::min(until, mesh_->next_timer());
+        break;
       }
-      FMI_THROW(TimeoutError, "Direct: ", op, " timed out after ", format_duration(now - start),
-                ": ", what);
-    }
-    fds_.clear();
-    for (auto& t : ts)
-      if (!t.finished()) fds_.push_back({t.fd, short(t.sending ? POLLOUT : POLLIN), 0});
-    std::size_t own = fds_.size();
-    // The control plane (listener, handshakes, server, relay requests) is watched
-    // here only while some peer has no connection to us yet. Such a peer may be
-    // opening one right now, for its own send, recv or collective, and its
-    // handshake needs our HELLO (and DECIDE, from the lower id): if we watched only
-    // the sockets of this operation while, say, we wait for peer B, and B waits for
-    // peer C, and C waits for our half of its handshake, all three would wait for
-    // each other until the deadline (the test DataWaitAnswersAPeerConnectingLater
-    // in tests/direct/direct_test.cpp fails exactly so without this). Once every
-    // pair is settled nobody is left to answer: the listener would only see
-    // strangers (they stay in its backlog), and a relayed pair is an ordinary data
-    // socket here (after RELAY_READY the server only forwards bytes). So after the
-    // channel opened its full mesh (before its first collective), and whenever the
-    // lazily opened connections cover every peer, a wait polls the data sockets
-    // alone. complete() reads one counter: no syscall is added per message.
-    const bool control = !mesh_->complete();
-    if (control) mesh_->add_pollfds(fds_);
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count();
-    timespec tsp{time_t(ns / 1000000000), long(ns % 1000000000)};
-    int r = ::ppoll(fds_.data(), fds_.size(), &tsp, nullptr);
-    if (r < 0 && errno != EINTR)
-      FMI_THROW(ChannelError, "Direct: ", op, ": poll failed: ", Wire::errno_text(errno));
-    if (r > 0 && control) mesh_->handle(fds_.data() + own, fds_.size() - own);
+    poll_once(until, lk);
     spin_until = Utils::Clock::now() + spin_;
   }
+}
+
+// Registers `w`, leads or follows until it is done or its deadline passed, then
+// retires it; rethrows its error, or throws its TimeoutError.
+void DirectChannel::wait(Waiter& w, Lock& lk) {
+  const auto start = Utils::Clock::now();
+  waiters_.push_back(&w);
+  if (polling_) wake_leader();
+  struct Retire {
+    DirectChannel* c;
+    Waiter* w;
+    ~Retire() { c->retire(*w); }
+  } retire{this, &w};
+  w.done = is_done(w);
+  while (!w.done) {
+    if (!leading_) {
+      leading_ = true;
+      struct Handover {
+        DirectChannel* c;
+        ~Handover() {
+          c->leading_ = false;
+          if (c->sleepers_) c->cv_.notify_all();
+        }
+      } handover{this};
+      lead(w, lk);
+      break;
+    }
+    if (Utils::Clock::now() >= w.deadline) break;
+    ++sleepers_;
+    cv_.wait_until(lk, w.deadline);
+    --sleepers_;
+  }
+  if (w.error) std::rethrow_exception(w.error);
+  if (!w.done && !w.one_pass) timed_out(w, start);
+}
+
+void DirectChannel::timed_out(Waiter& w, Utils::Clock::time_point start) {
+  if (!w.connected) mesh_->connect_timed_out(w.connecting, start, w.op);
+  auto now = Utils::Clock::now();
+  std::string what;
+  if (w.probing) {
+    what = "no message from";
+    for (auto& e : w.wanted)
+      what += " peer " + std::to_string(e.src) + " (" + to_string(e.tag) + ")";
+  }
+  for (auto& t : w.ts) {
+    if (t.finished() || t.probe) continue;
+    what += std::string(what.empty() ? "" : ", ") + (t.sending ? "send to" : "receive from") +
+            " peer " + std::to_string(t.peer) + " (" + to_string(t.tag) + ", " +
+            std::to_string(t.done) + " of " + std::to_string(t.total()) + " bytes moved)";
+  }
+  FMI_THROW(TimeoutError, "Direct: ", w.op, " timed out after ", format_duration(now - start), ": ",
+            what);
+}
+
+// Takes `w`'s transfers out of the queues. A message half moved leaves its stream
+// out of step: the connection is given up (a concurrent call on it then fails
+// with PeerError instead of waiting). A half-read header goes back to the stream.
+void DirectChannel::retire(Waiter& w) {
+  waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &w));
+  if (!w.connecting.empty()) mesh_->unwant(w.connecting);
+  auto why = [&] {
+    return std::string("a ") + w.op + (w.error ? " failed" : " timed out") + " mid-message";
+  };
+  for (auto& t : w.ts) {
+    const bool half = !t.finished() && t.done > 0;
+    if (t.sending) {
+      auto& q = out_[t.peer];
+      auto it = std::find(q.begin(), q.end(), &t);
+      if (it == q.end()) continue;
+      if (it == q.begin() && half) mesh_->mark_broken(t.peer, why());
+      q.erase(it);
+    } else {
+      auto& in = in_[t.peer];
+      auto it = std::find(in.recvs.begin(), in.recvs.end(), &t);
+      if (it != in.recvs.end()) in.recvs.erase(it);
+      if (in.reader != &t) continue;
+      in.reader = nullptr;
+      if (half && !t.checked)
+        unread(t.peer, t.hdr, t.done, nullptr, 0);
+      else if (half)
+        mesh_->mark_broken(t.peer, why());
+    }
+  }
+  // Another thread may now read the stream this one held, or be the first sender.
+  if (leading_ && polling_) wake_leader();
+}
+
+// Registers one call's transfers and waits for them.
+void DirectChannel::transfer(std::span<Transfer> ts, Utils::Deadline deadline, const char* op,
+                             Lock& lk) {
+  Waiter w{op, deadline};
+  w.ts = ts;
+  for (auto& t : ts) {
+    t.owner = &w;
+    prepare(t);
+    if (t.sending)
+      out_[t.peer].push_back(&t);
+    else
+      in_[t.peer].recvs.push_back(&t);
+  }
+  wait(w, lk);
 }
 
 // Before its first message of a collective, the channel opens its full mesh, once:
@@ -528,25 +845,28 @@ void DirectChannel::run(std::span<Transfer> ts, Utils::Deadline deadline, const 
 // the same channel everywhere), so all pairs are punched together instead of pair
 // after pair inside the algorithm (a ring or a tree would otherwise wait for each
 // connection in turn), and from then on its data waits need no control plane
-// (run). Point-to-point messages keep opening their one connection lazily.
-void DirectChannel::open_mesh_for(Tag tag, Utils::Deadline deadline) {
+// (poll_once). Point-to-point messages keep opening their one connection lazily.
+// Two threads that get here at once both wait for the same connections.
+void DirectChannel::open_mesh_for(Tag tag, Utils::Deadline deadline, Lock& lk) {
   if (meshed_ || tag.op == Utils::Operation::send) return;
-  connect_all(deadline);
+  connect_all_locked(deadline, lk);
   meshed_ = true;
 }
 
 void DirectChannel::send(Utils::peer_num dest, ConstBytes data, Tag tag, Utils::Deadline deadline) {
+  Lock lk(mu_);
   check_peer(dest, "send");
-  open_mesh_for(tag, deadline);
+  open_mesh_for(tag, deadline, lk);
   if (dest == ctx_.peer_id) {
     matcher_.park(dest, tag, std::vector<std::byte>(data.begin(), data.end()));
+    if (polling_) wake_leader();  // a probe may wait for it
     return;
   }
-  ensure({dest}, deadline, "send");
+  const Utils::peer_num peers[] = {dest};
+  ensure(peers, deadline, "send", lk);
   Transfer t{true,        dest, mesh_->fd(dest), tag, const_cast<std::byte*>(data.data()),
              data.size(), {}};
-  prepare(t);
-  run({&t, 1}, deadline, "send");
+  transfer({&t, 1}, deadline, "send", lk);
 }
 
 // Fills the header of a send and attaches the connection's keys (if encrypted).
@@ -572,40 +892,104 @@ void DirectChannel::self_recv(Bytes out, Tag tag) {
 }
 
 void DirectChannel::recv(Utils::peer_num src, Bytes out, Tag tag, Utils::Deadline deadline) {
+  Lock lk(mu_);
   check_peer(src, "recv");
-  open_mesh_for(tag, deadline);
+  open_mesh_for(tag, deadline, lk);
   if (src == ctx_.peer_id) return self_recv(out, tag);
   if (take_parked(src, out, tag)) return;
-  ensure({src}, deadline, "recv");
+  const Utils::peer_num peers[] = {src};
+  ensure(peers, deadline, "recv", lk);
+  // While this thread waited for the connection, another one may have parked it.
+  if (take_parked(src, out, tag)) return;
   Transfer t{false, src, mesh_->fd(src), tag, out.data(), out.size(), {}};
-  prepare(t);
-  run({&t, 1}, deadline, "recv");
+  transfer({&t, 1}, deadline, "recv", lk);
 }
 
 void DirectChannel::sendrecv(Utils::peer_num dest, ConstBytes data, Utils::peer_num src, Bytes out,
                              Tag tag, Utils::Deadline deadline) {
+  Lock lk(mu_);
   check_peer(dest, "sendrecv");
   check_peer(src, "sendrecv");
-  open_mesh_for(tag, deadline);
+  open_mesh_for(tag, deadline, lk);
   if (dest == ctx_.peer_id || src == ctx_.peer_id) {
     // Sending to ourselves never blocks, so doing the two halves in turn is safe.
+    lk.unlock();
     send(dest, data, tag, deadline);
     recv(src, out, tag, deadline);
     return;
   }
-  // Both connections are wanted at once: in a ring every peer waits for its two
-  // neighbours, and each pair must be punched from both of its sides.
   if (take_parked(src, out, tag)) {
+    lk.unlock();
     send(dest, data, tag, deadline);
     return;
   }
-  ensure({dest, src}, deadline, "sendrecv");
+  // Both connections are wanted at once: in a ring every peer waits for its two
+  // neighbours, and each pair must be punched from both of its sides.
+  const Utils::peer_num peers[] = {dest, src};
+  ensure(peers, deadline, "sendrecv", lk);
+  if (take_parked(src, out, tag)) {
+    lk.unlock();
+    send(dest, data, tag, deadline);
+    return;
+  }
   Transfer ts[2] = {
       {true, dest, mesh_->fd(dest), tag, const_cast<std::byte*>(data.data()), data.size(), {}},
       {false, src, mesh_->fd(src), tag, out.data(), out.size(), {}}};
-  prepare(ts[0]);
-  prepare(ts[1]);
-  run(ts, deadline, "sendrecv");
+  transfer(ts, deadline, "sendrecv", lk);
+}
+
+// A probe waits for messages on the connected wanted sources and, meanwhile, for
+// the others to connect (lazily, as a receive would, but without waiting for all
+// of them first: a source that never sends to us never connects, and must not
+// hold up the others' messages). When one comes up, its stream joins the probe.
+std::optional<Probed> DirectChannel::probe(std::span<const Envelope> wanted, bool block,
+                                           Utils::Deadline deadline) {
+  Lock lk(mu_);
+  if (wanted.empty()) FMI_THROW(UsageError, "Direct: probe without any envelope");
+  for (const auto& e : wanted) check_peer(e.src, "probe");
+  std::vector<Utils::peer_num> srcs;
+  for (const auto& e : wanted)
+    if (e.src != ctx_.peer_id && std::find(srcs.begin(), srcs.end(), e.src) == srcs.end())
+      srcs.push_back(e.src);
+  for (;;) {
+    if (auto hit = probed(wanted)) return hit;
+    if (srcs.empty() && !block) return std::nullopt;
+    std::vector<Utils::peer_num> later;
+    std::vector<Transfer> ts;
+    if (mesh_) {
+      mesh_->ready(srcs, "probe");  // PeerError for a source that is gone
+      ts.reserve(srcs.size());
+      for (auto s : srcs) {
+        if (mesh_->fd(s) >= 0) {
+          ts.push_back({false, s, mesh_->fd(s), wanted.front().tag, nullptr, 0, {}});
+          ts.back().probe = true;
+          continue;
+        }
+        later.push_back(s);
+        // Punched while this or another thread drives the channel (never unwanted:
+        // once the pair is connected nothing more is done for it).
+        if (!probe_wanted_[s]) {
+          probe_wanted_[s] = true;
+          const Utils::peer_num one[] = {s};
+          mesh_->want(one);
+        }
+      }
+    }
+    Waiter w{"probe", block ? deadline : std::min(deadline, Utils::Clock::now() + kProbePass)};
+    w.ts = ts;
+    w.wanted = wanted;
+    w.probing = true;
+    w.later = later;
+    w.one_pass = !block;
+    w.pass_after = pumps_;
+    for (auto& t : ts) {
+      t.owner = &w;
+      prepare(t);
+      in_[t.peer].recvs.push_back(&t);
+    }
+    wait(w, lk);
+    if (w.hit || !block) return w.hit;
+  }
 }
 
 }  // namespace FMI::Comm

@@ -7,17 +7,33 @@
 // reported (PeerError naming both) instead of silently corrupting the stream.
 // With encryption (default) the payload travels as sealed records after the
 // header (channels/direct/secure.h).
+//
+// Threads (issue 18): every public method may be called from several threads at
+// once. One lock guards the channel's state; progress is leader/followers: each
+// call registers a Waiter (its transfers, the connections it waits for, or its
+// probe) in a channel-wide set, and whichever thread holds the leader role drives
+// ALL registered waiters (one poll over the union of their sockets, headers read
+// and handed to the receive that wants them or parked, queued sends written),
+// releasing the lock only while it sleeps in poll or yields. The others wait on a
+// condition variable with their own deadline; when the leader's own call is done
+// it gives the role up and a waiting thread takes it. A thread that registers
+// while the leader sleeps in poll wakes it through an eventfd. docs/direct.md
+// "Threads" has the rules (stream ownership, send queues, failures).
 #pragma once
 
 #include <sys/uio.h>
 
+#include <condition_variable>
+#include <exception>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "channels/common/tag_matcher.h"
 #include "channels/direct/config.h"
 #include "channels/direct/mesh.h"
 #include "fmi/channel.h"
+#include "wire/net.h"
 
 namespace FMI::Comm {
 
@@ -36,6 +52,8 @@ class DirectChannel final : public PeerToPeerChannel {
   void sendrecv(Utils::peer_num dest, ConstBytes data, Utils::peer_num src, Bytes out, Tag tag,
                 Utils::Deadline deadline) override;
   void connect_all(Utils::Deadline deadline) override;
+  std::optional<Probed> probe(std::span<const Envelope> wanted, bool block,
+                              Utils::Deadline deadline) override;
 
   /// The local endpoint registered with the server (tests, logs).
   std::string local_endpoint() const;
@@ -43,20 +61,40 @@ class DirectChannel final : public PeerToPeerChannel {
   unsigned connected_peers() const;
 
   struct Transfer;
+  struct Waiter;
+  struct Inbound;
 
  private:
+  using Lock = std::unique_lock<std::mutex>;
   void check_peer(Utils::peer_num p, const char* op) const;
-  void open_mesh_for(Tag tag, Utils::Deadline deadline);
-  void ensure(std::initializer_list<Utils::peer_num> peers, Utils::Deadline deadline,
-              const char* op);
+  void open_mesh_for(Tag tag, Utils::Deadline deadline, Lock& lk);
+  void ensure(std::span<const Utils::peer_num> peers, Utils::Deadline deadline, const char* op,
+              Lock& lk);
+  void connect_all_locked(Utils::Deadline deadline, Lock& lk);
+  // The progress engine.
+  void transfer(std::span<Transfer> ts, Utils::Deadline deadline, const char* op, Lock& lk);
+  void wait(Waiter& w, Lock& lk);
+  void lead(Waiter& w, Lock& lk);
+  bool pump();
+  bool pump_one(Waiter& w);
+  void poll_once(Utils::Deadline until, Lock& lk);
+  void retire(Waiter& w);
+  void wake_leader();
+  std::optional<Probed> probed(std::span<const Envelope> wanted) const;
+  bool is_done(Waiter& w);
+  [[noreturn]] void timed_out(Waiter& w, Utils::Clock::time_point start);
+  // The data path (one transfer's step, called by the leader).
   bool step(Transfer& t);
   [[noreturn]] void lose(Utils::peer_num peer, const std::string& why, const char* hint);
-  void run(std::span<Transfer> ts, Utils::Deadline deadline, const char* op);
   void self_recv(Bytes out, Tag tag);
   ssize_t read_stream(Utils::peer_num peer, int fd, struct iovec* iov, int n);
+  void unread(Utils::peer_num peer, const std::byte* a, std::size_t na, const std::byte* b,
+              std::size_t nb);
+  bool other_header(Transfer& t, Tag got, std::uint64_t len, const std::byte* rest,
+                    std::size_t nrest);
   void check_park_budget(const Transfer& t, Tag got, std::uint64_t len);
   void start_parking(Transfer& t, Tag got, std::uint64_t len);
-  void finish_parking_if_done(Transfer& t);
+  void finish_parking(Utils::peer_num peer);
   bool park_step(Transfer& t);
   bool take_parked(Utils::peer_num src, Bytes out, Tag tag);
   void prepare(Transfer& t);
@@ -75,12 +113,26 @@ class DirectChannel final : public PeerToPeerChannel {
   bool initialised_ = false;
   std::unique_ptr<Direct::Mesh> mesh_;
   bool meshed_ = false;  // the full mesh was opened (before the first collective)
-  // Messages that arrived while a receive waited for another tag, and messages a
+  // Messages that arrived while no receive waited for their tag, and messages a
   // peer sent to itself (source = own id), matched later by (source, tag).
   TagMatcher matcher_;
-  // Per source peer: stream bytes read past the end of a message that was parked.
-  std::vector<std::vector<std::byte>> pending_;
-  std::vector<pollfd> fds_;  // reused across calls
+  // Per source peer: who reads its stream, and a message being parked.
+  std::vector<Inbound> in_;
+  // Per destination peer: sends in call order; only the first one writes, so the
+  // bytes (and sealed records) of two messages never interleave.
+  std::vector<std::vector<Transfer*>> out_;
+  std::vector<bool> probe_wanted_;  // a non-blocking probe asked for this connection
+
+  // Threads: everything above is guarded by mu_.
+  mutable std::mutex mu_;
+  std::condition_variable cv_;    // a waiter finished, or the leader role is free
+  std::vector<Waiter*> waiters_;  // every call in progress
+  bool leading_ = false;          // some thread drives progress
+  bool polling_ = false;          // ... and sleeps in poll without mu_
+  unsigned sleepers_ = 0;         // threads waiting on cv_
+  std::uint64_t pumps_ = 0;       // passes of the leader over the waiters
+  Wire::Socket wake_;             // eventfd: wakes the leader from poll
+  std::vector<pollfd> fds_;       // the leader's, reused across polls
 };
 
 }  // namespace FMI::Comm

@@ -52,7 +52,7 @@ void Mesh::timers(Clock::time_point now) {
   if (!session_.have_table()) return;
   for (std::uint32_t p = 0; p < want_.size(); ++p) {
     auto& w = want_[p];
-    if (!w.wanted || puncher_.fd(p) >= 0) continue;
+    if (w.wanted == 0 || puncher_.fd(p) >= 0) continue;
     if (w.first_attempt == Clock::time_point{}) w.first_attempt = now;
     if (!session_.relay_started(p) && now >= relay_time(p)) session_.start_relay(p);
     if (opt_.relay != RelayMode::always) puncher_.punch(p, now);
@@ -63,97 +63,90 @@ Clock::time_point Mesh::next_timer() const {
   auto t = puncher_.next_expiry();
   if (session_.have_table())
     for (std::uint32_t p = 0; p < want_.size(); ++p) {
-      if (!want_[p].wanted || puncher_.fd(p) >= 0) continue;
+      if (want_[p].wanted == 0 || puncher_.fd(p) >= 0) continue;
       t = std::min(t, puncher_.next_round(p));
       if (!session_.relay_started(p)) t = std::min(t, relay_time(p));
     }
   return t;
 }
 
-void Mesh::connect(std::span<const std::uint32_t> peers, Deadline deadline, const char* op) {
-  auto start = Clock::now();
-  std::vector<std::uint32_t> todo;
+void Mesh::want(std::span<const std::uint32_t> peers) {
+  for (auto p : peers)
+    if (p != opt_.peer_id) ++want_[p].wanted;
+}
+
+void Mesh::unwant(std::span<const std::uint32_t> peers) {
+  for (auto p : peers)
+    if (p != opt_.peer_id && want_[p].wanted > 0) --want_[p].wanted;
+}
+
+bool Mesh::ready(std::span<const std::uint32_t> peers, const char* op) const {
+  bool all = true;
   for (auto p : peers) {
     if (p == opt_.peer_id) continue;
     if (!puncher_.broken(p).empty())
       FMI_THROW(PeerError, "Direct: ", op, ": connection to peer ", p,
                 " is broken: ", puncher_.broken(p));
-    if (puncher_.fd(p) < 0) {
-      want_[p].wanted = true;
-      todo.push_back(p);
-    }
+    all &= puncher_.fd(p) >= 0;
   }
-  struct Unwant {
-    Mesh* m;
-    std::vector<std::uint32_t>* t;
-    ~Unwant() {
-      for (auto p : *t) m->want_[p].wanted = false;
+  if (!all && !session_.have_table() && !session_.error().empty())
+    FMI_THROW(ChannelError, "Direct: ", op, ": rendezvous server ", server_str(),
+              " refused the registration of peer ", opt_.peer_id, " of comm '", opt_.comm,
+              "': ", session_.error());
+  return all;
+}
+
+void Mesh::connect_timed_out(std::span<const std::uint32_t> peers, Clock::time_point start,
+                             const char* op) const {
+  auto now = Clock::now();
+  if (!session_.have_table())
+    FMI_THROW(TimeoutError, "Direct: ", op, ": no endpoint table from rendezvous server ",
+              server_str(), " after ", ms_text(now - start), " (peer ", opt_.peer_id, " of comm '",
+              opt_.comm, "' waits for all ", opt_.num_peers, " peers to register)");
+  std::uint32_t p = opt_.peer_id;
+  for (auto q : peers)
+    if (q != opt_.peer_id && puncher_.fd(q) < 0) {
+      p = q;
+      break;
     }
-  } unwant{this, &todo};
-  std::vector<pollfd> fds;
-  for (;;) {
-    if (!session_.have_table() && !session_.error().empty())
-      FMI_THROW(ChannelError, "Direct: ", op, ": rendezvous server ", server_str(),
-                " refused the registration of peer ", opt_.peer_id, " of comm '", opt_.comm,
-                "': ", session_.error());
-    auto now = Clock::now();
-    timers(now);
-    std::erase_if(todo, [&](std::uint32_t p) {
-      if (puncher_.fd(p) < 0) return false;
-      want_[p].wanted = false;
-      return true;
-    });
-    if (todo.empty()) return;
-    if (now >= deadline) {
-      if (!session_.have_table())
-        FMI_THROW(TimeoutError, "Direct: ", op, ": no endpoint table from rendezvous server ",
-                  server_str(), " after ", ms_text(now - start), " (peer ", opt_.peer_id,
-                  " of comm '", opt_.comm, "' waits for all ", opt_.num_peers,
-                  " peers to register)");
-      auto p = todo.front();
-      const auto& table = session_.table();
-      if (!puncher_.auth_error(p).empty())
-        FMI_THROW(PeerError, "Direct: ", op, ": authentication failed with peer ", p, " (peer ",
-                  opt_.peer_id, " of comm '", opt_.comm, "'): no authenticated connection within ",
-                  ms_text(now - start), "; last failure: ", puncher_.auth_error(p),
-                  ". Every function needs the same secret (FMI_SECRET or backends.Direct.secret) "
-                  "and the same backends.Direct.encryption.");
-      if (puncher_.tcp_ever(p))
-        FMI_THROW(TimeoutError, "Direct: ", op, ": peer ", p,
-                  " did not complete the connection handshake with peer ", opt_.peer_id, " within ",
-                  ms_text(now - start), " (it is busy elsewhere or not using this communicator)");
-      {
-        // A NAT that rewrote the port towards the server likely picks yet another
-        // port towards each peer (symmetric / port-randomising NAT): say so.
-        std::string hint;
-        for (auto q : {opt_.peer_id, p}) {
-          const auto& e = table.peers[q];
-          if (e.public_ep.port != e.private_ep.port)
-            hint += " Peer " + std::to_string(q) + "'s NAT changed its port (private " +
-                    e.private_ep.str() + ", public " + e.public_ep.str() + ").";
-        }
-        FMI_THROW(
-            ChannelError, "Direct: ", op, ": hole punching between peer ", opt_.peer_id,
-            " and peer ", p, " failed: no TCP connection within ", ms_text(now - start),
-            " (public endpoints ", table.peers[opt_.peer_id].public_ep.str(), " and ",
-            table.peers[p].public_ep.str(),
-            "; last error: ", puncher_.last_error(p).empty() ? "none" : puncher_.last_error(p),
-            "). Likely a symmetric NAT (a different public port per destination), "
-            "a firewall, or peer ",
-            p, " is not running.", hint,
-            session_.relay_started(p)
-                ? " The relay through the rendezvous server did not connect either" +
-                      (session_.relay_error(p).empty()
-                           ? std::string(" (peer ") + std::to_string(p) + " never asked for it)"
-                           : ": " + session_.relay_error(p)) +
-                      "."
-                : std::string(" No relay was tried (FMI_DIRECT_RELAY=never)."));
-      }
+  if (p == opt_.peer_id)
+    FMI_THROW(TimeoutError, "Direct: ", op, ": timed out after ", ms_text(now - start));
+  const auto& table = session_.table();
+  if (!puncher_.auth_error(p).empty())
+    FMI_THROW(PeerError, "Direct: ", op, ": authentication failed with peer ", p, " (peer ",
+              opt_.peer_id, " of comm '", opt_.comm, "'): no authenticated connection within ",
+              ms_text(now - start), "; last failure: ", puncher_.auth_error(p),
+              ". Every function needs the same secret (FMI_SECRET or backends.Direct.secret) "
+              "and the same backends.Direct.encryption.");
+  if (puncher_.tcp_ever(p))
+    FMI_THROW(TimeoutError, "Direct: ", op, ": peer ", p,
+              " did not complete the connection handshake with peer ", opt_.peer_id, " within ",
+              ms_text(now - start), " (it is busy elsewhere or not using this communicator)");
+  {
+    // A NAT that rewrote the port towards the server likely picks yet another
+    // port towards each peer (symmetric / port-randomising NAT): say so.
+    std::string hint;
+    for (auto q : {opt_.peer_id, p}) {
+      const auto& e = table.peers[q];
+      if (e.public_ep.port != e.private_ep.port)
+        hint += " Peer " + std::to_string(q) + "'s NAT changed its port (private " +
+                e.private_ep.str() + ", public " + e.public_ep.str() + ").";
     }
-    fds.clear();
-    add_pollfds(fds);
-    poll_until(fds, std::min(deadline, next_timer()));
-    handle(fds.data(), fds.size());
+    FMI_THROW(ChannelError, "Direct: ", op, ": hole punching between peer ", opt_.peer_id,
+              " and peer ", p, " failed: no TCP connection within ", ms_text(now - start),
+              " (public endpoints ", table.peers[opt_.peer_id].public_ep.str(), " and ",
+              table.peers[p].public_ep.str(),
+              "; last error: ", puncher_.last_error(p).empty() ? "none" : puncher_.last_error(p),
+              "). Likely a symmetric NAT (a different public port per destination), "
+              "a firewall, or peer ",
+              p, " is not running.", hint,
+              session_.relay_started(p)
+                  ? " The relay through the rendezvous server did not connect either" +
+                        (session_.relay_error(p).empty()
+                             ? std::string(" (peer ") + std::to_string(p) + " never asked for it)"
+                             : ": " + session_.relay_error(p)) +
+                        "."
+                  : std::string(" No relay was tried (FMI_DIRECT_RELAY=never)."));
   }
 }
 

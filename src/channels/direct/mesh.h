@@ -19,8 +19,11 @@
 //     the relay (both sides compute it from the same table), the deadline, and the
 //     errors that explain a failure with what both parts saw.
 //
-// No global state; one Mesh per channel instance; not thread-safe (the channel is
-// used by one thread). Every blocking step takes a deadline.
+// No global state; one Mesh per channel instance; not thread-safe: the channel
+// calls it under its lock, and only the thread that drives progress (the leader,
+// direct_channel.h) polls and handles its descriptors. Nothing here blocks: a
+// caller that needs connections says so with want() and waits in the channel's
+// progress loop, which calls timers()/handle() and checks ready().
 #pragma once
 
 #include <poll.h>
@@ -51,12 +54,23 @@ class Mesh {
   /// The keys of that connection (null with encryption off).
   secure::Link* link(std::uint32_t peer) const { return puncher_.link(peer); }
 
-  /// Opens connections to every peer in `peers` that has none yet (the other side
-  /// must be connecting too, or already be connected to us), servicing handshakes
-  /// of every other pair meanwhile. `op` names the caller in error messages.
-  /// Throws PeerError (connection broken earlier), ChannelError (server error,
-  /// punching failed) or TimeoutError.
-  void connect(std::span<const std::uint32_t> peers, Deadline deadline, const char* op);
+  /// Starts wanting connections to `peers` (counted: every want() is paired with
+  /// an unwant() by the same caller): while some caller wants a peer that has no
+  /// connection yet, timers() punches towards it and falls back to the relay.
+  void want(std::span<const std::uint32_t> peers);
+  void unwant(std::span<const std::uint32_t> peers);
+  /// True when every peer in `peers` has a connection. Throws PeerError (a
+  /// connection broken earlier) or ChannelError (the server refused the
+  /// registration); `op` names the caller.
+  bool ready(std::span<const std::uint32_t> peers, const char* op) const;
+  /// Throws the error that explains why the wait for `peers` that began at `start`
+  /// ran out of time (no table, authentication, handshake, punching, relay).
+  [[noreturn]] void connect_timed_out(std::span<const std::uint32_t> peers, Clock::time_point start,
+                                      const char* op) const;
+  /// Punching rounds, relay fallbacks and handshake expiry that are due by `now`;
+  /// next_timer() is when the next one is.
+  void timers(Clock::time_point now);
+  Clock::time_point next_timer() const;
 
   /// True once every other peer has a connection (or a broken one): the control
   /// plane has nothing left to do, and data waits need not watch it.
@@ -81,12 +95,10 @@ class Mesh {
 
  private:
   struct Want {
-    bool wanted = false;
+    unsigned wanted = 0;                // callers waiting for this pair
     Clock::time_point first_attempt{};  // when punching this pair started
   };
 
-  void timers(Clock::time_point now);
-  Clock::time_point next_timer() const;
   Clock::time_point relay_time(std::uint32_t p) const;
 
   MeshOptions opt_;  // before session_ and puncher_, which keep a reference

@@ -15,8 +15,8 @@
 // server sees (and tells the others) the public endpoint that port maps to. The
 // listener belongs to the puncher and is handed over by take_listener().
 //
-// Not thread-safe (the channel is used by one thread); every blocking step takes a
-// deadline.
+// Not thread-safe (the channel calls it under its lock, see mesh.h); every blocking
+// step takes a deadline.
 #pragma once
 
 #include <poll.h>
