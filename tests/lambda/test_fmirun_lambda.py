@@ -47,7 +47,7 @@ def config(tmp_path):
     short max_timeout so that peers of a failed function give up quickly."""
     with open(os.path.join(REPO, "tests", "tools", "fmi-test.json")) as f:
         cfg = json.load(f)
-    cfg["backends"]["Direct"].update({"port": free_port(), "max_timeout": 5000, "secret": SECRET})
+    cfg["backends"]["Direct"].update({"port": free_port(), "max_timeout": 3000, "secret": SECRET})
     path = tmp_path / "fmi.json"
     path.write_text(json.dumps(cfg))
     return str(path)
