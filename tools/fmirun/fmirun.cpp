@@ -52,7 +52,6 @@ using namespace std::chrono_literals;
 namespace fmirun {
 namespace {
 
-
 // The configuration the functions see when fmirun rewrites it (--nat,
 // --rendezvous-port): a temporary file removed on every way out.
 class TempFile {
@@ -483,8 +482,9 @@ int main(int argc, char** argv) {
                                 "run the job as N invocations of this Lambda function (name, "
                                 "name:qualifier or ARN) instead of local processes");
   auto lambda_only = [&](CLI::Option* o) { o->needs(lambda); };
-  lambda_only(app.add_option("--region", lam.region,
-                             "with --lambda: AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION)"));
+  lambda_only(
+      app.add_option("--region", lam.region,
+                     "with --lambda: AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION)"));
   lambda_only(app.add_option("--endpoint", lam.endpoint,
                              "with --lambda: Invoke API endpoint (default: "
                              "https://lambda.REGION.amazonaws.com; an emulator's URL)"));

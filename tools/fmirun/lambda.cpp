@@ -202,7 +202,9 @@ class CurlGlobal {
 class Api {
  public:
   Api(std::string endpoint, const std::string& region, Credentials c)
-      : endpoint_(std::move(endpoint)), sigv4_("aws:amz:" + region + ":lambda"), cred_(std::move(c)) {}
+      : endpoint_(std::move(endpoint)),
+        sigv4_("aws:amz:" + region + ":lambda"),
+        cred_(std::move(c)) {}
 
   const std::string& endpoint() const { return endpoint_; }
 
@@ -258,7 +260,8 @@ class Api {
 // Failures that are the same for every call: a clear message, the job does not start
 // (or stops at once).
 std::optional<std::string> job_wide_problem(const Reply& r, const std::string& function,
-                                            const std::string& region, const std::string& endpoint) {
+                                            const std::string& region,
+                                            const std::string& endpoint) {
   if (r.code != CURLE_OK) {
     switch (r.code) {
       case CURLE_COULDNT_RESOLVE_HOST:
@@ -270,8 +273,7 @@ std::optional<std::string> job_wide_problem(const Reply& r, const std::string& f
       case CURLE_URL_MALFORMAT:
       case CURLE_UNSUPPORTED_PROTOCOL:
         return "cannot connect to the Lambda endpoint " + endpoint + ": " + r.curl_error;
-      default:
-        return std::nullopt;
+      default: return std::nullopt;
     }
   }
   const std::string type = r.error_type();
@@ -340,8 +342,8 @@ class LocalRendezvous {
       pollfd p{s->fd.get(), POLLIN, 0};
       if (::poll(&p, 1, 0) <= 0 || !(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
       read_lines(*s, [&](const std::string& l) {
-          log_.push_back(l);
-          if (log_.size() > 20) log_.pop_front();
+        log_.push_back(l);
+        if (log_.size() > 20) log_.pop_front();
         if (verbose) write_all(STDERR_FILENO, "[rendezvous] " + l + "\n");
       });
     }
@@ -407,7 +409,11 @@ struct Invocation {
 class Job {
  public:
   Job(const LambdaOptions& o, Api& api, std::string region, int sig_fd, LocalRendezvous& server)
-      : opt_(o), api_(api), region_(std::move(region)), sig_fd_(sig_fd), server_(server),
+      : opt_(o),
+        api_(api),
+        region_(std::move(region)),
+        sig_fd_(sig_fd),
+        server_(server),
         tty_(::isatty(STDERR_FILENO) == 1) {}
   ~Job() {
     for (auto& inv : calls_)
@@ -490,17 +496,16 @@ void Job::send(Invocation& inv) {
   inv.headers->add("Content-Type: application/json");
   inv.headers->add("X-Amz-Invocation-Type: RequestResponse");
   inv.headers->add("X-Amz-Log-Type: Tail");
-  const long left = long(std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ -
-                                                                               Clock::now())
-                             .count());
+  const long left =
+      long(std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now()).count());
   if (!inv.easy) inv.easy = curl_easy_init();
   if (!inv.easy) throw SetupError("curl_easy_init failed");
   curl_easy_reset(inv.easy);
-  api_.prepare(inv.easy, "POST",
-               "/2015-03-31/functions/" + opt_.function + "/invocations", *inv.headers, &inv.event,
-               inv.reply, left);
+  api_.prepare(inv.easy, "POST", "/2015-03-31/functions/" + opt_.function + "/invocations",
+               *inv.headers, &inv.event, inv.reply, left);
   curl_easy_setopt(inv.easy, CURLOPT_PRIVATE, &inv);
-  if (curl_multi_add_handle(multi_, inv.easy) != CURLM_OK) throw SetupError("curl_multi_add_handle failed");
+  if (curl_multi_add_handle(multi_, inv.easy) != CURLM_OK)
+    throw SetupError("curl_multi_add_handle failed");
   if (inv.attempts++ == 0) ++invoked_;
   ++running_;
   inv.state = Invocation::State::in_flight;
@@ -519,7 +524,8 @@ void Job::fail(Invocation& inv, const std::string& error) {
   ++failed_;
   const std::string who = "peer " + std::to_string(inv.peer);
   if (!first_failure_) first_failure_ = who + ": " + error;
-  std::string text = "fmirun: " + who + " failed after " + fmt_seconds(inv.seconds) + ": " + error + "\n";
+  std::string text =
+      "fmirun: " + who + " failed after " + fmt_seconds(inv.seconds) + ": " + error + "\n";
   if (!inv.log_tail.empty()) {
     text += "fmirun: " + who + ": the tail of its log:\n";
     std::istringstream in(inv.log_tail);
@@ -534,7 +540,8 @@ void Job::fail(Invocation& inv, const std::string& error) {
 bool Job::retry(Invocation& inv, const std::string& why) {
   const double cap = 20.0, base = 0.2;
   double d = std::min(cap, base * std::pow(2.0, std::min(inv.attempts - 1, 16)));
-  if (auto ra = inv.reply.header("retry-after"); !ra.empty()) d = std::max(d, std::atof(ra.c_str()));
+  if (auto ra = inv.reply.header("retry-after"); !ra.empty())
+    d = std::max(d, std::atof(ra.c_str()));
   std::uniform_real_distribution<double> half(0.0, d / 2);
   const auto wait = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(d / 2 + half(rng_)));
@@ -542,7 +549,8 @@ bool Job::retry(Invocation& inv, const std::string& why) {
   inv.state = Invocation::State::waiting;
   inv.start_at = Clock::now() + wait;
   if (opt_.verbose)
-    print(STDERR_FILENO, "fmirun: peer " + std::to_string(inv.peer) + ": " + why + "; retrying in " +
+    print(STDERR_FILENO, "fmirun: peer " + std::to_string(inv.peer) + ": " + why +
+                             "; retrying in " +
                              fmt_seconds(std::chrono::duration<double>(wait).count()) + "\n");
   return true;
 }
@@ -589,7 +597,9 @@ void Job::finished(Invocation& inv, CURLcode code) {
   if (!opt_.output.empty()) {
     std::ofstream f(fs::path(opt_.output) / ("peer-" + std::to_string(inv.peer) + ".json"));
     f << r.body << "\n";
-    if (!f) print(STDERR_FILENO, "fmirun: cannot write " + opt_.output + "/peer-" + std::to_string(inv.peer) + ".json\n");
+    if (!f)
+      print(STDERR_FILENO, "fmirun: cannot write " + opt_.output + "/peer-" +
+                               std::to_string(inv.peer) + ".json\n");
   }
   if (auto tail = r.header("x-amz-log-result"); !tail.empty()) inv.log_tail = base64_decode(tail);
   // A function error: Lambda's own (X-Amz-Function-Error, payload errorType /
@@ -603,7 +613,8 @@ void Job::finished(Invocation& inv, CURLcode code) {
   if (!fn_error.empty() || error_payload) {
     std::string type = error_payload ? payload["errorType"].get<std::string>() : fn_error;
     std::string message = error_payload ? payload["errorMessage"].get<std::string>() : r.body;
-    fail(inv, type + ": " + message + (fn_error.empty() || fn_error == type ? "" : " (" + fn_error + ")"));
+    fail(inv, type + ": " + message +
+                  (fn_error.empty() || fn_error == type ? "" : " (" + fn_error + ")"));
     return;
   }
   succeed(inv, payload.is_discarded() ? r.body : payload.dump());
@@ -827,13 +838,14 @@ int run_lambda(const LambdaOptions& opt) {
   json payload = parse_payload(opt.payload);
   const std::string region = resolve_region(opt);
   Credentials cred = credentials();
-  std::string endpoint = opt.endpoint.empty() ? "https://lambda." + region + ".amazonaws.com"
-                                              : opt.endpoint;
+  std::string endpoint =
+      opt.endpoint.empty() ? "https://lambda." + region + ".amazonaws.com" : opt.endpoint;
   while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
   if (!opt.output.empty()) {
     std::error_code ec;
     fs::create_directories(opt.output, ec);
-    if (ec) throw SetupError("cannot create --output directory " + opt.output + ": " + ec.message());
+    if (ec)
+      throw SetupError("cannot create --output directory " + opt.output + ": " + ec.message());
   }
 
   // The configuration: validated as the functions will read it, then sent without
@@ -847,7 +859,8 @@ int run_lambda(const LambdaOptions& opt) {
     direct = direct_endpoint(cfg, path);
     if (auto d = cfg.find("backends"); d != cfg.end() && d->is_object())
       if (auto s = d->find("Direct"); s != d->end() && s->is_object())
-        if (auto v = s->find("secret"); v != s->end() && v->is_string()) secret = v->get<std::string>();
+        if (auto v = s->find("secret"); v != s->end() && v->is_string())
+          secret = v->get<std::string>();
     auto removed = strip_secrets(cfg);
     if (!removed.empty()) {
       std::string list;
@@ -893,8 +906,8 @@ int run_lambda(const LambdaOptions& opt) {
   say("invoking " + opt.function + " " + std::to_string(opt.n) + " times at " + endpoint +
       " (communicator " + comm_name + ")");
 
-  const auto deadline = started + std::chrono::duration_cast<Clock::duration>(
-                                      std::chrono::duration<double>(timeout));
+  const auto deadline =
+      started + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
   int code;
   {
     Job job(opt, api, region, sig.get(), server);

@@ -12,13 +12,13 @@ namespace fmirun {
 struct LambdaOptions {
   std::string function;  // name, name:qualifier or ARN
   int n = 1;
-  std::string config;    // FMI configuration file; empty: no fmi_config in the events
-  std::string name;      // communicator name; empty: fresh per run
-  std::string region;    // empty: $AWS_REGION, $AWS_DEFAULT_REGION
-  std::string endpoint;  // empty: https://lambda.REGION.amazonaws.com
-  std::string payload;   // JSON object merged into every event
-  double timeout_s = 0;  // 0: the function's own timeout + 60 s when known, else 900 s
-  std::string output;    // directory for peer-i.json
+  std::string config;      // FMI configuration file; empty: no fmi_config in the events
+  std::string name;        // communicator name; empty: fresh per run
+  std::string region;      // empty: $AWS_REGION, $AWS_DEFAULT_REGION
+  std::string endpoint;    // empty: https://lambda.REGION.amazonaws.com
+  std::string payload;     // JSON object merged into every event
+  double timeout_s = 0;    // 0: the function's own timeout + 60 s when known, else 900 s
+  std::string output;      // directory for peer-i.json
   std::string rendezvous;  // fmi-rendezvous to start when the config's server is local
   bool verbose = false;
 };
