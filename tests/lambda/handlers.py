@@ -11,6 +11,7 @@ def echo(comm, event, context):
     """What the function saw: the event (less its configuration, summarised) and
     whether the secret reached it through its environment."""
     comm.barrier()
+    time.sleep(event.get("sleep", 0))
     cfg = event.get("fmi_config", {})
     return {"peer_id": comm.peer_id, "num_peers": comm.num_peers, "comm_name": comm.comm_name,
             "event_keys": sorted(event), "payload": {k: v for k, v in event.items()

@@ -149,6 +149,15 @@ def test_an_uncaught_exception_is_the_emulators_timeout(emulator, config):
     assert p.seconds < 30
 
 
+def test_timeout_ends_the_job(emulator, config):
+    p = fmirun(emulator, "echo", 2, "--config", config, "--timeout", "4",
+               "--payload", '{"sleep": 20}')
+    assert p.returncode == 124, p.stderr
+    assert re.search(r"peer [01] failed after .*: no answer within the job's --timeout", p.stderr)
+    assert "0 of 2 functions succeeded" in p.stderr and p.stdout == ""
+    assert p.seconds < 12
+
+
 def test_unknown_function_fails_at_once(emulator, config):
     p = fmirun(emulator, "nope", 4, "--config", config)
     assert p.returncode == 2

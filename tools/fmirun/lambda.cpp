@@ -454,6 +454,7 @@ class Job {
   int invoked_ = 0, running_ = 0, done_ = 0, failed_ = 0;
   std::optional<std::string> first_failure_;
   std::optional<int> abort_code_;
+  bool timed_out_ = false;  // a call ended by the deadline: exit kExitTimeout
   std::mt19937_64 rng_{std::random_device{}()};
 };
 
@@ -572,7 +573,8 @@ void Job::finished(Invocation& inv, CURLcode code) {
   if (code != CURLE_OK) {
     r.curl_error = curl_easy_strerror(code);
     if (code == CURLE_OPERATION_TIMEDOUT && Clock::now() + 50ms >= deadline_) {
-      fail(inv, "no answer within the job's --timeout");
+      timed_out_ = true;
+      fail(inv, "no answer within the job's --timeout (on AWS it may still be running)");
       return;
     }
     if (auto p = job_wide_problem(r, opt_.function, region_, api_.endpoint())) {
@@ -716,7 +718,7 @@ int Job::run(const std::vector<std::string>& events, Clock::time_point deadline)
     return 0;
   }
   say(summary + ", " + std::to_string(failed_) + " failed; the first failure: " + *first_failure_);
-  return kExitFailed;
+  return timed_out_ ? kExitTimeout : kExitFailed;
 }
 
 // ---- set-up ----------------------------------------------------------------------------
