@@ -633,7 +633,6 @@ int Job::run(const std::vector<std::string>& events, Clock::time_point deadline)
     calls_[i].event = events[i];
     calls_[i].start_at = started_;
   }
-  progress(true);
 
   auto active = [&] {
     return std::any_of(calls_.begin(), calls_.end(), [](const Invocation& c) {
