@@ -3,6 +3,8 @@
 import os
 import time
 
+import numpy as np
+
 import fmi
 
 
@@ -17,7 +19,9 @@ def echo(comm, event, context):
             "event_keys": sorted(event), "payload": {k: v for k, v in event.items()
                                                      if k not in ("peer_id", "num_peers", "comm_name", "fmi_config")},
             "direct": cfg.get("backends", {}).get("Direct", {}),
-            "secret_in_env": bool(os.environ.get("FMI_SECRET"))}
+            "secret_in_env": bool(os.environ.get("FMI_SECRET")),
+            # made JSON by the decorator
+            "numpy": {"array": np.arange(3), "scalar": np.float32(0.5), "tuple": (np.int64(7),)}}
 
 
 @fmi.lambda_handler

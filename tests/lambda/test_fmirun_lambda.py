@@ -105,6 +105,7 @@ def test_event_contract_payload_and_secrets(emulator, config):
         # (and used it: the rendezvous server checks it).
         assert "secret" not in r["direct"] and r["direct"]["host"] == "127.0.0.1"
         assert r["secret_in_env"] is True
+        assert r["numpy"] == {"array": [0, 1, 2], "scalar": 0.5, "tuple": [7]}
     assert "backends.Direct.secret" in p.stderr
 
 
