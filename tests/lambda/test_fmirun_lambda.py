@@ -182,3 +182,50 @@ def test_setup_errors(emulator, config):
                        env=dict(os.environ, AWS_ACCESS_KEY_ID="a", AWS_SECRET_ACCESS_KEY="b"),
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
     assert p.returncode == 2 and "'moon' is not an AWS region" in p.stderr
+
+
+MOTO_SETUP = """
+import boto3, io, sys, zipfile
+c = dict(endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id="test",
+         aws_secret_access_key="test")
+role = boto3.client("iam", **c).create_role(RoleName="fmi", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+code = io.BytesIO()
+with zipfile.ZipFile(code, "w") as z:
+    z.writestr("h.py", "def h(event, context):\\n    return 1\\n")
+lam = boto3.client("lambda", **c)
+lam.create_function(FunctionName="short", Runtime="python3.12", Role=role, Handler="h.h",
+                    Code={"ZipFile": code.getvalue()}, Timeout=3)
+lam.put_function_concurrency(FunctionName="short", ReservedConcurrentExecutions=2)
+"""
+
+
+def test_checks_before_the_job_where_the_endpoint_has_them(tmp_path):
+    """moto serves GetFunction and GetFunctionConcurrency as AWS does (its Invoke
+    needs Docker and answers with a function error, which fmirun reports)."""
+    py = os.environ.get("FMI_MOTO_PYTHON")
+    assert py, "FMI_MOTO_PYTHON is not set: no Python with moto (pip install 'moto[server]')"
+    port = free_port()
+    moto = subprocess.Popen([py, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        until = time.monotonic() + 30
+        while subprocess.run([py, "-c", f"import socket; socket.create_connection(('127.0.0.1', {port}))"],
+                             stderr=subprocess.DEVNULL).returncode != 0:
+            assert time.monotonic() < until and moto.poll() is None, "moto did not start"
+            time.sleep(0.2)
+        endpoint = f"http://127.0.0.1:{port}"
+        subprocess.run([py, "-c", MOTO_SETUP, endpoint], check=True)
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
+        run = [FMIRUN, "-n", "4", "--endpoint", endpoint, "--timeout", "20", "--lambda"]
+        p = subprocess.run(run + ["short"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=60)
+        assert "warning: the function's timeout (3 s) is shorter than the job's --timeout" in p.stderr
+        assert "warning: the function's reserved concurrency (2) is below the job's 4" in p.stderr
+        assert p.returncode == 1 and "0 of 4 functions succeeded" in p.stderr, p.stderr
+        p = subprocess.run(run + ["absent"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=60)
+        assert p.returncode == 2 and "function 'absent' not found" in p.stderr, p.stderr
+        assert "invoking" not in p.stderr  # GetFunction found it out before any Invoke
+    finally:
+        moto.terminate()
+        moto.wait(timeout=10)
