@@ -495,7 +495,8 @@ int main(int argc, char** argv) {
   app.footer(
       "Exit status: 0 when every function exits 0; else the first failing function's exit status "
       "(128+N for "
-      "signal N), 124 on --timeout, 128+N when fmirun itself gets signal N, 2 for set-up errors.");
+      "signal N), 124 on --timeout, 128+N when fmirun itself gets signal N, 2 for set-up errors. "
+      "With --lambda: 1 when a function failed (docs/lambda.md).");
   CLI11_PARSE(app, argc, argv);
 
   if (!lam.function.empty()) {
