@@ -201,3 +201,21 @@ class Communicator:
     def alltoallv(
         self, send: Any, send_counts: Sequence[int], recv: _B, recv_counts: Sequence[int]
     ) -> _B: ...
+
+# ---- AWS Lambda (docs/lambda.md) ---------------------------------------------------
+
+_Handler = Callable[[Any, Any], Any]
+_PeerFunction = Callable[["Communicator", Any, Any], Any]
+
+# @fmi.lambda_handler turns fn(comm, event, context) into handler(event, context): the
+# Communicator from the event of `fmirun --lambda` (peer_id, num_peers, comm_name,
+# fmi_config; secrets from the environment), closed afterwards; the result made JSON
+# serialisable. Errors propagate (errorType = the class name), or with
+# FMI_LAMBDA_ERRORS=return (default under serverless-offline) come back as the
+# {"errorType", "errorMessage", "stackTrace"} payload.
+@overload
+def lambda_handler(fn: _PeerFunction) -> _Handler: ...
+@overload
+def lambda_handler(
+    *, default_config: Optional[Callable[[Any], Union[str, dict]]] = None
+) -> Callable[[_PeerFunction], _Handler]: ...

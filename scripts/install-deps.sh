@@ -32,6 +32,11 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+# The Lambda emulator of the tests (scripts/lambda-emulator.sh: npm packages): Node.js
+# and npm from Debian, unless a Node.js with its own npm is installed already.
+if ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 sudo=()

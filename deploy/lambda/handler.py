@@ -1,19 +1,20 @@
 """Example AWS Lambda handler: one FMI peer per invocation, an allreduce over NumPy.
 
-Invoke the function num_peers times concurrently, with events
-    {"peer_id": 0, "num_peers": 4}, {"peer_id": 1, "num_peers": 4}, ...
-Optional event fields: "comm_name" (default "fmi-lambda"; use a fresh one per run),
-"elements" (float32 elements per peer, default 1048576), "config" (path of an FMI
-configuration file). Without "config", FMI_CONFIG is used when set (fmirun sets it),
-else a configuration is written to /tmp from the function's environment:
-FMI_RENDEZVOUS_HOST / FMI_RENDEZVOUS_PORT / FMI_MAX_TIMEOUT_MS (Direct channel; see
-template.yaml) and the model parameters of the fmi.json shipped next to this file.
+Start a job of n functions with the launcher (docs/lambda.md), which sends each one
+the event {"peer_id", "num_peers", "comm_name", "fmi_config"} plus --payload fields:
+    fmirun --lambda FUNCTION -n 8 --config fmi.json --payload '{"elements": 1000}'
+Optional event field: "elements" (float32 elements per peer, default 1048576).
+Without "fmi_config" in the event, FMI_CONFIG (a path) is used when set, else the
+event's "config" (a path), else a configuration written from the function's
+environment: FMI_RENDEZVOUS_HOST / FMI_RENDEZVOUS_PORT / FMI_MAX_TIMEOUT_MS (Direct
+channel; see template.yaml) and the model parameters of the fmi.json shipped next to
+this file. The Direct channel's secret comes from FMI_SECRET in the environment.
 
 Returns {"ok", "peer_id", "num_peers", "elements", "sum_first", "seconds"}: every
 peer contributes peer_id + 1 in every element, so sum_first = n (n + 1) / 2.
 
 Locally, with peers as processes over Direct (see docs/python.md):
-    fmirun -n 3 --config config/fmi.json -- /usr/bin/python3 -c \
+    fmirun -n 3 --config config/fmi.json -- /usr/bin/python3 -c \\
       "import os, handler; print(handler.lambda_handler({'peer_id': int(os.environ['FMI_PEER_ID']),
        'num_peers': int(os.environ['FMI_NUM_PEERS']), 'comm_name': os.environ['FMI_COMM_NAME']}, None))"
 """
@@ -34,16 +35,17 @@ BASE_CONFIGS = [os.path.join(HERE, "fmi.json"), os.path.join(HERE, "..", "..", "
 
 
 def config_path(event):
-    """The configuration file: the event's, FMI_CONFIG, or one written to /tmp from the
-    function's environment (Direct channel only) and the shipped model parameters."""
+    """The configuration when the event has none and FMI_CONFIG is unset: the event's
+    "config" path, or a configuration from the function's environment (Direct channel
+    only) and the shipped model parameters."""
     if event.get("config"):
         return event["config"]
-    if os.environ.get("FMI_CONFIG"):
-        return os.environ["FMI_CONFIG"]
     host = os.environ.get("FMI_RENDEZVOUS_HOST")
     if not host:
-        raise fmi.ConfigError("no FMI configuration: pass event['config'], set FMI_CONFIG, or set "
-                              "FMI_RENDEZVOUS_HOST (and FMI_RENDEZVOUS_PORT) for the Direct channel")
+        raise fmi.ConfigError("no FMI configuration: start the job with fmirun --lambda --config "
+                              "FILE (event['fmi_config']), pass event['config'], set FMI_CONFIG, or "
+                              "set FMI_RENDEZVOUS_HOST (and FMI_RENDEZVOUS_PORT) for the Direct "
+                              "channel")
     base = next((p for p in BASE_CONFIGS if os.path.exists(p)), None)
     if base is None:
         raise fmi.ConfigError(f"no base configuration (model parameters) in {BASE_CONFIGS}")
@@ -54,10 +56,7 @@ def config_path(event):
     cfg["backends"]["Direct"] = {
         "enabled": True, "host": host, "port": int(os.environ.get("FMI_RENDEZVOUS_PORT", "10000")),
         "max_timeout": int(os.environ.get("FMI_MAX_TIMEOUT_MS", "30000"))}
-    path = "/tmp/fmi-lambda.json"
-    with open(path, "w") as f:
-        json.dump(cfg, f)
-    return path
+    return cfg
 
 
 def run(comm, elements):
@@ -72,11 +71,7 @@ def run(comm, elements):
             "elements": elements, "sum_first": float(out[0]) if elements else 0.0, "seconds": seconds}
 
 
-def lambda_handler(event, context):
-    peer_id = int(event["peer_id"])
-    num_peers = int(event["num_peers"])
-    memory = int(getattr(context, "memory_limit_in_mb", 128) or 128)
-    with fmi.Communicator(peer_id, num_peers, config_path(event),
-                          event.get("comm_name", "fmi-lambda"), memory) as comm:
-        comm.hint(fmi.hints.fast)
-        return run(comm, int(event.get("elements", 1 << 20)))
+@fmi.lambda_handler(default_config=config_path)
+def lambda_handler(comm, event, context):
+    comm.hint(fmi.hints.fast)
+    return run(comm, int(event.get("elements", 1 << 20)))

@@ -1,5 +1,6 @@
 // The Python module `fmi`: bindings of the FMI communicator (see docs/python.md).
 #include <pybind11/chrono.h>
+#include <pybind11/eval.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -9,6 +10,7 @@
 #include "communicator.h"
 #include "fmi/errors.h"
 #include "fmi/inproc.h"
+#include "lambda_handler_py.h"  // generated from lambda_handler.py
 
 #ifndef FMI_PYTHON_VERSION
 #define FMI_PYTHON_VERSION "0.0.0"
@@ -271,4 +273,12 @@ PYBIND11_MODULE(fmi, m) {
       .def("allgatherv", &PyCommunicator::allgatherv, "send"_a, "recv"_a, "recv_counts"_a)
       .def("alltoallv", &PyCommunicator::alltoallv, "send"_a, "send_counts"_a, "recv"_a,
            "recv_counts"_a);
+
+  // ---- pure Python (lambda_handler.py), run with `fmi` bound to this module -----------
+  py::dict ns;
+  ns["__builtins__"] = py::reinterpret_borrow<py::object>(PyEval_GetBuiltins());
+  ns["__name__"] = "fmi";
+  ns["fmi"] = m;
+  py::exec(kLambdaHandlerPy, ns);
+  m.attr("lambda_handler") = ns["lambda_handler"];
 }

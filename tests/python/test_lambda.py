@@ -25,3 +25,32 @@ def test_handler_needs_a_configuration(monkeypatch):
     monkeypatch.delenv("FMI_RENDEZVOUS_HOST", raising=False)
     with pytest.raises(fmi.ConfigError, match="FMI_RENDEZVOUS_HOST"):
         handler.lambda_handler({"peer_id": 0, "num_peers": 1}, None)
+
+
+# fmi.lambda_handler before any Communicator exists (with peers: tests/lambda).
+@fmi.lambda_handler
+def _never_called(comm, event, context):
+    raise AssertionError("the handler ran without a valid event")
+
+
+def test_lambda_handler_raises_fmi_errors_by_default(monkeypatch):
+    monkeypatch.delenv("FMI_LAMBDA_ERRORS", raising=False)
+    monkeypatch.delenv("IS_OFFLINE", raising=False)
+    monkeypatch.delenv("FMI_CONFIG", raising=False)
+    with pytest.raises(fmi.UsageError, match="'peer_id'"):
+        _never_called({"fmi_config": {}, "num_peers": 2, "comm_name": "c"}, None)
+    with pytest.raises(fmi.UsageError, match="'num_peers' must be an integer"):
+        _never_called({"fmi_config": {}, "peer_id": 0, "num_peers": "2", "comm_name": "c"}, None)
+    with pytest.raises(fmi.ConfigError, match="no 'fmi_config'"):
+        _never_called({"peer_id": 0, "num_peers": 2, "comm_name": "c"}, None)
+
+
+@pytest.mark.parametrize("env", [{"FMI_LAMBDA_ERRORS": "return"}, {"IS_OFFLINE": "true"}])
+def test_lambda_handler_returns_the_error_payload_where_raising_kills_the_worker(monkeypatch, env):
+    monkeypatch.delenv("FMI_LAMBDA_ERRORS", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    r = _never_called({"fmi_config": {}, "num_peers": 2, "comm_name": "c"}, None)
+    assert set(r) == {"errorType", "errorMessage", "stackTrace"}
+    assert r["errorType"] == "UsageError" and "'peer_id'" in r["errorMessage"]
+    assert any("UsageError" in line for line in r["stackTrace"])

@@ -18,6 +18,8 @@ def stub_names():
                 n.target.id for n in node.body if isinstance(n, ast.AnnAssign)}
         elif isinstance(node, ast.AnnAssign):
             top.add(node.target.id)
+        elif isinstance(node, ast.FunctionDef):
+            top.add(node.name)
     return top, members
 
 
