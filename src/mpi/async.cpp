@@ -1,0 +1,69 @@
+// See async.h. Everything that changes when issues 18 and 19 are merged is here.
+#include "mpi/async.h"
+
+namespace FMI::Mpi {
+
+namespace {
+[[noreturn]] void self_deadlock(const CommObj& c, const char* fn) {
+  FMI_MPI_FAIL(MPI_ERR_OTHER, fn, ": rank ", c.rank,
+               " waits for a message only it could send itself and none is queued (a deadlock)");
+}
+}  // namespace
+
+#if FMI_MPI_ASYNC
+
+int next_source(CommObj& c, int src, const char* fn) {
+  if (src == c.rank || (src == MPI_ANY_SOURCE && c.size == 1)) self_deadlock(c, fn);
+  if (src != MPI_ANY_SOURCE) return src;
+  return static_cast<int>(c.fmi->probe(FMI::any_source).source);
+}
+
+bool poll(CommObj& c, int src, const char* /*fn*/) {
+  if (src == c.rank || c.size == 1) return false;  // a self-send is queued at once
+  const auto s = c.fmi->iprobe(src == MPI_ANY_SOURCE ? FMI::any_source : static_cast<unsigned>(src));
+  if (!s) return false;
+  pull_one(c, static_cast<int>(s->source));
+  return true;
+}
+
+bool poll_quietly(CommObj& c, int src, int tag) {
+  bool found = false;
+  while (!found && poll(c, src, "MPI_Test")) {
+    const Message& m = c.unexpected.back();
+    found = (src == MPI_ANY_SOURCE || m.src == src) && (tag == MPI_ANY_TAG || m.tag == tag);
+  }
+  return found;
+}
+
+bool test_may_wait() { return false; }
+
+#else  // the fallback until the merge
+
+int next_source(CommObj& c, int src, const char* fn) {
+  if (src == c.rank || (src == MPI_ANY_SOURCE && c.size == 1)) self_deadlock(c, fn);
+  if (src != MPI_ANY_SOURCE) return src;
+  if (c.size == 2) return 1 - c.rank;
+  FMI_MPI_FAIL(MPI_ERR_UNSUPPORTED_OPERATION, fn,
+               ": MPI_ANY_SOURCE with more than 2 processes needs FMI's any-source probe "
+               "(Communicator::probe(FMI::any_source), issue 19), not in this build");
+}
+
+bool poll(CommObj& c, int src, const char* fn) {
+  if (src == c.rank || c.size == 1) return false;  // a self-send is queued at once
+  FMI_MPI_FAIL(MPI_ERR_UNSUPPORTED_OPERATION, fn,
+               ": no matching message is queued yet, and looking for one without waiting needs "
+               "FMI's Communicator::iprobe (issue 19), not in this build");
+}
+
+bool poll_quietly(CommObj&, int, int) { return false; }
+
+bool test_may_wait() { return true; }
+
+#endif
+
+MPI_Request start_isend(const void* buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm h) {
+  send_checked(buf, count, t, dest, tag, h);
+  return done_request(h);
+}
+
+}  // namespace FMI::Mpi

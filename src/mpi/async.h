@@ -1,0 +1,38 @@
+// The places of the MPI layer that need FMI's non-blocking and any-source API
+// (issue 18: FMI::Request, isend/irecv/i-collectives; issue 19: FMI::Status,
+// FMI::any_source, Communicator::probe/iprobe). async.cpp implements each twice:
+// with FMI_MPI_ASYNC (set by src/mpi/CMakeLists.txt when the public API has those
+// names) on top of them, and without it as the documented fallback (docs/mpi.md).
+#pragma once
+
+#include "mpi/state.h"
+
+namespace FMI::Mpi {
+
+/// The rank whose FMI stream a blocking receive or probe for `src` reads next.
+/// src may be MPI_ANY_SOURCE. Fallback: any source works with at most two
+/// processes (only one other can send); more is MPI_ERR_UNSUPPORTED_OPERATION.
+int next_source(CommObj& c, int src, const char* fn);
+/// Without waiting: moves one message that has arrived from `src` (or any source)
+/// into c's unexpected queue and returns true, or returns false when none has.
+/// Fallback: MPI_ERR_UNSUPPORTED_OPERATION naming `fn` (only messages already queued
+/// can be seen without waiting).
+bool poll(CommObj& c, int src, const char* fn);
+/// Whether a message matching (src, tag) is available without waiting, pulling
+/// arrived messages into the queue. Fallback: false (only the queue is known).
+bool poll_quietly(CommObj& c, int src, int tag);
+/// Whether MPI_Test may complete a receive by waiting for it. Fallback: true (a
+/// Test loop then waits in its first Test instead of spinning); false with FMI_MPI_ASYNC.
+bool test_may_wait();
+/// MPI_Isend. Both ways the message is handed to the channel now (an eager send,
+/// complete when it returns) and a completed request is returned.
+MPI_Request start_isend(const void* buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm c);
+
+/// Reads the next MPI message of src's FMI stream whole into the unexpected queue (p2p.cpp).
+void pull_one(CommObj& c, int src);
+/// MPI_Send: checks the arguments and sends (p2p.cpp).
+void send_checked(const void* buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm c);
+/// A request that is already complete (p2p.cpp).
+MPI_Request done_request(MPI_Comm c);
+
+}  // namespace FMI::Mpi
