@@ -348,7 +348,9 @@ int index_in(const std::vector<int>& members, int world) {
 
 void fill_types() {
   auto& t = state().types;
-  auto add = [&](int h, std::size_t size, const char* name) { t[h] = TypeObj{size, h, 1, true, true, name}; };
+  auto add = [&](int h, std::size_t size, const char* name, std::size_t data = 0) {
+    t[h] = TypeObj{size, data ? data : size, h, 1, true, true, name};
+  };
   add(MPI_CHAR, sizeof(char), "MPI_CHAR");
   add(MPI_SIGNED_CHAR, sizeof(signed char), "MPI_SIGNED_CHAR");
   add(MPI_UNSIGNED_CHAR, sizeof(unsigned char), "MPI_UNSIGNED_CHAR");
@@ -378,12 +380,12 @@ void fill_types() {
   add(MPI_OFFSET, sizeof(MPI_Offset), "MPI_OFFSET");
   add(MPI_COUNT, sizeof(MPI_Count), "MPI_COUNT");
   add(MPI_PACKED, 1, "MPI_PACKED");
-  add(MPI_FLOAT_INT, sizeof(Pair<float>), "MPI_FLOAT_INT");
-  add(MPI_DOUBLE_INT, sizeof(Pair<double>), "MPI_DOUBLE_INT");
-  add(MPI_LONG_INT, sizeof(Pair<long>), "MPI_LONG_INT");
+  add(MPI_FLOAT_INT, sizeof(Pair<float>), "MPI_FLOAT_INT", sizeof(float) + sizeof(int));
+  add(MPI_DOUBLE_INT, sizeof(Pair<double>), "MPI_DOUBLE_INT", sizeof(double) + sizeof(int));
+  add(MPI_LONG_INT, sizeof(Pair<long>), "MPI_LONG_INT", sizeof(long) + sizeof(int));
   add(MPI_2INT, sizeof(Pair<int>), "MPI_2INT");
-  add(MPI_SHORT_INT, sizeof(Pair<short>), "MPI_SHORT_INT");
-  add(MPI_LONG_DOUBLE_INT, sizeof(Pair<long double>), "MPI_LONG_DOUBLE_INT");
+  add(MPI_SHORT_INT, sizeof(Pair<short>), "MPI_SHORT_INT", sizeof(short) + sizeof(int));
+  add(MPI_LONG_DOUBLE_INT, sizeof(Pair<long double>), "MPI_LONG_DOUBLE_INT", sizeof(long double) + sizeof(int));
   for (int o = MPI_MAX; o <= MPI_MAXLOC; ++o) state().ops[o] = OpObj{};
 }
 
@@ -750,7 +752,7 @@ int MPI_Type_size(MPI_Datatype t, int* size) {
   return guard("MPI_Type_size", MPI_COMM_WORLD, [&] {
     auto it = state().types.find(t);
     if (it == state().types.end()) FMI_MPI_FAIL(MPI_ERR_TYPE, "invalid datatype ", t);
-    *size = static_cast<int>(it->second.size);
+    *size = static_cast<int>(it->second.data);
   });
 }
 
@@ -769,7 +771,7 @@ int MPI_Type_contiguous(int count, MPI_Datatype old, MPI_Datatype* out) {
     const TypeObj o = type(old);
     State& s = state();
     const int h = s.next_type++;
-    s.types[h] = TypeObj{o.size * count, o.base, o.count * count, false, false, "contiguous"};
+    s.types[h] = TypeObj{o.size * count, o.data * count, o.base, o.count * count, false, false, "contiguous"};
     *out = h;
   });
 }

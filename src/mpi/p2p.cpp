@@ -355,7 +355,7 @@ int MPI_Wait(MPI_Request* r, MPI_Status* st) {
   return guard("MPI_Wait", comm_of(*r), [&] { complete(r, st); });
 }
 
-int MPI_Waitall(int count, MPI_Request rs[], MPI_Status sts[]) {
+int MPI_Waitall(int count, MPI_Request rs[], MPI_Status* sts) {
   return guard("MPI_Waitall", count > 0 ? comm_of(rs[0]) : MPI_COMM_WORLD, [&] {
     // In order: each send completed when it started, so no receive here waits
     // for a send of this process that comes later in the list.
@@ -389,7 +389,7 @@ int MPI_Test(MPI_Request* r, int* flag, MPI_Status* st) {
   });
 }
 
-int MPI_Testall(int count, MPI_Request rs[], int* flag, MPI_Status sts[]) {
+int MPI_Testall(int count, MPI_Request rs[], int* flag, MPI_Status* sts) {
   return guard("MPI_Testall", count > 0 ? comm_of(rs[0]) : MPI_COMM_WORLD, [&] {
     *flag = 0;
     if (!test_may_wait())

@@ -54,8 +54,12 @@ struct CommObj {
 };
 
 /// A datatype: `count` elements of the predefined `base` (reductions work on those).
+/// `size` is the extent: the bytes one element takes in a buffer and on the wire
+/// (MPI_DOUBLE_INT: 16); `data` is what MPI_Type_size reports (the bytes of data
+/// without padding: 12).
 struct TypeObj {
   std::size_t size = 0;
+  std::size_t data = 0;
   int base = 0;
   std::size_t count = 1;
   bool committed = true;
