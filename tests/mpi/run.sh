@@ -9,7 +9,9 @@
 #
 # OpenMPI's outputs are kept next to the build (OMPI_CACHE, keyed by the source's
 # checksum and N), so the Direct and the Redis test of a program run mpirun once.
-# Environment: FMI_MPI_TEST_TMP (work folder, default a mktemp -d), REDIS_SERVER.
+# With EXPECT_FAILURE=REGEX the program must fail instead: exit non-zero under both,
+# print nothing on stdout, and fmirun's stderr must match REGEX (FMI's message).
+# Environment: OMPI_CACHE, REDIS_SERVER (default redis-server), EXPECT_FAILURE.
 set -u
 fmirun=$1 mpicc_fmi=$2 src=$3 channel=$4
 shift 4
@@ -81,6 +83,17 @@ for n in "$@"; do
     "$work/$name.fmi" >"$work/fmi.out" 2>"$work/fmi.err" </dev/null
   rc=$?
   got=$( (sed -E 's/^\[peer [0-9]+\] //' "$work/fmi.out"; echo "exit $rc") | sort)
+  if [ -n "${EXPECT_FAILURE:-}" ]; then
+    # Only the failure is compared: the statuses differ (OpenMPI's error classes).
+    expected=$(echo "$expected" | sed -E 's/^exit [1-9][0-9]*$/exit non-zero/')
+    got=$(echo "$got" | sed -E 's/^exit [1-9][0-9]*$/exit non-zero/')
+    if ! grep -Eq "$EXPECT_FAILURE" "$work/fmi.err"; then
+      echo "FAIL: $name on $n processes over $channel: stderr does not match /$EXPECT_FAILURE/:"
+      head -20 "$work/fmi.err"
+      status=1
+      continue
+    fi
+  fi
   if [ "$expected" != "$got" ]; then
     echo "FAIL: $name on $n processes over $channel differs from OpenMPI (< OpenMPI, > FMI):"
     diff <(echo "$expected") <(echo "$got") | head -40
