@@ -55,7 +55,7 @@ static void counts_and_probe(void) {
   if (size < 2) return;
   const int last = size - 1;
   if (rank == 0) {
-    int n = 17 + size, data[64];
+    int n = 100 + size, data[128]; /* over the inline size: queued with its payload */
     for (int i = 0; i < n; ++i) data[i] = i * i;
     MPI_Send(data, n, MPI_INT, last, 21, MPI_COMM_WORLD);
     MPI_Send(data, 5, MPI_INT, last, 22, MPI_COMM_WORLD);
@@ -147,6 +147,18 @@ static void truncate_error(void) {
     int cls;
     MPI_Error_class(err, &cls);
     SAY("truncated recv: %s, first %d %d", cls == MPI_ERR_TRUNCATE ? "MPI_ERR_TRUNCATE" : "other", v[0], v[1]);
+  }
+  /* the same over the inline size of FMI's framing (a separate payload message) */
+  if (rank == 0) {
+    int big[1000];
+    for (int i = 0; i < 1000; ++i) big[i] = i;
+    MPI_Send(big, 1000, MPI_INT, 1, 31, MPI_COMM_WORLD);
+  } else if (rank == 1) {
+    int small[100];
+    int err = MPI_Recv(small, 100, MPI_INT, 0, 31, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    int cls;
+    MPI_Error_class(err, &cls);
+    SAY("truncated large recv: %s, [99] %d", cls == MPI_ERR_TRUNCATE ? "MPI_ERR_TRUNCATE" : "other", small[99]);
   }
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_ARE_FATAL);
 }
