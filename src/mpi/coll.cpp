@@ -106,7 +106,10 @@ void reduce(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_O
                       static_cast<unsigned>(root), f);
 }
 
-void allreduce(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o, MPI_Comm h) {
+// Allreduce and scan take the same buffers; `fn` is the FMI collective.
+using ReduceAll = void (Communicator::*)(Comm::ConstBytes, Comm::Bytes, const Utils::ReduceOp&);
+void reduce_all(ReduceAll fn, const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o,
+                MPI_Comm h) {
   CommObj& c = comm(h);
   const std::size_t n = bytes(count, t);
   const Utils::ReduceOp f = reduce_op(o, t);
@@ -115,19 +118,15 @@ void allreduce(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MP
     send = copy_of(recvbuf, n);
     sendbuf = send.data();
   }
-  c.fmi->allreduce_bytes(in(sendbuf, n), out(recvbuf, n), f);
+  ((*c.fmi).*fn)(in(sendbuf, n), out(recvbuf, n), f);
+}
+
+void allreduce(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o, MPI_Comm h) {
+  reduce_all(&Communicator::allreduce_bytes, sendbuf, recvbuf, count, t, o, h);
 }
 
 void scan(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o, MPI_Comm h) {
-  CommObj& c = comm(h);
-  const std::size_t n = bytes(count, t);
-  const Utils::ReduceOp f = reduce_op(o, t);
-  Buf send;
-  if (sendbuf == MPI_IN_PLACE) {
-    send = copy_of(recvbuf, n);
-    sendbuf = send.data();
-  }
-  c.fmi->scan_bytes(in(sendbuf, n), out(recvbuf, n), f);
+  reduce_all(&Communicator::scan_bytes, sendbuf, recvbuf, count, t, o, h);
 }
 
 void exscan(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o, MPI_Comm h) {

@@ -61,9 +61,9 @@ void set_status(MPI_Status* s, const MPI_Status& v) {
   if (s && s != MPI_STATUS_IGNORE) *s = v;
 }
 
-/// Reads the next MPI message of src's stream whole into the unexpected queue.
-void pull_one(CommObj& c, int src) {
-  Header h = read_header(c, src);
+namespace {
+// Queues the message whose header was just read from src (its payload follows).
+void enqueue(CommObj& c, int src, const Header& h) {
   Message m{src, h.tag, std::vector<std::byte>(h.bytes)};
   if (h.bytes <= inline_max)
     std::memcpy(m.data.data(), h.data, h.bytes);
@@ -71,6 +71,10 @@ void pull_one(CommObj& c, int src) {
     c.fmi->recv_bytes(m.data, static_cast<unsigned>(src));
   c.unexpected.push_back(std::move(m));
 }
+}  // namespace
+
+/// Reads the next MPI message of src's stream whole into the unexpected queue.
+void pull_one(CommObj& c, int src) { enqueue(c, src, read_header(c, src)); }
 
 void send_message(CommObj& c, int dest, int tag, Comm::ConstBytes data) {
   if (dest == c.rank) {
@@ -118,12 +122,7 @@ MPI_Status recv_message(CommObj& c, int src, int tag, Comm::Bytes out, const cha
     const int from = next_source(c, src, fn);
     Header h = read_header(c, from);
     if (!matches(src, tag, from, h.tag)) {
-      Message m{from, h.tag, std::vector<std::byte>(h.bytes)};
-      if (h.bytes <= inline_max)
-        std::memcpy(m.data.data(), h.data, h.bytes);
-      else
-        c.fmi->recv_bytes(m.data, static_cast<unsigned>(from));
-      c.unexpected.push_back(std::move(m));
+      enqueue(c, from, h);
       continue;
     }
     MPI_Status s = status_of(from, h.tag, h.bytes, out.size());
