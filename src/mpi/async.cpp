@@ -1,4 +1,6 @@
 // See async.h. Everything that changes when issues 18 and 19 are merged is here.
+#include <optional>
+
 #include "mpi/async.h"
 
 namespace FMI::Mpi {
@@ -15,27 +17,40 @@ namespace {
 int next_source(CommObj& c, int src, const char* fn) {
   if (src == c.rank || (src == MPI_ANY_SOURCE && c.size == 1)) self_deadlock(c, fn);
   if (src != MPI_ANY_SOURCE) return src;
+  if (c.size == 2) return 1 - c.rank;  // one possible sender: no probe needed
   return static_cast<int>(c.fmi->probe(FMI::any_source).source);
 }
 
-bool poll(CommObj& c, int src, const char* /*fn*/) {
+bool poll(CommObj& c, int src, const char* fn) {
   if (src == c.rank || c.size == 1) return false;  // a self-send is queued at once
-  const auto s = c.fmi->iprobe(src == MPI_ANY_SOURCE ? FMI::any_source : static_cast<unsigned>(src));
+  std::optional<FMI::Status> s;
+  try {
+    s = c.fmi->iprobe(src == MPI_ANY_SOURCE ? FMI::any_source : static_cast<unsigned>(src));
+  } catch (const UsageError& e) {
+    // A channel without probe support (ChannelError and the others pass unchanged).
+    c.no_probe = true;
+    FMI_MPI_FAIL(MPI_ERR_UNSUPPORTED_OPERATION, fn, ": ", e.what());
+  }
   if (!s) return false;
   pull_one(c, static_cast<int>(s->source));
   return true;
 }
 
 bool poll_quietly(CommObj& c, int src, int tag) {
+  if (c.no_probe) return false;
   bool found = false;
-  while (!found && poll(c, src, "MPI_Test")) {
-    const Message& m = c.unexpected.back();
-    found = (src == MPI_ANY_SOURCE || m.src == src) && (tag == MPI_ANY_TAG || m.tag == tag);
+  try {
+    while (!found && poll(c, src, "MPI_Test")) {
+      const Message& m = c.unexpected.back();
+      found = (src == MPI_ANY_SOURCE || m.src == src) && (tag == MPI_ANY_TAG || m.tag == tag);
+    }
+  } catch (const MpiError& e) {
+    if (e.error_class != MPI_ERR_UNSUPPORTED_OPERATION) throw;
   }
   return found;
 }
 
-bool test_may_wait() { return false; }
+bool test_may_wait(const CommObj& c) { return c.no_probe; }
 
 #else  // the fallback until the merge
 
@@ -57,7 +72,7 @@ bool poll(CommObj& c, int src, const char* fn) {
 
 bool poll_quietly(CommObj&, int, int) { return false; }
 
-bool test_may_wait() { return true; }
+bool test_may_wait(const CommObj&) { return true; }
 
 #endif
 

@@ -10,20 +10,22 @@
 namespace FMI::Mpi {
 
 /// The rank whose FMI stream a blocking receive or probe for `src` reads next.
-/// src may be MPI_ANY_SOURCE. Fallback: any source works with at most two
-/// processes (only one other can send); more is MPI_ERR_UNSUPPORTED_OPERATION.
+/// src may be MPI_ANY_SOURCE. With two processes only the other can send (no
+/// probe). Fallback: more is MPI_ERR_UNSUPPORTED_OPERATION.
 int next_source(CommObj& c, int src, const char* fn);
 /// Without waiting: moves one message that has arrived from `src` (or any source)
 /// into c's unexpected queue and returns true, or returns false when none has.
-/// Fallback: MPI_ERR_UNSUPPORTED_OPERATION naming `fn` (only messages already queued
-/// can be seen without waiting).
+/// Fallback, or a channel without probe support: MPI_ERR_UNSUPPORTED_OPERATION naming
+/// `fn` (only messages already queued can be seen without waiting).
 bool poll(CommObj& c, int src, const char* fn);
 /// Whether a message matching (src, tag) is available without waiting, pulling
-/// arrived messages into the queue. Fallback: false (only the queue is known).
+/// arrived messages into the queue. Fallback, or a channel that cannot probe: false
+/// (only the queue is known).
 bool poll_quietly(CommObj& c, int src, int tag);
 /// Whether MPI_Test may complete a receive by waiting for it. Fallback: true (a
-/// Test loop then waits in its first Test instead of spinning); false with FMI_MPI_ASYNC.
-bool test_may_wait();
+/// Test loop then waits in its first Test instead of spinning); with FMI_MPI_ASYNC
+/// only on a communicator whose channel cannot probe (c.no_probe).
+bool test_may_wait(const CommObj& c);
 /// MPI_Isend. Both ways the message is handed to the channel now (an eager send,
 /// complete when it returns) and a completed request is returned.
 MPI_Request start_isend(const void* buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm c);

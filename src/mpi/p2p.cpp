@@ -383,7 +383,7 @@ int MPI_Waitany(int count, MPI_Request rs[], int* index, MPI_Status* st) {
 int MPI_Test(MPI_Request* r, int* flag, MPI_Status* st) {
   return guard("MPI_Test", comm_of(*r), [&] {
     *flag = 0;
-    if (!ready(*r) && !test_may_wait()) return;
+    if (!ready(*r) && !test_may_wait(comm(comm_of(*r)))) return;
     complete(r, st);
     *flag = 1;
   });
@@ -392,9 +392,8 @@ int MPI_Test(MPI_Request* r, int* flag, MPI_Status* st) {
 int MPI_Testall(int count, MPI_Request rs[], int* flag, MPI_Status* sts) {
   return guard("MPI_Testall", count > 0 ? comm_of(rs[0]) : MPI_COMM_WORLD, [&] {
     *flag = 0;
-    if (!test_may_wait())
-      for (int i = 0; i < count; ++i)
-        if (!ready(rs[i])) return;
+    for (int i = 0; i < count; ++i)
+      if (!ready(rs[i]) && !test_may_wait(comm(comm_of(rs[i])))) return;
     for (int i = 0; i < count; ++i)
       complete(&rs[i], sts == MPI_STATUSES_IGNORE ? MPI_STATUS_IGNORE : &sts[i]);
     *flag = 1;

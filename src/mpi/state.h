@@ -51,6 +51,9 @@ struct CommObj {
   // Comm_create_group: how many communicators each (member list, tag) made, so that
   // every member names the next one alike.
   std::map<std::string, int> created;
+  // Set when a channel of this communicator cannot probe (FMI raised UsageError):
+  // MPI_Test then waits as without the non-blocking API (src/mpi/async.h).
+  bool no_probe = false;
 };
 
 /// A datatype: `count` elements of the predefined `base` (reductions work on those).
