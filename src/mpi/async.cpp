@@ -76,6 +76,51 @@ bool test_may_wait(const CommObj&) { return true; }
 
 #endif
 
+#if FMI_MPI_NONBLOCKING
+
+namespace {
+std::map<MPI_Request, FMI::Request>& fmi_requests() {
+  static std::map<MPI_Request, FMI::Request> m;
+  return m;
+}
+}  // namespace
+
+MPI_Request start_icoll(MPI_Comm h, const std::function<void(Keep&)>& call) {
+  CommObj& c = comm(h);
+  auto keep = std::make_shared<Keep>();
+  FMI::Request r = c.fmi->start_nonblocking([&] { call(*keep); }, keep);
+  const MPI_Request m = done_request(h);
+  state().reqs[m].kind = ReqObj::fmi;
+  fmi_requests().emplace(m, std::move(r));
+  return m;
+}
+
+void wait_fmi(MPI_Request m) {
+  auto it = fmi_requests().find(m);
+  if (it == fmi_requests().end()) return;
+  FMI::Request r = std::move(it->second);
+  fmi_requests().erase(it);
+  r.wait();
+}
+
+bool test_fmi(MPI_Request m) {
+  auto it = fmi_requests().find(m);
+  return it == fmi_requests().end() || it->second.test();
+}
+
+#else
+
+MPI_Request start_icoll(MPI_Comm h, const std::function<void(Keep&)>& call) {
+  Keep keep;
+  call(keep);
+  return done_request(h);
+}
+
+void wait_fmi(MPI_Request) {}
+bool test_fmi(MPI_Request) { return true; }
+
+#endif
+
 MPI_Request start_isend(const void* buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm h) {
   send_checked(buf, count, t, dest, tag, h);
   return done_request(h);

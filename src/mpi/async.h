@@ -5,6 +5,10 @@
 // names) on top of them, and without it as the documented fallback (docs/mpi.md).
 #pragma once
 
+#include <deque>
+#include <functional>
+#include <vector>
+
 #include "mpi/state.h"
 
 namespace FMI::Mpi {
@@ -29,6 +33,21 @@ bool test_may_wait(const CommObj& c);
 /// MPI_Isend. Both ways the message is handed to the channel now (an eager send,
 /// complete when it returns) and a completed request is returned.
 MPI_Request start_isend(const void* buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm c);
+
+using Buf = std::vector<std::byte>;
+/// Buffers an operation needs until it completes (in-place copies, scratch); a
+/// deque keeps references to its elements valid while it grows.
+using Keep = std::deque<Buf>;
+/// An MPI_I... collective: `call` makes exactly one FMI collective call on c's FMI
+/// communicator, putting what the transfer reads or writes besides the user's
+/// buffers in its Keep. Fallback: runs it and returns a completed request. With
+/// FMI_MPI_NONBLOCKING (issue 18): Communicator::start_nonblocking, the Keep held by
+/// the FMI request; the MPI request (kind fmi) completes with it.
+MPI_Request start_icoll(MPI_Comm c, const std::function<void(Keep&)>& call);
+/// Waits for the FMI request behind MPI request r (kind fmi) and forgets it.
+void wait_fmi(MPI_Request r);
+/// Whether the FMI request behind r is complete (throws its error then); never waits.
+bool test_fmi(MPI_Request r);
 
 /// Reads the next MPI message of src's FMI stream whole into the unexpected queue (p2p.cpp).
 void pull_one(CommObj& c, int src);

@@ -3,8 +3,9 @@
 // (packed and unpacked around FMI's packed layout), the counts non-roots do not pass
 // in MPI_Gatherv / MPI_Scatterv (FMI's trees need them everywhere: one small
 // allgather / bcast), and MPI_Exscan (no FMI form: an allgather and a left-to-right
-// reduction). The MPI_I... forms run the blocking call and return a completed
-// request until FMI's non-blocking collectives are merged (docs/mpi.md).
+// reduction). The MPI_I... forms go through start_icoll (src/mpi/async.h): the
+// blocking call and a completed request until FMI's non-blocking collectives are
+// merged, one of FMI's requests after (docs/mpi.md).
 #include <cstring>
 #include <numeric>
 
@@ -14,7 +15,6 @@
 namespace FMI::Mpi {
 namespace {
 
-using Buf = std::vector<std::byte>;
 
 Comm::ConstBytes in(const void* p, std::size_t n) { return {static_cast<const std::byte*>(p), n}; }
 Comm::Bytes out(void* p, std::size_t n) { return {static_cast<std::byte*>(p), n}; }
@@ -89,13 +89,15 @@ void bcast(void* buf, int count, MPI_Datatype t, int root, MPI_Comm h) {
   c.fmi->bcast_bytes(out(buf, n), static_cast<unsigned>(root));
 }
 
-void reduce(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o, int root, MPI_Comm h) {
+void reduce(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o, int root, MPI_Comm h,
+            Keep& k) {
   CommObj& c = comm(h);
   const std::size_t n = bytes(count, t);
   check_root(c, root);
   const Utils::ReduceOp f = reduce_op(o, t);
   const bool at_root = c.rank == root;
-  Buf send, scratch;
+  Buf& send = k.emplace_back();
+  Buf& scratch = k.emplace_back();
   if (sendbuf == MPI_IN_PLACE) {
     if (!at_root) FMI_MPI_FAIL(MPI_ERR_BUFFER, "MPI_IN_PLACE is the send buffer of the root only");
     send = copy_of(recvbuf, n);
@@ -109,11 +111,11 @@ void reduce(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_O
 // Allreduce and scan take the same buffers; `fn` is the FMI collective.
 using ReduceAll = void (Communicator::*)(Comm::ConstBytes, Comm::Bytes, const Utils::ReduceOp&);
 void reduce_all(ReduceAll fn, const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o,
-                MPI_Comm h) {
+                MPI_Comm h, Keep& k) {
   CommObj& c = comm(h);
   const std::size_t n = bytes(count, t);
   const Utils::ReduceOp f = reduce_op(o, t);
-  Buf send;
+  Buf& send = k.emplace_back();
   if (sendbuf == MPI_IN_PLACE) {
     send = copy_of(recvbuf, n);
     sendbuf = send.data();
@@ -121,12 +123,12 @@ void reduce_all(ReduceAll fn, const void* sendbuf, void* recvbuf, int count, MPI
   ((*c.fmi).*fn)(in(sendbuf, n), out(recvbuf, n), f);
 }
 
-void allreduce(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o, MPI_Comm h) {
-  reduce_all(&Communicator::allreduce_bytes, sendbuf, recvbuf, count, t, o, h);
+void allreduce(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o, MPI_Comm h, Keep& k) {
+  reduce_all(&Communicator::allreduce_bytes, sendbuf, recvbuf, count, t, o, h, k);
 }
 
-void scan(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o, MPI_Comm h) {
-  reduce_all(&Communicator::scan_bytes, sendbuf, recvbuf, count, t, o, h);
+void scan(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o, MPI_Comm h, Keep& k) {
+  reduce_all(&Communicator::scan_bytes, sendbuf, recvbuf, count, t, o, h, k);
 }
 
 void exscan(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o, MPI_Comm h) {
@@ -147,12 +149,12 @@ void exscan(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_O
 }
 
 void gather(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf, int rcount,
-            MPI_Datatype rtype, int root, MPI_Comm h) {
+            MPI_Datatype rtype, int root, MPI_Comm h, Keep& k) {
   CommObj& c = comm(h);
   check_root(c, root);
   const bool at_root = c.rank == root;
   const std::size_t rn = at_root ? bytes(rcount, rtype) : 0;
-  Buf send;
+  Buf& send = k.emplace_back();
   std::size_t sn;
   if (sendbuf == MPI_IN_PLACE) {
     if (!at_root) FMI_MPI_FAIL(MPI_ERR_BUFFER, "MPI_IN_PLACE is the send buffer of the root only");
@@ -167,12 +169,12 @@ void gather(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf, 
 }
 
 void scatter(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf, int rcount,
-             MPI_Datatype rtype, int root, MPI_Comm h) {
+             MPI_Datatype rtype, int root, MPI_Comm h, Keep& k) {
   CommObj& c = comm(h);
   check_root(c, root);
   const bool at_root = c.rank == root;
   const std::size_t sn = at_root ? bytes(scount, stype) : 0;
-  Buf recv;
+  Buf& recv = k.emplace_back();
   std::size_t rn;
   if (recvbuf == MPI_IN_PLACE) {
     if (!at_root) FMI_MPI_FAIL(MPI_ERR_BUFFER, "MPI_IN_PLACE is the receive buffer of the root only");
@@ -187,10 +189,10 @@ void scatter(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf,
 }
 
 void allgather(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf, int rcount,
-               MPI_Datatype rtype, MPI_Comm h) {
+               MPI_Datatype rtype, MPI_Comm h, Keep& k) {
   CommObj& c = comm(h);
   const std::size_t rn = bytes(rcount, rtype);
-  Buf send;
+  Buf& send = k.emplace_back();
   std::size_t sn;
   if (sendbuf == MPI_IN_PLACE) {
     send = copy_of(static_cast<const std::byte*>(recvbuf) + c.rank * rn, rn);
@@ -203,10 +205,10 @@ void allgather(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbu
 }
 
 void alltoall(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf, int rcount,
-              MPI_Datatype rtype, MPI_Comm h) {
+              MPI_Datatype rtype, MPI_Comm h, Keep& k) {
   CommObj& c = comm(h);
   const std::size_t rn = bytes(rcount, rtype);
-  Buf send;
+  Buf& send = k.emplace_back();
   std::size_t sn;
   if (sendbuf == MPI_IN_PLACE) {
     send = copy_of(recvbuf, rn * c.size);
@@ -343,12 +345,12 @@ void alltoallv(const void* sendbuf, const int scounts[], const int sdispls[], MP
 }
 
 void reduce_scatter_block(const void* sendbuf, void* recvbuf, int rcount, MPI_Datatype t, MPI_Op o,
-                          MPI_Comm h) {
+                          MPI_Comm h, Keep& k) {
   CommObj& c = comm(h);
   const std::size_t n = bytes(rcount, t);
   const Utils::ReduceOp f = reduce_op(o, t);
   if (sendbuf == MPI_IN_PLACE) {
-    const Buf send = copy_of(recvbuf, n * c.size);
+    const Buf& send = k.emplace_back(copy_of(recvbuf, n * c.size));
     c.fmi->reduce_scatter_bytes(Comm::ConstBytes(send), out(recvbuf, n), f);
   } else {
     c.fmi->reduce_scatter_bytes(in(sendbuf, n * c.size), out(recvbuf, n), f);
@@ -387,16 +389,16 @@ int MPI_Bcast(void* buf, int count, MPI_Datatype t, int root, MPI_Comm c) {
 }
 
 int MPI_Reduce(const void* s, void* r, int count, MPI_Datatype t, MPI_Op o, int root, MPI_Comm c) {
-  FMI_MPI_CALL("MPI_Reduce", c, reduce(s, r, count, t, o, root, c));
+  FMI_MPI_CALL("MPI_Reduce", c, Keep k; reduce(s, r, count, t, o, root, c, k));
 }
 
 int MPI_Allreduce(const void* s, void* r, int count, MPI_Datatype t, MPI_Op o, MPI_Comm c) {
-  FMI_MPI_CALL("MPI_Allreduce", c, allreduce(s, r, count, t, o, c));
+  FMI_MPI_CALL("MPI_Allreduce", c, Keep k; allreduce(s, r, count, t, o, c, k));
 }
 
 int MPI_Gather(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Datatype rt, int root,
                MPI_Comm c) {
-  FMI_MPI_CALL("MPI_Gather", c, gather(s, sc, st, r, rc, rt, root, c));
+  FMI_MPI_CALL("MPI_Gather", c, Keep k; gather(s, sc, st, r, rc, rt, root, c, k));
 }
 
 int MPI_Gatherv(const void* s, int sc, MPI_Datatype st, void* r, const int rcs[], const int displs[],
@@ -406,7 +408,7 @@ int MPI_Gatherv(const void* s, int sc, MPI_Datatype st, void* r, const int rcs[]
 
 int MPI_Scatter(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Datatype rt, int root,
                 MPI_Comm c) {
-  FMI_MPI_CALL("MPI_Scatter", c, scatter(s, sc, st, r, rc, rt, root, c));
+  FMI_MPI_CALL("MPI_Scatter", c, Keep k; scatter(s, sc, st, r, rc, rt, root, c, k));
 }
 
 int MPI_Scatterv(const void* s, const int scs[], const int displs[], MPI_Datatype st, void* r, int rc,
@@ -415,7 +417,7 @@ int MPI_Scatterv(const void* s, const int scs[], const int displs[], MPI_Datatyp
 }
 
 int MPI_Allgather(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Datatype rt, MPI_Comm c) {
-  FMI_MPI_CALL("MPI_Allgather", c, allgather(s, sc, st, r, rc, rt, c));
+  FMI_MPI_CALL("MPI_Allgather", c, Keep k; allgather(s, sc, st, r, rc, rt, c, k));
 }
 
 int MPI_Allgatherv(const void* s, int sc, MPI_Datatype st, void* r, const int rcs[], const int displs[],
@@ -424,7 +426,7 @@ int MPI_Allgatherv(const void* s, int sc, MPI_Datatype st, void* r, const int rc
 }
 
 int MPI_Alltoall(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Datatype rt, MPI_Comm c) {
-  FMI_MPI_CALL("MPI_Alltoall", c, alltoall(s, sc, st, r, rc, rt, c));
+  FMI_MPI_CALL("MPI_Alltoall", c, Keep k; alltoall(s, sc, st, r, rc, rt, c, k));
 }
 
 int MPI_Alltoallv(const void* s, const int scs[], const int sds[], MPI_Datatype st, void* r,
@@ -433,7 +435,7 @@ int MPI_Alltoallv(const void* s, const int scs[], const int sds[], MPI_Datatype 
 }
 
 int MPI_Reduce_scatter_block(const void* s, void* r, int rc, MPI_Datatype t, MPI_Op o, MPI_Comm c) {
-  FMI_MPI_CALL("MPI_Reduce_scatter_block", c, reduce_scatter_block(s, r, rc, t, o, c));
+  FMI_MPI_CALL("MPI_Reduce_scatter_block", c, Keep k; reduce_scatter_block(s, r, rc, t, o, c, k));
 }
 
 int MPI_Reduce_scatter(const void* s, void* r, const int rcs[], MPI_Datatype t, MPI_Op o, MPI_Comm c) {
@@ -441,17 +443,19 @@ int MPI_Reduce_scatter(const void* s, void* r, const int rcs[], MPI_Datatype t, 
 }
 
 int MPI_Scan(const void* s, void* r, int count, MPI_Datatype t, MPI_Op o, MPI_Comm c) {
-  FMI_MPI_CALL("MPI_Scan", c, scan(s, r, count, t, o, c));
+  FMI_MPI_CALL("MPI_Scan", c, Keep k; scan(s, r, count, t, o, c, k));
 }
 
 int MPI_Exscan(const void* s, void* r, int count, MPI_Datatype t, MPI_Op o, MPI_Comm c) {
   FMI_MPI_CALL("MPI_Exscan", c, exscan(s, r, count, t, o, c));
 }
 
-// ---- non-blocking forms: complete when started until issue 18 (docs/mpi.md) --------
+// ---- non-blocking forms (src/mpi/async.h, start_icoll) -------------------------------
+// Each makes exactly one FMI collective call, after its checks and in-place copies
+// (kept in `k` until the request completes).
 
 #define FMI_MPI_ICALL(name, comm_arg, req, ...) \
-  FMI_MPI_CALL(name, comm_arg, __VA_ARGS__; *(req) = done_request(comm_arg))
+  FMI_MPI_CALL(name, comm_arg, *(req) = start_icoll(comm_arg, [&](Keep & k) { (void)k; __VA_ARGS__; }))
 
 int MPI_Ibarrier(MPI_Comm c, MPI_Request* rq) { FMI_MPI_ICALL("MPI_Ibarrier", c, rq, comm(c).fmi->barrier()); }
 
@@ -461,41 +465,41 @@ int MPI_Ibcast(void* buf, int count, MPI_Datatype t, int root, MPI_Comm c, MPI_R
 
 int MPI_Ireduce(const void* s, void* r, int count, MPI_Datatype t, MPI_Op o, int root, MPI_Comm c,
                 MPI_Request* rq) {
-  FMI_MPI_ICALL("MPI_Ireduce", c, rq, reduce(s, r, count, t, o, root, c));
+  FMI_MPI_ICALL("MPI_Ireduce", c, rq, reduce(s, r, count, t, o, root, c, k));
 }
 
 int MPI_Iallreduce(const void* s, void* r, int count, MPI_Datatype t, MPI_Op o, MPI_Comm c,
                    MPI_Request* rq) {
-  FMI_MPI_ICALL("MPI_Iallreduce", c, rq, allreduce(s, r, count, t, o, c));
+  FMI_MPI_ICALL("MPI_Iallreduce", c, rq, allreduce(s, r, count, t, o, c, k));
 }
 
 int MPI_Igather(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Datatype rt, int root,
                 MPI_Comm c, MPI_Request* rq) {
-  FMI_MPI_ICALL("MPI_Igather", c, rq, gather(s, sc, st, r, rc, rt, root, c));
+  FMI_MPI_ICALL("MPI_Igather", c, rq, gather(s, sc, st, r, rc, rt, root, c, k));
 }
 
 int MPI_Iscatter(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Datatype rt, int root,
                  MPI_Comm c, MPI_Request* rq) {
-  FMI_MPI_ICALL("MPI_Iscatter", c, rq, scatter(s, sc, st, r, rc, rt, root, c));
+  FMI_MPI_ICALL("MPI_Iscatter", c, rq, scatter(s, sc, st, r, rc, rt, root, c, k));
 }
 
 int MPI_Iallgather(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Datatype rt, MPI_Comm c,
                    MPI_Request* rq) {
-  FMI_MPI_ICALL("MPI_Iallgather", c, rq, allgather(s, sc, st, r, rc, rt, c));
+  FMI_MPI_ICALL("MPI_Iallgather", c, rq, allgather(s, sc, st, r, rc, rt, c, k));
 }
 
 int MPI_Ialltoall(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Datatype rt, MPI_Comm c,
                   MPI_Request* rq) {
-  FMI_MPI_ICALL("MPI_Ialltoall", c, rq, alltoall(s, sc, st, r, rc, rt, c));
+  FMI_MPI_ICALL("MPI_Ialltoall", c, rq, alltoall(s, sc, st, r, rc, rt, c, k));
 }
 
 int MPI_Iscan(const void* s, void* r, int count, MPI_Datatype t, MPI_Op o, MPI_Comm c, MPI_Request* rq) {
-  FMI_MPI_ICALL("MPI_Iscan", c, rq, scan(s, r, count, t, o, c));
+  FMI_MPI_ICALL("MPI_Iscan", c, rq, scan(s, r, count, t, o, c, k));
 }
 
 int MPI_Ireduce_scatter_block(const void* s, void* r, int rc, MPI_Datatype t, MPI_Op o, MPI_Comm c,
                               MPI_Request* rq) {
-  FMI_MPI_ICALL("MPI_Ireduce_scatter_block", c, rq, reduce_scatter_block(s, r, rc, t, o, c));
+  FMI_MPI_ICALL("MPI_Ireduce_scatter_block", c, rq, reduce_scatter_block(s, r, rc, t, o, c, k));
 }
 
 }  // extern "C"

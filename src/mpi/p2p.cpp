@@ -223,8 +223,10 @@ void complete(MPI_Request* r, MPI_Status* st) {
     return;
   }
   ReqObj q = request(*r);
+  const MPI_Request h = *r;
   state().reqs.erase(*r);
   *r = MPI_REQUEST_NULL;
+  if (q.kind == ReqObj::fmi) wait_fmi(h);
   if (q.kind == ReqObj::recv) {
     do_recv(q.buf, q.count, q.type, q.src, q.tag, q.comm, st, "MPI_Wait");
     return;
@@ -238,6 +240,7 @@ void complete(MPI_Request* r, MPI_Status* st) {
 bool ready(MPI_Request r) {
   if (r == MPI_REQUEST_NULL) return true;
   const ReqObj& q = request(r);
+  if (q.kind == ReqObj::fmi) return test_fmi(r);
   if (q.kind != ReqObj::recv) return true;
   bool found = false;
   CommObj& c = comm(q.comm);

@@ -75,10 +75,11 @@ struct OpObj {
   bool commutative = true;
 };
 
-/// A request. Until the FMI non-blocking API is merged (docs/mpi.md), a send or a
-/// collective completes when started and a receive runs when waited for.
+/// A request: complete when started (sends; collectives until the FMI non-blocking
+/// API is merged), a receive that runs when waited for, or an FMI request (fmi:
+/// an MPI_I... collective with the non-blocking API, src/mpi/async.h).
 struct ReqObj {
-  enum Kind { done, recv } kind = done;
+  enum Kind { done, recv, fmi } kind = done;
   MPI_Status status{};
   int error = MPI_SUCCESS;
   // recv
