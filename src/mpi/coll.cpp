@@ -80,6 +80,15 @@ Buf pack(const void* from, const std::vector<std::size_t>& counts, const std::ve
   return b;
 }
 
+// The send side of a gather-like call: sendbuf (scount x stype), or with MPI_IN_PLACE
+// a copy, kept in k, of the `block` bytes at `offset` of recvbuf (where MPI has this
+// rank's contribution already).
+Comm::ConstBytes send_side(const void* sendbuf, int scount, MPI_Datatype stype, const void* recvbuf,
+                           std::size_t offset, std::size_t block, Keep& k) {
+  if (sendbuf != MPI_IN_PLACE) return in(sendbuf, bytes(scount, stype));
+  return k.emplace_back(copy_of(static_cast<const std::byte*>(recvbuf) + offset, block));
+}
+
 // ---- the collectives (blocking) ----------------------------------------------------
 
 void bcast(void* buf, int count, MPI_Datatype t, int root, MPI_Comm h) {
@@ -154,18 +163,10 @@ void gather(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf, 
   check_root(c, root);
   const bool at_root = c.rank == root;
   const std::size_t rn = at_root ? bytes(rcount, rtype) : 0;
-  Buf& send = k.emplace_back();
-  std::size_t sn;
-  if (sendbuf == MPI_IN_PLACE) {
-    if (!at_root) FMI_MPI_FAIL(MPI_ERR_BUFFER, "MPI_IN_PLACE is the send buffer of the root only");
-    send = copy_of(static_cast<const std::byte*>(recvbuf) + root * rn, rn);
-    sendbuf = send.data();
-    sn = rn;
-  } else {
-    sn = bytes(scount, stype);
-  }
-  c.fmi->gather_bytes(in(sendbuf, sn), at_root ? out(recvbuf, rn * c.size) : Comm::Bytes(),
-                      static_cast<unsigned>(root));
+  if (sendbuf == MPI_IN_PLACE && !at_root)
+    FMI_MPI_FAIL(MPI_ERR_BUFFER, "MPI_IN_PLACE is the send buffer of the root only");
+  c.fmi->gather_bytes(send_side(sendbuf, scount, stype, recvbuf, root * rn, rn, k),
+                      at_root ? out(recvbuf, rn * c.size) : Comm::Bytes(), static_cast<unsigned>(root));
 }
 
 void scatter(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf, int rcount,
@@ -192,16 +193,8 @@ void allgather(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbu
                MPI_Datatype rtype, MPI_Comm h, Keep& k) {
   CommObj& c = comm(h);
   const std::size_t rn = bytes(rcount, rtype);
-  Buf& send = k.emplace_back();
-  std::size_t sn;
-  if (sendbuf == MPI_IN_PLACE) {
-    send = copy_of(static_cast<const std::byte*>(recvbuf) + c.rank * rn, rn);
-    sendbuf = send.data();
-    sn = rn;
-  } else {
-    sn = bytes(scount, stype);
-  }
-  c.fmi->allgather_bytes(in(sendbuf, sn), out(recvbuf, rn * c.size));
+  c.fmi->allgather_bytes(send_side(sendbuf, scount, stype, recvbuf, c.rank * rn, rn, k),
+                         out(recvbuf, rn * c.size));
 }
 
 void alltoall(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf, int rcount,
@@ -225,23 +218,23 @@ void gatherv(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf,
   CommObj& c = comm(h);
   check_root(c, root);
   const bool at_root = c.rank == root;
-  Buf send;
-  std::uint64_t sn;
+  Keep k;
+  Comm::ConstBytes send;
   if (sendbuf == MPI_IN_PLACE) {
     if (!at_root) FMI_MPI_FAIL(MPI_ERR_BUFFER, "MPI_IN_PLACE is the send buffer of the root only");
     const std::size_t es = type(rtype).size;
-    sn = static_cast<std::uint64_t>(rcounts[root]) * es;
-    send = copy_of(static_cast<const std::byte*>(recvbuf) + static_cast<std::size_t>(displs[root]) * es, sn);
-    sendbuf = send.data();
+    send = send_side(sendbuf, 0, rtype, recvbuf, static_cast<std::size_t>(displs[root]) * es,
+                     static_cast<std::size_t>(rcounts[root]) * es, k);
   } else {
-    sn = bytes(scount, stype);
+    send = send_side(sendbuf, scount, stype, recvbuf, 0, 0, k);
   }
+  const std::uint64_t sn = send.size();
   // Only the root knows every count in MPI; FMI's tree needs them on every peer.
   std::vector<std::uint64_t> all(c.size);
   c.fmi->allgather_bytes(in(&sn, sizeof sn), out(all.data(), all.size() * sizeof sn));
   std::vector<std::size_t> counts(all.begin(), all.end());
   if (!at_root) {
-    c.fmi->gatherv_bytes(in(sendbuf, sn), Comm::Bytes(), counts, static_cast<unsigned>(root));
+    c.fmi->gatherv_bytes(send, Comm::Bytes(), counts, static_cast<unsigned>(root));
     return;
   }
   const auto want = counts_bytes(c, rcounts, rtype, "recvcounts");
@@ -251,10 +244,10 @@ void gatherv(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf,
                    "] on the root says ", want[p]);
   const auto offs = offsets(c, displs, rtype);
   if (packed(counts, offs)) {
-    c.fmi->gatherv_bytes(in(sendbuf, sn), out(recvbuf, total(counts)), counts, static_cast<unsigned>(root));
+    c.fmi->gatherv_bytes(send, out(recvbuf, total(counts)), counts, static_cast<unsigned>(root));
   } else {
     Buf tmp(total(counts));
-    c.fmi->gatherv_bytes(in(sendbuf, sn), Comm::Bytes(tmp), counts, static_cast<unsigned>(root));
+    c.fmi->gatherv_bytes(send, Comm::Bytes(tmp), counts, static_cast<unsigned>(root));
     unpack(tmp, recvbuf, counts, offs);
   }
 }
@@ -303,20 +296,13 @@ void allgatherv(const void* sendbuf, int scount, MPI_Datatype stype, void* recvb
   CommObj& c = comm(h);
   const auto counts = counts_bytes(c, rcounts, rtype, "recvcounts");
   const auto offs = offsets(c, displs, rtype);
-  Buf send;
-  std::size_t sn;
-  if (sendbuf == MPI_IN_PLACE) {
-    sn = counts[c.rank];
-    send = copy_of(static_cast<const std::byte*>(recvbuf) + offs[c.rank], sn);
-    sendbuf = send.data();
-  } else {
-    sn = bytes(scount, stype);
-  }
+  Keep k;
+  const Comm::ConstBytes send = send_side(sendbuf, scount, stype, recvbuf, offs[c.rank], counts[c.rank], k);
   if (packed(counts, offs)) {
-    c.fmi->allgatherv_bytes(in(sendbuf, sn), out(recvbuf, total(counts)), counts);
+    c.fmi->allgatherv_bytes(send, out(recvbuf, total(counts)), counts);
   } else {
     Buf tmp(total(counts));
-    c.fmi->allgatherv_bytes(in(sendbuf, sn), Comm::Bytes(tmp), counts);
+    c.fmi->allgatherv_bytes(send, Comm::Bytes(tmp), counts);
     unpack(tmp, recvbuf, counts, offs);
   }
 }
