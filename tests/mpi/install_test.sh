@@ -3,8 +3,9 @@
 #  1. a program built with the build tree's fmi-mpicc and started without fmirun is
 #     an MPI singleton (one process);
 #  2. installing into a fresh prefix gives bin/fmi-mpicc, bin/fmi-mpicxx,
-#     include/fmi/mpi/mpi.h, lib/libfmi_mpi.so and lib/pkgconfig/fmi-mpi.pc, and a
-#     C and a C++ program build with them (wrapper and pkg-config) and run.
+#     include/fmi/mpi/mpi.h, lib/libfmi_mpi.so, lib/pkgconfig/fmi-mpi.pc and the
+#     CMake package, and a C and a C++ program build with them (wrappers, pkg-config,
+#     find_package(FMI) + FMI::mpi) and run.
 #   install_test.sh BUILD_DIR FMI_MPICC PROGRAM.c
 set -u
 build=$1 wrapper=$2 src=$3
@@ -38,4 +39,17 @@ pc=$(ls -d "$work/prefix"/lib*/pkgconfig)
 flags=$(PKG_CONFIG_PATH=$pc pkg-config --cflags --libs fmi-mpi) || fail "pkg-config fmi-mpi"
 cc -o "$work/ring-pc" "$src" $flags || fail "cc with pkg-config flags: $flags"
 [ "$("$work/ring-pc")" = "$expect" ] || fail "pkg-config program output"
-echo "ok: installed wrappers, header, library and pkg-config file"
+# find_package(FMI) + FMI::mpi in a CMake project of the user's.
+mkdir -p "$work/app"
+cp "$src" "$work/app/prog.c"
+cat >"$work/app/CMakeLists.txt" <<'CM'
+cmake_minimum_required(VERSION 3.18)
+project(app C CXX)
+find_package(FMI REQUIRED)
+add_executable(prog prog.c)
+target_link_libraries(prog PRIVATE FMI::mpi)
+CM
+cmake -S "$work/app" -B "$work/app/build" -DCMAKE_PREFIX_PATH="$work/prefix" >"$work/app.log" 2>&1 &&
+  cmake --build "$work/app/build" >>"$work/app.log" 2>&1 || { tail -20 "$work/app.log"; fail "CMake project with FMI::mpi"; }
+[ "$("$work/app/build/prog")" = "$expect" ] || fail "FMI::mpi program output"
+echo "ok: installed wrappers, header, library, pkg-config file and CMake target FMI::mpi"
