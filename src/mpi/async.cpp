@@ -79,8 +79,15 @@ bool test_may_wait(const CommObj&) { return true; }
 #if FMI_MPI_NONBLOCKING
 
 namespace {
-std::map<MPI_Request, FMI::Request>& fmi_requests() {
-  static std::map<MPI_Request, FMI::Request> m;
+std::map<MPI_Request, std::vector<FMI::Request>>& fmi_requests() {
+  static std::map<MPI_Request, std::vector<FMI::Request>> m;
+  return m;
+}
+
+MPI_Request track(MPI_Comm h, std::vector<FMI::Request> rs) {
+  const MPI_Request m = done_request(h);
+  state().reqs[m].kind = ReqObj::fmi;
+  fmi_requests().emplace(m, std::move(rs));
   return m;
 }
 }  // namespace
@@ -88,24 +95,53 @@ std::map<MPI_Request, FMI::Request>& fmi_requests() {
 MPI_Request start_icoll(MPI_Comm h, const std::function<void(Keep&)>& call) {
   CommObj& c = comm(h);
   auto keep = std::make_shared<Keep>();
-  FMI::Request r = c.fmi->start_nonblocking([&] { call(*keep); }, keep);
-  const MPI_Request m = done_request(h);
-  state().reqs[m].kind = ReqObj::fmi;
-  fmi_requests().emplace(m, std::move(r));
-  return m;
+  std::vector<FMI::Request> rs;
+  rs.push_back(c.fmi->start_nonblocking([&] { call(*keep); }, keep));
+  return track(h, std::move(rs));
+}
+
+MPI_Request start_isend(const void* buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm h) {
+  CommObj& c = comm(h);
+  const std::size_t n = check_send(c, count, t, dest, tag);
+  const Comm::ConstBytes data{static_cast<const std::byte*>(buf), n};
+  if (dest == MPI_PROC_NULL || dest == c.rank) {
+    if (dest != MPI_PROC_NULL) send_message(c, dest, tag, data);
+    return done_request(h);
+  }
+  auto keep = std::make_shared<Keep>();
+  keep->push_back(frame_header(tag, data));
+  const auto to = static_cast<unsigned>(dest);
+  std::vector<FMI::Request> rs;
+  rs.push_back(c.fmi->start_nonblocking([&] { c.fmi->send_bytes(keep->front(), to); }, keep));
+  if (frame_has_payload(n)) rs.push_back(c.fmi->start_nonblocking([&] { c.fmi->send_bytes(data, to); }));
+  return track(h, std::move(rs));
+}
+
+void drop_fmi_requests() {
+  for (auto& [m, rs] : fmi_requests())
+    for (FMI::Request& r : rs) {
+      try {
+        r.wait();
+      } catch (const std::exception&) {  // the program did not wait for it either
+      }
+    }
+  fmi_requests().clear();
 }
 
 void wait_fmi(MPI_Request m) {
   auto it = fmi_requests().find(m);
   if (it == fmi_requests().end()) return;
-  FMI::Request r = std::move(it->second);
+  std::vector<FMI::Request> rs = std::move(it->second);
   fmi_requests().erase(it);
-  r.wait();
+  FMI::wait_all(rs);
 }
 
 bool test_fmi(MPI_Request m) {
   auto it = fmi_requests().find(m);
-  return it == fmi_requests().end() || it->second.test();
+  if (it == fmi_requests().end()) return true;
+  for (FMI::Request& r : it->second)
+    if (r.active() && !r.test()) return false;
+  return true;
 }
 
 #else
@@ -116,14 +152,15 @@ MPI_Request start_icoll(MPI_Comm h, const std::function<void(Keep&)>& call) {
   return done_request(h);
 }
 
-void wait_fmi(MPI_Request) {}
-bool test_fmi(MPI_Request) { return true; }
-
-#endif
-
 MPI_Request start_isend(const void* buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm h) {
   send_checked(buf, count, t, dest, tag, h);
   return done_request(h);
 }
+
+void drop_fmi_requests() {}
+void wait_fmi(MPI_Request) {}
+bool test_fmi(MPI_Request) { return true; }
+
+#endif
 
 }  // namespace FMI::Mpi

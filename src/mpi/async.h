@@ -30,8 +30,10 @@ bool poll_quietly(CommObj& c, int src, int tag);
 /// Test loop then waits in its first Test instead of spinning); with FMI_MPI_ASYNC
 /// only on a communicator whose channel cannot probe (c.no_probe).
 bool test_may_wait(const CommObj& c);
-/// MPI_Isend. Both ways the message is handed to the channel now (an eager send,
-/// complete when it returns) and a completed request is returned.
+/// MPI_Isend. Fallback: the message is handed to the channel now (an eager send) and
+/// the request is complete. With FMI_MPI_NONBLOCKING: its FMI messages (header, then
+/// payload) go through Communicator::start_nonblocking, in order, and the MPI request
+/// completes with them; to oneself it is still queued at once.
 MPI_Request start_isend(const void* buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm c);
 
 using Buf = std::vector<std::byte>;
@@ -44,6 +46,9 @@ using Keep = std::deque<Buf>;
 /// FMI_MPI_NONBLOCKING (issue 18): Communicator::start_nonblocking, the Keep held by
 /// the FMI request; the MPI request (kind fmi) completes with it.
 MPI_Request start_icoll(MPI_Comm c, const std::function<void(Keep&)>& call);
+/// Waits for every FMI request still pending and drops it, errors ignored (MPI_Finalize,
+/// before the communicators they run on go).
+void drop_fmi_requests();
 /// Waits for the FMI request behind MPI request r (kind fmi) and forgets it.
 void wait_fmi(MPI_Request r);
 /// Whether the FMI request behind r is complete (throws its error then); never waits.
@@ -51,6 +56,12 @@ bool test_fmi(MPI_Request r);
 
 /// Reads the next MPI message of src's FMI stream whole into the unexpected queue (p2p.cpp).
 void pull_one(CommObj& c, int src);
+/// The 256-byte FMI message that starts an MPI message (p2p.cpp), and whether the
+/// payload of `bytes` follows in a message of its own.
+Buf frame_header(int tag, Comm::ConstBytes data);
+bool frame_has_payload(std::size_t bytes);
+/// MPI_Send's checks; the message's size in bytes (p2p.cpp).
+std::size_t check_send(const CommObj& c, int count, MPI_Datatype t, int dest, int tag);
 /// MPI_Send: checks the arguments and sends (p2p.cpp).
 void send_checked(const void* buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm c);
 /// A request that is already complete (p2p.cpp).

@@ -8,6 +8,7 @@
 #include <new>
 #include <set>
 
+#include "mpi/async.h"
 #include "mpi/state.h"
 
 namespace FMI::Mpi {
@@ -464,6 +465,7 @@ int MPI_Finalize(void) {
     CommObj& w = comm(MPI_COMM_WORLD);
     // Collective, as in MPI: no peer finalizes its channels while another may still
     // send to it.
+    drop_fmi_requests();
     if (w.size > 1) w.fmi->barrier();
     // Sub-communicators run over the world's channels: they go first.
     while (s.comms.size() > 1) s.comms.erase(std::prev(s.comms.end()));

@@ -87,6 +87,15 @@ void send_message(CommObj& c, int dest, int tag, Comm::ConstBytes data) {
   if (data.size() > inline_max) c.fmi->send_bytes(data, static_cast<unsigned>(dest));
 }
 
+Buf frame_header(int tag, Comm::ConstBytes data) {
+  Header h{magic, tag, data.size(), {}};
+  if (data.size() <= inline_max && !data.empty()) std::memcpy(h.data, data.data(), data.size());
+  const auto* p = reinterpret_cast<const std::byte*>(&h);
+  return Buf(p, p + sizeof h);
+}
+
+bool frame_has_payload(std::size_t bytes) { return bytes > inline_max; }
+
 namespace {
 
 MPI_Status status_of(int src, int tag, std::size_t bytes, std::size_t capacity) {
@@ -169,11 +178,16 @@ void check_tag(int tag, bool any_ok) {
 
 }  // namespace
 
-void send_checked(const void* buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm h) {
-  CommObj& c = comm(h);
+std::size_t check_send(const CommObj& c, int count, MPI_Datatype t, int dest, int tag) {
   const std::size_t n = bytes(count, t);
   check_peer(c, dest, "destination", false);
   check_tag(tag, false);
+  return n;
+}
+
+void send_checked(const void* buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm h) {
+  CommObj& c = comm(h);
+  const std::size_t n = check_send(c, count, t, dest, tag);
   if (dest == MPI_PROC_NULL) return;
   send_message(c, dest, tag, {static_cast<const std::byte*>(buf), n});
 }
@@ -288,11 +302,12 @@ int MPI_Sendrecv(const void* sendbuf, int sendcount, MPI_Datatype sendtype, int 
                  void* recvbuf, int recvcount, MPI_Datatype recvtype, int source, int recvtag,
                  MPI_Comm c, MPI_Status* st) {
   return guard("MPI_Sendrecv", c, [&] {
-    // Send first, then receive: FMI sends are buffered by the channel (Direct: the
-    // socket's buffers; Redis: the server), so facing Sendrecvs pass for messages
-    // up to those buffers. With issue 18's isend this becomes isend + recv + wait.
-    send_checked(sendbuf, sendcount, sendtype, dest, sendtag, c);
+    // The send as MPI_Isend, the receive, then the send's completion. Until issue 18
+    // the send is eager: facing Sendrecvs pass for messages the channel buffers
+    // (Direct: the sockets' buffers; Redis: the server); after it, any size.
+    MPI_Request r = start_isend(sendbuf, sendcount, sendtype, dest, sendtag, c);
     do_recv(recvbuf, recvcount, recvtype, source, recvtag, c, st, "MPI_Sendrecv");
+    complete(&r, MPI_STATUS_IGNORE);
   });
 }
 

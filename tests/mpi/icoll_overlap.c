@@ -3,9 +3,11 @@
  * message, which the root receives before it starts the same collectives. Run as
  * blocking calls this would wait for ever; registered when the build has the
  * non-blocking API (FMI_MPI_HAVE_NONBLOCKING_API). Also MPI_Test and MPI_Waitany on
- * collective requests. */
+ * collective requests, and MPI_Sendrecv around a ring with messages larger than any
+ * channel buffers (every rank sends first). */
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
@@ -46,6 +48,18 @@ int main(int argc, char** argv) {
   MPI_Waitany(2, two, &idx, MPI_STATUS_IGNORE);
   printf("rank %d: iallgather last %d, both done %d\n", rank, g[size - 1],
          two[0] == MPI_REQUEST_NULL && two[1] == MPI_REQUEST_NULL);
+
+  const int big = 2 << 20; /* ints: 8 MiB each way, more than the sockets buffer */
+  int* out = malloc(sizeof(int) * big);
+  int* in = malloc(sizeof(int) * big);
+  for (int i = 0; i < big; ++i) out[i] = i + rank;
+  const int next = (rank + 1) % size, prev = (rank + size - 1) % size;
+  MPI_Sendrecv(out, big, MPI_INT, next, 8, in, big, MPI_INT, prev, 8, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+  long bad = 0;
+  for (int i = 0; i < big; ++i) bad += in[i] != i + prev;
+  printf("rank %d: 8 MiB sendrecv from %d: %ld wrong\n", rank, prev, bad);
+  free(out);
+  free(in);
   MPI_Finalize();
   return 0;
 }
