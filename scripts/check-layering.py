@@ -65,6 +65,8 @@ LAYERS = [
     ("communicator",       "src/communicator/**",      ["src/**", PUBLIC]),
     # FMI::Lambda (include/fmi/lambda.h) sits on the public API, the Communicator included.
     ("lambda",             "src/lambda/**",            ["src/lambda/**", "src/base/**", PUBLIC]),
+    # The MPI layer sits on the public API like an application: no library internals.
+    ("mpi",                "src/mpi/**",               ["src/mpi/**", PUBLIC]),
     ("server",             "server/**",                ["server/**", "src/wire/**", "src/base/**", PUBLIC,
                                                         *NOT_TOP]),
     # tools/common is used by bench/baseline without FMI: only cli.h, fd.h and paths.h
@@ -96,7 +98,7 @@ NAME_CHECKED = ["include", "src"]
 
 # Top-level folders of src/: an include "channels/..." that does not exist yet is
 # still placed under src/ (the tree is being moved into this layout).
-SRC_FOLDERS = ("base", "collectives", "channels", "wire", "policy", "communicator", "lambda", "core")
+SRC_FOLDERS = ("base", "collectives", "channels", "wire", "policy", "communicator", "lambda", "mpi", "core")
 
 # --------------------------------------------------------------------------------
 
@@ -303,6 +305,8 @@ SELF_TEST_TREE = {
     "src/communicator/communicator.cpp": '#include "channels/redis/redis.h"\n#include "policy/models.h"\n',
     "src/core/old.cpp": "",
     "src/lambda/runtime.cpp": '#include "lambda/http.h"\n#include "fmi/communicator.h"\n#include "channels/s3/client.h"\n',
+    "src/mpi/env.cpp": '#include "mpi/state.h"\n#include "fmi/communicator.h"\n#include "communicator/sub_channel.h"\n',
+    "src/mpi/state.h": "",
     "server/server.cpp": '#include "wire/socket.h"\n#include "channels/direct/protocol.h"\n',
     "tools/common/cli.h": '#include <string>\n#include "fmi/types.h"\n',
     "tools/fmi-model/main.cpp": '#include "tools/common/cli.h"\n#include "fmi/model.h"\n#include "policy/models.h"\n',
@@ -313,7 +317,7 @@ SELF_TEST_EXPECTED = [
     "src/channels/common/tag_matcher.h:2", "src/channels/redis/redis.cpp:3",
     "src/channels/redis/redis.cpp:4", "src/channels/redis/redis.cpp:5", "src/channels/redis/redis.cpp:6",
     "src/channels/direct/direct.cpp:2", "src/wire/socket.h:2", "src/policy/models.cpp:3",
-    "src/policy/models.cpp:5", "src/core/old.cpp", "src/lambda/runtime.cpp:3", "server/server.cpp:2", "tools/fmi-model/main.cpp:3",
+    "src/policy/models.cpp:5", "src/core/old.cpp", "src/lambda/runtime.cpp:3", "src/mpi/env.cpp:3", "server/server.cpp:2", "tools/fmi-model/main.cpp:3",
     "tools/fmirun/fmirun.cpp:2",
 ]
 
