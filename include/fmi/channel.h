@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,17 @@
 namespace FMI::Comm {
 
 enum class ChannelKind { peer_to_peer, object_store };
+
+/// One message a receive is willing to take: from `src`, carrying `tag`.
+struct Envelope {
+  Utils::peer_num src;
+  Tag tag;
+};
+/// What probe() found: which wanted envelope matched, and the message's size in bytes.
+struct Probed {
+  std::size_t index;
+  std::size_t bytes;
+};
 
 /// Who this channel works for; given to Channel::init by the Communicator.
 struct ChannelContext {
@@ -109,6 +122,14 @@ class PeerToPeerChannel : public Channel {
   /// Optional: open connections to all peers now (collectives that talk to many
   /// peers call it so that set-up is not serialised inside the algorithm).
   virtual void connect_all(Utils::Deadline /*deadline*/) {}
+
+  /// Waits until a message matching one of `wanted` has arrived and returns which one and its
+  /// size; the message stays for the recv(wanted[index].src, out, wanted[index].tag, ...) that
+  /// follows. With `block` false it never waits and returns nullopt when none has arrived.
+  /// TimeoutError after `deadline`; PeerError when a wanted source is gone.
+  /// (An any-source receive: one envelope per source, each with that source's next tag.)
+  virtual std::optional<Probed> probe(std::span<const Envelope> wanted, bool block,
+                                      Utils::Deadline deadline);  // default: throws UsageError
 };
 
 /// Names one object of one operation. Channels turn it into a key with
@@ -147,6 +168,12 @@ class ObjectStoreChannel : public Channel {
   /// Keys (as produced by ObjectKey::str) that exist under `prefix`; a store lists
   /// only by prefix, never everything.
   virtual std::vector<std::string> list(const std::string& prefix, Utils::Deadline deadline) = 0;
+
+  /// The same as PeerToPeerChannel::probe for objects (key.from is the source): waits until
+  /// one of `wanted` exists and returns which one and its size; the object stays for the
+  /// get(wanted[index], ...) that follows. With `block` false it never waits.
+  virtual std::optional<Probed> probe(std::span<const ObjectKey> wanted, bool block,
+                                      Utils::Deadline deadline);  // default: throws UsageError
 };
 
 }  // namespace FMI::Comm

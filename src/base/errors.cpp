@@ -79,6 +79,16 @@ std::string ObjectKey::str(const std::string& comm_name) const {
   s += to == all ? std::string("all") : std::to_string(to);
   return s;
 }
+
+// Channels written before probe existed (and users' own) do not support an
+// any-source receive; saying so beats waiting on one source.
+std::optional<Probed> PeerToPeerChannel::probe(std::span<const Envelope>, bool, Utils::Deadline) {
+  FMI_THROW(UsageError, "probe (any-source receive) is not supported by this peer-to-peer channel");
+}
+std::optional<Probed> ObjectStoreChannel::probe(std::span<const ObjectKey>, bool,
+                                                Utils::Deadline) {
+  FMI_THROW(UsageError, "probe (any-source receive) is not supported by this object-store channel");
+}
 }  // namespace Comm
 
 }  // namespace FMI
