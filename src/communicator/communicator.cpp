@@ -262,6 +262,7 @@ std::optional<Communicator::Found> Communicator::find_message(peer_num src, bool
   if (src == any_source) {
     for (peer_num p = 0; p < num_peers_; ++p)
       if (p != peer_id_) from.push_back(p);
+    if (from.empty() && !block) return std::nullopt;  // nothing can ever arrive
     if (from.empty())
       FMI_THROW(UsageError, what, ": peer ", peer_id_,
                 " is the only peer of its communicator: no other peer can send to it");

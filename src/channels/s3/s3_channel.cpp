@@ -156,7 +156,13 @@ std::optional<Probed> S3Channel::probe(std::span<const ObjectKey> wanted, bool b
     return g.found;
   };
   auto look = [&] {
-    if (keys.size() == 1) return sized(0);
+    if (keys.size() == 1) {
+      {
+        std::lock_guard lk(mu_);  // consumed, its deletion deferred: gone logically
+        if (std::find(pending_.begin(), pending_.end(), keys[0]) != pending_.end()) return false;
+      }
+      return sized(0);
+    }
     const auto listed = list(prefix, deadline);  // without consumed objects
     const std::set<std::string> there(listed.begin(), listed.end());
     for (std::size_t i = 0; i < keys.size(); ++i)
