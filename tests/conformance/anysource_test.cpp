@@ -327,7 +327,8 @@ TEST_P(StoreProbe, TimedOutProbeLosesNothing) {
     };
     if (me == 1) {
       for (std::uint32_t r = 0; r < rounds; ++r) {
-        std::this_thread::sleep_for(wait * (r % 3) / 2 + std::chrono::milliseconds(7 * r));
+        // 0 to 4 waits: Redis ends a BLPOP only at its next ~100 ms timer tick.
+        std::this_thread::sleep_for(wait * (r % 3) * 2 + std::chrono::milliseconds(7 * r));
         std::vector<std::byte> m(r * 3);
         fill_pattern(m, 1, r);
         ch->put(key(r), m, 1, in(be.max_timeout()));
