@@ -15,11 +15,9 @@ Output (one line per case and library, then the ratios):
 """
 
 import argparse
-import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -124,22 +122,6 @@ def worker(lib, nbytes, iters):
     w.close()
 
 
-def direct_config(path):
-    """The repository's configuration with only Direct, on a free local port."""
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    with open(os.path.join(repo, "config", "fmi.json")) as f:
-        cfg = json.load(f)
-    for name in ("S3", "Redis"):
-        cfg["backends"].setdefault(name, {})["enabled"] = False
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cfg["backends"]["Direct"] = {"enabled": True, "host": "127.0.0.1", "port": port,
-                                 "max_timeout": 120000}
-    with open(path, "w") as f:
-        json.dump(cfg, f)
-
-
 def run(cmd, env):
     p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if p.returncode != 0:
@@ -162,6 +144,7 @@ def main():
     if not a.fmirun or not a.mpirun:
         ap.error("needs fmirun (--fmirun or FMI_FMIRUN) and mpirun (openmpi-bin)")
     import fmi
+    from allreduce_bench import direct_config  # next to this script
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(fmi.__file__)] +
                                         ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))

@@ -81,7 +81,10 @@ class Communicator {
     return recv_bytes(Comm::bytes_of(buf), src);
   }
   /// Waits for the next message from `src` (or any_source) without receiving it;
-  /// the recv from status.source that follows receives that message.
+  /// the recv from status.source that follows receives that message. The channel:
+  /// the only one, or with several every channel is asked in turn (a send's channel
+  /// depends on its size, which the receiver does not know); docs/collectives.md,
+  /// "Any-source receive and probe". Bounded by the largest max_timeout.
   Status probe(peer_num src);
   /// probe() that never waits: nullopt when no such message has arrived yet.
   std::optional<Status> iprobe(peer_num src);

@@ -255,7 +255,8 @@ py::object PyCommunicator::recv(py::handle src, py::handle type, py::handle out,
     if (given(out))
       FMI_THROW(FMI::UsageError, "recv: recv(buf, src) takes its buffer once, not also as out=");
     if (!given(type) || !is_peer_arg(type))
-      FMI_THROW(FMI::UsageError, "recv: recv(buf, src) needs the source peer (an int or "
+      FMI_THROW(FMI::UsageError,
+                "recv: recv(buf, src) needs the source peer (an int or "
                 "fmi.any_source) as its second argument");
     recv_from(peer(type), py::none(), src, st);
     if (status) return py::cast(st);
@@ -266,8 +267,7 @@ py::object PyCommunicator::recv(py::handle src, py::handle type, py::handle out,
   return v;
 }
 
-py::object PyCommunicator::recv_from(unsigned s, py::handle type, py::handle out,
-                                     FMI::Status& st) {
+py::object PyCommunicator::recv_from(unsigned s, py::handle type, py::handle out, FMI::Status& st) {
   const char* op = "recv";
   const TypeSpec* t = type_arg(type, op);
   no_type_and_out(t, out, op);

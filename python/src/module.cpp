@@ -118,7 +118,9 @@ PYBIND11_MODULE(fmi, m) {
   py::class_<FMI::Status>(m, "Status",
                           "What a receive or probe found: the sending peer and the message's "
                           "size in bytes (of a pickled object: its pickle and buffers).")
-      .def(py::init([](unsigned source, std::size_t bytes) { return FMI::Status{source, bytes}; }),
+      .def(py::init([](unsigned source, std::size_t bytes) {
+             return FMI::Status{source, bytes};
+           }),
            "source"_a, "bytes"_a)
       .def_readonly("source", &FMI::Status::source)
       .def_readonly("bytes", &FMI::Status::bytes)

@@ -120,7 +120,8 @@ Communicator::Selected Communicator::select(Operation op, std::size_t bytes,
 
 void Communicator::check_peer(const char* what, peer_num p, const char* role) const {
   if (p == any_source)
-    FMI_THROW(UsageError, what, ": ", role, " is any_source, which only recv, probe and iprobe "
+    FMI_THROW(UsageError, what, ": ", role,
+              " is any_source, which only recv, probe and iprobe "
               "accept as their source");
   if (p >= num_peers_)
     FMI_THROW(UsageError, what, ": ", role, " ", p, " is out of range for ", num_peers_,
@@ -222,15 +223,14 @@ Status Communicator::recv_bytes(Bytes data, peer_num src) {
     const peer_num from = f.status.source;
     coll::Context c{peer_id_, num_peers_, Comm::Tag{Operation::send, recv_seq_[from]++},
                     Utils::Clock::now() + f.channel->max_timeout()};
-    guarded([&] { return what + " (peer " + std::to_string(from) + ") via " + *f.name; },
-            [&] {
-              if (f.channel->kind() == Comm::ChannelKind::peer_to_peer)
-                static_cast<Comm::PeerToPeerChannel&>(*f.channel).recv(from, data, c.tag,
-                                                                        c.deadline);
-              else
-                coll::store::recv(static_cast<Comm::ObjectStoreChannel&>(*f.channel), c, data,
-                                  from);
-            });
+    guarded(
+        [&] { return what + " (peer " + std::to_string(from) + ") via " + *f.name; },
+        [&] {
+          if (f.channel->kind() == Comm::ChannelKind::peer_to_peer)
+            static_cast<Comm::PeerToPeerChannel&>(*f.channel).recv(from, data, c.tag, c.deadline);
+          else
+            coll::store::recv(static_cast<Comm::ObjectStoreChannel&>(*f.channel), c, data, from);
+        });
     return Status{from, data.size()};
   }
   check_peer("recv", src, "source peer");

@@ -168,8 +168,7 @@ TEST_P(AnySource, IprobeBeforeAndAfterArrival) {
       c.send(go, 1);
       std::optional<FMI::Status> st;
       const auto until = Clock::now() + b().max_timeout();
-      while (!(st = c.iprobe(any_source)) && Clock::now() < until)
-        std::this_thread::sleep_for(1ms);
+      while (!(st = c.iprobe(any_source)) && Clock::now() < until) std::this_thread::sleep_for(1ms);
       PEER_CHECK(st && st->source == 1 && st->bytes == sizeof(std::int64_t),
                  "iprobe after the send: ", st ? int(st->source) : -1);
       PEER_CHECK(!c.iprobe(2), "iprobe(2) found a message peer 2 never sent");
@@ -253,8 +252,8 @@ TEST_P(AnySource, SubCommunicatorRanksAreTheChilds) {
       for (unsigned i = 1; i < np; ++i) {
         FMI::Comm::Data<int> v(-1);
         const FMI::Status st = c.recv(v, any_source);
-        PEER_CHECK(v.get() == int(100 + st.source) && !seen.count(st.source), "parent recv: ",
-                   st.source, " value ", v.get());
+        PEER_CHECK(v.get() == int(100 + st.source) && !seen.count(st.source),
+                   "parent recv: ", st.source, " value ", v.get());
         seen.insert(st.source);
       }
     }
@@ -297,8 +296,7 @@ std::vector<Param> of(const std::string& name) {
 }
 
 INSTANTIATE_TEST_SUITE_P(InProcP2P, AnySource, ::testing::ValuesIn(of("InProcP2P")), case_name);
-INSTANTIATE_TEST_SUITE_P(InProcStore, AnySource, ::testing::ValuesIn(of("InProcStore")),
-                         case_name);
+INSTANTIATE_TEST_SUITE_P(InProcStore, AnySource, ::testing::ValuesIn(of("InProcStore")), case_name);
 #ifdef FMI_WITH_DIRECT
 INSTANTIATE_TEST_SUITE_P(Direct, AnySource, ::testing::ValuesIn(of("Direct")), case_name);
 #endif

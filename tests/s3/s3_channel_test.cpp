@@ -149,7 +149,7 @@ TEST_F(S3ChannelTest, AnySourceProbeCostsOneListPerPoll) {
   EXPECT_EQ(p->index, 1u);
   EXPECT_EQ(p->bytes, 300u);
   EXPECT_EQ(reader->requests() - at, reader->polls() - polls + 2);  // LISTs + the size GET
-  auto q = reader->probe(wanted, false, in(10s));  // still there
+  auto q = reader->probe(wanted, false, in(10s));                   // still there
   ASSERT_TRUE(q);
   EXPECT_EQ(q->index, 1u);
   std::vector<std::byte> out(300);

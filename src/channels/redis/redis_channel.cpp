@@ -341,8 +341,7 @@ std::optional<Probed> RedisChannel::probe(std::span<const ObjectKey> wanted, boo
     if (e.size() >= kInlineHeader && e[0] == kInline) return e.size() - kInlineHeader;
     if (e.size() == kStoredToken && e[0] == kStored) return get_le(e.data() + 5, 8);
     FMI_THROW(PeerError, "Redis ", conn_.address(), ": probe for ", n.what,
-              ": the notification list holds an element FMI did not write (", e.size(),
-              " bytes)");
+              ": the notification list holds an element FMI did not write (", e.size(), " bytes)");
   };
   {
     std::lock_guard lk(probed_mu_);

@@ -173,9 +173,10 @@ std::optional<Probed> S3Channel::probe(std::span<const ObjectKey> wanted, bool b
     look();
     return found;
   }
-  poll_until(look, deadline, "probe for the next message of " + std::to_string(keys.size()) +
-                                 " source(s), objects under",
-             prefix);
+  poll_until(
+      look, deadline,
+      "probe for the next message of " + std::to_string(keys.size()) + " source(s), objects under",
+      prefix);
   return found;
 }
 
