@@ -11,7 +11,8 @@
 #
 # Environment: BUILD_DIR (default build), OUT (results folder), SIZES (default
 # 8,1K,64K,1M,64M), PEERS (collectives, default 2,4,8), OPS (collectives, default
-# bcast,barrier,allreduce), BUDGET (seconds of timed iterations per point, default 1),
+# bcast,barrier,allreduce; OPS=alltoallv: skewed counts, peer 0 sends most, the same
+# skew in both tools: fmibench::alltoallv_block), BUDGET (seconds of timed iterations per point, default 1),
 # NO_INSTALL=1 (never apt-get), NO_PLOTS=1, MESH_PEERS (full-mesh set-up on loopback,
 # default 16,64; empty: none), NAT_MESH_PEERS (the same in the NAT lab, root only,
 # default 16). STORES=Redis,S3 also measures the storage
@@ -195,6 +196,11 @@ for ch, where in (("Direct", "loopback"), ("Direct-NAT", "NAT lab")):
                   f" {r['iters']} set-ups{goal}")
 target("allreduce 64 MiB float32, 4 peers, vs OpenMPI", med(get("fmi", "allreduce", 4, big, "Direct")),
        med(get("mpi", "allreduce", 4, big)), "MPI", 0.8)
+for r in rows:
+    if r["tool"] == "fmi" and r["op"] == "alltoallv" and r["channel"] == "Direct":
+        p, b = int(r["peers"]), int(r["bytes"])
+        target(f"alltoallv skewed (peer 0 sends {b} B per peer), {p} peers, vs OpenMPI",
+               float(r["median_us"]), med(get("mpi", "alltoallv", p, b)), "MPI", float("inf"))
 for op in ("bcast", "barrier"):
     sizes = sorted({int(r["bytes"]) for r in rows if r["op"] == op and int(r["peers"]) == 8})
     for b in sizes:

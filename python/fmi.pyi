@@ -7,11 +7,16 @@ import builtins
 import datetime
 import enum
 import os
-from typing import Any, Callable, List, Optional, Sequence, TypeVar, Union, overload
+from typing import (Any, Callable, List, Literal, Optional, Sequence, Tuple, TypeVar, Union,
+                    overload)
 
 __version__: str
 #: Channels compiled into this build, e.g. ["Direct", "Redis", "S3"].
 builtin_channels: List[str]
+
+#: Source of recv/probe/iprobe that matches the next message of any peer (2**32 - 1,
+#: no peer's id); every other call rejects it with UsageError.
+any_source: int
 
 # Buffers (numpy.ndarray, bytes, bytearray, memoryview, ...) are typed Any: Python
 # before 3.12 cannot spell "supports the buffer protocol".
@@ -115,6 +120,17 @@ class InProcessHub:
 
 # ---- the communicator --------------------------------------------------------------------
 
+class Status:
+    """What a receive or probe found: the sending peer and the message's size in bytes
+    (of a pickled object: its pickle and out-of-band buffers together)."""
+
+    def __init__(self, source: int, bytes: int) -> None: ...
+    @property
+    def source(self) -> int: ...
+    @property
+    def bytes(self) -> int: ...
+
+
 class Communicator:
     """A group of peers.
 
@@ -154,13 +170,33 @@ class Communicator:
     # point to point. Without a type, a value that is not a buffer is any picklable
     # object (pickle protocol 5; NumPy arrays inside travel out of band and arrive as
     # views of the received message); recv(src) without type or out returns one.
+    # src may be any_source in every recv form: the next message of whichever peer's
+    # has arrived (each peer's in the order it sent them); the message must fit the
+    # buffer or type exactly (PeerError), probe() tells its size first.
+    # status=True returns (value, Status) instead of the value.
     def send(self, obj: Any, dest: int, type: Optional[types] = None) -> None: ...
     @overload
-    def recv(self, src: int, type: types) -> Any: ...
+    def recv(self, src: int, type: types, *, status: Literal[False] = False) -> Any: ...
     @overload
-    def recv(self, src: int, type: None = None, *, out: _B) -> _B: ...
+    def recv(
+        self, src: int, type: None = None, *, out: _B, status: Literal[False] = False
+    ) -> _B: ...
     @overload
-    def recv(self, src: int) -> Any: ...
+    def recv(self, src: int, *, status: Literal[False] = False) -> Any: ...
+    @overload
+    def recv(
+        self, src: int, type: Optional[types] = None, *, out: Any = None, status: Literal[True]
+    ) -> Tuple[Any, Status]: ...
+    # recv(buf, src): mpi4py's Recv order; receives into buf and returns the source.
+    @overload
+    def recv(self, buf: Any, src: int, *, status: Literal[False] = False) -> int: ...
+    @overload
+    def recv(self, buf: Any, src: int, *, status: Literal[True]) -> Status: ...
+    def probe(self, src: int) -> Status:
+        """Waits for the next message from src (or any_source) without receiving it; the
+        recv from status.source that follows receives it."""
+    def iprobe(self, src: int) -> Optional[Status]:
+        """probe that never waits: None when nothing has arrived."""
 
     # collectives (every peer calls them in the same order)
     def bcast(self, obj: Any, root: int, type: Optional[types] = None, *, out: Any = None) -> Any: ...

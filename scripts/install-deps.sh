@@ -14,6 +14,8 @@ packages=(
   libgtest-dev libbenchmark-dev libssl-dev libopenmpi-dev
   # Python bindings and their tests
   python3-dev python3-numpy python3-pytest python3-matplotlib
+  # the mpi4py side of bench/python/objects_bench.py
+  python3-mpi4py
   # servers and tools the tests and benchmarks start
   redis-server openmpi-bin
   # the fuzzer (scripts/fuzz.sh: clang's libFuzzer)

@@ -96,6 +96,7 @@ void run_point(const Options& opt, const std::string& op, std::size_t bytes) {
   if (op == "gather" || op == "scatter" || op == "allgather" || op == "alltoall")
     need = bytes * static_cast<std::size_t>(n) * 2;
   if (op == "reduce_scatter") need = fbytes * static_cast<std::size_t>(n) + fbytes;
+  if (op == "alltoallv") need = bytes * static_cast<std::size_t>(n) * 2;
   if (need > opt.max_buffer) {
     if (g_rank == 0)
       std::cerr << "mpi_bench: skipping " << op << " " << bytes << " B on " << n << " ranks (needs "
@@ -173,6 +174,21 @@ void run_point(const Options& opt, const std::string& op, std::size_t bytes) {
     a.assign(std::max<std::size_t>(bytes, 1) * n, 'x');
     b.resize(std::max<std::size_t>(bytes, 1) * n);
     body = [&] { MPI_Alltoall(a.data(), cnt, MPI_BYTE, b.data(), cnt, MPI_BYTE, MPI_COMM_WORLD); };
+  } else if (op == "alltoallv") {
+    // The skew of fmi-bench's alltoallv (fmibench::alltoallv_block): peer 0 sends most.
+    std::vector<int> sc(n), sd(n), rc(n), rd(n);
+    for (int q = 0, so = 0, ro = 0; q < n; ++q) {
+      sc[q] = static_cast<int>(fmibench::alltoallv_block(unsigned(g_rank), bytes));
+      rc[q] = static_cast<int>(fmibench::alltoallv_block(unsigned(q), bytes));
+      sd[q] = so, rd[q] = ro;
+      so += sc[q], ro += rc[q];
+    }
+    a.assign(std::max<std::size_t>(std::size_t(sd[n - 1]) + sc[n - 1], 1), 'x');
+    b.resize(std::max<std::size_t>(std::size_t(rd[n - 1]) + rc[n - 1], 1));
+    body = [&, sc, sd, rc, rd] {
+      MPI_Alltoallv(a.data(), sc.data(), sd.data(), MPI_BYTE, b.data(), rc.data(), rd.data(),
+                    MPI_BYTE, MPI_COMM_WORLD);
+    };
   } else if (op == "reduce" || op == "allreduce" || op == "scan") {
     row_bytes = fbytes;
     fa.assign(floats, 1.0f);

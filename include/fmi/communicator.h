@@ -16,8 +16,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -31,6 +33,17 @@
 #include "fmi/types.h"
 
 namespace FMI {
+
+/// What a receive or probe found: who sent the message and its size in bytes.
+struct Status {
+  Utils::peer_num source;
+  std::size_t bytes;
+};
+
+/// Source of recv/probe/iprobe that matches a message from any peer. No peer has
+/// this id (a communicator holds fewer than 2^32 - 1 peers); every other call
+/// rejects it with UsageError. See docs/collectives.md, "Any-source receive".
+inline constexpr Utils::peer_num any_source = std::numeric_limits<Utils::peer_num>::max();
 
 class Communicator {
  public:
@@ -59,10 +72,22 @@ class Communicator {
   void send(Comm::Data<T>& buf, peer_num dest) {
     send_bytes(Comm::cbytes_of(buf), dest);
   }
+  /// Receives the next message from `src` (the k-th recv from A meets A's k-th send
+  /// here), or with src == any_source the next one of whichever peer's has arrived
+  /// (from each peer in the order that peer sent them). The message must hold exactly
+  /// buf's size (PeerError naming both sizes): probe() first when it is unknown.
   template <typename T>
-  void recv(Comm::Data<T>& buf, peer_num src) {
-    recv_bytes(Comm::bytes_of(buf), src);
+  Status recv(Comm::Data<T>& buf, peer_num src) {
+    return recv_bytes(Comm::bytes_of(buf), src);
   }
+  /// Waits for the next message from `src` (or any_source) without receiving it;
+  /// the recv from status.source that follows receives that message. The channel:
+  /// the only one, or with several every channel is asked in turn (a send's channel
+  /// depends on its size, which the receiver does not know); docs/collectives.md,
+  /// "Any-source receive and probe". Bounded by the largest max_timeout.
+  Status probe(peer_num src);
+  /// probe() that never waits: nullopt when no such message has arrived yet.
+  std::optional<Status> iprobe(peer_num src);
 
   // ---- collectives ----------------------------------------------------------
   /// buf on root is sent to every peer; every peer's buf has the same size.
@@ -200,7 +225,7 @@ class Communicator {
 
   // ---- byte-level entry points (used by the templates and the Python module) --
   void send_bytes(Comm::ConstBytes data, peer_num dest);
-  void recv_bytes(Comm::Bytes data, peer_num src);
+  Status recv_bytes(Comm::Bytes data, peer_num src);
   void bcast_bytes(Comm::Bytes data, peer_num root);
   void gather_bytes(Comm::ConstBytes send, Comm::Bytes recv, peer_num root);
   void scatter_bytes(Comm::ConstBytes send, Comm::Bytes recv, peer_num root);
@@ -238,6 +263,9 @@ class Communicator {
   void run(Utils::Operation op, std::size_t bytes, const Utils::ReduceOp* f, std::uint32_t& seq,
            const What& what, const P2P& p2p, const Store& store);
   void check_peer(const char* what, peer_num p, const char* role) const;
+  // Where the next message from `src` (or any_source) waits: probe/iprobe/recv.
+  struct Found;
+  std::optional<Found> find_message(peer_num src, bool block, const std::string& what);
   void create_channels();
   // A sub-communicator of `parent` (split.cpp): rank `peer_id` of the members
   // to_parent (ranks in the parent), tag space `comm_id`, ids `avoid` taken.

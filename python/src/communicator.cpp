@@ -225,25 +225,81 @@ void PyCommunicator::send(py::handle obj, long long dest, py::handle type) {
   blocking(op, [&](auto& c) { c.send_bytes(cbytes(a), d); });
 }
 
-py::object PyCommunicator::recv(long long src, py::handle type, py::handle out) {
+namespace {
+// Whether recv's first argument is a peer id rather than recv(buf, src)'s buffer.
+// NumPy arrays have __index__ (for one-element integer arrays), and NumPy's
+// integer scalars are buffers: an int-like buffer is a peer only when it is a
+// NumPy scalar (NumPy is loaded then: nothing is imported here).
+bool is_peer_arg(py::handle o) {
+  if (PyLong_Check(o.ptr())) return true;
+  if (!PyIndex_Check(o.ptr())) return false;
+  if (!PyObject_CheckBuffer(o.ptr())) return true;
+  py::object np = py::reinterpret_steal<py::object>(PyImport_GetModule(py::str("numpy").ptr()));
+  if (!np || np.is_none()) {
+    PyErr_Clear();
+    return false;
+  }
+  return py::isinstance(o, np.attr("generic"));
+}
+}  // namespace
+
+// The forms of recv (communicator.h). A first argument that is not a peer id is
+// the buffer of recv(buf, src), mpi4py's Recv order.
+py::object PyCommunicator::recv(py::handle src, py::handle type, py::handle out, bool status) {
   const char* op = "recv";
-  const unsigned s = peer_arg(src, op, "source peer");
+  auto peer = [&](py::handle p) {
+    return peer_arg(py::reinterpret_borrow<py::object>(p).cast<long long>(), op, "source peer");
+  };
+  FMI::Status st{};
+  if (!is_peer_arg(src)) {
+    if (given(out))
+      FMI_THROW(FMI::UsageError, "recv: recv(buf, src) takes its buffer once, not also as out=");
+    if (!given(type) || !is_peer_arg(type))
+      FMI_THROW(FMI::UsageError,
+                "recv: recv(buf, src) needs the source peer (an int or "
+                "fmi.any_source) as its second argument");
+    recv_from(peer(type), py::none(), src, st);
+    if (status) return py::cast(st);
+    return py::int_(st.source);
+  }
+  py::object v = recv_from(peer(src), type, out, st);
+  if (status) return py::make_tuple(v, py::cast(st));
+  return v;
+}
+
+py::object PyCommunicator::recv_from(unsigned s, py::handle type, py::handle out, FMI::Status& st) {
+  const char* op = "recv";
   const TypeSpec* t = type_arg(type, op);
   no_type_and_out(t, out, op);
   if (given(out)) {
     if (!numpy_importable()) {
       BufferView b(out, true, op, "out");
-      blocking(op, [&](auto& c) { c.recv_bytes(b.bytes(), s); });
+      blocking(op, [&](auto& c) { st = c.recv_bytes(b.bytes(), s); });
       return py::reinterpret_borrow<py::object>(out);
     }
     py::array o = output_array(out, op, "out");
-    blocking(op, [&](auto& c) { c.recv_bytes(mbytes(o), s); });
+    blocking(op, [&](auto& c) { st = c.recv_bytes(mbytes(o), s); });
     return py::reinterpret_borrow<py::object>(out);
   }
-  if (!t) return recv_object(s);  // no type, no buffer: a pickled object
+  if (!t) return recv_object(s, st);  // no type, no buffer: a pickled object
   Packed p = packed_zeros(*t, t->is_list() ? require_count(*t, op, peer_id_) : 1);
-  blocking(op, [&](auto& c) { c.recv_bytes(p.span(), s); });
+  blocking(op, [&](auto& c) { st = c.recv_bytes(p.span(), s); });
   return unpack(p.cspan(), *t, t->is_list());
+}
+
+FMI::Status PyCommunicator::probe(long long src) {
+  const unsigned s = peer_arg(src, "probe", "source peer");
+  FMI::Status st{};
+  blocking("probe", [&](auto& c) { st = c.probe(s); });
+  return st;
+}
+
+py::object PyCommunicator::iprobe(long long src) {
+  const unsigned s = peer_arg(src, "iprobe", "source peer");
+  std::optional<FMI::Status> st;
+  blocking("iprobe", [&](auto& c) { st = c.iprobe(s); });
+  if (!st) return py::none();
+  return py::cast(*st);
 }
 
 // ---- collectives ---------------------------------------------------------------------
@@ -552,12 +608,16 @@ void PyCommunicator::send_object(py::handle obj, unsigned dest) {
   });
 }
 
-py::object PyCommunicator::recv_object(unsigned src) {
+// From any source: the probe names the sender of the next message, whatever its
+// size, and the rest of the object comes from that sender (per-pair order).
+py::object PyCommunicator::recv_object(unsigned src, FMI::Status& st) {
   const char* op = "recv";
   std::uint64_t sizes[2] = {0, 0};
   blocking(op, [&](auto& c) {
+    if (src == FMI::any_source) src = c.probe(src).source;
     c.recv_bytes(Bytes(reinterpret_cast<std::byte*>(sizes), sizeof sizes), src);
   });
+  st = FMI::Status{src, std::size_t(sizes[0])};
   if (sizes[1] > sizes[0] || sizes[1] < 16)
     FMI_THROW(FMI::PeerError, "recv: peer ", src, " sent an object header of ", sizes[1],
               " bytes for ", sizes[0], "; did it call the object form of send?");

@@ -45,7 +45,12 @@ class PyCommunicator {
   void register_channel(std::string name, std::shared_ptr<FMI::Comm::Channel> ch);
 
   void send(py::handle obj, long long dest, py::handle type);
-  py::object recv(long long src, py::handle type, py::handle out);
+  /// recv(src, type) / recv(src, out=buf) / recv(src) (an object), src may be
+  /// fmi.any_source; with status=True each returns (value, fmi.Status). recv(buf,
+  /// src): the buffer first, returns the source (the Status with status=True).
+  py::object recv(py::handle src, py::handle type, py::handle out, bool status);
+  FMI::Status probe(long long src);
+  py::object iprobe(long long src);
   py::object bcast(py::handle obj, long long root, py::handle type, py::handle out);
   void barrier();
   py::object gather(py::handle obj, long long root, py::handle type, py::handle out);
@@ -94,7 +99,8 @@ class PyCommunicator {
 
   // Pickled objects (objects.h): sizes first, then the payloads.
   void send_object(py::handle obj, unsigned dest);
-  py::object recv_object(unsigned src);
+  py::object recv_object(unsigned src, FMI::Status& st);
+  py::object recv_from(unsigned src, py::handle type, py::handle out, FMI::Status& st);
   py::object bcast_object(py::handle obj, unsigned root);
   py::list allgather_objects(py::handle obj, const char* op);
   py::object gather_objects(py::handle obj, unsigned root, const char* op);

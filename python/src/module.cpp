@@ -116,6 +116,25 @@ PYBIND11_MODULE(fmi, m) {
 #endif
   m.attr("builtin_channels") = builtin;
 
+  m.attr("any_source") = FMI::any_source;
+  py::class_<FMI::Status>(m, "Status",
+                          "What a receive or probe found: the sending peer and the message's "
+                          "size in bytes (of a pickled object: its pickle and buffers).")
+      .def(py::init([](unsigned source, std::size_t bytes) {
+             return FMI::Status{source, bytes};
+           }),
+           "source"_a, "bytes"_a)
+      .def_readonly("source", &FMI::Status::source)
+      .def_readonly("bytes", &FMI::Status::bytes)
+      .def("__eq__",
+           [](const FMI::Status& a, const FMI::Status& b) {
+             return a.source == b.source && a.bytes == b.bytes;
+           })
+      .def("__repr__", [](const FMI::Status& s) {
+        return "fmi.Status(source=" + std::to_string(s.source) +
+               ", bytes=" + std::to_string(s.bytes) + ")";
+      });
+
   py::enum_<DataType>(m, "datatypes", "Element types of fmi.types.")
       .value("int", DataType::int_, "A C int (32 bit).")
       .value("double", DataType::double_, "A C double.")
@@ -237,7 +256,15 @@ PYBIND11_MODULE(fmi, m) {
       .def("register_channel", &PyCommunicator::register_channel, "name"_a, "channel"_a)
       .def("send", &PyCommunicator::send, "obj"_a, "dest"_a, "type"_a = py::none())
       .def("recv", &PyCommunicator::recv, "src"_a, "type"_a = py::none(), py::kw_only(),
-           "out"_a = py::none())
+           "out"_a = py::none(), "status"_a = false,
+           "recv(src, type) / recv(src, out=buf) / recv(src) for a pickled object; src may be "
+           "fmi.any_source; status=True returns (value, fmi.Status). recv(buf, src) receives "
+           "into buf and returns the source (the fmi.Status with status=True).")
+      .def("probe", &PyCommunicator::probe, "src"_a,
+           "Waits for the next message from src (or fmi.any_source) without receiving it; "
+           "returns its fmi.Status. The recv from status.source that follows receives it.")
+      .def("iprobe", &PyCommunicator::iprobe, "src"_a,
+           "probe that never waits: the fmi.Status, or None when nothing has arrived.")
       .def("bcast", &PyCommunicator::bcast, "obj"_a, "root"_a, "type"_a = py::none(), py::kw_only(),
            "out"_a = py::none())
       .def("barrier", &PyCommunicator::barrier)

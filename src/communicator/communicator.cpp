@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <thread>
 
 #include "channels/registry.h"
 #include "collectives/collectives.h"
@@ -118,6 +119,10 @@ Communicator::Selected Communicator::select(Operation op, std::size_t bytes,
 }
 
 void Communicator::check_peer(const char* what, peer_num p, const char* role) const {
+  if (p == any_source)
+    FMI_THROW(UsageError, what, ": ", role,
+              " is any_source, which only recv, probe and iprobe "
+              "accept as their source");
   if (p >= num_peers_)
     FMI_THROW(UsageError, what, ": ", role, " ", p, " is out of range for ", num_peers_,
               " peers (valid: 0..", num_peers_ - 1, ")");
@@ -141,23 +146,14 @@ std::string needs_n_times(Utils::peer_num n, const char* name, std::size_t each)
   return "needs num_peers x " + std::string(name) + " = " + std::to_string(n) + " x " +
          std::to_string(each) + " = " + std::to_string(each * n);
 }
-}  // namespace
 
-// Every operation: the policy's channel, the next tag of `seq`, then the algorithm
-// family that matches the channel's kind. Errors are re-thrown as the same type
-// with the call in front: what() + " via <channel>" (e.g. "recv from peer 2 via
-// Redis: ..."), since a channel knows its own request, not the API call it serves.
-template <typename What, typename P2P, typename Store>
-void Communicator::run(Operation op, std::size_t bytes, const Utils::ReduceOp* f,
-                       std::uint32_t& seq, const What& what, const P2P& p2p, const Store& store) {
-  Selected s = select(op, bytes, f);
-  s.ctx.tag.seq = seq++;
-  const auto prefix = [&] { return what() + " via " + *s.name; };
+// Runs `body`; its errors are re-thrown as the same type with `prefix()` in front
+// ("recv from peer 2 via Redis: ..."), since a channel knows its own request, not
+// the API call it serves.
+template <typename Prefix, typename Body>
+void guarded(const Prefix& prefix, const Body& body) {
   try {
-    if (s.channel->kind() == Comm::ChannelKind::peer_to_peer)
-      p2p(static_cast<Comm::PeerToPeerChannel&>(*s.channel), s.ctx);
-    else
-      store(static_cast<Comm::ObjectStoreChannel&>(*s.channel), s.ctx);
+    body();
   } catch (const TimeoutError& e) {
     rethrow_as(e, prefix());
   } catch (const PeerError& e) {
@@ -169,6 +165,24 @@ void Communicator::run(Operation op, std::size_t bytes, const Utils::ReduceOp* f
   } catch (const ConfigError& e) {
     rethrow_as(e, prefix());
   }
+}
+}  // namespace
+
+// Every operation: the policy's channel, the next tag of `seq`, then the algorithm
+// family that matches the channel's kind, errors prefixed with what() + " via
+// <channel>".
+template <typename What, typename P2P, typename Store>
+void Communicator::run(Operation op, std::size_t bytes, const Utils::ReduceOp* f,
+                       std::uint32_t& seq, const What& what, const P2P& p2p, const Store& store) {
+  Selected s = select(op, bytes, f);
+  s.ctx.tag.seq = seq++;
+  guarded([&] { return what() + " via " + *s.name; },
+          [&] {
+            if (s.channel->kind() == Comm::ChannelKind::peer_to_peer)
+              p2p(static_cast<Comm::PeerToPeerChannel&>(*s.channel), s.ctx);
+            else
+              store(static_cast<Comm::ObjectStoreChannel&>(*s.channel), s.ctx);
+          });
 }
 
 namespace {
@@ -194,7 +208,31 @@ void Communicator::send_bytes(ConstBytes data, peer_num dest) {
       [&](auto& ch, const coll::Context& c) { coll::store::send(ch, c, data, dest); });
 }
 
-void Communicator::recv_bytes(Bytes data, peer_num src) {
+struct Communicator::Found {
+  Status status;
+  Comm::Channel* channel;
+  const std::string* name;
+};
+
+Status Communicator::recv_bytes(Bytes data, peer_num src) {
+  if (src == any_source) {
+    // The message is received from the channel the probe found it on: with
+    // several channels that is where its sender's policy put it.
+    const std::string what = "recv from any source";
+    const Found f = *find_message(src, true, what);
+    const peer_num from = f.status.source;
+    coll::Context c{peer_id_, num_peers_, Comm::Tag{Operation::send, recv_seq_[from]++},
+                    Utils::Clock::now() + f.channel->max_timeout()};
+    guarded(
+        [&] { return what + " (peer " + std::to_string(from) + ") via " + *f.name; },
+        [&] {
+          if (f.channel->kind() == Comm::ChannelKind::peer_to_peer)
+            static_cast<Comm::PeerToPeerChannel&>(*f.channel).recv(from, data, c.tag, c.deadline);
+          else
+            coll::store::recv(static_cast<Comm::ObjectStoreChannel&>(*f.channel), c, data, from);
+        });
+    return Status{from, data.size()};
+  }
   check_peer("recv", src, "source peer");
   if (src == peer_id_)
     FMI_THROW(UsageError, "recv: peer ", peer_id_, " cannot receive from itself");
@@ -203,6 +241,101 @@ void Communicator::recv_bytes(Bytes data, peer_num src) {
       [&] { return "recv from peer " + std::to_string(src); },
       [&](auto& ch, const coll::Context& c) { ch.recv(src, data, c.tag, c.deadline); },
       [&](auto& ch, const coll::Context& c) { coll::store::recv(ch, c, data, src); });
+  return Status{src, data.size()};
+}
+
+// ---- probe ------------------------------------------------------------------------
+//
+// The next message from peer s is the one tagged (send, recv_seq_[s]): a probe
+// asks the channel for one envelope (or object key) per wanted source, each with
+// that source's next sequence number, so that per-pair order is kept whatever
+// the source. Which channel: a send's channel is chosen by its size, which the
+// receiver of a probe does not know. With one channel (the usual case) the probe
+// blocks on it. With several, every registered channel is asked without waiting,
+// in rounds with a pause that grows from 100 us to 100 ms (at most ~10 rounds per
+// second of waiting, each one request to each store channel): any channel the
+// sender's policy may have picked is seen. See docs/collectives.md.
+
+std::optional<Communicator::Found> Communicator::find_message(peer_num src, bool block,
+                                                              const std::string& what) {
+  std::vector<peer_num> from;
+  if (src == any_source) {
+    for (peer_num p = 0; p < num_peers_; ++p)
+      if (p != peer_id_) from.push_back(p);
+    if (from.empty() && !block) return std::nullopt;  // nothing can ever arrive
+    if (from.empty())
+      FMI_THROW(UsageError, what, ": peer ", peer_id_,
+                " is the only peer of its communicator: no other peer can send to it");
+  } else {
+    check_peer(what.c_str(), src, "source peer");
+    if (src == peer_id_)
+      FMI_THROW(UsageError, what, ": peer ", peer_id_, " cannot receive from itself");
+    from.push_back(src);
+  }
+  if (channels_.empty())
+    FMI_THROW(UsageError, what,
+              ": no channel available (enable a backend in the config or call register_channel)");
+  std::vector<Comm::Envelope> envelopes;
+  std::vector<Comm::ObjectKey> keys;
+  for (peer_num p : from) {
+    const Comm::Tag tag{Operation::send, recv_seq_[p]};
+    envelopes.push_back({p, tag});
+    keys.push_back(Comm::ObjectKey{tag, p, peer_id_});
+  }
+  auto max_wait = std::chrono::milliseconds(0);
+  for (const auto& [name, ch] : channels_) max_wait = std::max(max_wait, ch->max_timeout());
+  const auto start = Utils::Clock::now();
+  const Utils::Deadline deadline = start + max_wait;
+  // One look at each channel (a wait on the only one when `wait`).
+  auto look = [&](bool wait) -> std::optional<Found> {
+    for (const auto& [name, ch] : channels_) {
+      std::optional<Comm::Probed> p;
+      guarded([&] { return what + " via " + name; },
+              [&] {
+                if (ch->kind() == Comm::ChannelKind::peer_to_peer)
+                  p = static_cast<Comm::PeerToPeerChannel&>(*ch).probe(envelopes, wait, deadline);
+                else
+                  p = static_cast<Comm::ObjectStoreChannel&>(*ch).probe(keys, wait, deadline);
+              });
+      if (p) {
+        if (p->index >= from.size())
+          FMI_THROW(ChannelError, what, " via ", name, ": the channel's probe matched entry ",
+                    p->index, " of ", from.size());
+        return Found{Status{from[p->index], p->bytes}, ch.get(), &name};
+      }
+    }
+    return std::nullopt;
+  };
+  if (!block || channels_.size() == 1) return look(block);
+  auto pause = std::chrono::microseconds(100);
+  for (;;) {
+    if (auto f = look(false)) return f;
+    const auto now = Utils::Clock::now();
+    if (now >= deadline)
+      FMI_THROW(TimeoutError, what, ": no message from ",
+                src == any_source ? std::string("any peer") : "peer " + std::to_string(src),
+                " arrived on any of the ", channels_.size(), " channels within ",
+                format_duration(now - start));
+    std::this_thread::sleep_for(std::min<Utils::Clock::duration>(pause, deadline - now));
+    pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(100));
+  }
+}
+
+namespace {
+std::string probe_what(const char* op, Utils::peer_num src) {
+  return std::string(op) +
+         (src == any_source ? std::string(" of any source") : " of peer " + std::to_string(src));
+}
+}  // namespace
+
+Status Communicator::probe(peer_num src) {
+  return find_message(src, true, probe_what("probe", src))->status;
+}
+
+std::optional<Status> Communicator::iprobe(peer_num src) {
+  auto f = find_message(src, false, probe_what("iprobe", src));
+  if (!f) return std::nullopt;
+  return f->status;
 }
 
 // ---- collectives ----------------------------------------------------------------

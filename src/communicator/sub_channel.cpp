@@ -68,6 +68,17 @@ class SubPeerToPeer final : public PeerToPeerChannel {
     base_->sendrecv(v_.map(dest, "sendrecv"), data, v_.map(src, "sendrecv"), out, v_.stamp(tag),
                     deadline);
   }
+  // Ranks and tags as the base sees them; the index into `wanted` is the same.
+  std::optional<Probed> probe(std::span<const Envelope> wanted, bool block,
+                              Deadline deadline) override {
+    v_.check_alive("probe");
+    std::vector<Envelope> base(wanted.begin(), wanted.end());
+    for (auto& e : base) {
+      e.src = v_.map(e.src, "probe");
+      e.tag = v_.stamp(e.tag);
+    }
+    return base_->probe(base, block, deadline);
+  }
   // The base's connect_all opens the owner's whole mesh, which needs every one of
   // the owner's peers; the members of a sub-communicator connect the pairs they use
   // on first use instead (none, when the owner has already opened its mesh, which
@@ -108,6 +119,14 @@ class SubObjectStore final : public ObjectStoreChannel {
   std::vector<std::string> list(const std::string& prefix, Deadline deadline) override {
     v_.check_alive("list");
     return base_->list(prefix, deadline);
+  }
+
+  std::optional<Probed> probe(std::span<const ObjectKey> wanted, bool block,
+                              Deadline deadline) override {
+    v_.check_alive("probe");
+    std::vector<ObjectKey> base;
+    for (const auto& k : wanted) base.push_back(translate(k, "probe"));
+    return base_->probe(base, block, deadline);
   }
 
   const std::shared_ptr<ObjectStoreChannel>& base() const { return base_; }

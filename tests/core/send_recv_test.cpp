@@ -187,5 +187,57 @@ std::vector<Param> params() {
 
 INSTANTIATE_TEST_SUITE_P(All, SendRecv, ::testing::ValuesIn(params()), param_name);
 
+// Sends up to 100 bytes take the point-to-point channel, larger ones the store.
+class BySize : public FMI::Utils::ChannelPolicy {
+ public:
+  std::string get_channel(const FMI::Utils::OperationInfo& info,
+                          const FMI::Utils::ChannelMap&) override {
+    return info.data_size <= 100 ? "p2p" : "store";
+  }
+};
+
+// With two channels an any-source receive cannot know which one its message took
+// (the sender's policy chose by size): probe asks both, and recv takes the message
+// from where probe found it. Peers 1..4 each send a small and then a large message
+// to peer 0, whose probes see each source's small one first (per-pair order across
+// channels), then its large one.
+TEST(AnySourceTwoChannels, ProbeFindsTheChannelTheSenderChose) {
+  const peer_num n = 5;
+  FMI::Comm::InProcessHub hub(n, std::chrono::milliseconds(10000));
+  auto errors = run_threads(n, [&](unsigned me) {
+    FMI::Communicator c(me, n, FMI::Config{}, "two-channels");
+    c.register_channel("p2p", hub.p2p_endpoint());
+    c.register_channel("store", hub.store_endpoint());
+    c.set_channel_policy(std::make_shared<BySize>());
+    auto size = [](unsigned p, int k) { return k == 0 ? std::size_t(p * 4) : 1000 + p; };
+    if (me != 0) {
+      for (int k = 0; k < 2; ++k) {
+        std::vector<char> m(size(me, k), char('a' + me + k));
+        Data<std::vector<char>> d(m);
+        c.send(d, 0);
+      }
+    } else {
+      std::vector<int> next(n, 0);
+      for (unsigned i = 0; i < 2 * (n - 1); ++i) {
+        const FMI::Status st = c.probe(FMI::any_source);
+        PEER_CHECK(st.source > 0 && st.source < n && next[st.source] < 2, "source ", st.source);
+        PEER_CHECK(st.bytes == size(st.source, next[st.source]), "peer ", st.source, " message ",
+                   next[st.source], ": ", st.bytes, " bytes");
+        Data<std::vector<char>> d(std::vector<char>(st.bytes));
+        // From st.source: an any-source recv could match a message that arrived since.
+        const FMI::Status r = c.recv(d, st.source);
+        PEER_CHECK(r.source == st.source && r.bytes == st.bytes, "recv after probe: peer ",
+                   r.source);
+        for (char ch : d.get())
+          PEER_CHECK(ch == char('a' + r.source + next[r.source]), "content from ", r.source);
+        ++next[r.source];
+      }
+      PEER_CHECK(!c.iprobe(FMI::any_source), "a message is left");
+    }
+    c.barrier();
+  });
+  expect_no_errors(errors, "AnySourceTwoChannels");
+}
+
 }  // namespace
 }  // namespace fmitest

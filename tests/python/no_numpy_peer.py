@@ -44,6 +44,33 @@ def body(c, kind):
     elif i == 1:
         got = bytearray(9)
         assert c.recv(0, out=got) is got and got == b"raw bytes"
+    # Any-source receives and probes (issue 19), without NumPy: peers 1 and 2 send
+    # to peer 0, which learns sizes and sources from probe/recv. One kind of message
+    # at a time (barriers): an any-source receive takes any peer's next message.
+    if i in (1, 2):
+        c.send(b"x" * (5 * i), 0)
+    elif i == 0:
+        sources = set()
+        for _ in range(2):
+            st = c.probe(fmi.any_source)
+            assert st.bytes == 5 * st.source, st
+            buf = bytearray(st.bytes)
+            assert c.recv(buf, st.source) == st.source and buf == b"x" * st.bytes
+            sources.add(st.source)
+        assert sources == {1, 2}
+    c.barrier()
+    if i in (1, 2):
+        c.send({"from": i}, 0)
+    elif i == 0:
+        objs = sorted([c.recv(fmi.any_source)["from"], c.recv(fmi.any_source, status=True)[1].source])
+        assert objs == [1, 2], objs
+    c.barrier()
+    if i in (1, 2):
+        c.send(10 * i, 0, INT)
+    elif i == 0:
+        ints = sorted(c.recv(fmi.any_source, INT) for _ in range(2))
+        assert ints == [10, 20], ints
+        assert c.iprobe(fmi.any_source) is None
     # The fixed-size collectives view buffers as arrays: a clear ImportError.
     try:
         c.allgather(b"x")

@@ -30,7 +30,7 @@ def public(obj):
 def test_stub_matches_module():
     top, members = stub_names()
     assert public(fmi) - {"Buffer"} <= top | {"annotations"}, public(fmi) - top
-    for cls in ("Communicator", "InProcessHub", "types", "func", "Channel"):
+    for cls in ("Communicator", "InProcessHub", "types", "func", "Channel", "Status"):
         assert public(getattr(fmi, cls)) <= members[cls], (cls, public(getattr(fmi, cls)) - members[cls])
     for enum_name in ("datatypes", "op", "hints"):
         values = set(getattr(fmi, enum_name).__members__)

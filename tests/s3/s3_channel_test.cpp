@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <future>
 #include <numeric>
@@ -115,6 +116,49 @@ TEST_F(S3ChannelTest, MissingObjectIsPolledUntilTheDeadline) {
   EXPECT_NE(msg.find(k.str(comm_)), std::string::npos) << msg;
   EXPECT_NE(msg.find("peer 3"), std::string::npos) << msg;
   EXPECT_GE(ch->polls(), 2u);
+}
+
+// The cost of an any-source wait (docs/s3.md, "Any-source receive"): one LIST of
+// the common prefix per poll, whatever the number of sources, at the get's poll
+// intervals (first `timeout`, x1.5 per miss, at most kMaxPollInterval), so a
+// wait of T costs at most ceil(log1.5(kMaxPollInterval / timeout)) + T / 1 s + 2
+// requests; when the message is there, one more GET (stopped at the headers)
+// for its size, and the message stays for its get.
+TEST_F(S3ChannelTest, AnySourceProbeCostsOneListPerPoll) {
+  auto reader = channel(0, 4);
+  auto writer = channel(2, 4);
+  std::vector<ObjectKey> wanted;
+  for (unsigned s = 1; s < 4; ++s) wanted.push_back(key(Operation::send, 10 + s, s, 0));
+  const auto wait = 1500ms;
+  const auto before = reader->requests();
+  const auto start = FMI::Utils::Clock::now();
+  EXPECT_THROW(reader->probe(wanted, true, in(wait)), FMI::TimeoutError);
+  const auto waited = FMI::Utils::Clock::now() - start;
+  const double ramp = std::ceil(std::log(1000.0 / 5.0) / std::log(1.5));
+  const double bound = ramp + std::chrono::duration<double>(waited).count() + 2;
+  const auto spent = reader->requests() - before;
+  EXPECT_GE(spent, 3u);
+  EXPECT_LE(double(spent), bound) << spent << " requests in " << FMI::format_duration(waited);
+
+  const auto data = pattern(300, 3);
+  writer->put(wanted[1], data, 1, in(10s));
+  const auto at = reader->requests();
+  const auto polls = reader->polls();
+  auto p = reader->probe(wanted, true, in(10s));
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->index, 1u);
+  EXPECT_EQ(p->bytes, 300u);
+  EXPECT_EQ(reader->requests() - at, reader->polls() - polls + 2);  // LISTs + the size GET
+  auto q = reader->probe(wanted, false, in(10s));                   // still there
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->index, 1u);
+  std::vector<std::byte> out(300);
+  reader->get(wanted[1], out, in(10s));
+  EXPECT_EQ(out, data);
+  EXPECT_FALSE(reader->probe(wanted, false, in(10s)));  // consumed
+  reader->finalize();
+  writer->finalize();
+  EXPECT_TRUE(bucket_contents().empty());
 }
 
 TEST_F(S3ChannelTest, ListByPrefixFollowsContinuationTokens) {

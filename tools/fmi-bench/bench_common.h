@@ -7,6 +7,7 @@
 //  - bytes: one peer's contribution: the message of pingpong/bandwidth, the bcast
 //    buffer, the send buffer of reduce/allreduce/scan, each peer's block of
 //    gather/scatter/allgather, each per-pair block of alltoall and reduce_scatter;
+//    alltoallv: the heavy sender's per-pair block (alltoallv_block below);
 //  - pingpong latency is one way (half the round trip), as OSU's osu_latency;
 //  - bandwidth rows: latency is per message, bandwidth = bytes / latency;
 //  - collective rows: per iteration, the slowest peer's time (OSU style), peers
@@ -28,6 +29,14 @@
 #include "tools/common/cli.h"
 
 namespace fmibench {
+
+/// Bytes peer `from` sends to each peer in the skewed alltoallv of a row of `bytes`
+/// (the same in fmi-bench and mpi_bench): peer 0 sends `bytes` to every peer, the
+/// others bytes/16 each (rounded down, so small rows have empty blocks), i.e. one
+/// peer sends most of the data, as in a shuffle with one hot partition.
+inline std::size_t alltoallv_block(unsigned from, std::size_t bytes) {
+  return from == 0 ? bytes : bytes / 16;
+}
 
 struct Summary {
   double median = 0, p90 = 0, min = 0, mean = 0;

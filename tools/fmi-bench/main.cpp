@@ -452,7 +452,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"Direct", "Redis", "S3", "policy", "inproc", "inproc-store"}));
   app.add_option("--ops", o.ops,
                  "comma-separated: pingpong,bandwidth,bcast,barrier,gather,scatter,reduce,"
-                 "allreduce,scan,allgather,alltoall,reduce_scatter,mesh (set-up of a new "
+                 "allreduce,scan,allgather,alltoall,reduce_scatter,alltoallv (skewed: peer 0 "
+                 "sends most, bench_common.h),mesh (set-up of a new "
                  "communicator: registration and every connection)");
   app.add_option("--peers", o.peers, "comma-separated peer counts");
   app.add_option("--sizes", o.sizes, "bytes per peer, comma-separated, K/M/G suffixes");

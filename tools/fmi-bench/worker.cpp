@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,7 @@ Operation operation_of(const std::string& op) {
   if (op == "scan") return Operation::scan;
   if (op == "allgather") return Operation::allgather;
   if (op == "alltoall") return Operation::alltoall;
+  if (op == "alltoallv") return Operation::alltoallv;
   if (op == "reduce_scatter") return Operation::reduce_scatter;
   FMI_THROW(FMI::UsageError, "fmi-bench: unknown operation '", op, "'");
 }
@@ -79,7 +81,7 @@ class Runner {
   // Bytes of the point's buffers on one peer, to skip what does not fit.
   std::size_t footprint(const std::string& op, std::size_t bytes) const {
     if (op == "gather" || op == "scatter" || op == "allgather") return bytes * (n_ + 1);
-    if (op == "alltoall" || op == "reduce_scatter") return bytes * n_ * 2;
+    if (op == "alltoall" || op == "reduce_scatter" || op == "alltoallv") return bytes * n_ * 2;
     return bytes * 2;
   }
 
@@ -126,7 +128,8 @@ class Runner {
   FMI::Utils::OperationInfo info_of(const std::string& op, std::size_t bytes) const {
     FMI::Utils::OperationInfo info;
     info.op = operation_of(op);
-    info.data_size = bytes;
+    // The Communicator chooses alltoallv's channel as for empty blocks.
+    info.data_size = op == "alltoallv" ? 0 : bytes;
     info.num_peers = op == "pingpong" || op == "bandwidth" ? 2 : n_;
     info.hint = comm_.get_hint();
     info.faas_memory = faas_memory_;
@@ -321,6 +324,16 @@ class Runner {
         Raw s(a.data(), a.size());
         Raw r(b.data(), b.size());
         comm_.alltoall(s, r);
+      };
+    } else if (op == "alltoallv") {
+      std::vector<std::size_t> sc(n_, alltoallv_block(me_, bytes)), rc(n_);
+      for (unsigned q = 0; q < n_; ++q) rc[q] = alltoallv_block(q, bytes);
+      a.assign(alltoallv_block(me_, bytes) * n_, std::byte{1});
+      b.resize(std::accumulate(rc.begin(), rc.end(), std::size_t(0)));
+      body = [&, sc, rc] {
+        Raw s(a.data(), a.size());
+        Raw r(b.data(), b.size());
+        comm_.alltoallv(s, sc, r, rc);
       };
     } else if (op == "reduce" || op == "allreduce" || op == "scan") {
       fa.ref().assign(floats, 1.0f);

@@ -109,6 +109,10 @@ class HubP2P final : public HubChannel<PeerToPeerChannel> {
                 Utils::Deadline d) override {
     inner("sendrecv").sendrecv(dest, data, src, out, tag, d);
   }
+  std::optional<Probed> probe(std::span<const Envelope> wanted, bool block,
+                              Utils::Deadline d) override {
+    return inner("probe").probe(wanted, block, d);
+  }
 };
 
 class HubStore final : public HubChannel<ObjectStoreChannel> {
@@ -123,6 +127,10 @@ class HubStore final : public HubChannel<ObjectStoreChannel> {
   void erase(const ObjectKey& key, Utils::Deadline d) override { inner("erase").erase(key, d); }
   std::vector<std::string> list(const std::string& prefix, Utils::Deadline d) override {
     return inner("list").list(prefix, d);
+  }
+  std::optional<Probed> probe(std::span<const ObjectKey> wanted, bool block,
+                              Utils::Deadline d) override {
+    return inner("probe").probe(wanted, block, d);
   }
 };
 

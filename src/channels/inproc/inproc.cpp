@@ -102,6 +102,32 @@ class InProcP2P final : public PeerToPeerChannel {
     recv(src, out, tag, deadline);
   }
 
+  // The first of `wanted` (in the order given) that is parked in this peer's
+  // mailbox; it stays there for the recv that follows.
+  std::optional<Probed> probe(std::span<const Envelope> wanted, bool block,
+                              Deadline deadline) override {
+    check_init(inited_, "probe");
+    auto& box = s_->boxes.at(self_);
+    std::unique_lock lk(box.mu);
+    std::optional<Probed> found;
+    auto arrived = [&] {
+      for (std::size_t i = 0; i < wanted.size(); ++i)
+        if (auto n = box.matcher.peek(wanted[i].src, wanted[i].tag)) {
+          found = Probed{i, *n};
+          return true;
+        }
+      return false;
+    };
+    if (!block) {
+      arrived();
+      return found;
+    }
+    if (!box.cv.wait_until(lk, deadline, arrived))
+      FMI_THROW(TimeoutError, "in-process probe for ", wanted.size(), " source(s) on peer ", self_,
+                " timed out after ", format_duration(s_->max_timeout));
+    return found;
+  }
+
  private:
   std::shared_ptr<InProcessHub::State> s_;
   peer_num self_ = 0;
@@ -152,6 +178,33 @@ class InProcStore final : public ObjectStoreChannel {
                 it->second.data.size(), " bytes, peer ", ctx_.peer_id, " expected ", out.size());
     if (!out.empty()) std::memcpy(out.data(), it->second.data.data(), out.size());
     if (--it->second.readers_left == 0) s_->objects.erase(it);
+  }
+
+  // One request per call, as get counts one however long it waits.
+  std::optional<Probed> probe(std::span<const ObjectKey> wanted, bool block,
+                              Deadline deadline) override {
+    check_init(inited_, "probe");
+    std::vector<std::string> keys;
+    for (const auto& k : wanted) keys.push_back(k.str(ctx_.comm_name));
+    std::unique_lock lk(s_->store_mu);
+    ++s_->requests;
+    std::optional<Probed> found;
+    auto arrived = [&] {
+      for (std::size_t i = 0; i < keys.size(); ++i)
+        if (auto it = s_->objects.find(keys[i]); it != s_->objects.end()) {
+          found = Probed{i, it->second.data.size()};
+          return true;
+        }
+      return false;
+    };
+    if (!block) {
+      arrived();
+      return found;
+    }
+    if (!s_->store_cv.wait_until(lk, deadline, arrived))
+      FMI_THROW(TimeoutError, "in-process store: probe of peer ", ctx_.peer_id, " for ",
+                keys.size(), " object(s) timed out after ", format_duration(s_->max_timeout));
+    return found;
   }
 
   void erase(const ObjectKey& key, Deadline) override {

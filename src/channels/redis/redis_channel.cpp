@@ -216,34 +216,38 @@ void RedisChannel::get(const ObjectKey& key, Bytes out, Deadline deadline) {
   char kind = 0;
   std::size_t size = 0, chunks = 0, chunk_bytes = 0;
   unsigned copies_left = 0, readers = 0;
+  auto take = [&](const char* str, std::size_t len) {
+    arrived = true;
+    kind = len > 0 ? str[0] : 0;
+    if (kind == kInline && len >= kInlineHeader) {
+      copies_left = static_cast<unsigned>(get_le(str + 1, 4));
+      size = len - kInlineHeader;
+      if (size == out.size() && size > 0) std::memcpy(out.data(), str + kInlineHeader, size);
+    } else if (kind == kStored && len == kStoredToken) {
+      readers = static_cast<unsigned>(get_le(str + 1, 4));
+      size = get_le(str + 5, 8);
+      chunks = get_le(str + 13, 4);
+      chunk_bytes = get_le(str + 17, 8);
+    } else {
+      FMI_THROW(PeerError, "Redis ", conn_.address(), ": get of ", n.what,
+                ": the notification list holds an element FMI did not write (", len, " bytes)");
+    }
+  };
   Batch wait;
-  wait.add({"BLPOP", n.list, wait.keep(seconds_arg(deadline - start))}, n.list_role,
-           [&](const redisReply& r) {
-             if (r.type == REDIS_REPLY_NIL) return;  // timed out
-             if (r.type != REDIS_REPLY_ARRAY || r.elements != 2 ||
-                 r.element[1]->type != REDIS_REPLY_STRING)
-               FMI_THROW(ChannelError, "Redis ", conn_.address(), ": BLPOP on ", n.list_role,
-                         ": unexpected reply type ", r.type);
-             const redisReply& e = *r.element[1];
-             arrived = true;
-             kind = e.len > 0 ? e.str[0] : 0;
-             if (kind == kInline && e.len >= kInlineHeader) {
-               copies_left = static_cast<unsigned>(get_le(e.str + 1, 4));
-               size = e.len - kInlineHeader;
-               if (size == out.size() && size > 0)
-                 std::memcpy(out.data(), e.str + kInlineHeader, size);
-             } else if (kind == kStored && e.len == kStoredToken) {
-               readers = static_cast<unsigned>(get_le(e.str + 1, 4));
-               size = get_le(e.str + 5, 8);
-               chunks = get_le(e.str + 13, 4);
-               chunk_bytes = get_le(e.str + 17, 8);
-             } else {
-               FMI_THROW(PeerError, "Redis ", conn_.address(), ": get of ", n.what,
-                         ": the notification list holds an element FMI did not write (", e.len,
-                         " bytes)");
-             }
-           });
-  conn_.exchange(wait, deadline, kBlockGrace);
+  if (auto e = take_probed(n.list)) {
+    take(e->data(), e->size());  // a probe popped it already
+  } else {
+    wait.add({"BLPOP", n.list, wait.keep(seconds_arg(deadline - start))}, n.list_role,
+             [&](const redisReply& r) {
+               if (r.type == REDIS_REPLY_NIL) return;  // timed out
+               if (r.type != REDIS_REPLY_ARRAY || r.elements != 2 ||
+                   r.element[1]->type != REDIS_REPLY_STRING)
+                 FMI_THROW(ChannelError, "Redis ", conn_.address(), ": BLPOP on ", n.list_role,
+                           ": unexpected reply type ", r.type);
+               take(r.element[1]->str, r.element[1]->len);
+             });
+  }
+  if (!wait.empty()) conn_.exchange(wait, deadline, kBlockGrace);
   if (!arrived)
     FMI_THROW(TimeoutError, "Redis ", conn_.address(), ": get of ", n.what, ": nothing arrived in ",
               format_duration(Clock::now() - start), " (BLPOP on ", n.list_role, " timed out)");
@@ -311,6 +315,87 @@ void RedisChannel::get(const ObjectKey& key, Bytes out, Deadline deadline) {
     throw;
   }
   last_reader_tidies();
+}
+
+std::optional<std::string> RedisChannel::take_probed(const std::string& list) {
+  std::lock_guard lk(probed_mu_);
+  auto it = probed_.find(list);
+  if (it == probed_.end()) return std::nullopt;
+  std::string e = std::move(it->second);
+  probed_.erase(it);
+  return e;
+}
+
+// Redis blocks one client on many lists at once, so an any-source wait costs no
+// polling: BLPOP returns the first wanted list (in the order given) that has an
+// element, or nil at its timeout without having popped anything. What it pops is
+// the message's notification (payload or token of the data hash), kept in
+// probed_ until get() asks for that list.
+std::optional<Probed> RedisChannel::probe(std::span<const ObjectKey> wanted, bool block,
+                                          Deadline deadline) {
+  require_init("probe");
+  const auto start = Clock::now();
+  std::vector<Names> ns;
+  for (const auto& k : wanted) ns.push_back(names(k));
+  auto size_of = [&](std::string_view e, const Names& n) -> std::size_t {
+    if (e.size() >= kInlineHeader && e[0] == kInline) return e.size() - kInlineHeader;
+    if (e.size() == kStoredToken && e[0] == kStored) return get_le(e.data() + 5, 8);
+    FMI_THROW(PeerError, "Redis ", conn_.address(), ": probe for ", n.what,
+              ": the notification list holds an element FMI did not write (", e.size(), " bytes)");
+  };
+  {
+    std::lock_guard lk(probed_mu_);
+    for (std::size_t i = 0; i < ns.size(); ++i)
+      if (auto it = probed_.find(ns[i].list); it != probed_.end())
+        return Probed{i, size_of(it->second, ns[i])};
+  }
+  if (ns.empty()) return std::nullopt;
+  std::optional<Probed> found;
+  auto string_reply = [&](const redisReply& r, const char* cmd) {
+    if (r.type != REDIS_REPLY_STRING)
+      FMI_THROW(ChannelError, "Redis ", conn_.address(), ": ", cmd,
+                " on the notification lists of a probe: unexpected reply type ", r.type);
+    return std::string_view(r.str, r.len);
+  };
+  Batch b;
+  if (!block) {
+    for (std::size_t i = 0; i < ns.size(); ++i)
+      b.add({"LINDEX", ns[i].list, "0"}, ns[i].list_role, [&, i](const redisReply& r) {
+        if (r.type == REDIS_REPLY_NIL || found) return;
+        found = Probed{i, size_of(string_reply(r, "LINDEX"), ns[i])};
+      });
+    conn_.exchange(b, deadline);
+    return found;
+  }
+  std::vector<std::string_view> args = {"BLPOP"};
+  for (const auto& n : ns) args.push_back(n.list);
+  args.push_back(b.keep(seconds_arg(deadline - start)));
+  b.add(std::move(args), "notification lists of a probe", [&](const redisReply& r) {
+    if (r.type == REDIS_REPLY_NIL) return;  // timed out, nothing popped
+    if (r.type != REDIS_REPLY_ARRAY || r.elements != 2)
+      FMI_THROW(ChannelError, "Redis ", conn_.address(),
+                ": BLPOP on the notification lists of a probe: unexpected reply type ", r.type);
+    const std::string_view list = string_reply(*r.element[0], "BLPOP");
+    const std::string_view e = string_reply(*r.element[1], "BLPOP");
+    for (std::size_t i = 0; i < ns.size(); ++i)
+      if (ns[i].list == list) {
+        // Kept before anything can throw: a popped element is never dropped.
+        {
+          std::lock_guard lk(probed_mu_);
+          probed_[ns[i].list] = std::string(e);
+        }
+        found = Probed{i, size_of(e, ns[i])};
+        return;
+      }
+    FMI_THROW(ChannelError, "Redis ", conn_.address(), ": BLPOP of a probe popped list '", list,
+              "', which it did not wait on");
+  });
+  conn_.exchange(b, deadline, kBlockGrace);
+  if (!found)
+    FMI_THROW(TimeoutError, "Redis ", conn_.address(), ": probe of peer ", ctx_.peer_id, " for ",
+              ns.size(), " source(s): nothing arrived in ", format_duration(Clock::now() - start),
+              " (BLPOP on ", ns.size(), " notification lists timed out)");
+  return found;
 }
 
 void RedisChannel::tidy_up(Batch& batch, Deadline deadline) {
@@ -414,6 +499,10 @@ void RedisChannel::finalize() noexcept {
     // could not be deleted here.
   }
   created_.clear();
+  {
+    std::lock_guard lk(probed_mu_);
+    probed_.clear();  // popped, never received: the TTL removes a data hash left behind
+  }
   conn_.close();
 }
 

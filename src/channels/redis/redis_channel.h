@@ -16,6 +16,8 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -48,6 +50,11 @@ class RedisChannel final : public ObjectStoreChannel {
   /// Objects of this channel's communicator (put and not yet read by all their
   /// readers, erased or expired) whose key starts with `prefix`, in byte order.
   std::vector<std::string> list(const std::string& prefix, Utils::Deadline deadline) override;
+  /// Blocking: one BLPOP on all the wanted notification lists at once; the element
+  /// it pops is kept here for the get() that follows (a BLPOP that times out pops
+  /// nothing). Non-blocking: one LINDEX per list in one round trip, popping nothing.
+  std::optional<Probed> probe(std::span<const ObjectKey> wanted, bool block,
+                              Utils::Deadline deadline) override;
 
   /// Messages up to this size (times the number of readers) travel inside the
   /// notification list; larger ones go to the data hash.
@@ -80,6 +87,10 @@ class RedisChannel final : public ObjectStoreChannel {
   // what finalize waits for and then deletes. Pruned of consumed objects as it grows.
   std::unordered_map<std::string, bool> created_;
   std::size_t prune_at_ = 1024;
+  // Notification elements a probe popped, by list name, until their get().
+  std::mutex probed_mu_;
+  std::unordered_map<std::string, std::string> probed_;
+  std::optional<std::string> take_probed(const std::string& list);
 };
 
 }  // namespace FMI::Comm::redis

@@ -133,6 +133,53 @@ std::vector<std::string> S3Channel::list(const std::string& prefix, Deadline dea
   return keys;
 }
 
+// An any-source receive wants "<comm>/send/<seq_s>/<s>-<me>" for every source s:
+// they share "<comm>/send/" (plus the sub-communicator's element), so one LIST
+// per poll sees them all, whatever the number of sources. A LIST returns up to
+// page_size_ keys per request, including messages in flight to other peers.
+std::optional<Probed> S3Channel::probe(std::span<const ObjectKey> wanted, bool block,
+                                       Deadline deadline) {
+  check_init("probe");
+  std::vector<std::string> keys;
+  for (const auto& k : wanted) keys.push_back(k.str(ctx_.comm_name));
+  if (keys.empty()) return std::nullopt;
+  std::string prefix = keys[0];
+  for (const auto& k : keys)
+    prefix.resize(std::mismatch(prefix.begin(), prefix.end(), k.begin(), k.end()).first -
+                  prefix.begin());
+  std::optional<Probed> found;
+  // The size: a GET into an empty buffer stops at the headers (nothing is
+  // downloaded, the object stays for the get that follows).
+  auto sized = [&](std::size_t i) {
+    const s3::GetResult g = client_.get_object(keys[i], {}, deadline);
+    if (g.found) found = Probed{i, g.size};
+    return g.found;
+  };
+  auto look = [&] {
+    if (keys.size() == 1) {
+      {
+        std::lock_guard lk(mu_);  // consumed, its deletion deferred: gone logically
+        if (std::find(pending_.begin(), pending_.end(), keys[0]) != pending_.end()) return false;
+      }
+      return sized(0);
+    }
+    const auto listed = list(prefix, deadline);  // without consumed objects
+    const std::set<std::string> there(listed.begin(), listed.end());
+    for (std::size_t i = 0; i < keys.size(); ++i)
+      if (there.count(keys[i]) && sized(i)) return true;
+    return false;
+  };
+  if (!block) {
+    look();
+    return found;
+  }
+  poll_until(
+      look, deadline,
+      "probe for the next message of " + std::to_string(keys.size()) + " source(s), objects under",
+      prefix);
+  return found;
+}
+
 void S3Channel::queue_delete(std::string key, Deadline deadline) {
   bool flush = false;
   {

@@ -37,6 +37,11 @@ class S3Channel final : public ObjectStoreChannel {
   void get(const ObjectKey& key, Bytes out, Utils::Deadline deadline) override;
   void erase(const ObjectKey& key, Utils::Deadline deadline) override;
   std::vector<std::string> list(const std::string& prefix, Utils::Deadline deadline) override;
+  /// S3 cannot wait on keys: polls like get (same intervals), each poll one LIST
+  /// of the wanted keys' common prefix (one GET of the key for a single source),
+  /// then one GET that stops at the headers for the size. Cost: docs/s3.md.
+  std::optional<Probed> probe(std::span<const ObjectKey> wanted, bool block,
+                              Utils::Deadline deadline) override;
 
   /// HTTP requests sent (every one is billed by S3), retries and polls included.
   std::uint64_t requests() const { return client_.requests(); }
