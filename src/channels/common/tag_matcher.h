@@ -67,15 +67,6 @@ class TagMatcher {
     return data;
   }
 
-  /// The size of the oldest message from `src` with `tag`, left parked; nullopt
-  /// when none is parked (a probe).
-  std::optional<std::size_t> peek(Utils::peer_num src, Tag tag) const {
-    if (src >= from_.size()) return std::nullopt;
-    for (const Message& m : from_[src])
-      if (m.tag == tag) return m.data.size();
-    return std::nullopt;
-  }
-
   /// Copies a matched message into the receive buffer. A message of another size
   /// than `out` is reported by `mismatch(size)`, which must throw (the channel's
   /// PeerError names the operation and the peers); the message is consumed

@@ -102,7 +102,7 @@ class InProcP2P final : public PeerToPeerChannel {
     recv(src, out, tag, deadline);
   }
 
-  // The first of `wanted` (in the order given) that is parked in this peer's
+  // The oldest (by arrival, any source) of `wanted` that is parked in this peer's
   // mailbox; it stays there for the recv that follows.
   std::optional<Probed> probe(std::span<const Envelope> wanted, bool block,
                               Deadline deadline) override {
@@ -111,12 +111,14 @@ class InProcP2P final : public PeerToPeerChannel {
     std::unique_lock lk(box.mu);
     std::optional<Probed> found;
     auto arrived = [&] {
+      std::uint64_t oldest = 0;
       for (std::size_t i = 0; i < wanted.size(); ++i)
-        if (auto n = box.matcher.peek(wanted[i].src, wanted[i].tag)) {
-          found = Probed{i, *n};
-          return true;
-        }
-      return false;
+        if (auto m = box.matcher.peek(wanted[i].src, wanted[i].tag))
+          if (!found || m->arrival < oldest) {
+            found = Probed{i, m->bytes};
+            oldest = m->arrival;
+          }
+      return found.has_value();
     };
     if (!block) {
       arrived();
