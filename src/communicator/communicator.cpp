@@ -8,6 +8,8 @@
 
 #include "channels/registry.h"
 #include "collectives/collectives.h"
+#include "communicator/request.h"
+#include "communicator/worker_pool.h"
 #include "fmi/inproc.h"
 
 namespace FMI {
@@ -51,6 +53,7 @@ void Communicator::create_channels() {
 }
 
 Communicator::~Communicator() {
+  pool_.reset();  // waits for the non-blocking operations still running
   for (auto& [name, ch] : channels_) ch->finalize();
 }
 
@@ -143,21 +146,20 @@ std::string needs_n_times(Utils::peer_num n, const char* name, std::size_t each)
 }
 }  // namespace
 
-// Every operation: the policy's channel, the next tag of `seq`, then the algorithm
-// family that matches the channel's kind. Errors are re-thrown as the same type
-// with the call in front: what() + " via <channel>" (e.g. "recv from peer 2 via
-// Redis: ..."), since a channel knows its own request, not the API call it serves.
+namespace {
+// Runs an operation on the chosen channel: the algorithm family that matches the
+// channel's kind. Errors are re-thrown as the same type with the call in front:
+// what() + " via <channel>" (e.g. "recv from peer 2 via Redis: ..."), since a
+// channel knows its own request, not the API call it serves.
 template <typename What, typename P2P, typename Store>
-void Communicator::run(Operation op, std::size_t bytes, const Utils::ReduceOp* f,
-                       std::uint32_t& seq, const What& what, const P2P& p2p, const Store& store) {
-  Selected s = select(op, bytes, f);
-  s.ctx.tag.seq = seq++;
-  const auto prefix = [&] { return what() + " via " + *s.name; };
+void execute(Comm::Channel& channel, const std::string& name, const coll::Context& ctx,
+             const What& what, const P2P& p2p, const Store& store) {
+  const auto prefix = [&] { return what() + " via " + name; };
   try {
-    if (s.channel->kind() == Comm::ChannelKind::peer_to_peer)
-      p2p(static_cast<Comm::PeerToPeerChannel&>(*s.channel), s.ctx);
+    if (channel.kind() == Comm::ChannelKind::peer_to_peer)
+      p2p(static_cast<Comm::PeerToPeerChannel&>(channel), ctx);
     else
-      store(static_cast<Comm::ObjectStoreChannel&>(*s.channel), s.ctx);
+      store(static_cast<Comm::ObjectStoreChannel&>(channel), ctx);
   } catch (const TimeoutError& e) {
     rethrow_as(e, prefix());
   } catch (const PeerError& e) {
@@ -169,6 +171,67 @@ void Communicator::run(Operation op, std::size_t bytes, const Utils::ReduceOp* f
   } catch (const ConfigError& e) {
     rethrow_as(e, prefix());
   }
+}
+}  // namespace
+
+// Every operation: the policy's channel and the next tag of `seq`, in the calling
+// thread; then the transfer, here (blocking calls, unchanged: no thread, no
+// allocation on this path) or, under start_nonblocking, on a worker. The lambdas
+// capture by value, so that a worker's copy owns the spans, options and counts.
+template <typename What, typename P2P, typename Store>
+void Communicator::run(Operation op, std::size_t bytes, const Utils::ReduceOp* f,
+                       std::uint32_t& seq, const What& what, const P2P& p2p, const Store& store) {
+  if (starting_ && started_)
+    FMI_THROW(UsageError, "start_nonblocking: the call starts more than one operation (",
+              what(), " is the second)");
+  Selected s = select(op, bytes, f);
+  s.ctx.tag.seq = seq++;
+  if (!starting_) {
+    execute(*s.channel, *s.name, s.ctx, what, p2p, store);
+    return;
+  }
+  // The worker holds the channel: a register_channel that replaces it meanwhile
+  // must not destroy it under the transfer.
+  submit([ch = channels_.find(*s.name)->second, name = *s.name, ctx = s.ctx, what, p2p, store,
+          keep = std::move(start_keep_)](detail::RequestState& st) mutable {
+    std::exception_ptr error;
+    try {
+      execute(*ch, name, ctx, what, p2p, store);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    // What the operation held goes before the waiter wakes.
+    keep.reset();
+    ch.reset();
+    detail::complete(st, std::move(error));
+  });
+}
+
+void Communicator::submit(std::function<void(detail::RequestState&)> task) {
+  auto st = std::make_shared<detail::RequestState>();
+  if (!pool_) pool_ = std::make_unique<detail::WorkerPool>();
+  pool_->submit([st, task = std::move(task)]() mutable { task(*st); });
+  started_ = std::move(st);
+}
+
+Request Communicator::start_nonblocking(const std::function<void()>& blocking_call,
+                                        std::shared_ptr<const void> keep) {
+  if (starting_)
+    FMI_THROW(UsageError, "start_nonblocking: called from inside another non-blocking start");
+  struct Reset {
+    Communicator& c;
+    ~Reset() {
+      c.starting_ = false;
+      c.start_keep_.reset();
+      c.started_.reset();
+    }
+  } reset{*this};
+  starting_ = true;
+  start_keep_ = std::move(keep);
+  blocking_call();
+  if (!started_)
+    FMI_THROW(UsageError, "start_nonblocking: the call started no operation of this communicator");
+  return Request(std::move(started_));
 }
 
 namespace {
@@ -189,9 +252,9 @@ void Communicator::send_bytes(ConstBytes data, peer_num dest) {
   if (dest == peer_id_) FMI_THROW(UsageError, "send: peer ", peer_id_, " cannot send to itself");
   run(
       Operation::send, data.size(), nullptr, send_seq_[dest],
-      [&] { return "send to peer " + std::to_string(dest); },
-      [&](auto& ch, const coll::Context& c) { ch.send(dest, data, c.tag, c.deadline); },
-      [&](auto& ch, const coll::Context& c) { coll::store::send(ch, c, data, dest); });
+      [=] { return "send to peer " + std::to_string(dest); },
+      [=](auto& ch, const coll::Context& c) { ch.send(dest, data, c.tag, c.deadline); },
+      [=](auto& ch, const coll::Context& c) { coll::store::send(ch, c, data, dest); });
 }
 
 void Communicator::recv_bytes(Bytes data, peer_num src) {
@@ -200,22 +263,22 @@ void Communicator::recv_bytes(Bytes data, peer_num src) {
     FMI_THROW(UsageError, "recv: peer ", peer_id_, " cannot receive from itself");
   run(
       Operation::send, data.size(), nullptr, recv_seq_[src],
-      [&] { return "recv from peer " + std::to_string(src); },
-      [&](auto& ch, const coll::Context& c) { ch.recv(src, data, c.tag, c.deadline); },
-      [&](auto& ch, const coll::Context& c) { coll::store::recv(ch, c, data, src); });
+      [=] { return "recv from peer " + std::to_string(src); },
+      [=](auto& ch, const coll::Context& c) { ch.recv(src, data, c.tag, c.deadline); },
+      [=](auto& ch, const coll::Context& c) { coll::store::recv(ch, c, data, src); });
 }
 
 // ---- collectives ----------------------------------------------------------------
 // The same call on both families: `coll::p2p::X` or `coll::store::X`.
 #define FMI_BOTH(call)                                                           \
-  [&](Comm::PeerToPeerChannel& ch, const coll::Context& c) { coll::p2p::call; }, \
-      [&](Comm::ObjectStoreChannel& ch, const coll::Context& c) { coll::store::call; }
+  [=](Comm::PeerToPeerChannel& ch, const coll::Context& c) { coll::p2p::call; }, \
+      [=](Comm::ObjectStoreChannel& ch, const coll::Context& c) { coll::store::call; }
 
 void Communicator::bcast_bytes(Bytes data, peer_num root) {
   check_peer("bcast", root, "root");
   const coll::Options o{root};
   run(
-      Operation::bcast, data.size(), nullptr, coll_seq_, [&] { return rooted("bcast", root); },
+      Operation::bcast, data.size(), nullptr, coll_seq_, [=] { return rooted("bcast", root); },
       FMI_BOTH(bcast(ch, c, data, o)));
 }
 
@@ -231,7 +294,7 @@ void Communicator::gather_bytes(ConstBytes send, Bytes recv, peer_num root) {
                needs_n_times(num_peers_, "send", send.size()));
   const coll::Options o{root};
   run(
-      Operation::gather, send.size(), nullptr, coll_seq_, [&] { return rooted("gather", root); },
+      Operation::gather, send.size(), nullptr, coll_seq_, [=] { return rooted("gather", root); },
       FMI_BOTH(gather(ch, c, send, recv, o)));
 }
 
@@ -246,7 +309,7 @@ void Communicator::scatter_bytes(ConstBytes send, Bytes recv, peer_num root) {
   }
   const coll::Options o{root};
   run(
-      Operation::scatter, recv.size(), nullptr, coll_seq_, [&] { return rooted("scatter", root); },
+      Operation::scatter, recv.size(), nullptr, coll_seq_, [=] { return rooted("scatter", root); },
       FMI_BOTH(scatter(ch, c, send, recv, o)));
 }
 
@@ -270,7 +333,7 @@ void Communicator::reduce_bytes(ConstBytes send, Bytes recv, peer_num root,
   check_granular("reduce", send.size(), f);
   const coll::Options o{root};
   run(
-      Operation::reduce, send.size(), &f, coll_seq_, [&] { return rooted("reduce", root); },
+      Operation::reduce, send.size(), &f, coll_seq_, [=] { return rooted("reduce", root); },
       FMI_BOTH(reduce(ch, c, send, recv, f, o)));
 }
 
@@ -388,7 +451,7 @@ void Communicator::gatherv_bytes(ConstBytes send, Bytes recv,
   const coll::Options o{root};
   run(
       Operation::gatherv, total / num_peers_, nullptr, coll_seq_,
-      [&] { return rooted("gatherv", root); }, FMI_BOTH(gatherv(ch, c, send, recv, counts, o)));
+      [=] { return rooted("gatherv", root); }, FMI_BOTH(gatherv(ch, c, send, recv, counts, o)));
 }
 
 void Communicator::scatterv_bytes(ConstBytes send, const std::vector<std::size_t>& counts,
@@ -401,7 +464,7 @@ void Communicator::scatterv_bytes(ConstBytes send, const std::vector<std::size_t
   const coll::Options o{root};
   run(
       Operation::scatterv, total / num_peers_, nullptr, coll_seq_,
-      [&] { return rooted("scatterv", root); }, FMI_BOTH(scatterv(ch, c, send, counts, recv, o)));
+      [=] { return rooted("scatterv", root); }, FMI_BOTH(scatterv(ch, c, send, counts, recv, o)));
 }
 
 void Communicator::allgatherv_bytes(ConstBytes send, Bytes recv,
