@@ -210,7 +210,11 @@ void Communicator::run(Operation op, std::size_t bytes, const Utils::ReduceOp* f
 void Communicator::submit(std::function<void(detail::RequestState&)> task) {
   auto st = std::make_shared<detail::RequestState>();
   if (!pool_) pool_ = std::make_unique<detail::WorkerPool>();
-  pool_->submit([st, task = std::move(task)]() mutable { task(*st); });
+  // The worker holds no reference: the Request owns the state, and every way of
+  // dropping a Request waits for completion first, after which the worker no
+  // longer touches it. So the state, and the operation's exception in it, is
+  // always destroyed by the thread that owns the request, never by a worker.
+  pool_->submit([raw = st.get(), task = std::move(task)]() mutable { task(*raw); });
   started_ = std::move(st);
 }
 
@@ -223,7 +227,9 @@ Request Communicator::start_nonblocking(const std::function<void()>& blocking_ca
     ~Reset() {
       c.starting_ = false;
       c.start_keep_.reset();
-      c.started_.reset();
+      // An operation submitted by a call that then threw: wait for it (a Request
+      // that goes out of scope), it uses the caller's buffers.
+      if (c.started_) Request(std::move(c.started_));
     }
   } reset{*this};
   starting_ = true;

@@ -15,7 +15,8 @@ struct RequestState {
 };
 
 /// Marks `s` complete with `error` (null: success) and wakes every waiter, those
-/// of wait_any included.
+/// of wait_any included. The caller must not touch `s` afterwards: its owner (the
+/// Request) may destroy it as soon as it sees it complete.
 void complete(RequestState& s, std::exception_ptr error) noexcept;
 
 }  // namespace FMI::detail
