@@ -286,15 +286,23 @@ TEST_P(NonBlocking, ProgressWithoutTheCaller) {
     Vec send(std::vector<I>(kCount, I(me) + 1)), recv(kCount);
     // The blocking time of the same allreduce on this backend: on a loaded machine
     // a store may need longer than 300 ms for 16 MiB per peer, and the check is
-    // that the operation advanced while nobody called FMI, not how fast.
-    auto t0 = Clock::now();
-    comm.allreduce(send, recv, Fn::sum());
-    const auto blocking = Clock::now() - t0;
-    const auto nap = std::max<Clock::duration>(300ms, 3 * blocking);
+    // that the operation advanced while nobody called FMI, not how fast: the nap is
+    // 300 ms or five times the blocking time, whichever is longer.
+    // The slowest peer's slower of two runs.
+    Clock::duration mine{};
+    for (int i = 0; i < 2; ++i) {
+      const auto t0 = Clock::now();
+      comm.allreduce(send, recv, Fn::sum());
+      mine = std::max(mine, Clock::now() - t0);
+    }
+    FMI::Comm::Data<std::int64_t> my_ns(std::chrono::nanoseconds(mine).count()), max_ns;
+    comm.allreduce(my_ns, max_ns, FMI::Utils::Function<std::int64_t>::max());
+    const auto blocking = std::chrono::nanoseconds(max_ns.get());
+    const auto nap = std::max<Clock::duration>(300ms, 5 * blocking);
     comm.barrier();
     FMI::Request r = comm.iallreduce(send, recv, Fn::sum());
     std::this_thread::sleep_for(nap);
-    t0 = Clock::now();
+    const auto t0 = Clock::now();
     const bool done = r.test();
     PEER_CHECK(done, "iallreduce of 16 MiB not complete after ",
                std::chrono::duration_cast<std::chrono::milliseconds>(nap).count(),
