@@ -240,9 +240,7 @@ class Communicator {
   Request ireduce_scatter(Comm::Data<T>& sendbuf, Comm::Data<T>& recvbuf, Utils::Function<T> f) {
     auto fn = std::make_shared<const Utils::Function<T>>(std::move(f));
     return start_nonblocking(
-        [&] {
-          reduce_scatter_bytes(Comm::cbytes_of(sendbuf), Comm::bytes_of(recvbuf), fn->op());
-        },
+        [&] { reduce_scatter_bytes(Comm::cbytes_of(sendbuf), Comm::bytes_of(recvbuf), fn->op()); },
         fn);
   }
   // The counts are copied at the call: they may change once it returns.

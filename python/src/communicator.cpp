@@ -527,9 +527,7 @@ py::object result_of(py::handle out, const py::array& o) {
 
 template <typename F>
 PyCommunicator::Req PyCommunicator::start(const char* op, Req r, F&& call) {
-  blocking(op, [&](FMI::Communicator& c) {
-    r->req_ = c.start_nonblocking([&] { call(c); });
-  });
+  blocking(op, [&](FMI::Communicator& c) { r->req_ = c.start_nonblocking([&] { call(c); }); });
   return r;
 }
 
@@ -612,9 +610,8 @@ PyCommunicator::Req PyCommunicator::igather(py::handle obj, long long root, py::
     r->keep_.push_back(o);
   }
   r->keep_.push_back(a);
-  return start(op, r, [&](auto& c) {
-    c.gather_bytes(cbytes(a), rt == peer_id_ ? mbytes(o) : Bytes{}, rt);
-  });
+  return start(
+      op, r, [&](auto& c) { c.gather_bytes(cbytes(a), rt == peer_id_ ? mbytes(o) : Bytes{}, rt); });
 }
 
 PyCommunicator::Req PyCommunicator::iscatter(py::handle obj, long long root, py::handle out) {

@@ -292,8 +292,7 @@ PYBIND11_MODULE(fmi, m) {
       .def("ireduce_scatter", &PyCommunicator::ireduce_scatter, "obj"_a, "func"_a, py::kw_only(),
            "out"_a = py::none())
       .def("igatherv", &PyCommunicator::igatherv, "send"_a, "recv"_a, "recv_counts"_a, "root"_a)
-      .def("iscatterv", &PyCommunicator::iscatterv, "send"_a, "send_counts"_a, "recv"_a,
-           "root"_a)
+      .def("iscatterv", &PyCommunicator::iscatterv, "send"_a, "send_counts"_a, "recv"_a, "root"_a)
       .def("iallgatherv", &PyCommunicator::iallgatherv, "send"_a, "recv"_a, "recv_counts"_a)
       .def("ialltoallv", &PyCommunicator::ialltoallv, "send"_a, "send_counts"_a, "recv"_a,
            "recv_counts"_a);

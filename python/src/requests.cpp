@@ -46,8 +46,8 @@ bool PyRequest::test() {
 
 bool PyRequest::wait_for(double seconds) {
   if (!(seconds >= 0) || !std::isfinite(seconds))
-    FMI_THROW(FMI::UsageError, "Request.wait_for: timeout must be a finite number of seconds >= 0, got ",
-              seconds);
+    FMI_THROW(FMI::UsageError,
+              "Request.wait_for: timeout must be a finite number of seconds >= 0, got ", seconds);
   const auto ms = std::chrono::milliseconds(static_cast<long long>(std::ceil(seconds * 1000)));
   bool done = false;
   try {

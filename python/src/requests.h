@@ -36,7 +36,7 @@ class PyRequest {
   // Filled by the communicator's i-methods (communicator.cpp).
   FMI::Request req_;
   py::object result_ = py::none();
-  std::vector<py::object> keep_;                   // arrays and objects the operation uses
+  std::vector<py::object> keep_;                    // arrays and objects the operation uses
   std::vector<std::unique_ptr<BufferView>> views_;  // held buffers (v-forms)
   std::unique_ptr<Reduction> reduction_;
 

@@ -182,8 +182,8 @@ template <typename What, typename P2P, typename Store>
 void Communicator::run(Operation op, std::size_t bytes, const Utils::ReduceOp* f,
                        std::uint32_t& seq, const What& what, const P2P& p2p, const Store& store) {
   if (starting_ && started_)
-    FMI_THROW(UsageError, "start_nonblocking: the call starts more than one operation (",
-              what(), " is the second)");
+    FMI_THROW(UsageError, "start_nonblocking: the call starts more than one operation (", what(),
+              " is the second)");
   Selected s = select(op, bytes, f);
   s.ctx.tag.seq = seq++;
   if (!starting_) {

@@ -35,8 +35,8 @@ using Vec = FMI::Comm::Data<std::vector<I>>;
 using Fn = FMI::Utils::Function<std::vector<I>>;
 using Param = std::tuple<std::string, unsigned>;
 
-void expect_vec(const std::vector<I>& got, std::size_t size, const std::function<I(std::size_t)>& want,
-                const std::string& what) {
+void expect_vec(const std::vector<I>& got, std::size_t size,
+                const std::function<I(std::size_t)>& want, const std::string& what) {
   PEER_CHECK(got.size() == size, what, ": ", got.size(), " elements, expected ", size);
   for (std::size_t k = 0; k < got.size(); ++k)
     PEER_CHECK(got[k] == want(k), what, ": element ", k, " is ", got[k], ", expected ", want(k));
@@ -130,40 +130,54 @@ void every_operation(FMI::Communicator& comm, std::size_t count) {
   FMI::wait_all(reqs);
   for (const auto& r : reqs) PEER_CHECK(!r.active(), "a request is active after wait_all");
 
-  expect_vec(r1.get(), count, [&](std::size_t k) { return val(1, prev, k); }, "irecv from prev" + at);
-  expect_vec(r2.get(), count, [&](std::size_t k) { return val(2, next, k); }, "irecv from next" + at);
-  expect_vec(bc.get(), count, [&](std::size_t k) { return val(3, root, k); }, "ibcast" + at);
+  expect_vec(
+      r1.get(), count, [&](std::size_t k) { return val(1, prev, k); }, "irecv from prev" + at);
+  expect_vec(
+      r2.get(), count, [&](std::size_t k) { return val(2, next, k); }, "irecv from next" + at);
+  expect_vec(
+      bc.get(), count, [&](std::size_t k) { return val(3, root, k); }, "ibcast" + at);
   if (me == root)
-    expect_vec(gr.get(), count * n, [&](std::size_t k) { return val(4, unsigned(k / count), k % count); },
-               "igather" + at);
-  expect_vec(sr.get(), count, [&](std::size_t k) { return val(5, root, me * count + k); },
-             "iscatter" + at);
+    expect_vec(
+        gr.get(), count * n, [&](std::size_t k) { return val(4, unsigned(k / count), k % count); },
+        "igather" + at);
+  expect_vec(
+      sr.get(), count, [&](std::size_t k) { return val(5, root, me * count + k); },
+      "iscatter" + at);
   const auto sum = [&](unsigned op, unsigned upto, std::size_t k) {
     I s = 0;
     for (unsigned p = 0; p < upto; ++p) s += val(op, p, k);
     return s;
   };
   if (me == root)
-    expect_vec(rr.get(), count, [&](std::size_t k) { return sum(6, n, k); }, "ireduce" + at);
-  expect_vec(ar.get(), count, [&](std::size_t k) { return sum(7, n, k); }, "iallreduce" + at);
-  expect_vec(cr.get(), count, [&](std::size_t k) { return sum(8, me + 1, k); }, "iscan" + at);
-  expect_vec(agr.get(), count * n,
-             [&](std::size_t k) { return val(9, unsigned(k / count), k % count); }, "iallgather" + at);
-  expect_vec(atr.get(), count * n,
-             [&](std::size_t k) { return val(10, unsigned(k / count), me * count + k % count); },
-             "ialltoall" + at);
-  expect_vec(rsr.get(), count, [&](std::size_t k) { return sum(11, n, me * count + k); },
-             "ireduce_scatter" + at);
+    expect_vec(
+        rr.get(), count, [&](std::size_t k) { return sum(6, n, k); }, "ireduce" + at);
+  expect_vec(
+      ar.get(), count, [&](std::size_t k) { return sum(7, n, k); }, "iallreduce" + at);
+  expect_vec(
+      cr.get(), count, [&](std::size_t k) { return sum(8, me + 1, k); }, "iscan" + at);
+  expect_vec(
+      agr.get(), count * n, [&](std::size_t k) { return val(9, unsigned(k / count), k % count); },
+      "iallgather" + at);
+  expect_vec(
+      atr.get(), count * n,
+      [&](std::size_t k) { return val(10, unsigned(k / count), me * count + k % count); },
+      "ialltoall" + at);
+  expect_vec(
+      rsr.get(), count, [&](std::size_t k) { return sum(11, n, me * count + k); },
+      "ireduce_scatter" + at);
   const auto owner = [&](std::size_t k) {
     return unsigned(std::upper_bound(offs.begin(), offs.end(), k) - offs.begin() - 1);
   };
   if (me == root)
-    expect_vec(gvr.get(), offs[n], [&](std::size_t k) { return val(12, owner(k), k - offs[owner(k)]); },
-               "igatherv" + at);
-  expect_vec(svr.get(), counts[me], [&](std::size_t k) { return val(13, root, offs[me] + k); },
-             "iscatterv" + at);
-  expect_vec(agvr.get(), offs[n], [&](std::size_t k) { return val(14, owner(k), k - offs[owner(k)]); },
-             "iallgatherv" + at);
+    expect_vec(
+        gvr.get(), offs[n], [&](std::size_t k) { return val(12, owner(k), k - offs[owner(k)]); },
+        "igatherv" + at);
+  expect_vec(
+      svr.get(), counts[me], [&](std::size_t k) { return val(13, root, offs[me] + k); },
+      "iscatterv" + at);
+  expect_vec(
+      agvr.get(), offs[n], [&](std::size_t k) { return val(14, owner(k), k - offs[owner(k)]); },
+      "iallgatherv" + at);
   // Block from q holds q's elements at offsets sum(sc_q[0..me)) of q's send buffer.
   std::size_t at_r = 0;
   for (unsigned q = 0; q < n; ++q) {
@@ -226,7 +240,8 @@ TEST_P(NonBlocking, ManyInFlightEveryOrder) {
           comm.recv(blocking_in, prev);
           comm.send(blocking_out, next);
         }
-        PEER_CHECK(blocking_in.get()[0] == I(prev) + 77, "blocking recv got ", blocking_in.get()[0]);
+        PEER_CHECK(blocking_in.get()[0] == I(prev) + 77, "blocking recv got ",
+                   blocking_in.get()[0]);
         for (unsigned i = 2; i < 4; ++i) reqs.push_back(comm.isend(ps[i], next));
         for (unsigned i = 2; i < 4; ++i) reqs.push_back(comm.irecv(pr[i], prev));
       }
@@ -268,8 +283,8 @@ TEST_P(NonBlocking, ManyInFlightEveryOrder) {
       for (unsigned i = 0; i < 4; ++i) {
         I want = 0;
         for (unsigned p = 0; p < n; ++p) want += val(order * 10 + i, p, 0);
-        PEER_CHECK(recv[i].get()[kCount - 1] == want, "iallreduce ", i, " of order ", order,
-                   ": ", recv[i].get()[kCount - 1], ", expected ", want);
+        PEER_CHECK(recv[i].get()[kCount - 1] == want, "iallreduce ", i, " of order ", order, ": ",
+                   recv[i].get()[kCount - 1], ", expected ", want);
       }
       if (n > 1)
         for (unsigned i = 0; i < 4; ++i)
@@ -316,74 +331,76 @@ TEST_P(NonBlocking, ProgressWithoutTheCaller) {
 }
 
 TEST_P(NonBlocking, ErrorsRaisedByWait) {
-  each([&](FMI::Communicator& comm, Group&) {
-    const unsigned n = comm.num_peers(), me = comm.peer_id();
-    // Usage errors come from the i-call itself, and no sequence number is taken
-    // (the collectives after it still match).
-    Vec a(4), bigger(5);
-    bool threw = false;
-    try {
-      FMI::Request r = comm.iallreduce(a, bigger, Fn::sum());
-    } catch (const FMI::UsageError& e) {
-      threw = std::string(e.what()).find("allreduce") != std::string::npos;
-    }
-    PEER_CHECK(threw, "iallreduce with unequal buffers did not throw UsageError naming it");
-    threw = false;
-    try {
-      FMI::Request r = comm.isend(a, n);
-    } catch (const FMI::UsageError&) {
-      threw = true;
-    }
-    PEER_CHECK(threw, "isend to peer ", n, " did not throw UsageError");
+  each(
+      [&](FMI::Communicator& comm, Group&) {
+        const unsigned n = comm.num_peers(), me = comm.peer_id();
+        // Usage errors come from the i-call itself, and no sequence number is taken
+        // (the collectives after it still match).
+        Vec a(4), bigger(5);
+        bool threw = false;
+        try {
+          FMI::Request r = comm.iallreduce(a, bigger, Fn::sum());
+        } catch (const FMI::UsageError& e) {
+          threw = std::string(e.what()).find("allreduce") != std::string::npos;
+        }
+        PEER_CHECK(threw, "iallreduce with unequal buffers did not throw UsageError naming it");
+        threw = false;
+        try {
+          FMI::Request r = comm.isend(a, n);
+        } catch (const FMI::UsageError&) {
+          threw = true;
+        }
+        PEER_CHECK(threw, "isend to peer ", n, " did not throw UsageError");
 
-    // Size mismatch between peers: the receiver's wait() raises PeerError.
-    if (me == 0) {
-      Vec out(std::vector<I>(2, 5));
-      comm.isend(out, 1).wait();
-    } else if (me == 1) {
-      Vec in(3);
-      FMI::Request r = comm.irecv(in, 0);
-      threw = false;
-      try {
-        r.wait();
-      } catch (const FMI::PeerError& e) {
-        threw = std::string(e.what()).find("recv from peer 0") != std::string::npos;
-      }
-      PEER_CHECK(threw, "irecv of 24 bytes from a 16-byte send: no PeerError from wait()");
-      PEER_CHECK(!r.active(), "a failed request stays active");
-      r.wait();  // completed once: returns at once
-    }
-    comm.barrier();
+        // Size mismatch between peers: the receiver's wait() raises PeerError.
+        if (me == 0) {
+          Vec out(std::vector<I>(2, 5));
+          comm.isend(out, 1).wait();
+        } else if (me == 1) {
+          Vec in(3);
+          FMI::Request r = comm.irecv(in, 0);
+          threw = false;
+          try {
+            r.wait();
+          } catch (const FMI::PeerError& e) {
+            threw = std::string(e.what()).find("recv from peer 0") != std::string::npos;
+          }
+          PEER_CHECK(threw, "irecv of 24 bytes from a 16-byte send: no PeerError from wait()");
+          PEER_CHECK(!r.active(), "a failed request stays active");
+          r.wait();  // completed once: returns at once
+        }
+        comm.barrier();
 
-    // Nobody sends: TimeoutError from wait(), after the channel's max_timeout
-    // counted from the i-call, and test() is false meanwhile.
-    if (me == 1) {
-      Vec in(1);
-      const auto t0 = Clock::now();
-      FMI::Request r = comm.irecv(in, 0);
-      PEER_CHECK(!r.test(), "test() true for a receive nobody serves");
-      PEER_CHECK(!r.wait_for(10ms), "wait_for true for a receive nobody serves");
-      threw = false;
-      try {
-        r.wait();
-      } catch (const FMI::TimeoutError&) {
-        threw = true;
-      }
-      const auto took = Clock::now() - t0;
-      PEER_CHECK(threw, "irecv with no sender: no TimeoutError from wait()");
-      PEER_CHECK(took >= b().max_timeout() - 50ms && took < b().max_timeout() * 3,
-                 "timed out after ", std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
-                 " ms");
-    }
-    // Peer 1 reaches this barrier max_timeout after the others: they come half of
-    // it late, so that their barrier does not time out meanwhile.
-    if (me != 1) std::this_thread::sleep_for(b().max_timeout() / 2);
-    comm.barrier();
-    // The next collective still matches on every peer.
-    Vec x(std::vector<I>(1, I(me))), s(1);
-    comm.allreduce(x, s, Fn::sum());
-    PEER_CHECK(s.get()[0] == I(n) * (n - 1) / 2, "allreduce after the errors: ", s.get()[0]);
-  }, false);
+        // Nobody sends: TimeoutError from wait(), after the channel's max_timeout
+        // counted from the i-call, and test() is false meanwhile.
+        if (me == 1) {
+          Vec in(1);
+          const auto t0 = Clock::now();
+          FMI::Request r = comm.irecv(in, 0);
+          PEER_CHECK(!r.test(), "test() true for a receive nobody serves");
+          PEER_CHECK(!r.wait_for(10ms), "wait_for true for a receive nobody serves");
+          threw = false;
+          try {
+            r.wait();
+          } catch (const FMI::TimeoutError&) {
+            threw = true;
+          }
+          const auto took = Clock::now() - t0;
+          PEER_CHECK(threw, "irecv with no sender: no TimeoutError from wait()");
+          PEER_CHECK(took >= b().max_timeout() - 50ms && took < b().max_timeout() * 3,
+                     "timed out after ",
+                     std::chrono::duration_cast<std::chrono::milliseconds>(took).count(), " ms");
+        }
+        // Peer 1 reaches this barrier max_timeout after the others: they come half of
+        // it late, so that their barrier does not time out meanwhile.
+        if (me != 1) std::this_thread::sleep_for(b().max_timeout() / 2);
+        comm.barrier();
+        // The next collective still matches on every peer.
+        Vec x(std::vector<I>(1, I(me))), s(1);
+        comm.allreduce(x, s, Fn::sum());
+        PEER_CHECK(s.get()[0] == I(n) * (n - 1) / 2, "allreduce after the errors: ", s.get()[0]);
+      },
+      false);
 }
 
 TEST_P(NonBlocking, DestroyedEarly) {
@@ -400,9 +417,7 @@ TEST_P(NonBlocking, DestroyedEarly) {
       // waits until peer 1's message is in the buffer.
       if (me == 0) {
         const auto t0 = Clock::now();
-        {
-          FMI::Request r = comm.irecv(late, 1);
-        }
+        { FMI::Request r = comm.irecv(late, 1); }
         PEER_CHECK(late.get()[0] == 4242, "destroyed irecv left ", late.get()[0]);
         PEER_CHECK(Clock::now() - t0 >= 150ms, "the destructor did not wait for the message");
         // Move-assigning over a running request waits for it too.
@@ -420,8 +435,8 @@ TEST_P(NonBlocking, DestroyedEarly) {
       outlive.push_back(comm.iallreduce(mine, sum, Fn::sum()));
     }
     PEER_CHECK(outlive[0].test(), "request still running after its communicator was destroyed");
-    PEER_CHECK(sum.get()[999] == I(n) * (n - 1) / 2, "allreduce in flight at destruction: ",
-               sum.get()[999]);
+    PEER_CHECK(sum.get()[999] == I(n) * (n - 1) / 2,
+               "allreduce in flight at destruction: ", sum.get()[999]);
   });
   if (auto left = g->leftovers()) {
     EXPECT_EQ(*left, 0u) << "left in the store";
@@ -462,7 +477,7 @@ TEST_P(NonBlocking, DeadPeerFailsEveryRequest) {
     GTEST_SKIP() << "needs peers that are processes with connections (Direct)";
   each([&](FMI::Communicator& comm, Group&) {
     const unsigned n = comm.num_peers(), me = comm.peer_id();
-    comm.barrier();  // every connection is open
+    comm.barrier();           // every connection is open
     if (me == n - 1) return;  // dies: its communicator closes every connection
     Vec in(1), in2(1), s(std::vector<I>(1, 1)), r(1);
     std::vector<FMI::Request> reqs;

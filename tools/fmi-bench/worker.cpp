@@ -112,9 +112,8 @@ class Runner {
     if (op == "mesh" && opt_.channel_label.rfind("inproc", 0) == 0)
       return skip(op, bytes, "needs a channel from the configuration (not inproc)");
     // Reductions are float32 sums: whole floats only.
-    const bool reduction =
-        op == "reduce" || op == "allreduce" || op == "scan" || op == "reduce_scatter" ||
-        op == "overlap";
+    const bool reduction = op == "reduce" || op == "allreduce" || op == "scan" ||
+                           op == "reduce_scatter" || op == "overlap";
     if (reduction) bytes = std::max<std::size_t>(4, (bytes + 3) / 4 * 4);
     if (footprint(op, bytes) > opt_.max_buffer)
       return skip(op, bytes,
@@ -400,17 +399,15 @@ class Runner {
       return r.median_us;
     };
 
-    const double t_comm = emit("overlap.allreduce", aligned(bytes, [&] {
-                                 comm_.allreduce(fa, fb, sum);
-                               }));
+    const double t_comm =
+        emit("overlap.allreduce", aligned(bytes, [&] { comm_.allreduce(fa, fb, sum); }));
     check_sum("overlap", bytes, fb);
-    const double t_nb = emit("overlap.iallreduce", aligned(bytes, [&] {
-                               comm_.iallreduce(fa, fb, sum).wait();
-                             }));
+    const double t_nb =
+        emit("overlap.iallreduce", aligned(bytes, [&] { comm_.iallreduce(fa, fb, sum).wait(); }));
     check_sum("overlap", bytes, fb);
     // Every peer computes for as long as the slowest peer's blocking allreduce.
-    const auto target = std::chrono::duration<double>(
-        max_over_peers(me_ == 0 ? t_comm * 1e-6 : 0.0));
+    const auto target =
+        std::chrono::duration<double>(max_over_peers(me_ == 0 ? t_comm * 1e-6 : 0.0));
 
     // Compute as sleep: leaves the cores to the worker thread.
     const auto nap = std::chrono::duration_cast<Clock::duration>(target);

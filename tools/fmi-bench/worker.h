@@ -15,8 +15,7 @@ namespace fmibench {
 inline const std::vector<std::string>& all_ops() {
   static const std::vector<std::string> ops = {
       "pingpong",  "bandwidth", "bcast",     "barrier",  "gather",         "scatter", "reduce",
-      "allreduce", "scan",      "allgather", "alltoall", "reduce_scatter", "mesh",
-      "overlap"};
+      "allreduce", "scan",      "allgather", "alltoall", "reduce_scatter", "mesh",    "overlap"};
   return ops;
 }
 

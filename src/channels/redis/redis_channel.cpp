@@ -307,9 +307,8 @@ void RedisChannel::get(const ObjectKey& key, Bytes out, Deadline deadline) {
   // Without overflow: `size + chunk_bytes - 1` wraps for a forged chunk_bytes near
   // 2^64 and made chunks=0 pass, a "stored" message that fetched nothing.
   if (chunk_bytes == 0 || chunks != (size == 0 ? 0 : (size - 1) / chunk_bytes + 1))
-    FMI_THROW(PeerError, "Redis ", address_, ": get of ", n.what,
-              ": inconsistent notification (", size, " bytes in ", chunks, " chunks of ",
-              chunk_bytes, ")");
+    FMI_THROW(PeerError, "Redis ", address_, ": get of ", n.what, ": inconsistent notification (",
+              size, " bytes in ", chunks, " chunks of ", chunk_bytes, ")");
   Batch fetch;
   for (std::size_t c = 0; c < chunks; ++c) {
     const std::size_t off = c * chunk_bytes;

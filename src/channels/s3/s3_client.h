@@ -103,17 +103,17 @@ class Client {
 
  private:
   Response perform(const Request& rq, Utils::Deadline deadline);
-  Response perform_once(void* handle, const Request& rq, Utils::Deadline deadline,
-                        int& curl_code, std::string& curl_error);
+  Response perform_once(void* handle, const Request& rq, Utils::Deadline deadline, int& curl_code,
+                        std::string& curl_error);
   class Handle;
   [[noreturn]] void throw_s3_error(const Request& rq, const Response& r) const;
   std::string url(const std::string& key, const std::string& query) const;
 
   ClientOptions opts_;
   bool path_style_ = false;
-  std::string base_;      // scheme://host[:port][/bucket]
-  std::string sigv4_;     // "aws:amz:<region>:s3"
-  std::mutex mu_;             // guards idle_
+  std::string base_;         // scheme://host[:port][/bucket]
+  std::string sigv4_;        // "aws:amz:<region>:s3"
+  std::mutex mu_;            // guards idle_
   std::vector<void*> idle_;  // CURL* no request is using; void* keeps curl.h out of here
   std::atomic<std::uint64_t> requests_{0};
   std::atomic<std::uint64_t> connections_{0};
