@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -30,6 +31,7 @@
 #include "fmi/errors.h"
 #include "fmi/function.h"
 #include "fmi/policy.h"
+#include "fmi/request.h"
 #include "fmi/types.h"
 
 namespace FMI {
@@ -44,6 +46,10 @@ struct Status {
 /// this id (a communicator holds fewer than 2^32 - 1 peers); every other call
 /// rejects it with UsageError. See docs/collectives.md, "Any-source receive".
 inline constexpr Utils::peer_num any_source = std::numeric_limits<Utils::peer_num>::max();
+namespace detail {
+class WorkerPool;
+struct RequestState;
+}  // namespace detail
 
 class Communicator {
  public:
@@ -191,6 +197,107 @@ class Communicator {
         counts_in_bytes("alltoallv", "recv_counts", recv_counts, Comm::element_size_v<R>));
   }
 
+  // ---- non-blocking forms (docs/nonblocking.md) --------------------------------
+  // The same arguments as the blocking forms. The call checks its arguments, takes
+  // the operation's sequence number and chooses its channel in this thread (so
+  // collectives are started in call order, which must be the same on every peer,
+  // and usage errors are thrown here, as by the blocking form), then runs the
+  // transfer on a worker thread of this communicator and returns at once. The
+  // buffers belong to the operation until the Request completes (request.h); a
+  // reduction's Function is copied into the operation. Any number may be in flight,
+  // and blocking calls may be made meanwhile (they still run in this thread). Each
+  // has the chosen channel's max_timeout, counted from the i-call. Like the
+  // blocking calls, a communicator's i-calls come from one thread at a time.
+
+  template <typename T>
+  Request isend(Comm::Data<T>& buf, peer_num dest) {
+    return start_nonblocking([&] { send(buf, dest); });
+  }
+  template <typename T>
+  Request irecv(Comm::Data<T>& buf, peer_num src) {
+    return start_nonblocking([&] { recv(buf, src); });
+  }
+  template <typename T>
+  Request ibcast(Comm::Data<T>& buf, peer_num root) {
+    return start_nonblocking([&] { bcast(buf, root); });
+  }
+  Request ibarrier() {
+    return start_nonblocking([&] { barrier(); });
+  }
+  template <typename S, typename R>
+  Request igather(Comm::Data<S>& sendbuf, Comm::Data<R>& recvbuf, peer_num root) {
+    return start_nonblocking([&] { gather(sendbuf, recvbuf, root); });
+  }
+  template <typename S, typename R>
+  Request iscatter(Comm::Data<S>& sendbuf, Comm::Data<R>& recvbuf, peer_num root) {
+    return start_nonblocking([&] { scatter(sendbuf, recvbuf, root); });
+  }
+  template <typename T>
+  Request ireduce(Comm::Data<T>& sendbuf, Comm::Data<T>& recvbuf, peer_num root,
+                  Utils::Function<T> f) {
+    auto fn = std::make_shared<const Utils::Function<T>>(std::move(f));
+    return start_nonblocking(
+        [&] { reduce_bytes(Comm::cbytes_of(sendbuf), Comm::bytes_of(recvbuf), root, fn->op()); },
+        fn);
+  }
+  template <typename T>
+  Request iallreduce(Comm::Data<T>& sendbuf, Comm::Data<T>& recvbuf, Utils::Function<T> f) {
+    auto fn = std::make_shared<const Utils::Function<T>>(std::move(f));
+    return start_nonblocking(
+        [&] { allreduce_bytes(Comm::cbytes_of(sendbuf), Comm::bytes_of(recvbuf), fn->op()); }, fn);
+  }
+  template <typename T>
+  Request iscan(Comm::Data<T>& sendbuf, Comm::Data<T>& recvbuf, Utils::Function<T> f) {
+    auto fn = std::make_shared<const Utils::Function<T>>(std::move(f));
+    return start_nonblocking(
+        [&] { scan_bytes(Comm::cbytes_of(sendbuf), Comm::bytes_of(recvbuf), fn->op()); }, fn);
+  }
+  template <typename S, typename R>
+  Request iallgather(Comm::Data<S>& sendbuf, Comm::Data<R>& recvbuf) {
+    return start_nonblocking([&] { allgather(sendbuf, recvbuf); });
+  }
+  template <typename S, typename R>
+  Request ialltoall(Comm::Data<S>& sendbuf, Comm::Data<R>& recvbuf) {
+    return start_nonblocking([&] { alltoall(sendbuf, recvbuf); });
+  }
+  template <typename T>
+  Request ireduce_scatter(Comm::Data<T>& sendbuf, Comm::Data<T>& recvbuf, Utils::Function<T> f) {
+    auto fn = std::make_shared<const Utils::Function<T>>(std::move(f));
+    return start_nonblocking(
+        [&] { reduce_scatter_bytes(Comm::cbytes_of(sendbuf), Comm::bytes_of(recvbuf), fn->op()); },
+        fn);
+  }
+  // The counts are copied at the call: they may change once it returns.
+  template <typename S, typename R>
+  Request igatherv(Comm::Data<S>& send, Comm::Data<R>& recv,
+                   const std::vector<std::size_t>& recv_counts, peer_num root) {
+    return start_nonblocking([&] { gatherv(send, recv, recv_counts, root); });
+  }
+  template <typename S, typename R>
+  Request iscatterv(Comm::Data<S>& send, const std::vector<std::size_t>& send_counts,
+                    Comm::Data<R>& recv, peer_num root) {
+    return start_nonblocking([&] { scatterv(send, send_counts, recv, root); });
+  }
+  template <typename S, typename R>
+  Request iallgatherv(Comm::Data<S>& send, Comm::Data<R>& recv,
+                      const std::vector<std::size_t>& recv_counts) {
+    return start_nonblocking([&] { allgatherv(send, recv, recv_counts); });
+  }
+  template <typename S, typename R>
+  Request ialltoallv(Comm::Data<S>& send, const std::vector<std::size_t>& send_counts,
+                     Comm::Data<R>& recv, const std::vector<std::size_t>& recv_counts) {
+    return start_nonblocking([&] { alltoallv(send, send_counts, recv, recv_counts); });
+  }
+
+  /// The byte-level non-blocking entry point (used by the templates above and the
+  /// Python module): runs `blocking_call`, which must make exactly one call of this
+  /// communicator (a *_bytes function, send, barrier, ...), up to the point where
+  /// the transfer would start, and hands the transfer to a worker. `keep` is held
+  /// until the transfer is done (what the call's ReduceOp points to). UsageError if
+  /// `blocking_call` makes no call or two.
+  Request start_nonblocking(const std::function<void()>& blocking_call,
+                            std::shared_ptr<const void> keep = {});
+
   // ---- sub-communicators ------------------------------------------------------
   /// Collective over this communicator: the peers that pass the same color >= 0
   /// form a new communicator, ranked by (key, rank here); a peer passing a color
@@ -224,6 +331,8 @@ class Communicator {
   std::string channel_for(const Utils::OperationInfo& info) const;
 
   // ---- byte-level entry points (used by the templates and the Python module) --
+  // Under start_nonblocking the spans' memory must stay valid until the Request
+  // completes.
   void send_bytes(Comm::ConstBytes data, peer_num dest);
   Status recv_bytes(Comm::Bytes data, peer_num src);
   void bcast_bytes(Comm::Bytes data, peer_num root);
@@ -262,6 +371,8 @@ class Communicator {
   template <typename What, typename P2P, typename Store>
   void run(Utils::Operation op, std::size_t bytes, const Utils::ReduceOp* f, std::uint32_t& seq,
            const What& what, const P2P& p2p, const Store& store);
+  // Runs `task` on a worker (started on first use) and returns its request.
+  void submit(std::function<void(detail::RequestState&)> task);
   void check_peer(const char* what, peer_num p, const char* role) const;
   // Where the next message from `src` (or any_source) waits: probe/iprobe/recv.
   struct Found;
@@ -299,6 +410,15 @@ class Communicator {
   std::uint32_t split_count_ = 0;
   std::vector<std::uint32_t> taken_ids_;
   std::shared_ptr<const int> alive_ = std::make_shared<const int>(0);
+  // Non-blocking operations (request.cpp, worker_pool.h). While start_nonblocking
+  // runs its call, starting_ is set and run() submits the transfer (holding
+  // start_keep_) instead of running it, leaving its request in started_. The pool
+  // is declared last: it is destroyed first, waiting for the operations that use
+  // the members above.
+  bool starting_ = false;
+  std::shared_ptr<const void> start_keep_;
+  std::shared_ptr<detail::RequestState> started_;
+  std::unique_ptr<detail::WorkerPool> pool_;
 };
 
 }  // namespace FMI

@@ -8,4 +8,5 @@
 #include "fmi/function.h"
 #include "fmi/inproc.h"
 #include "fmi/policy.h"
+#include "fmi/request.h"
 #include "fmi/types.h"

@@ -564,6 +564,222 @@ py::object PyCommunicator::reduce_scatter(py::handle obj, py::handle func, py::h
   return given(out) ? py::reinterpret_borrow<py::object>(out) : py::object(o);
 }
 
+// ---- non-blocking forms --------------------------------------------------------------
+//
+// The arguments are checked and converted here as by the array forms above (the
+// same helpers, the same errors), the results' arrays are made here, and all of
+// them go into the request, which holds them until the operation is complete.
+
+namespace {
+/// The output of an operation: out= (checked), or a new array of `shape`.
+py::array output_or_new(py::handle out, const py::dtype& dt, const std::vector<py::ssize_t>& shape,
+                        const char* op) {
+  return given(out) ? output_array(out, op, "out") : empty_array(dt, shape);
+}
+py::object result_of(py::handle out, const py::array& o) {
+  return given(out) ? py::reinterpret_borrow<py::object>(out) : py::object(o);
+}
+}  // namespace
+
+template <typename F>
+PyCommunicator::Req PyCommunicator::start(const char* op, Req r, F&& call) {
+  blocking(op, [&](FMI::Communicator& c) { r->req_ = c.start_nonblocking([&] { call(c); }); });
+  return r;
+}
+
+PyCommunicator::Req PyCommunicator::isend(py::handle obj, long long dest) {
+  const char* op = "isend";
+  const unsigned d = peer_arg(dest, op, "destination peer");
+  auto r = std::make_shared<PyRequest>();
+  if (!numpy_importable()) {
+    auto& b = r->views_.emplace_back(std::make_unique<BufferView>(obj, false, op, "obj"));
+    const ConstBytes data = b->bytes();
+    return start(op, r, [&](auto& c) { c.send_bytes(data, d); });
+  }
+  py::array a = input_array(obj, op);
+  r->keep_.push_back(a);
+  return start(op, r, [&](auto& c) { c.send_bytes(cbytes(a), d); });
+}
+
+PyCommunicator::Req PyCommunicator::irecv(py::handle out, long long src) {
+  const char* op = "irecv";
+  const unsigned s = peer_arg(src, op, "source peer");
+  auto r = std::make_shared<PyRequest>();
+  r->result_ = py::reinterpret_borrow<py::object>(out);
+  if (!numpy_importable()) {
+    auto& b = r->views_.emplace_back(std::make_unique<BufferView>(out, true, op, "out"));
+    const Bytes data = b->bytes();
+    return start(op, r, [&](auto& c) { c.recv_bytes(data, s); });
+  }
+  py::array o = output_array(out, op, "out");
+  r->keep_.push_back(o);
+  return start(op, r, [&](auto& c) { c.recv_bytes(mbytes(o), s); });
+}
+
+PyCommunicator::Req PyCommunicator::ibcast(py::handle obj, long long root, py::handle out) {
+  const char* op = "ibcast";
+  const unsigned rt = peer_arg(root, op, "root");
+  auto r = std::make_shared<PyRequest>();
+  py::array a;
+  if (rt == peer_id_) {
+    if (!given(obj) && !given(out))
+      FMI_THROW(UsageError, "ibcast: the root (peer ", peer_id_, ") must pass the array to send");
+    py::handle src = given(obj) ? obj : out;
+    a = input_array(src, op);
+    r->result_ = py::reinterpret_borrow<py::object>(src);
+    if (given(out) && !out.is(src)) {  // the root's out receives the value too
+      py::array o = output_array(out, op, "out");
+      if (o.nbytes() != a.nbytes())
+        FMI_THROW(UsageError, "ibcast: out holds ", o.nbytes(), " bytes, obj holds ", a.nbytes());
+      if (!overlap(cbytes(a), cbytes(o))) std::memcpy(mbytes(o).data(), a.data(), a.nbytes());
+      a = o;
+      r->result_ = py::reinterpret_borrow<py::object>(out);
+    } else if (!a.writeable()) {
+      a = numpy().attr("array")(a, py::arg("copy") = true);  // see bcast
+    }
+  } else {
+    py::handle dst = given(out) ? out : obj;
+    if (!given(dst))
+      FMI_THROW(UsageError, "ibcast: peer ", peer_id_,
+                " (not the root) needs a buffer to receive into: pass out= (or a writable obj)");
+    a = output_array(dst, op, given(out) ? "out" : "obj (the receive buffer off the root)");
+    r->result_ = py::reinterpret_borrow<py::object>(dst);
+  }
+  r->keep_.push_back(a);
+  return start(op, r, [&](auto& c) { c.bcast_bytes(mbytes(a), rt); });
+}
+
+PyCommunicator::Req PyCommunicator::ibarrier() {
+  return start("ibarrier", std::make_shared<PyRequest>(), [](auto& c) { c.barrier(); });
+}
+
+PyCommunicator::Req PyCommunicator::igather(py::handle obj, long long root, py::handle out) {
+  const char* op = "igather";
+  const unsigned rt = peer_arg(root, op, "root");
+  auto r = std::make_shared<PyRequest>();
+  py::array a = input_array(obj, op);
+  py::array o;
+  if (rt == peer_id_) {
+    o = output_or_new(out, a.dtype(), prepend(num_peers_, shape_of(a)), op);
+    a = unaliased(a, o);
+    r->result_ = result_of(out, o);
+    r->keep_.push_back(o);
+  }
+  r->keep_.push_back(a);
+  return start(
+      op, r, [&](auto& c) { c.gather_bytes(cbytes(a), rt == peer_id_ ? mbytes(o) : Bytes{}, rt); });
+}
+
+PyCommunicator::Req PyCommunicator::iscatter(py::handle obj, long long root, py::handle out) {
+  const char* op = "iscatter";
+  const unsigned rt = peer_arg(root, op, "root");
+  auto r = std::make_shared<PyRequest>();
+  py::array a, o;
+  if (rt == peer_id_) {
+    a = input_array(obj, op);
+    o = output_or_new(out, a.dtype(), block_shape(a, num_peers_, op), op);
+    a = unaliased(a, o);
+    r->keep_.push_back(a);
+  } else {
+    if (!given(out))
+      FMI_THROW(UsageError, "iscatter: peer ", peer_id_,
+                " (not the root) needs out= (an array of one block's size)");
+    o = output_array(out, op, "out");
+  }
+  r->keep_.push_back(o);
+  r->result_ = result_of(out, o);
+  return start(op, r, [&](auto& c) {
+    c.scatter_bytes(rt == peer_id_ ? cbytes(a) : ConstBytes{}, mbytes(o), rt);
+  });
+}
+
+PyCommunicator::Req PyCommunicator::ireduce(py::handle obj, long long root, py::handle func,
+                                            py::handle out) {
+  const char* op = "ireduce";
+  const unsigned rt = peer_arg(root, op, "root");
+  const Func& f = func_arg(func, op);
+  auto r = std::make_shared<PyRequest>();
+  py::array a = input_array(obj, op);
+  r->reduction_ = std::make_unique<Reduction>(f, a.dtype(), shape_of(a), op);
+  py::array o;
+  if (rt == peer_id_) {
+    o = reduce_target(out, a, shape_of(a), op);
+    a = unaliased(a, o);
+    r->result_ = result_of(out, o);
+    r->keep_.push_back(o);
+  }
+  r->keep_.push_back(a);
+  const FMI::Utils::ReduceOp& red = r->reduction_->op();
+  return start(op, r, [&](auto& c) {
+    c.reduce_bytes(cbytes(a), rt == peer_id_ ? mbytes(o) : Bytes{}, rt, red);
+  });
+}
+
+PyCommunicator::Req PyCommunicator::ielementwise(const char* op, bool scan, py::handle obj,
+                                                 py::handle func, py::handle out) {
+  const Func& f = func_arg(func, op);
+  auto r = std::make_shared<PyRequest>();
+  py::array a = input_array(obj, op);
+  r->reduction_ = std::make_unique<Reduction>(f, a.dtype(), shape_of(a), op);
+  py::array o = reduce_target(out, a, shape_of(a), op);
+  a = unaliased(a, o);
+  r->keep_ = {a, o};
+  r->result_ = result_of(out, o);
+  const FMI::Utils::ReduceOp& red = r->reduction_->op();
+  return start(op, r, [&](auto& c) {
+    if (scan)
+      c.scan_bytes(cbytes(a), mbytes(o), red);
+    else
+      c.allreduce_bytes(cbytes(a), mbytes(o), red);
+  });
+}
+
+PyCommunicator::Req PyCommunicator::iallreduce(py::handle obj, py::handle func, py::handle out) {
+  return ielementwise("iallreduce", false, obj, func, out);
+}
+
+PyCommunicator::Req PyCommunicator::iscan(py::handle obj, py::handle func, py::handle out) {
+  return ielementwise("iscan", true, obj, func, out);
+}
+
+PyCommunicator::Req PyCommunicator::iallgather(py::handle obj, py::handle out) {
+  const char* op = "iallgather";
+  auto r = std::make_shared<PyRequest>();
+  py::array a = input_array(obj, op);
+  py::array o = output_or_new(out, a.dtype(), prepend(num_peers_, shape_of(a)), op);
+  a = unaliased(a, o);
+  r->keep_ = {a, o};
+  r->result_ = result_of(out, o);
+  return start(op, r, [&](auto& c) { c.allgather_bytes(cbytes(a), mbytes(o)); });
+}
+
+PyCommunicator::Req PyCommunicator::ialltoall(py::handle obj, py::handle out) {
+  const char* op = "ialltoall";
+  auto r = std::make_shared<PyRequest>();
+  py::array a = input_array(obj, op);
+  py::array o = output_or_new(out, a.dtype(), shape_of(a), op);
+  a = unaliased(a, o);
+  r->keep_ = {a, o};
+  r->result_ = result_of(out, o);
+  return start(op, r, [&](auto& c) { c.alltoall_bytes(cbytes(a), mbytes(o)); });
+}
+
+PyCommunicator::Req PyCommunicator::ireduce_scatter(py::handle obj, py::handle func,
+                                                    py::handle out) {
+  const char* op = "ireduce_scatter";
+  const Func& f = func_arg(func, op);
+  auto r = std::make_shared<PyRequest>();
+  py::array a = input_array(obj, op);
+  const auto bs = block_shape(a, num_peers_, op);
+  r->reduction_ = std::make_unique<Reduction>(f, a.dtype(), bs, op);
+  py::array o = reduce_target(out, a, bs, op);
+  a = unaliased(a, o);
+  r->keep_ = {a, o};
+  r->result_ = result_of(out, o);
+  const FMI::Utils::ReduceOp& red = r->reduction_->op();
+  return start(op, r, [&](auto& c) { c.reduce_scatter_bytes(cbytes(a), mbytes(o), red); });
+}
+
 // ---- pickled objects -------------------------------------------------------------------
 //
 // Every form sends the payload sizes first (one uint64 per payload, over a
@@ -810,62 +1026,109 @@ std::size_t unit_of(const BufferView& described, const BufferView& other) {
 
 }  // namespace
 
-py::object PyCommunicator::gatherv(py::handle send, py::handle recv, py::handle recv_counts,
-                                   long long root) {
-  const char* op = "gatherv";
+// Each form runs blocking or, for its i-form, non-blocking: the buffers are held
+// by the request in both cases (the blocking form drops it on return).
+template <typename F>
+PyCommunicator::Req PyCommunicator::run_v(const char* op, bool nb, Req r, F&& call) {
+  if (nb) return start(op, std::move(r), std::forward<F>(call));
+  blocking(op, call);
+  return r;
+}
+
+PyCommunicator::Req PyCommunicator::gatherv_run(bool nb, py::handle send, py::handle recv,
+                                                py::handle recv_counts, long long root) {
+  const char* op = nb ? "igatherv" : "gatherv";
   const unsigned r = peer_arg(root, op, "root");
-  BufferView s(send, false, op, "send");
-  BufferView o(recv, true, op, "recv", true);
+  auto req = std::make_shared<PyRequest>();
+  const auto& s = *req->views_.emplace_back(std::make_unique<BufferView>(send, false, op, "send"));
+  const auto& o =
+      *req->views_.emplace_back(std::make_unique<BufferView>(recv, true, op, "recv", true));
   if (r == peer_id_ && !o.held())
-    FMI_THROW(UsageError, "gatherv: the root (peer ", peer_id_, ") needs a recv buffer");
+    FMI_THROW(UsageError, op, ": the root (peer ", peer_id_, ") needs a recv buffer");
   const std::size_t es = unit_of(o, s);
   FMI::Communicator::check_elements(op, "send buffer", s.bytes().size(), es);
   const auto counts = FMI::Communicator::counts_in_bytes(
       op, "recv_counts", counts_arg(recv_counts, op, "recv_counts"), es);
-  blocking(op, [&](auto& c) { c.gatherv_bytes(s.bytes(), o.bytes(), counts, r); });
-  if (r != peer_id_) return py::none();
-  return py::reinterpret_borrow<py::object>(recv);
+  if (r == peer_id_) req->result_ = py::reinterpret_borrow<py::object>(recv);
+  return run_v(op, nb, req, [&](auto& c) { c.gatherv_bytes(s.bytes(), o.bytes(), counts, r); });
 }
 
-py::object PyCommunicator::scatterv(py::handle send, py::handle send_counts, py::handle recv,
-                                    long long root) {
-  const char* op = "scatterv";
+PyCommunicator::Req PyCommunicator::scatterv_run(bool nb, py::handle send, py::handle send_counts,
+                                                 py::handle recv, long long root) {
+  const char* op = nb ? "iscatterv" : "scatterv";
   const unsigned r = peer_arg(root, op, "root");
-  BufferView s(send, false, op, "send", true);
+  auto req = std::make_shared<PyRequest>();
+  const auto& s =
+      *req->views_.emplace_back(std::make_unique<BufferView>(send, false, op, "send", true));
   if (r == peer_id_ && !s.held())
-    FMI_THROW(UsageError, "scatterv: the root (peer ", peer_id_, ") needs a send buffer");
-  BufferView o(recv, true, op, "recv");
+    FMI_THROW(UsageError, op, ": the root (peer ", peer_id_, ") needs a send buffer");
+  const auto& o = *req->views_.emplace_back(std::make_unique<BufferView>(recv, true, op, "recv"));
   const std::size_t es = unit_of(s, o);
   FMI::Communicator::check_elements(op, "recv buffer", o.bytes().size(), es);
   const auto counts = FMI::Communicator::counts_in_bytes(
       op, "send_counts", counts_arg(send_counts, op, "send_counts"), es);
-  blocking(op, [&](auto& c) { c.scatterv_bytes(s.bytes(), counts, o.bytes(), r); });
-  return py::reinterpret_borrow<py::object>(recv);
+  req->result_ = py::reinterpret_borrow<py::object>(recv);
+  return run_v(op, nb, req, [&](auto& c) { c.scatterv_bytes(s.bytes(), counts, o.bytes(), r); });
 }
 
-py::object PyCommunicator::allgatherv(py::handle send, py::handle recv, py::handle recv_counts) {
-  const char* op = "allgatherv";
-  BufferView s(send, false, op, "send");
-  BufferView o(recv, true, op, "recv");
+PyCommunicator::Req PyCommunicator::allgatherv_run(bool nb, py::handle send, py::handle recv,
+                                                   py::handle recv_counts) {
+  const char* op = nb ? "iallgatherv" : "allgatherv";
+  auto req = std::make_shared<PyRequest>();
+  const auto& s = *req->views_.emplace_back(std::make_unique<BufferView>(send, false, op, "send"));
+  const auto& o = *req->views_.emplace_back(std::make_unique<BufferView>(recv, true, op, "recv"));
   const std::size_t es = o.itemsize();
   FMI::Communicator::check_elements(op, "send buffer", s.bytes().size(), es);
   const auto counts = FMI::Communicator::counts_in_bytes(
       op, "recv_counts", counts_arg(recv_counts, op, "recv_counts"), es);
-  blocking(op, [&](auto& c) { c.allgatherv_bytes(s.bytes(), o.bytes(), counts); });
-  return py::reinterpret_borrow<py::object>(recv);
+  req->result_ = py::reinterpret_borrow<py::object>(recv);
+  return run_v(op, nb, req, [&](auto& c) { c.allgatherv_bytes(s.bytes(), o.bytes(), counts); });
 }
 
-py::object PyCommunicator::alltoallv(py::handle send, py::handle send_counts, py::handle recv,
-                                     py::handle recv_counts) {
-  const char* op = "alltoallv";
-  BufferView s(send, false, op, "send");
-  BufferView o(recv, true, op, "recv");
+PyCommunicator::Req PyCommunicator::alltoallv_run(bool nb, py::handle send, py::handle send_counts,
+                                                  py::handle recv, py::handle recv_counts) {
+  const char* op = nb ? "ialltoallv" : "alltoallv";
+  auto req = std::make_shared<PyRequest>();
+  const auto& s = *req->views_.emplace_back(std::make_unique<BufferView>(send, false, op, "send"));
+  const auto& o = *req->views_.emplace_back(std::make_unique<BufferView>(recv, true, op, "recv"));
   const auto sc = FMI::Communicator::counts_in_bytes(
       op, "send_counts", counts_arg(send_counts, op, "send_counts"), s.itemsize());
   const auto rc = FMI::Communicator::counts_in_bytes(
       op, "recv_counts", counts_arg(recv_counts, op, "recv_counts"), o.itemsize());
-  blocking(op, [&](auto& c) { c.alltoallv_bytes(s.bytes(), sc, o.bytes(), rc); });
-  return py::reinterpret_borrow<py::object>(recv);
+  req->result_ = py::reinterpret_borrow<py::object>(recv);
+  return run_v(op, nb, req, [&](auto& c) { c.alltoallv_bytes(s.bytes(), sc, o.bytes(), rc); });
+}
+
+py::object PyCommunicator::gatherv(py::handle send, py::handle recv, py::handle recv_counts,
+                                   long long root) {
+  return gatherv_run(false, send, recv, recv_counts, root)->result_;
+}
+py::object PyCommunicator::scatterv(py::handle send, py::handle send_counts, py::handle recv,
+                                    long long root) {
+  return scatterv_run(false, send, send_counts, recv, root)->result_;
+}
+py::object PyCommunicator::allgatherv(py::handle send, py::handle recv, py::handle recv_counts) {
+  return allgatherv_run(false, send, recv, recv_counts)->result_;
+}
+py::object PyCommunicator::alltoallv(py::handle send, py::handle send_counts, py::handle recv,
+                                     py::handle recv_counts) {
+  return alltoallv_run(false, send, send_counts, recv, recv_counts)->result_;
+}
+PyCommunicator::Req PyCommunicator::igatherv(py::handle send, py::handle recv,
+                                             py::handle recv_counts, long long root) {
+  return gatherv_run(true, send, recv, recv_counts, root);
+}
+PyCommunicator::Req PyCommunicator::iscatterv(py::handle send, py::handle send_counts,
+                                              py::handle recv, long long root) {
+  return scatterv_run(true, send, send_counts, recv, root);
+}
+PyCommunicator::Req PyCommunicator::iallgatherv(py::handle send, py::handle recv,
+                                                py::handle recv_counts) {
+  return allgatherv_run(true, send, recv, recv_counts);
+}
+PyCommunicator::Req PyCommunicator::ialltoallv(py::handle send, py::handle send_counts,
+                                               py::handle recv, py::handle recv_counts) {
+  return alltoallv_run(true, send, send_counts, recv, recv_counts);
 }
 
 }  // namespace fmipy

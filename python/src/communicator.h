@@ -9,6 +9,9 @@
 // Arguments are converted with the GIL held; the communication itself runs with the
 // GIL released, under a per-communicator mutex (the core Communicator is not
 // thread-safe; Python threads sharing one communicator are serialised).
+// The non-blocking forms (isend, iallreduce, ...) take buffers only: they start
+// the operation under the mutex and return an fmi.Request at once; the transfer
+// runs on a worker thread of the core communicator, outside the mutex.
 #pragma once
 
 #include <memory>
@@ -19,6 +22,7 @@
 #include "fmi/communicator.h"
 #include "objects.h"
 #include "reductions.h"
+#include "requests.h"
 
 namespace fmipy {
 
@@ -63,6 +67,26 @@ class PyCommunicator {
   py::object alltoall(py::handle obj, py::handle type, py::handle out);
   py::object reduce_scatter(py::handle obj, py::handle func, py::handle type, py::handle out);
 
+  // Non-blocking forms on buffers (docs/nonblocking.md): the request keeps the
+  // arrays alive; its wait() returns the output (out=, or a new array), or None.
+  using Req = std::shared_ptr<PyRequest>;
+  Req isend(py::handle obj, long long dest);
+  Req irecv(py::handle out, long long src);
+  Req ibcast(py::handle obj, long long root, py::handle out);
+  Req ibarrier();
+  Req igather(py::handle obj, long long root, py::handle out);
+  Req iscatter(py::handle obj, long long root, py::handle out);
+  Req ireduce(py::handle obj, long long root, py::handle func, py::handle out);
+  Req iallreduce(py::handle obj, py::handle func, py::handle out);
+  Req iscan(py::handle obj, py::handle func, py::handle out);
+  Req iallgather(py::handle obj, py::handle out);
+  Req ialltoall(py::handle obj, py::handle out);
+  Req ireduce_scatter(py::handle obj, py::handle func, py::handle out);
+  Req igatherv(py::handle send, py::handle recv, py::handle recv_counts, long long root);
+  Req iscatterv(py::handle send, py::handle send_counts, py::handle recv, long long root);
+  Req iallgatherv(py::handle send, py::handle recv, py::handle recv_counts);
+  Req ialltoallv(py::handle send, py::handle send_counts, py::handle recv, py::handle recv_counts);
+
   // Sub-communicators: the peers passing one color >= 0 form a communicator
   // ordered by (key, peer_id); a negative color gives None. The child uses this
   // communicator's channels and keeps it alive (module.cpp: keep_alive); after
@@ -88,6 +112,23 @@ class PyCommunicator {
   /// custom reduction takes the GIL while its thread holds mu_).
   template <typename F>
   void blocking(const char* op, F&& f);
+  /// Starts `call(comm)` as a non-blocking operation into `r` (under mu_, GIL
+  /// released) and returns `r`.
+  template <typename F>
+  Req start(const char* op, Req r, F&& call);
+  /// The v-forms, blocking (nb false: returns a completed request holding the
+  /// result) or not.
+  template <typename F>
+  Req run_v(const char* op, bool nb, Req r, F&& call);
+  Req gatherv_run(bool nb, py::handle send, py::handle recv, py::handle recv_counts,
+                  long long root);
+  Req scatterv_run(bool nb, py::handle send, py::handle send_counts, py::handle recv,
+                   long long root);
+  Req allgatherv_run(bool nb, py::handle send, py::handle recv, py::handle recv_counts);
+  Req alltoallv_run(bool nb, py::handle send, py::handle send_counts, py::handle recv,
+                    py::handle recv_counts);
+  /// iallreduce and iscan.
+  Req ielementwise(const char* op, bool scan, py::handle obj, py::handle func, py::handle out);
   using ReduceCall = void (FMI::Communicator::*)(FMI::Comm::ConstBytes, FMI::Comm::Bytes,
                                                  const FMI::Utils::ReduceOp&);
   /// allreduce and scan (same arguments, result shaped like the input).

@@ -299,6 +299,31 @@ PYBIND11_MODULE(fmi, m) {
            "elsewhere).")
       .def("allgatherv", &PyCommunicator::allgatherv, "send"_a, "recv"_a, "recv_counts"_a)
       .def("alltoallv", &PyCommunicator::alltoallv, "send"_a, "send_counts"_a, "recv"_a,
+           "recv_counts"_a)
+      // Non-blocking forms (docs/nonblocking.md): buffers only; each returns an
+      // fmi.Request whose wait() returns the output.
+      .def("isend", &PyCommunicator::isend, "obj"_a, "dest"_a)
+      .def("irecv", &PyCommunicator::irecv, "out"_a, "src"_a)
+      .def("ibcast", &PyCommunicator::ibcast, "obj"_a, "root"_a, py::kw_only(),
+           "out"_a = py::none())
+      .def("ibarrier", &PyCommunicator::ibarrier)
+      .def("igather", &PyCommunicator::igather, "obj"_a, "root"_a, py::kw_only(),
+           "out"_a = py::none())
+      .def("iscatter", &PyCommunicator::iscatter, "obj"_a, "root"_a, py::kw_only(),
+           "out"_a = py::none())
+      .def("ireduce", &PyCommunicator::ireduce, "obj"_a, "root"_a, "func"_a, py::kw_only(),
+           "out"_a = py::none())
+      .def("iallreduce", &PyCommunicator::iallreduce, "obj"_a, "func"_a, py::kw_only(),
+           "out"_a = py::none())
+      .def("iscan", &PyCommunicator::iscan, "obj"_a, "func"_a, py::kw_only(), "out"_a = py::none())
+      .def("iallgather", &PyCommunicator::iallgather, "obj"_a, py::kw_only(), "out"_a = py::none())
+      .def("ialltoall", &PyCommunicator::ialltoall, "obj"_a, py::kw_only(), "out"_a = py::none())
+      .def("ireduce_scatter", &PyCommunicator::ireduce_scatter, "obj"_a, "func"_a, py::kw_only(),
+           "out"_a = py::none())
+      .def("igatherv", &PyCommunicator::igatherv, "send"_a, "recv"_a, "recv_counts"_a, "root"_a)
+      .def("iscatterv", &PyCommunicator::iscatterv, "send"_a, "send_counts"_a, "recv"_a, "root"_a)
+      .def("iallgatherv", &PyCommunicator::iallgatherv, "send"_a, "recv"_a, "recv_counts"_a)
+      .def("ialltoallv", &PyCommunicator::ialltoallv, "send"_a, "send_counts"_a, "recv"_a,
            "recv_counts"_a);
 
   // ---- pure Python (lambda_handler.py), run with `fmi` bound to this module -----------
@@ -308,4 +333,23 @@ PYBIND11_MODULE(fmi, m) {
   ns["fmi"] = m;
   py::exec(kLambdaHandlerPy, ns);
   m.attr("lambda_handler") = ns["lambda_handler"];
+  // ---- non-blocking requests -------------------------------------------------------------
+  py::class_<fmipy::PyRequest, std::shared_ptr<fmipy::PyRequest>>(
+      m, "Request",
+      "A non-blocking operation in flight. Its buffers belong to it until it completes; it "
+      "keeps them alive. Destroying it while it runs waits for it.")
+      .def("wait", &fmipy::PyRequest::wait,
+           "Blocks (GIL released) until complete; returns the output array (or None) and "
+           "raises the operation's fmi error.")
+      .def("test", &fmipy::PyRequest::test,
+           "True once complete (raising its error then); never blocks.")
+      .def("wait_for", &fmipy::PyRequest::wait_for, "seconds"_a,
+           "Waits up to `seconds` (a float, like threading.Event.wait); False if still running.")
+      .def_property_readonly("active", &fmipy::PyRequest::active,
+                             "False once completed (by wait, test, wait_for, wait_all, wait_any).");
+  m.def("wait_all", &fmipy::wait_all, "requests"_a,
+        "Completes every request, then raises the first error (in list order).");
+  m.def("wait_any", &fmipy::wait_any, "requests"_a,
+        "Blocks until one active request completes; returns its index (raising its error). "
+        "fmi.UsageError when none is active.");
 }

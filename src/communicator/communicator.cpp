@@ -9,6 +9,8 @@
 
 #include "channels/registry.h"
 #include "collectives/collectives.h"
+#include "communicator/request.h"
+#include "communicator/worker_pool.h"
 #include "fmi/inproc.h"
 
 namespace FMI {
@@ -52,6 +54,7 @@ void Communicator::create_channels() {
 }
 
 Communicator::~Communicator() {
+  pool_.reset();  // waits for the non-blocking operations still running
   for (auto& [name, ch] : channels_) ch->finalize();
 }
 
@@ -166,23 +169,86 @@ void guarded(const Prefix& prefix, const Body& body) {
     rethrow_as(e, prefix());
   }
 }
+
+// Runs an operation on the chosen channel: the algorithm family that matches the
+// channel's kind, errors prefixed with what() + " via <channel>".
+template <typename What, typename P2P, typename Store>
+void execute(Comm::Channel& channel, const std::string& name, const coll::Context& ctx,
+             const What& what, const P2P& p2p, const Store& store) {
+  guarded([&] { return what() + " via " + name; },
+          [&] {
+            if (channel.kind() == Comm::ChannelKind::peer_to_peer)
+              p2p(static_cast<Comm::PeerToPeerChannel&>(channel), ctx);
+            else
+              store(static_cast<Comm::ObjectStoreChannel&>(channel), ctx);
+          });
+}
 }  // namespace
 
-// Every operation: the policy's channel, the next tag of `seq`, then the algorithm
-// family that matches the channel's kind, errors prefixed with what() + " via
-// <channel>".
+// Every operation: the policy's channel and the next tag of `seq`, in the calling
+// thread; then the transfer, here (blocking calls, unchanged: no thread, no
+// allocation on this path) or, under start_nonblocking, on a worker. The lambdas
+// capture by value, so that a worker's copy owns the spans, options and counts.
 template <typename What, typename P2P, typename Store>
 void Communicator::run(Operation op, std::size_t bytes, const Utils::ReduceOp* f,
                        std::uint32_t& seq, const What& what, const P2P& p2p, const Store& store) {
+  if (starting_ && started_)
+    FMI_THROW(UsageError, "start_nonblocking: the call starts more than one operation (", what(),
+              " is the second)");
   Selected s = select(op, bytes, f);
   s.ctx.tag.seq = seq++;
-  guarded([&] { return what() + " via " + *s.name; },
-          [&] {
-            if (s.channel->kind() == Comm::ChannelKind::peer_to_peer)
-              p2p(static_cast<Comm::PeerToPeerChannel&>(*s.channel), s.ctx);
-            else
-              store(static_cast<Comm::ObjectStoreChannel&>(*s.channel), s.ctx);
-          });
+  if (!starting_) {
+    execute(*s.channel, *s.name, s.ctx, what, p2p, store);
+    return;
+  }
+  // The worker holds the channel: a register_channel that replaces it meanwhile
+  // must not destroy it under the transfer.
+  submit([ch = channels_.find(*s.name)->second, name = *s.name, ctx = s.ctx, what, p2p, store,
+          keep = std::move(start_keep_)](detail::RequestState& st) mutable {
+    std::exception_ptr error;
+    try {
+      execute(*ch, name, ctx, what, p2p, store);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    // What the operation held goes before the waiter wakes.
+    keep.reset();
+    ch.reset();
+    detail::complete(st, std::move(error));
+  });
+}
+
+void Communicator::submit(std::function<void(detail::RequestState&)> task) {
+  auto st = std::make_shared<detail::RequestState>();
+  if (!pool_) pool_ = std::make_unique<detail::WorkerPool>();
+  // The worker holds no reference: the Request owns the state, and every way of
+  // dropping a Request waits for completion first, after which the worker no
+  // longer touches it. So the state, and the operation's exception in it, is
+  // always destroyed by the thread that owns the request, never by a worker.
+  pool_->submit([raw = st.get(), task = std::move(task)]() mutable { task(*raw); });
+  started_ = std::move(st);
+}
+
+Request Communicator::start_nonblocking(const std::function<void()>& blocking_call,
+                                        std::shared_ptr<const void> keep) {
+  if (starting_)
+    FMI_THROW(UsageError, "start_nonblocking: called from inside another non-blocking start");
+  struct Reset {
+    Communicator& c;
+    ~Reset() {
+      c.starting_ = false;
+      c.start_keep_.reset();
+      // An operation submitted by a call that then threw: wait for it (a Request
+      // that goes out of scope), it uses the caller's buffers.
+      if (c.started_) Request(std::move(c.started_));
+    }
+  } reset{*this};
+  starting_ = true;
+  start_keep_ = std::move(keep);
+  blocking_call();
+  if (!started_)
+    FMI_THROW(UsageError, "start_nonblocking: the call started no operation of this communicator");
+  return Request(std::move(started_));
 }
 
 namespace {
@@ -203,9 +269,9 @@ void Communicator::send_bytes(ConstBytes data, peer_num dest) {
   if (dest == peer_id_) FMI_THROW(UsageError, "send: peer ", peer_id_, " cannot send to itself");
   run(
       Operation::send, data.size(), nullptr, send_seq_[dest],
-      [&] { return "send to peer " + std::to_string(dest); },
-      [&](auto& ch, const coll::Context& c) { ch.send(dest, data, c.tag, c.deadline); },
-      [&](auto& ch, const coll::Context& c) { coll::store::send(ch, c, data, dest); });
+      [=] { return "send to peer " + std::to_string(dest); },
+      [=](auto& ch, const coll::Context& c) { ch.send(dest, data, c.tag, c.deadline); },
+      [=](auto& ch, const coll::Context& c) { coll::store::send(ch, c, data, dest); });
 }
 
 struct Communicator::Found {
@@ -216,6 +282,14 @@ struct Communicator::Found {
 
 Status Communicator::recv_bytes(Bytes data, peer_num src) {
   if (src == any_source) {
+    // A receive from any source claims the next sequence number of whichever peer
+    // sent first; on a worker that would race with this thread's own receives from
+    // that peer (which number is whose), so the non-blocking form leaves the
+    // matching to the caller: iprobe, then irecv from the source it names.
+    if (starting_)
+      FMI_THROW(UsageError,
+                "irecv from any_source is not supported: use iprobe(any_source) and then irecv "
+                "from the source it returns (docs/nonblocking.md)");
     // The message is received from the channel the probe found it on: with
     // several channels that is where its sender's policy put it.
     const std::string what = "recv from any source";
@@ -238,9 +312,9 @@ Status Communicator::recv_bytes(Bytes data, peer_num src) {
     FMI_THROW(UsageError, "recv: peer ", peer_id_, " cannot receive from itself");
   run(
       Operation::send, data.size(), nullptr, recv_seq_[src],
-      [&] { return "recv from peer " + std::to_string(src); },
-      [&](auto& ch, const coll::Context& c) { ch.recv(src, data, c.tag, c.deadline); },
-      [&](auto& ch, const coll::Context& c) { coll::store::recv(ch, c, data, src); });
+      [=] { return "recv from peer " + std::to_string(src); },
+      [=](auto& ch, const coll::Context& c) { ch.recv(src, data, c.tag, c.deadline); },
+      [=](auto& ch, const coll::Context& c) { coll::store::recv(ch, c, data, src); });
   return Status{src, data.size()};
 }
 
@@ -341,14 +415,14 @@ std::optional<Status> Communicator::iprobe(peer_num src) {
 // ---- collectives ----------------------------------------------------------------
 // The same call on both families: `coll::p2p::X` or `coll::store::X`.
 #define FMI_BOTH(call)                                                           \
-  [&](Comm::PeerToPeerChannel& ch, const coll::Context& c) { coll::p2p::call; }, \
-      [&](Comm::ObjectStoreChannel& ch, const coll::Context& c) { coll::store::call; }
+  [=](Comm::PeerToPeerChannel& ch, const coll::Context& c) { coll::p2p::call; }, \
+      [=](Comm::ObjectStoreChannel& ch, const coll::Context& c) { coll::store::call; }
 
 void Communicator::bcast_bytes(Bytes data, peer_num root) {
   check_peer("bcast", root, "root");
   const coll::Options o{root};
   run(
-      Operation::bcast, data.size(), nullptr, coll_seq_, [&] { return rooted("bcast", root); },
+      Operation::bcast, data.size(), nullptr, coll_seq_, [=] { return rooted("bcast", root); },
       FMI_BOTH(bcast(ch, c, data, o)));
 }
 
@@ -364,7 +438,7 @@ void Communicator::gather_bytes(ConstBytes send, Bytes recv, peer_num root) {
                needs_n_times(num_peers_, "send", send.size()));
   const coll::Options o{root};
   run(
-      Operation::gather, send.size(), nullptr, coll_seq_, [&] { return rooted("gather", root); },
+      Operation::gather, send.size(), nullptr, coll_seq_, [=] { return rooted("gather", root); },
       FMI_BOTH(gather(ch, c, send, recv, o)));
 }
 
@@ -379,7 +453,7 @@ void Communicator::scatter_bytes(ConstBytes send, Bytes recv, peer_num root) {
   }
   const coll::Options o{root};
   run(
-      Operation::scatter, recv.size(), nullptr, coll_seq_, [&] { return rooted("scatter", root); },
+      Operation::scatter, recv.size(), nullptr, coll_seq_, [=] { return rooted("scatter", root); },
       FMI_BOTH(scatter(ch, c, send, recv, o)));
 }
 
@@ -403,7 +477,7 @@ void Communicator::reduce_bytes(ConstBytes send, Bytes recv, peer_num root,
   check_granular("reduce", send.size(), f);
   const coll::Options o{root};
   run(
-      Operation::reduce, send.size(), &f, coll_seq_, [&] { return rooted("reduce", root); },
+      Operation::reduce, send.size(), &f, coll_seq_, [=] { return rooted("reduce", root); },
       FMI_BOTH(reduce(ch, c, send, recv, f, o)));
 }
 
@@ -521,7 +595,7 @@ void Communicator::gatherv_bytes(ConstBytes send, Bytes recv,
   const coll::Options o{root};
   run(
       Operation::gatherv, total / num_peers_, nullptr, coll_seq_,
-      [&] { return rooted("gatherv", root); }, FMI_BOTH(gatherv(ch, c, send, recv, counts, o)));
+      [=] { return rooted("gatherv", root); }, FMI_BOTH(gatherv(ch, c, send, recv, counts, o)));
 }
 
 void Communicator::scatterv_bytes(ConstBytes send, const std::vector<std::size_t>& counts,
@@ -534,7 +608,7 @@ void Communicator::scatterv_bytes(ConstBytes send, const std::vector<std::size_t
   const coll::Options o{root};
   run(
       Operation::scatterv, total / num_peers_, nullptr, coll_seq_,
-      [&] { return rooted("scatterv", root); }, FMI_BOTH(scatterv(ch, c, send, counts, recv, o)));
+      [=] { return rooted("scatterv", root); }, FMI_BOTH(scatterv(ch, c, send, counts, recv, o)));
 }
 
 void Communicator::allgatherv_bytes(ConstBytes send, Bytes recv,

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "communicator/sub_channel.h"
+#include "communicator/worker_pool.h"
 #include "fmi/communicator.h"
 
 namespace FMI {

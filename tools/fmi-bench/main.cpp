@@ -5,6 +5,7 @@
 //   fmi-bench --channel Redis --config config/fmi.json --ops bcast --peers 8 --csv
 //   fmi-bench --channel inproc --ops allreduce --peers 4      (threads, no launcher)
 //   fmi-bench --channel Direct --ops mesh --peers 16 --nat    (full-mesh set-up, NAT lab)
+//   fmi-bench --channel Direct --ops overlap --peers 2,4 --sizes 1M,64M   (non-blocking overlap)
 //
 // The driver launches the functions itself: for each peer count it runs
 // `fmirun -n P --config TMP -- fmi-bench --worker ...`, where TMP is the given
@@ -454,7 +455,8 @@ int main(int argc, char** argv) {
                  "comma-separated: pingpong,bandwidth,bcast,barrier,gather,scatter,reduce,"
                  "allreduce,scan,allgather,alltoall,reduce_scatter,alltoallv (skewed: peer 0 "
                  "sends most, bench_common.h),mesh (set-up of a new "
-                 "communicator: registration and every connection)");
+                 "communicator: registration and every connection),overlap (compute + "
+                 "iallreduce + wait against its parts; e.g. --peers 2,4 --sizes 1M,64M)");
   app.add_option("--peers", o.peers, "comma-separated peer counts");
   app.add_option("--sizes", o.sizes, "bytes per peer, comma-separated, K/M/G suffixes");
   app.add_option("--iters", o.iters, "most timed iterations per point")->check(CLI::PositiveNumber);

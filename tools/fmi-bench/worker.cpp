@@ -8,13 +8,28 @@
 //  - ping-pong: peer 0 times round trips with peer 1 and halves them;
 //  - bandwidth: peer 0 sends a window of messages, peer 1 answers with one byte.
 // Statistics are taken over the per-iteration times: median, p90, min.
+//
+// overlap (issue 18) measures compute + iallreduce + wait against its parts, at
+// each size: rows overlap.allreduce (the blocking call alone), overlap.iallreduce
+// (iallreduce + wait at once: the cost the non-blocking path adds), and for each
+// kind of compute, sleeping (overlap.compute_sleep, overlap.sleep) and a loop over
+// memory (overlap.compute_work, overlap.work), the compute alone and overlapped
+// with an iallreduce. The compute is calibrated to last as long as the blocking
+// allreduce, where perfect overlap would halve the time. Peer 0 prints the
+// overlap fraction (t_compute + t_allreduce - t_overlapped) / min(t_compute,
+// t_allreduce) to stderr: 1 when the transfer is fully hidden, 0 when not at all.
+// Real work can only overlap on a machine with a core to spare for the worker
+// thread (a 2-core machine shared by several functions has none).
 #include "worker.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fmi/data.h"
@@ -37,6 +52,7 @@ double seconds_since(Clock::time_point t) {
 Operation operation_of(const std::string& op) {
   if (op == "pingpong" || op == "bandwidth") return Operation::send;
   if (op == "mesh") return Operation::barrier;
+  if (op == "overlap") return Operation::allreduce;
   if (op == "bcast") return Operation::bcast;
   if (op == "barrier") return Operation::barrier;
   if (op == "gather") return Operation::gather;
@@ -98,8 +114,8 @@ class Runner {
     if (op == "mesh" && opt_.channel_label.rfind("inproc", 0) == 0)
       return skip(op, bytes, "needs a channel from the configuration (not inproc)");
     // Reductions are float32 sums: whole floats only.
-    const bool reduction =
-        op == "reduce" || op == "allreduce" || op == "scan" || op == "reduce_scatter";
+    const bool reduction = op == "reduce" || op == "allreduce" || op == "scan" ||
+                           op == "reduce_scatter" || op == "overlap";
     if (reduction) bytes = std::max<std::size_t>(4, (bytes + 3) / 4 * 4);
     if (footprint(op, bytes) > opt_.max_buffer)
       return skip(op, bytes,
@@ -107,6 +123,7 @@ class Runner {
                       " per peer (> --max-buffer)");
     if (me_ == 0 && ev_.progress) ev_.progress(op, bytes, "");
 
+    if (op == "overlap") return overlap(bytes);
     std::vector<double> secs;
     std::size_t per_iter = 1;
     if (op == "pingpong") {
@@ -350,6 +367,14 @@ class Runner {
       body = [&] { comm_.reduce_scatter(fa, fb, sum); };
     }
 
+    auto secs = aligned(bytes, body);
+    check_sum(op, bytes, fb);
+    return secs;
+  }
+
+  // Each peer's time of `body` per iteration, the iterations aligned by a barrier;
+  // the slowest peer's per iteration, on peer 0.
+  std::vector<double> aligned(std::size_t bytes, const std::function<void()>& body) {
     std::size_t iters =
         agree_iterations(warm_up(warmup_for(opt_.warmup, bytes), true, body), opt_.iters);
     std::vector<double> secs;
@@ -360,12 +385,88 @@ class Runner {
       body();
       secs.push_back(seconds_since(t));
     }
-    // A wrong result would make every number meaningless: check the sums once.
-    if ((op == "allreduce" || (op == "reduce" && me_ == 0)) && floats > 0 &&
+    return slowest(std::move(secs));
+  }
+
+  // A wrong result would make every number meaningless: check the sums once.
+  void check_sum(const std::string& op, std::size_t bytes,
+                 const FMI::Comm::Data<std::vector<float>>& fb) const {
+    const std::size_t floats = bytes / 4;
+    if ((op == "allreduce" || op == "overlap" || (op == "reduce" && me_ == 0)) && floats > 0 &&
         (fb.get().front() != static_cast<float>(n_) || fb.get().back() != static_cast<float>(n_)))
       FMI_THROW(FMI::PeerError, "fmi-bench: ", op, " of ", bytes, " B on ", n_, " peers gave ",
                 fb.get().front(), " on peer ", me_, ", expected ", n_);
-    return slowest(std::move(secs));
+  }
+
+  // ---- overlap of computation and communication (see the top of the file) --
+
+  void overlap(std::size_t bytes) {
+    const std::size_t floats = bytes / 4;
+    FMI::Comm::Data<std::vector<float>> fa(std::vector<float>(floats, 1.0f)),
+        fb(std::vector<float>(floats, 0.0f));
+    const auto sum = FMI::Utils::Function<std::vector<float>>::sum();
+    auto emit = [&](const std::string& name, const std::vector<double>& secs) {
+      if (me_ != 0) return 0.0;
+      Row r = make_row("fmi", name, channel_name("allreduce", bytes), n_, bytes, secs);
+      if (ev_.row) ev_.row(r);
+      return r.median_us;
+    };
+
+    const double t_comm =
+        emit("overlap.allreduce", aligned(bytes, [&] { comm_.allreduce(fa, fb, sum); }));
+    check_sum("overlap", bytes, fb);
+    const double t_nb =
+        emit("overlap.iallreduce", aligned(bytes, [&] { comm_.iallreduce(fa, fb, sum).wait(); }));
+    check_sum("overlap", bytes, fb);
+    // Every peer computes for as long as the slowest peer's blocking allreduce.
+    const auto target =
+        std::chrono::duration<double>(max_over_peers(me_ == 0 ? t_comm * 1e-6 : 0.0));
+
+    // Compute as sleep: leaves the cores to the worker thread.
+    const auto nap = std::chrono::duration_cast<Clock::duration>(target);
+    const double c_sleep =
+        emit("overlap.compute_sleep", aligned(bytes, [&] { std::this_thread::sleep_for(nap); }));
+    const double o_sleep = emit("overlap.sleep", aligned(bytes, [&] {
+                                  FMI::Request r = comm_.iallreduce(fa, fb, sum);
+                                  std::this_thread::sleep_for(nap);
+                                  r.wait();
+                                }));
+    check_sum("overlap", bytes, fb);
+
+    // Compute as real work: passes over 8 MiB of memory, as many as last `target`
+    // here (calibrated once, the same count on every iteration).
+    std::vector<std::uint64_t> mem(std::size_t(1) << 20, 1);
+    volatile std::uint64_t sink = 0;  // the passes' result is used: not optimised away
+    auto pass = [&] {
+      for (auto& x : mem) x = x * 6364136223846793005ull + 1442695040888963407ull;
+      sink = sink + mem[mem.size() / 2];
+    };
+    auto t0 = Clock::now();
+    pass();
+    pass();
+    const double per_pass = std::max(seconds_since(t0) / 2, 1e-9);
+    const std::size_t passes =
+        static_cast<std::size_t>(max_over_peers(std::max(1.0, target.count() / per_pass)));
+    auto work = [&] {
+      for (std::size_t i = 0; i < passes; ++i) pass();
+    };
+    const double c_work = emit("overlap.compute_work", aligned(bytes, work));
+    const double o_work = emit("overlap.work", aligned(bytes, [&] {
+                                 FMI::Request r = comm_.iallreduce(fa, fb, sum);
+                                 work();
+                                 r.wait();
+                               }));
+    check_sum("overlap", bytes, fb);
+    if (me_ != 0) return;
+    auto fraction = [&](double compute, double both) {
+      const double hidden = compute + t_comm - both, most = std::min(compute, t_comm);
+      return most > 0 ? std::clamp(hidden / most, 0.0, 1.0) : 0.0;
+    };
+    std::fprintf(stderr,
+                 "fmi-bench overlap: %zu B on %u peers: overlap fraction %.2f with sleep, %.2f "
+                 "with real work; iallreduce+wait / allreduce = %.3f (%.1f / %.1f us)\n",
+                 bytes, n_, fraction(c_sleep, o_sleep), fraction(c_work, o_work),
+                 t_comm > 0 ? t_nb / t_comm : 0.0, t_nb, t_comm);
   }
 
   FMI::Communicator& comm_;

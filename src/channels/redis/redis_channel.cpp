@@ -8,6 +8,7 @@
 #include <cstring>
 #include <optional>
 #include <thread>
+#include <unordered_set>
 
 #include "channels/redis/model.h"
 #include "fmi/errors.h"
@@ -98,6 +99,32 @@ struct RedisChannel::Names {
   std::string list_role, data_role;
 };
 
+// A connection of the pool for the duration of one call.
+class RedisChannel::Lease {
+ public:
+  explicit Lease(RedisChannel& ch) : ch_(ch) {
+    std::lock_guard lk(ch_.pool_mu_);
+    if (ch_.idle_.empty()) {
+      conn_ = std::make_unique<Connection>(ch_.endpoint_);
+    } else {
+      conn_ = std::move(ch_.idle_.back());
+      ch_.idle_.pop_back();
+    }
+  }
+  ~Lease() {
+    std::lock_guard lk(ch_.pool_mu_);
+    ch_.idle_.push_back(std::move(conn_));
+  }
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+  Connection& operator*() { return *conn_; }
+  Connection* operator->() { return conn_.get(); }
+
+ private:
+  RedisChannel& ch_;
+  std::unique_ptr<Connection> conn_;
+};
+
 RedisChannel::Names RedisChannel::names(const ObjectKey& key) const {
   Names n;
   n.logical = key.str(ctx_.comm_name);
@@ -114,8 +141,10 @@ RedisChannel::RedisChannel(const RedisConfig& config)
     : max_timeout_(config.max_timeout),
       first_wait_(std::max(config.timeout, std::chrono::milliseconds(1))),
       model_(std::make_shared<RedisModel>(config.model)),
-      conn_(Endpoint{config.host, config.port, config.username, redis_password(config.password),
-                     config.db}) {
+      endpoint_{config.host, config.port, config.username, redis_password(config.password),
+                config.db} {
+  idle_.push_back(std::make_unique<Connection>(endpoint_));
+  address_ = idle_.back()->address();
   // A crashed peer's keys outlive it by a few operation timeouts at most; at least
   // 10 s so that a reader that starts a little late still finds its message.
   const auto ttl = std::max<std::chrono::milliseconds>(4 * max_timeout_, 10s);
@@ -129,7 +158,7 @@ void RedisChannel::init(const ChannelContext& ctx) {
   index_key_ = "fmi:" + ctx_.comm_name + "#idx";
   index_role_ = "object index of communicator '" + ctx_.comm_name + "'";
   finalised_ = false;
-  conn_.connect(Clock::now() + max_timeout_);
+  Lease(*this)->connect(Clock::now() + max_timeout_);
   initialised_ = true;
 }
 
@@ -142,8 +171,13 @@ void RedisChannel::put(const ObjectKey& key, ConstBytes data, unsigned readers, 
   require_init("put");
   const Names n = names(key);
   // Recorded first: whatever part of a failed put reached the server is cleaned up.
-  bool& awaited = created_[n.logical];
-  awaited = awaited || readers > 0;
+  bool prune_now = false;
+  {
+    std::lock_guard lk(created_mu_);
+    bool& awaited = created_[n.logical];
+    awaited = awaited || readers > 0;
+    prune_now = created_.size() >= prune_at_;
+  }
 
   Batch b;
   const std::size_t size = data.size();
@@ -195,11 +229,12 @@ void RedisChannel::put(const ObjectKey& key, ConstBytes data, unsigned readers, 
       .add({"PEXPIRE", index_key_, ttl}, index_role_);
   if (readers > 0) b.add(std::move(rpush), n.list_role);
   b.add({"PEXPIRE", n.list, ttl}, n.list_role);
-  conn_.exchange(b, deadline);
+  Lease conn(*this);
+  conn->exchange(b, deadline);
 
-  if (created_.size() >= prune_at_) {
+  if (prune_now) {
     try {
-      prune(deadline);
+      prune(*conn, deadline);
     } catch (const Error&) {
       // The put itself is done; a broken connection fails the next call.
     }
@@ -210,6 +245,7 @@ void RedisChannel::get(const ObjectKey& key, Bytes out, Deadline deadline) {
   require_init("get");
   const auto start = Clock::now();
   const Names n = names(key);
+  Lease conn(*this);
 
   // Wait for the notification: the payload itself, or a token for the data hash.
   bool arrived = false;
@@ -229,7 +265,7 @@ void RedisChannel::get(const ObjectKey& key, Bytes out, Deadline deadline) {
       chunks = get_le(str + 13, 4);
       chunk_bytes = get_le(str + 17, 8);
     } else {
-      FMI_THROW(PeerError, "Redis ", conn_.address(), ": get of ", n.what,
+      FMI_THROW(PeerError, "Redis ", address_, ": get of ", n.what,
                 ": the notification list holds an element FMI did not write (", len, " bytes)");
     }
   };
@@ -242,18 +278,18 @@ void RedisChannel::get(const ObjectKey& key, Bytes out, Deadline deadline) {
                if (r.type == REDIS_REPLY_NIL) return;  // timed out
                if (r.type != REDIS_REPLY_ARRAY || r.elements != 2 ||
                    r.element[1]->type != REDIS_REPLY_STRING)
-                 FMI_THROW(ChannelError, "Redis ", conn_.address(), ": BLPOP on ", n.list_role,
+                 FMI_THROW(ChannelError, "Redis ", address_, ": BLPOP on ", n.list_role,
                            ": unexpected reply type ", r.type);
                take(r.element[1]->str, r.element[1]->len);
              });
   }
-  if (!wait.empty()) conn_.exchange(wait, deadline, kBlockGrace);
+  if (!wait.empty()) conn->exchange(wait, deadline, kBlockGrace);
   if (!arrived)
-    FMI_THROW(TimeoutError, "Redis ", conn_.address(), ": get of ", n.what, ": nothing arrived in ",
+    FMI_THROW(TimeoutError, "Redis ", address_, ": get of ", n.what, ": nothing arrived in ",
               format_duration(Clock::now() - start), " (BLPOP on ", n.list_role, " timed out)");
 
   auto mismatch = [&] {
-    FMI_THROW(PeerError, "Redis ", conn_.address(), ": get of ", n.what, ": the peer sent ", size,
+    FMI_THROW(PeerError, "Redis ", address_, ": get of ", n.what, ": the peer sent ", size,
               " bytes, the receive buffer holds ", out.size(), " bytes");
   };
   if (kind == kInline) {
@@ -263,7 +299,7 @@ void RedisChannel::get(const ObjectKey& key, Bytes out, Deadline deadline) {
       // what it reports still exists), so a get stays one request.
       Batch tidy;
       tidy.add({"ZREM", index_key_, n.logical}, index_role_);
-      conn_.defer(tidy);
+      conn->defer(tidy);
     }
     if (size != out.size()) mismatch();
     return;
@@ -275,9 +311,8 @@ void RedisChannel::get(const ObjectKey& key, Bytes out, Deadline deadline) {
   // Without overflow: `size + chunk_bytes - 1` wraps for a forged chunk_bytes near
   // 2^64 and made chunks=0 pass, a "stored" message that fetched nothing.
   if (chunk_bytes == 0 || chunks != (size == 0 ? 0 : (size - 1) / chunk_bytes + 1))
-    FMI_THROW(PeerError, "Redis ", conn_.address(), ": get of ", n.what,
-              ": inconsistent notification (", size, " bytes in ", chunks, " chunks of ",
-              chunk_bytes, ")");
+    FMI_THROW(PeerError, "Redis ", address_, ": get of ", n.what, ": inconsistent notification (",
+              size, " bytes in ", chunks, " chunks of ", chunk_bytes, ")");
   Batch fetch;
   for (std::size_t c = 0; c < chunks; ++c) {
     const std::size_t off = c * chunk_bytes;
@@ -285,10 +320,10 @@ void RedisChannel::get(const ObjectKey& key, Bytes out, Deadline deadline) {
     fetch.add_into({"HGET", n.data, fetch.keep(std::to_string(c))}, n.data_role,
                    out.subspan(off, len), [&, c](const redisReply& r) {
                      if (r.type == REDIS_REPLY_NIL)
-                       FMI_THROW(ChannelError, "Redis ", conn_.address(), ": HGET on ", n.data_role,
+                       FMI_THROW(ChannelError, "Redis ", address_, ": HGET on ", n.data_role,
                                  ": chunk ", c, " is gone (erased, or expired after ", ttl_ms_,
                                  " ms)");
-                     FMI_THROW(ChannelError, "Redis ", conn_.address(), ": HGET on ", n.data_role,
+                     FMI_THROW(ChannelError, "Redis ", address_, ": HGET on ", n.data_role,
                                ": chunk ", c, ": unexpected reply type ", r.type);
                    });
   }
@@ -306,10 +341,10 @@ void RedisChannel::get(const ObjectKey& key, Bytes out, Deadline deadline) {
     if (!left || *left > 0) return;
     Batch tidy;
     tidy.add({"DEL", n.data}, n.data_role).add({"ZREM", index_key_, n.logical}, index_role_);
-    tidy_up(tidy, deadline);
+    tidy_up(*conn, tidy, deadline);
   };
   try {
-    conn_.exchange(fetch, deadline);
+    conn->exchange(fetch, deadline);
   } catch (...) {
     last_reader_tidies();
     throw;
@@ -334,13 +369,14 @@ std::optional<std::string> RedisChannel::take_probed(const std::string& list) {
 std::optional<Probed> RedisChannel::probe(std::span<const ObjectKey> wanted, bool block,
                                           Deadline deadline) {
   require_init("probe");
+  Lease conn(*this);
   const auto start = Clock::now();
   std::vector<Names> ns;
   for (const auto& k : wanted) ns.push_back(names(k));
   auto size_of = [&](std::string_view e, const Names& n) -> std::size_t {
     if (e.size() >= kInlineHeader && e[0] == kInline) return e.size() - kInlineHeader;
     if (e.size() == kStoredToken && e[0] == kStored) return get_le(e.data() + 5, 8);
-    FMI_THROW(PeerError, "Redis ", conn_.address(), ": probe for ", n.what,
+    FMI_THROW(PeerError, "Redis ", address_, ": probe for ", n.what,
               ": the notification list holds an element FMI did not write (", e.size(), " bytes)");
   };
   {
@@ -353,7 +389,7 @@ std::optional<Probed> RedisChannel::probe(std::span<const ObjectKey> wanted, boo
   std::optional<Probed> found;
   auto string_reply = [&](const redisReply& r, const char* cmd) {
     if (r.type != REDIS_REPLY_STRING)
-      FMI_THROW(ChannelError, "Redis ", conn_.address(), ": ", cmd,
+      FMI_THROW(ChannelError, "Redis ", address_, ": ", cmd,
                 " on the notification lists of a probe: unexpected reply type ", r.type);
     return std::string_view(r.str, r.len);
   };
@@ -364,7 +400,7 @@ std::optional<Probed> RedisChannel::probe(std::span<const ObjectKey> wanted, boo
         if (r.type == REDIS_REPLY_NIL || found) return;
         found = Probed{i, size_of(string_reply(r, "LINDEX"), ns[i])};
       });
-    conn_.exchange(b, deadline);
+    conn->exchange(b, deadline);
     return found;
   }
   std::vector<std::string_view> args = {"BLPOP"};
@@ -373,7 +409,7 @@ std::optional<Probed> RedisChannel::probe(std::span<const ObjectKey> wanted, boo
   b.add(std::move(args), "notification lists of a probe", [&](const redisReply& r) {
     if (r.type == REDIS_REPLY_NIL) return;  // timed out, nothing popped
     if (r.type != REDIS_REPLY_ARRAY || r.elements != 2)
-      FMI_THROW(ChannelError, "Redis ", conn_.address(),
+      FMI_THROW(ChannelError, "Redis ", address_,
                 ": BLPOP on the notification lists of a probe: unexpected reply type ", r.type);
     const std::string_view list = string_reply(*r.element[0], "BLPOP");
     const std::string_view e = string_reply(*r.element[1], "BLPOP");
@@ -387,20 +423,20 @@ std::optional<Probed> RedisChannel::probe(std::span<const ObjectKey> wanted, boo
         found = Probed{i, size_of(e, ns[i])};
         return;
       }
-    FMI_THROW(ChannelError, "Redis ", conn_.address(), ": BLPOP of a probe popped list '", list,
+    FMI_THROW(ChannelError, "Redis ", address_, ": BLPOP of a probe popped list '", list,
               "', which it did not wait on");
   });
-  conn_.exchange(b, deadline, kBlockGrace);
+  conn->exchange(b, deadline, kBlockGrace);
   if (!found)
-    FMI_THROW(TimeoutError, "Redis ", conn_.address(), ": probe of peer ", ctx_.peer_id, " for ",
+    FMI_THROW(TimeoutError, "Redis ", address_, ": probe of peer ", ctx_.peer_id, " for ",
               ns.size(), " source(s): nothing arrived in ", format_duration(Clock::now() - start),
               " (BLPOP on ", ns.size(), " notification lists timed out)");
   return found;
 }
 
-void RedisChannel::tidy_up(Batch& batch, Deadline deadline) {
+void RedisChannel::tidy_up(Connection& conn, Batch& batch, Deadline deadline) {
   try {
-    conn_.send_unacknowledged(batch, deadline);
+    conn.send_unacknowledged(batch, deadline);
   } catch (const Error&) {
     // The message has been delivered: the get succeeded. A connection that broke
     // while sending the clean-up fails the next call (reconnecting, it reports
@@ -414,7 +450,8 @@ void RedisChannel::erase(const ObjectKey& key, Deadline deadline) {
   const Names n = names(key);
   Batch b;
   b.add({"DEL", n.list, n.data}, n.data_role).add({"ZREM", index_key_, n.logical}, index_role_);
-  conn_.exchange(b, deadline);
+  Lease(*this)->exchange(b, deadline);
+  std::lock_guard lk(created_mu_);
   created_.erase(n.logical);
 }
 
@@ -426,18 +463,20 @@ std::vector<std::string> RedisChannel::list(const std::string& prefix, Deadline 
   Batch b;
   b.add({"ZRANGEBYLEX", index_key_, lo, hi}, index_role_, [&](const redisReply& r) {
     if (r.type != REDIS_REPLY_ARRAY)
-      FMI_THROW(ChannelError, "Redis ", conn_.address(), ": ZRANGEBYLEX on ", index_role_,
+      FMI_THROW(ChannelError, "Redis ", address_, ": ZRANGEBYLEX on ", index_role_,
                 ": unexpected reply type ", r.type);
     for (std::size_t i = 0; i < r.elements; ++i)
       keys.emplace_back(r.element[i]->str, r.element[i]->len);
   });
-  conn_.exchange(b, deadline);
+  Lease conn(*this);
+  conn->exchange(b, deadline);
   // Index entries are removed a little after their object (by the reader's next
   // request, see get), so report only what still exists.
-  return keys.empty() ? keys : still_there(keys, deadline);
+  return keys.empty() ? keys : still_there(*conn, keys, deadline);
 }
 
-std::vector<std::string> RedisChannel::still_there(const std::vector<std::string>& keys,
+std::vector<std::string> RedisChannel::still_there(Connection& conn,
+                                                   const std::vector<std::string>& keys,
                                                    Deadline deadline) {
   std::vector<std::string> there;
   Batch b;
@@ -447,27 +486,47 @@ std::vector<std::string> RedisChannel::still_there(const std::vector<std::string
             if (integer_of(r, "EXISTS") > 0) there.push_back(k);
           });
   }
-  if (!b.empty()) conn_.exchange(b, deadline);
+  if (!b.empty()) conn.exchange(b, deadline);
   return there;
 }
 
-void RedisChannel::prune(Deadline deadline) {
+void RedisChannel::prune(Connection& conn, Deadline deadline) {
   std::vector<std::string> keys;
-  keys.reserve(created_.size());
-  for (const auto& [k, awaited] : created_) keys.push_back(k);
-  const auto there = still_there(keys, deadline);
-  std::unordered_map<std::string, bool> kept;
-  for (const auto& k : there) kept.emplace(k, created_[k]);
-  created_ = std::move(kept);
+  {
+    std::lock_guard lk(created_mu_);
+    keys.reserve(created_.size());
+    for (const auto& [k, awaited] : created_) keys.push_back(k);
+  }
+  const auto there = still_there(conn, keys, deadline);
+  // Only what was looked at goes: keys put by other threads meanwhile stay.
+  std::unordered_set<std::string> kept(there.begin(), there.end());
+  std::lock_guard lk(created_mu_);
+  for (const auto& k : keys)
+    if (!kept.count(k)) created_.erase(k);
   prune_at_ = std::max<std::size_t>(1024, 2 * created_.size());
 }
 
 void RedisChannel::finalize() noexcept {
   if (!initialised_ || finalised_) return;
   finalised_ = true;
+  // Called once no other call runs (the Communicator waits for its operations
+  // first): every connection is idle.
+  std::vector<std::unique_ptr<Connection>> conns;
+  {
+    std::lock_guard lk(pool_mu_);
+    conns.swap(idle_);
+  }
+  if (conns.empty()) conns.push_back(std::make_unique<Connection>(endpoint_));
+  Connection& conn = *conns.front();
   try {
     const Deadline deadline = Clock::now() + max_timeout_;
-    conn_.drain(deadline);
+    for (auto& c : conns) {
+      try {
+        c->drain(deadline);
+      } catch (const Error&) {
+        // A connection that broke has nothing more to send; the others go on.
+      }
+    }
     // Objects that peers will still read are left to them for up to max_timeout:
     // a root that returns from bcast and finalises at once must not delete the
     // message its peers are about to read. Redis cannot notify a deletion, so this
@@ -476,7 +535,7 @@ void RedisChannel::finalize() noexcept {
     for (const auto& [k, a] : created_) (a ? awaited : unread).push_back(k);
     auto wait = first_wait_;
     while (!awaited.empty()) {
-      awaited = still_there(awaited, deadline);
+      awaited = still_there(conn, awaited, deadline);
       if (awaited.empty() || Clock::now() + wait >= deadline) break;
       std::this_thread::sleep_for(wait);
       wait = std::min<std::chrono::milliseconds>(wait * 2, 100ms);
@@ -491,9 +550,9 @@ void RedisChannel::finalize() noexcept {
         b.add({"DEL", b.keep("fmi:" + k + "#n"), b.keep("fmi:" + k + "#d")}, "objects of this peer")
             .add({"ZREM", index_key_, k}, index_role_);
       }
-      conn_.exchange(b, deadline);
+      conn.exchange(b, deadline);
     }
-    conn_.drain(deadline);
+    conn.drain(deadline);
   } catch (...) {
     // Nothing to report to: finalize runs from destructors. The TTL removes what
     // could not be deleted here.
@@ -503,7 +562,10 @@ void RedisChannel::finalize() noexcept {
     std::lock_guard lk(probed_mu_);
     probed_.clear();  // popped, never received: the TTL removes a data hash left behind
   }
-  conn_.close();
+  for (auto& c : conns) c->close();
+  // One closed connection stays for a later init (it reconnects on first use).
+  std::lock_guard lk(pool_mu_);
+  idle_.push_back(std::move(conns.front()));
 }
 
 }  // namespace redis

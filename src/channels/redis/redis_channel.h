@@ -10,8 +10,11 @@
 // one RPUSH and one BLPOP, as fast as Redis hands data over. The last reader deletes
 // what the object used; finalize() deletes what this peer created that is left.
 //
-// Not thread-safe: one channel is used by one thread at a time (like the
-// Communicator that owns it). Peers that run in parallel need a channel each.
+// Thread-safe (channel.h): every call takes a connection of its own from a small
+// pool for as long as it runs (a BLPOP holds its connection until the message
+// comes), so calls from several threads (a communicator's non-blocking operations)
+// run side by side; the pool grows to the number of calls in flight at once and
+// keeps its connections until finalize.
 #pragma once
 
 #include <chrono>
@@ -65,26 +68,33 @@ class RedisChannel final : public ObjectStoreChannel {
 
  private:
   struct Names;
+  class Lease;
   Names names(const ObjectKey& key) const;
   void require_init(const char* op) const;
   // Which of `keys` still exist (notification list or data hash); one round trip.
-  std::vector<std::string> still_there(const std::vector<std::string>& keys,
+  std::vector<std::string> still_there(Connection& conn, const std::vector<std::string>& keys,
                                        Utils::Deadline deadline);
-  void prune(Utils::Deadline deadline);
+  void prune(Connection& conn, Utils::Deadline deadline);
   // Clean-up a reader sends after it has its data, without waiting for the reply.
-  void tidy_up(Batch& batch, Utils::Deadline deadline);
+  void tidy_up(Connection& conn, Batch& batch, Utils::Deadline deadline);
 
   std::chrono::milliseconds max_timeout_;
   std::chrono::milliseconds first_wait_;  // first interval of finalize's wait
   std::string ttl_ms_;                    // PEXPIRE argument of every key
   std::shared_ptr<const ChannelModel> model_;
-  Connection conn_;
+  Endpoint endpoint_;
+  std::string address_;  // "host:port", for messages
+  std::mutex pool_mu_;   // guards idle_
+  // Connections no call is using; a call takes one (or opens a new one) and gives
+  // it back when done. Deferred clean-up rides with a connection's next use.
+  std::vector<std::unique_ptr<Connection>> idle_;
   ChannelContext ctx_;
   std::string index_key_, index_role_;
   bool initialised_ = false;
   bool finalised_ = false;
   // Logical keys this peer put, and whether anyone will read them (readers > 0):
   // what finalize waits for and then deletes. Pruned of consumed objects as it grows.
+  std::mutex created_mu_;  // guards created_ and prune_at_
   std::unordered_map<std::string, bool> created_;
   std::size_t prune_at_ = 1024;
   // Notification elements a probe popped, by list name, until their get().

@@ -84,7 +84,7 @@ void S3Channel::poll_until(F&& ready, Deadline deadline, const std::string& what
 
 void S3Channel::put(const ObjectKey& key, ConstBytes data, unsigned readers, Deadline deadline) {
   check_init("put");
-  collective_ = collective_ || key.tag.op != Utils::Operation::send;
+  if (key.tag.op != Utils::Operation::send) collective_ = true;
   if (readers == 0) return;  // nobody would read it: storing it would only leak it
   const std::string k = key.str(ctx_.comm_name);
   // The reader learns from this header whether it is the only one and may delete
@@ -98,7 +98,7 @@ void S3Channel::put(const ObjectKey& key, ConstBytes data, unsigned readers, Dea
 
 void S3Channel::get(const ObjectKey& key, Bytes out, Deadline deadline) {
   check_init("get");
-  collective_ = collective_ || key.tag.op != Utils::Operation::send;
+  if (key.tag.op != Utils::Operation::send) collective_ = true;
   const std::string k = key.str(ctx_.comm_name);
   s3::GetResult g;
   poll_until([&] { return (g = client_.get_object(k, out, deadline)).found; }, deadline,

@@ -77,7 +77,7 @@ class S3Channel final : public ObjectStoreChannel {
   bool finalized_ = false;
   // A collective's object was put or read here (tag other than send): then every
   // peer of the communicator did so, and all of them run the finalize barrier.
-  bool collective_ = false;
+  std::atomic<bool> collective_{false};
   unsigned page_size_ = 1000;
   std::atomic<std::uint64_t> polls_{0};
 

@@ -364,13 +364,39 @@ Client::Client(ClientOptions opts) : opts_(std::move(opts)) {
     path_style_ = true;
   }
   global_init();
-  curl_ = curl_easy_init();
-  if (!curl_) FMI_THROW(ChannelError, "S3: curl_easy_init failed");
 }
 
 Client::~Client() {
-  if (curl_) curl_easy_cleanup(static_cast<CURL*>(curl_));
+  for (void* h : idle_) curl_easy_cleanup(static_cast<CURL*>(h));
 }
+
+// A curl handle of the pool for the duration of one request (and its retries).
+class Client::Handle {
+ public:
+  explicit Handle(Client& c) : c_(c) {
+    {
+      std::lock_guard lk(c_.mu_);
+      if (!c_.idle_.empty()) {
+        h_ = c_.idle_.back();
+        c_.idle_.pop_back();
+        return;
+      }
+    }
+    h_ = curl_easy_init();
+    if (!h_) FMI_THROW(ChannelError, "S3: curl_easy_init failed");
+  }
+  ~Handle() {
+    std::lock_guard lk(c_.mu_);
+    c_.idle_.push_back(h_);
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  void* get() const { return h_; }
+
+ private:
+  Client& c_;
+  void* h_ = nullptr;
+};
 
 std::string Client::where() const {
   if (opts_.endpoint.empty()) return base_ + " (AWS region " + opts_.region + ")";
@@ -404,9 +430,9 @@ std::string Client::url(const std::string& key, const std::string& query) const 
   return u;
 }
 
-Client::Response Client::perform_once(const Request& rq, Deadline deadline, int& curl_code,
-                                      std::string& curl_error) {
-  CURL* h = static_cast<CURL*>(curl_);
+Client::Response Client::perform_once(void* handle, const Request& rq, Deadline deadline,
+                                      int& curl_code, std::string& curl_error) {
+  CURL* h = static_cast<CURL*>(handle);
   Response r;
   r.rq = &rq;
   // Reset keeps live connections; every option is set again below.
@@ -477,7 +503,7 @@ Client::Response Client::perform_once(const Request& rq, Deadline deadline, int&
 }
 
 Client::Response Client::perform(const Request& rq, Deadline deadline) {
-  std::lock_guard lk(mu_);
+  Handle handle(*this);
   auto backoff = 50ms;
   std::string last;  // the last retryable failure, for the timeout message
   for (int attempt = 1;; ++attempt) {
@@ -486,7 +512,7 @@ Client::Response Client::perform(const Request& rq, Deadline deadline) {
                 last.empty() ? "" : " after retries; last failure: ", last);
     int code = 0;
     std::string err;
-    Response r = perform_once(rq, deadline, code, err);
+    Response r = perform_once(handle.get(), rq, deadline, code, err);
     const auto rc = CURLcode(code);
     bool retry = false;
     if (rc == CURLE_OPERATION_TIMEDOUT) {

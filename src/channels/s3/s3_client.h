@@ -2,10 +2,12 @@
 // (HEAD/PUT bucket, PUT/GET/DELETE object, DeleteObjects, ListObjectsV2).
 //
 // Requests are signed by libcurl itself (CURLOPT_AWS_SIGV4), so no AWS SDK is
-// needed. One curl easy handle is reused for every request of a client, which
-// keeps the HTTP connection alive between requests (curl_easy_reset keeps the
-// connection cache). The client is safe to share between threads: requests are
-// serialised by a mutex (they would be on one connection anyway).
+// needed. Curl easy handles are reused from request to request, which keeps their
+// HTTP connections alive (curl_easy_reset keeps the connection cache). The client
+// is safe to share between threads: each request takes an idle handle from a small
+// pool (or a new one) for its duration, so requests of several threads (a
+// communicator's non-blocking operations, one of them polling) run side by side;
+// the pool grows to the number of requests in flight at once.
 //
 // Works against AWS S3 (virtual-hosted https://<bucket>.s3.<region>.amazonaws.com)
 // and S3-compatible servers at a custom endpoint (path style: <endpoint>/<bucket>/<key>),
@@ -101,17 +103,18 @@ class Client {
 
  private:
   Response perform(const Request& rq, Utils::Deadline deadline);
-  Response perform_once(const Request& rq, Utils::Deadline deadline, int& curl_code,
+  Response perform_once(void* handle, const Request& rq, Utils::Deadline deadline, int& curl_code,
                         std::string& curl_error);
+  class Handle;
   [[noreturn]] void throw_s3_error(const Request& rq, const Response& r) const;
   std::string url(const std::string& key, const std::string& query) const;
 
   ClientOptions opts_;
   bool path_style_ = false;
-  std::string base_;      // scheme://host[:port][/bucket]
-  std::string sigv4_;     // "aws:amz:<region>:s3"
-  std::mutex mu_;         // one request at a time on the handle
-  void* curl_ = nullptr;  // CURL*; void* keeps curl.h out of this header
+  std::string base_;         // scheme://host[:port][/bucket]
+  std::string sigv4_;        // "aws:amz:<region>:s3"
+  std::mutex mu_;            // guards idle_
+  std::vector<void*> idle_;  // CURL* no request is using; void* keeps curl.h out of here
   std::atomic<std::uint64_t> requests_{0};
   std::atomic<std::uint64_t> connections_{0};
 };

@@ -194,6 +194,17 @@ void peer_main(const std::string& config, FMI::Utils::peer_num peer, FMI::Utils:
   for (int q = me % 2; q < N; q += 2) want_sum += q;
   CHECK(half_sum.get() == want_sum);
   CHECK(comm.split(-1, 0) == nullptr);
+
+  // Non-blocking operations (fmi/request.h): two in flight, completed by wait_any
+  // and wait_all.
+  Data<int> contribution(me + 1), sum_all, scanned;
+  std::vector<FMI::Request> reqs;
+  reqs.push_back(comm.iallreduce(contribution, sum_all, Function<int>::sum()));
+  reqs.push_back(comm.iscan(contribution, scanned, Function<int>::sum()));
+  const std::size_t first = FMI::wait_any(reqs);
+  CHECK(first < 2 && !reqs[first].active());
+  FMI::wait_all(reqs);
+  CHECK(sum_all.get() == N * (N + 1) / 2 && scanned.get() == (me + 1) * (me + 2) / 2);
 }
 
 }  // namespace
