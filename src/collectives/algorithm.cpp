@@ -16,8 +16,8 @@ using Utils::Operation;
 namespace {
 
 constexpr Algorithm kAll[] = {
-    Algorithm::automatic,          Algorithm::linear,   Algorithm::binomial,
-    Algorithm::recursive_doubling, Algorithm::ring,     Algorithm::scatter_allgather,
+    Algorithm::automatic,          Algorithm::linear,        Algorithm::binomial,
+    Algorithm::recursive_doubling, Algorithm::ring,          Algorithm::scatter_allgather,
     Algorithm::pairwise,           Algorithm::dissemination, Algorithm::pipeline};
 
 // FMI_ALGORITHM="op=algorithm,...", parsed once: the forced algorithm per operation.
@@ -34,7 +34,8 @@ Forced parse_forced(const char* env) {
     pos = end + 1;
     if (item.empty()) continue;
     const std::size_t eq = item.find('=');
-    const std::string op = item.substr(0, eq), alg = eq == std::string::npos ? "" : item.substr(eq + 1);
+    const std::string op = item.substr(0, eq),
+                      alg = eq == std::string::npos ? "" : item.substr(eq + 1);
     std::optional<Operation> o;
     for (int i = int(Operation::send); i <= int(Operation::alltoallv); ++i)
       if (op == Utils::to_string(Operation(i))) o = Operation(i);

@@ -115,8 +115,8 @@ struct Segments {
 // the chain is busy at once. The head (no prev) produces with done(k) and sends.
 // Each link carries the segments in order on the collective's tag.
 template <typename In, typename Done, typename Out>
-void chain_pipeline(Ch& ch, const Context& c, peer_num prev, peer_num next, std::size_t nseg,
-                    In in, Done done, Out out) {
+void chain_pipeline(Ch& ch, const Context& c, peer_num prev, peer_num next, std::size_t nseg, In in,
+                    Done done, Out out) {
   for (std::size_t k = 0; k < nseg; ++k) {
     if (prev != kNone) {
       if (next != kNone && k > 0)
@@ -127,8 +127,7 @@ void chain_pipeline(Ch& ch, const Context& c, peer_num prev, peer_num next, std:
     done(k);
     if (prev == kNone && next != kNone) ch.send(next, out(k), c.tag, c.deadline);
   }
-  if (prev != kNone && next != kNone && nseg > 0)
-    ch.send(next, out(nseg - 1), c.tag, c.deadline);
+  if (prev != kNone && next != kNone && nseg > 0) ch.send(next, out(nseg - 1), c.tag, c.deadline);
 }
 
 // Pipelined left fold along a chain: this peer receives the fold of everything
@@ -146,8 +145,7 @@ void fold_chain(Ch& ch, const Context& c, peer_num prev, peer_num next, ConstByt
   if (prev == kNone) {
     if (!result.empty()) copy(mine, result);
     chain_pipeline(
-        ch, c, prev, next, nseg, [](std::size_t) { return Bytes(); }, [](std::size_t) {},
-        mine_of);
+        ch, c, prev, next, nseg, [](std::size_t) { return Bytes(); }, [](std::size_t) {}, mine_of);
     return;
   }
   // Two segment buffers: k arrives in one while k-1 leaves from the other.
@@ -535,7 +533,8 @@ void reduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceO
   }
   Algorithm a = o.algorithm;
   const ReduceProps props{f.commutative, f.associative, f.granularity};
-  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::reduce, send.size(), n, props);
+  if (a == Algorithm::automatic)
+    a = choose_p2p(Utils::Operation::reduce, send.size(), n, props);
   else
     check_supported(Utils::Operation::reduce, a, props);
   switch (a) {
@@ -580,7 +579,7 @@ void reduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceO
       }
       return;
     }
-    case Algorithm::ring: {  // reduce-scatter, then gather the chunks at root
+    case Algorithm::ring: {     // reduce-scatter, then gather the chunks at root
       Buffer acc(send.size());  // the reduce-scatter reads `send` directly
       const Chunks ck{send.size(), f.granularity, n};
       ring_reduce_scatter(ch, c, send, acc, ck, f);
@@ -659,7 +658,8 @@ void scan(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceOp&
   const peer_num n = c.size, r = c.rank;
   Algorithm a = o.algorithm;
   const ReduceProps props{f.commutative, f.associative, f.granularity};
-  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::scan, send.size(), n, props);
+  if (a == Algorithm::automatic)
+    a = choose_p2p(Utils::Operation::scan, send.size(), n, props);
   else
     check_supported(Utils::Operation::scan, a, props);
   if (a == Algorithm::linear) {

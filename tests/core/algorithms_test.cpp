@@ -60,8 +60,7 @@ ReduceOp op_of(const Fn& fn) {
     std::vector<U64> a(l.size() / 8), b(rr.size() / 8), c(out.size() / 8);
     if (!l.empty()) std::memcpy(a.data(), l.data(), l.size());
     if (!rr.empty()) std::memcpy(b.data(), rr.data(), rr.size());
-    for (std::size_t i = 0; i + f.width <= c.size(); i += f.width)
-      f.apply(&a[i], &b[i], &c[i]);
+    for (std::size_t i = 0; i + f.width <= c.size(); i += f.width) f.apply(&a[i], &b[i], &c[i]);
     if (!out.empty()) std::memcpy(out.data(), c.data(), out.size());
   };
   return r;
@@ -143,8 +142,8 @@ TEST_P(Pipeline, ReduceFoldsLeftToRightAtEveryRoot) {
                                  std::as_writable_bytes(std::span(out)), op,
                                  {root, Algorithm::pipeline, kSeg});
           if (me == root)
-            PEER_CHECK(out == fold(f, n - 1, words), "reduce ", f.name, " root ", root, ", ",
-                       words, " words on ", n, " peers: wrong result");
+            PEER_CHECK(out == fold(f, n - 1, words), "reduce ", f.name, " root ", root, ", ", words,
+                       " words on ", n, " peers: wrong result");
         }
   });
 }
@@ -214,8 +213,7 @@ TEST(PipelineDefaultSegment, LargeBuffersThatDoNotDivide) {
 TEST(PipelineChoice, OnlyForLargeChunkableCallsOnMoreThanTwoPeers) {
   using FMI::coll::choose_p2p;
   using FMI::coll::kSegment;
-  const FMI::coll::ReduceProps sum{true, true, 8}, ordered{false, true, 16},
-      whole{false, true, 0};
+  const FMI::coll::ReduceProps sum{true, true, 8}, ordered{false, true, 16}, whole{false, true, 0};
   for (unsigned n : {3u, 4u, 8u, 9u}) {
     const std::size_t big = n * kSegment;
     EXPECT_EQ(choose_p2p(Operation::scan, big, n, sum), Algorithm::pipeline) << n;
