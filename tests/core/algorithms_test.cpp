@@ -235,4 +235,21 @@ TEST(PipelineChoice, OnlyForLargeChunkableCallsOnMoreThanTwoPeers) {
   EXPECT_FALSE(FMI::coll::supports_p2p(Operation::allreduce, Algorithm::pipeline, sum));
 }
 
+// A pipeline forced on a whole-buffer function would cut it apart: refused.
+TEST(PipelineChoice, ForcedOnAWholeBufferFunctionIsAUsageError) {
+  run(2, [&](unsigned me, FMI::Comm::PeerToPeerChannel& ch, auto next) {
+    ReduceOp whole = op_of(kFns[1]);
+    whole.granularity = 0;
+    std::vector<U64> mine(4, me), out(4);
+    try {
+      FMI::coll::p2p::scan(ch, next(Operation::scan), std::as_bytes(std::span(mine)),
+                           std::as_writable_bytes(std::span(out)), whole,
+                           {0, Algorithm::pipeline, kSeg});
+      PEER_CHECK(false, "no UsageError on peer ", me);
+    } catch (const FMI::UsageError& e) {
+      PEER_CHECK(std::string(e.what()).find("pipeline") != std::string::npos, e.what());
+    }
+  });
+}
+
 }  // namespace
