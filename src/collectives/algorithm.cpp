@@ -1,11 +1,65 @@
 // Algorithm choice. Every rank must pick the same algorithm for the same call,
 // so the choice depends only on the operation, the message size (every peer's
 // contribution has the same size), the peer count and the function's properties.
+#include <array>
+#include <cstdlib>
+#include <optional>
+#include <string>
+
 #include "collectives/collectives.h"
+#include "fmi/errors.h"
 
 namespace FMI::coll {
 
 using Utils::Operation;
+
+namespace {
+
+constexpr Algorithm kAll[] = {
+    Algorithm::automatic,          Algorithm::linear,        Algorithm::binomial,
+    Algorithm::recursive_doubling, Algorithm::ring,          Algorithm::scatter_allgather,
+    Algorithm::pairwise,           Algorithm::dissemination, Algorithm::pipeline};
+
+// FMI_ALGORITHM="op=algorithm,...", parsed once: the forced algorithm per operation.
+using Forced = std::array<std::optional<Algorithm>, 32>;
+Forced parse_forced(const char* env) {
+  Forced f{};
+  if (!env) return f;
+  const std::string s = env;
+  std::size_t pos = 0;
+  while (pos < s.size()) {
+    std::size_t end = s.find(',', pos);
+    if (end == std::string::npos) end = s.size();
+    const std::string item = s.substr(pos, end - pos);
+    pos = end + 1;
+    if (item.empty()) continue;
+    const std::size_t eq = item.find('=');
+    const std::string op = item.substr(0, eq),
+                      alg = eq == std::string::npos ? "" : item.substr(eq + 1);
+    std::optional<Operation> o;
+    for (int i = int(Operation::send); i <= int(Operation::alltoallv); ++i)
+      if (op == Utils::to_string(Operation(i))) o = Operation(i);
+    std::optional<Algorithm> a;
+    for (Algorithm x : kAll)
+      if (alg == to_string(x)) a = x;
+    if (!o || !a)
+      FMI_THROW(ConfigError, "FMI_ALGORITHM item '", item,
+                "' must be <operation>=<algorithm>, e.g. bcast=pipeline (algorithms: linear, "
+                "binomial, recursive_doubling, ring, scatter_allgather, pairwise, dissemination, "
+                "pipeline)");
+    f[std::size_t(*o)] = *a;
+  }
+  return f;
+}
+
+const Forced& forced() {
+  static const Forced f = parse_forced(std::getenv("FMI_ALGORITHM"));
+  return f;
+}
+
+Algorithm choose_auto(Operation op, std::size_t bytes, Utils::peer_num n, const ReduceProps& p);
+
+}  // namespace
 
 const char* to_string(Algorithm a) {
   switch (a) {
@@ -17,12 +71,59 @@ const char* to_string(Algorithm a) {
     case Algorithm::scatter_allgather: return "scatter_allgather";
     case Algorithm::pairwise: return "pairwise";
     case Algorithm::dissemination: return "dissemination";
+    case Algorithm::pipeline: return "pipeline";
   }
   return "unknown";
 }
 
+bool supports_p2p(Operation op, Algorithm a, const ReduceProps& p) {
+  const bool chunkable = p.granularity > 0;
+  const bool ringable = p.commutative && p.associative && chunkable;
+  switch (op) {
+    case Operation::send: return a == Algorithm::linear;
+    case Operation::barrier: return a == Algorithm::dissemination;
+    case Operation::bcast:
+      return a == Algorithm::linear || a == Algorithm::binomial ||
+             a == Algorithm::scatter_allgather || a == Algorithm::pipeline;
+    case Operation::gather:
+    case Operation::scatter:
+    case Operation::gatherv:
+    case Operation::scatterv: return a == Algorithm::linear || a == Algorithm::binomial;
+    case Operation::reduce:
+      return a == Algorithm::linear || (a == Algorithm::binomial && p.associative) ||
+             (a == Algorithm::ring && ringable) || (a == Algorithm::pipeline && chunkable);
+    case Operation::allreduce:
+      return a == Algorithm::linear || (a == Algorithm::recursive_doubling && p.associative) ||
+             (a == Algorithm::ring && ringable);
+    case Operation::scan:
+      return a == Algorithm::linear || (a == Algorithm::recursive_doubling && p.associative) ||
+             (a == Algorithm::pipeline && chunkable);
+    case Operation::allgather:
+    case Operation::allgatherv: return a == Algorithm::binomial || a == Algorithm::ring;
+    case Operation::alltoall:
+    case Operation::alltoallv: return a == Algorithm::pairwise;
+    case Operation::reduce_scatter:
+      return a == Algorithm::binomial || (a == Algorithm::ring && ringable);
+  }
+  return false;
+}
+
 Algorithm choose_p2p(Operation op, std::size_t bytes, Utils::peer_num n, const ReduceProps& p) {
+  if (const auto& f = forced()[std::size_t(op)]; f && supports_p2p(op, *f, p)) return *f;
+  return choose_auto(op, bytes, n, p);
+}
+
+namespace {
+// The provisional decision rules (docs/collectives.md has them as a table; the
+// sweep of bench/collectives.sh sets the numbers).
+Algorithm choose_auto(Operation op, std::size_t bytes, Utils::peer_num n, const ReduceProps& p) {
   const bool large = bytes >= kLargeMessage;
+  // A pipelined chain of n peers costs about (segments + n - 2) segment times: it
+  // beats the whole-message trees once there are at least n segments (scan,
+  // reduce: ~2(n-1)/n of the message time against log2(n) for the trees) and the
+  // scatter+allgather bcast (~2(n-1)/n) once there are 2n. On 2 peers there is no
+  // chain to fill; the existing choices stay until measured.
+  const bool pipelined = n > 2 && p.granularity > 0 && bytes >= std::size_t(n) * kSegment;
   // Chunked (ring) reductions combine contributions in ring order and cut the
   // buffer into element-sized pieces: only for commutative, associative,
   // element-wise functions, and only when each chunk is worth a message.
@@ -32,6 +133,7 @@ Algorithm choose_p2p(Operation op, std::size_t bytes, Utils::peer_num n, const R
     case Operation::send: return Algorithm::linear;
     case Operation::barrier: return Algorithm::dissemination;
     case Operation::bcast:
+      if (n > 2 && bytes >= 2 * std::size_t(n) * kSegment) return Algorithm::pipeline;
       return large && n > 2 ? Algorithm::scatter_allgather : Algorithm::binomial;
     case Operation::gather:
     case Operation::scatter:
@@ -40,6 +142,9 @@ Algorithm choose_p2p(Operation op, std::size_t bytes, Utils::peer_num n, const R
     case Operation::gatherv:
     case Operation::scatterv: return large ? Algorithm::linear : Algorithm::binomial;
     case Operation::reduce:
+      // The chain folds strictly left to right, segment by segment: any element-wise
+      // function, commutative or not, associative or not.
+      if (pipelined) return Algorithm::pipeline;
       if (!p.associative) return Algorithm::linear;
       if (large && ringable && n > 2) return Algorithm::ring;
       return Algorithm::binomial;
@@ -48,7 +153,9 @@ Algorithm choose_p2p(Operation op, std::size_t bytes, Utils::peer_num n, const R
       // Ring even for two peers: each reduces half the buffer instead of all of it.
       if (large && ringable) return Algorithm::ring;
       return Algorithm::recursive_doubling;
-    case Operation::scan: return p.associative ? Algorithm::recursive_doubling : Algorithm::linear;
+    case Operation::scan:
+      if (pipelined) return Algorithm::pipeline;
+      return p.associative ? Algorithm::recursive_doubling : Algorithm::linear;
     case Operation::allgather:
     case Operation::allgatherv: return large || n > 8 ? Algorithm::ring : Algorithm::binomial;
     case Operation::alltoall:
@@ -60,6 +167,7 @@ Algorithm choose_p2p(Operation op, std::size_t bytes, Utils::peer_num n, const R
   }
   return Algorithm::binomial;
 }
+}  // namespace
 
 Algorithm choose_store(Operation, std::size_t, Utils::peer_num, const ReduceProps&) {
   // Object stores: one round of uploads read by their consumers is always best

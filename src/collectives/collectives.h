@@ -27,6 +27,7 @@ enum class Algorithm {
   scatter_allgather,   // bcast of large messages: scatter, then ring allgather
   pairwise,            // alltoall: n-1 rounds of pairwise exchange
   dissemination,       // barrier: log2 n rounds
+  pipeline,            // segmented pipelined chain (bcast, reduce, scan of large messages)
 };
 const char* to_string(Algorithm a);
 
@@ -41,6 +42,10 @@ struct Context {
 struct Options {
   Utils::peer_num root = 0;
   Algorithm algorithm = Algorithm::automatic;
+  /// Bytes per segment of the pipelined algorithms; 0: FMI_SEGMENT_BYTES from the
+  /// environment if set, else kSegment. Tests set it small to cut few-KiB buffers
+  /// into many segments; every rank must pass the same value.
+  std::size_t segment = 0;
 };
 
 /// Properties of the reduction that the choice may depend on (no function: all
@@ -58,7 +63,23 @@ using Counts = std::span<const std::size_t>;
 /// algorithms (ring, scatter+allgather) replace latency-optimal ones.
 inline constexpr std::size_t kLargeMessage = 256 * 1024;
 
-/// The algorithm a p2p / store collective will run. Pure function of its arguments.
+/// Default segment of the pipelined algorithms (Algorithm::pipeline). Provisional:
+/// a segment must be large enough that a TCP send's fixed cost (a syscall and a
+/// wake-up, ~10 us on loopback) stays small next to its transfer (128 KiB at a few
+/// GB/s: 30-60 us), and small enough that the pipeline fills quickly (n - 2
+/// segments of start-up on a chain of n peers). The sweep (docs/collectives.md)
+/// decides; FMI_SEGMENT_BYTES overrides it for such sweeps.
+inline constexpr std::size_t kSegment = 128 * 1024;
+
+/// Whether `a` can run `op` for a function with `props` on n peers (forced
+/// algorithms in tests and FMI_ALGORITHM are checked against it).
+bool supports_p2p(Utils::Operation op, Algorithm a, const ReduceProps& props);
+
+/// The algorithm a p2p / store collective will run. Pure function of its arguments
+/// and of FMI_ALGORITHM (read once per process; a benchmarking knob, e.g.
+/// "bcast=pipeline,reduce=ring", that every peer of a run must share: fmirun and
+/// fmi-bench pass their environment on). A named algorithm that cannot run the
+/// call (supports_p2p) is ignored for that call; an unknown name is a ConfigError.
 Algorithm choose_p2p(Utils::Operation op, std::size_t bytes, Utils::peer_num n,
                      const ReduceProps& props);
 Algorithm choose_store(Utils::Operation op, std::size_t bytes, Utils::peer_num n,

@@ -12,7 +12,11 @@
 //    one ordered pair in order, and every algorithm has both sides of a pair
 //    perform their transfers in the same order.
 #include <algorithm>
+#include <array>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "collectives/collectives.h"
@@ -51,6 +55,123 @@ struct Chunks {
     return m;
   }
 };
+
+// Scratch space that stays on the stack for small messages: the 8-byte reductions
+// would otherwise pay a heap allocation (and its free) per call and peer.
+class Scratch {
+ public:
+  explicit Scratch(std::size_t n) {
+    if (n > small_.size()) heap_.resize(n);
+    bytes_ = n > small_.size() ? Bytes(heap_) : Bytes(small_.data(), n);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  Bytes bytes() const { return bytes_; }
+  operator Bytes() const { return bytes_; }
+  operator ConstBytes() const { return bytes_; }
+
+ private:
+  std::array<std::byte, 256> small_;
+  Buffer heap_;
+  Bytes bytes_;
+};
+
+// ---- segmented pipelines ---------------------------------------------------------
+
+constexpr peer_num kNone = ~peer_num(0);
+
+std::size_t segment_bytes(const Options& o) {
+  if (o.segment > 0) return o.segment;
+  // Read once: a sweep sets FMI_SEGMENT_BYTES for the whole run (every peer).
+  static const std::size_t env = [] {
+    const char* v = std::getenv("FMI_SEGMENT_BYTES");
+    if (!v || !*v) return kSegment;
+    char* end = nullptr;
+    const unsigned long long x = std::strtoull(v, &end, 10);
+    if (*end || x == 0)
+      FMI_THROW(ConfigError, "FMI_SEGMENT_BYTES='", v, "' must be a positive number of bytes");
+    return std::size_t(x);
+  }();
+  return env;
+}
+
+// A buffer of `len` bytes cut into segments of `step` bytes (the last one shorter),
+// `step` a multiple of the function's granularity, so an element-wise function can
+// work on any segment and both ends of a link agree on every segment's size.
+struct Segments {
+  std::size_t len, step;
+  Segments(std::size_t l, std::size_t seg, std::size_t gran) : len(l) {
+    gran = std::max<std::size_t>(gran, 1);
+    step = std::max(gran, seg / gran * gran);
+  }
+  std::size_t count() const { return (len + step - 1) / step; }
+  std::size_t begin(std::size_t k) const { return std::min(len, k * step); }
+  std::size_t size(std::size_t k) const { return begin(k + 1) - begin(k); }
+};
+
+// One peer's part of a segmented pipeline along a chain prev -> me -> next (kNone
+// at the ends): segment k arrives from prev into in(k), done(k) processes it, and it
+// leaves as out(k) for next while segment k+1 arrives (sendrecv), so every link of
+// the chain is busy at once. The head (no prev) produces with done(k) and sends.
+// Each link carries the segments in order on the collective's tag.
+template <typename In, typename Done, typename Out>
+void chain_pipeline(Ch& ch, const Context& c, peer_num prev, peer_num next, std::size_t nseg, In in,
+                    Done done, Out out) {
+  for (std::size_t k = 0; k < nseg; ++k) {
+    if (prev != kNone) {
+      if (next != kNone && k > 0)
+        ch.sendrecv(next, out(k - 1), prev, in(k), c.tag, c.deadline);
+      else
+        ch.recv(prev, in(k), c.tag, c.deadline);
+    }
+    done(k);
+    if (prev == kNone && next != kNone) ch.send(next, out(k), c.tag, c.deadline);
+  }
+  if (prev != kNone && next != kNone && nseg > 0) ch.send(next, out(nseg - 1), c.tag, c.deadline);
+}
+
+// Pipelined left fold along a chain: this peer receives the fold of everything
+// before it segment by segment, combines each as (received op mine), and passes
+// it on. `result` is where this peer keeps its combined segments; empty: it only
+// passes them on, and two segment buffers are all it holds. The head's fold is its
+// own contribution. Strictly left to right in chain order, element-wise: any
+// chunkable function (granularity > 0), commutative and associative or not.
+// `result` may be `mine` (in place).
+void fold_chain(Ch& ch, const Context& c, peer_num prev, peer_num next, ConstBytes mine,
+                Bytes result, const ReduceOp& f, std::size_t seg) {
+  const Segments sg(mine.size(), seg, f.granularity);
+  const std::size_t nseg = sg.count();
+  auto mine_of = [&](std::size_t k) { return mine.subspan(sg.begin(k), sg.size(k)); };
+  if (prev == kNone) {
+    if (!result.empty()) copy(mine, result);
+    chain_pipeline(
+        ch, c, prev, next, nseg, [](std::size_t) { return Bytes(); }, [](std::size_t) {}, mine_of);
+    return;
+  }
+  // Two segment buffers: k arrives in one while k-1 leaves from the other.
+  Buffer tmp(2 * std::min(sg.step, mine.size()));
+  auto in = [&](std::size_t k) {
+    return Bytes(tmp).subspan((k % 2) * (tmp.size() / 2), sg.size(k));
+  };
+  auto dst = [&](std::size_t k) {
+    return result.empty() ? in(k) : result.subspan(sg.begin(k), sg.size(k));
+  };
+  chain_pipeline(
+      ch, c, prev, next, nseg, in, [&](std::size_t k) { f(in(k), mine_of(k), dst(k)); },
+      [&](std::size_t k) { return ConstBytes(dst(k)); });
+}
+
+// Pipelined broadcast along the chain of virtual ranks 0 -> 1 -> ... -> n-1: every
+// link carries the message once, in segments, all links at once; about
+// (segments + n - 2) segment times against log2(n) whole messages for the tree.
+void bcast_pipeline(Ch& ch, const Context& c, Bytes buf, peer_num root, std::size_t seg) {
+  const peer_num n = c.size, v = to_virtual(c.rank, root, n);
+  const Segments sg(buf.size(), seg, 1);
+  auto part = [&](std::size_t k) { return buf.subspan(sg.begin(k), sg.size(k)); };
+  chain_pipeline(
+      ch, c, v > 0 ? to_real(v - 1, root, n) : kNone, v + 1 < n ? to_real(v + 1, root, n) : kNone,
+      sg.count(), part, [](std::size_t) {}, part);
+}
 
 constexpr std::size_t kRingSegment = std::size_t(1) << 20;
 
@@ -177,39 +298,37 @@ void bcast_scatter_allgather(Ch& ch, const Context& c, Bytes buf, peer_num root)
   ring_allgather(virt, vc, buf, ck);
 }
 
-// Order-preserving binomial reduction to rank 0 on real ranks: a peer r combines
-// its subtree [r, r + 2^k) as acc = acc op (child's subtree), children taken in
-// increasing order, so the operands stay in peer order (associative functions).
-void reduce_binomial_ordered(Ch& ch, const Context& c, Bytes acc, const ReduceOp& f) {
-  const peer_num n = c.size, r = c.rank;
-  Buffer tmp(acc.size());
-  for (peer_num mask = 1; mask < n; mask <<= 1) {
-    if (r & mask) {
-      ch.send(r - mask, acc, c.tag, c.deadline);
-      return;
-    }
-    if (r + mask < n) {
-      ch.recv(r + mask, tmp, c.tag, c.deadline);
-      f(acc, tmp, acc);
-    }
-  }
-}
-
-// Binomial reduction on virtual ranks (commutative and associative functions).
-void reduce_binomial_virtual(Ch& ch, const Context& c, Bytes acc, peer_num root,
-                             const ReduceOp& f) {
+// Binomial reduction to virtual rank 0 (tree root `root`): a peer combines its
+// subtree [v, v + 2^k) as acc = acc op (child's subtree), children taken in
+// increasing order. On real ranks (root 0) that keeps the operands in peer order
+// (associative functions); on other roots only commutative ones may use it.
+// The fold starts from `mine` where it is: a leaf sends its contribution without
+// a copy, and the first child's partial is combined straight into `out` (the
+// result on the tree root; any scratch elsewhere), which saves the copy of `mine`.
+// Small messages never touch the heap (Scratch).
+void reduce_binomial(Ch& ch, const Context& c, ConstBytes mine, Bytes out, peer_num root,
+                     const ReduceOp& f) {
   const peer_num n = c.size, v = to_virtual(c.rank, root, n);
-  Buffer tmp(acc.size());
+  ConstBytes acc = mine;
+  std::optional<Scratch> tmp, partial;
   for (peer_num mask = 1; mask < n; mask <<= 1) {
     if (v & mask) {
       ch.send(to_real(v - mask, root, n), acc, c.tag, c.deadline);
       return;
     }
     if (v + mask < n) {
-      ch.recv(to_real(v + mask, root, n), tmp, c.tag, c.deadline);
-      f(acc, tmp, acc);
+      if (!tmp) tmp.emplace(mine.size());
+      ch.recv(to_real(v + mask, root, n), *tmp, c.tag, c.deadline);
+      Bytes dst = out;
+      if (v != 0) {
+        if (!partial) partial.emplace(mine.size());
+        dst = *partial;
+      }
+      f(acc, *tmp, dst);
+      acc = dst;
     }
   }
+  copy(acc, out);  // n == 1: nothing combined
 }
 
 // Strict left-to-right reduction for functions that are not associative: a
@@ -239,7 +358,7 @@ void allreduce_recursive_doubling(Ch& ch, const Context& c, Bytes acc, const Red
   peer_num p = 1;
   while (p * 2 <= n) p *= 2;
   const peer_num e = n - p;
-  Buffer tmp(acc.size());
+  Scratch tmp(acc.size());
   peer_num j;  // participant index, or none
   if (r < 2 * e) {
     if (r % 2 == 0) {
@@ -265,6 +384,16 @@ void allreduce_recursive_doubling(Ch& ch, const Context& c, Bytes acc, const Red
   if (r < 2 * e) ch.send(r - 1, acc, c.tag, c.deadline);
 }
 
+// A forced algorithm that would compute a wrong result (a ring over a
+// non-commutative function, segments of a whole-buffer function) is refused.
+void check_supported(Utils::Operation op, Algorithm a, const ReduceProps& props) {
+  if (!supports_p2p(op, a, props))
+    FMI_THROW(UsageError, Utils::to_string(op), ": algorithm ", to_string(a),
+              " cannot run a function that is", props.commutative ? "" : " not commutative,",
+              props.associative ? "" : " not associative,",
+              props.granularity ? "" : " whole-buffer (granularity 0),", " as this one is");
+}
+
 }  // namespace
 
 void bcast(Ch& ch, const Context& c, Bytes buf, const Options& o) {
@@ -273,6 +402,8 @@ void bcast(Ch& ch, const Context& c, Bytes buf, const Options& o) {
   if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::bcast, buf.size(), c.size, {});
   if (a == Algorithm::scatter_allgather)
     bcast_scatter_allgather(ch, c, buf, o.root);
+  else if (a == Algorithm::pipeline)
+    bcast_pipeline(ch, c, buf, o.root, segment_bytes(o));
   else if (a == Algorithm::linear) {
     if (c.rank == o.root) {
       for (peer_num p = 0; p < c.size; ++p)
@@ -402,32 +533,54 @@ void reduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceO
   }
   Algorithm a = o.algorithm;
   const ReduceProps props{f.commutative, f.associative, f.granularity};
-  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::reduce, send.size(), n, props);
-  // Work in the root's recv buffer; elsewhere in a scratch buffer. Never write
-  // into the caller's send buffer.
-  Buffer scratch;
-  Bytes acc = recv;
-  if (a == Algorithm::ring) {
-    scratch.resize(send.size());  // the reduce-scatter reads `send` directly
-    acc = scratch;
-  } else if (r != root) {
-    scratch.assign(send.begin(), send.end());
-    acc = scratch;
-  } else {
-    copy(send, acc);
-  }
+  if (a == Algorithm::automatic)
+    a = choose_p2p(Utils::Operation::reduce, send.size(), n, props);
+  else
+    check_supported(Utils::Operation::reduce, a, props);
   switch (a) {
     case Algorithm::linear: {  // left-to-right chain, then n-1 -> root
+      Buffer scratch;
+      Bytes acc = recv;
+      if (r != root) {
+        scratch.resize(send.size());
+        acc = scratch;
+      }
       const bool last = reduce_chain(ch, c, send, acc, f);
       if (root != n - 1) {
         if (last) ch.send(root, acc, c.tag, c.deadline);
         if (r == root) ch.recv(n - 1, recv, c.tag, c.deadline);
-      } else if (last && acc.data() != recv.data()) {
-        copy(acc, recv);
       }
       return;
     }
-    case Algorithm::ring: {  // reduce-scatter, then gather the chunks at root
+    case Algorithm::pipeline: {
+      const std::size_t seg = segment_bytes(o);
+      if (f.commutative && f.associative) {
+        // Chain on positions p = (v - 1) mod n, real rank (root + 1 + p) mod n: it
+        // ends at the root, which keeps the result; the others hold two segments.
+        const peer_num p = (to_virtual(r, root, n) + n - 1) % n;
+        auto real = [&](peer_num q) { return (root + 1 + q) % n; };
+        fold_chain(ch, c, p > 0 ? real(p - 1) : kNone, p + 1 < n ? real(p + 1) : kNone, send,
+                   r == root ? recv : Bytes(), f, seg);
+        return;
+      }
+      // Ordered: the chain 0 -> n-1 in peer order; when the root is not n-1, n-1
+      // sends it the folded result afterwards (pipelining that hop would make the
+      // root serve two stages of one chain at once).
+      Buffer full;
+      Bytes result;
+      if (r == n - 1) {
+        if (root != r) full.resize(send.size());
+        result = root == r ? recv : Bytes(full);
+      }
+      fold_chain(ch, c, r > 0 ? r - 1 : kNone, r + 1 < n ? r + 1 : kNone, send, result, f, seg);
+      if (root != n - 1) {
+        if (r == n - 1) ch.send(root, result, c.tag, c.deadline);
+        if (r == root) ch.recv(n - 1, recv, c.tag, c.deadline);
+      }
+      return;
+    }
+    case Algorithm::ring: {     // reduce-scatter, then gather the chunks at root
+      Buffer acc(send.size());  // the reduce-scatter reads `send` directly
       const Chunks ck{send.size(), f.granularity, n};
       ring_reduce_scatter(ch, c, send, acc, ck, f);
       if (r != root) {
@@ -445,17 +598,21 @@ void reduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceO
     }
     case Algorithm::binomial:
       if (f.commutative && f.associative) {
-        reduce_binomial_virtual(ch, c, acc, root, f);
+        reduce_binomial(ch, c, send, recv, root, f);  // only the root's `out` is written
         return;
       }
       [[fallthrough]];
-    default:  // associative, not commutative: ordered tree to 0, then 0 -> root
-      reduce_binomial_ordered(ch, c, acc, f);
+    default: {  // associative, not commutative: ordered tree to 0, then 0 -> root
+      std::optional<Scratch> at0;
+      if (r == 0 && root != 0) at0.emplace(send.size());
+      const Bytes out = at0 ? Bytes(*at0) : recv;
+      reduce_binomial(ch, c, send, out, 0, f);
       if (root != 0) {
-        if (r == 0) ch.send(root, acc, c.tag, c.deadline);
+        if (r == 0) ch.send(root, out, c.tag, c.deadline);
         if (r == root) ch.recv(0, recv, c.tag, c.deadline);
       }
       return;
+    }
   }
 }
 
@@ -492,6 +649,7 @@ void allreduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Redu
 }
 
 // Inclusive scan. Not associative: the chain, which is exactly left to right.
+// Large messages: the same chain pipelined in segments (fold_chain).
 // Associative: Hillis-Steele recursive doubling, ceil(log2 n) rounds; in round k
 // peer r sends its partial prefix (covering [r - 2^k + 1, r]) to r + 2^k and
 // prepends the one it receives from r - 2^k, keeping operands in peer order.
@@ -500,7 +658,10 @@ void scan(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceOp&
   const peer_num n = c.size, r = c.rank;
   Algorithm a = o.algorithm;
   const ReduceProps props{f.commutative, f.associative, f.granularity};
-  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::scan, send.size(), n, props);
+  if (a == Algorithm::automatic)
+    a = choose_p2p(Utils::Operation::scan, send.size(), n, props);
+  else
+    check_supported(Utils::Operation::scan, a, props);
   if (a == Algorithm::linear) {
     if (r == 0) {
       copy(send, recv);
@@ -511,8 +672,13 @@ void scan(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceOp&
     if (r + 1 < n) ch.send(r + 1, recv, c.tag, c.deadline);
     return;
   }
+  if (a == Algorithm::pipeline) {  // the linear chain, in segments: still left to right
+    fold_chain(ch, c, r > 0 ? r - 1 : kNone, r + 1 < n ? r + 1 : kNone, send, recv, f,
+               segment_bytes(o));
+    return;
+  }
   copy(send, recv);
-  Buffer tmp(send.size());
+  Scratch tmp(send.size());
   for (peer_num d = 1; d < n; d <<= 1) {
     const bool to = r + d < n, from = r >= d;
     if (to && from)

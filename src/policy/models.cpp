@@ -64,6 +64,17 @@ class Builder {
       round(double(std::min<std::uint64_t>(m, n - m)), bytes);
   }
 
+  // Segmented pipeline along a chain of `links` + 1 peers (coll::p2p, Algorithm::
+  // pipeline): each link carries the message once in segments of coll::kSegment;
+  // the path is the segments plus the chain's fill (links - 1 segments).
+  void pipeline(peer_num links, std::size_t bytes) {
+    const std::size_t nseg = ceil_div(bytes, coll::kSegment);
+    if (nseg == 0) return;
+    const std::size_t seg = ceil_div(bytes, nseg);
+    round(links, seg, double(nseg));
+    if (links > 1) p_.path.push_back({double(links - 1), 1, 1, seg});
+  }
+
   // Binomial gather/scatter of `block` bytes per peer: in the round with mask m,
   // every v that is a multiple of 2m exchanges the blocks of the subtree
   // [v + m, v + 2m) with v + m; the root's message (the largest) is on the path.
@@ -115,7 +126,9 @@ void p2p_pattern(const Utils::OperationInfo& info, Pattern& pat) {
       b.round(n, 0, ceil_log2(n));
       break;
     case Operation::bcast:
-      if (pat.algorithm == Algorithm::scatter_allgather) {
+      if (pat.algorithm == Algorithm::pipeline) {
+        b.pipeline(n - 1, s);
+      } else if (pat.algorithm == Algorithm::scatter_allgather) {
         b.binomial_blocks(n, chunk);  // scatter of n chunks down the tree
         b.round(n, chunk, n - 1);     // ring allgather
       } else {
@@ -143,6 +156,9 @@ void p2p_pattern(const Utils::OperationInfo& info, Pattern& pat) {
       if (pat.algorithm == Algorithm::linear) {  // chain 0 -> n-1, then n-1 -> root
         b.round(1, s, n - 1);
         b.round(1, s);
+      } else if (pat.algorithm == Algorithm::pipeline) {  // chain ending at the root
+        b.pipeline(n - 1, s);
+        if (!(info.commutative && info.associative)) b.round(1, s);  // ordered: n-1 -> root 0
       } else if (pat.algorithm == Algorithm::ring) {  // reduce-scatter, chunks to root
         b.round(n, chunk, n - 1);
         b.exchange(n - 1, 1, chunk);
@@ -166,7 +182,9 @@ void p2p_pattern(const Utils::OperationInfo& info, Pattern& pat) {
       }
       break;
     case Operation::scan:
-      if (pat.algorithm == Algorithm::linear) {
+      if (pat.algorithm == Algorithm::pipeline) {
+        b.pipeline(n - 1, s);
+      } else if (pat.algorithm == Algorithm::linear) {
         b.round(1, s, n - 1);
       } else {  // Hillis-Steele: round d, every peer r >= d hears from r - d
         for (std::uint64_t d = 1; d < n; d <<= 1) b.round(double(n - d), s);

@@ -48,14 +48,17 @@ std::vector<Algorithm> algorithms(Operation op, FMI::Comm::ChannelKind kind) {
   if (kind == FMI::Comm::ChannelKind::object_store) return {Algorithm::linear};
   switch (op) {
     case Operation::bcast:
-      return {Algorithm::linear, Algorithm::binomial, Algorithm::scatter_allgather};
+      return {Algorithm::linear, Algorithm::binomial, Algorithm::scatter_allgather,
+              Algorithm::pipeline};
     case Operation::barrier: return {Algorithm::dissemination};
     case Operation::gather:
     case Operation::scatter: return {Algorithm::linear, Algorithm::binomial};
-    case Operation::reduce: return {Algorithm::linear, Algorithm::binomial, Algorithm::ring};
+    case Operation::reduce:
+      return {Algorithm::linear, Algorithm::binomial, Algorithm::ring, Algorithm::pipeline};
     case Operation::allreduce:
       return {Algorithm::linear, Algorithm::recursive_doubling, Algorithm::ring};
-    case Operation::scan: return {Algorithm::linear, Algorithm::recursive_doubling};
+    case Operation::scan:
+      return {Algorithm::linear, Algorithm::recursive_doubling, Algorithm::pipeline};
     case Operation::allgather: return {Algorithm::binomial, Algorithm::ring};
     case Operation::alltoall: return {Algorithm::pairwise};
     case Operation::reduce_scatter: return {Algorithm::binomial, Algorithm::ring};
@@ -193,7 +196,7 @@ void data_op(Call& call, Operation op, const FMI::coll::Options& o, std::size_t 
 }
 
 void reduction_op(Call& call, Operation op, const FMI::coll::Options& o, const Function<U64>& f,
-                  std::size_t len, const std::string& where) {
+                  std::size_t gran, std::size_t len, const std::string& where) {
   const unsigned p = call.rank, n = call.n;
   const bool rs = op == Operation::reduce_scatter;
   // Peer q's element i; slices are made directly (the expected values of a
@@ -213,7 +216,8 @@ void reduction_op(Call& call, Operation op, const FMI::coll::Options& o, const F
   const U64 mine = slice(p, 0, rs ? n * len : len);
   U64 r(len, 99);
   const auto c = call.next(op);
-  const auto fop = f.op();
+  auto fop = f.op();
+  if (gran) fop.granularity = gran;  // a user function declared element-wise
   auto expect = [&](const U64& want) {
     auto e = elems_equal(r, want);
     PEER_CHECK(e, where, ": ", e.message());
@@ -252,7 +256,9 @@ TEST_P(Collectives, Correct) {
     Call call{*ch, me, prm.n, 0, b.max_timeout()};
     for (Algorithm alg : algs) {
       for (unsigned root : rs) {
-        const FMI::coll::Options o{root, alg};
+        // pipeline: also 1000-byte segments, so that the sizes of the axes cut into
+        // many segments that do not divide them (the default is kSegment).
+        const FMI::coll::Options o{root, alg, alg == Algorithm::pipeline ? 1000u : 0u};
         const std::string at = std::string(FMI::coll::to_string(alg)) + ", peer " +
                                std::to_string(me) + ", root " + std::to_string(root);
         if (!reduction(prm.op)) {
@@ -263,14 +269,23 @@ TEST_P(Collectives, Correct) {
         // Which functions an algorithm accepts: ring needs an element-wise
         // commutative operator; recursive doubling and binomial need
         // associativity; linear takes all.
-        std::vector<std::pair<std::string, Function<U64>>> fns = {{"sum", Function<U64>::sum()}};
+        // pipeline cuts the buffer into segments: the user functions run on it
+        // declared element-wise (granularity: one 2x2 matrix, one element).
+        struct Named {
+          std::string name;
+          Function<U64> f;
+          std::size_t gran = 0;
+        };
+        const bool piped = alg == Algorithm::pipeline;
+        std::vector<Named> fns = {{"sum", Function<U64>::sum()}};
         if (alg != Algorithm::ring && axes.every_function)
-          fns.push_back({"matmul", {matmul, false, true}});
-        if (alg == Algorithm::linear) fns.push_back({"2a+b", {affine, false, false}});
-        for (const auto& [fname, f] : fns)
+          fns.push_back({"matmul", {matmul, false, true}, piped ? 32u : 0u});
+        if (alg == Algorithm::linear || piped)
+          fns.push_back({"2a+b", {affine, false, false}, piped ? 8u : 0u});
+        for (const auto& nf : fns)
           for (std::size_t len : axes.reduce_elems)
-            reduction_op(call, prm.op, o, f, len,
-                         at + ", " + fname + ", " + std::to_string(len) + " elements");
+            reduction_op(call, prm.op, o, nf.f, nf.gran, len,
+                         at + ", " + nf.name + ", " + std::to_string(len) + " elements");
       }
     }
     ch->finalize();

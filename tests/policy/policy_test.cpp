@@ -388,6 +388,15 @@ std::vector<Case> cases() {
           v.push_back({op, s, n, false, false});
         }
       }
+  // 2 MiB: the pipelined chains (coll::kSegment segments) of bcast, reduce, scan.
+  for (peer_num n : {3u, 5u, 8u})
+    for (Operation op : {Operation::bcast, Operation::reduce, Operation::scan}) {
+      v.push_back({op, std::size_t(2) << 20, n});
+      if (op != Operation::bcast) {
+        v.push_back({op, std::size_t(2) << 20, n, false, true});
+        v.push_back({op, std::size_t(2) << 20, n, false, false});
+      }
+    }
   return v;
 }
 
