@@ -209,8 +209,8 @@ Result run(FMI::Communicator& comm, const Options& o, double setup_ms) {
   const std::vector<double> x = make_shard(o, truth, id);
   if (id == 0)
     std::printf(
-        "kmeans: %u functions x %zu points, %zu features, k=%zu, up to %d epochs (seed %llu)\n",
-        n, o.points, D, k, o.epochs, static_cast<unsigned long long>(o.seed));
+        "kmeans: %u functions x %zu points, %zu features, k=%zu, up to %d epochs (seed %llu)\n", n,
+        o.points, D, k, o.epochs, static_cast<unsigned long long>(o.seed));
 
   // Initial centroids: drawn by peer 0, sent to everyone.
   FMI::Comm::Data<std::vector<double>> centroids(k * D);
@@ -340,8 +340,13 @@ Result run(FMI::Communicator& comm, const Options& o, double setup_ms) {
       std::printf(
           "check passed: identical centroids on all %u functions, every true centre found\n", n);
   }
-  return {.epochs = epochs, .converged = converged, .inertia = inertia, .bcast_ms = bcast_ms,
-          .comm_ms = comm_ms, .compute_ms = compute_ms, .check_ok = check_ok};
+  return {.epochs = epochs,
+          .converged = converged,
+          .inertia = inertia,
+          .bcast_ms = bcast_ms,
+          .comm_ms = comm_ms,
+          .compute_ms = compute_ms,
+          .check_ok = check_ok};
 }
 
 #ifdef FMI_WITH_LAMBDA
@@ -366,10 +371,10 @@ int serve_lambda() {
     comm.reset();  // channels finalised before the result is posted
     if (!r.check_ok)
       FMI_THROW(FMI::Error, "kmeans: check failed on peer ", job.peer_id, " (see its log)");
-    return nlohmann::json{{"peer_id", job.peer_id},    {"num_peers", job.num_peers},
-                          {"epochs", r.epochs},        {"converged", r.converged},
-                          {"inertia", r.inertia},      {"setup_ms", setup_ms},
-                          {"bcast_ms", r.bcast_ms},    {"allreduce_ms", r.comm_ms},
+    return nlohmann::json{{"peer_id", job.peer_id},     {"num_peers", job.num_peers},
+                          {"epochs", r.epochs},         {"converged", r.converged},
+                          {"inertia", r.inertia},       {"setup_ms", setup_ms},
+                          {"bcast_ms", r.bcast_ms},     {"allreduce_ms", r.comm_ms},
                           {"compute_ms", r.compute_ms}, {"check", o.check}}
         .dump();
   });

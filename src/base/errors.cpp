@@ -85,8 +85,7 @@ std::string ObjectKey::str(const std::string& comm_name) const {
 std::optional<Probed> PeerToPeerChannel::probe(std::span<const Envelope>, bool, Utils::Deadline) {
   FMI_THROW(UsageError, "probe (any-source receive) is not supported by this peer-to-peer channel");
 }
-std::optional<Probed> ObjectStoreChannel::probe(std::span<const ObjectKey>, bool,
-                                                Utils::Deadline) {
+std::optional<Probed> ObjectStoreChannel::probe(std::span<const ObjectKey>, bool, Utils::Deadline) {
   FMI_THROW(UsageError, "probe (any-source receive) is not supported by this object-store channel");
 }
 }  // namespace Comm

@@ -113,8 +113,8 @@ HttpClient::Response HttpClient::perform(const char* method, const std::string& 
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &r.headers);
   const CURLcode rc = curl_easy_perform(c);
   if (rc != CURLE_OK)
-    FMI_THROW(ChannelError, "Lambda runtime: ", method, " ", url, " failed: ",
-              *error ? error : curl_easy_strerror(rc),
+    FMI_THROW(ChannelError, "Lambda runtime: ", method, " ", url,
+              " failed: ", *error ? error : curl_easy_strerror(rc),
               rc == CURLE_OPERATION_TIMEDOUT ? " (limit " + format_duration(timeout) + ")" : "");
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
   return r;

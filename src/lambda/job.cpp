@@ -78,8 +78,10 @@ Job parse_job(const Invocation& invocation, std::chrono::milliseconds reserve) {
   if (event.is_discarded())
     FMI_THROW(ConfigError, where, ": not JSON (the event of fmirun --lambda is a JSON object)");
   if (!event.is_object())
-    FMI_THROW(ConfigError, where, ": must be a JSON object (with peer_id, num_peers, comm_name, "
-                                  "fmi_config), is ", event.type_name());
+    FMI_THROW(ConfigError, where,
+              ": must be a JSON object (with peer_id, num_peers, comm_name, "
+              "fmi_config), is ",
+              event.type_name());
 
   Job job;
   job.peer_id = peer_field(event, where, "peer_id", 0);

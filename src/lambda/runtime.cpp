@@ -31,8 +31,8 @@ constexpr auto kPostLimit = 30s;
 
 std::string demangle(const char* mangled) {
   int status = 0;
-  std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(mangled, nullptr, nullptr, &status),
-                                              std::free);
+  std::unique_ptr<char, void (*)(void*)> name(
+      abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
   return status == 0 && name ? std::string(name.get()) : std::string(mangled);
 }
 
@@ -73,8 +73,9 @@ Invocation next_invocation(HttpClient& http) {
   Invocation inv;
   inv.request_id = header(r, "lambda-runtime-aws-request-id");
   if (inv.request_id.empty())
-    FMI_THROW(ChannelError, "Lambda runtime: the next invocation has no "
-                            "Lambda-Runtime-Aws-Request-Id header");
+    FMI_THROW(ChannelError,
+              "Lambda runtime: the next invocation has no "
+              "Lambda-Runtime-Aws-Request-Id header");
   const std::string deadline = header(r, "lambda-runtime-deadline-ms");
   char* end = nullptr;
   const long long ms = std::strtoll(deadline.c_str(), &end, 10);
@@ -108,8 +109,9 @@ int serve(const Handler& handler, const ServeOptions& options) {
   if (api.empty()) {
     const char* v = std::getenv("AWS_LAMBDA_RUNTIME_API");
     if (!v || !*v)
-      FMI_THROW(ConfigError, "FMI::Lambda::serve: $AWS_LAMBDA_RUNTIME_API is not set "
-                             "(Lambda sets it for a custom runtime's bootstrap)");
+      FMI_THROW(ConfigError,
+                "FMI::Lambda::serve: $AWS_LAMBDA_RUNTIME_API is not set "
+                "(Lambda sets it for a custom runtime's bootstrap)");
     api = v;
   }
   HttpClient http(api);
@@ -159,8 +161,8 @@ int serve(const Handler& handler, const ServeOptions& options) {
       continue;
     }
     if (r.status / 100 != 2)
-      FMI_THROW(ChannelError, "Lambda runtime: POST ", base, "/response answered ", r.status,
-                ": ", r.body);
+      FMI_THROW(ChannelError, "Lambda runtime: POST ", base, "/response answered ", r.status, ": ",
+                r.body);
   }
   return 0;
 }

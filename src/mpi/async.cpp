@@ -113,7 +113,8 @@ MPI_Request start_isend(const void* buf, int count, MPI_Datatype t, int dest, in
   const auto to = static_cast<unsigned>(dest);
   std::vector<FMI::Request> rs;
   rs.push_back(c.fmi->start_nonblocking([&] { c.fmi->send_bytes(keep->front(), to); }, keep));
-  if (frame_has_payload(n)) rs.push_back(c.fmi->start_nonblocking([&] { c.fmi->send_bytes(data, to); }));
+  if (frame_has_payload(n))
+    rs.push_back(c.fmi->start_nonblocking([&] { c.fmi->send_bytes(data, to); }));
   return track(h, std::move(rs));
 }
 

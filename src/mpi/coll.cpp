@@ -15,7 +15,6 @@
 namespace FMI::Mpi {
 namespace {
 
-
 Comm::ConstBytes in(const void* p, std::size_t n) { return {static_cast<const std::byte*>(p), n}; }
 Comm::Bytes out(void* p, std::size_t n) { return {static_cast<std::byte*>(p), n}; }
 Buf copy_of(const void* p, std::size_t n) {
@@ -59,7 +58,9 @@ bool packed(const std::vector<std::size_t>& counts, const std::vector<std::size_
   return true;
 }
 
-std::size_t total(const std::vector<std::size_t>& v) { return std::accumulate(v.begin(), v.end(), std::size_t{0}); }
+std::size_t total(const std::vector<std::size_t>& v) {
+  return std::accumulate(v.begin(), v.end(), std::size_t{0});
+}
 
 void unpack(const Buf& from, void* to, const std::vector<std::size_t>& counts,
             const std::vector<std::size_t>& offs) {
@@ -70,11 +71,13 @@ void unpack(const Buf& from, void* to, const std::vector<std::size_t>& counts,
   }
 }
 
-Buf pack(const void* from, const std::vector<std::size_t>& counts, const std::vector<std::size_t>& offs) {
+Buf pack(const void* from, const std::vector<std::size_t>& counts,
+         const std::vector<std::size_t>& offs) {
   Buf b(total(counts));
   std::size_t at = 0;
   for (std::size_t p = 0; p < counts.size(); ++p) {
-    if (counts[p]) std::memcpy(b.data() + at, static_cast<const std::byte*>(from) + offs[p], counts[p]);
+    if (counts[p])
+      std::memcpy(b.data() + at, static_cast<const std::byte*>(from) + offs[p], counts[p]);
     at += counts[p];
   }
   return b;
@@ -98,8 +101,8 @@ void bcast(void* buf, int count, MPI_Datatype t, int root, MPI_Comm h) {
   c.fmi->bcast_bytes(out(buf, n), static_cast<unsigned>(root));
 }
 
-void reduce(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o, int root, MPI_Comm h,
-            Keep& k) {
+void reduce(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o, int root,
+            MPI_Comm h, Keep& k) {
   CommObj& c = comm(h);
   const std::size_t n = bytes(count, t);
   check_root(c, root);
@@ -119,8 +122,8 @@ void reduce(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_O
 
 // Allreduce and scan take the same buffers; `fn` is the FMI collective.
 using ReduceAll = void (Communicator::*)(Comm::ConstBytes, Comm::Bytes, const Utils::ReduceOp&);
-void reduce_all(ReduceAll fn, const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o,
-                MPI_Comm h, Keep& k) {
+void reduce_all(ReduceAll fn, const void* sendbuf, void* recvbuf, int count, MPI_Datatype t,
+                MPI_Op o, MPI_Comm h, Keep& k) {
   CommObj& c = comm(h);
   const std::size_t n = bytes(count, t);
   const Utils::ReduceOp f = reduce_op(o, t);
@@ -132,11 +135,13 @@ void reduce_all(ReduceAll fn, const void* sendbuf, void* recvbuf, int count, MPI
   ((*c.fmi).*fn)(in(sendbuf, n), out(recvbuf, n), f);
 }
 
-void allreduce(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o, MPI_Comm h, Keep& k) {
+void allreduce(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o, MPI_Comm h,
+               Keep& k) {
   reduce_all(&Communicator::allreduce_bytes, sendbuf, recvbuf, count, t, o, h, k);
 }
 
-void scan(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o, MPI_Comm h, Keep& k) {
+void scan(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_Op o, MPI_Comm h,
+          Keep& k) {
   reduce_all(&Communicator::scan_bytes, sendbuf, recvbuf, count, t, o, h, k);
 }
 
@@ -150,7 +155,8 @@ void exscan(const void* sendbuf, void* recvbuf, int count, MPI_Datatype t, MPI_O
   // acc = x0 op x1 op ... op x(rank-1), left to right (non-commutative operators too).
   Buf acc(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n));
   for (int p = 1; p < c.rank; ++p) {
-    Buf next(all.begin() + static_cast<std::ptrdiff_t>(p * n), all.begin() + static_cast<std::ptrdiff_t>((p + 1) * n));
+    Buf next(all.begin() + static_cast<std::ptrdiff_t>(p * n),
+             all.begin() + static_cast<std::ptrdiff_t>((p + 1) * n));
     apply_op(o, t, acc.data(), next.data(), static_cast<std::size_t>(count));
     acc.swap(next);
   }
@@ -166,7 +172,8 @@ void gather(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf, 
   if (sendbuf == MPI_IN_PLACE && !at_root)
     FMI_MPI_FAIL(MPI_ERR_BUFFER, "MPI_IN_PLACE is the send buffer of the root only");
   c.fmi->gather_bytes(send_side(sendbuf, scount, stype, recvbuf, root * rn, rn, k),
-                      at_root ? out(recvbuf, rn * c.size) : Comm::Bytes(), static_cast<unsigned>(root));
+                      at_root ? out(recvbuf, rn * c.size) : Comm::Bytes(),
+                      static_cast<unsigned>(root));
 }
 
 void scatter(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf, int rcount,
@@ -178,7 +185,8 @@ void scatter(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf,
   Buf& recv = k.emplace_back();
   std::size_t rn;
   if (recvbuf == MPI_IN_PLACE) {
-    if (!at_root) FMI_MPI_FAIL(MPI_ERR_BUFFER, "MPI_IN_PLACE is the receive buffer of the root only");
+    if (!at_root)
+      FMI_MPI_FAIL(MPI_ERR_BUFFER, "MPI_IN_PLACE is the receive buffer of the root only");
     recv.resize(sn);  // the root's own block stays where it is
     recvbuf = recv.data();
     rn = sn;
@@ -213,8 +221,8 @@ void alltoall(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf
   c.fmi->alltoall_bytes(in(sendbuf, sn * c.size), out(recvbuf, rn * c.size));
 }
 
-void gatherv(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf, const int rcounts[],
-             const int displs[], MPI_Datatype rtype, int root, MPI_Comm h) {
+void gatherv(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf,
+             const int rcounts[], const int displs[], MPI_Datatype rtype, int root, MPI_Comm h) {
   CommObj& c = comm(h);
   check_root(c, root);
   const bool at_root = c.rank == root;
@@ -273,12 +281,14 @@ void scatterv(const void* sendbuf, const int scounts[], const int displs[], MPI_
     }
   }
   // Only the root passes the counts in MPI; FMI's tree needs them on every peer.
-  c.fmi->bcast_bytes(out(all.data(), all.size() * sizeof(std::uint64_t)), static_cast<unsigned>(root));
+  c.fmi->bcast_bytes(out(all.data(), all.size() * sizeof(std::uint64_t)),
+                     static_cast<unsigned>(root));
   counts.assign(all.begin(), all.end());
   Buf own;
   std::size_t rn;
   if (recvbuf == MPI_IN_PLACE) {
-    if (!at_root) FMI_MPI_FAIL(MPI_ERR_BUFFER, "MPI_IN_PLACE is the receive buffer of the root only");
+    if (!at_root)
+      FMI_MPI_FAIL(MPI_ERR_BUFFER, "MPI_IN_PLACE is the receive buffer of the root only");
     rn = counts[root];
     own.resize(rn);
     recvbuf = own.data();
@@ -291,13 +301,14 @@ void scatterv(const void* sendbuf, const int scounts[], const int displs[], MPI_
   c.fmi->scatterv_bytes(send, counts, out(recvbuf, rn), static_cast<unsigned>(root));
 }
 
-void allgatherv(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf, const int rcounts[],
-                const int displs[], MPI_Datatype rtype, MPI_Comm h) {
+void allgatherv(const void* sendbuf, int scount, MPI_Datatype stype, void* recvbuf,
+                const int rcounts[], const int displs[], MPI_Datatype rtype, MPI_Comm h) {
   CommObj& c = comm(h);
   const auto counts = counts_bytes(c, rcounts, rtype, "recvcounts");
   const auto offs = offsets(c, displs, rtype);
   Keep k;
-  const Comm::ConstBytes send = send_side(sendbuf, scount, stype, recvbuf, offs[c.rank], counts[c.rank], k);
+  const Comm::ConstBytes send =
+      send_side(sendbuf, scount, stype, recvbuf, offs[c.rank], counts[c.rank], k);
   if (packed(counts, offs)) {
     c.fmi->allgatherv_bytes(send, out(recvbuf, total(counts)), counts);
   } else {
@@ -308,7 +319,8 @@ void allgatherv(const void* sendbuf, int scount, MPI_Datatype stype, void* recvb
 }
 
 void alltoallv(const void* sendbuf, const int scounts[], const int sdispls[], MPI_Datatype stype,
-               void* recvbuf, const int rcounts[], const int rdispls[], MPI_Datatype rtype, MPI_Comm h) {
+               void* recvbuf, const int rcounts[], const int rdispls[], MPI_Datatype rtype,
+               MPI_Comm h) {
   CommObj& c = comm(h);
   const auto rc = counts_bytes(c, rcounts, rtype, "recvcounts");
   const auto ro = offsets(c, rdispls, rtype);
@@ -344,8 +356,8 @@ void reduce_scatter_block(const void* sendbuf, void* recvbuf, int rcount, MPI_Da
 }
 
 // Variable blocks: an allreduce of the whole vector, each rank keeping its block.
-void reduce_scatter(const void* sendbuf, void* recvbuf, const int rcounts[], MPI_Datatype t, MPI_Op o,
-                    MPI_Comm h) {
+void reduce_scatter(const void* sendbuf, void* recvbuf, const int rcounts[], MPI_Datatype t,
+                    MPI_Op o, MPI_Comm h) {
   CommObj& c = comm(h);
   const auto counts = counts_bytes(c, rcounts, t, "recvcounts");
   const std::size_t n = total(counts);
@@ -354,7 +366,8 @@ void reduce_scatter(const void* sendbuf, void* recvbuf, const int rcounts[], MPI
   const Utils::ReduceOp f = reduce_op(o, t);
   Buf all(n);
   const Buf send = sendbuf == MPI_IN_PLACE ? copy_of(recvbuf, n) : Buf();
-  c.fmi->allreduce_bytes(sendbuf == MPI_IN_PLACE ? Comm::ConstBytes(send) : in(sendbuf, n), Comm::Bytes(all), f);
+  c.fmi->allreduce_bytes(sendbuf == MPI_IN_PLACE ? Comm::ConstBytes(send) : in(sendbuf, n),
+                         Comm::Bytes(all), f);
   if (counts[c.rank]) std::memcpy(recvbuf, all.data() + mine, counts[c.rank]);
 }
 
@@ -365,8 +378,7 @@ using namespace FMI::Mpi;
 
 extern "C" {
 
-#define FMI_MPI_CALL(name, comm_arg, ...) \
-  return guard(name, comm_arg, [&] { __VA_ARGS__; })
+#define FMI_MPI_CALL(name, comm_arg, ...) return guard(name, comm_arg, [&] { __VA_ARGS__; })
 
 int MPI_Barrier(MPI_Comm c) { FMI_MPI_CALL("MPI_Barrier", c, comm(c).fmi->barrier()); }
 
@@ -387,8 +399,8 @@ int MPI_Gather(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Data
   FMI_MPI_CALL("MPI_Gather", c, Keep k; gather(s, sc, st, r, rc, rt, root, c, k));
 }
 
-int MPI_Gatherv(const void* s, int sc, MPI_Datatype st, void* r, const int rcs[], const int displs[],
-                MPI_Datatype rt, int root, MPI_Comm c) {
+int MPI_Gatherv(const void* s, int sc, MPI_Datatype st, void* r, const int rcs[],
+                const int displs[], MPI_Datatype rt, int root, MPI_Comm c) {
   FMI_MPI_CALL("MPI_Gatherv", c, gatherv(s, sc, st, r, rcs, displs, rt, root, c));
 }
 
@@ -397,21 +409,23 @@ int MPI_Scatter(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Dat
   FMI_MPI_CALL("MPI_Scatter", c, Keep k; scatter(s, sc, st, r, rc, rt, root, c, k));
 }
 
-int MPI_Scatterv(const void* s, const int scs[], const int displs[], MPI_Datatype st, void* r, int rc,
-                 MPI_Datatype rt, int root, MPI_Comm c) {
+int MPI_Scatterv(const void* s, const int scs[], const int displs[], MPI_Datatype st, void* r,
+                 int rc, MPI_Datatype rt, int root, MPI_Comm c) {
   FMI_MPI_CALL("MPI_Scatterv", c, scatterv(s, scs, displs, st, r, rc, rt, root, c));
 }
 
-int MPI_Allgather(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Datatype rt, MPI_Comm c) {
+int MPI_Allgather(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Datatype rt,
+                  MPI_Comm c) {
   FMI_MPI_CALL("MPI_Allgather", c, Keep k; allgather(s, sc, st, r, rc, rt, c, k));
 }
 
-int MPI_Allgatherv(const void* s, int sc, MPI_Datatype st, void* r, const int rcs[], const int displs[],
-                   MPI_Datatype rt, MPI_Comm c) {
+int MPI_Allgatherv(const void* s, int sc, MPI_Datatype st, void* r, const int rcs[],
+                   const int displs[], MPI_Datatype rt, MPI_Comm c) {
   FMI_MPI_CALL("MPI_Allgatherv", c, allgatherv(s, sc, st, r, rcs, displs, rt, c));
 }
 
-int MPI_Alltoall(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Datatype rt, MPI_Comm c) {
+int MPI_Alltoall(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Datatype rt,
+                 MPI_Comm c) {
   FMI_MPI_CALL("MPI_Alltoall", c, Keep k; alltoall(s, sc, st, r, rc, rt, c, k));
 }
 
@@ -424,7 +438,8 @@ int MPI_Reduce_scatter_block(const void* s, void* r, int rc, MPI_Datatype t, MPI
   FMI_MPI_CALL("MPI_Reduce_scatter_block", c, Keep k; reduce_scatter_block(s, r, rc, t, o, c, k));
 }
 
-int MPI_Reduce_scatter(const void* s, void* r, const int rcs[], MPI_Datatype t, MPI_Op o, MPI_Comm c) {
+int MPI_Reduce_scatter(const void* s, void* r, const int rcs[], MPI_Datatype t, MPI_Op o,
+                       MPI_Comm c) {
   FMI_MPI_CALL("MPI_Reduce_scatter", c, reduce_scatter(s, r, rcs, t, o, c));
 }
 
@@ -440,10 +455,15 @@ int MPI_Exscan(const void* s, void* r, int count, MPI_Datatype t, MPI_Op o, MPI_
 // Each makes exactly one FMI collective call, after its checks and in-place copies
 // (kept in `k` until the request completes).
 
-#define FMI_MPI_ICALL(name, comm_arg, req, ...) \
-  FMI_MPI_CALL(name, comm_arg, *(req) = start_icoll(comm_arg, [&](Keep & k) { (void)k; __VA_ARGS__; }))
+#define FMI_MPI_ICALL(name, comm_arg, req, ...)                              \
+  FMI_MPI_CALL(name, comm_arg, *(req) = start_icoll(comm_arg, [&](Keep& k) { \
+                 (void)k;                                                    \
+                 __VA_ARGS__;                                                \
+               }))
 
-int MPI_Ibarrier(MPI_Comm c, MPI_Request* rq) { FMI_MPI_ICALL("MPI_Ibarrier", c, rq, comm(c).fmi->barrier()); }
+int MPI_Ibarrier(MPI_Comm c, MPI_Request* rq) {
+  FMI_MPI_ICALL("MPI_Ibarrier", c, rq, comm(c).fmi->barrier());
+}
 
 int MPI_Ibcast(void* buf, int count, MPI_Datatype t, int root, MPI_Comm c, MPI_Request* rq) {
   FMI_MPI_ICALL("MPI_Ibcast", c, rq, bcast(buf, count, t, root, c));
@@ -469,17 +489,18 @@ int MPI_Iscatter(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Da
   FMI_MPI_ICALL("MPI_Iscatter", c, rq, scatter(s, sc, st, r, rc, rt, root, c, k));
 }
 
-int MPI_Iallgather(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Datatype rt, MPI_Comm c,
-                   MPI_Request* rq) {
+int MPI_Iallgather(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Datatype rt,
+                   MPI_Comm c, MPI_Request* rq) {
   FMI_MPI_ICALL("MPI_Iallgather", c, rq, allgather(s, sc, st, r, rc, rt, c, k));
 }
 
-int MPI_Ialltoall(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Datatype rt, MPI_Comm c,
-                  MPI_Request* rq) {
+int MPI_Ialltoall(const void* s, int sc, MPI_Datatype st, void* r, int rc, MPI_Datatype rt,
+                  MPI_Comm c, MPI_Request* rq) {
   FMI_MPI_ICALL("MPI_Ialltoall", c, rq, alltoall(s, sc, st, r, rc, rt, c, k));
 }
 
-int MPI_Iscan(const void* s, void* r, int count, MPI_Datatype t, MPI_Op o, MPI_Comm c, MPI_Request* rq) {
+int MPI_Iscan(const void* s, void* r, int count, MPI_Datatype t, MPI_Op o, MPI_Comm c,
+              MPI_Request* rq) {
   FMI_MPI_ICALL("MPI_Iscan", c, rq, scan(s, r, count, t, o, c, k));
 }
 

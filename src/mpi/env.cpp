@@ -122,8 +122,8 @@ int handle_error(const char* fn, MPI_Comm c, int cls, const std::string& what) {
   if (it == s.comms.end()) it = s.comms.find(MPI_COMM_WORLD);
   if (it != s.comms.end()) h = it->second->errhandler;
   if (h == MPI_ERRORS_ARE_FATAL || !s.initialized) {
-    std::fprintf(stderr, "fmi-mpi: rank %d: %s (%s); aborting the job\n", world_rank(),
-                 msg.c_str(), class_text(cls));
+    std::fprintf(stderr, "fmi-mpi: rank %d: %s (%s); aborting the job\n", world_rank(), msg.c_str(),
+                 class_text(cls));
     end_job(cls);
   }
   return cls;
@@ -137,20 +137,40 @@ template <typename T>
 bool arith(int o, const T* a, T* b, std::size_t n) {
   constexpr bool integral = std::is_integral_v<T>;
   switch (o) {
-    case MPI_SUM: for (std::size_t i = 0; i < n; ++i) b[i] = a[i] + b[i]; return true;
-    case MPI_PROD: for (std::size_t i = 0; i < n; ++i) b[i] = a[i] * b[i]; return true;
-    case MPI_MIN: for (std::size_t i = 0; i < n; ++i) b[i] = a[i] < b[i] ? a[i] : b[i]; return true;
-    case MPI_MAX: for (std::size_t i = 0; i < n; ++i) b[i] = a[i] > b[i] ? a[i] : b[i]; return true;
+    case MPI_SUM:
+      for (std::size_t i = 0; i < n; ++i) b[i] = a[i] + b[i];
+      return true;
+    case MPI_PROD:
+      for (std::size_t i = 0; i < n; ++i) b[i] = a[i] * b[i];
+      return true;
+    case MPI_MIN:
+      for (std::size_t i = 0; i < n; ++i) b[i] = a[i] < b[i] ? a[i] : b[i];
+      return true;
+    case MPI_MAX:
+      for (std::size_t i = 0; i < n; ++i) b[i] = a[i] > b[i] ? a[i] : b[i];
+      return true;
     default: break;
   }
   if constexpr (integral) {
     switch (o) {
-      case MPI_LAND: for (std::size_t i = 0; i < n; ++i) b[i] = a[i] && b[i]; return true;
-      case MPI_LOR: for (std::size_t i = 0; i < n; ++i) b[i] = a[i] || b[i]; return true;
-      case MPI_LXOR: for (std::size_t i = 0; i < n; ++i) b[i] = !a[i] != !b[i]; return true;
-      case MPI_BAND: for (std::size_t i = 0; i < n; ++i) b[i] = a[i] & b[i]; return true;
-      case MPI_BOR: for (std::size_t i = 0; i < n; ++i) b[i] = a[i] | b[i]; return true;
-      case MPI_BXOR: for (std::size_t i = 0; i < n; ++i) b[i] = a[i] ^ b[i]; return true;
+      case MPI_LAND:
+        for (std::size_t i = 0; i < n; ++i) b[i] = a[i] && b[i];
+        return true;
+      case MPI_LOR:
+        for (std::size_t i = 0; i < n; ++i) b[i] = a[i] || b[i];
+        return true;
+      case MPI_LXOR:
+        for (std::size_t i = 0; i < n; ++i) b[i] = !a[i] != !b[i];
+        return true;
+      case MPI_BAND:
+        for (std::size_t i = 0; i < n; ++i) b[i] = a[i] & b[i];
+        return true;
+      case MPI_BOR:
+        for (std::size_t i = 0; i < n; ++i) b[i] = a[i] | b[i];
+        return true;
+      case MPI_BXOR:
+        for (std::size_t i = 0; i < n; ++i) b[i] = a[i] ^ b[i];
+        return true;
       default: break;
     }
   }
@@ -159,9 +179,15 @@ bool arith(int o, const T* a, T* b, std::size_t n) {
 
 bool logical(int o, const bool* a, bool* b, std::size_t n) {
   switch (o) {
-    case MPI_LAND: for (std::size_t i = 0; i < n; ++i) b[i] = a[i] && b[i]; return true;
-    case MPI_LOR: for (std::size_t i = 0; i < n; ++i) b[i] = a[i] || b[i]; return true;
-    case MPI_LXOR: for (std::size_t i = 0; i < n; ++i) b[i] = a[i] != b[i]; return true;
+    case MPI_LAND:
+      for (std::size_t i = 0; i < n; ++i) b[i] = a[i] && b[i];
+      return true;
+    case MPI_LOR:
+      for (std::size_t i = 0; i < n; ++i) b[i] = a[i] || b[i];
+      return true;
+    case MPI_LXOR:
+      for (std::size_t i = 0; i < n; ++i) b[i] = a[i] != b[i];
+      return true;
     default: return false;
   }
 }
@@ -196,25 +222,35 @@ bool kernel(int o, int base, const void* in, void* inout, std::size_t n) {
   return loc<V>(o, static_cast<const Pair<V>*>(in), static_cast<Pair<V>*>(inout), n)
   switch (base) {
     case MPI_CHAR: FMI_MPI_ARITH(char);
-    case MPI_SIGNED_CHAR: case MPI_INT8_T: FMI_MPI_ARITH(signed char);
-    case MPI_UNSIGNED_CHAR: case MPI_UINT8_T: FMI_MPI_ARITH(unsigned char);
-    case MPI_SHORT: case MPI_INT16_T: FMI_MPI_ARITH(short);
-    case MPI_UNSIGNED_SHORT: case MPI_UINT16_T: FMI_MPI_ARITH(unsigned short);
-    case MPI_INT: case MPI_INT32_T: FMI_MPI_ARITH(int);
-    case MPI_UNSIGNED: case MPI_UINT32_T: FMI_MPI_ARITH(unsigned);
-    case MPI_LONG: case MPI_AINT: FMI_MPI_ARITH(long);
+    case MPI_SIGNED_CHAR:
+    case MPI_INT8_T: FMI_MPI_ARITH(signed char);
+    case MPI_UNSIGNED_CHAR:
+    case MPI_UINT8_T: FMI_MPI_ARITH(unsigned char);
+    case MPI_SHORT:
+    case MPI_INT16_T: FMI_MPI_ARITH(short);
+    case MPI_UNSIGNED_SHORT:
+    case MPI_UINT16_T: FMI_MPI_ARITH(unsigned short);
+    case MPI_INT:
+    case MPI_INT32_T: FMI_MPI_ARITH(int);
+    case MPI_UNSIGNED:
+    case MPI_UINT32_T: FMI_MPI_ARITH(unsigned);
+    case MPI_LONG:
+    case MPI_AINT: FMI_MPI_ARITH(long);
     case MPI_UNSIGNED_LONG: FMI_MPI_ARITH(unsigned long);
-    case MPI_LONG_LONG_INT: case MPI_INT64_T: case MPI_OFFSET: case MPI_COUNT:
-      FMI_MPI_ARITH(long long);
-    case MPI_UNSIGNED_LONG_LONG: case MPI_UINT64_T: FMI_MPI_ARITH(unsigned long long);
+    case MPI_LONG_LONG_INT:
+    case MPI_INT64_T:
+    case MPI_OFFSET:
+    case MPI_COUNT: FMI_MPI_ARITH(long long);
+    case MPI_UNSIGNED_LONG_LONG:
+    case MPI_UINT64_T: FMI_MPI_ARITH(unsigned long long);
     case MPI_WCHAR: FMI_MPI_ARITH(wchar_t);
     case MPI_FLOAT: FMI_MPI_ARITH(float);
     case MPI_DOUBLE: FMI_MPI_ARITH(double);
     case MPI_LONG_DOUBLE: FMI_MPI_ARITH(long double);
-    case MPI_C_BOOL:
-      return logical(o, static_cast<const bool*>(in), static_cast<bool*>(inout), n);
+    case MPI_C_BOOL: return logical(o, static_cast<const bool*>(in), static_cast<bool*>(inout), n);
     case MPI_BYTE:
-      return bitwise(o, static_cast<const unsigned char*>(in), static_cast<unsigned char*>(inout), n);
+      return bitwise(o, static_cast<const unsigned char*>(in), static_cast<unsigned char*>(inout),
+                     n);
     case MPI_FLOAT_INT: FMI_MPI_LOC(float);
     case MPI_DOUBLE_INT: FMI_MPI_LOC(double);
     case MPI_LONG_INT: FMI_MPI_LOC(long);
@@ -311,8 +347,9 @@ MPI_Comm add_comm(std::unique_ptr<CommObj> c) {
 // The members' world ranks of a new FMI communicator: one allgather over it.
 std::vector<int> members_of(Communicator& fmi, int world_rank) {
   std::vector<int> all(fmi.num_peers());
-  fmi.allgather_bytes(Comm::ConstBytes(reinterpret_cast<const std::byte*>(&world_rank), sizeof(int)),
-                      Comm::Bytes(reinterpret_cast<std::byte*>(all.data()), all.size() * sizeof(int)));
+  fmi.allgather_bytes(
+      Comm::ConstBytes(reinterpret_cast<const std::byte*>(&world_rank), sizeof(int)),
+      Comm::Bytes(reinterpret_cast<std::byte*>(all.data()), all.size() * sizeof(int)));
   return all;
 }
 
@@ -386,7 +423,8 @@ void fill_types() {
   add(MPI_LONG_INT, sizeof(Pair<long>), "MPI_LONG_INT", sizeof(long) + sizeof(int));
   add(MPI_2INT, sizeof(Pair<int>), "MPI_2INT");
   add(MPI_SHORT_INT, sizeof(Pair<short>), "MPI_SHORT_INT", sizeof(short) + sizeof(int));
-  add(MPI_LONG_DOUBLE_INT, sizeof(Pair<long double>), "MPI_LONG_DOUBLE_INT", sizeof(long double) + sizeof(int));
+  add(MPI_LONG_DOUBLE_INT, sizeof(Pair<long double>), "MPI_LONG_DOUBLE_INT",
+      sizeof(long double) + sizeof(int));
   for (int o = MPI_MAX; o <= MPI_MAXLOC; ++o) state().ops[o] = OpObj{};
 }
 
@@ -409,7 +447,8 @@ extern "C" {
 int MPI_Init_thread(int* argc, char*** argv, int required, int* provided) {
   (void)argc, (void)argv;
   State& s = state();
-  if (s.initialized) return handle_error("MPI_Init", MPI_COMM_WORLD, MPI_ERR_OTHER, "MPI_Init called twice");
+  if (s.initialized)
+    return handle_error("MPI_Init", MPI_COMM_WORLD, MPI_ERR_OTHER, "MPI_Init called twice");
   try {
     fill_types();
     std::unique_ptr<CommObj> world;
@@ -611,22 +650,23 @@ int MPI_Comm_create_group(MPI_Comm c, MPI_Group g, int tag, MPI_Comm* out) {
     }
     for (int m : members)
       if (index_in(co.world, m) == MPI_UNDEFINED)
-        FMI_MPI_FAIL(MPI_ERR_GROUP, "the group holds world rank ", m, ", not a member of the communicator");
+        FMI_MPI_FAIL(MPI_ERR_GROUP, "the group holds world rank ", m,
+                     ", not a member of the communicator");
     std::string list = std::to_string(tag);
     for (int m : members) list += "," + std::to_string(m);
     CommObj& w = comm(MPI_COMM_WORLD);
     const int nth = w.created[list]++;
     char suffix[64];
-    std::snprintf(suffix, sizeof suffix, "-g%016llx-%d", static_cast<unsigned long long>(fnv1a(list)), nth);
+    std::snprintf(suffix, sizeof suffix, "-g%016llx-%d",
+                  static_cast<unsigned long long>(fnv1a(list)), nth);
     const std::string name = w.fmi->comm_name() + suffix;
     std::unique_ptr<CommObj> n;
     if (members.size() == 1) {
       n = local_comm(name, me);
     } else {
       n = std::make_unique<CommObj>();
-      n->fmi = std::make_unique<Fmi::Communicator>(static_cast<unsigned>(r),
-                                                   static_cast<unsigned>(members.size()),
-                                                   w.fmi->config(), name);
+      n->fmi = std::make_unique<Fmi::Communicator>(
+          static_cast<unsigned>(r), static_cast<unsigned>(members.size()), w.fmi->config(), name);
       n->fmi->hint(Fmi::Utils::Hint::fast);
       n->rank = r;
       n->size = static_cast<int>(members.size());
@@ -665,7 +705,8 @@ int MPI_Comm_compare(MPI_Comm a, MPI_Comm b, int* result) {
 }
 
 int MPI_Comm_set_name(MPI_Comm c, const char* name) {
-  return guard("MPI_Comm_set_name", c, [&] { comm(c).name = std::string(name).substr(0, MPI_MAX_OBJECT_NAME - 1); });
+  return guard("MPI_Comm_set_name", c,
+               [&] { comm(c).name = std::string(name).substr(0, MPI_MAX_OBJECT_NAME - 1); });
 }
 
 int MPI_Comm_get_name(MPI_Comm c, char* name, int* resultlen) {
@@ -682,7 +723,8 @@ int MPI_Comm_group(MPI_Comm c, MPI_Group* g) {
 }
 
 int MPI_Group_size(MPI_Group g, int* size) {
-  return guard("MPI_Group_size", MPI_COMM_WORLD, [&] { *size = static_cast<int>(group(g).size()); });
+  return guard("MPI_Group_size", MPI_COMM_WORLD,
+               [&] { *size = static_cast<int>(group(g).size()); });
 }
 
 int MPI_Group_rank(MPI_Group g, int* rank) {
@@ -695,11 +737,13 @@ int MPI_Group_rank(MPI_Group g, int* rank) {
 int MPI_Group_incl(MPI_Group g, int n, const int ranks[], MPI_Group* out) {
   return guard("MPI_Group_incl", MPI_COMM_WORLD, [&] {
     const std::vector<int>& in = group(g);
-    if (n < 0 || n > static_cast<int>(in.size())) FMI_MPI_FAIL(MPI_ERR_ARG, "n = ", n, " out of range");
+    if (n < 0 || n > static_cast<int>(in.size()))
+      FMI_MPI_FAIL(MPI_ERR_ARG, "n = ", n, " out of range");
     std::vector<int> members;
     for (int i = 0; i < n; ++i) {
       if (ranks[i] < 0 || ranks[i] >= static_cast<int>(in.size()))
-        FMI_MPI_FAIL(MPI_ERR_RANK, "ranks[", i, "] = ", ranks[i], " is not a rank of the group of ", in.size());
+        FMI_MPI_FAIL(MPI_ERR_RANK, "ranks[", i, "] = ", ranks[i], " is not a rank of the group of ",
+                     in.size());
       if (index_in(members, in[ranks[i]]) != MPI_UNDEFINED)
         FMI_MPI_FAIL(MPI_ERR_RANK, "ranks[", i, "] = ", ranks[i], " appears twice");
       members.push_back(in[ranks[i]]);
@@ -714,7 +758,8 @@ int MPI_Group_excl(MPI_Group g, int n, const int ranks[], MPI_Group* out) {
     std::vector<bool> drop(in.size());
     for (int i = 0; i < n; ++i) {
       if (ranks[i] < 0 || ranks[i] >= static_cast<int>(in.size()))
-        FMI_MPI_FAIL(MPI_ERR_RANK, "ranks[", i, "] = ", ranks[i], " is not a rank of the group of ", in.size());
+        FMI_MPI_FAIL(MPI_ERR_RANK, "ranks[", i, "] = ", ranks[i], " is not a rank of the group of ",
+                     in.size());
       drop[ranks[i]] = true;
     }
     std::vector<int> members;
@@ -773,7 +818,8 @@ int MPI_Type_contiguous(int count, MPI_Datatype old, MPI_Datatype* out) {
     const TypeObj o = type(old);
     State& s = state();
     const int h = s.next_type++;
-    s.types[h] = TypeObj{o.size * count, o.data * count, o.base, o.count * count, false, false, "contiguous"};
+    s.types[h] = TypeObj{o.size * count, o.data * count, o.base,      o.count * count,
+                         false,          false,          "contiguous"};
     *out = h;
   });
 }

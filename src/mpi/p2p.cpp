@@ -116,7 +116,8 @@ std::deque<Message>::iterator find_queued(CommObj& c, int src, int tag) {
 
 MPI_Status take(CommObj& c, std::deque<Message>::iterator it, Comm::Bytes out) {
   MPI_Status s = status_of(it->src, it->tag, it->data.size(), out.size());
-  if (s.fmi_bytes > 0) std::memcpy(out.data(), it->data.data(), static_cast<std::size_t>(s.fmi_bytes));
+  if (s.fmi_bytes > 0)
+    std::memcpy(out.data(), it->data.data(), static_cast<std::size_t>(s.fmi_bytes));
   c.unexpected.erase(it);
   return s;
 }
@@ -138,7 +139,8 @@ MPI_Status recv_message(CommObj& c, int src, int tag, Comm::Bytes out, const cha
     if (h.bytes <= inline_max) {
       if (s.fmi_bytes > 0) std::memcpy(out.data(), h.data, static_cast<std::size_t>(s.fmi_bytes));
     } else if (h.bytes <= out.size()) {
-      c.fmi->recv_bytes(out.first(h.bytes), static_cast<unsigned>(from));  // straight into the user's buffer
+      c.fmi->recv_bytes(out.first(h.bytes),
+                        static_cast<unsigned>(from));  // straight into the user's buffer
     } else {
       std::vector<std::byte> tmp(h.bytes);
       c.fmi->recv_bytes(tmp, static_cast<unsigned>(from));

@@ -35,7 +35,9 @@ TEST(LambdaServe, FetchesInvocationsInOrderAndPostsEachResponseUnderItsId) {
   // Bodies as raw text: the client must hand over the bytes the API sent.
   const std::string ev3 = "{\"big\": \"" + std::string(300000, 'z') + "\"}";
   RuntimeApiServer api(json::array({
-      {{"request_id", "req-1"}, {"event_text", "{\"x\":1}"}, {"trace_id", "Root=1-abc"},
+      {{"request_id", "req-1"},
+       {"event_text", "{\"x\":1}"},
+       {"trace_id", "Root=1-abc"},
        {"function_arn", "arn:aws:lambda:eu-central-1:123456789012:function:f"}},
       {{"request_id", "req-2"}, {"event_text", ""}, {"deadline_in_ms", 5000}},
       {{"request_id", "req-3"}, {"event_text", ev3}},
@@ -60,8 +62,8 @@ TEST(LambdaServe, FetchesInvocationsInOrderAndPostsEachResponseUnderItsId) {
   auto all = api.requests();
   ASSERT_EQ(all.size(), 6u);
   const std::vector<std::pair<std::string, std::string>> expected = {
-      {"next", "req-1"}, {"response", "req-1"}, {"next", "req-2"},
-      {"response", "req-2"}, {"next", "req-3"}, {"response", "req-3"}};
+      {"next", "req-1"},     {"response", "req-1"}, {"next", "req-2"},
+      {"response", "req-2"}, {"next", "req-3"},     {"response", "req-3"}};
   for (std::size_t i = 0; i < all.size(); ++i) {
     EXPECT_EQ(all[i]["kind"], expected[i].first) << i;
     EXPECT_EQ(all[i]["request_id"], expected[i].second) << i;
@@ -69,7 +71,8 @@ TEST(LambdaServe, FetchesInvocationsInOrderAndPostsEachResponseUnderItsId) {
   }
   EXPECT_EQ(all[1]["body"], "{\"echo\": 7, \"id\": \"req-1\"}");
   EXPECT_EQ(all[3]["body"], "{\"echo\": 0, \"id\": \"req-2\"}");
-  EXPECT_EQ(all[5]["body"], "{\"echo\": " + std::to_string(ev3.size()) + ", \"id\": \"req-3\"}" + ev3);
+  EXPECT_EQ(all[5]["body"],
+            "{\"echo\": " + std::to_string(ev3.size()) + ", \"id\": \"req-3\"}" + ev3);
 }
 
 TEST(LambdaServe, AThrowingHandlerPostsItsErrorAndTheLoopGoesOn) {
@@ -137,8 +140,12 @@ TEST(LambdaServe, AFailingInitPostsInitErrorAndFetchesNothing) {
   auto opt = at(api, 1);
   opt.init = [] { FMI::Config::load("/nonexistent/fmi.json"); };
   bool called = false;
-  EXPECT_EQ(FMI::Lambda::serve([&](const FMI::Lambda::Invocation&) { called = true; return ""; },
-                               opt),
+  EXPECT_EQ(FMI::Lambda::serve(
+                [&](const FMI::Lambda::Invocation&) {
+                  called = true;
+                  return "";
+                },
+                opt),
             1);
   EXPECT_FALSE(called);
   auto all = api.requests();
@@ -148,7 +155,8 @@ TEST(LambdaServe, AFailingInitPostsInitErrorAndFetchesNothing) {
   EXPECT_EQ(all[0]["error_type"], "FMI::ConfigError");
   const json body = json::parse(all[0]["body"].get<std::string>());
   EXPECT_EQ(body["errorType"], "FMI::ConfigError");
-  EXPECT_NE(body["errorMessage"].get<std::string>().find("/nonexistent/fmi.json"), std::string::npos)
+  EXPECT_NE(body["errorMessage"].get<std::string>().find("/nonexistent/fmi.json"),
+            std::string::npos)
       << body;
 }
 
@@ -167,9 +175,9 @@ TEST(LambdaServe, WithoutARuntimeApiServeFailsAtOnce) {
 // ---- the event contract ------------------------------------------------------------
 
 json good_event(const std::string& config_text) {
-  return {{"peer_id", 1},      {"num_peers", 3},
+  return {{"peer_id", 1},         {"num_peers", 3},
           {"comm_name", "job-7"}, {"fmi_config", json::parse(config_text)},
-          {"points", 1000},    {"label", "x"}};
+          {"points", 1000},       {"label", "x"}};
 }
 
 FMI::Lambda::Invocation invocation(const json& event, std::chrono::milliseconds left = 60s) {
@@ -229,14 +237,20 @@ TEST(LambdaJob, ABrokenContractIsTheInvocationsErrorNamingTheField) {
       {"no num_peers", without("num_peers"), "FMI::ConfigError", {"num_peers", "is missing"}},
       {"no comm_name", without("comm_name"), "FMI::ConfigError", {"comm_name", "is missing"}},
       {"no fmi_config", without("fmi_config"), "FMI::ConfigError", {"fmi_config", "is missing"}},
-      {"num_peers a string", with("num_peers", "3"), "FMI::ConfigError",
+      {"num_peers a string",
+       with("num_peers", "3"),
+       "FMI::ConfigError",
        {"num_peers", "must be an integer", "\"3\""}},
       {"negative peer_id", with("peer_id", -1), "FMI::ConfigError", {"peer_id", "-1"}},
       {"comm_name empty", with("comm_name", ""), "FMI::ConfigError", {"comm_name", "non-empty"}},
-      {"fmi_config a path", with("fmi_config", "config/fmi.json"), "FMI::ConfigError",
+      {"fmi_config a path",
+       with("fmi_config", "config/fmi.json"),
+       "FMI::ConfigError",
        {"fmi_config", "must be a JSON object"}},
       {"peer_id too large", with("peer_id", 3), "FMI::UsageError", {"peer_id 3", "num_peers 3"}},
-      {"bad port in fmi_config", bad_port, "FMI::ConfigError",
+      {"bad port in fmi_config",
+       bad_port,
+       "FMI::ConfigError",
        {"fmi_config", "backends.Direct.port"}},
       {"an array", json::array({1, 2}), "FMI::ConfigError", {"must be a JSON object"}},
   };
@@ -247,9 +261,9 @@ TEST(LambdaJob, ABrokenContractIsTheInvocationsErrorNamingTheField) {
   RuntimeApiServer api(invocations);
   bool ran = false;
   EXPECT_EQ(FMI::Lambda::serve(FMI::Lambda::job_handler([&](FMI::Communicator&, const auto&) {
-              ran = true;
-              return std::string();
-            }),
+                                 ran = true;
+                                 return std::string();
+                               }),
                                at(api, cases.size() + 1)),
             0);
   EXPECT_FALSE(ran);
@@ -303,8 +317,11 @@ TEST(LambdaJob, ThreeFunctionsRunAnAllreduceFromTheirEvents) {
       invocations.push_back(
           {{"request_id", "job" + std::to_string(job) + "-peer" + std::to_string(p)},
            {"event",
-            {{"peer_id", p}, {"num_peers", n}, {"comm_name", fmitest::comm_name() + std::to_string(job)},
-             {"fmi_config", direct.config}, {"scale", 10 * (job + 1)}}}});
+            {{"peer_id", p},
+             {"num_peers", n},
+             {"comm_name", fmitest::comm_name() + std::to_string(job)},
+             {"fmi_config", direct.config},
+             {"scale", 10 * (job + 1)}}}});
     apis.push_back(std::make_unique<RuntimeApiServer>(invocations));
   }
   auto res = fmitest::run_forked(n, [&](unsigned p) {
@@ -353,11 +370,16 @@ TEST(LambdaKmeans, ThreeFunctionsFromTheirEventsAgreeAndPassTheCheck) {
   constexpr unsigned n = 3;
   std::vector<std::unique_ptr<RuntimeApiServer>> apis;
   for (unsigned p = 0; p < n; ++p)
-    apis.push_back(std::make_unique<RuntimeApiServer>(json::array(
-        {{{"request_id", "kmeans-" + std::to_string(p)},
-          {"event",
-           {{"peer_id", p}, {"num_peers", n}, {"comm_name", fmitest::comm_name()},
-            {"fmi_config", direct.config}, {"points", 3000}, {"epochs", 40}, {"check", true}}}}})));
+    apis.push_back(std::make_unique<RuntimeApiServer>(
+        json::array({{{"request_id", "kmeans-" + std::to_string(p)},
+                      {"event",
+                       {{"peer_id", p},
+                        {"num_peers", n},
+                        {"comm_name", fmitest::comm_name()},
+                        {"fmi_config", direct.config},
+                        {"points", 3000},
+                        {"epochs", 40},
+                        {"check", true}}}}})));
   auto res = fmitest::run_forked(n, [&](unsigned p) {
     direct.enter_function(*apis[p]);
     ::execl(FMI_KMEANS_PATH, "kmeans", "--lambda", static_cast<char*>(nullptr));

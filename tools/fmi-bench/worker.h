@@ -14,9 +14,9 @@ namespace fmibench {
 
 inline const std::vector<std::string>& all_ops() {
   static const std::vector<std::string> ops = {
-      "pingpong",  "bandwidth", "bcast",     "barrier",  "gather",         "scatter", "reduce",
-      "allreduce", "scan",      "allgather", "alltoall", "reduce_scatter", "mesh",    "alltoallv",
-      "overlap"};
+      "pingpong", "bandwidth",      "bcast",     "barrier",   "gather",
+      "scatter",  "reduce",         "allreduce", "scan",      "allgather",
+      "alltoall", "reduce_scatter", "mesh",      "alltoallv", "overlap"};
   return ops;
 }
 
