@@ -452,17 +452,40 @@ struct TempDir {
   throw std::runtime_error("exec " FMI_LAMBDA_EXEC_PATH " failed");
 }
 
+// tests/mpi/NAME.c built with fmi-mpicc into dir.
+std::string build_mpi(const TempDir& dir, const std::string& name) {
+  const std::string prog = dir.path + "/" + name;
+  int rc = -1;
+  const std::string out = shell(
+      "'" FMI_MPICC_PATH "' -O1 -o '" + prog + "' '" FMI_MPI_SOURCES "/" + name + ".c' -lm 2>&1",
+      &rc);
+  if (rc != 0) throw std::runtime_error("fmi-mpicc " + name + ".c failed: " + out);
+  return prog;
+}
+
+// The events of one job of n functions, one fixture (Runtime API) per function.
+std::vector<std::unique_ptr<RuntimeApiServer>> job_fixtures(const DirectJob& direct, unsigned n,
+                                                            const std::string& id) {
+  std::vector<std::unique_ptr<RuntimeApiServer>> apis;
+  for (unsigned p = 0; p < n; ++p)
+    apis.push_back(std::make_unique<RuntimeApiServer>(
+        json::array({{{"request_id", id + "-" + std::to_string(p)},
+                      {"event",
+                       {{"peer_id", p},
+                        {"num_peers", n},
+                        {"comm_name", fmitest::comm_name() + id},
+                        {"fmi_config", direct.config}}}}})));
+  return apis;
+}
+
 // tests/mpi/coll.c (every collective of the MPI layer) built with fmi-mpicc, once with
 // fmirun -n 3 and once as 3 functions over Direct from their events: each function's
 // stdout is what fmirun printed for that peer, line for line.
 TEST(LambdaExec, AnMpiProgramOnThreeFunctionsPrintsWhatFmirunPrints) {
   constexpr unsigned n = 3;
   TempDir dir;
-  const std::string prog = dir.path + "/coll";
+  const std::string prog = build_mpi(dir, "coll");
   int rc = -1;
-  const std::string build =
-      shell("'" FMI_MPICC_PATH "' -O1 -o '" + prog + "' '" FMI_MPI_SOURCE "' -lm 2>&1", &rc);
-  ASSERT_EQ(rc, 0) << build;
   const std::string local =
       shell("'" FMI_FMIRUN_PATH "' -n 3 --rendezvous-port 0 --timeout 60 --config '" FMI_TEST_CONFIG
             "' -- '" +
@@ -481,15 +504,7 @@ TEST(LambdaExec, AnMpiProgramOnThreeFunctionsPrintsWhatFmirunPrints) {
   for (unsigned p = 0; p < n; ++p) ASSERT_FALSE(expected[p].empty()) << "peer " << p;
 
   const DirectJob direct;
-  std::vector<std::unique_ptr<RuntimeApiServer>> apis;
-  for (unsigned p = 0; p < n; ++p)
-    apis.push_back(
-        std::make_unique<RuntimeApiServer>(json::array({{{"request_id", "mpi-" + std::to_string(p)},
-                                                         {"event",
-                                                          {{"peer_id", p},
-                                                           {"num_peers", n},
-                                                           {"comm_name", fmitest::comm_name()},
-                                                           {"fmi_config", direct.config}}}}})));
+  auto apis = job_fixtures(direct, n, "mpi");
   auto res = fmitest::run_forked(n, [&](unsigned p) {
     direct.enter_function(*apis[p]);
     exec_function({prog});
@@ -505,6 +520,45 @@ TEST(LambdaExec, AnMpiProgramOnThreeFunctionsPrintsWhatFmirunPrints) {
     EXPECT_EQ(body["exit_code"], 0);
     EXPECT_EQ(body["stdout"], expected[p]);
     EXPECT_TRUE(body["stderr_tail"].is_string());
+  }
+}
+
+// tests/mpi/fatal.c on 3 functions: rank 0's MPI_Send to rank 7 is fatal
+// (MPI_ERRORS_ARE_FATAL), its invocation's error names the call and the MPI error;
+// the other ranks, waiting in a barrier for it, fail too (FMI's error when rank 0 is
+// gone), none posts a result and none hangs.
+TEST(LambdaExec, AFatalMpiErrorIsTheFailingRanksInvocationError) {
+  constexpr unsigned n = 3;
+  TempDir dir;
+  const std::string prog = build_mpi(dir, "fatal");
+  const DirectJob direct;
+  auto apis = job_fixtures(direct, n, "fatal");
+  const auto start = std::chrono::steady_clock::now();
+  auto res = fmitest::run_forked(n, [&](unsigned p) {
+    direct.enter_function(*apis[p]);
+    exec_function({prog});
+  });
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 60s);
+  for (unsigned p = 0; p < n; ++p) {
+    SCOPED_TRACE("peer " + std::to_string(p));
+    EXPECT_TRUE(res[p].exited && res[p].code == 1) << res[p].code << " " << res[p].signal;
+    EXPECT_TRUE(apis[p]->requests("response").empty());
+    auto errors = apis[p]->requests("error");
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_EQ(errors[0]["request_id"], "fatal-" + std::to_string(p));
+    EXPECT_EQ(errors[0]["error_type"], "fmi_lambda_exec::ProgramExited");
+    const std::string msg =
+        json::parse(errors[0]["body"].get<std::string>())["errorMessage"].get<std::string>();
+    EXPECT_NE(msg.find("(peer " + std::to_string(p) + " of 3) exited with status"),
+              std::string::npos)
+        << msg;
+    // Rank 0 names its own error; the others name the peer that is gone.
+    const char* cause = p == 0 ? "MPI_Send: destination 7 is not a rank of the communicator of 3"
+                               : "MPI_Barrier: barrier via Direct";
+    EXPECT_NE(msg.find(cause), std::string::npos) << msg;
+    if (p != 0) {
+      EXPECT_NE(msg.find("MPI_ERR_PROC_FAILED"), std::string::npos) << msg;
+    }
   }
 }
 
