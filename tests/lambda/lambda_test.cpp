@@ -308,6 +308,29 @@ struct DirectJob {
   }
 };
 
+// The functions of a one-invocation job after they ended: each exited with 1 (its
+// fixture's 410 after the invocation ends serve()), posted no error and one response
+// under "<id>-<peer>". Returns the parsed response bodies.
+std::vector<json> single_responses(const std::vector<std::unique_ptr<RuntimeApiServer>>& apis,
+                                   const std::vector<fmitest::PeerResult>& res,
+                                   const std::string& id) {
+  std::vector<json> bodies;
+  for (unsigned p = 0; p < apis.size(); ++p) {
+    SCOPED_TRACE("peer " + std::to_string(p));
+    EXPECT_TRUE(res[p].exited && res[p].code == 1) << res[p].code << " " << res[p].signal;
+    EXPECT_TRUE(apis[p]->requests("error").empty());
+    auto responses = apis[p]->requests("response");
+    EXPECT_EQ(responses.size(), 1u);
+    if (responses.empty()) {
+      bodies.push_back(json::object());
+      continue;
+    }
+    EXPECT_EQ(responses[0]["request_id"], id + "-" + std::to_string(p));
+    bodies.push_back(json::parse(responses[0]["body"].get<std::string>()));
+  }
+  return bodies;
+}
+
 // 3 functions, each a process that serves its own Runtime API (as each Lambda
 // function has its own), two jobs in a row: the second reuses the warm process with
 // a fresh comm name. The handlers build their Communicators from the events (Direct,
@@ -391,15 +414,10 @@ TEST(LambdaKmeans, ThreeFunctionsFromTheirEventsAgreeAndPassTheCheck) {
     ::execl(FMI_KMEANS_PATH, "kmeans", "--lambda", static_cast<char*>(nullptr));
     throw std::runtime_error("exec " FMI_KMEANS_PATH " failed");
   });
-  std::vector<json> bodies;
+  const std::vector<json> bodies = single_responses(apis, res, "kmeans");
+  ASSERT_EQ(bodies.size(), n);
   for (unsigned p = 0; p < n; ++p) {
     SCOPED_TRACE("peer " + std::to_string(p));
-    EXPECT_TRUE(res[p].exited && res[p].code == 1) << res[p].code << " " << res[p].signal;
-    EXPECT_TRUE(apis[p]->requests("error").empty());
-    auto responses = apis[p]->requests("response");
-    ASSERT_EQ(responses.size(), 1u);
-    EXPECT_EQ(responses[0]["request_id"], "kmeans-" + std::to_string(p));
-    bodies.push_back(json::parse(responses[0]["body"].get<std::string>()));
     EXPECT_EQ(bodies[p]["peer_id"], p);
     EXPECT_EQ(bodies[p]["num_peers"], n);
     EXPECT_EQ(bodies[p]["check"], true);
@@ -509,14 +527,10 @@ TEST(LambdaExec, AnMpiProgramOnThreeFunctionsPrintsWhatFmirunPrints) {
     direct.enter_function(*apis[p]);
     exec_function({prog});
   });
+  const std::vector<json> bodies = single_responses(apis, res, "mpi");
   for (unsigned p = 0; p < n; ++p) {
     SCOPED_TRACE("peer " + std::to_string(p));
-    EXPECT_TRUE(res[p].exited && res[p].code == 1) << res[p].code << " " << res[p].signal;
-    EXPECT_TRUE(apis[p]->requests("error").empty());
-    auto responses = apis[p]->requests("response");
-    ASSERT_EQ(responses.size(), 1u);
-    EXPECT_EQ(responses[0]["request_id"], "mpi-" + std::to_string(p));
-    const json body = json::parse(responses[0]["body"].get<std::string>());
+    const json& body = bodies[p];
     EXPECT_EQ(body["exit_code"], 0);
     EXPECT_EQ(body["stdout"], expected[p]);
     EXPECT_TRUE(body["stderr_tail"].is_string());
