@@ -432,8 +432,8 @@ TEST(LambdaKmeans, ThreeFunctionsFromTheirEventsAgreeAndPassTheCheck) {
 #endif
 
 #ifdef FMI_LAMBDA_EXEC_PATH
-// tools/fmi-lambda-exec: any program (an MPI program built with fmi-mpicc here) as
-// a Lambda function, each process serving its own Runtime API.
+// fmi-lambda-exec (tools/fmirun/lambda_exec.cpp): any program (an MPI program built with fmi-mpicc
+// here) as a Lambda function, each process serving its own Runtime API.
 namespace {
 
 // Runs `cmd` with sh, returns its stdout; its exit status into *rc.

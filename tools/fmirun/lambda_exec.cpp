@@ -34,8 +34,8 @@
 
 #include "fmi/errors.h"
 #include "fmi/lambda.h"
+#include "process.h"
 #include "tools/common/temp_file.h"
-#include "tools/fmirun/process.h"
 
 namespace fmi_lambda_exec {
 
