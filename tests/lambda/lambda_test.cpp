@@ -583,7 +583,7 @@ TEST(LambdaExec, EnvironmentArgumentsAndFailuresOfTheProgram) {
   const std::string script = R"(case "$1" in
 ok) shift; printf '%s|' "$FMI_PEER_ID" "$FMI_NUM_PEERS" "$FMI_COMM_NAME" "$@"; echo
     stat -c %a "$FMI_CONFIG"; echo "$FMI_CONFIG"; cat "$FMI_CONFIG"; echo; echo a warning >&2 ;;
-exit3) echo "rank 1: it broke" >&2; exit 3 ;;
+exit3) seq 20000 >&2; echo "rank 1: it broke" >&2; exit 3 ;;
 segv) echo "about to crash" >&2; kill -SEGV $$ ;;
 sleep) echo sleeping >&2; exec sleep 30 ;;
 esac)";
@@ -654,6 +654,13 @@ esac)";
     for (const auto& part : parts)
       EXPECT_NE(err["errorMessage"].get<std::string>().find(part), std::string::npos)
           << "'" << part << "' not in: " << err["errorMessage"];
+    // 108 kB of stderr before the last line: only its 4 kB tail is in the message.
+    if (id == "exit3") {
+      const std::string msg = err["errorMessage"];
+      EXPECT_LT(msg.size(), 4096u + 200u);
+      EXPECT_NE(msg.find("\n19999\n20000\nrank 1: it broke"), std::string::npos);
+      EXPECT_EQ(msg.find("\n1\n2\n3\n"), std::string::npos);
+    }
   }
 }
 

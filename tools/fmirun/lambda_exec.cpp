@@ -93,14 +93,19 @@ std::vector<std::string> payload_args(const FMI::Lambda::Job& job, const std::st
   return out;
 }
 
-// Reads what is there (the pipes are non-blocking); false at EOF.
+// Reads what is there (the pipes are non-blocking); false at EOF. With `echo` (stderr)
+// the bytes also go to our stderr, the function's log, and only the tail is kept: a
+// chatty program must not grow our memory.
 bool drain(fmirun::Stream& s, std::string& into, bool echo) {
   char buf[65536];
   for (;;) {
     ssize_t n = ::read(s.fd.get(), buf, sizeof buf);
     if (n > 0) {
       into.append(buf, static_cast<std::size_t>(n));
-      if (echo) fmirun::write_all(STDERR_FILENO, std::string(buf, static_cast<std::size_t>(n)));
+      if (echo) {
+        fmirun::write_all(STDERR_FILENO, std::string(buf, static_cast<std::size_t>(n)));
+        if (into.size() > 2 * kTailBytes) into.erase(0, into.size() - kTailBytes);
+      }
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
