@@ -558,6 +558,48 @@ int MPI_Get_library_version(char* version, int* resultlen) {
   return MPI_SUCCESS;
 }
 
+int MPI_Alloc_mem(MPI_Aint size, MPI_Info info, void* baseptr) {
+  (void)info;  // no hints: plain heap memory (FMI's channels need nothing special)
+  return guard("MPI_Alloc_mem", MPI_COMM_WORLD, [&] {
+    if (size < 0) FMI_MPI_FAIL(MPI_ERR_ARG, "size ", size, " is negative");
+    void* p = std::malloc(size > 0 ? static_cast<std::size_t>(size) : 1);
+    if (!p) FMI_MPI_FAIL(MPI_ERR_NO_MEM, "cannot allocate ", size, " bytes");
+    *static_cast<void**>(baseptr) = p;
+  });
+}
+
+int MPI_Free_mem(void* base) {
+  std::free(base);
+  return MPI_SUCCESS;
+}
+
+int MPI_Comm_get_attr(MPI_Comm c, int keyval, void* value, int* flag) {
+  return guard("MPI_Comm_get_attr", c, [&] {
+    comm(c);
+    // The values OpenMPI gives: every function may do I/O, none is a host process,
+    // and the functions' clocks are not synchronised.
+    static int tag_ub = MPI_TAG_UB_VALUE, host = MPI_PROC_NULL, io = MPI_ANY_SOURCE,
+               wtime_global = 0;
+    int* v = nullptr;
+    switch (keyval) {
+      case MPI_TAG_UB: v = &tag_ub; break;
+      case MPI_HOST: v = &host; break;
+      case MPI_IO: v = &io; break;
+      case MPI_WTIME_IS_GLOBAL: v = &wtime_global; break;
+      default:
+        FMI_MPI_FAIL(MPI_ERR_UNSUPPORTED_OPERATION, "keyval ", keyval,
+                     " is not a predefined attribute (MPI_TAG_UB, MPI_HOST, MPI_IO, "
+                     "MPI_WTIME_IS_GLOBAL); user attributes are not supported");
+    }
+    *static_cast<int**>(value) = v;
+    *flag = 1;
+  });
+}
+
+int MPI_Attr_get(MPI_Comm c, int keyval, void* value, int* flag) {
+  return MPI_Comm_get_attr(c, keyval, value, flag);
+}
+
 // ---- errors ------------------------------------------------------------------------
 
 int MPI_Comm_set_errhandler(MPI_Comm c, MPI_Errhandler h) {
@@ -858,6 +900,18 @@ int MPI_Op_free(MPI_Op* o) {
     if (!f.fn) FMI_MPI_FAIL(MPI_ERR_OP, "a predefined operator cannot be freed");
     state().ops.erase(*o);
     *o = MPI_OP_NULL;
+  });
+}
+
+int MPI_Op_commutative(MPI_Op o, int* commute) {
+  return guard("MPI_Op_commutative", MPI_COMM_WORLD, [&] { *commute = op(o).commutative; });
+}
+
+int MPI_Reduce_local(const void* in, void* inout, int count, MPI_Datatype t, MPI_Op o) {
+  return guard("MPI_Reduce_local", MPI_COMM_WORLD, [&] {
+    bytes(count, t);  // checks count and type
+    reduce_op(o, t);  // MPI_ERR_OP when the operator is not defined on the type
+    if (count > 0) apply_op(o, t, in, inout, static_cast<std::size_t>(count));
   });
 }
 

@@ -20,6 +20,7 @@
 // looking without waiting (MPI_Iprobe, MPI_Test on nothing queued yet). Those places
 // go through next_source() and poll(), in async.h, which say how it works today.
 #include <cstring>
+#include <vector>
 
 #include "mpi/async.h"
 #include "mpi/state.h"
@@ -418,6 +419,70 @@ int MPI_Testall(int count, MPI_Request rs[], int* flag, MPI_Status* sts) {
       complete(&rs[i], sts == MPI_STATUSES_IGNORE ? MPI_STATUS_IGNORE : &sts[i]);
     *flag = 1;
   });
+}
+
+int MPI_Testany(int count, MPI_Request rs[], int* index, int* flag, MPI_Status* st) {
+  return guard("MPI_Testany", count > 0 ? comm_of(rs[0]) : MPI_COMM_WORLD, [&] {
+    *flag = 0;
+    *index = MPI_UNDEFINED;
+    int first_active = MPI_UNDEFINED;
+    for (int i = 0; i < count; ++i) {
+      if (rs[i] == MPI_REQUEST_NULL) continue;
+      if (first_active == MPI_UNDEFINED) first_active = i;
+      if (ready(rs[i])) {
+        *index = i;
+        break;
+      }
+    }
+    if (first_active == MPI_UNDEFINED) {  // no active request: MPI says flag true
+      *flag = 1;
+      set_status(st, empty_status());
+      return;
+    }
+    // As MPI_Test: without a way to see arrivals, complete the first one by waiting.
+    if (*index == MPI_UNDEFINED) {
+      if (!test_may_wait(comm(comm_of(rs[first_active])))) return;
+      *index = first_active;
+    }
+    complete(&rs[*index], st);
+    *flag = 1;
+  });
+}
+
+namespace {
+// MPI_Waitsome / MPI_Testsome: completes every ready request; with `wait` and none
+// ready, waits for the first active one (as MPI_Waitany does).
+void complete_some(int n, MPI_Request rs[], int* outcount, int indices[], MPI_Status* sts,
+                   bool wait) {
+  std::vector<int> picked;
+  int first_active = MPI_UNDEFINED;
+  for (int i = 0; i < n; ++i) {
+    if (rs[i] == MPI_REQUEST_NULL) continue;
+    if (first_active == MPI_UNDEFINED) first_active = i;
+    if (ready(rs[i])) picked.push_back(i);
+  }
+  if (first_active == MPI_UNDEFINED) {
+    *outcount = MPI_UNDEFINED;
+    return;
+  }
+  if (picked.empty() && (wait || test_may_wait(comm(comm_of(rs[first_active])))))
+    picked.push_back(first_active);
+  *outcount = static_cast<int>(picked.size());
+  for (std::size_t k = 0; k < picked.size(); ++k) {
+    indices[k] = picked[k];
+    complete(&rs[picked[k]], sts == MPI_STATUSES_IGNORE ? MPI_STATUS_IGNORE : &sts[k]);
+  }
+}
+}  // namespace
+
+int MPI_Waitsome(int n, MPI_Request rs[], int* outcount, int indices[], MPI_Status* sts) {
+  return guard("MPI_Waitsome", n > 0 ? comm_of(rs[0]) : MPI_COMM_WORLD,
+               [&] { complete_some(n, rs, outcount, indices, sts, true); });
+}
+
+int MPI_Testsome(int n, MPI_Request rs[], int* outcount, int indices[], MPI_Status* sts) {
+  return guard("MPI_Testsome", n > 0 ? comm_of(rs[0]) : MPI_COMM_WORLD,
+               [&] { complete_some(n, rs, outcount, indices, sts, false); });
 }
 
 int MPI_Request_free(MPI_Request* r) {

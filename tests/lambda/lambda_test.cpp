@@ -6,11 +6,17 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 
 #include <chrono>
+#include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "channel_factory.h"
 #include "channels/direct/config.h"
@@ -302,6 +308,29 @@ struct DirectJob {
   }
 };
 
+// The functions of a one-invocation job after they ended: each exited with 1 (its
+// fixture's 410 after the invocation ends serve()), posted no error and one response
+// under "<id>-<peer>". Returns the parsed response bodies.
+std::vector<json> single_responses(const std::vector<std::unique_ptr<RuntimeApiServer>>& apis,
+                                   const std::vector<fmitest::PeerResult>& res,
+                                   const std::string& id) {
+  std::vector<json> bodies;
+  for (unsigned p = 0; p < apis.size(); ++p) {
+    SCOPED_TRACE("peer " + std::to_string(p));
+    EXPECT_TRUE(res[p].exited && res[p].code == 1) << res[p].code << " " << res[p].signal;
+    EXPECT_TRUE(apis[p]->requests("error").empty());
+    auto responses = apis[p]->requests("response");
+    EXPECT_EQ(responses.size(), 1u);
+    if (responses.empty()) {
+      bodies.push_back(json::object());
+      continue;
+    }
+    EXPECT_EQ(responses[0]["request_id"], id + "-" + std::to_string(p));
+    bodies.push_back(json::parse(responses[0]["body"].get<std::string>()));
+  }
+  return bodies;
+}
+
 // 3 functions, each a process that serves its own Runtime API (as each Lambda
 // function has its own), two jobs in a row: the second reuses the warm process with
 // a fresh comm name. The handlers build their Communicators from the events (Direct,
@@ -385,15 +414,10 @@ TEST(LambdaKmeans, ThreeFunctionsFromTheirEventsAgreeAndPassTheCheck) {
     ::execl(FMI_KMEANS_PATH, "kmeans", "--lambda", static_cast<char*>(nullptr));
     throw std::runtime_error("exec " FMI_KMEANS_PATH " failed");
   });
-  std::vector<json> bodies;
+  const std::vector<json> bodies = single_responses(apis, res, "kmeans");
+  ASSERT_EQ(bodies.size(), n);
   for (unsigned p = 0; p < n; ++p) {
     SCOPED_TRACE("peer " + std::to_string(p));
-    EXPECT_TRUE(res[p].exited && res[p].code == 1) << res[p].code << " " << res[p].signal;
-    EXPECT_TRUE(apis[p]->requests("error").empty());
-    auto responses = apis[p]->requests("response");
-    ASSERT_EQ(responses.size(), 1u);
-    EXPECT_EQ(responses[0]["request_id"], "kmeans-" + std::to_string(p));
-    bodies.push_back(json::parse(responses[0]["body"].get<std::string>()));
     EXPECT_EQ(bodies[p]["peer_id"], p);
     EXPECT_EQ(bodies[p]["num_peers"], n);
     EXPECT_EQ(bodies[p]["check"], true);
@@ -405,4 +429,240 @@ TEST(LambdaKmeans, ThreeFunctionsFromTheirEventsAgreeAndPassTheCheck) {
     EXPECT_EQ(bodies[p]["inertia"], bodies[0]["inertia"]);
   }
 }
+#endif
+
+#ifdef FMI_LAMBDA_EXEC_PATH
+// fmi-lambda-exec (tools/fmirun/lambda_exec.cpp): any program (an MPI program built with fmi-mpicc
+// here) as a Lambda function, each process serving its own Runtime API.
+namespace {
+
+// Runs `cmd` with sh, returns its stdout; its exit status into *rc.
+std::string shell(const std::string& cmd, int* rc) {
+  std::string out;
+  std::FILE* f = ::popen(cmd.c_str(), "r");
+  if (!f) throw std::runtime_error("popen " + cmd);
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  const int status = ::pclose(f);
+  *rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return out;
+}
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    std::string t = (std::filesystem::temp_directory_path() / "fmi-lambda-exec-XXXXXX").string();
+    if (!::mkdtemp(t.data())) throw std::runtime_error("mkdtemp");
+    path = t;
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+// In a forked function: serve the fixture as a Lambda bootstrap `exec fmi-lambda-exec
+// PROG ARGS` would. After the fixture's last invocation it answers 410, which ends the
+// runtime with status 1.
+[[noreturn]] void exec_function(const std::vector<std::string>& program) {
+  std::vector<char*> argv{const_cast<char*>("fmi-lambda-exec")};
+  for (const auto& a : program) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  ::execv(FMI_LAMBDA_EXEC_PATH, argv.data());
+  throw std::runtime_error("exec " FMI_LAMBDA_EXEC_PATH " failed");
+}
+
+// tests/mpi/NAME.c built with fmi-mpicc into dir.
+std::string build_mpi(const TempDir& dir, const std::string& name) {
+  const std::string prog = dir.path + "/" + name;
+  int rc = -1;
+  const std::string out = shell(
+      "'" FMI_MPICC_PATH "' -O1 -o '" + prog + "' '" FMI_MPI_SOURCES "/" + name + ".c' -lm 2>&1",
+      &rc);
+  if (rc != 0) throw std::runtime_error("fmi-mpicc " + name + ".c failed: " + out);
+  return prog;
+}
+
+// The events of one job of n functions, one fixture (Runtime API) per function.
+std::vector<std::unique_ptr<RuntimeApiServer>> job_fixtures(const DirectJob& direct, unsigned n,
+                                                            const std::string& id) {
+  std::vector<std::unique_ptr<RuntimeApiServer>> apis;
+  for (unsigned p = 0; p < n; ++p)
+    apis.push_back(std::make_unique<RuntimeApiServer>(
+        json::array({{{"request_id", id + "-" + std::to_string(p)},
+                      {"event",
+                       {{"peer_id", p},
+                        {"num_peers", n},
+                        {"comm_name", fmitest::comm_name() + id},
+                        {"fmi_config", direct.config}}}}})));
+  return apis;
+}
+
+// tests/mpi/coll.c (every collective of the MPI layer) built with fmi-mpicc, once with
+// fmirun -n 3 and once as 3 functions over Direct from their events: each function's
+// stdout is what fmirun printed for that peer, line for line.
+TEST(LambdaExec, AnMpiProgramOnThreeFunctionsPrintsWhatFmirunPrints) {
+  constexpr unsigned n = 3;
+  TempDir dir;
+  const std::string prog = build_mpi(dir, "coll");
+  int rc = -1;
+  const std::string local =
+      shell("'" FMI_FMIRUN_PATH "' -n 3 --rendezvous-port 0 --timeout 60 --config '" FMI_TEST_CONFIG
+            "' -- '" +
+                prog + "' </dev/null",
+            &rc);
+  ASSERT_EQ(rc, 0) << local;
+  std::vector<std::string> expected(n);
+  std::istringstream lines(local);
+  for (std::string line; std::getline(lines, line);) {
+    unsigned p = 0;
+    char close = 0;
+    ASSERT_EQ(std::sscanf(line.c_str(), "[peer %u%c", &p, &close), 2) << line;
+    ASSERT_TRUE(p < n && close == ']') << line;
+    expected[p] += line.substr(line.find("] ") + 2) + "\n";
+  }
+  for (unsigned p = 0; p < n; ++p) ASSERT_FALSE(expected[p].empty()) << "peer " << p;
+
+  const DirectJob direct;
+  auto apis = job_fixtures(direct, n, "mpi");
+  auto res = fmitest::run_forked(n, [&](unsigned p) {
+    direct.enter_function(*apis[p]);
+    exec_function({prog});
+  });
+  const std::vector<json> bodies = single_responses(apis, res, "mpi");
+  for (unsigned p = 0; p < n; ++p) {
+    SCOPED_TRACE("peer " + std::to_string(p));
+    const json& body = bodies[p];
+    EXPECT_EQ(body["exit_code"], 0);
+    EXPECT_EQ(body["stdout"], expected[p]);
+    EXPECT_TRUE(body["stderr_tail"].is_string());
+  }
+}
+
+// tests/mpi/fatal.c on 3 functions: rank 0's MPI_Send to rank 7 is fatal
+// (MPI_ERRORS_ARE_FATAL), its invocation's error names the call and the MPI error;
+// the other ranks, waiting in a barrier for it, fail too (FMI's error when rank 0 is
+// gone), none posts a result and none hangs.
+TEST(LambdaExec, AFatalMpiErrorIsTheFailingRanksInvocationError) {
+  constexpr unsigned n = 3;
+  TempDir dir;
+  const std::string prog = build_mpi(dir, "fatal");
+  const DirectJob direct;
+  auto apis = job_fixtures(direct, n, "fatal");
+  const auto start = std::chrono::steady_clock::now();
+  auto res = fmitest::run_forked(n, [&](unsigned p) {
+    direct.enter_function(*apis[p]);
+    exec_function({prog});
+  });
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 60s);
+  for (unsigned p = 0; p < n; ++p) {
+    SCOPED_TRACE("peer " + std::to_string(p));
+    EXPECT_TRUE(res[p].exited && res[p].code == 1) << res[p].code << " " << res[p].signal;
+    EXPECT_TRUE(apis[p]->requests("response").empty());
+    auto errors = apis[p]->requests("error");
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_EQ(errors[0]["request_id"], "fatal-" + std::to_string(p));
+    EXPECT_EQ(errors[0]["error_type"], "fmi_lambda_exec::ProgramExited");
+    const std::string msg =
+        json::parse(errors[0]["body"].get<std::string>())["errorMessage"].get<std::string>();
+    EXPECT_NE(msg.find("(peer " + std::to_string(p) + " of 3) exited with status"),
+              std::string::npos)
+        << msg;
+    // Rank 0 names its own error; the others name the peer that is gone.
+    const char* cause = p == 0 ? "MPI_Send: destination 7 is not a rank of the communicator of 3"
+                               : "MPI_Barrier: barrier via Direct";
+    EXPECT_NE(msg.find(cause), std::string::npos) << msg;
+    if (p != 0) {
+      EXPECT_NE(msg.find("MPI_ERR_PROC_FAILED"), std::string::npos) << msg;
+    }
+  }
+}
+
+// One function, one invocation after the other: the environment and arguments the
+// program gets, its private config file (0600, max_timeout clamped to the time left,
+// removed afterwards), and each way of failing as the invocation's error.
+TEST(LambdaExec, EnvironmentArgumentsAndFailuresOfTheProgram) {
+  const std::string script = R"(case "$1" in
+ok) shift; printf '%s|' "$FMI_PEER_ID" "$FMI_NUM_PEERS" "$FMI_COMM_NAME" "$@"; echo
+    stat -c %a "$FMI_CONFIG"; echo "$FMI_CONFIG"; cat "$FMI_CONFIG"; echo; echo a warning >&2 ;;
+exit3) seq 20000 >&2; echo "rank 1: it broke" >&2; exit 3 ;;
+segv) echo "about to crash" >&2; kill -SEGV $$ ;;
+sleep) echo sleeping >&2; exec sleep 30 ;;
+esac)";
+  const json config = json::parse(fmitest::direct_config("127.0.0.1", 10000, 30s));
+  auto event = [&](json args) {
+    return json{{"peer_id", 2},
+                {"num_peers", 5},
+                {"comm_name", "exec-job"},
+                {"fmi_config", config},
+                {"args", std::move(args)}};
+  };
+  RuntimeApiServer api(json::array({
+      {{"request_id", "ok"},
+       {"event", event({"ok", "two words", "last"})},
+       {"deadline_in_ms", 10000}},
+      {{"request_id", "exit3"}, {"event", event({"exit3"})}},
+      {{"request_id", "segv"}, {"event", event({"segv"})}},
+      {{"request_id", "sleep"}, {"event", event({"sleep"})}, {"deadline_in_ms", 3000}},
+      {{"request_id", "bad-args"}, {"event", event("ok")}},
+  }));
+  const auto start = std::chrono::steady_clock::now();
+  auto res = fmitest::run_forked(1, [&](unsigned) {
+    ::setenv("AWS_LAMBDA_RUNTIME_API", api.address().c_str(), 1);
+    exec_function({"/bin/sh", "-c", script, "sh"});
+  });
+  // The sleeping program was killed at its deadline (3 s less the 1 s reserve).
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);
+  EXPECT_TRUE(res[0].exited && res[0].code == 1) << res[0].code << " " << res[0].signal;
+
+  auto responses = api.requests("response");
+  ASSERT_EQ(responses.size(), 1u);
+  EXPECT_EQ(responses[0]["request_id"], "ok");
+  const json body = json::parse(responses[0]["body"].get<std::string>());
+  EXPECT_EQ(body["exit_code"], 0);
+  EXPECT_EQ(body["stderr_tail"], "a warning\n");
+  std::istringstream out(body["stdout"].get<std::string>());
+  std::string args_line, mode, path, file;
+  std::getline(out, args_line);
+  std::getline(out, mode);
+  std::getline(out, path);
+  std::getline(out, file);
+  EXPECT_EQ(args_line, "2|5|exec-job|two words|last|");
+  EXPECT_EQ(mode, "600");
+  EXPECT_FALSE(std::filesystem::exists(path)) << path;
+  const json written = json::parse(file);
+  EXPECT_EQ(written["backends"]["Direct"]["port"], 10000);
+  const double mt = written["backends"]["Direct"]["max_timeout"].get<double>();
+  EXPECT_LE(mt, 9000);  // 10 s left less the reserve, not the config's 30 s
+  EXPECT_GT(mt, 5000);
+
+  auto errors = api.requests("error");
+  ASSERT_EQ(errors.size(), 4u);
+  const std::vector<std::tuple<std::string, std::string, std::vector<std::string>>> expected = {
+      {"exit3",
+       "fmi_lambda_exec::ProgramExited",
+       {"/bin/sh (peer 2 of 5)", "exited with status 3", "rank 1: it broke"}},
+      {"segv", "fmi_lambda_exec::ProgramKilled", {"signal 11", "about to crash"}},
+      {"sleep", "FMI::TimeoutError", {"killed at the invocation's deadline", "sleeping"}},
+      {"bad-args", "FMI::ConfigError", {"Lambda event bad-args", "args", "array of strings"}},
+  };
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    const auto& [id, type, parts] = expected[i];
+    SCOPED_TRACE(id);
+    EXPECT_EQ(errors[i]["request_id"], id);
+    EXPECT_EQ(errors[i]["error_type"], type);
+    const json err = json::parse(errors[i]["body"].get<std::string>());
+    EXPECT_EQ(err["errorType"], type);
+    for (const auto& part : parts)
+      EXPECT_NE(err["errorMessage"].get<std::string>().find(part), std::string::npos)
+          << "'" << part << "' not in: " << err["errorMessage"];
+    // 108 kB of stderr before the last line: only its 4 kB tail is in the message.
+    if (id == "exit3") {
+      const std::string msg = err["errorMessage"];
+      EXPECT_LT(msg.size(), 4096u + 200u);
+      EXPECT_NE(msg.find("\n19999\n20000\nrank 1: it broke"), std::string::npos);
+      EXPECT_EQ(msg.find("\n1\n2\n3\n"), std::string::npos);
+    }
+  }
+}
+
+}  // namespace
 #endif

@@ -5,7 +5,12 @@
 # print one line per fact, prefixed by the rank where more than one rank prints) and
 # the exit statuses.
 #
-#   run.sh FMIRUN FMI_MPICC PROGRAM.c CHANNEL(direct|redis) N...
+#   run.sh FMIRUN FMI_MPICC PROGRAM.c CHANNEL(direct|redis|nat) N...
+#
+# CHANNEL nat: Direct with fmirun --nat, every function in its own network namespace
+# behind its own NAT (scripts/natlab.sh, or $FMI_NATLAB; the rendezvous server
+# $FMI_RENDEZVOUS or fmirun's default): root only, exits 77 (skipped) as
+# tests/tools/natlab_test.sh does when it cannot run here.
 #
 # OpenMPI's outputs are kept next to the build (OMPI_CACHE, keyed by the source's
 # checksum and N), so the Direct and the Redis test of a program run mpirun once.
@@ -27,6 +32,25 @@ cleanup() {
 trap cleanup EXIT
 name=$(basename "$src" .c)
 fail() { echo "FAIL: $name ($channel): $*"; exit 1; }
+
+launch=(-n)
+if [ "$channel" = nat ]; then
+  skip() { echo "SKIP: $name (nat): $*"; exit 77; }
+  [ "$(id -u)" -eq 0 ] || skip "the NAT lab needs root (network namespaces, iptables)"
+  for c in ip iptables conntrack; do
+    command -v "$c" >/dev/null || skip "$c is not installed (scripts/install-deps.sh)"
+  done
+  probe_ns="fmimpiprobe$$"
+  ip netns add "$probe_ns" 2>/dev/null || skip "cannot create network namespaces here"
+  ip netns exec "$probe_ns" iptables -t nat -S >/dev/null 2>&1 ||
+    { ip netns del "$probe_ns"; skip "iptables does not work inside a network namespace here"; }
+  ip netns del "$probe_ns"
+  launch=(--nat --natlab "${FMI_NATLAB:-$here/../../scripts/natlab.sh}")
+  [ -n "${FMI_RENDEZVOUS:-}" ] && launch+=(--rendezvous "$FMI_RENDEZVOUS")
+  launch+=(-n)
+else
+  launch=(--rendezvous-port 0 -n)
+fi
 
 "$mpicc_fmi" -O1 -Wall -o "$work/$name.fmi" "$src" -lm || fail "fmi-mpicc could not build $src"
 sum=$(cat "$src" | md5sum | cut -c1-16)
@@ -79,9 +103,15 @@ openmpi() {  # N -> OpenMPI's sorted stdout and status, computed once per source
 status=0
 for n in "$@"; do
   expected=$(openmpi "$n")
-  timeout 120 "$fmirun" -n "$n" --rendezvous-port 0 --timeout 90 --config "$config" -- \
+  timeout 120 "$fmirun" --timeout 90 --config "$config" "${launch[@]}" "$n" -- \
     "$work/$name.fmi" >"$work/fmi.out" 2>"$work/fmi.err" </dev/null
   rc=$?
+  if [ "$channel" = nat ] && ! grep -q "NAT lab .* is up" "$work/fmi.err"; then
+    echo "FAIL: $name on $n processes over nat: fmirun did not report its NAT lab:"
+    head -20 "$work/fmi.err"
+    status=1
+    continue
+  fi
   got=$( (sed -E 's/^\[peer [0-9]+\] //' "$work/fmi.out"; echo "exit $rc") | sort)
   if [ -n "${EXPECT_FAILURE:-}" ]; then
     # Only the failure is compared: the statuses differ (OpenMPI's error classes).
