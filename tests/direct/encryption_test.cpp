@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -39,10 +40,25 @@ enum class Attack { none, flip, replay, cut, key_share };
 /// handshake frames "FMIR...", then data frames: 16-byte header, payload, and with
 /// `sealed` one 16-byte tag per record) to apply `attack` to the first data frame of
 /// every connection, or to the key share of every HELLO.
+// The tests fork their peers (run_forked) while a Proxy thread runs in this process.
+// A child inherits the allocator's locks in whatever state that thread left them;
+// under AddressSanitizer (whose allocator has no fork handlers in GCC 12) a fork in
+// the middle of the proxy's allocation left the child blocked forever in its first
+// malloc (seen in CI: OpenSSL's lazy initialisation in the child, 2 of 60 runs). So
+// the proxy allocates only while holding this mutex, and every fork takes it first.
+std::mutex& fork_guard() {
+  static std::mutex mu;
+  static const int registered = ::pthread_atfork([] { mu.lock(); }, [] { mu.unlock(); },
+                                                 [] { mu.unlock(); });
+  (void)registered;
+  return mu;
+}
+
 class Proxy {
  public:
   Proxy(std::uint16_t target, Attack attack, bool sealed)
       : target_(target), attack_(attack), sealed_(sealed) {
+    fork_guard();  // registers the fork handlers before the thread starts
     lfd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -146,13 +162,18 @@ class Proxy {
   void run() {
     char buf[1 << 16];
     while (!stop_) {
+      // Held except while waiting in poll: see fork_guard().
+      std::unique_lock<std::mutex> quiet(fork_guard());
       std::vector<pollfd> fds{{lfd_, POLLIN, 0}};
       for (auto& c : conns_)
         if (c.client >= 0) {
           fds.push_back({c.client, POLLIN, 0});
           fds.push_back({c.server, POLLIN, 0});
         }
-      if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
+      quiet.unlock();
+      const int ready = ::poll(fds.data(), fds.size(), 20);
+      quiet.lock();
+      if (ready <= 0) continue;
       if (fds[0].revents) {
         int cl = ::accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC);
         if (cl >= 0) {
