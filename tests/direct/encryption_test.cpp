@@ -48,8 +48,8 @@ enum class Attack { none, flip, replay, cut, key_share };
 // the proxy allocates only while holding this mutex, and every fork takes it first.
 std::mutex& fork_guard() {
   static std::mutex mu;
-  static const int registered = ::pthread_atfork([] { mu.lock(); }, [] { mu.unlock(); },
-                                                 [] { mu.unlock(); });
+  static const int registered =
+      ::pthread_atfork([] { mu.lock(); }, [] { mu.unlock(); }, [] { mu.unlock(); });
   (void)registered;
   return mu;
 }
