@@ -420,6 +420,12 @@ TEST(DirectThreadsMesh, TwoThreadsOpenTheMeshAtOnceAndATimeoutStaysLocal) {
     std::vector<std::byte> in(5);
     ch->sendrecv(prev, make_data(5, me, prev, 78), next, in, tag(78), deadline());
     check_data(in, next, me, 78);
+    // No peer exits before its predecessor's timed-out receive is over: an exit closes
+    // the connection, and a receive still waiting on it rightly reports PeerError
+    // (seen when the whole ring finished within the 200 ms). This exchange waits for
+    // prev, which reaches it only after all of its threads, thread 2 included.
+    ch->sendrecv(next, make_data(5, me, next, 79), prev, in, tag(79), deadline());
+    check_data(in, prev, me, 79);
   });
   expect_all_ok(res);
 }
