@@ -16,6 +16,7 @@
 
 #include "channels/direct/direct_channel.h"
 #include "fmi/errors.h"
+#include "messages.h"
 #include "rendezvous_server.h"
 
 using FMI::Comm::DirectChannel;
@@ -23,28 +24,10 @@ using FMI::Comm::Tag;
 using FMI::Utils::Clock;
 using FMI::Utils::Operation;
 using namespace fmitest;
+using namespace fmitest::direct;
 using namespace std::chrono_literals;
 
 namespace {
-
-/// Deterministic content of the message from `from` to `to` in round `r`.
-std::byte pattern(std::size_t k, unsigned from, unsigned to, std::size_t r) {
-  return std::byte(std::uint8_t(k * 131 + from * 17 + to * 7 + r * 3 + (k >> 12)));
-}
-std::vector<std::byte> make_data(std::size_t n, unsigned from, unsigned to, std::size_t r) {
-  std::vector<std::byte> v(n);
-  for (std::size_t k = 0; k < n; ++k) v[k] = pattern(k, from, to, r);
-  return v;
-}
-void check_data(const std::vector<std::byte>& v, unsigned from, unsigned to, std::size_t r) {
-  for (std::size_t k = 0; k < v.size(); ++k)
-    PEER_CHECK(v[k] == pattern(k, from, to, r), "byte ", k, " of ", v.size(), " from peer ", from,
-               " to ", to, " round ", r);
-}
-
-auto deadline(std::chrono::milliseconds d = 60s) { return Clock::now() + d; }
-
-Tag tag(std::uint32_t seq, Operation op = Operation::send) { return Tag{op, seq}; }
 
 /// For each size, n-1 rounds of sendrecv around the ring (round r: to me+r, from
 /// me-r), every byte checked; `seq` numbers the messages.

@@ -10,6 +10,7 @@
 
 #include "channels/direct/direct_channel.h"
 #include "fmi/errors.h"
+#include "messages.h"
 #include "rendezvous_server.h"
 
 using FMI::Comm::DirectChannel;
@@ -18,26 +19,10 @@ using FMI::Comm::Tag;
 using FMI::Utils::Clock;
 using FMI::Utils::Operation;
 using namespace fmitest;
+using namespace fmitest::direct;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::byte pattern(std::size_t k, unsigned from, unsigned to, std::size_t r) {
-  return std::byte(std::uint8_t(k * 131 + from * 17 + to * 7 + r * 3 + (k >> 12)));
-}
-std::vector<std::byte> make_data(std::size_t n, unsigned from, unsigned to, std::size_t r) {
-  std::vector<std::byte> v(n);
-  for (std::size_t k = 0; k < n; ++k) v[k] = pattern(k, from, to, r);
-  return v;
-}
-void check_data(const std::vector<std::byte>& v, unsigned from, unsigned to, std::size_t r) {
-  for (std::size_t k = 0; k < v.size(); ++k)
-    PEER_CHECK(v[k] == pattern(k, from, to, r), "byte ", k, " of ", v.size(), " from peer ", from,
-               " to ", to, " round ", r);
-}
-
-auto deadline(std::chrono::milliseconds d = 60s) { return Clock::now() + d; }
-Tag tag(std::uint32_t seq, Operation op = Operation::send) { return Tag{op, seq}; }
 
 /// Runs fn(k) on `threads` threads and rethrows the first failure, naming the thread.
 void in_threads(unsigned threads, const std::function<void(unsigned)>& fn) {
