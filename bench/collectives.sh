@@ -51,24 +51,15 @@ segments=${SEGMENTS:-default}
 img=${IMG:-$src/docs/img}
 
 log() { echo "[collectives] $*" >&2; }
+# shellcheck source=bench/setup.sh
+source "$here/setup.sh"
 
 # ---- what it needs -----------------------------------------------------------
 need=()
 command -v mpirun >/dev/null || need+=(openmpi-bin)
 dpkg -s libopenmpi-dev >/dev/null 2>&1 || need+=(libopenmpi-dev)
-if ((${#need[@]})); then
-  if [[ -n "${NO_INSTALL:-}" ]]; then
-    log "missing Debian packages: ${need[*]} (NO_INSTALL is set)"; exit 1
-  fi
-  log "installing ${need[*]}"
-  sudo=; [[ $(id -u) -eq 0 ]] || sudo=sudo
-  $sudo apt-get install -y "${need[@]}" >&2 || { $sudo apt-get update >&2 && $sudo apt-get install -y "${need[@]}" >&2; }
-fi
-if [[ ! -f "$build/build.ninja" && ! -f "$build/Makefile" ]]; then
-  log "configuring $build"
-  gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
-  cmake -S "$src" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2
-fi
+bench_install "${need[@]}"
+bench_configure "$src" "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 log "building in $build"
 cmake --build "$build" -j2 --target mpi_bench fmi-bench fmirun fmi-rendezvous >&2
 mpi="$build/bench/baseline/mpi_bench"

@@ -38,6 +38,8 @@ store_sizes=${STORE_SIZES:-8,1K,64K,1M}
 store_budget=${STORE_BUDGET:-0.5}
 
 log() { echo "[compare] $*" >&2; }
+# shellcheck source=bench/setup.sh
+source "$here/setup.sh"
 
 # ---- what it needs -----------------------------------------------------------
 need=()
@@ -46,20 +48,9 @@ dpkg -s libopenmpi-dev >/dev/null 2>&1 || need+=(libopenmpi-dev)
 if [[ -z "${NO_PLOTS:-}" ]] && ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
   need+=(python3-matplotlib)
 fi
-if ((${#need[@]})); then
-  if [[ -n "${NO_INSTALL:-}" ]]; then
-    log "missing Debian packages: ${need[*]} (NO_INSTALL is set)"; exit 1
-  fi
-  log "installing ${need[*]}"
-  sudo=; [[ $(id -u) -eq 0 ]] || sudo=sudo
-  $sudo apt-get install -y "${need[@]}" >&2 || { $sudo apt-get update >&2 && $sudo apt-get install -y "${need[@]}" >&2; }
-fi
+bench_install "${need[@]}"
 
-if [[ ! -f "$build/build.ninja" && ! -f "$build/Makefile" ]]; then
-  log "configuring $build"
-  gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
-  cmake -S "$src" -B "$build" "${gen[@]}" >&2
-fi
+bench_configure "$src" "$build"
 log "building in $build"
 cmake --build "$build" -j2 --target tcp_pingpong mpi_bench fmi-bench fmirun fmi-rendezvous >&2
 
