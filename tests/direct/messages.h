@@ -18,14 +18,12 @@ namespace fmitest::direct {
 inline std::byte pattern(std::size_t k, unsigned from, unsigned to, std::size_t r) {
   return std::byte(std::uint8_t(k * 131 + from * 17 + to * 7 + r * 3 + (k >> 12)));
 }
-inline std::vector<std::byte> make_data(std::size_t n, unsigned from, unsigned to,
-                                        std::size_t r) {
+inline std::vector<std::byte> make_data(std::size_t n, unsigned from, unsigned to, std::size_t r) {
   std::vector<std::byte> v(n);
   for (std::size_t k = 0; k < n; ++k) v[k] = pattern(k, from, to, r);
   return v;
 }
-inline void check_data(const std::vector<std::byte>& v, unsigned from, unsigned to,
-                       std::size_t r) {
+inline void check_data(const std::vector<std::byte>& v, unsigned from, unsigned to, std::size_t r) {
   for (std::size_t k = 0; k < v.size(); ++k)
     PEER_CHECK(v[k] == pattern(k, from, to, r), "byte ", k, " of ", v.size(), " from peer ", from,
                " to ", to, " round ", r);
