@@ -8,12 +8,15 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstring>
-#include <mutex>
+#include <iostream>
+#include <new>
 #include <thread>
 
 #include "channels/direct/direct_channel.h"
@@ -35,30 +38,30 @@ const std::string kPattern = "USER-BYTES-THAT-MUST-NOT-LEAK-";
 
 enum class Attack { none, flip, replay, cut, key_share };
 
-/// A TCP forwarder 127.0.0.1:port() -> 127.0.0.1:target, on a thread of the test
-/// process. In the direction client -> server it parses the stream (rendezvous and
-/// handshake frames "FMIR...", then data frames: 16-byte header, payload, and with
-/// `sealed` one 16-byte tag per record) to apply `attack` to the first data frame of
-/// every connection, or to the key share of every HELLO.
-// The tests fork their peers (run_forked) while a Proxy thread runs in this process.
-// A child inherits the allocator's locks in whatever state that thread left them;
-// under AddressSanitizer (whose allocator has no fork handlers in GCC 12) a fork in
-// the middle of the proxy's allocation left the child blocked forever in its first
-// malloc (seen in CI: OpenSSL's lazy initialisation in the child, 2 of 60 runs). So
-// the proxy allocates only while holding this mutex, and every fork takes it first.
-std::mutex& fork_guard() {
-  static std::mutex mu;
-  static const int registered =
-      ::pthread_atfork([] { mu.lock(); }, [] { mu.unlock(); }, [] { mu.unlock(); });
-  (void)registered;
-  return mu;
-}
-
+/// A TCP forwarder 127.0.0.1:port() -> 127.0.0.1:target, in a process of its own.
+/// In the direction client -> server it parses the stream (rendezvous and handshake
+/// frames "FMIR...", then data frames: 16-byte header, payload, and with `sealed` one
+/// 16-byte tag per record) to apply `attack` to the first data frame of every
+/// connection, or to the key share of every HELLO.
+// A process, not a thread of the test: the tests fork their peers (run_forked), and a
+// child forked while another thread of its parent is inside the allocator inherits
+// the allocator's locks held forever (AddressSanitizer's allocator has no fork
+// handlers in GCC 12: seen in CI as a peer blocked in its first malloc until the
+// runner killed it after 90 s). With the proxy in its own process the test process
+// has one thread when it forks. What the proxy saw reaches the test through a file
+// (the capture) and a shared page (the counters).
 class Proxy {
  public:
   Proxy(std::uint16_t target, Attack attack, bool sealed)
       : target_(target), attack_(attack), sealed_(sealed) {
-    fork_guard();  // registers the fork handlers before the thread starts
+    void* page =
+        ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) throw std::runtime_error("proxy: mmap failed");
+    shared_ = new (page) Shared;
+    char path[] = "/tmp/fmi-proxy-capture-XXXXXX";
+    cap_fd_ = ::mkstemp(path);
+    if (cap_fd_ < 0) throw std::runtime_error("proxy: mkstemp failed");
+    ::unlink(path);  // the descriptor keeps it; nothing left behind
     lfd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -68,23 +71,52 @@ class Proxy {
     socklen_t len = sizeof a;
     ::getsockname(lfd_, reinterpret_cast<sockaddr*>(&a), &len);
     port_ = ntohs(a.sin_port);
-    thread_ = std::thread([this] { run(); });
+    std::cout.flush();
+    std::cerr.flush();
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("proxy: fork failed");
+    if (pid_ == 0) {
+      run();
+      ::_exit(0);
+    }
   }
   ~Proxy() {
-    stop_ = true;
-    thread_.join();
-    for (auto& c : conns_) close_conn(c);
+    shared_->stop = true;
+    // It checks the flag every 20 ms; a proxy that does not stop is killed.
+    for (int i = 0; i < 250 && ::waitpid(pid_, nullptr, WNOHANG) == 0; ++i)
+      std::this_thread::sleep_for(20ms);
+    if (::waitpid(pid_, nullptr, WNOHANG) == 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
     ::close(lfd_);
+    ::close(cap_fd_);
+    ::munmap(shared_, sizeof(Shared));
   }
+  Proxy(const Proxy&) = delete;
+  Proxy& operator=(const Proxy&) = delete;
   std::uint16_t port() const { return port_; }
   /// Every byte seen so far, both directions of every connection.
-  std::string captured() {
-    std::lock_guard<std::mutex> l(mu_);
-    return capture_;
+  std::string captured() const {
+    std::string all;
+    char buf[1 << 16];
+    for (off_t at = 0;;) {
+      ssize_t r = ::pread(cap_fd_, buf, sizeof buf, at);
+      if (r <= 0) break;
+      all.append(buf, std::size_t(r));
+      at += r;
+    }
+    return all;
   }
-  unsigned attacked() const { return attacked_; }
+  unsigned attacked() const { return shared_->attacked; }
 
  private:
+  // Lives in a shared anonymous page: written by the proxy process, read by the test.
+  struct Shared {
+    std::atomic<bool> stop{false};
+    std::atomic<unsigned> attacked{0};
+  };
+
   struct Conn {
     int client = -1, server = -1;
     std::string up;  // client -> server bytes not yet forwarded
@@ -95,6 +127,14 @@ class Proxy {
   static void write_all(int fd, const char* p, std::size_t n) {
     while (n > 0) {
       ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+      if (w <= 0) return;
+      p += w;
+      n -= std::size_t(w);
+    }
+  }
+  static void write_all_file(int fd, const char* p, std::size_t n) {
+    while (n > 0) {
+      ssize_t w = ::write(fd, p, n);
       if (w <= 0) return;
       p += w;
       n -= std::size_t(w);
@@ -129,7 +169,7 @@ class Proxy {
         if (attack_ == Attack::key_share && std::uint8_t(c.up[cur + 5]) == 16 && len >= 33 &&
             c.up[cur + 10 + len - 33] == 1) {
           c.up[cur + 10 + len - 1] ^= 1;
-          ++attacked_;
+          ++shared_->attacked;
         }
         write_all(c.server, c.up.data() + cur, 10 + len);
         cur += 10 + len;
@@ -142,15 +182,15 @@ class Proxy {
       const bool first = c.frames++ == 0;
       if (first && attack_ == Attack::flip) {
         c.up[cur + 16 + len / 2] ^= 0x20;  // a bit in the middle of the payload
-        ++attacked_;
+        ++shared_->attacked;
       }
       write_all(c.server, c.up.data() + cur, total);
       if (first && attack_ == Attack::replay) {
         write_all(c.server, c.up.data() + cur, total);
-        ++attacked_;
+        ++shared_->attacked;
       }
       if (first && attack_ == Attack::cut) {
-        ++attacked_;
+        ++shared_->attacked;
         return false;
       }
       cur += total;
@@ -161,18 +201,14 @@ class Proxy {
 
   void run() {
     char buf[1 << 16];
-    while (!stop_) {
-      // Held except while waiting in poll: see fork_guard().
-      std::unique_lock<std::mutex> quiet(fork_guard());
+    while (!shared_->stop) {
       std::vector<pollfd> fds{{lfd_, POLLIN, 0}};
       for (auto& c : conns_)
         if (c.client >= 0) {
           fds.push_back({c.client, POLLIN, 0});
           fds.push_back({c.server, POLLIN, 0});
         }
-      quiet.unlock();
       const int ready = ::poll(fds.data(), fds.size(), 20);
-      quiet.lock();
       if (ready <= 0) continue;
       if (fds[0].revents) {
         int cl = ::accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC);
@@ -201,10 +237,7 @@ class Proxy {
             close_conn(c);
             break;
           }
-          {
-            std::lock_guard<std::mutex> l(mu_);
-            capture_.append(buf, std::size_t(r));
-          }
+          write_all_file(cap_fd_, buf, std::size_t(r));
           if (!up) {
             write_all(c.client, buf, std::size_t(r));
           } else {
@@ -222,12 +255,10 @@ class Proxy {
   bool sealed_;
   int lfd_ = -1;
   std::uint16_t port_ = 0;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::atomic<unsigned> attacked_{0};
-  std::vector<Conn> conns_;
-  std::mutex mu_;
-  std::string capture_;
+  pid_t pid_ = -1;
+  Shared* shared_ = nullptr;
+  int cap_fd_ = -1;          // the capture: every byte seen, appended by the proxy
+  std::vector<Conn> conns_;  // the proxy process's own
 };
 
 std::unique_ptr<FMI::Comm::DirectChannel> channel(std::uint16_t port, unsigned me, bool encryption,
