@@ -175,20 +175,22 @@ void bcast_pipeline(Ch& ch, const Context& c, Bytes buf, peer_num root, std::siz
 
 constexpr std::size_t kRingSegment = std::size_t(1) << 20;
 
-// Ring reduce-scatter of this peer's contribution `src` into `buf` (n chunks).
-// Step s: send chunk (r - s - 1) to the right neighbour, receive chunk (r - s - 2)
-// from the left one and reduce it with ours. A chunk c starts at rank c+1 and
-// travels right picking up one contribution per hop, so after n-1 steps rank r
-// holds chunk r complete in `buf`. Requires a commutative and associative operator
-// (contributions are combined in ring order, not peer order).
+// Ring reduce-scatter of this peer's contribution `src` (n chunks). Step s: send
+// chunk (r - s - 1) to the right neighbour, receive chunk (r - s - 2) from the left
+// one and reduce it with ours. A chunk c starts at rank c+1 and travels right
+// picking up one contribution per hop, so after n-1 steps rank r holds chunk r
+// complete. Requires a commutative and associative operator (contributions are
+// combined in ring order, not peer order).
 //
-// No copy of `src` into `buf` first: the chunk reduced at step s was never touched
-// before (chunks r-2, r-3, ..., r), so the reduction reads our contribution straight
-// from `src` and writes `buf`; the chunk sent at step 0 (r-1) goes out from `src`,
-// later ones from `buf`, where the previous step left them. `buf` chunk r-1 is not
-// written (the allgather that follows fills it). `src` may be `buf` (in place).
-void ring_reduce_scatter(Ch& ch, const Context& c, ConstBytes src, Bytes buf, const Chunks& ck,
-                         const ReduceOp& f) {
+// `acc(s)` is where step s puts the chunk it reduces (ck.size of that chunk bytes);
+// step s+1 sends it from there, and nothing reads it after that, so the last step's
+// acc(n-2) is chunk r's result and the others may share two buffers in turn. No copy
+// of `src` comes first: the chunk reduced at step s was never touched before, so the
+// reduction reads our contribution straight from `src`; the chunk sent at step 0 goes
+// out from `src`.
+template <typename Acc>
+void ring_reduce_scatter_into(Ch& ch, const Context& c, ConstBytes src, const Chunks& ck,
+                              const ReduceOp& f, const Acc& acc) {
   const peer_num n = c.size, r = c.rank;
   const peer_num right = (r + 1) % n, left = (r + n - 1) % n;
   // Each step moves its chunk in segments of about kRingSegment and reduces each
@@ -201,28 +203,68 @@ void ring_reduce_scatter(Ch& ch, const Context& c, ConstBytes src, Bytes buf, co
       std::max<std::size_t>(1, (ck.max_size() + kRingSegment - 1) / kRingSegment);
   const std::size_t g = std::max<std::size_t>(f.granularity, 1);
   struct Range {
-    std::size_t off, len;
+    std::size_t off, len;  // within the chunk
   };
   auto segment = [&](peer_num chunk, std::size_t j) {
     const std::size_t elems = ck.size(chunk) / g;
     const std::size_t b = g * (elems * j / nseg), e = g * (elems * (j + 1) / nseg);
-    return Range{ck.begin(chunk) + b, e - b};
+    return Range{b, e - b};
   };
   Buffer tmp(ck.max_size() / nseg + g);
   for (peer_num s = 0; s + 1 < n; ++s) {
     const peer_num cs = (r + 2 * n - s - 1) % n;
     const peer_num cr = (r + 2 * n - s - 2) % n;
-    ConstBytes from = s == 0 ? src : ConstBytes(buf);
+    const ConstBytes from =
+        s == 0 ? src.subspan(ck.begin(cs), ck.size(cs)) : ConstBytes(acc(s - 1));
+    const Bytes to = acc(s);
+    const ConstBytes mine = src.subspan(ck.begin(cr), ck.size(cr));
     for (std::size_t j = 0; j < nseg; ++j) {
       const Range o = segment(cs, j), i = segment(cr, j);
       Bytes in(tmp.data(), i.len);
       ch.sendrecv(right, from.subspan(o.off, o.len), left, in, c.tag, c.deadline);
-      Bytes acc = buf.subspan(i.off, i.len);
-      if (!acc.empty()) f(in, src.subspan(i.off, i.len), acc);
+      if (i.len > 0) f(in, mine.subspan(i.off, i.len), to.subspan(i.off, i.len));
     }
   }
 }
 
+// The ring reduce-scatter into a whole buffer `buf` laid out as `src`: after it,
+// `buf` chunk r is the result (allreduce's allgather goes on from there); chunk r-1
+// is not written. `src` may be `buf` (in place).
+void ring_reduce_scatter(Ch& ch, const Context& c, ConstBytes src, Bytes buf, const Chunks& ck,
+                         const ReduceOp& f) {
+  const peer_num n = c.size, r = c.rank;
+  ring_reduce_scatter_into(ch, c, src, ck, f, [&](peer_num s) {
+    const peer_num cr = (r + 2 * n - s - 2) % n;
+    return buf.subspan(ck.begin(cr), ck.size(cr));
+  });
+}
+
+bool overlaps(ConstBytes a, ConstBytes b) {
+  return !a.empty() && !b.empty() && a.data() < b.data() + b.size() &&
+         b.data() < a.data() + a.size();
+}
+
+// The ring reduce-scatter when only chunk r is wanted (reduce_scatter, the ring
+// reduce), into `out` (ck.size(r) bytes, or empty: the result stays in `spare`'s
+// chunk returned): two chunk-sized buffers in turn instead of a buffer of all n
+// chunks, which on every call of a large message meant an allocation whose pages
+// were first touched (faulted in) there, and a copy of the result out of it. When
+// `out` may hold a chunk of another size or overlaps `src`, the last step writes a
+// spare buffer too. Returns where the result is.
+Bytes ring_reduce_scatter_mine(Ch& ch, const Context& c, ConstBytes src, Bytes out,
+                               const Chunks& ck, const ReduceOp& f, Buffer& spare) {
+  const peer_num n = c.size, r = c.rank;
+  const std::size_t m = ck.max_size();
+  spare.resize(2 * m);
+  const bool direct = !out.empty() && !overlaps(out, src);
+  auto acc = [&](peer_num s) {
+    const peer_num cr = (r + 2 * n - s - 2) % n;
+    if (direct && s + 2 == n) return out;
+    return Bytes(spare).subspan((s % 2) * m, ck.size(cr));
+  };
+  ring_reduce_scatter_into(ch, c, src, ck, f, acc);
+  return acc(n - 2);
+}
 // Ring allgather in place on `buf`: rank r starts with chunk r complete; step s
 // forwards chunk (r - s) to the right and receives chunk (r - s - 1) from the left.
 void ring_allgather(Ch& ch, const Context& c, Bytes buf, const Chunks& ck) {
@@ -579,17 +621,18 @@ void reduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceO
       }
       return;
     }
-    case Algorithm::ring: {     // reduce-scatter, then gather the chunks at root
-      Buffer acc(send.size());  // the reduce-scatter reads `send` directly
+    case Algorithm::ring: {  // reduce-scatter, then gather the chunks at root
       const Chunks ck{send.size(), f.granularity, n};
-      ring_reduce_scatter(ch, c, send, acc, ck, f);
+      Buffer spare;  // two chunks; the root reduces its own straight into recv
+      const Bytes mine = ring_reduce_scatter_mine(
+          ch, c, send, r == root ? recv.subspan(ck.begin(r), ck.size(r)) : Bytes(), ck, f, spare);
       if (r != root) {
-        ch.send(root, Bytes(acc).subspan(ck.begin(r), ck.size(r)), c.tag, c.deadline);
+        ch.send(root, mine, c.tag, c.deadline);
       } else {
         for (peer_num p = 0; p < n; ++p) {
           Bytes dst = recv.subspan(ck.begin(p), ck.size(p));
           if (p == r)
-            copy(Bytes(acc).subspan(ck.begin(p), ck.size(p)), dst);
+            copy(mine, dst);  // nothing to do unless recv overlaps send
           else
             ch.recv(p, dst, c.tag, c.deadline);
         }
@@ -722,7 +765,7 @@ void alltoall(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Optio
 
 void reduce_scatter(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceOp& f,
                     const Options& o) {
-  const peer_num n = c.size, r = c.rank;
+  const peer_num n = c.size;
   const std::size_t bs = recv.size();
   if (n == 1) {
     copy(send, recv);
@@ -732,9 +775,11 @@ void reduce_scatter(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const
   const ReduceProps props{f.commutative, f.associative, f.granularity};
   if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::reduce_scatter, bs, n, props);
   if (a == Algorithm::ring) {
-    Buffer work(send.size());  // written by the reduce-scatter (reads `send` directly)
-    ring_reduce_scatter(ch, c, send, work, Chunks{work.size(), std::max<std::size_t>(bs, 1), n}, f);
-    copy(Bytes(work).subspan(r * bs, bs), recv);
+    // Every chunk is one block: recv takes the last step's result directly.
+    Buffer spare;
+    copy(ring_reduce_scatter_mine(ch, c, send, recv,
+                                  Chunks{send.size(), std::max<std::size_t>(bs, 1), n}, f, spare),
+         recv);
     return;
   }
   // Order-sensitive or whole-buffer functions: reduce everything to 0 with the
