@@ -58,12 +58,14 @@ struct Chunks {
 };
 
 // Scratch space that stays on the stack for small messages: the 8-byte reductions
-// would otherwise pay a heap allocation (and its free) per call and peer.
+// would otherwise pay a heap allocation (and its free) per call and peer. Larger ones
+// are left uninitialised: every use writes before it reads, and zero-filling would
+// cost a memset of the message per call.
 class Scratch {
  public:
   explicit Scratch(std::size_t n) {
-    if (n > small_.size()) heap_.resize(n);
-    bytes_ = n > small_.size() ? Bytes(heap_) : Bytes(small_.data(), n);
+    if (n > small_.size()) heap_.reset(new std::byte[n]);
+    bytes_ = n > small_.size() ? Bytes(heap_.get(), n) : Bytes(small_.data(), n);
   }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
@@ -73,7 +75,7 @@ class Scratch {
 
  private:
   std::array<std::byte, 256> small_;
-  Buffer heap_;
+  std::unique_ptr<std::byte[]> heap_;
   Bytes bytes_;
 };
 
@@ -211,7 +213,8 @@ void ring_reduce_scatter_into(Ch& ch, const Context& c, ConstBytes src, const Ch
     const std::size_t b = g * (elems * j / nseg), e = g * (elems * (j + 1) / nseg);
     return Range{b, e - b};
   };
-  Buffer tmp(ck.max_size() / nseg + g);
+  // Each segment is received here before it is read: no zero-fill needed.
+  const std::unique_ptr<std::byte[]> tmp(new std::byte[ck.max_size() / nseg + g]);
   for (peer_num s = 0; s + 1 < n; ++s) {
     const peer_num cs = (r + 2 * n - s - 1) % n;
     const peer_num cr = (r + 2 * n - s - 2) % n;
@@ -221,7 +224,7 @@ void ring_reduce_scatter_into(Ch& ch, const Context& c, ConstBytes src, const Ch
     const ConstBytes mine = src.subspan(ck.begin(cr), ck.size(cr));
     for (std::size_t j = 0; j < nseg; ++j) {
       const Range o = segment(cs, j), i = segment(cr, j);
-      Bytes in(tmp.data(), i.len);
+      Bytes in(tmp.get(), i.len);
       ch.sendrecv(right, from.subspan(o.off, o.len), left, in, c.tag, c.deadline);
       if (i.len > 0) f(in, mine.subspan(i.off, i.len), to.subspan(i.off, i.len));
     }
