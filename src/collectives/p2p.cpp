@@ -151,11 +151,11 @@ void fold_chain(Ch& ch, const Context& c, peer_num prev, peer_num next, ConstByt
         ch, c, prev, next, nseg, [](std::size_t) { return Bytes(); }, [](std::size_t) {}, mine_of);
     return;
   }
-  // Two segment buffers: k arrives in one while k-1 leaves from the other.
-  Buffer tmp(2 * std::min(sg.step, mine.size()));
-  auto in = [&](std::size_t k) {
-    return Bytes(tmp).subspan((k % 2) * (tmp.size() / 2), sg.size(k));
-  };
+  // Two segment buffers: k arrives in one while k-1 leaves from the other (each
+  // received into before it is read: left uninitialised).
+  const std::size_t half = std::min(sg.step, mine.size());
+  const std::unique_ptr<std::byte[]> tmp(new std::byte[2 * half]);
+  auto in = [&](std::size_t k) { return Bytes(tmp.get() + (k % 2) * half, sg.size(k)); };
   auto dst = [&](std::size_t k) {
     return result.empty() ? in(k) : result.subspan(sg.begin(k), sg.size(k));
   };
