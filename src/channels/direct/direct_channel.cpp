@@ -444,7 +444,7 @@ void DirectChannel::forged(Utils::peer_num peer, Tag tag, std::size_t record) {
 // Sends piece after piece: each is sealed into the connection's buffer when the
 // previous one is out (one seal and one send for a small message, the header going
 // with its first piece), so the receiver decrypts piece k while this side seals
-// k+1, and nothing is allocated per message. While the socket is full, the pieces
+// k+1 (16 KiB pieces first and last, 64 KiB between), and nothing is allocated per message. While the socket is full, the pieces
 // that follow are sealed ahead into the rest of the buffer (up to one record): the
 // wait is used, and the next send takes them all at once.
 bool DirectChannel::sealed_send(Transfer& t) {
@@ -452,7 +452,11 @@ bool DirectChannel::sealed_send(Transfer& t) {
   auto& link = *t.link;
   auto seal_next = [&] {
     const std::size_t used = t.buf_end - t.buf_begin;
-    const std::size_t want = std::clamp(t.writer.sealed(), sec::kFirstPiece, sec::kPiece);
+    // Pieces grow with what was sealed and shrink again towards the end (at most
+    // half of what is left), so the receiver's last decryption is short too.
+    const std::size_t sealed = t.writer.sealed();
+    const std::size_t want =
+        std::clamp(std::min(sealed, (t.size - sealed) / 2), sec::kFirstPiece, sec::kPiece);
     const std::size_t n =
         t.writer.produce(link.tx, link.txbuf.data() + used, link.txbuf.size() - used, want);
     t.buf_end += n;

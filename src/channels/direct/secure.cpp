@@ -294,7 +294,7 @@ void BodyWriter::start(const std::byte* hdr, const std::byte* data, std::size_t 
 }
 
 std::size_t BodyWriter::produce(Aead& tx, std::byte* out, std::size_t room, std::size_t want) {
-  if (done() || room <= kTag) return 0;
+  if (done() || room < kTag) return 0;
   const std::size_t len = record_len(size_, record_);
   const std::size_t n = std::min({len - within_, want, room - kTag});
   if (n == 0 && within_ < len) return 0;

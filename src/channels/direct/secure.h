@@ -57,8 +57,9 @@ inline constexpr std::size_t kHeader = 16;  // the message header (additional da
 inline constexpr std::size_t kTag = 16;     // AEAD tag per record
 inline constexpr std::size_t kRecord = std::size_t(256) << 10;  // plaintext bytes per record
 // The sender seals a message in pieces of kFirstPiece bytes at first, growing to
-// kPiece: the first bytes leave after a short seal, and later pieces cost one send
-// per 64 KiB (docs/direct.md "Encryption", measured in docs/benchmarks.md).
+// kPiece and shrinking again at the end: the first bytes leave after a short seal,
+// the receiver's last decryption is short, and the pieces between cost one send
+// per 64 KiB (docs/direct.md "Encryption").
 inline constexpr std::size_t kFirstPiece = std::size_t(16) << 10;
 inline constexpr std::size_t kPiece = std::size_t(64) << 10;
 
