@@ -351,7 +351,8 @@ Message decode_payload(MsgType type, std::span<const std::byte> payload) {
       m.nonce = r.fixed<kNonceSize>();
       m.cipher = r.u8();
       if (r.flag("key share")) m.key_share = r.fixed<kKeyShareSize>();
-      if (!m.key_share && m.cipher != 0) r.fail("cipher byte ", unsigned(m.cipher), " without a key share");
+      if (!m.key_share && m.cipher != 0)
+        r.fail("cipher byte ", unsigned(m.cipher), " without a key share");
       r.done();
       return m;
     }

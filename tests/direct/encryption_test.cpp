@@ -643,8 +643,7 @@ TEST(DirectEncryption, CipherAgreement) {
     sec::local_cipher();
     ADD_FAILURE() << "FMI_DIRECT_CIPHER=aes accepted";
   } catch (const FMI::ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("FMI_DIRECT_CIPHER='aes'"), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find("FMI_DIRECT_CIPHER='aes'"), std::string::npos) << e.what();
   }
   ::unsetenv("FMI_DIRECT_CIPHER");
   const std::uint8_t own = sec::local_cipher();
@@ -657,9 +656,10 @@ TEST(DirectEncryption, CipherAgreement) {
 TEST(DirectEncryption, BothCiphersInteroperateAndAMismatchFails) {
   RendezvousServer server;
   Proxy proxy(server.port(), Attack::none, true);
-  const std::vector<std::size_t> sizes = {0,          1,  sec::kRecord,    sec::kRecord + 1,
-                                          3 * sec::kRecord + 17, 70000};
-  expect_all_ok(transfer(proxy.port(), true, "", sizes, {"chacha20-poly1305", "chacha20-poly1305"}));
+  const std::vector<std::size_t> sizes = {
+      0, 1, sec::kRecord, sec::kRecord + 1, 3 * sec::kRecord + 17, 70000};
+  expect_all_ok(
+      transfer(proxy.port(), true, "", sizes, {"chacha20-poly1305", "chacha20-poly1305"}));
   expect_all_ok(transfer(proxy.port(), true, kSecret, sizes, {"aes-256-gcm", "aes-256-gcm"}));
   expect_all_ok(transfer(proxy.port(), true, "", sizes, {"chacha20-poly1305", ""}));
   expect_all_ok(transfer(proxy.port(), true, "", sizes, {"", "aes-256-gcm"}));

@@ -444,9 +444,10 @@ void DirectChannel::forged(Utils::peer_num peer, Tag tag, std::size_t record) {
 // Sends piece after piece: each is sealed into the connection's buffer when the
 // previous one is out (one seal and one send for a small message, the header going
 // with its first piece), so the receiver decrypts piece k while this side seals
-// k+1 (16 KiB pieces first and last, 64 KiB between), and nothing is allocated per message. While the socket is full, the pieces
-// that follow are sealed ahead into the rest of the buffer (up to one record): the
-// wait is used, and the next send takes them all at once.
+// k+1 (16 KiB pieces first and last, 64 KiB between); nothing is allocated per
+// message. While the socket is full, the pieces that follow are sealed ahead into
+// the rest of the buffer (up to one record): the wait is used, and the next send
+// takes them all at once.
 bool DirectChannel::sealed_send(Transfer& t) {
   namespace sec = Direct::secure;
   auto& link = *t.link;

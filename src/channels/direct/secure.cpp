@@ -54,11 +54,11 @@ std::array<std::uint8_t, 32> transcript_hash(const Transcript& t) {
   auto lo = be32(t.lower), hi = be32(t.higher);
   auto ls = be64(t.lower_session), hs = be64(t.higher_session);
   const std::uint8_t lc[1] = {t.lower_cipher}, hc[1] = {t.higher_cipher};
-  for (Field f : {lit("FMI direct v2"),
-                  Field(reinterpret_cast<const std::uint8_t*>(t.comm.data()), t.comm.size()),
-                  Field(lo), Field(hi), Field(ls), Field(hs), Field(t.lower_nonce),
-                  Field(t.higher_nonce), Field(t.lower_share), Field(t.higher_share), Field(lc),
-                  Field(hc)})
+  for (Field f :
+       {lit("FMI direct v2"),
+        Field(reinterpret_cast<const std::uint8_t*>(t.comm.data()), t.comm.size()), Field(lo),
+        Field(hi), Field(ls), Field(hs), Field(t.lower_nonce), Field(t.higher_nonce),
+        Field(t.lower_share), Field(t.higher_share), Field(lc), Field(hc)})
     put_field(m, f);
   std::array<std::uint8_t, 32> h{};
   unsigned len = 0;
@@ -201,7 +201,8 @@ Aead::Aead(Cipher c, const std::array<std::uint8_t, 32>& key,
     : iv_(iv) {
   // Fetched once per direction: the implicit fetch of EVP_aes_256_gcm() would look
   // the algorithm up again on every init. OpenSSL picks AES-NI/VAES code by itself.
-  cipher_ = EVP_CIPHER_fetch(nullptr, c == Cipher::chacha20_poly1305 ? "ChaCha20-Poly1305" : "AES-256-GCM", nullptr);
+  cipher_ = EVP_CIPHER_fetch(
+      nullptr, c == Cipher::chacha20_poly1305 ? "ChaCha20-Poly1305" : "AES-256-GCM", nullptr);
   ctx_ = EVP_CIPHER_CTX_new();
   if (!cipher_ || !ctx_) {
     EVP_CIPHER_free(cipher_);
@@ -260,8 +261,7 @@ void Aead::seal_final(std::byte* tag) {
 bool Aead::open_final(const std::byte* tag) {
   unsigned char none[32];
   int len = 0;
-  if (EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG, int(kTag), const_cast<std::byte*>(tag)) <=
-      0)
+  if (EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG, int(kTag), const_cast<std::byte*>(tag)) <= 0)
     fail("AEAD open");
   return EVP_CipherFinal_ex(ctx_, none, &len) > 0;
 }
