@@ -816,7 +816,9 @@ void DirectChannel::retire(Waiter& w) {
     return std::string("a ") + w.op + (w.error ? " failed" : " timed out") + " mid-message";
   };
   for (auto& t : w.ts) {
-    const bool half = !t.finished() && t.done > 0;
+    // A sealed send that sealed anything used sequence numbers the receiver will
+    // never see, even with nothing sent yet: the direction is out of step as well.
+    const bool half = !t.finished() && (t.done > 0 || t.buf_end > 0);
     if (t.sending) {
       auto& q = out_[t.peer];
       auto it = std::find(q.begin(), q.end(), &t);
