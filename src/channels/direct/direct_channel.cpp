@@ -459,7 +459,7 @@ bool DirectChannel::sealed_send(Transfer& t) {
     const std::size_t want =
         std::clamp(std::min(sealed, (t.size - sealed) / 2), sec::kFirstPiece, sec::kPiece);
     const std::size_t n =
-        t.writer.produce(link.tx, link.txbuf.data() + used, link.txbuf.size() - used, want);
+        t.writer.produce(link.tx, link.txbuf.get() + used, link.kTxBuf - used, want);
     t.buf_end += n;
     return n > 0;
   };
@@ -467,12 +467,12 @@ bool DirectChannel::sealed_send(Transfer& t) {
     if (t.done == t.buf_end) {
       t.buf_begin = t.done;
       if (t.done == 0) {
-        std::memcpy(link.txbuf.data(), t.hdr, kHeader);
+        std::memcpy(link.txbuf.get(), t.hdr, kHeader);
         t.buf_end = kHeader;
       }
       seal_next();
     }
-    ssize_t r = ::send(t.fd, link.txbuf.data() + (t.done - t.buf_begin), t.buf_end - t.done,
+    ssize_t r = ::send(t.fd, link.txbuf.get() + (t.done - t.buf_begin), t.buf_end - t.done,
                        MSG_NOSIGNAL | MSG_DONTWAIT);
     if (r < 0) {
       if (errno == EINTR) continue;

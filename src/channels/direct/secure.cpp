@@ -283,7 +283,7 @@ bool Aead::open(const std::byte* aad, std::size_t aad_len, std::byte* buf, std::
 Link::Link(const SessionKeys& k, bool lower)
     : tx(k.cipher, k.key[lower ? 0 : 1], k.iv[lower ? 0 : 1]),
       rx(k.cipher, k.key[lower ? 1 : 0], k.iv[lower ? 1 : 0]),
-      txbuf(kHeader + kRecord + kTag) {}
+      txbuf(new std::byte[kTxBuf]) {}
 
 void BodyWriter::start(const std::byte* hdr, const std::byte* data, std::size_t size) {
   hdr_ = hdr;

@@ -41,6 +41,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -165,9 +166,12 @@ class Aead {
 /// not yet sent: up to one record with its header and tag, allocated once per
 /// connection).
 struct Link {
+  static constexpr std::size_t kTxBuf = kHeader + kRecord + kTag;
   Link(const SessionKeys& k, bool lower);
   Aead tx, rx;
-  std::vector<std::byte> txbuf;
+  // Not zeroed: a mesh adopts many connections at once, and its pages are touched
+  // only by the sends that use them.
+  std::unique_ptr<std::byte[]> txbuf;
 };
 
 /// The send side of one message body (after its header): seals the payload piece
