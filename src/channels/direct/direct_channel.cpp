@@ -87,10 +87,11 @@ struct DirectChannel::Transfer {
   bool probe = false;
   Waiter* owner = nullptr;
   // Encrypted connection (null: plaintext). Send: wire bytes [buf_begin, buf_end)
-  // of this message are sealed in link->txbuf. Receive: `body` reads the records
-  // into `data` and opens them in place.
+  // of this message are sealed in link->txbuf (`writer` seals them). Receive:
+  // `body` reads the records into `data` and opens them in place.
   Direct::secure::Link* link = nullptr;
   std::size_t buf_begin = 0, buf_end = 0;
+  Direct::secure::BodyWriter writer{};
   Direct::secure::BodyReader body{};
 
   std::size_t total() const { return kHeader + (link ? Direct::secure::body_size(size) : size); }
@@ -440,31 +441,45 @@ void DirectChannel::forged(Utils::peer_num peer, Tag tag, std::size_t record) {
        "sent)");
 }
 
-// Sends record after record: each is sealed into the connection's buffer when the
-// previous one is out (one seal and one send for a small message, the header
-// going with its first record), so nothing is allocated per message.
+// Sends piece after piece: each is sealed into the connection's buffer when the
+// previous one is out (one seal and one send for a small message, the header going
+// with its first piece), so the receiver decrypts piece k while this side seals
+// k+1 (16 KiB pieces first and last, 64 KiB between); nothing is allocated per
+// message. While the socket is full, the pieces that follow are sealed ahead into
+// the rest of the buffer (up to one record): the wait is used, and the next send
+// takes them all at once.
 bool DirectChannel::sealed_send(Transfer& t) {
   namespace sec = Direct::secure;
   auto& link = *t.link;
+  auto seal_next = [&] {
+    const std::size_t used = t.buf_end - t.buf_begin;
+    // Pieces grow with what was sealed and shrink again towards the end (at most
+    // half of what is left), so the receiver's last decryption is short too.
+    const std::size_t sealed = t.writer.sealed();
+    const std::size_t want =
+        std::clamp(std::min(sealed, (t.size - sealed) / 2), sec::kFirstPiece, sec::kPiece);
+    const std::size_t n =
+        t.writer.produce(link.tx, link.txbuf.get() + used, link.kTxBuf - used, want);
+    t.buf_end += n;
+    return n > 0;
+  };
   while (!t.finished()) {
     if (t.done == t.buf_end) {
-      const std::size_t i = t.done == 0 ? 0 : (t.done - kHeader) / (sec::kRecord + sec::kTag);
-      const std::size_t off = i * sec::kRecord, n = sec::record_len(t.size, i);
-      std::byte* b = link.txbuf.data();
-      std::size_t k = 0;
-      if (i == 0) {
-        std::memcpy(b, t.hdr, kHeader);
-        k = kHeader;
-      }
-      link.tx.seal(t.hdr, kHeader, t.data + off, n, b + k, b + k + n);
       t.buf_begin = t.done;
-      t.buf_end = t.done + k + n + sec::kTag;
+      if (t.done == 0) {
+        std::memcpy(link.txbuf.get(), t.hdr, kHeader);
+        t.buf_end = kHeader;
+      }
+      seal_next();
     }
-    ssize_t r = ::send(t.fd, link.txbuf.data() + (t.done - t.buf_begin), t.buf_end - t.done,
+    ssize_t r = ::send(t.fd, link.txbuf.get() + (t.done - t.buf_begin), t.buf_end - t.done,
                        MSG_NOSIGNAL | MSG_DONTWAIT);
     if (r < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (seal_next()) continue;
+        return false;
+      }
       io_failed(t, r);
     }
     t.done += std::size_t(r);
@@ -801,7 +816,9 @@ void DirectChannel::retire(Waiter& w) {
     return std::string("a ") + w.op + (w.error ? " failed" : " timed out") + " mid-message";
   };
   for (auto& t : w.ts) {
-    const bool half = !t.finished() && t.done > 0;
+    // A sealed send that sealed anything used sequence numbers the receiver will
+    // never see, even with nothing sent yet: the direction is out of step as well.
+    const bool half = !t.finished() && (t.done > 0 || t.buf_end > 0);
     if (t.sending) {
       auto& q = out_[t.peer];
       auto it = std::find(q.begin(), q.end(), &t);
@@ -875,6 +892,7 @@ void DirectChannel::prepare(Transfer& t) {
   if (t.sending) {
     put_u64(t.hdr, t.tag.encode());
     put_u64(t.hdr + 8, t.size);
+    if (t.link) t.writer.start(t.hdr, t.data, t.size);
   } else if (t.link) {
     t.body.start(t.hdr, t.data, t.size);
   }
