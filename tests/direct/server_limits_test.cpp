@@ -330,8 +330,8 @@ TEST(RendezvousLimits, TableOf4096PeersIsBuiltOnceAndReachesEveryone) {
   const double cpu = cpu_seconds(server.pid()) - cpu_before;
   // One table is ~170 KiB; 4,096 connections' state some MiB. Copies per recipient
   // would be hundreds of MiB wherever the kernel did not take them at once.
-  EXPECT_LT(rss_peak - rss_before, 64 * 1024) << "fmi-rendezvous grew by " << rss_peak - rss_before
-                                             << " kB for one 4,096-peer comm";
+  EXPECT_LT(rss_peak - rss_before, 64 * 1024)
+      << "fmi-rendezvous grew by " << rss_peak - rss_before << " kB for one 4,096-peer comm";
   // The bytes themselves (4,096 tables through loopback) cost the kernel a little;
   // building 4,096 tables of 4,096 entries cost seconds.
   EXPECT_LT(cpu, 5.0) << "fmi-rendezvous used " << cpu << " s of CPU for one 4,096-peer comm";

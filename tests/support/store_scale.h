@@ -39,7 +39,7 @@ struct Requests {
 /// The collectives of this suite, in the order they run.
 inline const std::vector<std::string>& every_collective() {
   static const std::vector<std::string> ops = {
-      "bcast", "barrier", "gather",    "scatter",   "reduce",        "allreduce",
+      "bcast", "barrier",   "gather",   "scatter",        "reduce",   "allreduce",
       "scan",  "allgather", "alltoall", "reduce_scatter", "send_recv"};
   return ops;
 }
@@ -47,14 +47,14 @@ inline const std::vector<std::string>& every_collective() {
 /// Uploads and downloads of one collective of n peers, as src/collectives/store.cpp
 /// documents them (and src/policy/models.cpp models them).
 inline Requests documented(const std::string& op, long long n) {
-  if (op == "bcast") return {1, n - 1};                    // one object, n - 1 readers
-  if (op == "barrier") return {n, 2 * (n - 1)};            // arrivals at 0, one release
+  if (op == "bcast") return {1, n - 1};          // one object, n - 1 readers
+  if (op == "barrier") return {n, 2 * (n - 1)};  // arrivals at 0, one release
   if (op == "gather" || op == "scatter" || op == "reduce") return {n - 1, n - 1};
-  if (op == "allreduce") return {n, 2 * (n - 1)};          // reduce at 0, one result
-  if (op == "scan") return {n - 1, n * (n - 1) / 2};       // peer i reads the i before it
-  if (op == "allgather") return {n, n * (n - 1)};          // n objects, n - 1 readers each
+  if (op == "allreduce") return {n, 2 * (n - 1)};     // reduce at 0, one result
+  if (op == "scan") return {n - 1, n * (n - 1) / 2};  // peer i reads the i before it
+  if (op == "allgather") return {n, 2 * (n - 1)};     // gather at 0, one result
   if (op == "alltoall" || op == "reduce_scatter") return {n * (n - 1), n * (n - 1)};
-  if (op == "send_recv") return {n, n};                    // a ring: one message each
+  if (op == "send_recv") return {n, n};  // a ring: one message each
   return {-1, -1};
 }
 
@@ -92,8 +92,7 @@ inline std::map<std::string, Requests> run(
           comm.gather(send, all, root);
           if (me == root)
             for (unsigned p = 0; p < n; ++p)
-              PEER_CHECK(all.get()[p] == I(p) * 3 + 1, "gather: element ", p, " is ",
-                         all.get()[p]);
+              PEER_CHECK(all.get()[p] == I(p) * 3 + 1, "gather: element ", p, " is ", all.get()[p]);
         } else if (op == "scatter") {
           Vec blocks(2 * n), mine(2);
           if (me == root)
@@ -130,8 +129,8 @@ inline std::map<std::string, Requests> run(
           for (unsigned j = 0; j < n; ++j) send.ref()[j] = M + j;
           comm.reduce_scatter(send, mine, FMI::Utils::Function<std::vector<I>>::sum());
           // sum over peers p of (p + me)
-          PEER_CHECK(mine.get()[0] == N * (N - 1) / 2 + N * M, "reduce_scatter on peer ", me,
-                     ": ", mine.get()[0]);
+          PEER_CHECK(mine.get()[0] == N * (N - 1) / 2 + N * M, "reduce_scatter on peer ", me, ": ",
+                     mine.get()[0]);
         } else if (op == "send_recv") {
           // A ring: everyone sends to the next and receives from the one before.
           FMI::Comm::Data<I> out(M * 7), in(-1);
@@ -147,6 +146,8 @@ inline std::map<std::string, Requests> run(
         sync.arrive_and_wait();
         if (me == 0) cost[op] = count() - before;
       }
+      // Nobody finalizes (a barrier and deletes of its own) while peer 0 counts.
+      sync.arrive_and_wait();
     } catch (...) {
       // The others go on (and fail in their own time) instead of waiting here.
       sync.arrive_and_drop();

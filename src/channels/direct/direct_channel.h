@@ -108,7 +108,7 @@ class DirectChannel final : public PeerToPeerChannel {
   [[noreturn]] void forged(Utils::peer_num peer, Tag tag, std::size_t record);
 
   DirectConfig cfg_;
-  Direct::SpinBudget spin_;  // busy-retry before blocking in poll (spin.h)
+  Direct::SpinBudget spin_;                  // busy-retry before blocking in poll (spin.h)
   Utils::Clock::time_point load_sampled_{};  // the last machine-load sample for spin_
   Direct::RelayMode relay_;
   ChannelContext ctx_;
