@@ -93,17 +93,31 @@ TEST(SpinBudget, HysteresisBetweenOffAndOn) {
 TEST(SpinBudget, OversubscribedMachineNeverSpinsNotEvenProbes) {
   auto b = SpinBudget::adaptive(us(30));
   b.load(17, 2);
-  EXPECT_TRUE(b.spinning()) << "one sample alone changes nothing";
+  EXPECT_TRUE(b.oversubscribed()) << "the first sample decides at once";
+  EXPECT_FALSE(b.spinning());
+  b.load(2, 2);
+  EXPECT_TRUE(b.oversubscribed()) << "after it, one idle sample alone changes nothing";
   b.load(16, 2);
   EXPECT_TRUE(b.oversubscribed());
   for (unsigned i = 0; i < 4 * SpinBudget::kProbeEvery; ++i) ASSERT_EQ(b.next(), us(0));
-  // Load as many runnable tasks as CPUs: spinning again, after two samples.
+  // As many runnable tasks as CPUs, two samples in a row: no longer oversubscribed,
+  // but spinning comes back only once probes catch their data.
   b.load(2, 2);
   EXPECT_TRUE(b.oversubscribed());
   b.load(1, 2);
   EXPECT_FALSE(b.oversubscribed());
+  EXPECT_FALSE(b.spinning());
+  EXPECT_EQ(waits_until_spin(b), SpinBudget::kProbeEvery);
+  b.spun(false);  // a probe that failed: still off
+  EXPECT_FALSE(b.spinning());
+  for (unsigned probes = 0; !b.spinning() && probes < 100; ++probes) {
+    ASSERT_EQ(waits_until_spin(b), SpinBudget::kProbeEvery);
+    b.spun(true);
+  }
+  EXPECT_TRUE(b.spinning());
   EXPECT_EQ(b.next(), us(30));
   // A lone busy sample between idle ones does not stop the spinning.
+  b.load(2, 2);
   b.load(9, 2);
   b.load(2, 2);
   b.load(9, 2);

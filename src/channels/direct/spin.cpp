@@ -38,7 +38,15 @@ void SpinBudget::spun(bool arrived) {
 
 void SpinBudget::load(unsigned runnable, unsigned cpus) {
   bool over = runnable > cpus;
-  if (over == last_sample_over_) oversubscribed_ = over;
+  if ((!sampled_ || over == last_sample_over_) && over && !oversubscribed_) {
+    // Coming back needs successful probes, not only a quiet sample: functions that
+    // stopped spinning sleep in poll, so the machine looks idle exactly because
+    // they stopped; resuming all at once would oversubscribe it again.
+    on_ = false;
+    rate_ = 0.0;
+  }
+  if (!sampled_ || over == last_sample_over_) oversubscribed_ = over;
+  sampled_ = true;
   last_sample_over_ = over;
 }
 

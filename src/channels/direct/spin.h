@@ -14,7 +14,8 @@
 //    while off, one wait in kProbeEvery still spins, so that a change of pattern
 //    (a ping-pong after a long computation) is noticed;
 //  - a sample of the machine's load (runnable tasks against usable CPUs), taken
-//    rarely by the channel: with more runnable tasks than CPUs nobody spins.
+//    rarely by the channel: with more runnable tasks than CPUs nobody spins, and
+//    afterwards spinning comes back only through successful probes.
 // The class is pure (no clock, no /proc) so that its decisions are unit-tested;
 // the channel feeds it.
 #pragma once
@@ -51,8 +52,10 @@ class SpinBudget {
   /// if the spin ran out and the call went to poll.
   void spun(bool arrived);
   /// A sample of the machine: `runnable` tasks (running or ready), `cpus` usable.
-  /// Two samples in a row must agree before the verdict changes: one task that
-  /// happened to run at the moment of a sample does not stop the spinning.
+  /// The first sample decides at once (a short job must not spin through its
+  /// whole run on a busy machine); after it, two samples in a row must agree
+  /// before the verdict changes: one task that happened to run at the moment of a
+  /// sample does not stop the spinning.
   void load(unsigned runnable, unsigned cpus);
 
   bool is_fixed() const { return fixed_; }
@@ -68,6 +71,7 @@ class SpinBudget {
   bool on_ = true;
   bool oversubscribed_ = false;
   bool last_sample_over_ = false;
+  bool sampled_ = false;
   unsigned since_probe_ = 0;
 };
 
