@@ -7,6 +7,7 @@
 // quadratic ones (n (n - 1) objects) have one test each.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "channel_factory.h"
@@ -35,13 +36,29 @@ Requests commandstats(RawClient& redis) {
   return {calls["rpush"], calls["blpop"], calls["zrangebylex"] + calls["scan"] + calls["keys"]};
 }
 
+// connected_clients of INFO clients.
+long long connected_clients(RawClient& redis) {
+  auto r = redis.command({"INFO", "clients"});
+  const std::string info(r->str, r->len), field = "connected_clients:";
+  auto at = info.find(field);
+  return at == std::string::npos ? -1 : std::stoll(info.substr(at + field.size()));
+}
+
 void every_collective_at_256(const std::vector<std::string>& ops) {
   RedisServer server;
   RawClient redis(server.port());
   const std::string cfg = redis_config("127.0.0.1", server.port(), 60s);
+  long long most_clients = 0;
   auto cost = store_scale::run(
       kPeers, "redis-scale", "Redis", [&](unsigned) { return make_channel("Redis", cfg); },
-      [&] { return commandstats(redis); }, ops);
+      [&] {
+        most_clients = std::max(most_clients, connected_clients(redis));
+        return commandstats(redis);
+      },
+      ops);
+  // Every peer has connections of its own (a channel keeps its pool until
+  // finalize), plus this test's client.
+  EXPECT_GT(most_clients, kPeers) << "clients connected to redis-server";
   for (const auto& op : ops) {
     auto want = store_scale::documented(op, kPeers);
     const Requests& got = cost[op];
