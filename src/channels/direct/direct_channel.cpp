@@ -19,24 +19,10 @@
 namespace FMI::Comm {
 
 namespace {
-// Before blocking in poll, a waiting call retries the non-blocking socket this
-// long: a reply that arrives within a few microseconds is then picked up without
-// the sleep/wake-up round trip (a function pays for its time either way).
-// FMI_DIRECT_SPIN_US overrides it (0 turns spinning off: better on a machine with
-// more busy processes than cores, where a spinning peer steals the CPU its partner
-// needs to answer).
-constexpr auto kDefaultSpin = std::chrono::microseconds(30);
-
-std::chrono::microseconds spin_from_env() {
-  const char* v = std::getenv("FMI_DIRECT_SPIN_US");
-  if (!v || !*v) return kDefaultSpin;
-  char* end = nullptr;
-  long us = std::strtol(v, &end, 10);
-  if (*end || us < 0 || us > 1000000)
-    FMI_THROW(ConfigError, "FMI_DIRECT_SPIN_US='", v,
-              "' is not a number of microseconds (0..1000000)");
-  return std::chrono::microseconds(us);
-}
+// How often a leader that is about to spin re-reads the machine's load (Direct::
+// SpinBudget): rarely enough to cost nothing, often enough to follow a job that
+// starts or ends next to this one.
+constexpr auto kLoadSampleEvery = std::chrono::milliseconds(100);
 
 // FMI_DIRECT_RELAY=auto|always|never: when pairs fall back to relaying through the
 // rendezvous server (see mesh.h).
@@ -136,7 +122,7 @@ struct DirectChannel::Waiter {
 };
 
 DirectChannel::DirectChannel(DirectConfig cfg)
-    : cfg_(std::move(cfg)), spin_(spin_from_env()), relay_(relay_from_env()) {
+    : cfg_(std::move(cfg)), spin_(Direct::SpinBudget::from_env()), relay_(relay_from_env()) {
   // FMI_SECRET (if set) replaces the configured secret here, once.
   cfg_.secret = Wire::auth::resolve_secret(cfg_.secret);
   wake_ = Wire::Socket(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
@@ -720,18 +706,30 @@ void DirectChannel::wake_leader() {
 }
 
 // The leader's loop: drives everyone until its own call is done or past its
-// deadline. Spins (yielding) for spin_ after the last progress before sleeping
-// in poll, as the single-threaded channel always did.
+// deadline. After the last progress it spins (yielding) for the budget spin_
+// chooses before it sleeps in poll, and tells spin_ whether the spin caught data
+// (Direct::SpinBudget: spinning only while it pays, nobody spins on a machine with
+// more runnable tasks than CPUs).
 void DirectChannel::lead(Waiter& w, Lock& lk) {
   // A non-blocking probe: one look at the sockets (and at handshakes, so that
   // probing in a loop connects a source) without waiting.
   if (w.one_pass && mesh_ && !mesh_->complete()) poll_once(Utils::Clock::now(), lk);
-  auto spin_until = Utils::Clock::now() + spin_;
+  auto budget = [&](Utils::Clock::time_point now) {
+    if (!spin_.is_fixed() && now - load_sampled_ >= kLoadSampleEvery) {
+      load_sampled_ = now;
+      if (auto l = Direct::sample_machine_load()) spin_.load(l->runnable, l->cpus);
+    }
+    return now + spin_.next();
+  };
+  auto spin_until = budget(Utils::Clock::now());
+  bool spun = false;  // yielded since the last progress: the spin has an outcome
   for (;;) {
     bool progress = pump();
+    if (progress && spun) spin_.spun(true);
+    if (progress) spun = false;
     if (w.done) return;
     auto now = Utils::Clock::now();
-    if (progress) spin_until = now + spin_;
+    if (progress) spin_until = budget(now);
     if (now >= w.deadline) return;
     if (now < spin_until) {
       // Yielding keeps the spin cheap when processes outnumber cores: a peer that
@@ -740,8 +738,11 @@ void DirectChannel::lead(Waiter& w, Lock& lk) {
       lk.unlock();
       ::sched_yield();
       lk.lock();
+      spun = true;
       continue;
     }
+    if (spun) spin_.spun(false);
+    spun = false;
     auto until = w.deadline;
     for (Waiter* o : waiters_)
       if (!o->done && (!o->connected || !o->later.empty())) {
@@ -749,7 +750,7 @@ void DirectChannel::lead(Waiter& w, Lock& lk) {
         break;
       }
     poll_once(until, lk);
-    spin_until = Utils::Clock::now() + spin_;
+    spin_until = budget(Utils::Clock::now());
   }
 }
 
