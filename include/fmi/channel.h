@@ -123,6 +123,14 @@ class PeerToPeerChannel : public Channel {
   /// peers call it so that set-up is not serialised inside the algorithm).
   virtual void connect_all(Utils::Deadline /*deadline*/) {}
 
+  /// Opens connections to `peers` now, all at once (a collective calls it with its
+  /// algorithm's partners before the first round, so that set-up is not serialised
+  /// round by round). Peers already connected cost nothing. Default: connect on use.
+  virtual void connect(std::span<const Utils::peer_num> peers, Utils::Deadline deadline) {}
+  /// Most connections this peer keeps open at once, the same on every peer (the
+  /// collectives choose algorithms whose partners fit it); 0: no limit.
+  virtual std::size_t max_connections() const { return 0; }
+
   /// Waits until a message matching one of `wanted` has arrived and returns which one and its
   /// size; the message stays for the recv(wanted[index].src, out, wanted[index].tag, ...) that
   /// follows. With `block` false it never waits and returns nullopt when none has arrived.

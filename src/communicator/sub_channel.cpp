@@ -84,6 +84,14 @@ class SubPeerToPeer final : public PeerToPeerChannel {
   // on first use instead (none, when the owner has already opened its mesh, which
   // the split's own allgather does on a peer-to-peer channel).
   void connect_all(Deadline) override {}
+  // The partners of a collective, as the owner's ranks; the budget is the owner's,
+  // whose connections the child shares.
+  void connect(std::span<const peer_num> peers, Deadline deadline) override {
+    std::vector<peer_num> base(peers.size());
+    for (std::size_t i = 0; i < peers.size(); ++i) base[i] = v_.map(peers[i], "connect");
+    base_->connect(base, deadline);
+  }
+  std::size_t max_connections() const override { return base_->max_connections(); }
 
   const std::shared_ptr<PeerToPeerChannel>& base() const { return base_; }
   const SubView& view() const { return v_; }
