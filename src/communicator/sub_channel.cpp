@@ -84,11 +84,13 @@ class SubPeerToPeer final : public PeerToPeerChannel {
   // on first use instead (none, when the owner has already opened its mesh, which
   // the split's own allgather does on a peer-to-peer channel).
   void connect_all(Deadline) override {}
-  // The partners of a collective, as the owner's ranks; the budget is the owner's,
-  // whose connections the child shares.
+  // The partners an algorithm of the sub-communicator names, as the base numbers them;
+  // the budget is the base's (its connections are shared with the owner).
   void connect(std::span<const peer_num> peers, Deadline deadline) override {
-    std::vector<peer_num> base(peers.size());
-    for (std::size_t i = 0; i < peers.size(); ++i) base[i] = v_.map(peers[i], "connect");
+    v_.check_alive("connect");
+    std::vector<peer_num> base;
+    base.reserve(peers.size());
+    for (auto p : peers) base.push_back(v_.map(p, "connect"));
     base_->connect(base, deadline);
   }
   std::size_t max_connections() const override { return base_->max_connections(); }
