@@ -16,11 +16,12 @@ using Utils::Operation;
 
 namespace {
 
-constexpr Algorithm kAll[] = {
-    Algorithm::automatic,          Algorithm::linear,        Algorithm::binomial,
-    Algorithm::recursive_doubling, Algorithm::ring,          Algorithm::scatter_allgather,
-    Algorithm::pairwise,           Algorithm::dissemination, Algorithm::pipeline,
-    Algorithm::bruck,              Algorithm::chain};
+constexpr Algorithm kAll[] = {Algorithm::automatic, Algorithm::linear,
+                              Algorithm::binomial,  Algorithm::recursive_doubling,
+                              Algorithm::ring,      Algorithm::scatter_allgather,
+                              Algorithm::pairwise,  Algorithm::dissemination,
+                              Algorithm::pipeline,  Algorithm::bruck,
+                              Algorithm::chain};
 
 // FMI_ALGORITHM="op=algorithm,...", parsed once: the forced algorithm per operation.
 using Forced = std::array<std::optional<Algorithm>, 32>;

@@ -146,20 +146,21 @@ void alltoallv(Ch& ch, const Context& c, Comm::ConstBytes send, Counts send_coun
 // Store-and-forward alltoall: block (src -> dst) travels d = (dst - src) mod n
 // hops to the right; bruck moves it 2^k in round k when bit k of d is set, ring one
 // hop a round while it has not arrived.
-void alltoall_routed(Ch& ch, const Context& c, Algorithm a, Comm::ConstBytes send, Comm::Bytes recv);
-void alltoallv_routed(Ch& ch, const Context& c, Algorithm a, Comm::ConstBytes send, Counts send_counts,
-                      Comm::Bytes recv, Counts recv_counts);
-void allgatherv_bruck(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, Counts counts);
+void alltoall_routed(Ch& ch, const Context& c, Algorithm a, Comm::ConstBytes send,
+                     Comm::Bytes recv);
+void alltoallv_routed(Ch& ch, const Context& c, Algorithm a, Comm::ConstBytes send,
+                      Counts send_counts, Comm::Bytes recv, Counts recv_counts);
+void allgatherv_bruck(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
+                      Counts counts);
 void gatherv_chain(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, Counts counts,
                    Utils::peer_num root);
-void scatterv_chain(Ch& ch, const Context& c, Comm::ConstBytes send, Counts counts, Comm::Bytes recv,
-                    Utils::peer_num root);
+void scatterv_chain(Ch& ch, const Context& c, Comm::ConstBytes send, Counts counts,
+                    Comm::Bytes recv, Utils::peer_num root);
 void barrier_chain(Ch& ch, const Context& c);
 /// reduce_scatter without a ring: the reduce and scatter algorithms it runs, chosen
 /// together so that their partners' union fits the budget.
 std::pair<Algorithm, Algorithm> reduce_scatter_parts(std::size_t block, Utils::peer_num n,
-                                                     const ReduceProps& props,
-                                                     std::size_t budget);
+                                                     const ReduceProps& props, std::size_t budget);
 }  // namespace p2p
 
 namespace store {

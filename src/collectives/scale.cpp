@@ -42,9 +42,7 @@ struct Rounds {
     return k;
   }
   peer_num step(peer_num k) const { return a == Algorithm::ring ? 1 : peer_num(1) << k; }
-  bool moves(peer_num k, peer_num d) const {
-    return a == Algorithm::ring ? d > k : (d >> k) & 1u;
-  }
+  bool moves(peer_num k, peer_num d) const { return a == Algorithm::ring ? d > k : (d >> k) & 1u; }
 };
 
 }  // namespace
@@ -225,8 +223,7 @@ void barrier_chain(Ch& ch, const Context& c) {
 }
 
 std::pair<Algorithm, Algorithm> reduce_scatter_parts(std::size_t block, peer_num n,
-                                                     const ReduceProps& props,
-                                                     std::size_t budget) {
+                                                     const ReduceProps& props, std::size_t budget) {
   const std::size_t full = block * n;
   if (budget == 0 || std::size_t(n) - 1 <= budget)
     return {choose_p2p(Utils::Operation::reduce, full, n, props),
@@ -242,9 +239,9 @@ std::pair<Algorithm, Algorithm> reduce_scatter_parts(std::size_t block, peer_num
 Algorithm prepare(Ch& ch, const Context& c, Utils::Operation op, const Options& o,
                   std::size_t bytes, const ReduceProps& props) {
   const std::size_t budget = ch.max_connections();
-  const Algorithm a =
-      o.algorithm == Algorithm::automatic ? choose_p2p(op, bytes, c.size, props, budget)
-                                          : o.algorithm;
+  const Algorithm a = o.algorithm == Algorithm::automatic
+                          ? choose_p2p(op, bytes, c.size, props, budget)
+                          : o.algorithm;
   if (c.size > 1) {
     const auto peers = partners(op, a, c.rank, c.size, o.root, props, bytes, budget);
     if (!peers.empty()) ch.connect(peers, c.deadline);

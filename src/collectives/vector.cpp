@@ -10,7 +10,8 @@
 // Every peer must run the same algorithm, so the choice depends only on values all
 // peers share: the counts (gatherv, scatterv, allgatherv pass the same vector to
 // every peer) through their mean block, and n. alltoallv has no shared size (each
-// peer knows only its own row and column of the matrix) and always runs pairwise.
+// peer knows only its own row and column of the matrix) and runs pairwise
+// (beyond the connection budget, a choice on n alone: Bruck or ring, scale.cpp).
 #include <cstring>
 #include <vector>
 

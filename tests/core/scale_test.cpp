@@ -40,11 +40,11 @@ using U64 = std::uint64_t;
 
 // ---- the choice --------------------------------------------------------------------
 
-const Operation kOps[] = {Operation::barrier,   Operation::bcast,      Operation::gather,
-                          Operation::scatter,   Operation::reduce,     Operation::allreduce,
-                          Operation::scan,      Operation::allgather,  Operation::alltoall,
-                          Operation::reduce_scatter, Operation::gatherv, Operation::scatterv,
-                          Operation::allgatherv, Operation::alltoallv};
+const Operation kOps[] = {Operation::barrier,        Operation::bcast,     Operation::gather,
+                          Operation::scatter,        Operation::reduce,    Operation::allreduce,
+                          Operation::scan,           Operation::allgather, Operation::alltoall,
+                          Operation::reduce_scatter, Operation::gatherv,   Operation::scatterv,
+                          Operation::allgatherv,     Operation::alltoallv};
 const FMI::coll::ReduceProps kProps[] = {
     {true, true, 8}, {false, true, 16}, {false, false, 8}, {true, true, 0}};
 const std::size_t kBytes[] = {0, 8, 4096, 256 * 1024, 64 << 20};
@@ -103,8 +103,7 @@ TEST(Budget, ForcedAndUnknownNames) {
   EXPECT_EQ(FMI::coll::choose_p2p(Operation::alltoall, 8, 1024, {}, 128), Algorithm::bruck);
   EXPECT_EQ(FMI::coll::choose_p2p(Operation::alltoall, 8, 100, {}, 128), Algorithm::pairwise);
   EXPECT_EQ(FMI::coll::choose_p2p(Operation::allgather, 8, 1024, {}, 128), Algorithm::bruck);
-  EXPECT_EQ(FMI::coll::choose_p2p(Operation::gather, 1 << 20, 1024, {}, 128),
-            Algorithm::binomial);
+  EXPECT_EQ(FMI::coll::choose_p2p(Operation::gather, 1 << 20, 1024, {}, 128), Algorithm::binomial);
   EXPECT_EQ(FMI::coll::choose_p2p(Operation::barrier, 0, 1024, {}, 16), Algorithm::binomial);
   EXPECT_EQ(FMI::coll::choose_p2p(Operation::barrier, 0, 1024, {}, 8), Algorithm::chain);
 }
@@ -398,37 +397,38 @@ void every_collective(unsigned n, std::size_t budget) {
   most = std::max(most, rooted(n, Algorithm::automatic, budget, {0, 24}, &arrived));
   const ReduceOp ops[] = {sum(), compose()};
   most = std::max(most, run(n, budget, [&](unsigned me, Counting& ch, auto next) {
-    for (const auto& f : ops)
-      for (std::size_t w : {std::size_t(2), std::size_t(6)}) {
-        const auto mine = words(me, w);
-        const ConstBytes in = std::as_bytes(std::span(mine));
-        std::vector<U64> got(w);
-        const Bytes out = std::as_writable_bytes(std::span(got));
-        for (unsigned root : roots(n)) {
-          FMI::coll::p2p::reduce(ch, next(Operation::reduce), in, out, f, {root});
-          if (me == root) PEER_CHECK(got == fold(f, 0, n - 1, w), "reduce at ", root);
-          std::vector<U64> b = me == root ? mine : std::vector<U64>(w);
-          FMI::coll::p2p::bcast(ch, next(Operation::bcast), std::as_writable_bytes(std::span(b)),
-                                {root});
-          PEER_CHECK(b == words(root, w), "bcast from ", root);
-        }
-        FMI::coll::p2p::allreduce(ch, next(Operation::allreduce), in, out, f, {});
-        PEER_CHECK(got == fold(f, 0, n - 1, w), "allreduce");
-        FMI::coll::p2p::scan(ch, next(Operation::scan), in, out, f, {});
-        PEER_CHECK(got == fold(f, 0, me, w), "scan");
-        // reduce_scatter: peer p's block is element p of everybody's n elements.
-        std::vector<U64> all(std::size_t(n) * w);
-        for (unsigned p = 0; p < n; ++p) {
-          const auto x = words(me, w);
-          std::copy(x.begin(), x.end(), all.begin() + p * w);
-        }
-        std::vector<U64> part(w);
-        FMI::coll::p2p::reduce_scatter(ch, next(Operation::reduce_scatter),
-                                       std::as_bytes(std::span(all)),
-                                       std::as_writable_bytes(std::span(part)), f, {});
-        PEER_CHECK(part == fold(f, 0, n - 1, w), "reduce_scatter");
-      }
-  }));
+                    for (const auto& f : ops)
+                      for (std::size_t w : {std::size_t(2), std::size_t(6)}) {
+                        const auto mine = words(me, w);
+                        const ConstBytes in = std::as_bytes(std::span(mine));
+                        std::vector<U64> got(w);
+                        const Bytes out = std::as_writable_bytes(std::span(got));
+                        for (unsigned root : roots(n)) {
+                          FMI::coll::p2p::reduce(ch, next(Operation::reduce), in, out, f, {root});
+                          if (me == root)
+                            PEER_CHECK(got == fold(f, 0, n - 1, w), "reduce at ", root);
+                          std::vector<U64> b = me == root ? mine : std::vector<U64>(w);
+                          FMI::coll::p2p::bcast(ch, next(Operation::bcast),
+                                                std::as_writable_bytes(std::span(b)), {root});
+                          PEER_CHECK(b == words(root, w), "bcast from ", root);
+                        }
+                        FMI::coll::p2p::allreduce(ch, next(Operation::allreduce), in, out, f, {});
+                        PEER_CHECK(got == fold(f, 0, n - 1, w), "allreduce");
+                        FMI::coll::p2p::scan(ch, next(Operation::scan), in, out, f, {});
+                        PEER_CHECK(got == fold(f, 0, me, w), "scan");
+                        // reduce_scatter: peer p's block is element p of everybody's n elements.
+                        std::vector<U64> all(std::size_t(n) * w);
+                        for (unsigned p = 0; p < n; ++p) {
+                          const auto x = words(me, w);
+                          std::copy(x.begin(), x.end(), all.begin() + p * w);
+                        }
+                        std::vector<U64> part(w);
+                        FMI::coll::p2p::reduce_scatter(
+                            ch, next(Operation::reduce_scatter), std::as_bytes(std::span(all)),
+                            std::as_writable_bytes(std::span(part)), f, {});
+                        PEER_CHECK(part == fold(f, 0, n - 1, w), "reduce_scatter");
+                      }
+                  }));
   EXPECT_LE(most, budget);
   EXPECT_GT(most, 0u);
 }

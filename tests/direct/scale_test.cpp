@@ -43,7 +43,8 @@ unsigned open_sockets() {
   while (dirent* e = ::readdir(d)) {
     char link[64] = {};
     const std::string p = std::string("/proc/self/fd/") + e->d_name;
-    if (::readlink(p.c_str(), link, sizeof link - 1) > 0 && std::string(link).rfind("socket:", 0) == 0)
+    if (::readlink(p.c_str(), link, sizeof link - 1) > 0 &&
+        std::string(link).rfind("socket:", 0) == 0)
       ++n;
   }
   ::closedir(d);
@@ -79,7 +80,8 @@ void every_collective(FMI::Communicator& comm) {
 
   Vec sum(2);
   comm.reduce(mine, sum, root, Fn::sum());
-  if (me == root) expect(sum.get() == std::vector<I>{N * (N - 1) / 2, 3 * N * (N - 1) / 2}, "reduce", me);
+  if (me == root)
+    expect(sum.get() == std::vector<I>{N * (N - 1) / 2, 3 * N * (N - 1) / 2}, "reduce", me);
   comm.allreduce(mine, sum, Fn::sum());
   expect(sum.get() == std::vector<I>{N * (N - 1) / 2, 3 * N * (N - 1) / 2}, "allreduce", me);
   comm.scan(mine, sum, Fn::sum());
@@ -141,14 +143,13 @@ std::size_t partners_of(unsigned me, unsigned n, std::size_t budget) {
   };
   const FMI::coll::ReduceProps sum{true, true, 8};
   const peer_num root = n / 3;
-  const Call calls[] = {
-      {Operation::bcast, 16, root, {}},       {Operation::barrier, 0, 0, {}},
-      {Operation::gather, 16, root, {}},      {Operation::scatter, 16, 0, {}},
-      {Operation::reduce, 16, root, sum},     {Operation::allreduce, 16, 0, sum},
-      {Operation::scan, 16, 0, sum},          {Operation::allgather, 16, 0, {}},
-      {Operation::alltoall, 16, 0, {}},       {Operation::reduce_scatter, 16, 0, sum},
-      {Operation::gatherv, 8, root, {}},      {Operation::scatterv, 8, 0, {}},
-      {Operation::allgatherv, 8, 0, {}},      {Operation::alltoallv, 0, 0, {}}};
+  const Call calls[] = {{Operation::bcast, 16, root, {}},   {Operation::barrier, 0, 0, {}},
+                        {Operation::gather, 16, root, {}},  {Operation::scatter, 16, 0, {}},
+                        {Operation::reduce, 16, root, sum}, {Operation::allreduce, 16, 0, sum},
+                        {Operation::scan, 16, 0, sum},      {Operation::allgather, 16, 0, {}},
+                        {Operation::alltoall, 16, 0, {}},   {Operation::reduce_scatter, 16, 0, sum},
+                        {Operation::gatherv, 8, root, {}},  {Operation::scatterv, 8, 0, {}},
+                        {Operation::allgatherv, 8, 0, {}},  {Operation::alltoallv, 0, 0, {}}};
   std::set<peer_num> all;
   for (const auto& c : calls) {
     const auto a = FMI::coll::choose_p2p(c.op, c.bytes, n, c.props, budget);
@@ -203,8 +204,8 @@ void run_scale(unsigned n) {
 // 32,640 connections, which here ran out of ephemeral ports and took minutes. The
 // test skips until the channel has the budget.
 TEST(DirectScale, EveryCollectiveAt256Functions) {
-  const auto probe = make_channel(
-      "Direct", direct_config("127.0.0.1", 1, std::chrono::milliseconds(1000)));
+  const auto probe =
+      make_channel("Direct", direct_config("127.0.0.1", 1, std::chrono::milliseconds(1000)));
   if (static_cast<FMI::Comm::PeerToPeerChannel&>(*probe).max_connections() == 0)
     GTEST_SKIP() << "the Direct channel has no connection budget (max_connections() == 0): it "
                     "opens the full mesh, 32,640 connections at 256 functions";
