@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "collectives/collectives.h"
 #include "fmi/errors.h"
@@ -15,10 +16,12 @@ using Utils::Operation;
 
 namespace {
 
-constexpr Algorithm kAll[] = {
-    Algorithm::automatic,          Algorithm::linear,        Algorithm::binomial,
-    Algorithm::recursive_doubling, Algorithm::ring,          Algorithm::scatter_allgather,
-    Algorithm::pairwise,           Algorithm::dissemination, Algorithm::pipeline};
+constexpr Algorithm kAll[] = {Algorithm::automatic, Algorithm::linear,
+                              Algorithm::binomial,  Algorithm::recursive_doubling,
+                              Algorithm::ring,      Algorithm::scatter_allgather,
+                              Algorithm::pairwise,  Algorithm::dissemination,
+                              Algorithm::pipeline,  Algorithm::bruck,
+                              Algorithm::chain};
 
 // FMI_ALGORITHM="op=algorithm,...", parsed once: the forced algorithm per operation.
 using Forced = std::array<std::optional<Algorithm>, 32>;
@@ -46,7 +49,7 @@ Forced parse_forced(const char* env) {
       FMI_THROW(ConfigError, "FMI_ALGORITHM item '", item,
                 "' must be <operation>=<algorithm>, e.g. bcast=pipeline (algorithms: linear, "
                 "binomial, recursive_doubling, ring, scatter_allgather, pairwise, dissemination, "
-                "pipeline)");
+                "pipeline, bruck, chain)");
     f[std::size_t(*o)] = *a;
   }
   return f;
@@ -72,6 +75,8 @@ const char* to_string(Algorithm a) {
     case Algorithm::pairwise: return "pairwise";
     case Algorithm::dissemination: return "dissemination";
     case Algorithm::pipeline: return "pipeline";
+    case Algorithm::bruck: return "bruck";
+    case Algorithm::chain: return "chain";
   }
   return "unknown";
 }
@@ -81,36 +86,103 @@ bool supports_p2p(Operation op, Algorithm a, const ReduceProps& p) {
   const bool ringable = p.commutative && p.associative && chunkable;
   switch (op) {
     case Operation::send: return a == Algorithm::linear;
-    case Operation::barrier: return a == Algorithm::dissemination;
+    case Operation::barrier:
+      return a == Algorithm::dissemination || a == Algorithm::binomial || a == Algorithm::chain;
     case Operation::bcast:
       return a == Algorithm::linear || a == Algorithm::binomial ||
              a == Algorithm::scatter_allgather || a == Algorithm::pipeline;
     case Operation::gather:
     case Operation::scatter:
     case Operation::gatherv:
-    case Operation::scatterv: return a == Algorithm::linear || a == Algorithm::binomial;
+    case Operation::scatterv:
+      return a == Algorithm::linear || a == Algorithm::binomial || a == Algorithm::chain;
     case Operation::reduce:
       return a == Algorithm::linear || (a == Algorithm::binomial && p.associative) ||
              (a == Algorithm::ring && ringable) || (a == Algorithm::pipeline && chunkable);
     case Operation::allreduce:
-      return a == Algorithm::linear || (a == Algorithm::recursive_doubling && p.associative) ||
+      return a == Algorithm::linear || a == Algorithm::chain ||
+             (a == Algorithm::recursive_doubling && p.associative) ||
              (a == Algorithm::ring && ringable);
     case Operation::scan:
       return a == Algorithm::linear || (a == Algorithm::recursive_doubling && p.associative) ||
              (a == Algorithm::pipeline && chunkable);
     case Operation::allgather:
-    case Operation::allgatherv: return a == Algorithm::binomial || a == Algorithm::ring;
+    case Operation::allgatherv:
+      return a == Algorithm::binomial || a == Algorithm::ring || a == Algorithm::bruck;
     case Operation::alltoall:
-    case Operation::alltoallv: return a == Algorithm::pairwise;
+    case Operation::alltoallv:
+      return a == Algorithm::pairwise || a == Algorithm::bruck || a == Algorithm::ring;
     case Operation::reduce_scatter:
       return a == Algorithm::binomial || (a == Algorithm::ring && ringable);
   }
   return false;
 }
 
-Algorithm choose_p2p(Operation op, std::size_t bytes, Utils::peer_num n, const ReduceProps& p) {
+Algorithm choose_p2p(Operation op, std::size_t bytes, Utils::peer_num n, const ReduceProps& p,
+                     std::size_t budget) {
   if (const auto& f = forced()[std::size_t(op)]; f && supports_p2p(op, *f, p)) return *f;
-  return choose_auto(op, bytes, n, p);
+  const Algorithm a = choose_auto(op, bytes, n, p);
+  // Every pair fits: today's fastest algorithms, unchanged.
+  if (budget == 0 || std::size_t(n) - 1 <= budget) return a;
+  // Otherwise the first algorithm of the operation's list (fastest first) whose
+  // partners fit; the last of each list needs at most 3 (a chain or ring), so a
+  // budget of 3 or more is always met.
+  const bool large = bytes >= kLargeMessage;
+  const bool chunkable = p.granularity > 0;
+  const bool ringable = p.commutative && p.associative && chunkable;
+  std::vector<Algorithm> list{a};
+  auto add = [&](Algorithm x, bool ok = true) {
+    if (ok) list.push_back(x);
+  };
+  switch (op) {
+    case Operation::send: return a;
+    case Operation::barrier:
+      add(Algorithm::binomial);
+      add(Algorithm::chain);
+      break;
+    case Operation::bcast:
+      add(Algorithm::binomial, !large);
+      add(Algorithm::pipeline);
+      break;
+    case Operation::gather:
+    case Operation::scatter:
+    case Operation::gatherv:
+    case Operation::scatterv:
+      add(Algorithm::binomial);
+      add(Algorithm::chain);
+      break;
+    case Operation::reduce:
+      add(Algorithm::pipeline, large && chunkable);
+      add(Algorithm::binomial, p.associative);
+      add(Algorithm::pipeline, chunkable);
+      add(Algorithm::linear);
+      break;
+    case Operation::allreduce:
+      add(Algorithm::recursive_doubling, p.associative && !large);
+      add(Algorithm::ring, ringable);
+      add(Algorithm::chain);
+      break;
+    case Operation::scan:
+      add(Algorithm::pipeline, chunkable);
+      add(Algorithm::linear);
+      break;
+    case Operation::allgather:
+    case Operation::allgatherv:
+      // Small blocks: log2 n rounds instead of the ring's n - 1.
+      list = {};
+      add(Algorithm::bruck, !large);
+      add(Algorithm::ring);
+      break;
+    case Operation::alltoall:
+    case Operation::alltoallv:
+      add(Algorithm::bruck);
+      add(Algorithm::ring);
+      break;
+    case Operation::reduce_scatter: return a;  // its parts fit (reduce_scatter_parts)
+  }
+  for (Algorithm x : list)
+    if (max_partners(op, x, n, p, bytes, budget) <= budget) return x;
+  return list.back();
 }
 
 namespace {

@@ -11,6 +11,8 @@
 
 #include <cstddef>
 #include <span>
+#include <utility>
+#include <vector>
 
 #include "fmi/channel.h"
 #include "fmi/function.h"
@@ -28,6 +30,8 @@ enum class Algorithm {
   pairwise,            // alltoall: n-1 rounds of pairwise exchange
   dissemination,       // barrier: log2 n rounds
   pipeline,            // segmented pipelined chain (bcast, reduce, scan of large messages)
+  bruck,               // alltoall(v), allgather(v): ceil(log2 n) rounds, partners r +- 2^k
+  chain,  // 2 partners (v - 1, v + 1): gather/scatter(v), barrier, allreduce under a small budget
 };
 const char* to_string(Algorithm a);
 
@@ -80,14 +84,38 @@ bool supports_p2p(Utils::Operation op, Algorithm a, const ReduceProps& props);
 /// "bcast=pipeline,reduce=ring", that every peer of a run must share: fmirun and
 /// fmi-bench pass their environment on). A named algorithm that cannot run the
 /// call (supports_p2p) is ignored for that call; an unknown name is a ConfigError.
+///
+/// `budget` is the channel's max_connections() (0: no limit), the same on every
+/// peer. When n - 1 peers fit it the choice is the budget-free one; otherwise it is
+/// the first algorithm of the operation's fallback list whose max_partners() fits
+/// (docs/collectives.md, "Connection budget").
 Algorithm choose_p2p(Utils::Operation op, std::size_t bytes, Utils::peer_num n,
-                     const ReduceProps& props);
+                     const ReduceProps& props, std::size_t budget = 0);
+
+/// The distinct peers `rank` exchanges messages with when the n peers run `a` for
+/// `op` (sorted, without `rank`). `props`, `bytes` and `budget` as for choose_p2p:
+/// algorithms made of other collectives (allgather by gather + bcast,
+/// reduce_scatter by reduce + scatter) choose those parts with them.
+std::vector<Utils::peer_num> partners(Utils::Operation op, Algorithm a, Utils::peer_num rank,
+                                      Utils::peer_num n, Utils::peer_num root = 0,
+                                      const ReduceProps& props = {}, std::size_t bytes = 0,
+                                      std::size_t budget = 0);
+/// An upper bound of partners(...).size() over every rank and root, in O(1): what
+/// choose_p2p compares with the budget.
+std::size_t max_partners(Utils::Operation op, Algorithm a, Utils::peer_num n,
+                         const ReduceProps& props = {}, std::size_t bytes = 0,
+                         std::size_t budget = 0);
 Algorithm choose_store(Utils::Operation op, std::size_t bytes, Utils::peer_num n,
                        const ReduceProps& props);
 
 namespace p2p {
 using Ch = Comm::PeerToPeerChannel;
 using Utils::ReduceOp;
+/// The algorithm this call runs (o.algorithm, or choose_p2p with the channel's
+/// budget), after asking the channel to open its partners (Ch::connect) so that
+/// they connect at once rather than round by round.
+Algorithm prepare(Ch& ch, const Context& c, Utils::Operation op, const Options& o,
+                  std::size_t bytes, const ReduceProps& props = {});
 void bcast(Ch& ch, const Context& c, Comm::Bytes buf, const Options& o);
 void barrier(Ch& ch, const Context& c, const Options& o);
 void gather(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, const Options& o);
@@ -113,6 +141,26 @@ void allgatherv(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes rec
                 Counts recv_counts, const Options& o);
 void alltoallv(Ch& ch, const Context& c, Comm::ConstBytes send, Counts send_counts,
                Comm::Bytes recv, Counts recv_counts, const Options& o);
+
+// The algorithms for large communicators under a connection budget (scale.cpp).
+// Store-and-forward alltoall: block (src -> dst) travels d = (dst - src) mod n
+// hops to the right; bruck moves it 2^k in round k when bit k of d is set, ring one
+// hop a round while it has not arrived.
+void alltoall_routed(Ch& ch, const Context& c, Algorithm a, Comm::ConstBytes send,
+                     Comm::Bytes recv);
+void alltoallv_routed(Ch& ch, const Context& c, Algorithm a, Comm::ConstBytes send,
+                      Counts send_counts, Comm::Bytes recv, Counts recv_counts);
+void allgatherv_bruck(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv,
+                      Counts counts);
+void gatherv_chain(Ch& ch, const Context& c, Comm::ConstBytes send, Comm::Bytes recv, Counts counts,
+                   Utils::peer_num root);
+void scatterv_chain(Ch& ch, const Context& c, Comm::ConstBytes send, Counts counts,
+                    Comm::Bytes recv, Utils::peer_num root);
+void barrier_chain(Ch& ch, const Context& c);
+/// reduce_scatter without a ring: the reduce and scatter algorithms it runs, chosen
+/// together so that their partners' union fits the budget.
+std::pair<Algorithm, Algorithm> reduce_scatter_parts(std::size_t block, Utils::peer_num n,
+                                                     const ReduceProps& props, std::size_t budget);
 }  // namespace p2p
 
 namespace store {

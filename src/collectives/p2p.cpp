@@ -450,8 +450,7 @@ void check_supported(Utils::Operation op, Algorithm a, const ReduceProps& props)
 
 void bcast(Ch& ch, const Context& c, Bytes buf, const Options& o) {
   if (c.size == 1) return;
-  Algorithm a = o.algorithm;
-  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::bcast, buf.size(), c.size, {});
+  const Algorithm a = prepare(ch, c, Utils::Operation::bcast, o, buf.size());
   if (a == Algorithm::scatter_allgather)
     bcast_scatter_allgather(ch, c, buf, o.root);
   else if (a == Algorithm::pipeline)
@@ -470,8 +469,19 @@ void bcast(Ch& ch, const Context& c, Bytes buf, const Options& o) {
 
 // Dissemination barrier: in round k every peer signals (r + 2^k) and waits for
 // (r - 2^k); after ceil(log2 n) rounds each peer has transitively heard from all.
-void barrier(Ch& ch, const Context& c, const Options&) {
+// Under a connection budget too small for its 2 log2 n partners: a binomial tree
+// (fan-in of empty messages to 0, then a binomial bcast) or a chain (scale.cpp).
+void barrier(Ch& ch, const Context& c, const Options& o) {
   const peer_num n = c.size, r = c.rank;
+  if (n == 1) return;
+  const Algorithm a = prepare(ch, c, Utils::Operation::barrier, o, 0);
+  if (a == Algorithm::chain) return barrier_chain(ch, c);
+  if (a == Algorithm::binomial) {
+    const Options t{0, Algorithm::binomial};
+    gather(ch, c, {}, {}, t);
+    bcast_binomial(ch, c, {}, 0);
+    return;
+  }
   for (peer_num d = 1; d < n; d <<= 1)
     ch.sendrecv((r + d) % n, {}, (r + n - d) % n, {}, c.tag, c.deadline);
 }
@@ -484,8 +494,11 @@ void barrier(Ch& ch, const Context& c, const Options&) {
 void gather(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Options& o) {
   const peer_num n = c.size, root = o.root;
   const std::size_t bs = send.size();
-  Algorithm a = o.algorithm;
-  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::gather, bs, n, {});
+  const Algorithm a = prepare(ch, c, Utils::Operation::gather, o, bs);
+  if (a == Algorithm::chain && n > 1) {
+    const std::vector<std::size_t> counts(n, bs);
+    return gatherv_chain(ch, c, send, recv, counts, root);
+  }
   if (a == Algorithm::linear || n == 1) {
     if (c.rank != root) {
       ch.send(root, send, c.tag, c.deadline);
@@ -531,8 +544,11 @@ void gather(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Options
 void scatter(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Options& o) {
   const peer_num n = c.size, root = o.root;
   const std::size_t bs = recv.size();
-  Algorithm a = o.algorithm;
-  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::scatter, bs, n, {});
+  const Algorithm a = prepare(ch, c, Utils::Operation::scatter, o, bs);
+  if (a == Algorithm::chain && n > 1) {
+    const std::vector<std::size_t> counts(n, bs);
+    return scatterv_chain(ch, c, send, counts, recv, root);
+  }
   if (a == Algorithm::linear || n == 1) {
     if (c.rank != root) {
       ch.recv(root, recv, c.tag, c.deadline);
@@ -583,12 +599,10 @@ void reduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceO
     copy(send, recv);
     return;
   }
-  Algorithm a = o.algorithm;
   const ReduceProps props{f.commutative, f.associative, f.granularity};
-  if (a == Algorithm::automatic)
-    a = choose_p2p(Utils::Operation::reduce, send.size(), n, props);
-  else
-    check_supported(Utils::Operation::reduce, a, props);
+  if (o.algorithm != Algorithm::automatic)
+    check_supported(Utils::Operation::reduce, o.algorithm, props);
+  const Algorithm a = prepare(ch, c, Utils::Operation::reduce, o, send.size(), props);
   switch (a) {
     case Algorithm::linear: {  // left-to-right chain, then n-1 -> root
       Buffer scratch;
@@ -676,9 +690,8 @@ void allreduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Redu
     copy(send, recv);
     return;
   }
-  Algorithm a = o.algorithm;
   const ReduceProps props{f.commutative, f.associative, f.granularity};
-  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::allreduce, send.size(), n, props);
+  const Algorithm a = prepare(ch, c, Utils::Operation::allreduce, o, send.size(), props);
   if (a == Algorithm::ring) {
     // Reduce-scatter then allgather: each peer sends and receives about
     // 2 (n-1)/n of the buffer, independent of n (bandwidth-optimal). The input is
@@ -695,6 +708,12 @@ void allreduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Redu
       bcast_binomial(ch, c, recv, n - 1);
       return;
     }
+    case Algorithm::chain: {  // any function, 2 partners: the chain, then back along it
+      Buffer acc(send.size());
+      if (reduce_chain(ch, c, send, acc, f)) copy(acc, recv);
+      bcast_pipeline(ch, c, recv, n - 1, segment_bytes(o));
+      return;
+    }
     default:
       copy(send, recv);  // recursive doubling works in place on recv
       allreduce_recursive_doubling(ch, c, recv, f);
@@ -709,12 +728,14 @@ void allreduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Redu
 void scan(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceOp& f,
           const Options& o) {
   const peer_num n = c.size, r = c.rank;
-  Algorithm a = o.algorithm;
   const ReduceProps props{f.commutative, f.associative, f.granularity};
-  if (a == Algorithm::automatic)
-    a = choose_p2p(Utils::Operation::scan, send.size(), n, props);
-  else
-    check_supported(Utils::Operation::scan, a, props);
+  if (o.algorithm != Algorithm::automatic)
+    check_supported(Utils::Operation::scan, o.algorithm, props);
+  if (n == 1) {
+    copy(send, recv);
+    return;
+  }
+  const Algorithm a = prepare(ch, c, Utils::Operation::scan, o, send.size(), props);
   if (a == Algorithm::linear) {
     if (r == 0) {
       copy(send, recv);
@@ -747,8 +768,11 @@ void scan(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const ReduceOp&
 void allgather(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Options& o) {
   const peer_num n = c.size;
   const std::size_t bs = send.size();
-  Algorithm a = o.algorithm;
-  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::allgather, bs, n, {});
+  const Algorithm a = prepare(ch, c, Utils::Operation::allgather, o, bs);
+  if (a == Algorithm::bruck && n > 1) {
+    const std::vector<std::size_t> counts(n, bs);
+    return allgatherv_bruck(ch, c, send, recv, counts);
+  }
   if (a == Algorithm::binomial) {  // small blocks: gather to 0, then broadcast
     Options go;
     go.root = 0;
@@ -761,10 +785,14 @@ void allgather(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Opti
 }
 
 // Pairwise exchange: in round s every peer sends to r + s and receives from r - s,
-// so each round is a permutation and no peer is a hot spot.
-void alltoall(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Options&) {
+// so each round is a permutation and no peer is a hot spot. It talks to every
+// peer; beyond the budget Bruck or the ring route the blocks (scale.cpp).
+void alltoall(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Options& o) {
   const peer_num n = c.size, r = c.rank;
   const std::size_t bs = send.size() / n;
+  const Algorithm a = n > 1 ? prepare(ch, c, Utils::Operation::alltoall, o, bs) : o.algorithm;
+  if (n > 1 && (a == Algorithm::bruck || a == Algorithm::ring))
+    return alltoall_routed(ch, c, a, send, recv);
   copy(send.subspan(r * bs, bs), recv.subspan(r * bs, bs));
   for (peer_num s = 1; s < n; ++s) {
     const peer_num dest = (r + s) % n, src = (r + n - s) % n;
@@ -781,9 +809,8 @@ void reduce_scatter(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const
     copy(send, recv);
     return;
   }
-  Algorithm a = o.algorithm;
   const ReduceProps props{f.commutative, f.associative, f.granularity};
-  if (a == Algorithm::automatic) a = choose_p2p(Utils::Operation::reduce_scatter, bs, n, props);
+  const Algorithm a = prepare(ch, c, Utils::Operation::reduce_scatter, o, bs, props);
   if (a == Algorithm::ring) {
     // Every chunk is one block: recv takes turns with one spare block.
     std::unique_ptr<std::byte[]> spare;
@@ -794,12 +821,17 @@ void reduce_scatter(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const
   }
   // Order-sensitive or whole-buffer functions: reduce everything to 0 with the
   // order-respecting algorithm, then scatter the blocks.
+  // Their algorithms are chosen together (reduce_scatter_parts), so that the union
+  // of their partners fits the budget.
+  const auto [ra, sa] = reduce_scatter_parts(bs, n, props, ch.max_connections());
   Buffer full(send.size());
   Options ro;
   ro.root = 0;
+  ro.algorithm = ra;
   reduce(ch, c, send, full, f, ro);
   Options so;
   so.root = 0;
+  so.algorithm = sa;
   scatter(ch, c, full, recv, so);
 }
 

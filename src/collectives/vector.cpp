@@ -10,7 +10,8 @@
 // Every peer must run the same algorithm, so the choice depends only on values all
 // peers share: the counts (gatherv, scatterv, allgatherv pass the same vector to
 // every peer) through their mean block, and n. alltoallv has no shared size (each
-// peer knows only its own row and column of the matrix) and always runs pairwise.
+// peer knows only its own row and column of the matrix) and runs pairwise
+// (beyond the connection budget, a choice on n alone: Bruck or ring, scale.cpp).
 #include <cstring>
 #include <vector>
 
@@ -76,9 +77,8 @@ std::vector<std::size_t> virtual_displacements(Counts counts, peer_num root) {
 void gatherv(Ch& ch, const Context& c, ConstBytes send, Bytes recv, Counts counts,
              const Options& o) {
   const peer_num n = c.size, root = o.root;
-  Algorithm a = o.algorithm;
-  if (a == Algorithm::automatic)
-    a = choose_p2p(Utils::Operation::gatherv, mean_block(counts), n, {});
+  const Algorithm a = prepare(ch, c, Utils::Operation::gatherv, o, mean_block(counts));
+  if (a == Algorithm::chain && n > 1) return gatherv_chain(ch, c, send, recv, counts, root);
   if (a == Algorithm::linear || n == 1) {
     if (c.rank != root) {
       ch.send(root, send, c.tag, c.deadline);
@@ -133,9 +133,8 @@ void gatherv(Ch& ch, const Context& c, ConstBytes send, Bytes recv, Counts count
 void scatterv(Ch& ch, const Context& c, ConstBytes send, Counts counts, Bytes recv,
               const Options& o) {
   const peer_num n = c.size, root = o.root;
-  Algorithm a = o.algorithm;
-  if (a == Algorithm::automatic)
-    a = choose_p2p(Utils::Operation::scatterv, mean_block(counts), n, {});
+  const Algorithm a = prepare(ch, c, Utils::Operation::scatterv, o, mean_block(counts));
+  if (a == Algorithm::chain && n > 1) return scatterv_chain(ch, c, send, counts, recv, root);
   if (a == Algorithm::linear || n == 1) {
     if (c.rank != root) {
       ch.recv(root, recv, c.tag, c.deadline);
@@ -192,9 +191,8 @@ void scatterv(Ch& ch, const Context& c, ConstBytes send, Counts counts, Bytes re
 void allgatherv(Ch& ch, const Context& c, ConstBytes send, Bytes recv, Counts counts,
                 const Options& o) {
   const peer_num n = c.size, r = c.rank;
-  Algorithm a = o.algorithm;
-  if (a == Algorithm::automatic)
-    a = choose_p2p(Utils::Operation::allgatherv, mean_block(counts), n, {});
+  const Algorithm a = prepare(ch, c, Utils::Operation::allgatherv, o, mean_block(counts));
+  if (a == Algorithm::bruck && n > 1) return allgatherv_bruck(ch, c, send, recv, counts);
   if (a == Algorithm::binomial) {
     Options go;
     go.root = 0;
@@ -219,10 +217,15 @@ void allgatherv(Ch& ch, const Context& c, ConstBytes send, Bytes recv, Counts co
 // Pairwise exchange, as alltoall: in round s every peer sends its block for r + s
 // and receives the block of r - s, so each round is a permutation and no peer is a
 // hot spot however skewed the counts are. Sizes come from this peer's own rows:
-// send_counts[dest] out, recv_counts[src] in.
+// send_counts[dest] out, recv_counts[src] in. Beyond the connection budget (a
+// choice on n alone) Bruck or the ring route the blocks with their sizes
+// (scale.cpp).
 void alltoallv(Ch& ch, const Context& c, ConstBytes send, Counts send_counts, Bytes recv,
-               Counts recv_counts, const Options&) {
+               Counts recv_counts, const Options& o) {
   const peer_num n = c.size, r = c.rank;
+  const Algorithm a = n > 1 ? prepare(ch, c, Utils::Operation::alltoallv, o, 0) : o.algorithm;
+  if (n > 1 && (a == Algorithm::bruck || a == Algorithm::ring))
+    return alltoallv_routed(ch, c, a, send, send_counts, recv, recv_counts);
   const auto sd = displacements(send_counts), rd = displacements(recv_counts);
   copy(send.subspan(sd[r], send_counts[r]), recv.subspan(rd[r], recv_counts[r]));
   for (peer_num s = 1; s < n; ++s) {

@@ -50,17 +50,18 @@ std::vector<Algorithm> algorithms(Operation op, FMI::Comm::ChannelKind kind) {
     case Operation::bcast:
       return {Algorithm::linear, Algorithm::binomial, Algorithm::scatter_allgather,
               Algorithm::pipeline};
-    case Operation::barrier: return {Algorithm::dissemination};
+    case Operation::barrier:
+      return {Algorithm::dissemination, Algorithm::binomial, Algorithm::chain};
     case Operation::gather:
-    case Operation::scatter: return {Algorithm::linear, Algorithm::binomial};
+    case Operation::scatter: return {Algorithm::linear, Algorithm::binomial, Algorithm::chain};
     case Operation::reduce:
       return {Algorithm::linear, Algorithm::binomial, Algorithm::ring, Algorithm::pipeline};
     case Operation::allreduce:
-      return {Algorithm::linear, Algorithm::recursive_doubling, Algorithm::ring};
+      return {Algorithm::linear, Algorithm::recursive_doubling, Algorithm::ring, Algorithm::chain};
     case Operation::scan:
       return {Algorithm::linear, Algorithm::recursive_doubling, Algorithm::pipeline};
-    case Operation::allgather: return {Algorithm::binomial, Algorithm::ring};
-    case Operation::alltoall: return {Algorithm::pairwise};
+    case Operation::allgather: return {Algorithm::binomial, Algorithm::ring, Algorithm::bruck};
+    case Operation::alltoall: return {Algorithm::pairwise, Algorithm::bruck, Algorithm::ring};
     case Operation::reduce_scatter: return {Algorithm::binomial, Algorithm::ring};
     default: return {};
   }
@@ -280,7 +281,7 @@ TEST_P(Collectives, Correct) {
         std::vector<Named> fns = {{"sum", Function<U64>::sum()}};
         if (alg != Algorithm::ring && axes.every_function)
           fns.push_back({"matmul", {matmul, false, true}, piped ? 32u : 0u});
-        if (alg == Algorithm::linear || piped)
+        if (alg == Algorithm::linear || alg == Algorithm::chain || piped)
           fns.push_back({"2a+b", {affine, false, false}, piped ? 8u : 0u});
         for (const auto& nf : fns)
           for (std::size_t len : axes.reduce_elems)
