@@ -430,9 +430,8 @@ void Puncher::expire(Clock::time_point now) {
 }
 
 Clock::time_point Puncher::expiry(const Candidate& c) const {
-  return c.started + (c.accepted && c.state == CState::hello
-                          ? Clock::duration(kHelloTimeout)
-                          : Clock::duration(kHandshakeTimeout));
+  return c.started + (c.accepted && c.state == CState::hello ? Clock::duration(kHelloTimeout)
+                                                             : Clock::duration(kHandshakeTimeout));
 }
 
 Clock::time_point Puncher::next_expiry() const {
