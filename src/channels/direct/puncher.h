@@ -97,10 +97,6 @@ class Puncher {
   /// Runs the handshake on a connection to `peer` (-1: not known yet, from HELLO).
   void new_candidate(Socket s, std::int64_t peer, const std::string& remote);
 
-  /// Accepted connections closed so far before they completed a HELLO (over the
-  /// per-address cap, evicted, or past kHelloTimeout).
-  std::size_t strangers_closed() const { return strangers_closed_; }
-
   /// Appends the listener, the handshakes in progress and the attempts.
   void add_pollfds(std::vector<pollfd>& fds) const;
   /// Processes the revents of those of the `n` entries at `first` that are ours.
@@ -183,7 +179,7 @@ class Puncher {
   std::vector<std::unique_ptr<Candidate>> cands_;
   std::vector<Attempt> attempts_;
   Clock::time_point listener_paused_until_{};  // after EMFILE: not polled until then
-  std::size_t strangers_closed_ = 0;
+  std::size_t strangers_closed_ = 0;  // accepted, closed before a complete HELLO (logged)
   std::vector<std::pair<std::string, Clock::time_point>> logged_;  // address, last log line
 };
 
