@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -89,6 +90,27 @@ std::string file_text(const std::string& path) {
   return ss.str();
 }
 
+/// Registers as peer `id` of a `n`-peer `comm` (no secret: anybody can) and returns
+/// the table: every peer's listening endpoint.
+proto::Table register_as_stranger(std::uint16_t port, const std::string& comm, std::uint32_t id,
+                                  std::uint32_t n) {
+  Socket reg = connect_raw(port);
+  send_frame(reg.fd(), proto::Register{comm, id, n, 99, FMI::Wire::local_endpoint(reg.fd())});
+  PEER_CHECK(read_frame(reg.fd(), 60s));  // REGISTERED
+  auto t = read_frame(reg.fd(), 60s);
+  PEER_CHECK(t && std::holds_alternative<proto::Table>(*t));
+  return std::get<proto::Table>(*t);
+}
+
+FMI::Comm::DirectConfig loopback_config(std::uint16_t port) {
+  FMI::Comm::DirectConfig d;
+  d.enabled = true;
+  d.host = "127.0.0.1";
+  d.port = port;
+  d.max_timeout = 60s;
+  return d;
+}
+
 }  // namespace
 
 TEST(DirectListener, IdleStrangersCannotFillAPeersListener) {
@@ -111,12 +133,7 @@ TEST(DirectListener, IdleStrangersCannotFillAPeersListener) {
   auto peer = [&](unsigned rank) {
     ::setenv("FMI_DIRECT_RELAY", "never", 1);  // the pair must get through the listener
     if (rank == 1) ::dup2(log_fd, 2);          // its log lines, checked below
-    FMI::Comm::DirectConfig d;
-    d.enabled = true;
-    d.host = "127.0.0.1";
-    d.port = port;
-    d.max_timeout = 60s;
-    FMI::Comm::DirectChannel ch(d);
+    FMI::Comm::DirectChannel ch(loopback_config(port));
     ch.init({rank, 3, comm, 128});
     const std::size_t baseline = open_descriptors();
     wait_byte(go[0], 60s);
@@ -199,12 +216,7 @@ TEST(DirectListener, IdleStrangersCannotFillAPeersListener) {
   };
 
   auto stranger = [&] {
-    Socket reg = connect_raw(port);
-    send_frame(reg.fd(), proto::Register{comm, 2, 3, 99, FMI::Wire::local_endpoint(reg.fd())});
-    PEER_CHECK(read_frame(reg.fd(), 60s));  // REGISTERED
-    auto t = read_frame(reg.fd(), 60s);
-    PEER_CHECK(t && std::holds_alternative<proto::Table>(*t));
-    const auto& table = std::get<proto::Table>(*t);
+    const auto table = register_as_stranger(port, comm, 2, 3);
     const proto::Endpoint targets[] = {table.peers[0].public_ep, table.peers[1].public_ep};
 
     struct Conn {
@@ -306,5 +318,80 @@ TEST(DirectListener, IdleStrangersCannotFillAPeersListener) {
   EXPECT_LE(count(log, "closing connections from 127.0.0.2 "), 3u) << log;
   EXPECT_GE(count(log, "closing connections from 127.0.0.3 "), 1u) << log;
   EXPECT_LE(count(log, "closing connections from 127.0.0.3 "), 3u) << log;
+  for (int fd : {go[0], go[1], done[0], done[1]}) ::close(fd);
+}
+
+// The peer runs out of descriptors while strangers keep connecting (its limit is
+// lowered to about what it has open): accept fails with EMFILE and the listener
+// stays readable. The peer pauses it instead of polling it in a loop: little CPU,
+// one log line, and its data still arrives.
+TEST(DirectListener, RunningOutOfDescriptorsPausesTheListener) {
+  RendezvousServer server;
+  const std::uint16_t port = server.port();
+  const std::string comm = "listener-emfile";
+  int go[2], done[2];
+  ASSERT_EQ(::pipe(go), 0);
+  ASSERT_EQ(::pipe(done), 0);
+  char log_path[] = "/tmp/fmi-listener-test-XXXXXX";
+  int log_fd = ::mkstemp(log_path);
+  ASSERT_GE(log_fd, 0);
+
+  auto res = run_forked(3, [&](unsigned rank) {
+    if (rank == 2) {
+      const auto table = register_as_stranger(port, comm, 2, 3);
+      wait_byte(go[0], 60s);  // peer 1's limit is lowered
+      std::vector<Socket> flood;
+      for (int k = 0; k < 40; ++k)
+        flood.push_back(connect_from("127.0.0.2", table.peers[1].public_ep));
+      wait_byte(done[0], 60s);
+      return;
+    }
+    ::setenv("FMI_DIRECT_RELAY", "never", 1);
+    if (rank == 1) ::dup2(log_fd, 2);
+    FMI::Comm::DirectChannel ch(loopback_config(port));
+    ch.init({rank, 3, comm, 128});
+    std::uint32_t v = 0;
+    if (rank == 0) {
+      v = 1;
+      ch.send(1, std::as_bytes(std::span(&v, 1)), tag(1), deadline(60s));
+      wait_byte(done[0], 60s);  // peer 1 measured its wait
+      v = 2;
+      ch.send(1, std::as_bytes(std::span(&v, 1)), tag(2), deadline(60s));
+      return;
+    }
+    ch.recv(0, std::as_writable_bytes(std::span(&v, 1)), tag(1), deadline(60s));
+    PEER_CHECK(v == 1u);
+    rlimit low{rlim_t(open_descriptors() + 2), 0};
+    rlimit old{};
+    PEER_CHECK(::getrlimit(RLIMIT_NOFILE, &old) == 0);
+    low.rlim_max = old.rlim_max;
+    PEER_CHECK(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    PEER_CHECK(::write(go[1], "g", 1) == 1);
+    // Waits in the channel (its listener watched: peer 2 never connected) for a
+    // message peer 0 sends once this wait has been measured.
+    std::thread release([&] {
+      std::this_thread::sleep_for(3s);
+      for (int k = 0; k < 2; ++k) [[maybe_unused]] auto n = ::write(done[1], "d", 1);
+    });
+    const double cpu0 = process_cpu_seconds();
+    const auto w0 = SteadyClock::now();
+    ch.recv(0, std::as_writable_bytes(std::span(&v, 1)), tag(2), deadline(60s));
+    const double wall = std::chrono::duration<double>(SteadyClock::now() - w0).count();
+    const double cpu = process_cpu_seconds() - cpu0;
+    release.join();
+    PEER_CHECK(v == 2u);
+    // Paused: ~0.1% here; polling the readable listener in a loop: ~30% of a core
+    // even on a loaded machine (100% on an idle one).
+    PEER_CHECK(cpu < 0.05 * wall, "peer 1 used ", cpu, " s of CPU in ", wall,
+               " s out of descriptors (busy accept)");
+    PEER_CHECK(::setrlimit(RLIMIT_NOFILE, &old) == 0);
+  });
+  expect_all_ok(res);
+  const std::string log = file_text(log_path);
+  ::close(log_fd);
+  ::unlink(log_path);
+  if (::testing::Test::HasFailure()) std::cerr << "---- peer 1's stderr ----\n" << log << "----\n";
+  EXPECT_GE(count(log, "accept on the listener failed"), 1u) << log;
+  EXPECT_LE(count(log, "accept on the listener failed"), 2u) << log;
   for (int fd : {go[0], go[1], done[0], done[1]}) ::close(fd);
 }
