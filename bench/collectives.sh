@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Every collective, FMI Direct next to OpenMPI over TCP (issue 21), in one command:
+# Every collective, FMI Direct next to OpenMPI over TCP and Gloo over TCP (issue 21),
+# in one command:
 # bcast, reduce, allreduce, scan, gather, scatter, allgather, alltoall,
 # reduce_scatter and barrier at 8 B to 64 MiB per peer on 2, 4 and 8 functions.
 # Each round runs, per peer count, mpi_bench (mpirun --mca btl tcp,self) and then
 # fmi-bench (--channel Direct) with the same options and timing method
-# (tools/fmi-bench/bench_common.h); ROUNDS rounds are interleaved so that both see
-# the same load, and the table gives the median over rounds of each point's median
-# time, the ratio FMI/MPI and its spread over the rounds. The ratio chart goes to
+# (tools/fmi-bench/bench_common.h), and gloo_bench (bench/baseline/gloo_bench.cpp,
+# Debian's libgloo-dev: every collective but scan and reduce_scatter, which Gloo
+# lacks: n/a in the table); ROUNDS rounds are interleaved so that all see the same
+# load, and the table gives the median over rounds of each point's median time, the
+# ratio FMI/MPI and its spread over the rounds, Gloo's time ("gloo us") and the
+# ratio FMI/Gloo ("fmi/gloo"). NO_GLOO=1 leaves Gloo out. The ratio chart goes to
 # docs/img/collectives_ratio.{png,svg} (bench/plot.py; skipped with a message if
 # matplotlib is missing).
 #
@@ -58,12 +62,22 @@ source "$here/setup.sh"
 need=()
 command -v mpirun >/dev/null || need+=(openmpi-bin)
 dpkg -s libopenmpi-dev >/dev/null 2>&1 || need+=(libopenmpi-dev)
+gloo_on=1; [[ -n "${NO_GLOO:-}" ]] && gloo_on=
+[[ -n "$gloo_on" ]] && ! dpkg -s libgloo-dev >/dev/null 2>&1 && need+=(libgloo-dev)
 bench_install "${need[@]}"
 bench_configure "$src" "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+targets=(mpi_bench fmi-bench fmirun fmi-rendezvous)
+if [[ -n "$gloo_on" ]]; then
+  # A build folder configured before libgloo-dev was installed has no gloo_bench.
+  cmake "$build" >/dev/null
+  targets+=(gloo_bench)
+fi
 log "building in $build"
-cmake --build "$build" -j2 --target mpi_bench fmi-bench fmirun fmi-rendezvous >&2
+cmake --build "$build" -j2 --target "${targets[@]}" >&2
 mpi="$build/bench/baseline/mpi_bench"
+gloo="$build/bench/baseline/gloo_bench"
 fmib="$build/tools/fmi-bench/fmi-bench"
+[[ -z "$gloo_on" || -x "$gloo" ]] || { log "missing $gloo"; exit 1; }
 for b in "$mpi" "$fmib"; do [[ -x "$b" ]] || { log "missing $b"; exit 1; }; done
 mpirun=(mpirun --allow-run-as-root --oversubscribe --mca btl tcp,self --bind-to none)
 
@@ -88,6 +102,10 @@ for ((round = 1; round <= rounds; round++)); do
   for p in "${plist[@]}"; do
     log "round $round/$rounds: OpenMPI on $p peers"
     "${mpirun[@]}" -n "$p" "$mpi" "${common[@]}" --no-header | tag "$round" "" >>"$out/rounds.csv"
+    if [[ -n "$gloo_on" ]]; then
+      log "round $round/$rounds: Gloo on $p peers"
+      "$gloo" --peers "$p" "${common[@]}" --no-header | tag "$round" "" >>"$out/rounds.csv"
+    fi
     for alg in "${alist[@]}"; do
       for seg in "${slist[@]}"; do
         env=(); name=Direct
@@ -113,8 +131,10 @@ out = sys.argv[1]
 rows = list(csv.DictReader(open(os.path.join(out, "rounds.csv"))))
 per = defaultdict(list)   # (impl, op, peers, bytes) -> [median_us per round]
 by_round = defaultdict(dict)
+def impl_of(r):  # the baselines by tool, FMI's variants by channel
+    return r["tool"] if r["tool"] in ("mpi", "gloo") else r["channel"]
 for r in rows:
-    impl = "mpi" if r["tool"] == "mpi" else r["channel"]
+    impl = impl_of(r)
     k = (impl, r["op"], int(r["peers"]), int(r["bytes"]))
     per[k].append(float(r["median_us"]))
     by_round[k][r["round"]] = float(r["median_us"])
@@ -125,7 +145,7 @@ with open(os.path.join(out, "medians.csv"), "w", newline="") as f:
                 "min_us", "bw_MiBps", "pred_us", "pred_usd"])
     seen = set()
     for r in rows:
-        impl = "mpi" if r["tool"] == "mpi" else r["channel"]
+        impl = impl_of(r)
         k = (impl, r["op"], int(r["peers"]), int(r["bytes"]))
         if k in seen:
             continue
@@ -144,27 +164,31 @@ def size(b):
     for u, s in (("G", 30), ("M", 20), ("K", 10)):
         if b >= (1 << s) and b % (1 << s) == 0: return f"{b >> s}{u}"
     return str(b)
-impls = sorted({k[0] for k in per if k[0] != "mpi"}, key=lambda x: (x != "Direct", x))
+impls = sorted({k[0] for k in per if k[0] not in ("mpi", "gloo")}, key=lambda x: (x != "Direct", x))
+gloo = any(k[0] == "gloo" for k in per)
 med = {k: statistics.median(v) for k, v in per.items()}
 def ratio_spread(a, b):
     ra, rb = by_round.get(a, {}), by_round.get(b, {})
     rs = [ra[x] / rb[x] for x in ra if x in rb and rb[x] > 0]
     return (min(rs), max(rs)) if rs else None
 print(f"\nMedian of {max((len(v) for v in per.values()), default=0)} interleaved rounds; "
-      "ratio = FMI / OpenMPI-TCP time (below 1: FMI faster), [min-max over rounds]")
-head = f"{'op':<15}{'peers':>5}{'bytes':>7}{'OpenMPI':>11}"
-for i in impls: head += f" {i:>22}{'ratio':>7}{'spread':>12}"
+      "ratio = FMI / OpenMPI-TCP time (below 1: FMI faster), [min-max over rounds]"
+      + ("; fmi/gloo = FMI / Gloo-TCP time (n/a: Gloo has no such operation)" if gloo else ""))
+head = f"{'op':<15}{'peers':>5}{'bytes':>7}{'OpenMPI':>11}" + (f"{'gloo us':>11}" if gloo else "")
+for i in impls: head += f" {i:>22}{'ratio':>7}{'spread':>12}" + (f"{'fmi/gloo':>9}" if gloo else "")
 print(head)
 points = sorted({k[1:] for k in per})
 for op, p, b in points:
     m = med.get(("mpi", op, p, b))
-    line = f"{op:<15}{p:>5}{size(b):>7}{fmt(m):>11}"
+    g = med.get(("gloo", op, p, b))
+    line = f"{op:<15}{p:>5}{size(b):>7}{fmt(m):>11}" + (f"{fmt(g):>11}" if gloo else "")
     for i in impls:
         f = med.get((i, op, p, b))
         r = f"{f/m:.2f}" if f and m else "-"
         sp = ratio_spread((i, op, p, b), ("mpi", op, p, b))
         sp = f"[{sp[0]:.2f}-{sp[1]:.2f}]" if sp else ""
         line += f" {fmt(f):>22}{r:>7}{sp:>12}"
+        if gloo: line += f"{f/g:>9.2f}" if f and g else f"{'n/a':>9}"
     print(line)
 if len(impls) > 1 and "Direct" in impls:
     print("\nVariants against the automatic choice (time / automatic's time)")

@@ -54,6 +54,8 @@ def label(r):
         return "bare TCP, busy-polling"
     if r["tool"] == "mpi":
         return "OpenMPI (TCP)"
+    if r["tool"] == "gloo":
+        return "Gloo (TCP)"
     return "FMI " + r["channel"]
 
 
@@ -65,6 +67,7 @@ def size_label(b):
 
 
 STYLE = {"bare TCP": ("k", "o"), "bare TCP, busy-polling": ("tab:gray", "x"), "OpenMPI (TCP)": ("tab:blue", "s"),
+         "Gloo (TCP)": ("tab:purple", "P"),
          "FMI Direct": ("tab:red", "^"), "FMI Redis": ("tab:green", "v"),
          "FMI S3": ("tab:orange", "D")}
 

@@ -26,6 +26,8 @@ packages=(
   doxygen
   # the NAT lab (scripts/natlab.sh)
   iptables conntrack iproute2 procps
+  # stacks of a test peer killed for hanging (tests/support/harness.h dump_stacks)
+  gdb
 )
 
 missing=()

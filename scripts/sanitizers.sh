@@ -59,11 +59,14 @@ TSAN_REDIS_FILTER='-RedisChannelTest.LargeMessages64And256MiB'
 # the forced algorithms at 3, 5 and 8 peers (the full axes are for release builds);
 # Direct's forked peers and Redis/S3 with their servers as in the release run.
 CONFORMANCE_FILTER='*Contract.*:*P2PRing.*:*Collectives.Correct/*_n3:*Collectives.Correct/*_n5'
-CONFORMANCE_FILTER+=':*Collectives.Correct/*_n8:*CommunicatorCollectives.Every/n3'
+# (8 peers: the core subset's *_n8 data movements cover them under ASan; the
+# conformance run at 8 was 60 of its 205 s in CI.)
+CONFORMANCE_FILTER+=':*CommunicatorCollectives.Every/n3'
 # Non-blocking operations (issue 18): worker threads over every channel.
 CONFORMANCE_FILTER+=':*NonBlocking.*/n3'
 # TSan: the contracts' 64 MiB messages take ~40 s each under it; 5 peers at most.
-TSAN_CONFORMANCE_FILTER='*Contract.*:*P2PRing.*/n3:*Collectives.Correct/*_n3:*Collectives.Correct/*_n5'
+# (5 peers run under ASan; under TSan they were ~100 of the 258 s in CI.)
+TSAN_CONFORMANCE_FILTER='*Contract.*:*P2PRing.*/n3:*Collectives.Correct/*_n3'
 TSAN_CONFORMANCE_FILTER+=':*NonBlocking.*/n3'
 TSAN_CONFORMANCE_FILTER+=':-*EmptyLargeSendrecvAndSelf*:*PutGetEverySize*'
 # Under TSan every byte copied is checked: the 1 GiB Direct stream takes ~60 s.
@@ -126,6 +129,12 @@ run_test() {
     echo "---- $label failed (exit $rc); sanitizer reports and failures:" >&2
     grep -n -E -A40 'ERROR: (Address|Leak|Thread)Sanitizer|WARNING: ThreadSanitizer|runtime error:' "$log" | head -200 >&2
     grep -E '^\[  FAILED  \]' "$log" | head -30 >&2
+    # The output of each failed test (its peers' errors, the stacks of a peer killed
+    # for hanging), not only its name: the log file is gone with the CI machine.
+    grep -E '^\[  FAILED  \] [^ ]+ \(' "$log" | awk '{print $4}' | sort -u | head -5 |
+      while read -r t; do
+        awk -v t="$t" 'index($0, "[ RUN      ] " t) == 1 {on = 1} on {print} on && index($0, "[  FAILED  ] " t " (") == 1 {exit}' "$log" | tail -150 >&2
+      done
     tail -20 "$log" >&2
   fi
 }

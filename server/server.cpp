@@ -465,12 +465,15 @@ void Server::handle_register(Conn& c, const proto::Register& r) {
   // Bounded whatever the rate of completed registrations (one-peer comms are cheap
   // to make): the oldest tables go first.
   while (table_sessions_ > kMaxTableSessions && !table_order_.empty()) forget_oldest_table();
+  // Encoded once: every member gets the same bytes (O(N) work for the table, not
+  // O(N^2), and one buffer in memory however many members are still reading it).
+  auto frame = std::make_shared<const std::vector<std::byte>>(proto::encode(table));
   for (int fd : members) {
     auto ci = conns_.find(fd);
     if (ci == conns_.end()) continue;
     Conn& m = *ci->second;
     m.state = State::closing;
-    queue(m, table);
+    queue_shared(m, frame);
   }
   log(false, "comm '", comm, "' complete: endpoint table sent to ", members.size(), " peers");
 }
@@ -637,19 +640,33 @@ void Server::queue(Conn& c, const proto::Message& m) {
   on_writable(c);
 }
 
-void Server::on_writable(Conn& c) {
+void Server::queue_shared(Conn& c, std::shared_ptr<const std::vector<std::byte>> frame) {
+  // The table is the last message a connection gets: one shared frame at most.
+  c.shared = std::move(frame);
+  c.shared_off = 0;
+  if (c.state == State::closing) c.deadline = Clock::now() + opt_.write_timeout;
+  on_writable(c);
+}
+
+bool Server::write_some(Conn& c, const std::vector<std::byte>& buf, std::size_t& off) {
   int fd = c.sock.fd();
-  while (c.out_off < c.out.size()) {
-    ssize_t w = ::send(fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
+  while (off < buf.size()) {
+    ssize_t w = ::send(fd, buf.data() + off, buf.size() - off, MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       close_conn(fd, "write error: " + Wire::errno_text(errno));
-      return;
+      return false;
     }
-    c.out_off += std::size_t(w);
+    off += std::size_t(w);
     if (c.state == State::relaying) c.last_moved = Clock::now();
   }
+  return true;
+}
+
+void Server::on_writable(Conn& c) {
+  int fd = c.sock.fd();
+  if (!write_some(c, c.out, c.out_off)) return;
   if (c.state == State::relaying) {
     relay_flushed(c);
     return;
@@ -657,7 +674,11 @@ void Server::on_writable(Conn& c) {
   if (c.out_off == c.out.size()) {
     c.out.clear();
     c.out_off = 0;
-    if (c.state == State::closing) {
+    if (c.shared) {
+      if (!write_some(c, *c.shared, c.shared_off)) return;
+      if (c.shared_off == c.shared->size()) c.shared.reset();
+    }
+    if (!c.shared && c.state == State::closing) {
       // Everything this client will ever get has been sent.
       close_conn(fd, "");
       return;
@@ -667,7 +688,7 @@ void Server::on_writable(Conn& c) {
 }
 
 void Server::update_events(Conn& c) {
-  bool want = c.out_off < c.out.size();
+  bool want = c.out_off < c.out.size() || c.shared;
   bool read = !c.paused && !c.read_closed;
   if (want == c.want_write && read == c.want_read) return;
   c.want_write = want;

@@ -70,6 +70,11 @@ class Server {
     std::vector<std::byte> in;
     std::vector<std::byte> out;
     std::size_t out_off = 0;
+    // A frame encoded once and shared by every recipient (the endpoint table: a
+    // 4,096-peer table sent to 4,096 functions is one buffer, not 4,096 copies),
+    // written after `out`.
+    std::shared_ptr<const std::vector<std::byte>> shared;
+    std::size_t shared_off = 0;
     Clock::time_point deadline;  // hello/ttl/write deadline depending on state
     std::string comm;
     std::uint32_t peer_id = 0;
@@ -115,6 +120,10 @@ class Server {
   void relay_read(Conn& c);
   void relay_flushed(Conn& c);
   void queue(Conn& c, const proto::Message& m);
+  void queue_shared(Conn& c, std::shared_ptr<const std::vector<std::byte>> frame);
+  /// Writes `buf` from `off` on until done or the socket is full; false if it
+  /// closed `c` (write error).
+  bool write_some(Conn& c, const std::vector<std::byte>& buf, std::size_t& off);
   void fail(Conn& c, proto::ErrorCode code, const std::string& text);
   void close_conn(int fd, const std::string& why);
   void leave_group(Conn& c);

@@ -1,4 +1,4 @@
-// See async.h. Everything that changes when issues 18 and 19 are merged is here.
+// See async.h.
 #include <optional>
 
 #include "mpi/async.h"
@@ -11,8 +11,6 @@ namespace {
                " waits for a message only it could send itself and none is queued (a deadlock)");
 }
 }  // namespace
-
-#if FMI_MPI_ASYNC
 
 int next_source(CommObj& c, int src, const char* fn) {
   if (src == c.rank || (src == MPI_ANY_SOURCE && c.size == 1)) self_deadlock(c, fn);
@@ -51,32 +49,6 @@ bool poll_quietly(CommObj& c, int src, int tag) {
 }
 
 bool test_may_wait(const CommObj& c) { return c.no_probe; }
-
-#else  // the fallback until the merge
-
-int next_source(CommObj& c, int src, const char* fn) {
-  if (src == c.rank || (src == MPI_ANY_SOURCE && c.size == 1)) self_deadlock(c, fn);
-  if (src != MPI_ANY_SOURCE) return src;
-  if (c.size == 2) return 1 - c.rank;
-  FMI_MPI_FAIL(MPI_ERR_UNSUPPORTED_OPERATION, fn,
-               ": MPI_ANY_SOURCE with more than 2 processes needs FMI's any-source probe "
-               "(Communicator::probe(FMI::any_source), issue 19), not in this build");
-}
-
-bool poll(CommObj& c, int src, const char* fn) {
-  if (src == c.rank || c.size == 1) return false;  // a self-send is queued at once
-  FMI_MPI_FAIL(MPI_ERR_UNSUPPORTED_OPERATION, fn,
-               ": no matching message is queued yet, and looking for one without waiting needs "
-               "FMI's Communicator::iprobe (issue 19), not in this build");
-}
-
-bool poll_quietly(CommObj&, int, int) { return false; }
-
-bool test_may_wait(const CommObj&) { return true; }
-
-#endif
-
-#if FMI_MPI_NONBLOCKING
 
 namespace {
 std::map<MPI_Request, std::vector<FMI::Request>>& fmi_requests() {
@@ -144,24 +116,5 @@ bool test_fmi(MPI_Request m) {
     if (r.active() && !r.test()) return false;
   return true;
 }
-
-#else
-
-MPI_Request start_icoll(MPI_Comm h, const std::function<void(Keep&)>& call) {
-  Keep keep;
-  call(keep);
-  return done_request(h);
-}
-
-MPI_Request start_isend(const void* buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm h) {
-  send_checked(buf, count, t, dest, tag, h);
-  return done_request(h);
-}
-
-void drop_fmi_requests() {}
-void wait_fmi(MPI_Request) {}
-bool test_fmi(MPI_Request) { return true; }
-
-#endif
 
 }  // namespace FMI::Mpi

@@ -1,8 +1,6 @@
 // The places of the MPI layer that need FMI's non-blocking and any-source API
 // (issue 18: FMI::Request, isend/irecv/i-collectives; issue 19: FMI::Status,
-// FMI::any_source, Communicator::probe/iprobe). async.cpp implements each twice:
-// with FMI_MPI_ASYNC (set by src/mpi/CMakeLists.txt when the public API has those
-// names) on top of them, and without it as the documented fallback (docs/mpi.md).
+// FMI::any_source, Communicator::probe/iprobe), in async.cpp.
 #pragma once
 
 #include <deque>
@@ -15,25 +13,24 @@ namespace FMI::Mpi {
 
 /// The rank whose FMI stream a blocking receive or probe for `src` reads next.
 /// src may be MPI_ANY_SOURCE. With two processes only the other can send (no
-/// probe). Fallback: more is MPI_ERR_UNSUPPORTED_OPERATION.
+/// probe).
 int next_source(CommObj& c, int src, const char* fn);
 /// Without waiting: moves one message that has arrived from `src` (or any source)
 /// into c's unexpected queue and returns true, or returns false when none has.
-/// Fallback, or a channel without probe support: MPI_ERR_UNSUPPORTED_OPERATION naming
-/// `fn` (only messages already queued can be seen without waiting).
+/// A channel without probe support: MPI_ERR_UNSUPPORTED_OPERATION naming `fn` (only
+/// messages already queued can be seen without waiting).
 bool poll(CommObj& c, int src, const char* fn);
 /// Whether a message matching (src, tag) is available without waiting, pulling
-/// arrived messages into the queue. Fallback, or a channel that cannot probe: false
-/// (only the queue is known).
+/// arrived messages into the queue. A channel that cannot probe: false (only the queue
+/// is known).
 bool poll_quietly(CommObj& c, int src, int tag);
-/// Whether MPI_Test may complete a receive by waiting for it. Fallback: true (a
-/// Test loop then waits in its first Test instead of spinning); with FMI_MPI_ASYNC
-/// only on a communicator whose channel cannot probe (c.no_probe).
+/// Whether MPI_Test may complete a receive by waiting for it: only on a communicator
+/// whose channel cannot probe (c.no_probe; a Test loop then waits in its first Test
+/// instead of spinning).
 bool test_may_wait(const CommObj& c);
-/// MPI_Isend. Fallback: the message is handed to the channel now (an eager send) and
-/// the request is complete. With FMI_MPI_NONBLOCKING: its FMI messages (header, then
-/// payload) go through Communicator::start_nonblocking, in order, and the MPI request
-/// completes with them; to oneself it is still queued at once.
+/// MPI_Isend: its FMI messages (header, then payload) go through
+/// Communicator::start_nonblocking, in order, and the MPI request completes with them;
+/// to oneself it is queued at once.
 MPI_Request start_isend(const void* buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm c);
 
 using Buf = std::vector<std::byte>;
@@ -42,9 +39,8 @@ using Buf = std::vector<std::byte>;
 using Keep = std::deque<Buf>;
 /// An MPI_I... collective: `call` makes exactly one FMI collective call on c's FMI
 /// communicator, putting what the transfer reads or writes besides the user's
-/// buffers in its Keep. Fallback: runs it and returns a completed request. With
-/// FMI_MPI_NONBLOCKING (issue 18): Communicator::start_nonblocking, the Keep held by
-/// the FMI request; the MPI request (kind fmi) completes with it.
+/// buffers in its Keep. It runs through Communicator::start_nonblocking (issue 18), the
+/// Keep held by the FMI request; the MPI request (kind fmi) completes with it.
 MPI_Request start_icoll(MPI_Comm c, const std::function<void(Keep&)>& call);
 /// Waits for every FMI request still pending and drops it, errors ignored (MPI_Finalize,
 /// before the communicators they run on go).

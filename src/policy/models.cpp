@@ -247,8 +247,11 @@ void store_pattern(const Utils::OperationInfo& info, Pattern& pat) {
       b.path(n - 1, 1, s);
       for (peer_num i = 0; i + 1 < n; ++i) b.traffic(1, 1, n - 1 - i, s);
       break;
-    case Operation::allgather:  // n objects, each read by n - 1 peers
-    case Operation::allgatherv: b.exchange(n, n - 1, s); break;
+    case Operation::allgather:  // gathered at 0, one result object (n blocks) read by all
+      b.exchange(n - 1, 1, s);
+      b.exchange(1, n - 1, s * n);
+      break;
+    case Operation::allgatherv: b.exchange(n, n - 1, s); break;  // n objects, n - 1 readers
     case Operation::alltoall:
     case Operation::alltoallv:
     case Operation::reduce_scatter:  // n (n - 1) objects, each read once

@@ -263,6 +263,9 @@ std::vector<std::byte> encode(const Message& m) {
           w.u64(msg.session);
           w.u8(msg.auth ? 1 : 0);
           w.fixed(msg.nonce);
+          // The cipher byte before the key share, so that a HELLO still ends with
+          // its key share (0 without one).
+          w.u8(msg.key_share ? msg.cipher : 0);
           w.u8(msg.key_share ? 1 : 0);
           if (msg.key_share) w.fixed(*msg.key_share);
         } else if constexpr (std::is_same_v<T, Challenge>) {
@@ -346,7 +349,10 @@ Message decode_payload(MsgType type, std::span<const std::byte> payload) {
       m.session = r.u64();
       m.auth = r.flag("auth") == 1;
       m.nonce = r.fixed<kNonceSize>();
+      m.cipher = r.u8();
       if (r.flag("key share")) m.key_share = r.fixed<kKeyShareSize>();
+      if (!m.key_share && m.cipher != 0)
+        r.fail("cipher byte ", unsigned(m.cipher), " without a key share");
       r.done();
       return m;
     }

@@ -139,6 +139,9 @@ struct Hello {
   // The sender's ephemeral X25519 public key when it encrypts the connection
   // (backends.Direct.encryption, docs/direct.md "Encryption"); absent: plaintext.
   std::optional<KeyShare> key_share = {};
+  // With a key share: the AEAD the sender prefers, bit 7 set when it insists
+  // (channels/direct/secure.h, agree()); 0 without. On the wire before the key share.
+  std::uint8_t cipher = 0;
 };
 /// HMAC over the pairing and both HELLO nonces (see auth.h); with encryption, keyed
 /// by the connection's confirmation key (channels/direct/secure.h).

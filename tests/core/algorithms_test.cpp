@@ -185,6 +185,67 @@ TEST_P(Pipeline, InPlaceReduceAndScan) {
 INSTANTIATE_TEST_SUITE_P(Peers, Pipeline, ::testing::Range(1u, 10u),
                          [](const auto& i) { return "n" + std::to_string(i.param); });
 
+// The ring reduce-scatter that keeps only this peer's chunk (two chunk buffers, not
+// a buffer of the whole message), forced: reduce at every root, in place on the
+// root, and reduce_scatter, also with recv inside send; sizes with empty chunks,
+// chunks of unequal size, and (3 and 5 peers) chunks of several 1 MiB ring segments.
+class RingMine : public ::testing::TestWithParam<unsigned> {};
+
+TEST_P(RingMine, ReduceAtEveryRootAndInPlace) {
+  const unsigned n = GetParam();
+  const Fn& f = kFns[0];
+  std::vector<std::size_t> sizes(std::begin(kWords), std::end(kWords));
+  sizes.push_back(5 * n + 3);
+  if (n == 3 || n == 5) sizes.push_back(n * ((std::size_t(1) << 20) / 8) * 2 + 3);
+  run(n, [&](unsigned me, FMI::Comm::PeerToPeerChannel& ch, auto next) {
+    for (unsigned root : roots(n))
+      for (std::size_t words : sizes) {
+        const auto mine = contribution(me, words);
+        std::vector<U64> out(words, 99);
+        FMI::coll::p2p::reduce(ch, next(Operation::reduce), std::as_bytes(std::span(mine)),
+                               std::as_writable_bytes(std::span(out)), op_of(f),
+                               {root, Algorithm::ring});
+        if (me == root)
+          PEER_CHECK(out == fold(f, n - 1, words), "ring reduce root ", root, ", ", words,
+                     " words on ", n, " peers: wrong result");
+      }
+    auto buf = contribution(me, 5 * n + 3);
+    const auto b = std::as_writable_bytes(std::span(buf));
+    FMI::coll::p2p::reduce(ch, next(Operation::reduce), b, b, op_of(f), {n - 1, Algorithm::ring});
+    if (me == n - 1) PEER_CHECK(buf == fold(f, n - 1, 5 * n + 3), "in-place ring reduce");
+  });
+}
+
+TEST_P(RingMine, ReduceScatterGivesEveryPeerItsBlock) {
+  const unsigned n = GetParam();
+  const Fn& f = kFns[0];
+  std::vector<std::size_t> blocks = {0, 1, 7};
+  if (n == 3 || n == 5) blocks.push_back((std::size_t(1) << 20) / 8 * 2 + 1);
+  run(n, [&](unsigned me, FMI::Comm::PeerToPeerChannel& ch, auto next) {
+    for (std::size_t bw : blocks)
+      for (bool inside : {false, true}) {
+        auto send = contribution(me, n * bw);
+        const auto want_all = fold(f, n - 1, n * bw);
+        const std::vector<U64> want(want_all.begin() + std::ptrdiff_t(me * bw),
+                                    want_all.begin() + std::ptrdiff_t((me + 1) * bw));
+        std::vector<U64> own(bw, 99);
+        // inside: recv is the last block of send itself.
+        const auto recv = inside ? std::as_writable_bytes(std::span(send)).subspan((n - 1) * bw * 8)
+                                 : std::as_writable_bytes(std::span(own));
+        FMI::coll::p2p::reduce_scatter(ch, next(Operation::reduce_scatter),
+                                       std::as_bytes(std::span(send)), recv, op_of(f),
+                                       {0, Algorithm::ring});
+        std::vector<U64> got(bw);
+        if (bw > 0) std::memcpy(got.data(), recv.data(), bw * 8);
+        PEER_CHECK(got == want, "ring reduce_scatter, ", bw, " words per block",
+                   inside ? " (recv inside send)" : "", ", peer ", me, " of ", n, ": wrong block");
+      }
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Peers, RingMine, ::testing::Range(1u, 10u),
+                         [](const auto& i) { return "n" + std::to_string(i.param); });
+
 // The default segment (kSegment) on a buffer of 2.5 segments, 3 and 5 peers.
 TEST(PipelineDefaultSegment, LargeBuffersThatDoNotDivide) {
   const std::size_t words = (5 * FMI::coll::kSegment / 2 + 16) / 8;

@@ -8,12 +8,15 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstring>
-#include <mutex>
+#include <iostream>
+#include <new>
 #include <thread>
 
 #include "channels/direct/direct_channel.h"
@@ -35,30 +38,30 @@ const std::string kPattern = "USER-BYTES-THAT-MUST-NOT-LEAK-";
 
 enum class Attack { none, flip, replay, cut, key_share };
 
-/// A TCP forwarder 127.0.0.1:port() -> 127.0.0.1:target, on a thread of the test
-/// process. In the direction client -> server it parses the stream (rendezvous and
-/// handshake frames "FMIR...", then data frames: 16-byte header, payload, and with
-/// `sealed` one 16-byte tag per record) to apply `attack` to the first data frame of
-/// every connection, or to the key share of every HELLO.
-// The tests fork their peers (run_forked) while a Proxy thread runs in this process.
-// A child inherits the allocator's locks in whatever state that thread left them;
-// under AddressSanitizer (whose allocator has no fork handlers in GCC 12) a fork in
-// the middle of the proxy's allocation left the child blocked forever in its first
-// malloc (seen in CI: OpenSSL's lazy initialisation in the child, 2 of 60 runs). So
-// the proxy allocates only while holding this mutex, and every fork takes it first.
-std::mutex& fork_guard() {
-  static std::mutex mu;
-  static const int registered =
-      ::pthread_atfork([] { mu.lock(); }, [] { mu.unlock(); }, [] { mu.unlock(); });
-  (void)registered;
-  return mu;
-}
-
+/// A TCP forwarder 127.0.0.1:port() -> 127.0.0.1:target, in a process of its own.
+/// In the direction client -> server it parses the stream (rendezvous and handshake
+/// frames "FMIR...", then data frames: 16-byte header, payload, and with `sealed` one
+/// 16-byte tag per record) to apply `attack` to the first data frame of every
+/// connection, or to the key share of every HELLO.
+// A process, not a thread of the test: the tests fork their peers (run_forked), and a
+// child forked while another thread of its parent is inside the allocator inherits
+// the allocator's locks held forever (AddressSanitizer's allocator has no fork
+// handlers in GCC 12: seen in CI as a peer blocked in its first malloc until the
+// runner killed it after 90 s). With the proxy in its own process the test process
+// has one thread when it forks. What the proxy saw reaches the test through a file
+// (the capture) and a shared page (the counters).
 class Proxy {
  public:
   Proxy(std::uint16_t target, Attack attack, bool sealed)
       : target_(target), attack_(attack), sealed_(sealed) {
-    fork_guard();  // registers the fork handlers before the thread starts
+    void* page =
+        ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) throw std::runtime_error("proxy: mmap failed");
+    shared_ = new (page) Shared;
+    char path[] = "/tmp/fmi-proxy-capture-XXXXXX";
+    cap_fd_ = ::mkstemp(path);
+    if (cap_fd_ < 0) throw std::runtime_error("proxy: mkstemp failed");
+    ::unlink(path);  // the descriptor keeps it; nothing left behind
     lfd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -68,23 +71,52 @@ class Proxy {
     socklen_t len = sizeof a;
     ::getsockname(lfd_, reinterpret_cast<sockaddr*>(&a), &len);
     port_ = ntohs(a.sin_port);
-    thread_ = std::thread([this] { run(); });
+    std::cout.flush();
+    std::cerr.flush();
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("proxy: fork failed");
+    if (pid_ == 0) {
+      run();
+      ::_exit(0);
+    }
   }
   ~Proxy() {
-    stop_ = true;
-    thread_.join();
-    for (auto& c : conns_) close_conn(c);
+    shared_->stop = true;
+    // It checks the flag every 20 ms; a proxy that does not stop is killed.
+    for (int i = 0; i < 250 && ::waitpid(pid_, nullptr, WNOHANG) == 0; ++i)
+      std::this_thread::sleep_for(20ms);
+    if (::waitpid(pid_, nullptr, WNOHANG) == 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
     ::close(lfd_);
+    ::close(cap_fd_);
+    ::munmap(shared_, sizeof(Shared));
   }
+  Proxy(const Proxy&) = delete;
+  Proxy& operator=(const Proxy&) = delete;
   std::uint16_t port() const { return port_; }
   /// Every byte seen so far, both directions of every connection.
-  std::string captured() {
-    std::lock_guard<std::mutex> l(mu_);
-    return capture_;
+  std::string captured() const {
+    std::string all;
+    char buf[1 << 16];
+    for (off_t at = 0;;) {
+      ssize_t r = ::pread(cap_fd_, buf, sizeof buf, at);
+      if (r <= 0) break;
+      all.append(buf, std::size_t(r));
+      at += r;
+    }
+    return all;
   }
-  unsigned attacked() const { return attacked_; }
+  unsigned attacked() const { return shared_->attacked; }
 
  private:
+  // Lives in a shared anonymous page: written by the proxy process, read by the test.
+  struct Shared {
+    std::atomic<bool> stop{false};
+    std::atomic<unsigned> attacked{0};
+  };
+
   struct Conn {
     int client = -1, server = -1;
     std::string up;  // client -> server bytes not yet forwarded
@@ -95,6 +127,14 @@ class Proxy {
   static void write_all(int fd, const char* p, std::size_t n) {
     while (n > 0) {
       ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+      if (w <= 0) return;
+      p += w;
+      n -= std::size_t(w);
+    }
+  }
+  static void write_all_file(int fd, const char* p, std::size_t n) {
+    while (n > 0) {
+      ssize_t w = ::write(fd, p, n);
       if (w <= 0) return;
       p += w;
       n -= std::size_t(w);
@@ -129,7 +169,7 @@ class Proxy {
         if (attack_ == Attack::key_share && std::uint8_t(c.up[cur + 5]) == 16 && len >= 33 &&
             c.up[cur + 10 + len - 33] == 1) {
           c.up[cur + 10 + len - 1] ^= 1;
-          ++attacked_;
+          ++shared_->attacked;
         }
         write_all(c.server, c.up.data() + cur, 10 + len);
         cur += 10 + len;
@@ -142,15 +182,15 @@ class Proxy {
       const bool first = c.frames++ == 0;
       if (first && attack_ == Attack::flip) {
         c.up[cur + 16 + len / 2] ^= 0x20;  // a bit in the middle of the payload
-        ++attacked_;
+        ++shared_->attacked;
       }
       write_all(c.server, c.up.data() + cur, total);
       if (first && attack_ == Attack::replay) {
         write_all(c.server, c.up.data() + cur, total);
-        ++attacked_;
+        ++shared_->attacked;
       }
       if (first && attack_ == Attack::cut) {
-        ++attacked_;
+        ++shared_->attacked;
         return false;
       }
       cur += total;
@@ -161,18 +201,14 @@ class Proxy {
 
   void run() {
     char buf[1 << 16];
-    while (!stop_) {
-      // Held except while waiting in poll: see fork_guard().
-      std::unique_lock<std::mutex> quiet(fork_guard());
+    while (!shared_->stop) {
       std::vector<pollfd> fds{{lfd_, POLLIN, 0}};
       for (auto& c : conns_)
         if (c.client >= 0) {
           fds.push_back({c.client, POLLIN, 0});
           fds.push_back({c.server, POLLIN, 0});
         }
-      quiet.unlock();
       const int ready = ::poll(fds.data(), fds.size(), 20);
-      quiet.lock();
       if (ready <= 0) continue;
       if (fds[0].revents) {
         int cl = ::accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC);
@@ -201,10 +237,7 @@ class Proxy {
             close_conn(c);
             break;
           }
-          {
-            std::lock_guard<std::mutex> l(mu_);
-            capture_.append(buf, std::size_t(r));
-          }
+          write_all_file(cap_fd_, buf, std::size_t(r));
           if (!up) {
             write_all(c.client, buf, std::size_t(r));
           } else {
@@ -222,12 +255,10 @@ class Proxy {
   bool sealed_;
   int lfd_ = -1;
   std::uint16_t port_ = 0;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::atomic<unsigned> attacked_{0};
-  std::vector<Conn> conns_;
-  std::mutex mu_;
-  std::string capture_;
+  pid_t pid_ = -1;
+  Shared* shared_ = nullptr;
+  int cap_fd_ = -1;          // the capture: every byte seen, appended by the proxy
+  std::vector<Conn> conns_;  // the proxy process's own
 };
 
 std::unique_ptr<FMI::Comm::DirectChannel> channel(std::uint16_t port, unsigned me, bool encryption,
@@ -256,10 +287,14 @@ auto deadline(std::chrono::milliseconds d = 20s) { return Clock::now() + d; }
 Tag tag(std::uint32_t seq) { return Tag{Operation::send, seq}; }
 
 /// Peer 0 sends `sizes` (one message each) to peer 1, which checks every byte; then
-/// peer 1 answers one byte. Returns the results of both peers.
+/// peer 1 answers one byte. Returns the results of both peers. `cipher[me]`, when
+/// given and not empty, is peer me's FMI_DIRECT_CIPHER.
 std::vector<PeerResult> transfer(std::uint16_t port, bool encryption, const std::string& secret,
-                                 std::vector<std::size_t> sizes) {
+                                 std::vector<std::size_t> sizes,
+                                 std::vector<std::string> cipher = {}) {
   return run_forked(2, [&](unsigned me) {
+    if (me < cipher.size() && !cipher[me].empty())
+      ::setenv("FMI_DIRECT_CIPHER", cipher[me].c_str(), 1);
     auto ch = channel(port, me, encryption, secret);
     std::byte ack[1] = {std::byte{1}};
     for (std::uint32_t i = 0; i < sizes.size(); ++i) {
@@ -481,4 +516,206 @@ TEST(DirectEncryption, RecordsRoundTripAndBindTheHeader) {
   sec::Link c(k, true), d(k, false);
   c.tx.seal(hdr, 16, data, 4, data, tagb);
   EXPECT_FALSE(d.rx.open(other, 16, data, 4, tagb));
+}
+
+namespace {
+namespace sec = FMI::Direct::secure;
+
+sec::SessionKeys test_keys(sec::Cipher c) {
+  sec::SessionKeys k;
+  for (std::size_t i = 0; i < 32; ++i) k.key[0][i] = k.key[1][i] = std::uint8_t(i * 5 + 1);
+  k.cipher = c;
+  return k;
+}
+
+// A small deterministic generator for piece and read sizes.
+struct Lcg {
+  std::uint64_t s;
+  std::size_t next(std::size_t mod) {
+    s = s * 6364136223846793005u + 1442695040888963407u;
+    return std::size_t(s >> 33) % mod;
+  }
+};
+
+/// The body of a message of `size` bytes sealed by BodyWriter in pieces of varying
+/// sizes (as the channel does, but with other sizes), with `room` bytes of buffer.
+std::vector<std::byte> seal_in_pieces(sec::Link& link, const std::byte* hdr,
+                                      const std::vector<std::byte>& msg, Lcg& rng) {
+  sec::BodyWriter w;
+  w.start(hdr, msg.data(), msg.size());
+  std::vector<std::byte> wire, buf(sec::kRecord + sec::kTag);
+  while (!w.done()) {
+    const std::size_t want = 1 + rng.next(3 * sec::kPiece);
+    const std::size_t room = sec::kTag + rng.next(buf.size() - sec::kTag + 1);
+    const std::size_t n = w.produce(link.tx, buf.data(), room, want);
+    // Only a buffer with room for the tag alone takes nothing (but an empty record).
+    if (n == 0) {
+      EXPECT_EQ(room, sec::kTag) << "want " << want;
+      if (room != sec::kTag) break;
+      continue;
+    }
+    wire.insert(wire.end(), buf.begin(), buf.begin() + std::ptrdiff_t(n));
+  }
+  return wire;
+}
+
+/// Reads `wire` through a BodyReader in short reads of varying sizes. Returns the
+/// record that failed authentication, or -1 when every record opened.
+long open_in_pieces(sec::Link& link, const std::byte* hdr, const std::vector<std::byte>& wire,
+                    std::vector<std::byte>& out, Lcg& rng) {
+  sec::BodyReader rd;
+  rd.start(hdr, out.data(), out.size());
+  std::size_t pos = 0;
+  while (!rd.done()) {
+    iovec v[2];
+    const int n = rd.iov(v);
+    std::size_t want = 1 + rng.next(70000), got = 0;
+    for (int j = 0; j < n && got < want; ++j) {
+      const std::size_t m = std::min(v[j].iov_len, want - got);
+      std::memcpy(v[j].iov_base, wire.data() + pos + got, m);
+      got += m;
+      if (m < v[j].iov_len) break;
+    }
+    pos += got;
+    const std::size_t rec = rd.record();
+    if (!rd.advance(link.rx, got)) return long(rec);
+  }
+  EXPECT_EQ(pos, wire.size());
+  return -1;
+}
+}  // namespace
+
+// Records sealed in pieces and opened in pieces, for both ciphers, at the record
+// boundaries: the wire bytes are those of sealing each record at once (the pieces
+// are not part of the format), every payload comes back, and a flipped bit or a
+// wrong header fails the record where it is.
+TEST(DirectEncryption, PiecesMatchWholeRecordsAtEveryBoundary) {
+  const std::size_t R = sec::kRecord;
+  for (auto cipher : {sec::Cipher::aes_256_gcm, sec::Cipher::chacha20_poly1305}) {
+    const auto k = test_keys(cipher);
+    Lcg rng{std::uint64_t(cipher) * 977};
+    sec::Link a(k, true), b(k, false), whole(k, true);
+    for (std::size_t size : {std::size_t(0), std::size_t(1), sec::kFirstPiece - 1, R - 1, R, R + 1,
+                             2 * R, 3 * R + 17, std::size_t(1000003)}) {
+      SCOPED_TRACE(std::string(sec::name(cipher)) + ", " + std::to_string(size) + " bytes");
+      std::vector<std::byte> msg(size), out(size, std::byte{0x55});
+      for (std::size_t i = 0; i < size; ++i) msg[i] = std::byte(std::uint8_t(i * 13 + (i >> 9)));
+      std::byte hdr[16] = {std::byte{3}, std::byte(size & 0xff)};
+      auto wire = seal_in_pieces(a, hdr, msg, rng);
+      ASSERT_EQ(wire.size(), sec::body_size(size));
+      std::vector<std::byte> ref;
+      for (std::size_t r = 0; r < sec::records(size); ++r) {
+        const std::size_t n = sec::record_len(size, r);
+        std::vector<std::byte> c(n + sec::kTag);
+        whole.tx.seal(hdr, 16, msg.data() + r * R, n, c.data(), c.data() + n);
+        ref.insert(ref.end(), c.begin(), c.end());
+      }
+      ASSERT_TRUE(wire == ref) << "pieces changed the wire bytes";
+      ASSERT_EQ(open_in_pieces(b, hdr, wire, out, rng), -1);
+      EXPECT_TRUE(out == msg);
+    }
+    // A bit flipped in record 2 (payload), then a tag of the last record: the
+    // record where it happened fails. Fresh links: a failed record leaves the
+    // direction's sequence out of step, as on a real connection (given up).
+    const std::size_t size = 3 * R + 17;
+    std::vector<std::byte> msg(size, std::byte{7}), out(size);
+    std::byte hdr[16] = {};
+    for (auto [at, rec] : {std::pair<std::size_t, long>{2 * (R + sec::kTag) + 1000, 2},
+                           std::pair<std::size_t, long>{sec::body_size(size) - 1, 3}}) {
+      sec::Link c(k, true), d(k, false);
+      auto wire = seal_in_pieces(c, hdr, msg, rng);
+      wire[at] ^= std::byte{0x10};
+      EXPECT_EQ(open_in_pieces(d, hdr, wire, out, rng), rec) << sec::name(cipher) << " at " << at;
+    }
+    // Another header (additional data) fails the first record.
+    sec::Link c(k, true), d(k, false);
+    auto wire = seal_in_pieces(c, hdr, msg, rng);
+    std::byte other[16] = {std::byte{1}};
+    EXPECT_EQ(open_in_pieces(d, other, wire, out, rng), 0) << sec::name(cipher);
+  }
+  // The two ciphers are not interchangeable: AES-sealed bytes do not open as ChaCha20.
+  sec::Link a(test_keys(sec::Cipher::aes_256_gcm), true);
+  sec::Link b(test_keys(sec::Cipher::chacha20_poly1305), false);
+  std::byte hdr[16] = {}, data[40] = {}, t[16];
+  a.tx.seal(hdr, 16, data, sizeof data, data, t);
+  EXPECT_FALSE(b.rx.open(hdr, 16, data, sizeof data, t));
+}
+
+// The cipher two HELLOs agree on (docs/direct.md "Encryption"), and FMI_DIRECT_CIPHER.
+TEST(DirectEncryption, CipherAgreement) {
+  const std::uint8_t aes = std::uint8_t(sec::Cipher::aes_256_gcm);
+  const std::uint8_t cha = std::uint8_t(sec::Cipher::chacha20_poly1305), forced = 0x80;
+  std::string why;
+  EXPECT_EQ(sec::agree(aes, aes, why), sec::Cipher::aes_256_gcm);
+  EXPECT_EQ(sec::agree(cha, cha, why), sec::Cipher::chacha20_poly1305);
+  // A side without AES instructions prefers ChaCha20: both use it.
+  EXPECT_EQ(sec::agree(aes, cha, why), sec::Cipher::chacha20_poly1305);
+  EXPECT_EQ(sec::agree(cha, aes, why), sec::Cipher::chacha20_poly1305);
+  // A forced cipher wins over a preference, on either side.
+  EXPECT_EQ(sec::agree(aes | forced, cha, why), sec::Cipher::aes_256_gcm);
+  EXPECT_EQ(sec::agree(cha, aes | forced, why), sec::Cipher::aes_256_gcm);
+  EXPECT_EQ(sec::agree(cha | forced, aes, why), sec::Cipher::chacha20_poly1305);
+  EXPECT_EQ(sec::agree(aes | forced, aes | forced, why), sec::Cipher::aes_256_gcm);
+  why.clear();
+  EXPECT_FALSE(sec::agree(aes | forced, cha | forced, why));
+  EXPECT_NE(why.find("it forces chacha20-poly1305 and this peer aes-256-gcm"), std::string::npos)
+      << why;
+  EXPECT_NE(why.find("FMI_DIRECT_CIPHER"), std::string::npos) << why;
+  EXPECT_FALSE(sec::agree(aes, 0, why));
+  EXPECT_FALSE(sec::agree(aes, 9, why));
+  EXPECT_NE(why.find("unknown cipher"), std::string::npos) << why;
+
+  ::setenv("FMI_DIRECT_CIPHER", "chacha20-poly1305", 1);
+  EXPECT_EQ(sec::local_cipher(), cha | forced);
+  ::setenv("FMI_DIRECT_CIPHER", "aes-256-gcm", 1);
+  EXPECT_EQ(sec::local_cipher(), aes | forced);
+  ::setenv("FMI_DIRECT_CIPHER", "aes", 1);
+  try {
+    sec::local_cipher();
+    ADD_FAILURE() << "FMI_DIRECT_CIPHER=aes accepted";
+  } catch (const FMI::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("FMI_DIRECT_CIPHER='aes'"), std::string::npos) << e.what();
+  }
+  ::unsetenv("FMI_DIRECT_CIPHER");
+  const std::uint8_t own = sec::local_cipher();
+  EXPECT_TRUE(own == aes || own == cha) << int(own);
+}
+
+// Both ciphers end to end between two peers (through the proxy, relayed), a forced
+// cipher against a preference, and two forced ciphers that differ: PeerError at the
+// handshake naming the other peer and FMI_DIRECT_CIPHER.
+TEST(DirectEncryption, BothCiphersInteroperateAndAMismatchFails) {
+  RendezvousServer server;
+  Proxy proxy(server.port(), Attack::none, true);
+  const std::vector<std::size_t> sizes = {
+      0, 1, sec::kRecord, sec::kRecord + 1, 3 * sec::kRecord + 17, 70000};
+  expect_all_ok(
+      transfer(proxy.port(), true, "", sizes, {"chacha20-poly1305", "chacha20-poly1305"}));
+  expect_all_ok(transfer(proxy.port(), true, kSecret, sizes, {"aes-256-gcm", "aes-256-gcm"}));
+  expect_all_ok(transfer(proxy.port(), true, "", sizes, {"chacha20-poly1305", ""}));
+  expect_all_ok(transfer(proxy.port(), true, "", sizes, {"", "aes-256-gcm"}));
+  auto res = run_forked(2, [&](unsigned me) {
+    ::setenv("FMI_DIRECT_CIPHER", me == 0 ? "aes-256-gcm" : "chacha20-poly1305", 1);
+    auto ch = channel(server.port(), me, true, "", 3s);
+    std::string error;
+    try {
+      ch->connect_all(deadline(3s));
+    } catch (const FMI::PeerError& e) {
+      error = e.what();
+    }
+    PEER_CHECK(error.find("peer " + std::to_string(1 - me)) != std::string::npos, "got: '", error,
+               "'");
+    PEER_CHECK(error.find("FMI_DIRECT_CIPHER") != std::string::npos, error);
+  });
+  expect_all_ok(res);
+}
+
+// Tampering is detected the same way with ChaCha20-Poly1305.
+TEST(DirectEncryption, FlippedBitRaisesPeerErrorWithChaCha20) {
+  RendezvousServer server;
+  Proxy proxy(server.port(), Attack::flip, true);
+  ::setenv("FMI_DIRECT_CIPHER", "chacha20-poly1305", 1);  // inherited by the forked peers
+  expect_detected(proxy.port(), "", 300000, "failed authentication");
+  ::unsetenv("FMI_DIRECT_CIPHER");
+  EXPECT_GT(proxy.attacked(), 0u);
 }

@@ -314,6 +314,64 @@ TEST(RendezvousLimits, RegistrationMemoryFollowsBytesReceived) {
   EXPECT_LT(grown, 30 * 1024) << "fmi-rendezvous grew by " << grown << " kB for 600 registrations";
 }
 
+// A comm of the server's 4,096 peers, every function registering at once: each one
+// gets the full table (ids in order, its own session at its id) while the server
+// stays small and quick: the table is encoded once and shared by the 4,096
+// recipients (before, it was encoded and copied per recipient, 4,096 x 188 KB; on
+// loopback the kernel's socket buffers took most of those copies, so memory alone
+// did not show it, the CPU time a little).
+TEST(RendezvousLimits, TableOf4096PeersIsBuiltOnceAndReachesEveryone) {
+  constexpr std::uint32_t n = proto::kMaxPeers;
+  RendezvousServer server({"--quiet", "--max-per-address", "0", "--max-connections", "8192"});
+  const long rss_before = status_value(server.pid(), "VmRSS");
+  const double cpu_before = cpu_seconds(server.pid());
+  std::vector<Socket> socks;
+  socks.reserve(n);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    // A small receive buffer, as of a client that reads slowly: what the server
+    // queues for it stays in the server, not in the kernel's socket buffers.
+    Socket s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    int rcvbuf = 4096;
+    ASSERT_EQ(::setsockopt(s.fd(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(server.port());
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(s.fd(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << "peer " << i;
+    pending.erase(s.fd());
+    socks.push_back(std::move(s));
+    send_frame(socks.back().fd(),
+               proto::Register{"big", i, n, 7000 + i, local_endpoint(socks.back().fd())});
+  }
+  // Every REGISTERED and table is queued before the first is read: what the server
+  // holds now is at its peak.
+  for (std::uint32_t i = 0; i < n; ++i) {
+    auto r = read_frame(socks[i].fd(), 60s);
+    ASSERT_TRUE(r && std::holds_alternative<proto::Registered>(*r)) << "peer " << i;
+  }
+  long rss_peak = status_value(server.pid(), "VmRSS");
+  for (std::uint32_t i = 0; i < n; ++i) {
+    auto t = read_frame(socks[i].fd(), 60s);
+    ASSERT_TRUE(t && std::holds_alternative<proto::Table>(*t)) << "peer " << i;
+    const auto& peers = std::get<proto::Table>(*t).peers;
+    ASSERT_EQ(peers.size(), n) << "peer " << i;
+    EXPECT_EQ(peers[i].session, 7000 + i) << "peer " << i << "'s own entry";
+    if (i == 0 || i == n - 1)
+      for (std::uint32_t k = 0; k < n; ++k) ASSERT_EQ(peers[k].session, 7000 + k) << "entry " << k;
+  }
+  rss_peak = std::max(rss_peak, status_value(server.pid(), "VmRSS"));
+  const double cpu = cpu_seconds(server.pid()) - cpu_before;
+  // One table is ~170 KiB; 4,096 connections' state some MiB. Copies per recipient
+  // would be hundreds of MiB wherever the kernel did not take them at once.
+  EXPECT_LT(rss_peak - rss_before, 64 * 1024)
+      << "fmi-rendezvous grew by " << rss_peak - rss_before << " kB for one 4,096-peer comm";
+  // The bytes themselves (4,096 tables through loopback) cost the kernel a little;
+  // building 4,096 tables of 4,096 entries cost seconds.
+  EXPECT_LT(cpu, 5.0) << "fmi-rendezvous used " << cpu << " s of CPU for one 4,096-peer comm";
+  std::printf("4,096-peer comm: server grew by %ld kB, used %.2f s CPU\n", rss_peak - rss_before,
+              cpu);
+}
+
 // A comm name with a newline and a fake log line: the log keeps one line per event.
 TEST(RendezvousLimits, ClientStringsCannotForgeLogLines) {
   RendezvousServer server;

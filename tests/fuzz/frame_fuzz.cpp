@@ -3,7 +3,8 @@
 // the 16-byte header and the records after it. Every input must either open
 // (only if it is a correctly sealed message, which the fuzzer cannot forge) or be
 // rejected, without a crash, an overflow or a leak; and a message sealed by the
-// sender side opens back to its plaintext.
+// sender side (in pieces whose sizes the input picks) opens back to its plaintext.
+// The header's first byte picks the cipher (AES-256-GCM or ChaCha20-Poly1305).
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -14,16 +15,19 @@
 namespace sec = FMI::Direct::secure;
 
 namespace {
-sec::SessionKeys keys() {
+sec::SessionKeys keys(sec::Cipher c) {
   sec::SessionKeys k;
   for (std::size_t i = 0; i < 32; ++i) k.key[0][i] = k.key[1][i] = std::uint8_t(i * 3);
+  k.cipher = c;
   return k;
 }
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const sec::SessionKeys k = keys();
+  static const sec::SessionKeys aes = keys(sec::Cipher::aes_256_gcm);
+  static const sec::SessionKeys chacha = keys(sec::Cipher::chacha20_poly1305);
   if (size < 16) return 0;
+  const sec::SessionKeys& k = data[0] & 1 ? chacha : aes;
   std::byte hdr[16];
   std::memcpy(hdr, data, 16);
   // The length field as a receiver that expects it would use it, bounded so that
@@ -57,8 +61,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::vector<std::byte> msg(small), wire(small + sec::kTag);
   if (small) std::memcpy(msg.data(), data + 16, small);
   sec::Link a(k, true), b(k, false);
-  a.tx.seal(hdr, 16, msg.data(), small, wire.data(), wire.data() + small);
-  if (!b.rx.open(hdr, 16, wire.data(), small, wire.data() + small) ||
+  sec::BodyWriter w;
+  w.start(hdr, msg.data(), small);
+  std::size_t at = 0;
+  for (std::size_t i = 0; !w.done(); ++i) {
+    const std::size_t want = 1 + (16 + i < size ? data[16 + i] : 0);
+    const std::size_t n = w.produce(a.tx, wire.data() + at, wire.size() - at, want);
+    if (n == 0) __builtin_trap();
+    at += n;
+  }
+  if (at != wire.size() || !b.rx.open(hdr, 16, wire.data(), small, wire.data() + small) ||
       (small && std::memcmp(wire.data(), msg.data(), small) != 0))
     __builtin_trap();
   return 0;

@@ -1,7 +1,7 @@
 /* MPI_ANY_SOURCE on any number of processes and the calls that look without
  * waiting (MPI_Iprobe, MPI_Test loops, MPI_Waitany over several sources): what FMI's
- * any-source and non-blocking probe (issues 18, 19) give the layer. Registered when
- * the build has them (FMI_MPI_HAVE_ASYNC_API). Lines are sorted before comparing,
+ * any-source and non-blocking probe (issues 18, 19) give the layer. Lines are sorted
+ * before comparing,
  * so the order in which sources are served does not matter. */
 #include <mpi.h>
 #include <stdio.h>

@@ -1,8 +1,7 @@
 /* Non-blocking collectives that really overlap (FMI's requests, issue 18): every
  * rank but the root starts MPI_Ibcast and MPI_Iallreduce, then sends the root a
  * message, which the root receives before it starts the same collectives. Run as
- * blocking calls this would wait for ever; registered when the build has the
- * non-blocking API (FMI_MPI_HAVE_NONBLOCKING_API). Also MPI_Test and MPI_Waitany on
+ * blocking calls this would wait for ever. Also MPI_Test and MPI_Waitany on
  * collective requests, and MPI_Sendrecv around a ring with messages larger than any
  * channel buffers (every rank sends first). */
 #include <mpi.h>

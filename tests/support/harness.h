@@ -25,6 +25,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -191,6 +192,15 @@ struct PeerResult {
   ::_exit(code);
 }
 
+/// Prints the stack of every thread of `pid` on stderr (gdb, installed by
+/// scripts/install-deps.sh), so that a peer killed for hanging says where it hung:
+/// a hang in CI is otherwise a bare "killed by signal 9".
+inline void dump_stacks(pid_t pid) {
+  const std::string cmd = "timeout 60 gdb -p " + std::to_string(pid) +
+                          " -batch -nx -ex 'thread apply all bt' </dev/null 1>&2 2>/dev/null";
+  if (std::system(cmd.c_str()) != 0) std::cerr << "(no stacks: gdb failed or is missing)\n";
+}
+
 /// Runs fn(peer) in `n` forked processes and waits for all (killing the rest after
 /// `limit`). A peer that throws prints the message and exits 1.
 inline std::vector<PeerResult> run_forked(unsigned n, const std::function<void(unsigned)>& fn,
@@ -223,7 +233,8 @@ inline std::vector<PeerResult> run_forked(unsigned n, const std::function<void(u
       for (unsigned p = 0; p < n; ++p)
         if (pids[p] > 0) {
           std::cerr << "peer " << p << " still running after " << limit.count()
-                    << " s: killing it\n";
+                    << " s: killing it; where its threads are:" << std::endl;
+          dump_stacks(pids[p]);
           ::kill(pids[p], SIGKILL);
           ::waitpid(pids[p], nullptr, 0);
           res[p].signal = SIGKILL;

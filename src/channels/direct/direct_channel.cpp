@@ -19,24 +19,10 @@
 namespace FMI::Comm {
 
 namespace {
-// Before blocking in poll, a waiting call retries the non-blocking socket this
-// long: a reply that arrives within a few microseconds is then picked up without
-// the sleep/wake-up round trip (a function pays for its time either way).
-// FMI_DIRECT_SPIN_US overrides it (0 turns spinning off: better on a machine with
-// more busy processes than cores, where a spinning peer steals the CPU its partner
-// needs to answer).
-constexpr auto kDefaultSpin = std::chrono::microseconds(30);
-
-std::chrono::microseconds spin_from_env() {
-  const char* v = std::getenv("FMI_DIRECT_SPIN_US");
-  if (!v || !*v) return kDefaultSpin;
-  char* end = nullptr;
-  long us = std::strtol(v, &end, 10);
-  if (*end || us < 0 || us > 1000000)
-    FMI_THROW(ConfigError, "FMI_DIRECT_SPIN_US='", v,
-              "' is not a number of microseconds (0..1000000)");
-  return std::chrono::microseconds(us);
-}
+// How often a leader that is about to spin re-reads the machine's load (Direct::
+// SpinBudget): rarely enough to cost nothing, often enough to follow a job that
+// starts or ends next to this one.
+constexpr auto kLoadSampleEvery = std::chrono::milliseconds(100);
 
 // FMI_DIRECT_RELAY=auto|always|never: when pairs fall back to relaying through the
 // rendezvous server (see mesh.h).
@@ -87,10 +73,11 @@ struct DirectChannel::Transfer {
   bool probe = false;
   Waiter* owner = nullptr;
   // Encrypted connection (null: plaintext). Send: wire bytes [buf_begin, buf_end)
-  // of this message are sealed in link->txbuf. Receive: `body` reads the records
-  // into `data` and opens them in place.
+  // of this message are sealed in link->txbuf (`writer` seals them). Receive:
+  // `body` reads the records into `data` and opens them in place.
   Direct::secure::Link* link = nullptr;
   std::size_t buf_begin = 0, buf_end = 0;
+  Direct::secure::BodyWriter writer{};
   Direct::secure::BodyReader body{};
 
   std::size_t total() const { return kHeader + (link ? Direct::secure::body_size(size) : size); }
@@ -135,7 +122,7 @@ struct DirectChannel::Waiter {
 };
 
 DirectChannel::DirectChannel(DirectConfig cfg)
-    : cfg_(std::move(cfg)), spin_(spin_from_env()), relay_(relay_from_env()) {
+    : cfg_(std::move(cfg)), spin_(Direct::SpinBudget::from_env()), relay_(relay_from_env()) {
   // FMI_SECRET (if set) replaces the configured secret here, once.
   cfg_.secret = Wire::auth::resolve_secret(cfg_.secret);
   wake_ = Wire::Socket(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
@@ -440,31 +427,45 @@ void DirectChannel::forged(Utils::peer_num peer, Tag tag, std::size_t record) {
        "sent)");
 }
 
-// Sends record after record: each is sealed into the connection's buffer when the
-// previous one is out (one seal and one send for a small message, the header
-// going with its first record), so nothing is allocated per message.
+// Sends piece after piece: each is sealed into the connection's buffer when the
+// previous one is out (one seal and one send for a small message, the header going
+// with its first piece), so the receiver decrypts piece k while this side seals
+// k+1 (16 KiB pieces first and last, 64 KiB between); nothing is allocated per
+// message. While the socket is full, the pieces that follow are sealed ahead into
+// the rest of the buffer (up to one record): the wait is used, and the next send
+// takes them all at once.
 bool DirectChannel::sealed_send(Transfer& t) {
   namespace sec = Direct::secure;
   auto& link = *t.link;
+  auto seal_next = [&] {
+    const std::size_t used = t.buf_end - t.buf_begin;
+    // Pieces grow with what was sealed and shrink again towards the end (at most
+    // half of what is left), so the receiver's last decryption is short too.
+    const std::size_t sealed = t.writer.sealed();
+    const std::size_t want =
+        std::clamp(std::min(sealed, (t.size - sealed) / 2), sec::kFirstPiece, sec::kPiece);
+    const std::size_t n =
+        t.writer.produce(link.tx, link.txbuf.get() + used, link.kTxBuf - used, want);
+    t.buf_end += n;
+    return n > 0;
+  };
   while (!t.finished()) {
     if (t.done == t.buf_end) {
-      const std::size_t i = t.done == 0 ? 0 : (t.done - kHeader) / (sec::kRecord + sec::kTag);
-      const std::size_t off = i * sec::kRecord, n = sec::record_len(t.size, i);
-      std::byte* b = link.txbuf.data();
-      std::size_t k = 0;
-      if (i == 0) {
-        std::memcpy(b, t.hdr, kHeader);
-        k = kHeader;
-      }
-      link.tx.seal(t.hdr, kHeader, t.data + off, n, b + k, b + k + n);
       t.buf_begin = t.done;
-      t.buf_end = t.done + k + n + sec::kTag;
+      if (t.done == 0) {
+        std::memcpy(link.txbuf.get(), t.hdr, kHeader);
+        t.buf_end = kHeader;
+      }
+      seal_next();
     }
-    ssize_t r = ::send(t.fd, link.txbuf.data() + (t.done - t.buf_begin), t.buf_end - t.done,
+    ssize_t r = ::send(t.fd, link.txbuf.get() + (t.done - t.buf_begin), t.buf_end - t.done,
                        MSG_NOSIGNAL | MSG_DONTWAIT);
     if (r < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (seal_next()) continue;
+        return false;
+      }
       io_failed(t, r);
     }
     t.done += std::size_t(r);
@@ -710,18 +711,30 @@ void DirectChannel::wake_leader() {
 }
 
 // The leader's loop: drives everyone until its own call is done or past its
-// deadline. Spins (yielding) for spin_ after the last progress before sleeping
-// in poll, as the single-threaded channel always did.
+// deadline. After the last progress it spins (yielding) for the budget spin_
+// chooses before it sleeps in poll, and tells spin_ whether the spin caught data
+// (Direct::SpinBudget: spinning only while it pays, nobody spins on a machine with
+// more runnable tasks than CPUs).
 void DirectChannel::lead(Waiter& w, Lock& lk) {
   // A non-blocking probe: one look at the sockets (and at handshakes, so that
   // probing in a loop connects a source) without waiting.
   if (w.one_pass && mesh_ && !mesh_->complete()) poll_once(Utils::Clock::now(), lk);
-  auto spin_until = Utils::Clock::now() + spin_;
+  auto budget = [&](Utils::Clock::time_point now) {
+    if (!spin_.is_fixed() && now - load_sampled_ >= kLoadSampleEvery) {
+      load_sampled_ = now;
+      if (auto l = Direct::sample_machine_load()) spin_.load(l->runnable, l->cpus);
+    }
+    return now + spin_.next();
+  };
+  auto spin_until = budget(Utils::Clock::now());
+  bool spun = false;  // yielded since the last progress: the spin has an outcome
   for (;;) {
     bool progress = pump();
+    if (progress && spun) spin_.spun(true);
+    if (progress) spun = false;
     if (w.done) return;
     auto now = Utils::Clock::now();
-    if (progress) spin_until = now + spin_;
+    if (progress) spin_until = budget(now);
     if (now >= w.deadline) return;
     if (now < spin_until) {
       // Yielding keeps the spin cheap when processes outnumber cores: a peer that
@@ -730,8 +743,11 @@ void DirectChannel::lead(Waiter& w, Lock& lk) {
       lk.unlock();
       ::sched_yield();
       lk.lock();
+      spun = true;
       continue;
     }
+    if (spun) spin_.spun(false);
+    spun = false;
     auto until = w.deadline;
     for (Waiter* o : waiters_)
       if (!o->done && (!o->connected || !o->later.empty())) {
@@ -739,7 +755,7 @@ void DirectChannel::lead(Waiter& w, Lock& lk) {
         break;
       }
     poll_once(until, lk);
-    spin_until = Utils::Clock::now() + spin_;
+    spin_until = budget(Utils::Clock::now());
   }
 }
 
@@ -806,7 +822,9 @@ void DirectChannel::retire(Waiter& w) {
     return std::string("a ") + w.op + (w.error ? " failed" : " timed out") + " mid-message";
   };
   for (auto& t : w.ts) {
-    const bool half = !t.finished() && t.done > 0;
+    // A sealed send that sealed anything used sequence numbers the receiver will
+    // never see, even with nothing sent yet: the direction is out of step as well.
+    const bool half = !t.finished() && (t.done > 0 || t.buf_end > 0);
     if (t.sending) {
       auto& q = out_[t.peer];
       auto it = std::find(q.begin(), q.end(), &t);
@@ -880,6 +898,7 @@ void DirectChannel::prepare(Transfer& t) {
   if (t.sending) {
     put_u64(t.hdr, t.tag.encode());
     put_u64(t.hdr + 8, t.size);
+    if (t.link) t.writer.start(t.hdr, t.data, t.size);
   } else if (t.link) {
     t.body.start(t.hdr, t.data, t.size);
   }

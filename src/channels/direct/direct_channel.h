@@ -32,6 +32,7 @@
 #include "channels/common/tag_matcher.h"
 #include "channels/direct/config.h"
 #include "channels/direct/mesh.h"
+#include "channels/direct/spin.h"
 #include "fmi/channel.h"
 #include "wire/net.h"
 
@@ -107,7 +108,8 @@ class DirectChannel final : public PeerToPeerChannel {
   [[noreturn]] void forged(Utils::peer_num peer, Tag tag, std::size_t record);
 
   DirectConfig cfg_;
-  std::chrono::microseconds spin_;  // busy-retry before blocking in poll
+  Direct::SpinBudget spin_;                  // busy-retry before blocking in poll (spin.h)
+  Utils::Clock::time_point load_sampled_{};  // the last machine-load sample for spin_
   Direct::RelayMode relay_;
   ChannelContext ctx_;
   bool initialised_ = false;

@@ -42,7 +42,10 @@ Puncher::Puncher(const MeshOptions& opt, std::uint64_t session, proto::Endpoint 
       bind_addr_(bind_addr),
       listener_(std::move(listener)),
       on_connected_(std::move(on_connected)),
-      peers_(opt.num_peers) {}
+      peers_(opt.num_peers) {
+  // Read once, here: a bad FMI_DIRECT_CIPHER fails the channel's init (ConfigError).
+  if (opt_.encryption) cipher_ = secure::local_cipher();
+}
 
 void Puncher::on_table(const proto::Table& table) {
   table_ = &table;
@@ -123,6 +126,7 @@ bool Puncher::send_hello(Candidate& c) {
   if (opt_.encryption) {
     c.kp = std::make_unique<secure::KeyPair>();
     hello.key_share = c.kp->share();
+    hello.cipher = cipher_;
   }
   c.said_hello = true;
   return send_frame(c.sock.fd(), hello);
@@ -338,6 +342,14 @@ bool Puncher::on_hello(Candidate& c) {
     t.higher_nonce = lower ? h.nonce : c.nonce;
     t.lower_share = lower ? c.kp->share() : *h.key_share;
     t.higher_share = lower ? *h.key_share : c.kp->share();
+    t.lower_cipher = lower ? cipher_ : h.cipher;
+    t.higher_cipher = lower ? h.cipher : cipher_;
+    std::string why;
+    const auto cipher = secure::agree(cipher_, h.cipher, why);
+    if (!cipher) {
+      auth_failed(c, why);
+      return false;
+    }
     try {
       c.keys = std::make_unique<secure::SessionKeys>(
           secure::derive(*c.kp, *h.key_share, opt_.secret, t));
@@ -345,6 +357,7 @@ bool Puncher::on_hello(Candidate& c) {
       auth_failed(c, e.what());
       return false;
     }
+    c.keys->cipher = *cipher;
     c.kp.reset();  // ephemeral: forgotten as soon as the keys exist
     if (!send_frame(c.sock.fd(), proto::PeerProof{secure::confirm_mac(*c.keys, opt_.peer_id)}))
       return false;

@@ -170,6 +170,7 @@ class Puncher {
 
   const MeshOptions& opt_;
   std::uint64_t session_;
+  std::uint8_t cipher_ = 0;  // with encryption: our HELLOs' cipher byte (secure::local_cipher)
   proto::Endpoint bind_addr_;
   Socket listener_;
   std::function<void(std::uint32_t)> on_connected_;

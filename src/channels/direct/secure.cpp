@@ -4,7 +4,12 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/kdf.h>
+#if defined(__aarch64__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
+#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 #include <memory>
@@ -48,10 +53,12 @@ std::array<std::uint8_t, 32> transcript_hash(const Transcript& t) {
   std::vector<std::uint8_t> m;
   auto lo = be32(t.lower), hi = be32(t.higher);
   auto ls = be64(t.lower_session), hs = be64(t.higher_session);
-  for (Field f : {lit("FMI direct v1"),
-                  Field(reinterpret_cast<const std::uint8_t*>(t.comm.data()), t.comm.size()),
-                  Field(lo), Field(hi), Field(ls), Field(hs), Field(t.lower_nonce),
-                  Field(t.higher_nonce), Field(t.lower_share), Field(t.higher_share)})
+  const std::uint8_t lc[1] = {t.lower_cipher}, hc[1] = {t.higher_cipher};
+  for (Field f :
+       {lit("FMI direct v2"),
+        Field(reinterpret_cast<const std::uint8_t*>(t.comm.data()), t.comm.size()), Field(lo),
+        Field(hi), Field(ls), Field(hs), Field(t.lower_nonce), Field(t.higher_nonce),
+        Field(t.lower_share), Field(t.higher_share), Field(lc), Field(hc)})
     put_field(m, f);
   std::array<std::uint8_t, 32> h{};
   unsigned len = 0;
@@ -59,7 +66,58 @@ std::array<std::uint8_t, 32> transcript_hash(const Transcript& t) {
   return h;
 }
 
+constexpr std::uint8_t kForced = 0x80;
+
+// Whether OpenSSL's AES-GCM runs on AES instructions here (and carry-less
+// multiplication for GHASH): without them ChaCha20-Poly1305 is several times faster.
+bool has_aes_instructions() {
+#if defined(__x86_64__) || defined(__i386__)
+  return __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul");
+#elif defined(__aarch64__)
+  const unsigned long hw = ::getauxval(AT_HWCAP);
+  return (hw & HWCAP_AES) && (hw & HWCAP_PMULL);
+#else
+  return false;
+#endif
+}
+
 }  // namespace
+
+const char* name(Cipher c) {
+  return c == Cipher::chacha20_poly1305 ? "chacha20-poly1305" : "aes-256-gcm";
+}
+
+std::uint8_t local_cipher() {
+  const char* v = std::getenv("FMI_DIRECT_CIPHER");
+  if (!v || !*v)
+    return std::uint8_t(has_aes_instructions() ? Cipher::aes_256_gcm : Cipher::chacha20_poly1305);
+  for (Cipher c : {Cipher::aes_256_gcm, Cipher::chacha20_poly1305})
+    if (std::strcmp(v, name(c)) == 0) return std::uint8_t(c) | kForced;
+  FMI_THROW(ConfigError, "FMI_DIRECT_CIPHER='", v,
+            "' must be aes-256-gcm or chacha20-poly1305 (or unset: chosen by the CPU)");
+}
+
+std::optional<Cipher> agree(std::uint8_t own, std::uint8_t peer, std::string& why) {
+  auto known = [](std::uint8_t b) {
+    const std::uint8_t c = b & ~kForced;
+    return c == std::uint8_t(Cipher::aes_256_gcm) || c == std::uint8_t(Cipher::chacha20_poly1305);
+  };
+  if (!known(peer)) {
+    why = "it asks for an unknown cipher (byte " + std::to_string(unsigned(peer)) + ")";
+    return std::nullopt;
+  }
+  const auto mine = Cipher(own & ~kForced), theirs = Cipher(peer & ~kForced);
+  const bool mine_forced = own & kForced, theirs_forced = peer & kForced;
+  if (mine == theirs) return mine;
+  if (mine_forced && theirs_forced) {
+    why = std::string("it forces ") + name(theirs) + " and this peer " + name(mine) +
+          " (FMI_DIRECT_CIPHER must be the same for every function, or unset)";
+    return std::nullopt;
+  }
+  if (mine_forced) return mine;
+  if (theirs_forced) return theirs;
+  return Cipher::chacha20_poly1305;
+}
 
 KeyPair::KeyPair() {
   PkeyCtx ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, nullptr));
@@ -138,23 +196,25 @@ Wire::proto::Mac confirm_mac(const SessionKeys& k, std::uint32_t sender) {
   return out;
 }
 
-Aead::Aead(const std::array<std::uint8_t, 32>& key, const std::array<std::uint8_t, 12>& iv)
+Aead::Aead(Cipher c, const std::array<std::uint8_t, 32>& key,
+           const std::array<std::uint8_t, 12>& iv)
     : iv_(iv) {
   // Fetched once per direction: the implicit fetch of EVP_aes_256_gcm() would look
   // the algorithm up again on every init. OpenSSL picks AES-NI/VAES code by itself.
-  cipher_ = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+  cipher_ = EVP_CIPHER_fetch(
+      nullptr, c == Cipher::chacha20_poly1305 ? "ChaCha20-Poly1305" : "AES-256-GCM", nullptr);
   ctx_ = EVP_CIPHER_CTX_new();
   if (!cipher_ || !ctx_) {
     EVP_CIPHER_free(cipher_);
     EVP_CIPHER_CTX_free(ctx_);
-    fail("AES-256-GCM");
+    fail(name(c));
   }
   // The key schedule is computed here, once; each record only sets its nonce.
   // Both directions use EVP_CipherInit_ex so one context can serve either.
   if (EVP_CipherInit_ex(ctx_, cipher_, nullptr, key.data(), nullptr, -1) <= 0) {
     EVP_CIPHER_free(cipher_);
     EVP_CIPHER_CTX_free(ctx_);
-    fail("AES-256-GCM key setup");
+    fail("AEAD key setup");
   }
 }
 
@@ -172,47 +232,92 @@ void Aead::next_nonce(std::uint8_t* nonce) {
   ++seq_;
 }
 
-void Aead::seal(const std::byte* aad, std::size_t aad_len, const std::byte* in, std::size_t n,
-                std::byte* out, std::byte* tag) {
+void Aead::begin(const std::byte* aad, std::size_t aad_len, bool sealing) {
   std::uint8_t nonce[12];
   next_nonce(nonce);
   int len = 0;
-  auto* o = reinterpret_cast<unsigned char*>(out);
-  if (EVP_CipherInit_ex(ctx_, nullptr, nullptr, nullptr, nonce, 1) <= 0 ||
+  if (EVP_CipherInit_ex(ctx_, nullptr, nullptr, nullptr, nonce, sealing ? 1 : 0) <= 0 ||
       EVP_CipherUpdate(ctx_, nullptr, &len, reinterpret_cast<const unsigned char*>(aad),
-                       int(aad_len)) <= 0 ||
-      (n > 0 &&
-       EVP_CipherUpdate(ctx_, o, &len, reinterpret_cast<const unsigned char*>(in), int(n)) <= 0) ||
-      EVP_CipherFinal_ex(ctx_, o + n, &len) <= 0 ||
+                       int(aad_len)) <= 0)
+    fail("AEAD record start");
+}
+
+void Aead::update(const std::byte* in, std::size_t n, std::byte* out) {
+  int len = 0;
+  if (n > 0 && EVP_CipherUpdate(ctx_, reinterpret_cast<unsigned char*>(out), &len,
+                                reinterpret_cast<const unsigned char*>(in), int(n)) <= 0)
+    fail("AEAD update");
+}
+
+void Aead::seal_final(std::byte* tag) {
+  // Both ciphers are stream ciphers: the final call writes no bytes, only the tag.
+  unsigned char none[32];
+  int len = 0;
+  if (EVP_CipherFinal_ex(ctx_, none, &len) <= 0 ||
       EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_GET_TAG, int(kTag), tag) <= 0)
-    fail("AES-256-GCM seal");
+    fail("AEAD seal");
+}
+
+bool Aead::open_final(const std::byte* tag) {
+  unsigned char none[32];
+  int len = 0;
+  if (EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG, int(kTag), const_cast<std::byte*>(tag)) <= 0)
+    fail("AEAD open");
+  return EVP_CipherFinal_ex(ctx_, none, &len) > 0;
+}
+
+void Aead::seal(const std::byte* aad, std::size_t aad_len, const std::byte* in, std::size_t n,
+                std::byte* out, std::byte* tag) {
+  begin(aad, aad_len, true);
+  update(in, n, out);
+  seal_final(tag);
 }
 
 bool Aead::open(const std::byte* aad, std::size_t aad_len, std::byte* buf, std::size_t n,
                 const std::byte* tag) {
-  std::uint8_t nonce[12];
-  next_nonce(nonce);
-  int len = 0;
-  auto* b = reinterpret_cast<unsigned char*>(buf);
-  if (EVP_CipherInit_ex(ctx_, nullptr, nullptr, nullptr, nonce, 0) <= 0 ||
-      EVP_CipherUpdate(ctx_, nullptr, &len, reinterpret_cast<const unsigned char*>(aad),
-                       int(aad_len)) <= 0 ||
-      (n > 0 && EVP_CipherUpdate(ctx_, b, &len, b, int(n)) <= 0) ||
-      EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG, int(kTag), const_cast<std::byte*>(tag)) <= 0)
-    fail("AES-256-GCM open");
-  return EVP_CipherFinal_ex(ctx_, b + n, &len) > 0;
+  begin(aad, aad_len, false);
+  update(buf, n, buf);
+  return open_final(tag);
 }
 
 Link::Link(const SessionKeys& k, bool lower)
-    : tx(k.key[lower ? 0 : 1], k.iv[lower ? 0 : 1]),
-      rx(k.key[lower ? 1 : 0], k.iv[lower ? 1 : 0]),
-      txbuf(kHeader + kRecord + kTag) {}
+    : tx(k.cipher, k.key[lower ? 0 : 1], k.iv[lower ? 0 : 1]),
+      rx(k.cipher, k.key[lower ? 1 : 0], k.iv[lower ? 1 : 0]),
+      txbuf(new std::byte[kTxBuf]) {}
+
+void BodyWriter::start(const std::byte* hdr, const std::byte* data, std::size_t size) {
+  hdr_ = hdr;
+  data_ = data;
+  size_ = size;
+  record_ = within_ = 0;
+  begun_ = false;
+}
+
+std::size_t BodyWriter::produce(Aead& tx, std::byte* out, std::size_t room, std::size_t want) {
+  if (done() || room < kTag) return 0;
+  const std::size_t len = record_len(size_, record_);
+  const std::size_t n = std::min({len - within_, want, room - kTag});
+  if (n == 0 && within_ < len) return 0;
+  if (!begun_) {
+    tx.begin(hdr_, kHeader, true);
+    begun_ = true;
+  }
+  tx.update(data_ + record_ * kRecord + within_, n, out);
+  within_ += n;
+  if (within_ < len) return n;
+  tx.seal_final(out + n);
+  ++record_;
+  within_ = 0;
+  begun_ = false;
+  return n + kTag;
+}
 
 void BodyReader::start(const std::byte* hdr, std::byte* data, std::size_t size) {
   hdr_ = hdr;
   data_ = data;
   size_ = size;
   done_ = 0;
+  begun_ = false;
 }
 
 int BodyReader::iov(iovec* out) const {
@@ -226,11 +331,22 @@ int BodyReader::iov(iovec* out) const {
 }
 
 bool BodyReader::advance(Aead& rx, std::size_t n) {
-  const std::size_t i = record();
+  const std::size_t i = record(), within = done_ - i * (kRecord + kTag);
+  const std::size_t len = record_len(size_, i);
+  if (!begun_) {
+    rx.begin(hdr_, kHeader, false);
+    begun_ = true;
+  }
+  // Decrypted while it is still in the cache, and while the next bytes are on the
+  // way; the tag of the record is checked when it is in (iov() ends there).
+  if (within < len) {
+    std::byte* p = data_ + i * kRecord + within;
+    rx.update(p, std::min(n, len - within), p);
+  }
   done_ += n;
-  const std::size_t end = i * (kRecord + kTag) + record_len(size_, i) + kTag;
-  if (done_ < end) return true;
-  return rx.open(hdr_, kHeader, data_ + i * kRecord, record_len(size_, i), tag_);
+  if (done_ < i * (kRecord + kTag) + len + kTag) return true;
+  begun_ = false;
+  return rx.open_final(tag_);
 }
 
 void BodyReader::spill(std::size_t n, std::vector<std::byte>& out) const {

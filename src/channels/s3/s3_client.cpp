@@ -532,6 +532,7 @@ Client::Response Client::perform(const Request& rq, Deadline deadline) {
       last = "HTTP " + std::to_string(r.status) + " " + xml_field(r.body, "Code").value_or("");
     }
     if (!retry) return r;
+    ++retries_;
     const auto left = deadline - Clock::now();
     if (left <= 0ns) continue;  // reported at the top of the loop
     std::this_thread::sleep_for(std::min<Clock::duration>(backoff, left));
@@ -676,6 +677,7 @@ std::vector<std::string> Client::list_objects(const std::string& prefix, Deadlin
     if (!token.empty()) rq.query += "continuation-token=" + uri_encode(token, false) + "&";
     rq.query += "list-type=2&max-keys=" + std::to_string(page_size) +
                 "&prefix=" + uri_encode(prefix, false);
+    ++lists_;
     const Response r = perform(rq, deadline);
     if (!is_2xx(r.status)) throw_s3_error(rq, r);
     std::size_t pos = 0;

@@ -91,6 +91,12 @@ class Client {
 
   /// HTTP requests sent so far, retries included (each is billed by S3).
   std::uint64_t requests() const { return requests_.load(); }
+  /// Requests that failed transiently (connection reset, HTTP 5xx, throttling) and
+  /// were sent again (also in requests()).
+  std::uint64_t retries() const { return retries_.load(); }
+  /// ListObjectsV2 pages asked for so far (also in requests()): collectives never
+  /// list (tests count them).
+  std::uint64_t lists() const { return lists_.load(); }
   /// TCP (or TLS) connections opened so far: stays far below requests() when the
   /// server keeps connections alive (AWS, MinIO; moto closes every connection).
   std::uint64_t connections() const { return connections_.load(); }
@@ -117,6 +123,8 @@ class Client {
   std::vector<void*> idle_;  // CURL* no request is using; void* keeps curl.h out of here
   std::atomic<std::uint64_t> requests_{0};
   std::atomic<std::uint64_t> connections_{0};
+  std::atomic<std::uint64_t> lists_{0};
+  std::atomic<std::uint64_t> retries_{0};
 };
 
 /// Percent-encodes for an S3 path ('/' kept) or query value ('/' encoded), as
