@@ -180,7 +180,7 @@ class Puncher {
   std::vector<std::unique_ptr<Candidate>> cands_;
   std::vector<Attempt> attempts_;
   Clock::time_point listener_paused_until_{};  // after EMFILE: not polled until then
-  std::size_t strangers_closed_ = 0;  // accepted, closed before a complete HELLO (logged)
+  std::size_t strangers_closed_ = 0;           // accepted, closed before a complete HELLO (logged)
   std::vector<std::pair<std::string, Clock::time_point>> logged_;  // address, last log line
 };
 
