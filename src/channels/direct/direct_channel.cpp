@@ -680,7 +680,10 @@ void DirectChannel::poll_once(Utils::Deadline until, Lock& lk) {
   }
   const std::size_t own = fds_.size();
   const bool control = mesh_ && !mesh_->complete();
-  if (control) mesh_->add_pollfds(fds_);
+  if (control) {
+    mesh_->add_pollfds(fds_);
+    until = std::min(until, mesh_->next_expiry());
+  }
   auto left = until - Utils::Clock::now();
   if (left < Utils::Clock::duration::zero()) left = Utils::Clock::duration::zero();
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
@@ -697,7 +700,9 @@ void DirectChannel::poll_once(Utils::Deadline until, Lock& lk) {
     std::uint64_t v;
     [[maybe_unused]] auto n = ::read(wake_.fd(), &v, sizeof v);
   }
-  if (r > 0 && control) mesh_->handle(fds_.data() + own, fds_.size() - own);
+  // Also on a timeout (no revents): handle() runs the mesh's timers, which close
+  // handshakes past their deadline.
+  if (r >= 0 && control) mesh_->handle(fds_.data() + own, fds_.size() - own);
 }
 
 void DirectChannel::wake_leader() {

@@ -71,6 +71,10 @@ class Mesh {
   /// next_timer() is when the next one is.
   void timers(Clock::time_point now);
   Clock::time_point next_timer() const;
+  /// When a handshake in progress next expires (strangers on the listener that
+  /// never complete their HELLO): a wait that watches the control plane wakes up
+  /// then, connecting or not.
+  Clock::time_point next_expiry() const { return puncher_.next_expiry(); }
 
   /// True once every other peer has a connection (or a broken one): the control
   /// plane has nothing left to do, and data waits need not watch it.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 
 #include "channels/direct/io.h"
 #include "fmi/errors.h"
@@ -24,6 +25,14 @@ constexpr auto kMaxBackoff = std::chrono::milliseconds(200);
 // an FMI peer, or a peer that will never answer).
 constexpr auto kHandshakeTimeout = std::chrono::seconds(30);
 constexpr std::size_t kMaxCandidatesPerPeer = 4;
+// Accepts per pass over the listener: a flood of connections cannot keep the
+// progress loop here; what is left waits for the next poll.
+constexpr int kMaxAcceptsPerPass = 64;
+// After EMFILE/ENFILE the listener stays readable (the connection waits in the
+// queue): it is left out of the poll this long instead of waking it at once.
+constexpr auto kAcceptPause = std::chrono::milliseconds(100);
+constexpr auto kLogInterval = std::chrono::seconds(10);
+constexpr std::size_t kMaxLogged = 64;  // addresses remembered for the rate limit
 }  // namespace
 
 Puncher::Puncher(const MeshOptions& opt, std::uint64_t session, proto::Endpoint bind_addr,
@@ -108,6 +117,21 @@ void Puncher::on_attempt_event(Attempt& a) {
   }
 }
 
+bool Puncher::send_hello(Candidate& c) {
+  bool auth = !opt_.secret.empty();
+  // The nonce is fresh on every candidate, with or without a secret: it binds the
+  // PROOF and the keys to this connection.
+  c.nonce = auth::random_nonce();
+  proto::Hello hello{opt_.comm, opt_.peer_id, session_, auth, c.nonce};
+  if (opt_.encryption) {
+    c.kp = std::make_unique<secure::KeyPair>();
+    hello.key_share = c.kp->share();
+    hello.cipher = cipher_;
+  }
+  c.said_hello = true;
+  return send_frame(c.sock.fd(), hello);
+}
+
 void Puncher::new_candidate(Socket s, std::int64_t peer, const std::string& remote) {
   if (peer >= 0 && peers_[std::size_t(peer)].conn) return;  // pair already settled
   auto c = std::make_unique<Candidate>();
@@ -115,36 +139,81 @@ void Puncher::new_candidate(Socket s, std::int64_t peer, const std::string& remo
   c->peer = peer;
   c->started = Clock::now();
   c->remote = remote;
-  bool auth = !opt_.secret.empty();
-  // The nonce is fresh on every candidate, with or without a secret: it binds the
-  // PROOF and the keys to this connection.
-  c->nonce = auth::random_nonce();
-  proto::Hello hello{opt_.comm, opt_.peer_id, session_, auth, c->nonce};
-  if (opt_.encryption) {
-    c->kp = std::make_unique<secure::KeyPair>();
-    hello.key_share = c->kp->share();
-    hello.cipher = cipher_;
-  }
-  if (!send_frame(c->sock.fd(), hello)) return;
+  if (!send_hello(*c)) return;
   cands_.push_back(std::move(c));
 }
 
 void Puncher::accept_all() {
-  for (;;) {
+  const auto now = Clock::now();
+  for (int k = 0; k < kMaxAcceptsPerPass; ++k) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     int fd = ::accept4(listener_.fd(), reinterpret_cast<sockaddr*>(&ss), &len,
                        SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      return;  // EAGAIN, or out of descriptors: try again on the next event
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        listener_paused_until_ = now + kAcceptPause;
+        log_limited("(accept)", "accept on the listener failed: " + errno_text(errno) +
+                                    "; accepting again in " + ms_text(kAcceptPause));
+      }
+      break;  // EAGAIN: nothing left
     }
-    Socket s(fd);
-    // Bounded: a flood of connections that never say HELLO cannot grow this forever.
-    if (cands_.size() >= kMaxCandidatesPerPeer * opt_.num_peers + 16) continue;
-    new_candidate(std::move(s), -1,
-                  proto::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss)).str());
+    auto c = std::make_unique<Candidate>();
+    c->sock = Socket(fd);
+    c->accepted = true;
+    c->started = now;
+    c->source = proto::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+    c->remote = c->source.str();
+    // A real peer sent its HELLO as soon as its connect completed: usually it is
+    // here already, and the connection is verified before any cap applies.
+    if (!read_candidate(*c) || !c->sock) continue;  // dropped, or adopted
+    if (unverified(*c)) {
+      std::size_t total = 0, same = 0;
+      std::unique_ptr<Candidate>* oldest = nullptr;
+      for (auto& o : cands_)
+        if (o && unverified(*o)) {
+          ++total;
+          same += o->source.same_address(c->source);
+          if (!oldest || o->started < (*oldest)->started) oldest = &o;
+        }
+      if (same >= kMaxUnverifiedPerAddress) {
+        stranger_closed(c->source, "too many connections from this address without a HELLO");
+        continue;
+      }
+      if (total >= kMaxUnverified) {
+        // Closing the oldest rather than the newest: strangers from many addresses
+        // then cannot hold every slot while a real peer's connection is refused.
+        stranger_closed((*oldest)->source, "evicted: too many connections without a HELLO");
+        oldest->reset();
+      }
+    }
+    // Bounded: verified candidates too (a stranger who knows the table).
+    if (cands_.size() >= kMaxCandidatesPerPeer * opt_.num_peers + kMaxUnverified) continue;
+    cands_.push_back(std::move(c));
   }
+  std::erase_if(cands_, [](const auto& c) { return !c; });
+}
+
+void Puncher::log_limited(const std::string& key, const std::string& what) {
+  const auto now = Clock::now();
+  std::erase_if(logged_, [&](const auto& e) { return now - e.second >= kLogInterval; });
+  for (const auto& e : logged_)
+    if (e.first == key) return;
+  if (logged_.size() >= kMaxLogged) return;  // many addresses at once: enough said
+  logged_.emplace_back(key, now);
+  std::fprintf(stderr, "FMI Direct: peer %u of comm '%s': %s (logged once per %s and 10 s)\n",
+               opt_.peer_id, opt_.comm.c_str(), what.c_str(),
+               key == "(accept)" ? "listener" : "address");
+}
+
+void Puncher::stranger_closed(const proto::Endpoint& from, const char* why) {
+  ++strangers_closed_;
+  std::string addr = from.str();
+  addr.resize(addr.rfind(':'));
+  log_limited(addr, "closing connections from " + addr + " (" + why + "; " +
+                        std::to_string(strangers_closed_) +
+                        " connections closed so far before their HELLO)");
 }
 
 bool Puncher::read_candidate(Candidate& c) {
@@ -183,6 +252,13 @@ bool Puncher::read_candidate(Candidate& c) {
       if (c.state == CState::hello) {
         auto* h = std::get_if<proto::Hello>(&*m);
         if (!h) return false;
+        if (c.accepted && !c.said_hello) {
+          // Our HELLO (a key pair with encryption) only for something that looks
+          // like a peer of this communicator; the session is checked with the table.
+          if (h->comm != opt_.comm || h->peer_id >= opt_.num_peers || h->peer_id == opt_.peer_id)
+            return false;
+          if (!send_hello(c)) return false;
+        }
         c.hello = *h;
         if (!table_) {
           c.state = CState::hello_pending_table;
@@ -357,17 +433,34 @@ void Puncher::expire(Clock::time_point now) {
       a.sock.reset();
     }
   std::erase_if(attempts_, [](const Attempt& a) { return !a.sock; });
-  std::erase_if(cands_, [&](const auto& c) { return !c || now - c->started >= kHandshakeTimeout; });
+  for (auto& c : cands_)
+    if (c && now >= expiry(*c)) {
+      if (c->accepted && c->state == CState::hello)
+        stranger_closed(c->source, "no complete HELLO within 3 s");
+      c.reset();
+    }
+  std::erase_if(cands_, [](const auto& c) { return !c; });
+}
+
+Clock::time_point Puncher::expiry(const Candidate& c) const {
+  return c.started + (c.accepted && c.state == CState::hello ? Clock::duration(kHelloTimeout)
+                                                             : Clock::duration(kHandshakeTimeout));
 }
 
 Clock::time_point Puncher::next_expiry() const {
   auto t = Clock::time_point::max();
   for (const auto& a : attempts_) t = std::min(t, a.started + a.timeout);
+  // Candidates expire even while nobody is connecting: a data wait that watches
+  // the listener must also wake up to close strangers that never said HELLO.
+  for (const auto& c : cands_)
+    if (c) t = std::min(t, expiry(*c));
+  if (listener_paused_until_ > Clock::now()) t = std::min(t, listener_paused_until_);
   return t;
 }
 
 void Puncher::add_pollfds(std::vector<pollfd>& fds) const {
-  if (listener_) fds.push_back({listener_.fd(), POLLIN, 0});
+  if (listener_ && Clock::now() >= listener_paused_until_)
+    fds.push_back({listener_.fd(), POLLIN, 0});
   // A candidate whose HELLO waits for our table is not read further: its DECIDE may
   // already be on the way and must wait in the socket until we know the table.
   for (const auto& c : cands_)

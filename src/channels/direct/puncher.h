@@ -31,6 +31,17 @@
 //
 // Only the lower peer id decides, and the higher one keeps exactly the candidate
 // it was told to accept, so both sides agree on one connection per pair.
+//
+// Strangers on the listener (docs/security.md, row 14): an accepted connection is
+// "unverified" until its HELLO named our comm, a valid peer id and that peer's
+// session. We answer only after its HELLO (the connecting side always speaks first,
+// so nothing waits on us), which costs an idle stranger an accept and one recv,
+// no key pair. Unverified connections have kHelloTimeout to complete their HELLO;
+// beyond kMaxUnverifiedPerAddress from one address a new one that has not already
+// said a complete HELLO is closed at once (counted, logged once per address and
+// 10 s); beyond kMaxUnverified in total the oldest is closed, so strangers from
+// many addresses cannot lock a real peer out, whose HELLO arrives within a round
+// trip. Running out of descriptors pauses the listener instead of spinning on it.
 #pragma once
 
 #include <poll.h>
@@ -39,6 +50,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "channels/direct/options.h"
@@ -110,6 +122,9 @@ class Puncher {
     std::unique_ptr<secure::SessionKeys> keys;  // derived once both HELLOs are known
     Clock::time_point started;
     std::string remote;
+    bool accepted = false;  // from our listener: we send our HELLO after theirs
+    bool said_hello = false;
+    proto::Endpoint source;  // accepted: where from
   };
   struct Attempt {
     Socket sock;
@@ -118,6 +133,10 @@ class Puncher {
     Clock::time_point started;
     Clock::duration timeout{};
   };
+  // How long a connection our listener accepted may take to complete its HELLO.
+  static constexpr auto kHelloTimeout = std::chrono::seconds(3);
+  static constexpr std::size_t kMaxUnverified = 32;
+  static constexpr std::size_t kMaxUnverifiedPerAddress = 8;
   struct PeerState {
     Socket conn;
     std::unique_ptr<secure::Link> link;  // with encryption: the keys of conn
@@ -134,6 +153,14 @@ class Puncher {
   std::vector<proto::Endpoint> targets(std::uint32_t p) const;
   void on_attempt_event(Attempt& a);
   void accept_all();
+  bool send_hello(Candidate& c);
+  // Accepted and its HELLO not validated yet (it may be anybody).
+  static bool unverified(const Candidate& c) {
+    return c.accepted && (c.state == CState::hello || c.state == CState::hello_pending_table);
+  }
+  Clock::time_point expiry(const Candidate& c) const;
+  void stranger_closed(const proto::Endpoint& from, const char* why);
+  void log_limited(const std::string& key, const std::string& what);
   bool read_candidate(Candidate& c);  // false: drop it
   bool on_hello(Candidate& c);
   bool decide(Candidate& c);  // after HELLO (and PROOF): DECIDE, or wait for it
@@ -152,6 +179,9 @@ class Puncher {
   std::size_t settled_ = 0;  // peers other than us with is_settled()
   std::vector<std::unique_ptr<Candidate>> cands_;
   std::vector<Attempt> attempts_;
+  Clock::time_point listener_paused_until_{};  // after EMFILE: not polled until then
+  std::size_t strangers_closed_ = 0;           // accepted, closed before a complete HELLO (logged)
+  std::vector<std::pair<std::string, Clock::time_point>> logged_;  // address, last log line
 };
 
 }  // namespace FMI::Direct
