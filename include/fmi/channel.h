@@ -123,6 +123,14 @@ class PeerToPeerChannel : public Channel {
   /// peers call it so that set-up is not serialised inside the algorithm).
   virtual void connect_all(Utils::Deadline /*deadline*/) {}
 
+  /// Opens connections to `peers` now, all in parallel (an algorithm calls it with the
+  /// partners it is about to use, so that set-up is not serialised round by round).
+  /// Default: nothing (channels without connections).
+  virtual void connect(std::span<const Utils::peer_num> /*peers*/, Utils::Deadline /*deadline*/) {}
+  /// Most connections this channel keeps open at once; 0: no limit. The same on every
+  /// peer (it comes from the configuration), so algorithms may choose by it.
+  virtual std::size_t max_connections() const { return 0; }
+
   /// Waits until a message matching one of `wanted` has arrived and returns which one and its
   /// size; the message stays for the recv(wanted[index].src, out, wanted[index].tag, ...) that
   /// follows. With `block` false it never waits and returns nullopt when none has arrived.

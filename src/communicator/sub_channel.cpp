@@ -84,6 +84,16 @@ class SubPeerToPeer final : public PeerToPeerChannel {
   // on first use instead (none, when the owner has already opened its mesh, which
   // the split's own allgather does on a peer-to-peer channel).
   void connect_all(Deadline) override {}
+  // The partners an algorithm of the sub-communicator names, as the base numbers them;
+  // the budget is the base's (its connections are shared with the owner).
+  void connect(std::span<const peer_num> peers, Deadline deadline) override {
+    v_.check_alive("connect");
+    std::vector<peer_num> base;
+    base.reserve(peers.size());
+    for (auto p : peers) base.push_back(v_.map(p, "connect"));
+    base_->connect(base, deadline);
+  }
+  std::size_t max_connections() const override { return base_->max_connections(); }
 
   const std::shared_ptr<PeerToPeerChannel>& base() const { return base_; }
   const SubView& view() const { return v_; }

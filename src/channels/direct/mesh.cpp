@@ -70,6 +70,11 @@ Clock::time_point Mesh::next_timer() const {
   return t;
 }
 
+Puncher::Detached Mesh::detach(std::uint32_t peer) {
+  want_[peer].first_attempt = {};  // the relay timer of a new connection starts afresh
+  return puncher_.detach(peer);
+}
+
 void Mesh::want(std::span<const std::uint32_t> peers) {
   for (auto p : peers)
     if (p != opt_.peer_id) ++want_[p].wanted;

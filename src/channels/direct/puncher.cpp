@@ -309,6 +309,7 @@ bool Puncher::decide(Candidate& c) {
 void Puncher::adopt(Candidate& c, std::uint32_t p) {
   set_nodelay(c.sock.fd());
   if (!is_settled(peers_[p])) ++settled_;
+  ++open_;
   peers_[p].conn = std::move(c.sock);
   if (c.keys) {
     peers_[p].link = std::make_unique<secure::Link>(*c.keys, opt_.peer_id < p);
@@ -325,8 +326,24 @@ void Puncher::adopt(Candidate& c, std::uint32_t p) {
 void Puncher::mark_broken(std::uint32_t peer, const std::string& why) {
   auto& ps = peers_[peer];
   if (!is_settled(ps)) ++settled_;
+  if (ps.conn) --open_;
   ps.conn.reset();
   if (ps.broken.empty()) ps.broken = why;
+}
+
+Puncher::Detached Puncher::detach(std::uint32_t peer) {
+  auto& ps = peers_[peer];
+  Detached d{std::move(ps.conn), std::move(ps.link)};
+  ps.conn.reset();
+  if (d.sock) {
+    --open_;
+    --settled_;
+  }
+  // A new connection starts like the first one did (no back-off left over).
+  ps.next_attempt = {};
+  ps.backoff = std::chrono::milliseconds(5);
+  ps.attempt_timeout = std::chrono::milliseconds(250);
+  return d;
 }
 
 void Puncher::punch(std::uint32_t p, Clock::time_point now) {

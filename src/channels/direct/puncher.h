@@ -67,6 +67,16 @@ class Puncher {
   const std::string& broken(std::uint32_t peer) const { return peers_[peer].broken; }
   /// Every other peer has a connection or a broken one: nothing is left to set up.
   bool settled() const { return settled_ + 1 == peers_.size(); }
+  /// Established connections (not broken).
+  std::size_t open_connections() const { return open_; }
+  /// Hands the established connection to `peer` over (the channel closes it cleanly,
+  /// docs/direct.md "Connection budget"): the pair is unconnected again, not broken,
+  /// and the next want() punches a new connection.
+  struct Detached {
+    Socket sock;
+    std::unique_ptr<secure::Link> link;
+  };
+  Detached detach(std::uint32_t peer);
 
   /// The endpoint table arrived (it must outlive the puncher): validates the
   /// HELLOs that waited for it.
@@ -149,6 +159,7 @@ class Puncher {
   const proto::Table* table_ = nullptr;  // set by on_table
   std::vector<PeerState> peers_;
   std::size_t settled_ = 0;  // peers other than us with is_settled()
+  std::size_t open_ = 0;     // peers with an established connection
   std::vector<std::unique_ptr<Candidate>> cands_;
   std::vector<Attempt> attempts_;
 };
