@@ -123,7 +123,10 @@ Server::Server(Options opt) : opt_(std::move(opt)) {
   if (::bind(listener_.fd(), reinterpret_cast<sockaddr*>(&ss), len) < 0)
     FMI_THROW(ChannelError, "fmi-rendezvous: cannot bind ", ep.str(), ": ",
               Wire::errno_text(errno));
-  if (::listen(listener_.fd(), 1024) < 0)
+  // Hundreds of functions start at once and all register at once: a backlog of
+  // their number (the kernel caps it at net.core.somaxconn) instead of SYNs
+  // dropped and retransmitted seconds later.
+  if (::listen(listener_.fd(), int(std::min<std::size_t>(opt_.max_connections, 65535))) < 0)
     FMI_THROW(ChannelError, "fmi-rendezvous: listen failed: ", Wire::errno_text(errno));
   port_ = Wire::local_endpoint(listener_.fd()).port;
 
@@ -465,12 +468,17 @@ void Server::handle_register(Conn& c, const proto::Register& r) {
   // Bounded whatever the rate of completed registrations (one-peer comms are cheap
   // to make): the oldest tables go first.
   while (table_sessions_ > kMaxTableSessions && !table_order_.empty()) forget_oldest_table();
+  // Encoded once and shared by every member's connection (4,096 peers: one frame of
+  // 190 KB, not 4,096 copies of it).
+  auto frame = std::make_shared<const std::vector<std::byte>>(proto::encode(table));
   for (int fd : members) {
     auto ci = conns_.find(fd);
     if (ci == conns_.end()) continue;
     Conn& m = *ci->second;
     m.state = State::closing;
-    queue(m, table);
+    m.shared_out = frame;
+    m.deadline = Clock::now() + opt_.write_timeout;
+    on_writable(m);
   }
   log(false, "comm '", comm, "' complete: endpoint table sent to ", members.size(), " peers");
 }
@@ -650,11 +658,27 @@ void Server::on_writable(Conn& c) {
     c.out_off += std::size_t(w);
     if (c.state == State::relaying) c.last_moved = Clock::now();
   }
+  // The shared table goes after what is queued (REGISTERED), never interleaved.
+  while (c.shared_out && c.out_off == c.out.size()) {
+    const auto& f = *c.shared_out;
+    ssize_t w = ::send(fd, f.data() + c.shared_off, f.size() - c.shared_off, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      close_conn(fd, "write error: " + Wire::errno_text(errno));
+      return;
+    }
+    c.shared_off += std::size_t(w);
+    if (c.shared_off == f.size()) {
+      c.shared_out.reset();
+      c.shared_off = 0;
+    }
+  }
   if (c.state == State::relaying) {
     relay_flushed(c);
     return;
   }
-  if (c.out_off == c.out.size()) {
+  if (c.out_off == c.out.size() && !c.shared_out) {
     c.out.clear();
     c.out_off = 0;
     if (c.state == State::closing) {
@@ -667,7 +691,7 @@ void Server::on_writable(Conn& c) {
 }
 
 void Server::update_events(Conn& c) {
-  bool want = c.out_off < c.out.size();
+  bool want = c.out_off < c.out.size() || c.shared_out;
   bool read = !c.paused && !c.read_closed;
   if (want == c.want_write && read == c.want_read) return;
   c.want_write = want;

@@ -70,6 +70,9 @@ class Server {
     std::vector<std::byte> in;
     std::vector<std::byte> out;
     std::size_t out_off = 0;
+    // A frame sent to many connections (the endpoint table), written after `out`.
+    std::shared_ptr<const std::vector<std::byte>> shared_out;
+    std::size_t shared_off = 0;
     Clock::time_point deadline;  // hello/ttl/write deadline depending on state
     std::string comm;
     std::uint32_t peer_id = 0;

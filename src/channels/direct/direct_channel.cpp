@@ -194,6 +194,8 @@ void DirectChannel::init(const ChannelContext& ctx) {
     Direct::MeshOptions o{cfg_.host,     cfg_.port, ctx.comm_name, ctx.peer_id,
                           ctx.num_peers, relay_,    cfg_.secret,   cfg_.encryption};
     mesh_ = std::make_unique<Direct::Mesh>(o, Utils::Clock::now() + cfg_.max_timeout);
+    // Beyond the budget, connections other peers open to us wait for room too.
+    if (lru_) mesh_->set_admit([this](std::uint32_t p) { return admit(p); });
   }
 }
 
@@ -789,15 +791,27 @@ void DirectChannel::want_or_defer(Waiter& w) {
     std::size_t need = 0;
     for (auto p : w.connecting)
       need += p != ctx_.peer_id && mesh_->fd(p) < 0 && !mesh_->wanted(p);
-    while (need && mesh_->open_connections() + need > cfg_.max_connections &&
+    const std::size_t pending = need ? mesh_->pending_connections() : 0;
+    while (need && mesh_->open_connections() + pending + need > cfg_.max_connections &&
            evict_one(w.connecting)) {
     }
     // When nothing is idle the budget gives way (waiting would deadlock); closes in
     // progress end when their peers answer (any call of theirs does).
-    if (need && held() + need > cfg_.max_connections && closing_n_ > 0) return;
+    if (need && held() + pending + need > cfg_.max_connections && closing_n_ > 0) return;
   }
   mesh_->want(w.connecting);
   w.asked = true;
+}
+
+// The gate on a connection another peer opened to us (puncher.h): room now, or
+// once an idle connection closed (its ACK came); a pair we want ourselves has its
+// room already.
+bool DirectChannel::admit(Utils::peer_num p) {
+  if (mesh_->wanted(p) || rewanted_[p]) return true;
+  if (held() + mesh_->pending_connections() < cfg_.max_connections) return true;
+  // Nothing idle to close and nothing closing: the budget gives way rather than
+  // leave the peer waiting for a room that will not come.
+  return closing_n_ == 0 && !evict_one({});
 }
 
 // Connections other peers opened to us may exceed the budget: the least recently
@@ -1000,6 +1014,7 @@ void DirectChannel::poll_once(Utils::Deadline until, Lock& lk) {
     mesh_->handle(fds_.data() + own, fds_.size() - own);
     after_handshakes();
   }
+  if (lru_ && mesh_) mesh_->retry_held();
 }
 
 void DirectChannel::wake_leader() {

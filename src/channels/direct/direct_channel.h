@@ -115,6 +115,7 @@ class DirectChannel final : public PeerToPeerChannel {
   bool bind(Transfer& t, bool reconnect = true);
   bool control(Transfer& t, std::uint64_t len, std::size_t nrest);
   void want_or_defer(Waiter& w);
+  bool admit(Utils::peer_num p);
   bool evict_one(std::span<const Utils::peer_num> keep);
   void try_ack(Utils::peer_num p);
   void drain(Utils::peer_num p);

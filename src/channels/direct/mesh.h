@@ -94,6 +94,12 @@ class Mesh {
   Puncher::Detached detach(std::uint32_t peer);
   /// Established connections.
   std::size_t open_connections() const { return puncher_.open_connections(); }
+  /// Connections on their way: pairs wanted without a connection yet, and accepted
+  /// connections admitted into their handshake (the budget counts both).
+  std::size_t pending_connections() const;
+  /// The budget's gate on accepted connections (puncher.h).
+  void set_admit(std::function<bool(std::uint32_t)> admit) { puncher_.set_admit(std::move(admit)); }
+  void retry_held() { puncher_.retry_held(); }
   /// Some caller wants a connection to `peer` (want() without its unwant() yet).
   bool wanted(std::uint32_t peer) const { return want_[peer].wanted > 0; }
 

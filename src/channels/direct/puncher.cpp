@@ -38,7 +38,7 @@ Puncher::Puncher(const MeshOptions& opt, std::uint64_t session, proto::Endpoint 
 void Puncher::on_table(const proto::Table& table) {
   table_ = &table;
   for (auto& c : cands_)
-    if (c && c->state == CState::hello_pending_table && (!on_hello(*c) || !c->sock)) c.reset();
+    if (c && c->state == CState::hello_pending_table && (!answer(*c) || !c->sock)) c.reset();
   std::erase_if(cands_, [](const auto& c) { return !c; });
 }
 
@@ -112,17 +112,61 @@ void Puncher::new_candidate(Socket s, std::int64_t peer, const std::string& remo
   c->peer = peer;
   c->started = Clock::now();
   c->remote = remote;
-  bool auth = !opt_.secret.empty();
   // The nonce is fresh on every candidate, with or without a secret: it binds the
   // PROOF and the keys to this connection.
   c->nonce = auth::random_nonce();
-  proto::Hello hello{opt_.comm, opt_.peer_id, session_, auth, c->nonce};
-  if (opt_.encryption) {
-    c->kp = std::make_unique<secure::KeyPair>();
-    hello.key_share = c->kp->share();
-  }
-  if (!send_frame(c->sock.fd(), hello)) return;
+  if (opt_.encryption) c->kp = std::make_unique<secure::KeyPair>();
+  c->accepted = peer < 0;
+  c->hello_sent = !(admit_ && c->accepted);
+  if (c->hello_sent && !send_hello(*c)) return;
   cands_.push_back(std::move(c));
+}
+
+bool Puncher::send_hello(Candidate& c) {
+  proto::Hello hello{opt_.comm, opt_.peer_id, session_, !opt_.secret.empty(), c.nonce};
+  if (c.kp) hello.key_share = c.kp->share();
+  return send_frame(c.sock.fd(), hello);
+}
+
+bool Puncher::valid_hello(const Candidate& c) const {
+  const auto& h = c.hello;
+  return h.comm == opt_.comm && h.peer_id < opt_.num_peers && h.peer_id != opt_.peer_id &&
+         h.session == table_->peers[h.peer_id].session &&
+         (c.peer < 0 || c.peer == std::int64_t(h.peer_id));
+}
+
+// Their HELLO is known (and the table): under the gate, an accepted connection gets
+// our HELLO only once there is room for it; the peer waits for it meanwhile (a
+// connection it counts as in its handshake), its bytes unread.
+bool Puncher::answer(Candidate& c) {
+  if (!c.hello_sent) {
+    if (!valid_hello(c)) return false;
+    if (!admit_(c.hello.peer_id)) {
+      c.state = CState::held;
+      return true;
+    }
+    c.hello_sent = true;
+    if (!send_hello(c)) return false;
+  }
+  return on_hello(c);
+}
+
+void Puncher::retry_held() {
+  bool any = false;
+  for (auto& c : cands_) {
+    if (!c || c->state != CState::held || !admit_(c->hello.peer_id)) continue;
+    any = true;
+    c->state = CState::hello;
+    c->hello_sent = true;
+    if (!send_hello(*c) || !on_hello(*c) || !c->sock) c.reset();
+  }
+  if (any) std::erase_if(cands_, [](const auto& c) { return !c; });
+}
+
+std::size_t Puncher::admitted() const {
+  std::size_t n = 0;
+  for (const auto& c : cands_) n += c && c->sock && c->accepted && c->hello_sent && admit_;
+  return n;
 }
 
 void Puncher::accept_all() {
@@ -184,8 +228,8 @@ bool Puncher::read_candidate(Candidate& c) {
           c.state = CState::hello_pending_table;
           return true;
         }
-        if (!on_hello(c)) return false;
-        if (!c.sock) return true;  // adopted
+        if (!answer(c)) return false;
+        if (!c.sock || c.state == CState::held) return true;  // adopted, or waits for room
         continue;
       }
       if (c.state == CState::proof) {
@@ -375,7 +419,7 @@ void Puncher::add_pollfds(std::vector<pollfd>& fds) const {
   // A candidate whose HELLO waits for our table is not read further: its DECIDE may
   // already be on the way and must wait in the socket until we know the table.
   for (const auto& c : cands_)
-    if (c && c->sock && c->state != CState::hello_pending_table)
+    if (c && c->sock && c->state != CState::hello_pending_table && c->state != CState::held)
       fds.push_back({c->sock.fd(), POLLIN, 0});
   for (const auto& a : attempts_)
     if (a.sock) fds.push_back({a.sock.fd(), POLLOUT, 0});

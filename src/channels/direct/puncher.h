@@ -95,6 +95,14 @@ class Puncher {
   /// Runs the handshake on a connection to `peer` (-1: not known yet, from HELLO).
   void new_candidate(Socket s, std::int64_t peer, const std::string& remote);
 
+  /// The connection budget (docs/direct.md): with a gate set, a connection the
+  /// listener accepted gets our HELLO only once `admit(peer)` says there is room
+  /// (until then it waits, unread); retry_held() asks again.
+  void set_admit(std::function<bool(std::uint32_t)> admit) { admit_ = std::move(admit); }
+  void retry_held();
+  /// Accepted connections admitted and still in their handshake (they will count).
+  std::size_t admitted() const;
+
   /// Appends the listener, the handshakes in progress and the attempts.
   void add_pollfds(std::vector<pollfd>& fds) const;
   /// Processes the revents of those of the `n` entries at `first` that are ours.
@@ -106,10 +114,12 @@ class Puncher {
   const std::string& auth_error(std::uint32_t p) const { return peers_[p].auth_error; }
 
  private:
-  enum class CState { hello, hello_pending_table, proof, decide };
+  enum class CState { hello, hello_pending_table, held, proof, decide };
   struct Candidate {
     Socket sock;
     std::int64_t peer = -1;  // known for outgoing attempts, from HELLO for accepted ones
+    bool accepted = false;   // from the listener
+    bool hello_sent = true;  // false: accepted under the gate, our HELLO waits for room
     CState state = CState::hello;
     std::vector<std::byte> in;
     std::size_t need = proto::kHeaderSize;
@@ -146,6 +156,9 @@ class Puncher {
   void accept_all();
   bool read_candidate(Candidate& c);  // false: drop it
   bool on_hello(Candidate& c);
+  bool answer(Candidate& c);  // their HELLO is known: ours (gated), then on_hello
+  bool send_hello(Candidate& c);
+  bool valid_hello(const Candidate& c) const;
   bool decide(Candidate& c);  // after HELLO (and PROOF): DECIDE, or wait for it
   void auth_failed(const Candidate& c, const std::string& why);
   void adopt(Candidate& c, std::uint32_t peer);
@@ -156,6 +169,7 @@ class Puncher {
   proto::Endpoint bind_addr_;
   Socket listener_;
   std::function<void(std::uint32_t)> on_connected_;
+  std::function<bool(std::uint32_t)> admit_;
   const proto::Table* table_ = nullptr;  // set by on_table
   std::vector<PeerState> peers_;
   std::size_t settled_ = 0;  // peers other than us with is_settled()
