@@ -656,9 +656,14 @@ bool DirectChannel::bind(Transfer& t, bool reconnect) {
 }
 
 // A transfer whose connection was closed (by us or the peer) waits for a new one.
+// Within the budget as any other new connection: when there is no room, an idle
+// connection is closed first and this is asked again at the leader's next pass.
 void DirectChannel::rewant(Utils::peer_num p) {
   if (rewanted_[p] || mesh_->wanted(p) || !mesh_->broken(p).empty()) return;
   const Utils::peer_num one[] = {p};
+  if (held() + mesh_->pending_connections() >= cfg_.max_connections &&
+      (closing_n_ > 0 || evict_one(one)))
+    return;
   mesh_->want(one);
   rewanted_[p] = true;
   ++rewanted_n_;
