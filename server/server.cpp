@@ -647,29 +647,27 @@ void Server::queue(Conn& c, const proto::Message& m) {
 
 void Server::on_writable(Conn& c) {
   int fd = c.sock.fd();
-  while (c.out_off < c.out.size()) {
-    ssize_t w = ::send(fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      close_conn(fd, "write error: " + Wire::errno_text(errno));
-      return;
+  // Writes [data + off, data + size) as far as the socket takes it; false after an
+  // error (the connection is closed).
+  auto write_out = [&](const std::vector<std::byte>& data, std::size_t& off) {
+    while (off < data.size()) {
+      ssize_t w = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+        close_conn(fd, "write error: " + Wire::errno_text(errno));
+        return false;
+      }
+      off += std::size_t(w);
+      if (c.state == State::relaying) c.last_moved = Clock::now();
     }
-    c.out_off += std::size_t(w);
-    if (c.state == State::relaying) c.last_moved = Clock::now();
-  }
+    return true;
+  };
+  if (!write_out(c.out, c.out_off)) return;
   // The shared table goes after what is queued (REGISTERED), never interleaved.
-  while (c.shared_out && c.out_off == c.out.size()) {
-    const auto& f = *c.shared_out;
-    ssize_t w = ::send(fd, f.data() + c.shared_off, f.size() - c.shared_off, MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      close_conn(fd, "write error: " + Wire::errno_text(errno));
-      return;
-    }
-    c.shared_off += std::size_t(w);
-    if (c.shared_off == f.size()) {
+  if (c.shared_out && c.out_off == c.out.size()) {
+    if (!write_out(*c.shared_out, c.shared_off)) return;
+    if (c.shared_off == c.shared_out->size()) {
       c.shared_out.reset();
       c.shared_off = 0;
     }

@@ -273,10 +273,8 @@ bool Puncher::read_candidate(Candidate& c) {
 
 bool Puncher::on_hello(Candidate& c) {
   const auto& h = c.hello;
-  if (h.comm != opt_.comm || h.peer_id >= opt_.num_peers || h.peer_id == opt_.peer_id ||
-      h.session != table_->peers[h.peer_id].session)
-    return false;  // another communicator, or a stale incarnation of a peer
-  if (c.peer >= 0 && c.peer != std::int64_t(h.peer_id)) return false;
+  // Another communicator, a stale incarnation of a peer, or not the peer we called.
+  if (!valid_hello(c)) return false;
   c.peer = h.peer_id;
   auto p = h.peer_id;
   peers_[p].tcp_ever = true;
