@@ -25,13 +25,14 @@ using namespace std::chrono_literals;
 namespace {
 
 std::shared_ptr<DirectChannel> budget_channel(std::uint16_t port, unsigned me, unsigned n,
-                                              std::size_t budget,
+                                              std::size_t budget, bool encryption = true,
                                               std::chrono::milliseconds timeout = 60s) {
   FMI::Comm::DirectConfig c;
   c.host = "127.0.0.1";
   c.port = port;
   c.max_timeout = timeout;
   c.max_connections = budget;
+  c.encryption = encryption;
   auto ch = std::make_shared<DirectChannel>(c);
   ch->init({me, n, comm_name(), 128});
   return ch;
@@ -88,18 +89,21 @@ TEST(DirectBudget, MaxConnectionsIsCheckedByTheParser) {
   }
 }
 
-// 64 functions with a budget of 8: every ordered pair exchanges a message (a ring
-// shift per round, two new partners each time), then random pairings where both
-// sides send at once, so connections are closed while the other side sends on
-// them. Every byte is checked, and no function ever held more than 8 sockets.
-TEST(DirectBudget, ArbitraryPairsBeyondTheBudget) {
+namespace {
+
+// Every ordered pair exchanges a message (a ring shift per round, two new partners
+// each time), then random pairings where both sides send at once, so connections
+// are closed while the other side sends on them. Every byte is checked, and no
+// function ever held more than `budget` sockets.
+// `ring_sendrecv`: the ring by sendrecv (both neighbours wanted at once), where
+// every pair must be asked for by both sides before it connects (the relay).
+void arbitrary_pairs(unsigned n, std::size_t budget, bool encryption, unsigned pairings,
+                     bool ring_sendrecv = false) {
   RendezvousServer server;
-  constexpr unsigned n = 64;
-  constexpr std::size_t budget = 8;
   auto res = run_forked(
       n,
       [&](unsigned me) {
-        auto ch = budget_channel(server.port(), me, n, budget);
+        auto ch = budget_channel(server.port(), me, n, budget, encryption);
         PEER_CHECK(ch->max_connections() == budget, "max_connections ", ch->max_connections());
         std::uint32_t seq = 0;
         // Every ordered pair once: round r sends to me+r, receives from me-r.
@@ -108,14 +112,18 @@ TEST(DirectBudget, ArbitraryPairsBeyondTheBudget) {
           const std::size_t size = r % 7 == 0 ? 200 * 1024 : 100 + r;
           auto out = make_data(size, me, to, r);
           std::vector<std::byte> in(size);
-          ch->send(to, out, tag(seq), deadline());
-          ch->recv(from, in, tag(seq), deadline());
+          if (ring_sendrecv) {
+            ch->sendrecv(to, out, from, in, tag(seq), deadline());
+          } else {
+            ch->send(to, out, tag(seq), deadline());
+            ch->recv(from, in, tag(seq), deadline());
+          }
           check_data(in, from, me, r);
           ++seq;
         }
         // Random pairs, both sending first: the partner of this round may have just
         // closed its idle connection to us (or be closing it) while we send on it.
-        for (unsigned k = 0; k < 40; ++k) {
+        for (unsigned k = 0; k < pairings; ++k) {
           const auto partner = pairing(n, k);
           const unsigned p = partner[me];
           if (p != me) {
@@ -142,12 +150,28 @@ TEST(DirectBudget, ArbitraryPairsBeyondTheBudget) {
         // reported as a dead peer, and the partners of the last round still read.
         for (unsigned r = 1; r < n; r *= 2) {
           std::vector<std::byte> x(1), y(1);
-          ch->send((me + r) % n, x, tag(10000 + r, Operation::barrier), deadline());
-          ch->recv((me + n - r) % n, y, tag(10000 + r, Operation::barrier), deadline());
+          ch->sendrecv((me + r) % n, x, (me + n - r) % n, y, tag(10000 + r, Operation::barrier),
+                       deadline());
         }
       },
       180s);
   expect_all_ok(res);
+}
+
+}  // namespace
+
+// 64 functions with a budget of 8, encrypted (the default).
+TEST(DirectBudget, ArbitraryPairsBeyondTheBudget) { arbitrary_pairs(64, 8, true, 40); }
+
+// The plaintext data path reads the control frames too.
+TEST(DirectBudget, ArbitraryPairsPlaintext) { arbitrary_pairs(24, 4, false, 20); }
+
+// Every pair relayed by the server (FMI_DIRECT_RELAY=always): a closed pair is
+// relayed again when it is reopened.
+TEST(DirectBudget, ArbitraryPairsRelayed) {
+  ::setenv("FMI_DIRECT_RELAY", "always", 1);
+  arbitrary_pairs(12, 4, true, 8, true);
+  ::unsetenv("FMI_DIRECT_RELAY");
 }
 
 // Beyond the budget, a collective's first message does not open the full mesh: a

@@ -754,7 +754,8 @@ void DirectChannel::drain(Utils::peer_num p) {
 }
 
 // Closes the least recently used idle connection, not one of `keep`. False when
-// every connection is busy.
+// every connection is busy. Messages parked from a peer do not keep its connection
+// open: they stay parked (in memory, by source and tag) for the receives that come.
 bool DirectChannel::evict_one(std::span<const Utils::peer_num> keep) {
   Utils::peer_num best = ctx_.peer_id;
   std::uint64_t oldest = ~std::uint64_t(0);
@@ -762,7 +763,7 @@ bool DirectChannel::evict_one(std::span<const Utils::peer_num> keep) {
     const auto& in = in_[q];
     if (q == ctx_.peer_id || mesh_->fd(q) < 0 || closing_[q] || !out_[q].empty() ||
         !in.recvs.empty() || in.reader || in.parking || !in.pending.empty() ||
-        matcher_.parked_messages(q) || mesh_->wanted(q) || rewanted_[q] ||
+        mesh_->wanted(q) || rewanted_[q] ||
         last_used_[q] >= oldest || std::find(keep.begin(), keep.end(), q) != keep.end())
       continue;
     best = q;

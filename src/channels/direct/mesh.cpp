@@ -79,6 +79,7 @@ std::size_t Mesh::pending_connections() const {
 
 Puncher::Detached Mesh::detach(std::uint32_t peer) {
   want_[peer].first_attempt = {};  // the relay timer of a new connection starts afresh
+  session_.reset_relay(peer);
   return puncher_.detach(peer);
 }
 
