@@ -124,7 +124,7 @@ struct DirectChannel::Waiter {
   std::span<Transfer> ts{};
   std::span<const Utils::peer_num> connecting{};  // connections awaited
   bool connected = true;
-  bool asked = false;  // connecting want()ed (deferred while closes make room)
+  bool asked = false;                  // connecting want()ed (deferred while closes make room)
   std::span<const Envelope> wanted{};  // a probe's
   bool probing = false;
   std::span<const Utils::peer_num> later{};  // a probe's sources not connected yet
@@ -261,7 +261,8 @@ void DirectChannel::connect(std::span<const Utils::peer_num> peers, Utils::Deadl
   if (!mesh_) return;
   std::vector<Utils::peer_num> want;
   for (auto p : peers)
-    if (p != ctx_.peer_id && mesh_->fd(p) < 0 && std::find(want.begin(), want.end(), p) == want.end())
+    if (p != ctx_.peer_id && mesh_->fd(p) < 0 &&
+        std::find(want.begin(), want.end(), p) == want.end())
       want.push_back(p);
   if (!want.empty()) ensure(want, deadline, "connect", lk);
 }
@@ -762,9 +763,9 @@ bool DirectChannel::evict_one(std::span<const Utils::peer_num> keep) {
   for (Utils::peer_num q = 0; q < ctx_.num_peers; ++q) {
     const auto& in = in_[q];
     if (q == ctx_.peer_id || mesh_->fd(q) < 0 || closing_[q] || !out_[q].empty() ||
-        !in.recvs.empty() || in.reader || in.parking || !in.pending.empty() ||
-        mesh_->wanted(q) || rewanted_[q] ||
-        last_used_[q] >= oldest || std::find(keep.begin(), keep.end(), q) != keep.end())
+        !in.recvs.empty() || in.reader || in.parking || !in.pending.empty() || mesh_->wanted(q) ||
+        rewanted_[q] || last_used_[q] >= oldest ||
+        std::find(keep.begin(), keep.end(), q) != keep.end())
       continue;
     best = q;
     oldest = last_used_[q];
@@ -795,8 +796,7 @@ bool DirectChannel::evict_one(std::span<const Utils::peer_num> keep) {
 void DirectChannel::want_or_defer(Waiter& w) {
   if (lru_) {
     std::size_t need = 0;
-    for (auto p : w.connecting)
-      need += p != ctx_.peer_id && mesh_->fd(p) < 0 && !mesh_->wanted(p);
+    for (auto p : w.connecting) need += p != ctx_.peer_id && mesh_->fd(p) < 0 && !mesh_->wanted(p);
     const std::size_t pending = need ? mesh_->pending_connections() : 0;
     while (need && mesh_->open_connections() + pending + need > cfg_.max_connections &&
            evict_one(w.connecting)) {
@@ -904,12 +904,12 @@ bool DirectChannel::pump_one(Waiter& w) {
       if (!in.reader) in.reader = in.recvs.front();
       if (in.reader != &t) continue;
       if (!bind(t)) continue;
-      std::size_t before = t.done + in.park_done + in.pending.size() +
-                           matcher_.parked_messages(t.peer) + controls_;
+      std::size_t before =
+          t.done + in.park_done + in.pending.size() + matcher_.parked_messages(t.peer) + controls_;
       bool fin = step(t);
       progress |= t.done + in.park_done + in.pending.size() + matcher_.parked_messages(t.peer) +
-                       controls_ !=
-                   before;
+                      controls_ !=
+                  before;
       if (fin) {
         in.recvs.erase(std::find(in.recvs.begin(), in.recvs.end(), &t));
         in.reader = nullptr;
