@@ -339,6 +339,7 @@ bool DirectChannel::step(Transfer& t) {
       // right after it arrives (below), and the bytes read past it given back.
       r = read_stream(t.peer, t.fd, iov, n);
     }
+    if (!t.sending && (r == 0 || (r < 0 && errno == ECONNRESET)) && closed_by_peer(t)) return false;
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
@@ -549,6 +550,7 @@ bool DirectChannel::sealed_recv(Transfer& t) {
     ssize_t r = read_stream(t.peer, t.fd, iov, n);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+    if ((r == 0 || errno == ECONNRESET) && closed_by_peer(t)) return false;
     if (r <= 0) io_failed(t, r);
     t.done += std::size_t(r);
     const std::size_t body = std::size_t(r) - std::min(hdr_left, std::size_t(r));
@@ -698,6 +700,20 @@ bool DirectChannel::control(Transfer& t, std::uint64_t len, std::size_t nrest) {
   return false;
 }
 
+// The end of the stream (or a reset) where we wait for the peer's ACK, between
+// messages: the peer closed its side without reading our CLOSE (it exited after
+// its last message, or both closed at once); everything it sent there was read.
+bool DirectChannel::closed_by_peer(Transfer& t) {
+  auto& c = closing_[t.peer];
+  if (!c || !c->initiator || t.fd != c->sock.fd() || t.done != 0 || in_[t.peer].parking ||
+      !in_[t.peer].pending.empty())
+    return false;
+  c.reset();
+  --closing_n_;
+  ++controls_;
+  return true;
+}
+
 // The responder's ACK, once its message in progress on the old connection is out.
 void DirectChannel::try_ack(Utils::peer_num p) {
   auto& c = closing_[p];
@@ -711,12 +727,9 @@ void DirectChannel::try_ack(Utils::peer_num p) {
                        MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    if (w <= 0) {
-      // The initiator cannot know it has everything: the pair is given up.
-      mesh_->mark_broken(p, "writing the ACK of a connection close to peer " + std::to_string(p) +
-                                " failed: " + Wire::errno_text(errno));
-      break;
-    }
+    // The initiator closed its side already (it exited, or had nothing more to
+    // read): the connection is over either way; new messages use a new one.
+    if (w <= 0) break;
     c->ack_sent += std::size_t(w);
   }
   c.reset();

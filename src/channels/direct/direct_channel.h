@@ -118,6 +118,7 @@ class DirectChannel final : public PeerToPeerChannel {
   bool admit(Utils::peer_num p);
   bool evict_one(std::span<const Utils::peer_num> keep);
   void try_ack(Utils::peer_num p);
+  bool closed_by_peer(Transfer& t);
   void drain(Utils::peer_num p);
   bool drainable(Utils::peer_num p);
   void rewant(Utils::peer_num p);
