@@ -123,7 +123,10 @@ Server::Server(Options opt) : opt_(std::move(opt)) {
   if (::bind(listener_.fd(), reinterpret_cast<sockaddr*>(&ss), len) < 0)
     FMI_THROW(ChannelError, "fmi-rendezvous: cannot bind ", ep.str(), ": ",
               Wire::errno_text(errno));
-  if (::listen(listener_.fd(), 1024) < 0)
+  // Hundreds of functions start at once and all register at once: a backlog of
+  // their number (the kernel caps it at net.core.somaxconn) instead of SYNs
+  // dropped and retransmitted seconds later.
+  if (::listen(listener_.fd(), int(std::min<std::size_t>(opt_.max_connections, 65535))) < 0)
     FMI_THROW(ChannelError, "fmi-rendezvous: listen failed: ", Wire::errno_text(errno));
   port_ = Wire::local_endpoint(listener_.fd()).port;
 

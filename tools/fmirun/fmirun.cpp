@@ -239,6 +239,10 @@ std::uint16_t Launcher::start_rendezvous(std::uint16_t port, int netns_fd,
   server_->label = "rendezvous";
   SpawnSpec spec;
   spec.argv = {bin.string(), "--port", std::to_string(port), "--bind", bind};
+  // On one machine every function registers from the same address: the server's
+  // per-address limit (1,024, against a stranger holding every slot) would refuse
+  // the functions of a large run; --max-connections still bounds the total.
+  if (netns_fd < 0) spec.argv.insert(spec.argv.end(), {"--max-per-address", "0"});
   spec.netns_fd = netns_fd;
   spawn(*server_, spec);
 

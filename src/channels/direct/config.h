@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -19,6 +20,9 @@ struct DirectConfig final : ChannelConfigOf<DirectConfig> {
   ms max_timeout{10000};
   std::string secret;      // optional shared secret (HMAC key, >= 16 bytes); env FMI_SECRET wins
   bool encryption = true;  // X25519 + AES-256-GCM on every connection (docs/direct.md)
+  /// Connections one function keeps open at once (docs/direct.md "Connection budget");
+  /// >= 2. 128 leaves room in Lambda's 1,024 descriptors.
+  std::size_t max_connections = 128;
 
   /// Model parameters: bandwidth in MiB/s, overhead in ms, prices in USD in the
   /// unit the service bills (docs/policy.md, "Prices").

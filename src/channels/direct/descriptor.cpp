@@ -19,6 +19,12 @@ void check(const DirectConfig& c, const std::string& source) {
   if (c.max_timeout <= std::chrono::milliseconds(0))
     config::fail(source, std::string(kBackend) + ".max_timeout",
                  "must be positive, is " + std::to_string(c.max_timeout.count()) + " ms");
+  // One connection cannot serve a point-to-point exchange between two others: with
+  // fewer than 2 the least recently used one would be closed for every message.
+  if (c.max_connections < 2)
+    config::fail(source, std::string(kBackend) + ".max_connections",
+                 "must be an integer >= 2 (connections one function keeps open), is " +
+                     std::to_string(c.max_connections));
   if (c.port == 0)
     config::fail(source, std::string(kBackend) + ".port",
                  "must be an integer in [1, 65535] (the rendezvous server's port), is 0");
@@ -31,6 +37,8 @@ void parse_backend(const config::Reader& r, ChannelConfig& out) {
   c.max_timeout = r.millis("max_timeout");
   if (r.has("secret")) c.secret = r.str("secret");
   if (r.has("encryption")) c.encryption = r.boolean("encryption");
+  if (r.has("max_connections"))
+    c.max_connections = std::size_t(r.integer("max_connections", 2, 1 << 20));
   check(c, r.source());
 }
 

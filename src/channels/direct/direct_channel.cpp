@@ -109,8 +109,9 @@ struct DirectChannel::Waiter {
   const char* op;
   Utils::Deadline deadline;
   std::span<Transfer> ts{};
-  std::span<const Utils::peer_num> connecting{};  // connections awaited (want()ed)
+  std::span<const Utils::peer_num> connecting{};  // connections awaited
   bool connected = true;
+  bool asked = false;                  // connecting want()ed (deferred while closes make room)
   std::span<const Envelope> wanted{};  // a probe's
   bool probing = false;
   std::span<const Utils::peer_num> later{};  // a probe's sources not connected yet
@@ -120,6 +121,24 @@ struct DirectChannel::Waiter {
   std::exception_ptr error{};
   bool done = false;
 };
+
+/// A connection being closed to keep within the budget (docs/direct.md
+/// "Connection budget"). The initiator sent CLOSE as its last bytes on it and reads
+/// until the peer's ACK (or the peer's own CLOSE: both closed at once); the responder
+/// read that CLOSE, lets its message in progress on it finish, writes ACK as its
+/// last bytes and closes. Either side's new messages go on a new connection.
+struct DirectChannel::Closing {
+  Wire::Socket sock;
+  std::unique_ptr<Direct::secure::Link> link;
+  bool initiator;
+  std::size_t ack_sent = 0;  // responder: bytes of the ACK frame written
+};
+
+namespace {
+// The header of a connection control frame: op 0 is no operation (Tag), the length
+// field says which frame; neither has a payload.
+constexpr std::uint64_t kClose = 0, kAck = 1;
+}  // namespace
 
 DirectChannel::DirectChannel(DirectConfig cfg)
     : cfg_(std::move(cfg)), spin_(Direct::SpinBudget::from_env()), relay_(relay_from_env()) {
@@ -142,17 +161,35 @@ void DirectChannel::init(const ChannelContext& ctx) {
   in_ = std::vector<Inbound>(ctx.num_peers);
   out_.assign(ctx.num_peers, {});
   probe_wanted_.assign(ctx.num_peers, false);
+  lru_ = ctx.num_peers - 1 > cfg_.max_connections;
+  last_used_.assign(ctx.num_peers, 0);
+  closing_.clear();
+  closing_.resize(ctx.num_peers);
+  closing_n_ = 0;
+  drains_ = std::vector<Transfer>(ctx.num_peers);
+  for (Utils::peer_num p = 0; p < ctx.num_peers; ++p) {
+    drains_[p].peer = p;
+    drains_[p].fd = -1;
+    drains_[p].probe = true;
+  }
+  rewanted_.assign(ctx.num_peers, false);
+  rewanted_n_ = 0;
+  max_open_ = 0;
   initialised_ = true;
   meshed_ = false;
   if (ctx.num_peers > 1) {
     Direct::MeshOptions o{cfg_.host,     cfg_.port, ctx.comm_name, ctx.peer_id,
                           ctx.num_peers, relay_,    cfg_.secret,   cfg_.encryption};
     mesh_ = std::make_unique<Direct::Mesh>(o, Utils::Clock::now() + cfg_.max_timeout);
+    // Beyond the budget, connections other peers open to us wait for room too.
+    if (lru_) mesh_->set_admit([this](std::uint32_t p) { return admit(p); });
   }
 }
 
 void DirectChannel::finalize() noexcept {
   Lock lk(mu_);
+  closing_.clear();
+  closing_n_ = 0;
   mesh_.reset();
   matcher_.clear();
   in_.clear();
@@ -174,6 +211,16 @@ unsigned DirectChannel::connected_peers() const {
   return n;
 }
 
+std::size_t DirectChannel::max_open_connections() const {
+  Lock lk(mu_);
+  return std::max(max_open_, held());
+}
+
+// Sockets to other peers this channel holds now: established and being closed.
+std::size_t DirectChannel::held() const {
+  return mesh_ ? mesh_->open_connections() + closing_n_ : 0;
+}
+
 void DirectChannel::check_peer(Utils::peer_num p, const char* op) const {
   if (!initialised_) FMI_THROW(UsageError, "Direct: ", op, " on a channel that is not initialised");
   if (p >= ctx_.num_peers)
@@ -190,8 +237,21 @@ void DirectChannel::ensure(std::span<const Utils::peer_num> peers, Utils::Deadli
   Waiter w{op, deadline};
   w.connecting = peers;
   w.connected = false;
-  mesh_->want(peers);
+  for (auto p : peers) last_used_[p] = ++use_clock_;
+  want_or_defer(w);
   wait(w, lk);
+}
+
+void DirectChannel::connect(std::span<const Utils::peer_num> peers, Utils::Deadline deadline) {
+  Lock lk(mu_);
+  for (auto p : peers) check_peer(p, "connect");
+  if (!mesh_) return;
+  std::vector<Utils::peer_num> want;
+  for (auto p : peers)
+    if (p != ctx_.peer_id && mesh_->fd(p) < 0 &&
+        std::find(want.begin(), want.end(), p) == want.end())
+      want.push_back(p);
+  if (!want.empty()) ensure(want, deadline, "connect", lk);
 }
 
 void DirectChannel::connect_all_locked(Utils::Deadline deadline, Lock& lk) {
@@ -266,6 +326,7 @@ bool DirectChannel::step(Transfer& t) {
       // right after it arrives (below), and the bytes read past it given back.
       r = read_stream(t.peer, t.fd, iov, n);
     }
+    if (!t.sending && (r == 0 || (r < 0 && errno == ECONNRESET)) && closed_by_peer(t)) return false;
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
@@ -285,6 +346,7 @@ bool DirectChannel::step(Transfer& t) {
       t.checked = true;
       Tag got = Tag::decode(get_u64(t.hdr));
       std::uint64_t len = get_u64(t.hdr + 8);
+      if (got.op == Utils::Operation{}) return control(t, len, t.done - kHeader);
       if (t.probe || !(got == t.tag)) {
         if (!other_header(t, got, len, t.data, t.done - kHeader)) return false;
         continue;
@@ -489,6 +551,7 @@ bool DirectChannel::sealed_recv(Transfer& t) {
     ssize_t r = read_stream(t.peer, t.fd, iov, n);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+    if ((r == 0 || errno == ECONNRESET) && closed_by_peer(t)) return false;
     if (r <= 0) io_failed(t, r);
     t.done += std::size_t(r);
     const std::size_t body = std::size_t(r) - std::min(hdr_left, std::size_t(r));
@@ -496,6 +559,7 @@ bool DirectChannel::sealed_recv(Transfer& t) {
       t.checked = true;
       Tag got = Tag::decode(get_u64(t.hdr));
       std::uint64_t len = get_u64(t.hdr + 8);
+      if (got.op == Utils::Operation{}) return control(t, len, body);
       if (t.probe || !(got == t.tag)) {
         std::vector<std::byte> spill;
         t.body.spill(body, spill);
@@ -542,6 +606,241 @@ bool DirectChannel::take_parked(Utils::peer_num src, Bytes out, Tag tag) {
     FMI_THROW(PeerError, "Direct: recv: message from peer ", src, " (", to_string(tag), ") has ",
               size, " bytes, expected ", out.size(), " (peers disagree on buffer sizes)");
   });
+}
+
+// ---------------------------------------------------------------------------
+// The connection budget (docs/direct.md "Connection budget").
+//
+// With more peers than cfg_.max_connections + 1, a function closes the least
+// recently used idle connection (nothing queued to send, no receive or probe on
+// it, nothing parked or read ahead from it, nobody waiting for it) before it opens
+// one more, and after connections from others made it exceed the budget. The close
+// is an exchange both sides understand, so that nothing in flight is lost:
+//   - the initiator writes CLOSE (a 16-byte header with operation 0, length 0) as
+//     its last bytes on the connection and takes the socket out of the mesh: its
+//     new messages to that peer go on a new connection; its receives from that peer
+//     read the old connection until the peer's ACK, then the new one;
+//   - the peer reads CLOSE (every connection no receive reads is drained while a
+//     call of the channel runs, so an idle one is seen too), lets its message in
+//     progress on the connection finish, writes ACK (length 1) as its last bytes and
+//     closes; its later messages go on a new connection;
+//   - the initiator reads everything the peer sent before the ACK (parked as any
+//     other message), then closes. Two CLOSEs that cross close both sides alike.
+// Order per pair holds: each side reads the old connection to its end before the
+// new one. An ACK nobody asked for, or bytes after CLOSE/ACK, break the pair
+// (PeerError), as any other violation of the stream does.
+// ---------------------------------------------------------------------------
+
+// Attaches `t` to the connection its next message uses (only between messages: a
+// message half moved stays on its connection). Reads take the connection being
+// closed by us until its end, then the current one. False when there is none yet:
+// `reconnect` then asks the mesh for one.
+bool DirectChannel::bind(Transfer& t, bool reconnect) {
+  if (t.done > 0 || t.checked) return true;
+  int fd;
+  Direct::secure::Link* link;
+  const auto& c = closing_[t.peer];
+  if (!t.sending && c && c->initiator) {
+    fd = c->sock.fd();
+    link = c->link.get();
+  } else {
+    fd = mesh_->fd(t.peer);
+    link = mesh_->link(t.peer);
+  }
+  if (fd < 0) {
+    if (reconnect) rewant(t.peer);
+    return false;
+  }
+  if (t.fd != fd || t.link != link) {
+    t.fd = fd;
+    t.link = link;
+    if (!t.sending && link) t.body.start(t.hdr, t.data, t.size);
+  }
+  return true;
+}
+
+// A transfer whose connection was closed (by us or the peer) waits for a new one.
+// Within the budget as any other new connection: when there is no room, an idle
+// connection is closed first and this is asked again at the leader's next pass.
+void DirectChannel::rewant(Utils::peer_num p) {
+  if (rewanted_[p] || mesh_->wanted(p) || !mesh_->broken(p).empty()) return;
+  const Utils::peer_num one[] = {p};
+  if (held() + mesh_->pending_connections() >= cfg_.max_connections &&
+      (closing_n_ > 0 || evict_one(one)))
+    return;
+  mesh_->want(one);
+  rewanted_[p] = true;
+  ++rewanted_n_;
+}
+
+// `t` read the header of a CLOSE or an ACK from its peer (nothing may follow it).
+bool DirectChannel::control(Transfer& t, std::uint64_t len, std::size_t nrest) {
+  const Utils::peer_num p = t.peer;
+  const int fd = t.fd;
+  t.done = 0;
+  t.checked = false;
+  if (t.link) t.body.start(t.hdr, t.data, t.size);
+  auto& c = closing_[p];
+  ++controls_;
+  const std::string who = "peer " + std::to_string(p);
+  if (nrest || !in_[p].pending.empty() || len > kAck)
+    lose(p, who + " sent bytes after closing the connection", " (not an FMI peer?)");
+  if (c && c->initiator && fd == c->sock.fd()) {
+    // Its ACK, or its own CLOSE crossing ours: every byte it sent on the
+    // connection has been read.
+    c.reset();
+    --closing_n_;
+    return false;
+  }
+  if (len == kAck || c || fd != mesh_->fd(p))
+    lose(p, who + " closed a connection that was not being closed", " (not an FMI peer?)");
+  auto d = mesh_->detach(p);
+  c = std::make_unique<Closing>(Closing{std::move(d.sock), std::move(d.link), false});
+  ++closing_n_;
+  try_ack(p);
+  return false;
+}
+
+// The end of the stream (or a reset) where we wait for the peer's ACK, between
+// messages: the peer closed its side without reading our CLOSE (it exited after
+// its last message, or both closed at once); everything it sent there was read.
+bool DirectChannel::closed_by_peer(Transfer& t) {
+  auto& c = closing_[t.peer];
+  if (!c || !c->initiator || t.fd != c->sock.fd() || t.done != 0 || in_[t.peer].parking ||
+      !in_[t.peer].pending.empty())
+    return false;
+  c.reset();
+  --closing_n_;
+  ++controls_;
+  return true;
+}
+
+// The responder's ACK, once its message in progress on the old connection is out.
+void DirectChannel::try_ack(Utils::peer_num p) {
+  auto& c = closing_[p];
+  const auto& q = out_[p];
+  if (!q.empty() && q.front()->done > 0 && q.front()->fd == c->sock.fd()) return;
+  std::byte frame[kHeader];
+  put_u64(frame, 0);
+  put_u64(frame + 8, kAck);
+  while (c->ack_sent < kHeader) {
+    ssize_t w = ::send(c->sock.fd(), frame + c->ack_sent, kHeader - c->ack_sent,
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    // The initiator closed its side already (it exited, or had nothing more to
+    // read): the connection is over either way; new messages use a new one.
+    if (w <= 0) break;
+    c->ack_sent += std::size_t(w);
+  }
+  c.reset();
+  --closing_n_;
+}
+
+// A connection that no receive reads, which the leader reads (parking what comes)
+// so that a CLOSE from the peer, or the ACK we wait for, is seen.
+bool DirectChannel::drainable(Utils::peer_num p) {
+  if (p == ctx_.peer_id || !mesh_->broken(p).empty()) return false;
+  const auto& in = in_[p];
+  if (in.reader || !in.recvs.empty()) return false;
+  const bool old = closing_[p] && closing_[p]->initiator;
+  if (!old && !(lru_ && mesh_->fd(p) >= 0)) return false;
+  return bind(drains_[p], false);
+}
+
+void DirectChannel::drain(Utils::peer_num p) {
+  if (closing_[p] && !closing_[p]->initiator) return try_ack(p);
+  if (!drainable(p)) return;
+  Transfer& d = drains_[p];
+  try {
+    step(d);
+  } catch (const Error&) {
+    // lose() marked the pair broken: the calls that need it say why.
+    if (closing_[p]) {
+      closing_[p].reset();
+      --closing_n_;
+    }
+  }
+  // A header half read goes back to the stream, for whichever receive reads next.
+  if (!d.checked && d.done > 0) {
+    unread(p, d.hdr, d.done, nullptr, 0);
+    d.done = 0;
+  }
+}
+
+// Closes the least recently used idle connection, not one of `keep`. False when
+// every connection is busy. Messages parked from a peer do not keep its connection
+// open: they stay parked (in memory, by source and tag) for the receives that come.
+bool DirectChannel::evict_one(std::span<const Utils::peer_num> keep) {
+  Utils::peer_num best = ctx_.peer_id;
+  std::uint64_t oldest = ~std::uint64_t(0);
+  for (Utils::peer_num q = 0; q < ctx_.num_peers; ++q) {
+    const auto& in = in_[q];
+    if (q == ctx_.peer_id || mesh_->fd(q) < 0 || closing_[q] || !out_[q].empty() ||
+        !in.recvs.empty() || in.reader || in.parking || !in.pending.empty() || mesh_->wanted(q) ||
+        rewanted_[q] || last_used_[q] >= oldest ||
+        std::find(keep.begin(), keep.end(), q) != keep.end())
+      continue;
+    best = q;
+    oldest = last_used_[q];
+  }
+  if (best == ctx_.peer_id) return false;
+  std::byte frame[kHeader];
+  put_u64(frame, 0);
+  put_u64(frame + 8, kClose);
+  ssize_t w;
+  do {
+    w = ::send(mesh_->fd(best), frame, kHeader, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (w < 0 && errno == EINTR);
+  if (w != ssize_t(kHeader)) {
+    // An idle connection whose socket cannot take 16 bytes is unusable anyway.
+    if (w > 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+      mesh_->mark_broken(best, "closing the idle connection to peer " + std::to_string(best) +
+                                   " failed: " + Wire::errno_text(errno));
+    return false;
+  }
+  auto d = mesh_->detach(best);
+  closing_[best] = std::make_unique<Closing>(Closing{std::move(d.sock), std::move(d.link), true});
+  ++closing_n_;
+  return true;
+}
+
+// Before `w` asks for its connections: room within the budget, by closing idle ones;
+// while closes are still in progress (their sockets count), the want waits.
+void DirectChannel::want_or_defer(Waiter& w) {
+  if (lru_) {
+    std::size_t need = 0;
+    for (auto p : w.connecting) need += p != ctx_.peer_id && mesh_->fd(p) < 0 && !mesh_->wanted(p);
+    const std::size_t pending = need ? mesh_->pending_connections() : 0;
+    while (need && mesh_->open_connections() + pending + need > cfg_.max_connections &&
+           evict_one(w.connecting)) {
+    }
+    // When nothing is idle the budget gives way (waiting would deadlock); closes in
+    // progress end when their peers answer (any call of theirs does).
+    if (need && held() + pending + need > cfg_.max_connections && closing_n_ > 0) return;
+  }
+  mesh_->want(w.connecting);
+  w.asked = true;
+}
+
+// The gate on a connection another peer opened to us (puncher.h): room now, or
+// once an idle connection closed (its ACK came); a pair we want ourselves has its
+// room already.
+bool DirectChannel::admit(Utils::peer_num p) {
+  if (mesh_->wanted(p) || rewanted_[p]) return true;
+  if (held() + mesh_->pending_connections() < cfg_.max_connections) return true;
+  // Nothing idle to close and nothing closing: the budget gives way rather than
+  // leave the peer waiting for a room that will not come.
+  return closing_n_ == 0 && !evict_one({});
+}
+
+// Connections other peers opened to us may exceed the budget: the least recently
+// used idle ones go.
+void DirectChannel::after_handshakes() {
+  if (lru_)
+    while (mesh_->open_connections() > cfg_.max_connections && evict_one({})) {
+    }
+  max_open_ = std::max(max_open_, held());
 }
 
 // ---------------------------------------------------------------------------
@@ -595,7 +894,8 @@ std::optional<Probed> DirectChannel::probed(std::span<const Envelope> wanted) co
 bool DirectChannel::pump_one(Waiter& w) {
   bool progress = false;
   if (!w.connected) {
-    if (!mesh_->ready(w.connecting, w.op)) return false;
+    if (!w.asked) want_or_defer(w);
+    if (!w.asked || !mesh_->ready(w.connecting, w.op)) return false;
     w.connected = true;
     progress = true;
   }
@@ -608,6 +908,7 @@ bool DirectChannel::pump_one(Waiter& w) {
     if (t.sending) {
       auto& q = out_[t.peer];
       if (q.front() != &t) continue;
+      if (!bind(t)) continue;
       std::size_t before = t.done;
       bool fin = step(t);
       progress |= t.done != before;
@@ -616,11 +917,13 @@ bool DirectChannel::pump_one(Waiter& w) {
       auto& in = in_[t.peer];
       if (!in.reader) in.reader = in.recvs.front();
       if (in.reader != &t) continue;
+      if (!bind(t)) continue;
       std::size_t before =
-          t.done + in.park_done + in.pending.size() + matcher_.parked_messages(t.peer);
+          t.done + in.park_done + in.pending.size() + matcher_.parked_messages(t.peer) + controls_;
       bool fin = step(t);
-      progress |=
-          t.done + in.park_done + in.pending.size() + matcher_.parked_messages(t.peer) != before;
+      progress |= t.done + in.park_done + in.pending.size() + matcher_.parked_messages(t.peer) +
+                      controls_ !=
+                  before;
       if (fin) {
         in.recvs.erase(std::find(in.recvs.begin(), in.recvs.end(), &t));
         in.reader = nullptr;
@@ -646,6 +949,19 @@ bool DirectChannel::pump() {
       progress = true;
     }
     connecting |= (!w->connected || !w->later.empty()) && !w->error;
+  }
+  if (closing_n_)
+    for (Utils::peer_num p = 0; p < ctx_.num_peers; ++p)
+      if (closing_[p] && !closing_[p]->initiator) try_ack(p);
+  if (rewanted_n_) {
+    connecting = true;
+    for (Utils::peer_num p = 0; p < ctx_.num_peers; ++p)
+      if (rewanted_[p] && (mesh_->fd(p) >= 0 || !mesh_->broken(p).empty())) {
+        const Utils::peer_num one[] = {p};
+        mesh_->unwant(one);
+        rewanted_[p] = false;
+        --rewanted_n_;
+      }
   }
   if (connecting) mesh_->timers(Utils::Clock::now());
   ++pumps_;
@@ -674,10 +990,24 @@ void DirectChannel::poll_once(Utils::Deadline until, Lock& lk) {
     if (w->done) continue;
     for (auto& t : w->ts) {
       if (t.finished() || !mesh_->broken(t.peer).empty()) continue;
-      if (t.sending ? out_[t.peer].front() == &t : in_[t.peer].reader == &t)
+      if ((t.sending ? out_[t.peer].front() == &t : in_[t.peer].reader == &t) && bind(t, false))
         fds_.push_back({t.fd, short(t.sending ? POLLOUT : POLLIN), 0});
     }
   }
+  // Connections no receive reads, while some may be closed by their peer (lru_) or
+  // we wait for a peer's ACK; and responders' ACKs that did not fit the socket.
+  const std::size_t drains_from = fds_.size();
+  drain_at_.clear();
+  if (lru_ || closing_n_)
+    for (Utils::peer_num p = 0; p < ctx_.num_peers; ++p) {
+      if (closing_[p] && !closing_[p]->initiator) {
+        fds_.push_back({closing_[p]->sock.fd(), POLLOUT, 0});
+        drain_at_.push_back(p);
+      } else if (drainable(p)) {
+        fds_.push_back({drains_[p].fd, POLLIN, 0});
+        drain_at_.push_back(p);
+      }
+    }
   const std::size_t own = fds_.size();
   const bool control = mesh_ && !mesh_->complete();
   if (control) {
@@ -700,9 +1030,16 @@ void DirectChannel::poll_once(Utils::Deadline until, Lock& lk) {
     std::uint64_t v;
     [[maybe_unused]] auto n = ::read(wake_.fd(), &v, sizeof v);
   }
+  if (r > 0)
+    for (std::size_t k = 0; k < drain_at_.size(); ++k)
+      if (fds_[drains_from + k].revents) drain(drain_at_[k]);
   // Also on a timeout (no revents): handle() runs the mesh's timers, which close
   // handshakes past their deadline.
-  if (r >= 0 && control) mesh_->handle(fds_.data() + own, fds_.size() - own);
+  if (r >= 0 && control) {
+    mesh_->handle(fds_.data() + own, fds_.size() - own);
+    after_handshakes();
+  }
+  if (lru_ && mesh_) mesh_->retry_held();
 }
 
 void DirectChannel::wake_leader() {
@@ -749,6 +1086,7 @@ void DirectChannel::lead(Waiter& w, Lock& lk) {
     if (spun) spin_.spun(false);
     spun = false;
     auto until = w.deadline;
+    if (rewanted_n_) until = std::min(until, mesh_->next_timer());
     for (Waiter* o : waiters_)
       if (!o->done && (!o->connected || !o->later.empty())) {
         until = std::min(until, mesh_->next_timer());
@@ -794,6 +1132,11 @@ void DirectChannel::wait(Waiter& w, Lock& lk) {
 }
 
 void DirectChannel::timed_out(Waiter& w, Utils::Clock::time_point start) {
+  if (!w.asked && !w.connected)
+    FMI_THROW(TimeoutError, "Direct: ", w.op, " timed out after ",
+              format_duration(Utils::Clock::now() - start), ": ", closing_n_,
+              " connections being closed to stay within backends.Direct.max_connections = ",
+              cfg_.max_connections, " were not acknowledged by their peers");
   if (!w.connected) mesh_->connect_timed_out(w.connecting, start, w.op);
   auto now = Utils::Clock::now();
   std::string what;
@@ -817,7 +1160,7 @@ void DirectChannel::timed_out(Waiter& w, Utils::Clock::time_point start) {
 // with PeerError instead of waiting). A half-read header goes back to the stream.
 void DirectChannel::retire(Waiter& w) {
   waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &w));
-  if (!w.connecting.empty()) mesh_->unwant(w.connecting);
+  if (!w.connecting.empty() && w.asked) mesh_->unwant(w.connecting);
   auto why = [&] {
     return std::string("a ") + w.op + (w.error ? " failed" : " timed out") + " mid-message";
   };
@@ -854,6 +1197,7 @@ void DirectChannel::transfer(std::span<Transfer> ts, Utils::Deadline deadline, c
   w.ts = ts;
   for (auto& t : ts) {
     t.owner = &w;
+    last_used_[t.peer] = ++use_clock_;
     prepare(t);
     if (t.sending)
       out_[t.peer].push_back(&t);
@@ -870,9 +1214,14 @@ void DirectChannel::transfer(std::span<Transfer> ts, Utils::Deadline deadline, c
 // connection in turn), and from then on its data waits need no control plane
 // (poll_once). Point-to-point messages keep opening their one connection lazily.
 // Two threads that get here at once both wait for the same connections.
+//
+// Only while the full mesh fits the budget (N-1 <= max_connections): the fastest
+// for small communicators. Beyond it each collective opens the partners its
+// algorithm uses, on first use or all at once by connect(), and keeps them (the
+// least recently used idle one is closed when over budget).
 void DirectChannel::open_mesh_for(Tag tag, Utils::Deadline deadline, Lock& lk) {
   if (meshed_ || tag.op == Utils::Operation::send) return;
-  connect_all_locked(deadline, lk);
+  if (!lru_) connect_all_locked(deadline, lk);
   meshed_ = true;
 }
 
@@ -922,7 +1271,9 @@ void DirectChannel::recv(Utils::peer_num src, Bytes out, Tag tag, Utils::Deadlin
   if (src == ctx_.peer_id) return self_recv(out, tag);
   if (take_parked(src, out, tag)) return;
   const Utils::peer_num peers[] = {src};
-  ensure(peers, deadline, "recv", lk);
+  // While we close the connection from src, the message may still come on it (the
+  // receive reads it to its end first, then asks for a new one).
+  if (!closing_[src] || !closing_[src]->initiator) ensure(peers, deadline, "recv", lk);
   // While this thread waited for the connection, another one may have parked it.
   if (take_parked(src, out, tag)) return;
   Transfer t{false, src, mesh_->fd(src), tag, out.data(), out.size(), {}};
@@ -950,7 +1301,7 @@ void DirectChannel::sendrecv(Utils::peer_num dest, ConstBytes data, Utils::peer_
   // Both connections are wanted at once: in a ring every peer waits for its two
   // neighbours, and each pair must be punched from both of its sides.
   const Utils::peer_num peers[] = {dest, src};
-  ensure(peers, deadline, "sendrecv", lk);
+  ensure({peers, closing_[src] && closing_[src]->initiator ? 1u : 2u}, deadline, "sendrecv", lk);
   if (take_parked(src, out, tag)) {
     lk.unlock();
     send(dest, data, tag, deadline);

@@ -53,6 +53,8 @@ class DirectChannel final : public PeerToPeerChannel {
   void sendrecv(Utils::peer_num dest, ConstBytes data, Utils::peer_num src, Bytes out, Tag tag,
                 Utils::Deadline deadline) override;
   void connect_all(Utils::Deadline deadline) override;
+  void connect(std::span<const Utils::peer_num> peers, Utils::Deadline deadline) override;
+  std::size_t max_connections() const override { return cfg_.max_connections; }
   std::optional<Probed> probe(std::span<const Envelope> wanted, bool block,
                               Utils::Deadline deadline) override;
 
@@ -60,10 +62,14 @@ class DirectChannel final : public PeerToPeerChannel {
   std::string local_endpoint() const;
   /// How many other peers this channel has an open connection to (tests, logs).
   unsigned connected_peers() const;
+  /// The most connections (established, or being closed) this channel held at once
+  /// since init (tests, fmi-bench).
+  std::size_t max_open_connections() const;
 
   struct Transfer;
   struct Waiter;
   struct Inbound;
+  struct Closing;
 
  private:
   using Lock = std::unique_lock<std::mutex>;
@@ -106,6 +112,19 @@ class DirectChannel final : public PeerToPeerChannel {
   bool sealed_park_step(Transfer& t);
   [[noreturn]] void io_failed(Transfer& t, ssize_t r);
   [[noreturn]] void forged(Utils::peer_num peer, Tag tag, std::size_t record);
+  // The connection budget (docs/direct.md "Connection budget").
+  bool bind(Transfer& t, bool reconnect = true);
+  bool control(Transfer& t, std::uint64_t len, std::size_t nrest);
+  void want_or_defer(Waiter& w);
+  bool admit(Utils::peer_num p);
+  bool evict_one(std::span<const Utils::peer_num> keep);
+  void try_ack(Utils::peer_num p);
+  bool closed_by_peer(Transfer& t);
+  void drain(Utils::peer_num p);
+  bool drainable(Utils::peer_num p);
+  void rewant(Utils::peer_num p);
+  void after_handshakes();
+  std::size_t held() const;
 
   DirectConfig cfg_;
   Direct::SpinBudget spin_;                  // busy-retry before blocking in poll (spin.h)
@@ -124,6 +143,20 @@ class DirectChannel final : public PeerToPeerChannel {
   // bytes (and sealed records) of two messages never interleave.
   std::vector<std::vector<Transfer*>> out_;
   std::vector<bool> probe_wanted_;  // a non-blocking probe asked for this connection
+  // The connection budget: more peers than cfg_.max_connections + 1 (lru_), the least
+  // recently used idle connection is closed by a CLOSE/ACK exchange (closing_, one per
+  // peer at most); `drains_` read connections that no receive reads (a CLOSE may come).
+  bool lru_ = false;
+  std::vector<std::uint64_t> last_used_;  // per peer, from use_clock_
+  std::uint64_t use_clock_ = 0;
+  std::vector<std::unique_ptr<Closing>> closing_;
+  std::size_t closing_n_ = 0;
+  std::vector<Transfer> drains_;
+  std::vector<Utils::peer_num> drain_at_;  // the peers of the drain entries of fds_
+  std::vector<bool> rewanted_;             // wanted for transfers that lost their connection
+  std::size_t rewanted_n_ = 0;
+  std::size_t max_open_ = 0;
+  std::uint64_t controls_ = 0;  // CLOSE/ACK frames read (progress of the leader)
 
   // Threads: everything above is guarded by mu_.
   mutable std::mutex mu_;

@@ -70,6 +70,19 @@ Clock::time_point Mesh::next_timer() const {
   return t;
 }
 
+std::size_t Mesh::pending_connections() const {
+  std::size_t n = puncher_.admitted();
+  for (std::uint32_t p = 0; p < want_.size(); ++p)
+    n += want_[p].wanted > 0 && puncher_.fd(p) < 0 && puncher_.broken(p).empty();
+  return n;
+}
+
+Puncher::Detached Mesh::detach(std::uint32_t peer) {
+  want_[peer].first_attempt = {};  // the relay timer of a new connection starts afresh
+  session_.reset_relay(peer);
+  return puncher_.detach(peer);
+}
+
 void Mesh::want(std::span<const std::uint32_t> peers) {
   for (auto p : peers)
     if (p != opt_.peer_id) ++want_[p].wanted;

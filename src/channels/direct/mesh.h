@@ -93,6 +93,19 @@ class Mesh {
   void mark_broken(std::uint32_t peer, const std::string& why) { puncher_.mark_broken(peer, why); }
   /// Why the connection to `peer` is broken ("" when it is not).
   const std::string& broken(std::uint32_t peer) const { return puncher_.broken(peer); }
+  /// Takes the established connection to `peer` out of the mesh (closed cleanly by
+  /// the channel); the pair can be connected again (want()).
+  Puncher::Detached detach(std::uint32_t peer);
+  /// Established connections.
+  std::size_t open_connections() const { return puncher_.open_connections(); }
+  /// Connections on their way: pairs wanted without a connection yet, and accepted
+  /// connections admitted into their handshake (the budget counts both).
+  std::size_t pending_connections() const;
+  /// The budget's gate on accepted connections (puncher.h).
+  void set_admit(std::function<bool(std::uint32_t)> admit) { puncher_.set_admit(std::move(admit)); }
+  void retry_held() { puncher_.retry_held(); }
+  /// Some caller wants a connection to `peer` (want() without its unwant() yet).
+  bool wanted(std::uint32_t peer) const { return want_[peer].wanted > 0; }
 
   const proto::Endpoint& local() const { return session_.local(); }
   std::string server_str() const { return session_.server_str(); }

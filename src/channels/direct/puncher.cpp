@@ -143,6 +143,31 @@ void Puncher::new_candidate(Socket s, std::int64_t peer, const std::string& remo
   cands_.push_back(std::move(c));
 }
 
+void Puncher::retry_held() {
+  bool any = false;
+  for (auto& c : cands_) {
+    if (!c || c->state != CState::held || !admit_(c->hello.peer_id)) continue;
+    any = true;
+    if (!send_hello(*c)) {
+      c.reset();
+      continue;
+    }
+    if (!table_) {
+      c->state = CState::hello_pending_table;
+      continue;
+    }
+    c->state = CState::hello;
+    if (!on_hello(*c) || !c->sock) c.reset();
+  }
+  if (any) std::erase_if(cands_, [](const auto& c) { return !c; });
+}
+
+std::size_t Puncher::admitted() const {
+  std::size_t n = 0;
+  for (const auto& c : cands_) n += c && c->sock && c->accepted && c->said_hello && admit_;
+  return n;
+}
+
 void Puncher::accept_all() {
   const auto now = Clock::now();
   for (int k = 0; k < kMaxAcceptsPerPass; ++k) {
@@ -257,6 +282,13 @@ bool Puncher::read_candidate(Candidate& c) {
           // like a peer of this communicator; the session is checked with the table.
           if (h->comm != opt_.comm || h->peer_id >= opt_.num_peers || h->peer_id == opt_.peer_id)
             return false;
+          // The connection budget (docs/direct.md): our HELLO waits until there is
+          // room for this peer's connection; theirs is kept, their socket unread.
+          if (admit_ && !admit_(h->peer_id)) {
+            c.hello = *h;
+            c.state = CState::held;
+            return true;
+          }
           if (!send_hello(c)) return false;
         }
         c.hello = *h;
@@ -398,6 +430,7 @@ bool Puncher::decide(Candidate& c) {
 void Puncher::adopt(Candidate& c, std::uint32_t p) {
   set_nodelay(c.sock.fd());
   if (!is_settled(peers_[p])) ++settled_;
+  ++open_;
   peers_[p].conn = std::move(c.sock);
   if (c.keys) {
     peers_[p].link = std::make_unique<secure::Link>(*c.keys, opt_.peer_id < p);
@@ -414,8 +447,24 @@ void Puncher::adopt(Candidate& c, std::uint32_t p) {
 void Puncher::mark_broken(std::uint32_t peer, const std::string& why) {
   auto& ps = peers_[peer];
   if (!is_settled(ps)) ++settled_;
+  if (ps.conn) --open_;
   ps.conn.reset();
   if (ps.broken.empty()) ps.broken = why;
+}
+
+Puncher::Detached Puncher::detach(std::uint32_t peer) {
+  auto& ps = peers_[peer];
+  Detached d{std::move(ps.conn), std::move(ps.link)};
+  ps.conn.reset();
+  if (d.sock) {
+    --open_;
+    --settled_;
+  }
+  // A new connection starts like the first one did (no back-off left over).
+  ps.next_attempt = {};
+  ps.backoff = std::chrono::milliseconds(5);
+  ps.attempt_timeout = std::chrono::milliseconds(250);
+  return d;
 }
 
 void Puncher::punch(std::uint32_t p, Clock::time_point now) {
@@ -464,7 +513,7 @@ void Puncher::add_pollfds(std::vector<pollfd>& fds) const {
   // A candidate whose HELLO waits for our table is not read further: its DECIDE may
   // already be on the way and must wait in the socket until we know the table.
   for (const auto& c : cands_)
-    if (c && c->sock && c->state != CState::hello_pending_table)
+    if (c && c->sock && c->state != CState::hello_pending_table && c->state != CState::held)
       fds.push_back({c->sock.fd(), POLLIN, 0});
   for (const auto& a : attempts_)
     if (a.sock) fds.push_back({a.sock.fd(), POLLOUT, 0});

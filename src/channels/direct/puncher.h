@@ -79,6 +79,16 @@ class Puncher {
   const std::string& broken(std::uint32_t peer) const { return peers_[peer].broken; }
   /// Every other peer has a connection or a broken one: nothing is left to set up.
   bool settled() const { return settled_ + 1 == peers_.size(); }
+  /// Established connections (not broken).
+  std::size_t open_connections() const { return open_; }
+  /// Hands the established connection to `peer` over (the channel closes it cleanly,
+  /// docs/direct.md "Connection budget"): the pair is unconnected again, not broken,
+  /// and the next want() punches a new connection.
+  struct Detached {
+    Socket sock;
+    std::unique_ptr<secure::Link> link;
+  };
+  Detached detach(std::uint32_t peer);
 
   /// The endpoint table arrived (it must outlive the puncher): validates the
   /// HELLOs that waited for it.
@@ -97,6 +107,14 @@ class Puncher {
   /// Runs the handshake on a connection to `peer` (-1: not known yet, from HELLO).
   void new_candidate(Socket s, std::int64_t peer, const std::string& remote);
 
+  /// The connection budget (docs/direct.md): with a gate set, a connection the
+  /// listener accepted gets our HELLO only once `admit(peer)` says there is room
+  /// (until then it waits, unread); retry_held() asks again.
+  void set_admit(std::function<bool(std::uint32_t)> admit) { admit_ = std::move(admit); }
+  void retry_held();
+  /// Accepted connections admitted and still in their handshake (they will count).
+  std::size_t admitted() const;
+
   /// Appends the listener, the handshakes in progress and the attempts.
   void add_pollfds(std::vector<pollfd>& fds) const;
   /// Processes the revents of those of the `n` entries at `first` that are ours.
@@ -108,7 +126,7 @@ class Puncher {
   const std::string& auth_error(std::uint32_t p) const { return peers_[p].auth_error; }
 
  private:
-  enum class CState { hello, hello_pending_table, proof, decide };
+  enum class CState { hello, hello_pending_table, held, proof, decide };
   struct Candidate {
     Socket sock;
     std::int64_t peer = -1;  // known for outgoing attempts, from HELLO for accepted ones
@@ -123,7 +141,7 @@ class Puncher {
     Clock::time_point started;
     std::string remote;
     bool accepted = false;  // from our listener: we send our HELLO after theirs
-    bool said_hello = false;
+    bool said_hello = false;  // held (under the budget's gate): ours waits for room
     proto::Endpoint source;  // accepted: where from
   };
   struct Attempt {
@@ -174,9 +192,11 @@ class Puncher {
   proto::Endpoint bind_addr_;
   Socket listener_;
   std::function<void(std::uint32_t)> on_connected_;
+  std::function<bool(std::uint32_t)> admit_;
   const proto::Table* table_ = nullptr;  // set by on_table
   std::vector<PeerState> peers_;
   std::size_t settled_ = 0;  // peers other than us with is_settled()
+  std::size_t open_ = 0;     // peers with an established connection
   std::vector<std::unique_ptr<Candidate>> cands_;
   std::vector<Attempt> attempts_;
   Clock::time_point listener_paused_until_{};  // after EMFILE: not polled until then

@@ -63,6 +63,9 @@ class ServerSession {
   const std::string& relay_error(std::uint32_t p) const { return relays_[p].error; }
   /// The pair is settled: drops its relay requests still in progress.
   void drop_relays(std::uint32_t p);
+  /// The pair's connection was closed (connection budget): a new one may be relayed
+  /// again.
+  void reset_relay(std::uint32_t p) { relays_[p] = {}; }
 
   /// Appends the server connection (until the table arrived) and the relay
   /// requests in progress.
