@@ -435,6 +435,7 @@ void DirectChannel::finish_parking(Utils::peer_num peer) {
   if (it == in.recvs.end()) return;
   Transfer& w = **it;
   in.recvs.erase(it);
+  if (in.reader == &w) in.reader = nullptr;
   try {
     take_parked(peer, {w.data, w.size}, w.tag);
   } catch (...) {
@@ -925,7 +926,10 @@ bool DirectChannel::pump_one(Waiter& w) {
                       controls_ !=
                   before;
       if (fin) {
-        in.recvs.erase(std::find(in.recvs.begin(), in.recvs.end(), &t));
+        // Not there when a parked message completed it during its own step
+        // (finish_parking takes it out of recvs): erase(end()) would corrupt the heap.
+        if (auto it = std::find(in.recvs.begin(), in.recvs.end(), &t); it != in.recvs.end())
+          in.recvs.erase(it);
         in.reader = nullptr;
       } else if (in.reader != &t) {
         progress = true;  // handed over: the new reader goes on in this pass or the next

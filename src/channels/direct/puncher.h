@@ -140,9 +140,9 @@ class Puncher {
     std::unique_ptr<secure::SessionKeys> keys;  // derived once both HELLOs are known
     Clock::time_point started;
     std::string remote;
-    bool accepted = false;  // from our listener: we send our HELLO after theirs
+    bool accepted = false;    // from our listener: we send our HELLO after theirs
     bool said_hello = false;  // held (under the budget's gate): ours waits for room
-    proto::Endpoint source;  // accepted: where from
+    proto::Endpoint source;   // accepted: where from
   };
   struct Attempt {
     Socket sock;
