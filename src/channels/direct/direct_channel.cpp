@@ -1141,7 +1141,12 @@ void DirectChannel::timed_out(Waiter& w, Utils::Clock::time_point start) {
               format_duration(Utils::Clock::now() - start), ": ", closing_n_,
               " connections being closed to stay within backends.Direct.max_connections = ",
               cfg_.max_connections, " were not acknowledged by their peers");
-  if (!w.connected) mesh_->connect_timed_out(w.connecting, start, w.op);
+  // The caller's deadline shorter than max_timeout (less a margin for the time
+  // between the caller computing it and this wait starting): a timeout of this call.
+  if (!w.connected)
+    mesh_->connect_timed_out(
+        w.connecting, start, w.op,
+        w.deadline - start + std::chrono::milliseconds(100) >= cfg_.max_timeout);
   auto now = Utils::Clock::now();
   std::string what;
   if (w.probing) {

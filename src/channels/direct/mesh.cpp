@@ -110,7 +110,7 @@ bool Mesh::ready(std::span<const std::uint32_t> peers, const char* op) const {
 }
 
 void Mesh::connect_timed_out(std::span<const std::uint32_t> peers, Clock::time_point start,
-                             const char* op) const {
+                             const char* op, bool full_wait) const {
   auto now = Clock::now();
   if (!session_.have_table())
     FMI_THROW(TimeoutError, "Direct: ", op, ": no endpoint table from rendezvous server ",
@@ -135,6 +135,14 @@ void Mesh::connect_timed_out(std::span<const std::uint32_t> peers, Clock::time_p
     FMI_THROW(TimeoutError, "Direct: ", op, ": peer ", p,
               " did not complete the connection handshake with peer ", opt_.peer_id, " within ",
               ms_text(now - start), " (it is busy elsewhere or not using this communicator)");
+  // A call whose own deadline was shorter than the channel's max_timeout ran out
+  // while the connection was still being opened and nothing had failed yet: a
+  // timeout of that call, not evidence that punching fails (a refused or
+  // unreachable attempt is, below, at any deadline).
+  if (!full_wait && puncher_.last_error(p).empty())
+    FMI_THROW(TimeoutError, "Direct: ", op, ": timed out after ", ms_text(now - start),
+              " while connecting to peer ", p, " (peer ", opt_.peer_id, " of comm '", opt_.comm,
+              "'; no TCP connection yet, no attempt failed)");
   {
     // A NAT that rewrote the port towards the server likely picks yet another
     // port towards each peer (symmetric / port-randomising NAT): say so.

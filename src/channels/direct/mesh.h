@@ -65,8 +65,11 @@ class Mesh {
   bool ready(std::span<const std::uint32_t> peers, const char* op) const;
   /// Throws the error that explains why the wait for `peers` that began at `start`
   /// ran out of time (no table, authentication, handshake, punching, relay).
+  /// `full_wait` false: the call had a deadline shorter than max_timeout; a
+  /// connection still being opened with no attempt failed is then its
+  /// TimeoutError, not a punching failure.
   [[noreturn]] void connect_timed_out(std::span<const std::uint32_t> peers, Clock::time_point start,
-                                      const char* op) const;
+                                      const char* op, bool full_wait = true) const;
   /// Punching rounds, relay fallbacks and handshake expiry that are due by `now`;
   /// next_timer() is when the next one is.
   void timers(Clock::time_point now);
