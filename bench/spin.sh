@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Adaptive waiting of the Direct channel (docs/direct.md, "Waiting is adaptive")
 # against the two fixed choices, side by side in one run: FMI_DIRECT_SPIN_US=30 (the
-# former default), =0 (no spinning) and unset (adaptive), in ROUNDS interleaved
+# default), =0 (no spinning) and =adaptive, in ROUNDS interleaved
 # rounds (each round runs the three settings, in a rotating order), on
 #  - latency: fmi-bench ping-pong of SIZE bytes between 2 functions (median us);
 #  - kmeans:  the K-means study (bench/kmeans_study) with KPEERS functions
@@ -47,7 +47,7 @@ write_config Direct "$cfg"
 # run_setting NAME CMD...: CMD with FMI_DIRECT_SPIN_US as the setting NAME says.
 run_setting() {
   local name=$1; shift
-  if [[ $name = adaptive ]]; then env -u FMI_DIRECT_SPIN_US "$@"
+  if [[ $name = adaptive ]]; then env FMI_DIRECT_SPIN_US=adaptive "$@"
   else FMI_DIRECT_SPIN_US=$name "$@"; fi
 }
 latency() {  # median us of the ping-pong row (column 7 of fmi-bench's CSV)

@@ -137,6 +137,10 @@ TEST(SpinBudget, FixedIgnoresOutcomesAndLoad) {
 
 TEST(SpinBudget, EnvironmentChoosesFixedOrAdaptive) {
   ::unsetenv("FMI_DIRECT_SPIN_US");
+  // The default is the fixed 30 us spin (adaptive is opt-in: spin.cpp says why).
+  EXPECT_TRUE(SpinBudget::from_env().is_fixed());
+  EXPECT_EQ(SpinBudget::from_env().next(), us(30));
+  ::setenv("FMI_DIRECT_SPIN_US", "adaptive", 1);
   EXPECT_FALSE(SpinBudget::from_env().is_fixed());
   ::setenv("FMI_DIRECT_SPIN_US", "0", 1);
   auto zero = SpinBudget::from_env();

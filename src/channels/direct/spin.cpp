@@ -4,19 +4,26 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
 
 #include "fmi/errors.h"
 
 namespace FMI::Direct {
 
 SpinBudget SpinBudget::from_env() {
+  // The default is the fixed 30 us spin: the adaptive budget is opt-in
+  // (FMI_DIRECT_SPIN_US=adaptive) because, measured idle, it settled on "no spin"
+  // for two functions on two cores (its own spinning counts as runnable in
+  // /proc/loadavg, and a probe spin rarely catches a partner that sleeps too):
+  // 8-byte ping-pong 5 us -> 30-54 us (docs/benchmarks.md, issue 14's notes).
   const char* v = std::getenv("FMI_DIRECT_SPIN_US");
-  if (!v || !*v) return adaptive();
+  if (!v || !*v) return fixed(kDefaultMax);
+  if (std::string_view(v) == "adaptive") return adaptive();
   char* end = nullptr;
   long n = std::strtol(v, &end, 10);
   if (*end || n < 0 || n > 1000000)
     FMI_THROW(ConfigError, "FMI_DIRECT_SPIN_US='", v,
-              "' is not a number of microseconds (0..1000000)");
+              "' is not a number of microseconds (0..1000000) or 'adaptive'");
   return fixed(us(n));
 }
 
