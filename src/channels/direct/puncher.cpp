@@ -202,11 +202,19 @@ void Puncher::accept_all() {
           same += o->source.same_address(c->source);
           if (!oldest || o->started < (*oldest)->started) oldest = &o;
         }
-      if (same >= kMaxUnverifiedPerAddress) {
+      // Every other peer may connect to us at once, and behind one NAT (or on one
+      // host) they all share an address: the caps never go below what the
+      // communicator itself can open (seen at 256 functions on loopback, where
+      // the per-address cap of 8 closed real peers' connections before their
+      // HELLO arrived).
+      const std::size_t per_address =
+          std::max<std::size_t>(kMaxUnverifiedPerAddress, opt_.num_peers - 1);
+      const std::size_t in_all = std::max<std::size_t>(kMaxUnverified, opt_.num_peers - 1);
+      if (same >= per_address) {
         stranger_closed(c->source, "too many connections from this address without a HELLO");
         continue;
       }
-      if (total >= kMaxUnverified) {
+      if (total >= in_all) {
         // Closing the oldest rather than the newest: strangers from many addresses
         // then cannot hold every slot while a real peer's connection is refused.
         stranger_closed((*oldest)->source, "evicted: too many connections without a HELLO");
@@ -214,7 +222,9 @@ void Puncher::accept_all() {
       }
     }
     // Bounded: verified candidates too (a stranger who knows the table).
-    if (cands_.size() >= kMaxCandidatesPerPeer * opt_.num_peers + kMaxUnverified) continue;
+    if (cands_.size() >= kMaxCandidatesPerPeer * opt_.num_peers +
+                             std::max<std::size_t>(kMaxUnverified, opt_.num_peers))
+      continue;
     cands_.push_back(std::move(c));
   }
   std::erase_if(cands_, [](const auto& c) { return !c; });
