@@ -94,12 +94,16 @@ run_one() {  # label peers extra-args...
   local big_ops small_ops
   big_ops=$(tr ',' '\n' <<<"$OPS" | grep -v -x -E 'alltoall|allgather' | paste -sd, -)
   small_ops=$(tr ',' '\n' <<<"$OPS" | grep -x -E 'alltoall|allgather' | paste -sd, - || true)
-  {
-    [[ -n "$big_ops" ]] && "$BENCH" --channel Direct --peers "$n" --ops "$big_ops" --sizes "$SIZES" \
-      --budget "$BUDGET" --timeout "$TIMEOUT" --csv -q "$@"
-    [[ -n "$small_ops" ]] && "$BENCH" --channel Direct --peers "$n" --ops "$small_ops" \
-      --sizes "$SMALL_SIZES" --budget "$BUDGET" --timeout "$TIMEOUT" --csv -q "$@"
-  } >"$csv" 2>"$OUT/$label-$n.err" || rc=$?
+  : >"$csv"
+  : >"$OUT/$label-$n.err"
+  if [[ -n "$big_ops" ]]; then
+    "$BENCH" --channel Direct --peers "$n" --ops "$big_ops" --sizes "$SIZES" --budget "$BUDGET" \
+      --timeout "$TIMEOUT" --csv -q "$@" >>"$csv" 2>>"$OUT/$label-$n.err" || rc=$?
+  fi
+  if [[ -n "$small_ops" ]]; then
+    "$BENCH" --channel Direct --peers "$n" --ops "$small_ops" --sizes "$SMALL_SIZES" \
+      --budget "$BUDGET" --timeout "$TIMEOUT" --csv -q "$@" >>"$csv" 2>>"$OUT/$label-$n.err" || rc=$?
+  fi
   touch "$samples.stop"
   wait "$sampler" || true
   read -r max_sock max_rss mean_rss srv <"$samples"
