@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstring>
 #include <span>
 #include <utility>
 #include <vector>
@@ -107,6 +108,12 @@ std::size_t max_partners(Utils::Operation op, Algorithm a, Utils::peer_num n,
                          std::size_t budget = 0);
 Algorithm choose_store(Utils::Operation op, std::size_t bytes, Utils::peer_num n,
                        const ReduceProps& props);
+
+/// Copies `from` into `to` (same size) unless they are the same bytes: the
+/// algorithms' in-place cases pass one buffer as both.
+inline void copy(Comm::ConstBytes from, Comm::Bytes to) {
+  if (!from.empty() && from.data() != to.data()) std::memmove(to.data(), from.data(), from.size());
+}
 
 namespace p2p {
 using Ch = Comm::PeerToPeerChannel;

@@ -36,10 +36,6 @@ using tree::subtree_of;
 using tree::to_real;
 using tree::to_virtual;
 
-void copy(ConstBytes from, Bytes to) {
-  if (!from.empty() && from.data() != to.data()) std::memmove(to.data(), from.data(), from.size());
-}
-
 // Chunk i of a buffer of `len` bytes cut into n chunks at multiples of `gran`
 // bytes: sizes differ by at most one element.
 struct Chunks {

@@ -20,10 +20,6 @@ using Buffer = std::vector<std::byte>;
 using tree::to_real;
 using tree::to_virtual;
 
-void copy(ConstBytes from, Bytes to) {
-  if (!from.empty() && from.data() != to.data()) std::memmove(to.data(), from.data(), from.size());
-}
-
 // The rounds of a store-and-forward alltoall. Block (src -> dst) has distance
 // d = (dst - src) mod n and travels to the right. Round k moves it `step(k)` peers
 // when moves(k, d): Bruck moves it 2^k when bit k of d is set (ceil(log2 n) rounds,

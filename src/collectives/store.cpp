@@ -27,10 +27,6 @@ ObjectKey key(const Context& c, peer_num from, peer_num to = ObjectKey::all) {
   return ObjectKey{c.tag, from, to};
 }
 
-void copy(ConstBytes from, Bytes to) {
-  if (!from.empty() && from.data() != to.data()) std::memmove(to.data(), from.data(), from.size());
-}
-
 // Everyone uploads its contribution for `readers` consumers. Returns nothing:
 // the consumers know the keys.
 void upload_own(Ch& ch, const Context& c, ConstBytes data, peer_num to, unsigned readers) {

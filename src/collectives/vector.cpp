@@ -39,10 +39,6 @@ std::size_t mean_block(Counts counts) {
   return counts.empty() ? 0 : total / counts.size();
 }
 
-void copy(ConstBytes from, Bytes to) {
-  if (!from.empty() && from.data() != to.data()) std::memmove(to.data(), from.data(), from.size());
-}
-
 }  // namespace
 
 // ---- point to point ------------------------------------------------------------
