@@ -286,6 +286,17 @@ std::vector<std::byte> user_bytes(std::size_t n) {
 auto deadline(std::chrono::milliseconds d = 20s) { return Clock::now() + d; }
 Tag tag(std::uint32_t seq) { return Tag{Operation::send, seq}; }
 
+/// The PeerError of opening the connection to the other peer within 3 s ("" when
+/// it opened): what a failed handshake says.
+std::string handshake_error(FMI::Comm::DirectChannel& ch) {
+  try {
+    ch.connect_all(deadline(3s));
+  } catch (const FMI::PeerError& e) {
+    return e.what();
+  }
+  return "";
+}
+
 /// Peer 0 sends `sizes` (one message each) to peer 1, which checks every byte; then
 /// peer 1 answers one byte. Returns the results of both peers. `cipher[me]`, when
 /// given and not empty, is peer me's FMI_DIRECT_CIPHER.
@@ -391,12 +402,7 @@ TEST(DirectEncryption, SubstitutedKeyShareFailsTheHandshakeWithSecret) {
   Proxy proxy(server.port(), Attack::key_share, true);
   auto res = run_forked(2, [&](unsigned me) {
     auto ch = channel(proxy.port(), me, true, kSecret, 3s);
-    std::string error;
-    try {
-      ch->connect_all(deadline(3s));
-    } catch (const FMI::PeerError& e) {
-      error = e.what();
-    }
+    const std::string error = handshake_error(*ch);
     unsigned other = 1 - me;
     PEER_CHECK(
         error.find("authentication failed with peer " + std::to_string(other)) != std::string::npos,
@@ -415,12 +421,7 @@ TEST(DirectEncryption, AlteredKeyShareFailsTheHandshakeWithoutSecret) {
   Proxy proxy(server.port(), Attack::key_share, true);
   auto res = run_forked(2, [&](unsigned me) {
     auto ch = channel(proxy.port(), me, true, "", 3s);
-    std::string error;
-    try {
-      ch->connect_all(deadline(3s));
-    } catch (const FMI::PeerError& e) {
-      error = e.what();
-    }
+    const std::string error = handshake_error(*ch);
     PEER_CHECK(error.find("key confirmation") != std::string::npos, "got: '", error, "'");
   });
   expect_all_ok(res);
@@ -462,12 +463,7 @@ TEST(DirectEncryption, EncryptionOffInteroperatesAndMismatchFails) {
   expect_all_ok(transfer(server.port(), false, "", {0, 7, 300000}));
   auto res = run_forked(2, [&](unsigned me) {
     auto ch = channel(server.port(), me, me == 0, "", 3s);
-    std::string error;
-    try {
-      ch->connect_all(deadline(3s));
-    } catch (const FMI::PeerError& e) {
-      error = e.what();
-    }
+    const std::string error = handshake_error(*ch);
     PEER_CHECK(error.find("peer " + std::to_string(1 - me)) != std::string::npos, "got: '", error,
                "'");
     PEER_CHECK(error.find("backends.Direct.encryption") != std::string::npos, error);
@@ -697,12 +693,7 @@ TEST(DirectEncryption, BothCiphersInteroperateAndAMismatchFails) {
   auto res = run_forked(2, [&](unsigned me) {
     ::setenv("FMI_DIRECT_CIPHER", me == 0 ? "aes-256-gcm" : "chacha20-poly1305", 1);
     auto ch = channel(server.port(), me, true, "", 3s);
-    std::string error;
-    try {
-      ch->connect_all(deadline(3s));
-    } catch (const FMI::PeerError& e) {
-      error = e.what();
-    }
+    const std::string error = handshake_error(*ch);
     PEER_CHECK(error.find("peer " + std::to_string(1 - me)) != std::string::npos, "got: '", error,
                "'");
     PEER_CHECK(error.find("FMI_DIRECT_CIPHER") != std::string::npos, error);

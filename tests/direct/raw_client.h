@@ -29,8 +29,11 @@ using namespace std::chrono_literals;
 // Bytes received past the last frame read, per socket.
 inline std::map<int, std::vector<std::byte>> pending;
 
-inline Socket connect_raw(std::uint16_t port) {
+/// A connection to the server on loopback; with `rcvbuf` its receive buffer (and so
+/// its TCP window) is that many bytes.
+inline Socket connect_raw(std::uint16_t port, int rcvbuf = 0) {
   Socket s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (rcvbuf) EXPECT_EQ(::setsockopt(s.fd(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(port);

@@ -78,24 +78,11 @@ void register_pair(std::uint16_t port, const std::string& comm, std::uint64_t sa
   }
 }
 
-/// A raw connection whose receive buffer (and so its TCP window) is `rcvbuf` bytes.
-Socket connect_small_window(std::uint16_t port, int rcvbuf) {
-  Socket s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  EXPECT_EQ(::setsockopt(s.fd(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(::connect(s.fd(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  pending.erase(s.fd());
-  return s;
-}
-
 /// Both ends of a relay of `comm` (pair 0-1 with sessions sa, sb), RELAY_READY read;
 /// B's receive buffer is `b_rcvbuf` bytes when not 0.
 Pair open_relay(std::uint16_t port, const std::string& comm, std::uint64_t sa, std::uint64_t sb,
                 int b_rcvbuf = 0) {
-  Pair p{connect_raw(port), b_rcvbuf ? connect_small_window(port, b_rcvbuf) : connect_raw(port)};
+  Pair p{connect_raw(port), connect_raw(port, b_rcvbuf)};
   send_frame(p.a.fd(), proto::Relay{comm, 0, 1, sa, sb});
   send_frame(p.b.fd(), proto::Relay{comm, 1, 0, sb, sa});
   for (int fd : {p.a.fd(), p.b.fd()}) {
