@@ -350,7 +350,7 @@ TEST(Direct, UnreachableServerFailsAfterRetrying) {
 }
 
 // Plaintext messages larger than one send piece (direct_channel.cpp send_piece():
-// ~256 KiB cut at segment boundaries, counted from the header's first byte) arrive
+// ~128 KiB cut at segment boundaries, counted from the header's first byte) arrive
 // whole and in order, every byte checked: sizes just below, at and above piece and
 // segment boundaries (loopback's segment is 65483 bytes, but the pieces follow
 // whatever TCP_MAXSEG says), both directions at once (sendrecv: the sockets fill
@@ -364,7 +364,7 @@ TEST(Direct, PlaintextLargeMessagesGoOutInPieces) {
         make_direct_channel(server.port(), me, 2, comm_name(), 60s, "127.0.0.1", "", false);
     constexpr std::size_t K = 1024, seg = 65483;
     const std::initializer_list<std::size_t> sizes = {
-        256 * K - 16, 256 * K - 15, 256 * K + 1, 4 * seg - 16, 4 * seg - 15, 4 * seg + 1,
+        128 * K - 16, 128 * K + 1, 2 * seg - 16, 2 * seg - 15, 2 * seg + 1, 256 * K + 1,
         1024 * K + 3, 16 * 1024 * K + 7};
     std::uint32_t seq = 0;
     ring_rounds(*ch, me, 2, sizes, seq);

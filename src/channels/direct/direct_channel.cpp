@@ -46,7 +46,7 @@ constexpr std::size_t kMaxParkedMessages = 4096;                   // per source
 constexpr std::size_t kParkGrowth = std::size_t(1) << 20;          // first step, then x2
 // Plaintext messages larger than this go out in pieces of about this size, one
 // sendmsg each (send_piece() below says why).
-constexpr std::size_t kSendPiece = std::size_t(256) << 10;
+constexpr std::size_t kSendPiece = std::size_t(128) << 10;
 // A non-blocking probe while another thread leads waits at most this long for the
 // leader's next pass over the sockets (it is woken from poll at once; this only
 // bounds a leader stuck in a long step).
@@ -71,7 +71,10 @@ std::uint64_t get_u64(const std::byte* p) {
 // connection's current segment size (TCP_MAXSEG): a piece that ends inside a
 // segment sends a runt segment per piece (256 KiB on loopback's 65483-byte
 // segments: a 212-byte segment after every fourth, which made the 1 MiB stream
-// slower than one sendmsg).
+// slower than one sendmsg). The size, 128 KiB (two loopback segments; OpenMPI's
+// TCP fragments are 128 KiB too), came from interleaved runs of 1, 2, 3, 4 and 16
+// segments per piece: all alike at 1-4 MiB, but at 64 MiB one or two segments took
+// ~16 ms per message where three, four or sixteen took 24-36 ms (one sendmsg: 35 ms).
 std::size_t send_piece(int fd) {
   int mss = 0;
   socklen_t len = sizeof mss;
