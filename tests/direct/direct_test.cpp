@@ -349,6 +349,53 @@ TEST(Direct, UnreachableServerFailsAfterRetrying) {
       << what;
 }
 
+// Plaintext messages larger than one send piece (direct_channel.cpp send_piece():
+// ~128 KiB cut at segment boundaries, counted from the header's first byte) arrive
+// whole and in order, every byte checked: sizes just below, at and above piece and
+// segment boundaries (loopback's segment is 65483 bytes, but the pieces follow
+// whatever TCP_MAXSEG says), both directions at once (sendrecv: the sockets fill
+// and writes resume mid-piece), back-to-back sends one way, and a small message of
+// another tag between two large ones (parked while the receive waits for the
+// second).
+TEST(Direct, PlaintextLargeMessagesGoOutInPieces) {
+  RendezvousServer server;
+  auto res = run_forked(2, [&](unsigned me) {
+    auto ch =
+        make_direct_channel(server.port(), me, 2, comm_name(), 60s, "127.0.0.1", "", false);
+    constexpr std::size_t K = 1024, seg = 65483;
+    const std::initializer_list<std::size_t> sizes = {
+        128 * K - 16, 128 * K + 1, 2 * seg - 16, 2 * seg - 15, 2 * seg + 1, 256 * K + 1,
+        1024 * K + 3, 16 * 1024 * K + 7};
+    std::uint32_t seq = 0;
+    ring_rounds(*ch, me, 2, sizes, seq);
+    for (std::size_t s : sizes) {
+      if (me == 0) {
+        ch->send(1, make_data(s, 0, 1, seq), tag(seq), deadline());
+      } else {
+        std::vector<std::byte> in(s);
+        ch->recv(0, in, tag(seq), deadline());
+        check_data(in, 0, 1, seq);
+      }
+      ++seq;
+    }
+    const std::size_t first = 5 * seg + 1, small = 77, second = 2 * 1024 * K + 9;
+    if (me == 0) {
+      ch->send(1, make_data(first, 0, 1, 1), tag(seq), deadline());
+      ch->send(1, make_data(small, 0, 1, 2), tag(seq + 1), deadline());
+      ch->send(1, make_data(second, 0, 1, 3), tag(seq + 2), deadline());
+    } else {
+      std::vector<std::byte> a(first), b(small), c(second);
+      ch->recv(0, a, tag(seq), deadline());
+      ch->recv(0, c, tag(seq + 2), deadline());
+      ch->recv(0, b, tag(seq + 1), deadline());
+      check_data(a, 0, 1, 1);
+      check_data(b, 0, 1, 2);
+      check_data(c, 0, 1, 3);
+    }
+  });
+  expect_all_ok(res);
+}
+
 // 1 GiB in one message, checksummed; skipped on small machines.
 TEST(Direct, OneGibibyteMessage) {
   std::ifstream mi("/proc/meminfo");
