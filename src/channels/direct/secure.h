@@ -133,13 +133,20 @@ SessionKeys derive(const KeyPair& own, const Wire::proto::KeyShare& peer, const 
 /// The PROOF `sender` sends on this connection.
 Wire::proto::Mac confirm_mac(const SessionKeys& k, std::uint32_t sender);
 
+/// Which code runs AES-256-GCM: `fastest` is Intel's ipsec-mb library (VAES and
+/// 512-bit VPCLMULQDQ: about twice OpenSSL 3.0's AES-NI code on such a CPU) where the
+/// CPU has those instructions and FMI_DIRECT_AES is not "openssl", else OpenSSL.
+/// Both compute the same standard AES-GCM: the wire does not depend on it.
+enum class Impl : std::uint8_t { fastest, openssl };
+
 /// The AEAD in one direction of one connection: the context is made once (key
 /// schedule included) and only the nonce changes per record. A record is either
 /// sealed/opened at once, or in pieces: begin(), update() any number of times (any
 /// lengths), then seal_final()/open_final().
 class Aead {
  public:
-  Aead(Cipher c, const std::array<std::uint8_t, 32>& key, const std::array<std::uint8_t, 12>& iv);
+  Aead(Cipher c, const std::array<std::uint8_t, 32>& key, const std::array<std::uint8_t, 12>& iv,
+       Impl impl = Impl::fastest);
   ~Aead();
   Aead(const Aead&) = delete;
   Aead& operator=(const Aead&) = delete;
@@ -157,9 +164,14 @@ class Aead {
   void seal_final(std::byte* tag);
   /// False when the record's tag does not verify.
   bool open_final(const std::byte* tag);
+  /// "ipsec-mb" or "OpenSSL".
+  const char* impl() const;
 
  private:
   void next_nonce(std::uint8_t* nonce);
+  struct Vaes;  // ipsec-mb's key and record state (null: OpenSSL's context)
+  std::unique_ptr<Vaes> vaes_;
+  bool sealing_ = true;
   EVP_CIPHER* cipher_ = nullptr;
   EVP_CIPHER_CTX* ctx_ = nullptr;
   std::array<std::uint8_t, 12> iv_;
@@ -171,7 +183,7 @@ class Aead {
 /// connection).
 struct Link {
   static constexpr std::size_t kTxBuf = kHeader + kRecord + kTag;
-  Link(const SessionKeys& k, bool lower);
+  Link(const SessionKeys& k, bool lower, Impl impl = Impl::fastest);
   Aead tx, rx;
   // Not zeroed: a mesh adopts many connections at once, and its pages are touched
   // only by the sends that use them.
