@@ -681,6 +681,20 @@ TEST(DirectEncryption, AesGcmImplementationsInteroperate) {
     std::byte other[16] = {std::byte{1}};
     EXPECT_EQ(open_in_pieces(d, other, wire, out, rng), 0);
   }
+  // FMI_DIRECT_AES: openssl, ipsec-mb or unset, checked before any connection.
+  for (const char* ok : {"openssl", "ipsec-mb", ""}) {
+    ::setenv("FMI_DIRECT_AES", ok, 1);
+    EXPECT_NO_THROW(sec::local_cipher()) << ok;
+  }
+  ::setenv("FMI_DIRECT_AES", "OpenSSL3", 1);
+  try {
+    sec::local_cipher();
+    ADD_FAILURE() << "FMI_DIRECT_AES=OpenSSL3 accepted";
+  } catch (const FMI::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("FMI_DIRECT_AES='OpenSSL3'"), std::string::npos)
+        << e.what();
+  }
+  ::unsetenv("FMI_DIRECT_AES");
 }
 
 // The cipher two HELLOs agree on (docs/direct.md "Encryption"), and FMI_DIRECT_CIPHER.

@@ -92,6 +92,12 @@ const char* name(Cipher c) {
 }
 
 std::uint8_t local_cipher() {
+  // FMI_DIRECT_AES picks the code of AES-256-GCM (secure.h Impl); checked here with
+  // the cipher, before any connection, so that a typo does not go unnoticed.
+  if (const char* a = std::getenv("FMI_DIRECT_AES");
+      a && *a && std::strcmp(a, "openssl") != 0 && std::strcmp(a, "ipsec-mb") != 0)
+    FMI_THROW(ConfigError, "FMI_DIRECT_AES='", a,
+              "' must be openssl or ipsec-mb (or unset: ipsec-mb where the CPU has VAES)");
   const char* v = std::getenv("FMI_DIRECT_CIPHER");
   if (!v || !*v)
     return std::uint8_t(has_aes_instructions() ? Cipher::aes_256_gcm : Cipher::chacha20_poly1305);

@@ -74,7 +74,8 @@ const char* name(Cipher c);
 /// This process's cipher byte for its HELLOs: the cipher it prefers (AES-256-GCM
 /// when the CPU has AES instructions, else ChaCha20-Poly1305), with bit 7 set when
 /// FMI_DIRECT_CIPHER forces it. ConfigError for a FMI_DIRECT_CIPHER that is not
-/// aes-256-gcm or chacha20-poly1305.
+/// aes-256-gcm or chacha20-poly1305, or a FMI_DIRECT_AES that is not openssl or
+/// ipsec-mb.
 std::uint8_t local_cipher();
 /// The cipher two HELLOs' cipher bytes agree on: the common preference; a forced
 /// one over a preference; ChaCha20-Poly1305 when the preferences differ (one side
@@ -135,7 +136,8 @@ Wire::proto::Mac confirm_mac(const SessionKeys& k, std::uint32_t sender);
 
 /// Which code runs AES-256-GCM: `fastest` is Intel's ipsec-mb library (VAES and
 /// 512-bit VPCLMULQDQ: about twice OpenSSL 3.0's AES-NI code on such a CPU) where the
-/// CPU has those instructions and FMI_DIRECT_AES is not "openssl", else OpenSSL.
+/// CPU has those instructions and FMI_DIRECT_AES is not "openssl", else OpenSSL
+/// (FMI_DIRECT_AES: "openssl", "ipsec-mb" or unset; local_cipher() checks it).
 /// Both compute the same standard AES-GCM: the wire does not depend on it.
 enum class Impl : std::uint8_t { fastest, openssl };
 
