@@ -212,7 +212,8 @@ namespace {
 // all state in the key and context the caller passes (the manager only holds the
 // code chosen for this CPU), so every connection and thread shares it. Null when the
 // CPU lacks VAES/VPCLMULQDQ (then OpenSSL's AES-NI code is as fast) or
-// FMI_DIRECT_AES=openssl asks for OpenSSL.
+// FMI_DIRECT_AES=openssl asks for OpenSSL. Never freed: a connection may still be
+// sealing in another thread while the process exits.
 IMB_MGR* vaes_manager() {
   static IMB_MGR* const mgr = []() -> IMB_MGR* {
     const char* e = std::getenv("FMI_DIRECT_AES");
