@@ -12,6 +12,8 @@ packages=(
   # libraries
   libhiredis-dev libcurl4-openssl-dev nlohmann-json3-dev pybind11-dev libcli11-dev
   libgtest-dev libbenchmark-dev libssl-dev libopenmpi-dev
+  # AES-256-GCM with VAES for Direct encryption (src/channels/direct/secure.h "Impl")
+  libipsec-mb-dev
   # Python bindings and their tests
   python3-dev python3-numpy python3-pytest python3-matplotlib
   # the mpi4py side of bench/python/objects_bench.py

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <new>
@@ -635,6 +636,65 @@ TEST(DirectEncryption, PiecesMatchWholeRecordsAtEveryBoundary) {
   std::byte hdr[16] = {}, data[40] = {}, t[16];
   a.tx.seal(hdr, 16, data, sizeof data, data, t);
   EXPECT_FALSE(b.rx.open(hdr, 16, data, sizeof data, t));
+}
+
+// AES-256-GCM through ipsec-mb (where this CPU has VAES) and through OpenSSL is one
+// cipher: either side of a connection may have either (one peer's CPU may lack VAES),
+// so records sealed by one, in pieces of odd lengths, open with the other, byte for
+// byte as OpenSSL seals them, and a flipped bit or another header fails under both.
+TEST(DirectEncryption, AesGcmImplementationsInteroperate) {
+  const auto k = test_keys(sec::Cipher::aes_256_gcm);
+  EXPECT_STREQ(sec::Link(k, true, sec::Impl::openssl).tx.impl(), "OpenSSL");
+  std::printf("AES-256-GCM on this machine: %s\n", sec::Link(k, true).tx.impl());
+  Lcg rng{4711};
+  const std::size_t R = sec::kRecord;
+  for (auto [from, to] : {std::pair{sec::Impl::fastest, sec::Impl::openssl},
+                          std::pair{sec::Impl::openssl, sec::Impl::fastest},
+                          std::pair{sec::Impl::fastest, sec::Impl::fastest}}) {
+    sec::Link a(k, true, from), b(k, false, to), ref(k, true, sec::Impl::openssl);
+    for (std::size_t size : {std::size_t(0), std::size_t(1), std::size_t(15), std::size_t(17),
+                             R - 1, R + 1, 3 * R + 4099}) {
+      SCOPED_TRACE(std::string(a.tx.impl()) + " -> " + b.rx.impl() + ", " + std::to_string(size) +
+                   " bytes");
+      std::vector<std::byte> msg(size), out(size, std::byte{0x33});
+      for (std::size_t i = 0; i < size; ++i) msg[i] = std::byte(std::uint8_t(i * 7 + (i >> 11)));
+      std::byte hdr[16] = {std::byte{9}, std::byte(size & 0xff)};
+      const auto wire = seal_in_pieces(a, hdr, msg, rng);
+      ASSERT_TRUE(wire == seal_in_pieces(ref, hdr, msg, rng)) << "not OpenSSL's AES-256-GCM";
+      ASSERT_EQ(open_in_pieces(b, hdr, wire, out, rng), -1);
+      EXPECT_TRUE(out == msg);
+    }
+    // Fresh links for each forgery (a failed record leaves the sequence out of step).
+    const std::size_t size = 3 * R + 4099;
+    std::vector<std::byte> msg(size, std::byte{5}), out(size);
+    std::byte hdr[16] = {};
+    for (auto [at, rec] : {std::pair<std::size_t, long>{R + sec::kTag + 5, 1},
+                           std::pair<std::size_t, long>{R + 3, 0},  // record 0's tag
+                           std::pair<std::size_t, long>{sec::body_size(size) - 1, 3}}) {
+      sec::Link c(k, true, from), d(k, false, to);
+      auto wire = seal_in_pieces(c, hdr, msg, rng);
+      wire[at] ^= std::byte{0x01};
+      EXPECT_EQ(open_in_pieces(d, hdr, wire, out, rng), rec) << "at " << at;
+    }
+    sec::Link c(k, true, from), d(k, false, to);
+    const auto wire = seal_in_pieces(c, hdr, msg, rng);
+    std::byte other[16] = {std::byte{1}};
+    EXPECT_EQ(open_in_pieces(d, other, wire, out, rng), 0);
+  }
+  // FMI_DIRECT_AES: openssl, ipsec-mb or unset, checked before any connection.
+  for (const char* ok : {"openssl", "ipsec-mb", ""}) {
+    ::setenv("FMI_DIRECT_AES", ok, 1);
+    EXPECT_NO_THROW(sec::local_cipher()) << ok;
+  }
+  ::setenv("FMI_DIRECT_AES", "OpenSSL3", 1);
+  try {
+    sec::local_cipher();
+    ADD_FAILURE() << "FMI_DIRECT_AES=OpenSSL3 accepted";
+  } catch (const FMI::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("FMI_DIRECT_AES='OpenSSL3'"), std::string::npos)
+        << e.what();
+  }
+  ::unsetenv("FMI_DIRECT_AES");
 }
 
 // The cipher two HELLOs agree on (docs/direct.md "Encryption"), and FMI_DIRECT_CIPHER.

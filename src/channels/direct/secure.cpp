@@ -4,6 +4,9 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/kdf.h>
+#ifdef FMI_WITH_IPSEC_MB
+#include <intel-ipsec-mb.h>
+#endif
 #if defined(__aarch64__)
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
@@ -14,6 +17,7 @@
 #include <initializer_list>
 #include <memory>
 #include <span>
+#include <string_view>
 
 #include "fmi/errors.h"
 
@@ -88,6 +92,12 @@ const char* name(Cipher c) {
 }
 
 std::uint8_t local_cipher() {
+  // FMI_DIRECT_AES picks the code of AES-256-GCM (secure.h Impl); checked here with
+  // the cipher, before any connection, so that a typo does not go unnoticed.
+  if (const char* a = std::getenv("FMI_DIRECT_AES");
+      a && *a && std::strcmp(a, "openssl") != 0 && std::strcmp(a, "ipsec-mb") != 0)
+    FMI_THROW(ConfigError, "FMI_DIRECT_AES='", a,
+              "' must be openssl or ipsec-mb (or unset: ipsec-mb where the CPU has VAES)");
   const char* v = std::getenv("FMI_DIRECT_CIPHER");
   if (!v || !*v)
     return std::uint8_t(has_aes_instructions() ? Cipher::aes_256_gcm : Cipher::chacha20_poly1305);
@@ -196,9 +206,52 @@ Wire::proto::Mac confirm_mac(const SessionKeys& k, std::uint32_t sender) {
   return out;
 }
 
+#ifdef FMI_WITH_IPSEC_MB
+namespace {
+// One ipsec-mb manager per process, made on first use: its direct GCM functions keep
+// all state in the key and context the caller passes (the manager only holds the
+// code chosen for this CPU), so every connection and thread shares it. Null when the
+// CPU lacks VAES/VPCLMULQDQ (then OpenSSL's AES-NI code is as fast) or
+// FMI_DIRECT_AES=openssl asks for OpenSSL. Never freed: a connection may still be
+// sealing in another thread while the process exits.
+IMB_MGR* vaes_manager() {
+  static IMB_MGR* const mgr = []() -> IMB_MGR* {
+    const char* e = std::getenv("FMI_DIRECT_AES");
+    if (e && std::string_view(e) == "openssl") return nullptr;
+    IMB_MGR* m = alloc_mb_mgr(0);
+    if (!m) return nullptr;
+    init_mb_mgr_auto(m, nullptr);
+    const std::uint64_t need = IMB_FEATURE_VAES | IMB_FEATURE_VPCLMULQDQ;
+    if (imb_get_errno(m) != 0 || m->used_arch != IMB_ARCH_AVX512 || (m->features & need) != need) {
+      free_mb_mgr(m);
+      return nullptr;
+    }
+    return m;
+  }();
+  return mgr;
+}
+}  // namespace
+
+struct Aead::Vaes {
+  gcm_key_data key;  // the expanded key and GHASH powers (aligned by its type)
+  gcm_context_data ctx;
+};
+#else
+struct Aead::Vaes {};
+#endif
+
 Aead::Aead(Cipher c, const std::array<std::uint8_t, 32>& key,
-           const std::array<std::uint8_t, 12>& iv)
+           const std::array<std::uint8_t, 12>& iv, Impl impl)
     : iv_(iv) {
+#ifdef FMI_WITH_IPSEC_MB
+  if (c == Cipher::aes_256_gcm && impl == Impl::fastest && vaes_manager()) {
+    vaes_ = std::make_unique<Vaes>();
+    IMB_AES256_GCM_PRE(vaes_manager(), key.data(), &vaes_->key);
+    return;
+  }
+#else
+  (void)impl;
+#endif
   // Fetched once per direction: the implicit fetch of EVP_aes_256_gcm() would look
   // the algorithm up again on every init. OpenSSL picks AES-NI/VAES code by itself.
   cipher_ = EVP_CIPHER_fetch(
@@ -219,9 +272,12 @@ Aead::Aead(Cipher c, const std::array<std::uint8_t, 32>& key,
 }
 
 Aead::~Aead() {
+  if (vaes_) OPENSSL_cleanse(vaes_.get(), sizeof *vaes_);
   EVP_CIPHER_CTX_free(ctx_);
   EVP_CIPHER_free(cipher_);
 }
+
+const char* Aead::impl() const { return vaes_ ? "ipsec-mb" : "OpenSSL"; }
 
 void Aead::next_nonce(std::uint8_t* nonce) {
   // 2^64 records of one direction are never reached; wrapping would reuse a nonce.
@@ -235,6 +291,14 @@ void Aead::next_nonce(std::uint8_t* nonce) {
 void Aead::begin(const std::byte* aad, std::size_t aad_len, bool sealing) {
   std::uint8_t nonce[12];
   next_nonce(nonce);
+#ifdef FMI_WITH_IPSEC_MB
+  if (vaes_) {
+    sealing_ = sealing;
+    IMB_AES256_GCM_INIT(vaes_manager(), &vaes_->key, &vaes_->ctx, nonce,
+                        reinterpret_cast<const std::uint8_t*>(aad), aad_len);
+    return;
+  }
+#endif
   int len = 0;
   if (EVP_CipherInit_ex(ctx_, nullptr, nullptr, nullptr, nonce, sealing ? 1 : 0) <= 0 ||
       EVP_CipherUpdate(ctx_, nullptr, &len, reinterpret_cast<const unsigned char*>(aad),
@@ -243,6 +307,18 @@ void Aead::begin(const std::byte* aad, std::size_t aad_len, bool sealing) {
 }
 
 void Aead::update(const std::byte* in, std::size_t n, std::byte* out) {
+#ifdef FMI_WITH_IPSEC_MB
+  if (vaes_) {
+    auto* o = reinterpret_cast<std::uint8_t*>(out);
+    auto* i = reinterpret_cast<const std::uint8_t*>(in);
+    if (n == 0) return;
+    if (sealing_)
+      IMB_AES256_GCM_ENC_UPDATE(vaes_manager(), &vaes_->key, &vaes_->ctx, o, i, n);
+    else
+      IMB_AES256_GCM_DEC_UPDATE(vaes_manager(), &vaes_->key, &vaes_->ctx, o, i, n);
+    return;
+  }
+#endif
   int len = 0;
   if (n > 0 && EVP_CipherUpdate(ctx_, reinterpret_cast<unsigned char*>(out), &len,
                                 reinterpret_cast<const unsigned char*>(in), int(n)) <= 0)
@@ -250,6 +326,13 @@ void Aead::update(const std::byte* in, std::size_t n, std::byte* out) {
 }
 
 void Aead::seal_final(std::byte* tag) {
+#ifdef FMI_WITH_IPSEC_MB
+  if (vaes_) {
+    IMB_AES256_GCM_ENC_FINALIZE(vaes_manager(), &vaes_->key, &vaes_->ctx,
+                                reinterpret_cast<std::uint8_t*>(tag), kTag);
+    return;
+  }
+#endif
   // Both ciphers are stream ciphers: the final call writes no bytes, only the tag.
   unsigned char none[32];
   int len = 0;
@@ -259,6 +342,13 @@ void Aead::seal_final(std::byte* tag) {
 }
 
 bool Aead::open_final(const std::byte* tag) {
+#ifdef FMI_WITH_IPSEC_MB
+  if (vaes_) {
+    std::uint8_t want[kTag];
+    IMB_AES256_GCM_DEC_FINALIZE(vaes_manager(), &vaes_->key, &vaes_->ctx, want, kTag);
+    return CRYPTO_memcmp(want, tag, kTag) == 0;  // in constant time
+  }
+#endif
   unsigned char none[32];
   int len = 0;
   if (EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG, int(kTag), const_cast<std::byte*>(tag)) <= 0)
@@ -280,9 +370,9 @@ bool Aead::open(const std::byte* aad, std::size_t aad_len, std::byte* buf, std::
   return open_final(tag);
 }
 
-Link::Link(const SessionKeys& k, bool lower)
-    : tx(k.cipher, k.key[lower ? 0 : 1], k.iv[lower ? 0 : 1]),
-      rx(k.cipher, k.key[lower ? 1 : 0], k.iv[lower ? 1 : 0]),
+Link::Link(const SessionKeys& k, bool lower, Impl impl)
+    : tx(k.cipher, k.key[lower ? 0 : 1], k.iv[lower ? 0 : 1], impl),
+      rx(k.cipher, k.key[lower ? 1 : 0], k.iv[lower ? 1 : 0], impl),
       txbuf(new std::byte[kTxBuf]) {}
 
 void BodyWriter::start(const std::byte* hdr, const std::byte* data, std::size_t size) {

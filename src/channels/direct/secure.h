@@ -60,9 +60,13 @@ inline constexpr std::size_t kRecord = std::size_t(256) << 10;  // plaintext byt
 // The sender seals a message in pieces of kFirstPiece bytes at first, growing to
 // kPiece and shrinking again at the end: the first bytes leave after a short seal,
 // the receiver's last decryption is short, and the pieces between cost one send
-// per 64 KiB (docs/direct.md "Encryption").
+// per 128 KiB (half a record: while the socket is full, the other half can be sealed
+// ahead). Sends of at least kMore bytes (at least one TCP segment, loopback's
+// included) that do not end the message go with MSG_MORE (docs/direct.md
+// "Encryption").
 inline constexpr std::size_t kFirstPiece = std::size_t(16) << 10;
-inline constexpr std::size_t kPiece = std::size_t(64) << 10;
+inline constexpr std::size_t kPiece = std::size_t(128) << 10;
+inline constexpr std::size_t kMore = std::size_t(64) << 10;
 
 /// The AEAD of a connection. The numbers are the cipher byte of HELLO (low bits).
 enum class Cipher : std::uint8_t { aes_256_gcm = 1, chacha20_poly1305 = 2 };
@@ -70,7 +74,8 @@ const char* name(Cipher c);
 /// This process's cipher byte for its HELLOs: the cipher it prefers (AES-256-GCM
 /// when the CPU has AES instructions, else ChaCha20-Poly1305), with bit 7 set when
 /// FMI_DIRECT_CIPHER forces it. ConfigError for a FMI_DIRECT_CIPHER that is not
-/// aes-256-gcm or chacha20-poly1305.
+/// aes-256-gcm or chacha20-poly1305, or a FMI_DIRECT_AES that is not openssl or
+/// ipsec-mb.
 std::uint8_t local_cipher();
 /// The cipher two HELLOs' cipher bytes agree on: the common preference; a forced
 /// one over a preference; ChaCha20-Poly1305 when the preferences differ (one side
@@ -129,13 +134,21 @@ SessionKeys derive(const KeyPair& own, const Wire::proto::KeyShare& peer, const 
 /// The PROOF `sender` sends on this connection.
 Wire::proto::Mac confirm_mac(const SessionKeys& k, std::uint32_t sender);
 
+/// Which code runs AES-256-GCM: `fastest` is Intel's ipsec-mb library (VAES and
+/// 512-bit VPCLMULQDQ: about twice OpenSSL 3.0's AES-NI code on such a CPU) where the
+/// CPU has those instructions and FMI_DIRECT_AES is not "openssl", else OpenSSL
+/// (FMI_DIRECT_AES: "openssl", "ipsec-mb" or unset; local_cipher() checks it).
+/// Both compute the same standard AES-GCM: the wire does not depend on it.
+enum class Impl : std::uint8_t { fastest, openssl };
+
 /// The AEAD in one direction of one connection: the context is made once (key
 /// schedule included) and only the nonce changes per record. A record is either
 /// sealed/opened at once, or in pieces: begin(), update() any number of times (any
 /// lengths), then seal_final()/open_final().
 class Aead {
  public:
-  Aead(Cipher c, const std::array<std::uint8_t, 32>& key, const std::array<std::uint8_t, 12>& iv);
+  Aead(Cipher c, const std::array<std::uint8_t, 32>& key, const std::array<std::uint8_t, 12>& iv,
+       Impl impl = Impl::fastest);
   ~Aead();
   Aead(const Aead&) = delete;
   Aead& operator=(const Aead&) = delete;
@@ -153,9 +166,14 @@ class Aead {
   void seal_final(std::byte* tag);
   /// False when the record's tag does not verify.
   bool open_final(const std::byte* tag);
+  /// "ipsec-mb" or "OpenSSL".
+  const char* impl() const;
 
  private:
   void next_nonce(std::uint8_t* nonce);
+  struct Vaes;  // ipsec-mb's key and record state (null: OpenSSL's context)
+  std::unique_ptr<Vaes> vaes_;
+  bool sealing_ = true;
   EVP_CIPHER* cipher_ = nullptr;
   EVP_CIPHER_CTX* ctx_ = nullptr;
   std::array<std::uint8_t, 12> iv_;
@@ -167,7 +185,7 @@ class Aead {
 /// connection).
 struct Link {
   static constexpr std::size_t kTxBuf = kHeader + kRecord + kTag;
-  Link(const SessionKeys& k, bool lower);
+  Link(const SessionKeys& k, bool lower, Impl impl = Impl::fastest);
   Aead tx, rx;
   // Not zeroed: a mesh adopts many connections at once, and its pages are touched
   // only by the sends that use them.
