@@ -108,7 +108,7 @@ run_one() {  # label peers extra-args...
   local t0=$SECONDS rc=0
   # Small blocks for the all-to-all family, SIZES for the rest.
   local big_ops small_ops
-  big_ops=$(tr ',' '\n' <<<"$OPS" | grep -v -x -E 'alltoall|allgather' | paste -sd, -)
+  big_ops=$(tr ',' '\n' <<<"$OPS" | grep -v -x -E 'alltoall|allgather' | paste -sd, - || true)
   small_ops=$(tr ',' '\n' <<<"$OPS" | grep -x -E 'alltoall|allgather' | paste -sd, - || true)
   : >"$csv"
   : >"$OUT/$label-$n.err"
