@@ -389,6 +389,12 @@ int Launcher::run() {
     if (!config_path.empty()) spec.env.emplace_back("FMI_CONFIG", config_path);
     spec.netns_fd = peer_ns[i] ? peer_ns[i].get() : -1;
     spawn(p, spec);
+    // Read what arrived meanwhile: starting 1,024 functions takes seconds, and a
+    // pipe nobody reads blocks its writer. The rendezvous server logs a line per
+    // registration, so at about 420 functions it stopped in write(2) and the
+    // functions started next had their registration reset ("refused the
+    // registration ... Connection reset by peer").
+    pump(0ms);
   }
 
   // Until every peer has ended: forward output, watch for failures, the timeout and

@@ -290,9 +290,13 @@ void DirectChannel::connect(std::span<const Utils::peer_num> peers, Utils::Deadl
   Lock lk(mu_);
   for (auto p : peers) check_peer(p, "connect");
   if (!mesh_) return;
+  // A broken pair is left to the calls that use it: its peer may have sent its
+  // last message and exited (a leaf of a reduce does), and the receive of that
+  // message, parked by the drain that then read the end of the stream, still
+  // succeeds; a send to it reports the broken pair with its reason.
   std::vector<Utils::peer_num> want;
   for (auto p : peers)
-    if (p != ctx_.peer_id && mesh_->fd(p) < 0 &&
+    if (p != ctx_.peer_id && mesh_->fd(p) < 0 && mesh_->broken(p).empty() &&
         std::find(want.begin(), want.end(), p) == want.end())
       want.push_back(p);
   if (!want.empty()) ensure(want, deadline, "connect", lk);

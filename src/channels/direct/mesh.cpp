@@ -33,6 +33,17 @@ Clock::time_point Mesh::relay_time(std::uint32_t p) const {
                                                         : std::chrono::milliseconds(1000));
 }
 
+// Whether pair p may still need the relay. Once a TCP connection to p formed
+// (either direction), punching works for the pair and only the handshake is
+// pending: p is busy (at 1,024 functions on 2 cores a peer may not run for
+// seconds), and a relay would not be faster, only load the server (1,024
+// functions on loopback asked for up to 4,000 relays at once, which filled its
+// 4,096 connections).
+bool Mesh::relay_due(std::uint32_t p) const {
+  if (session_.relay_started(p)) return false;
+  return opt_.relay == RelayMode::always || !puncher_.tcp_ever(p);
+}
+
 void Mesh::add_pollfds(std::vector<pollfd>& fds) const {
   session_.add_pollfds(fds);
   puncher_.add_pollfds(fds);
@@ -54,7 +65,7 @@ void Mesh::timers(Clock::time_point now) {
     auto& w = want_[p];
     if (w.wanted == 0 || puncher_.fd(p) >= 0) continue;
     if (w.first_attempt == Clock::time_point{}) w.first_attempt = now;
-    if (!session_.relay_started(p) && now >= relay_time(p)) session_.start_relay(p);
+    if (relay_due(p) && now >= relay_time(p)) session_.start_relay(p);
     if (opt_.relay != RelayMode::always) puncher_.punch(p, now);
   }
 }
@@ -65,7 +76,7 @@ Clock::time_point Mesh::next_timer() const {
     for (std::uint32_t p = 0; p < want_.size(); ++p) {
       if (want_[p].wanted == 0 || puncher_.fd(p) >= 0) continue;
       t = std::min(t, puncher_.next_round(p));
-      if (!session_.relay_started(p)) t = std::min(t, relay_time(p));
+      if (relay_due(p)) t = std::min(t, relay_time(p));
     }
   return t;
 }

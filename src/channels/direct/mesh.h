@@ -120,6 +120,7 @@ class Mesh {
   };
 
   Clock::time_point relay_time(std::uint32_t p) const;
+  bool relay_due(std::uint32_t p) const;
 
   MeshOptions opt_;  // before session_ and puncher_, which keep a reference
   ServerSession session_;

@@ -91,8 +91,10 @@ void Puncher::start_attempts(std::uint32_t p, Clock::time_point now) {
     } else if (errno == EINPROGRESS) {
       attempts_.push_back(std::move(a));
     } else {
-      // EADDRNOTAVAIL here usually means a connection with this very 4-tuple already
-      // exists (the peer's SYN reached our listener first): its handshake settles it.
+      // EADDRNOTAVAIL here means a connection with this very 4-tuple already exists
+      // (the peer's SYN reached our listener first): its handshake settles it, and
+      // the pair needs no relay (Mesh::relay_due).
+      if (errno == EADDRNOTAVAIL) peers_[p].tcp_ever = true;
       peers_[p].last_error = "connect to " + target.str() + ": " + errno_text(errno);
     }
   }
@@ -502,6 +504,15 @@ void Puncher::expire(Clock::time_point now) {
 }
 
 Clock::time_point Puncher::expiry(const Candidate& c) const {
+  // The higher peer that has sent its last handshake frame (PROOF, or HELLO without
+  // a secret) waits for the DECIDE, and the lower one may have adopted the
+  // connection already: closing it now would break the lower one's connection
+  // ("peer N closed the connection after 0 bytes", seen at 1,024 functions on 2
+  // cores, where a handshake took over 30 s). The candidate ends with the DECIDE,
+  // or with the end of stream when the lower peer gives it up (its own expiry).
+  if (c.peer >= 0 && opt_.peer_id > std::uint32_t(c.peer) &&
+      (c.state == CState::proof || c.state == CState::decide))
+    return Clock::time_point::max();
   return c.started + (c.accepted && c.state == CState::hello ? Clock::duration(kHelloTimeout)
                                                              : Clock::duration(kHandshakeTimeout));
 }
