@@ -41,7 +41,8 @@ TEST(SpinBudget, StartsAtTheCapThenFollowsTheTypicalWait) {
   // Data that is there almost at once: never below kMinSpin.
   for (int i = 0; i < 100; ++i) b.waited(us(1));
   EXPECT_EQ(b.next(), SpinBudget::kMinSpin);
-  // Waits of 150 us (a partner that computes a little): the spin grows to the cap.
+  // Waits of 150 us (a partner that computes a little; short up to 2.5 x the
+  // cap): the spin grows to the cap.
   for (int i = 0; i < 100; ++i) b.waited(us(150));
   EXPECT_TRUE(b.spinning());
   EXPECT_EQ(b.next(), SpinBudget::kMaxSpin);
@@ -57,6 +58,13 @@ TEST(SpinBudget, LongWaitsTurnSpinningOffAndNothingSpinsWhileTheyLast) {
   // 1 * (7/8)^k < 0.25 from k = 11 on: a handful of waits, not hundreds.
   EXPECT_EQ(waits, 11);
   EXPECT_LT(b.short_rate(), SpinBudget::kOff);
+  // Long begins just above 2.5 x the cap (250 us).
+  auto c = SpinBudget::adaptive();
+  for (int i = 0; i < 11; ++i) c.waited(us(251));
+  EXPECT_FALSE(c.spinning());
+  auto d = SpinBudget::adaptive();
+  for (int i = 0; i < 100; ++i) d.waited(us(250));
+  EXPECT_TRUE(d.spinning());
   // No probe spins while waits are long: each wait is observed anyway.
   for (int i = 0; i < 1000; ++i) {
     ASSERT_EQ(b.next(), us(0)) << "wait " << i;
@@ -87,7 +95,8 @@ TEST(SpinBudget, ShortWaitsWhileSleepingTurnSpinningBackOnWithoutProbes) {
   for (int i = 0; i < 50; ++i) b.waited(ms(5));  // a long phase of computing
   ASSERT_FALSE(b.spinning());
   // Then the partner answers at once, but we sleep: each wait is ~105 us (the
-  // wake-ups). That is short: after 6 such waits (rate ~0 -> 0.5) spinning is on.
+  // wake-ups). That is short (up to 250 us): after 6 such waits (rate ~0 -> 0.5)
+  // spinning is on.
   EXPECT_EQ(waits_until_spin(b, us(105)), 7u);
   EXPECT_TRUE(b.spinning());
   EXPECT_EQ(b.next(), SpinBudget::kMaxSpin);  // 4 x ~105 us: capped

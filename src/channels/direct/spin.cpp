@@ -56,7 +56,7 @@ bool SpinBudget::tried(ns yield) {
 void SpinBudget::waited(ns took) {
   if (fixed_) return;
   const double t = std::chrono::duration<double, std::micro>(took).count();
-  const bool is_short = t <= double(max_.count());
+  const bool is_short = t <= kShortTimes * double(max_.count());
   rate_ += kWeight * ((is_short ? 1.0 : 0.0) - rate_);
   if (is_short) typical_ += kWeight * (t - typical_);
   if (on_ && rate_ < kOff) on_ = false;

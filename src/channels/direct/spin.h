@@ -11,19 +11,21 @@
 // 16 ms sleeping). So the budget follows two observations the channel makes
 // anyway, with one clock read per wait and one per try:
 //  - the time each wait took until its data came, whether it spun or slept. A
-//    wait counts as short up to the cap (kMaxSpin, 250 us): the sender was
-//    running and answered; a sleeper's wait includes the wake-ups, its own and
-//    often the sender's (~50 us each on this 2-core VM: two functions that both
-//    sleep wait ~105 us per message). Waits of milliseconds mean the sender was
-//    not scheduled or computes: no spin within the cap catches them. An
-//    exponentially weighted rate of short waits switches spinning on (>= kOn) and
-//    off (< kOff). Every wait feeds it, spun or slept, so two sides that both
-//    sleep still see their waits are short and spin again: this signal cannot
-//    lock itself off. The spin is kTimesTypical x the typical short wait (between
-//    kMinSpin and the cap), so that after both sides slept it outlasts the
-//    partner's wake-up once (a spin shorter than a wake-up would keep missing a
+//    wait counts as short up to kShortTimes x the cap (250 us at the default cap
+//    of 100 us): the sender was running and answered; a sleeper's wait includes
+//    the wake-ups, its own and often the sender's (~50 us each on this 2-core VM:
+//    two functions that both sleep wait ~105 us per message). Waits of
+//    milliseconds mean the sender was not scheduled or computes: no spin catches
+//    them. An exponentially weighted rate of short waits switches spinning on
+//    (>= kOn) and off (< kOff). Every wait feeds it, spun or slept, so two sides
+//    that both sleep still see their waits are short and spin again: this signal
+//    cannot lock itself off. The spin is kTimesTypical x the typical short wait
+//    (between kMinSpin and the cap), so that after both sides slept it outlasts
+//    the partner's wake-up once (a spin shorter than a wake-up would keep missing a
 //    partner whose own spin missed too), and then shrinks to a few times the
-//    ~5 us of a partner that answers at once.
+//    ~5 us of a partner that answers at once. The cap stays well below a time
+//    slice: a spin also keeps its core looking busy, so the scheduler does not
+//    move a waiting task of the other core there.
 //  - how long each sched_yield of a spin took. Returning at once, nobody else
 //    wanted the core and the spin cost nobody anything; taking kLongYield or more,
 //    another task ran meanwhile: the core is contended and spinning stops at once.
@@ -44,8 +46,10 @@ class SpinBudget {
  public:
   using us = std::chrono::microseconds;
   using ns = std::chrono::nanoseconds;
-  /// The longest spin adaptation chooses, and the longest wait counted as short.
-  static constexpr us kMaxSpin{250};
+  /// The longest spin adaptation chooses (the cap).
+  static constexpr us kMaxSpin{100};
+  /// A wait counts as short up to kShortTimes x the cap.
+  static constexpr double kShortTimes = 2.5;
   /// Weight of one wait in the rate of short waits and in the typical short wait.
   static constexpr double kWeight = 1.0 / 8;
   /// Spinning goes on when the rate of short waits reaches kOn, off below kOff.
