@@ -1,6 +1,6 @@
 // How long a waiting Direct call spins (retrying its non-blocking sockets, yielding
 // between tries) before it sleeps in poll: adaptive by default (docs/direct.md,
-// "Waiting").
+// "Latency / waiting").
 //
 // Spinning pays when the data comes within the spin: the call then skips the
 // sleep/wake-up round trip of poll (tens of microseconds on a virtual machine). It
@@ -31,9 +31,10 @@
 //    another task ran meanwhile: the core is contended and spinning stops at once.
 //    That signal needs spins, so while contended one wait in `probe_every()` spins
 //    anyway (a probe); kCleanProbes probes in a row whose yields all came back at
-//    once end the contention. Each contention doubles the probe interval (up to
-//    kMaxProbeEvery: a machine that stays busy costs one slice per ~256 waits),
-//    kCalm spinning waits without contention reset it.
+//    once end the contention. Each failed probe doubles the probe interval (up to
+//    kMaxProbeEvery: a machine that stays busy costs one slice per ~256 waits), and
+//    so does a contention within kCalm spinning waits of the last one (the probes
+//    ended it too early); a later one starts again from kFirstProbeEvery.
 // The class is pure (no clock, no system calls) so that its decisions are
 // unit-tested with synthetic waits; the channel feeds it.
 #pragma once
