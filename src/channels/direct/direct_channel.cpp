@@ -1060,14 +1060,18 @@ void DirectChannel::lead(Waiter& w, Lock& lk) {
   bool waited = false;  // yielded or polled since the last progress
   for (;;) {
     bool progress = pump();
+    if (w.done) {
+      // No clock read when the call is done without having waited (the fast path).
+      if (progress && waited) spin_.waited(Utils::Clock::now() - since);
+      return;
+    }
     auto now = Utils::Clock::now();
     if (progress) {
       if (waited) spin_.waited(now - since);
       since = now;
       waited = false;
+      spin_until = now + spin_.next();
     }
-    if (w.done) return;
-    if (progress) spin_until = now + spin_.next();
     if (now >= w.deadline) return;
     if (now < spin_until) {
       // Yielding keeps the spin cheap when processes outnumber cores: a peer that
