@@ -68,7 +68,6 @@ kmeans() {  # "kmeans <communication ms per epoch>" (KMEANS_SUMMARY's median)
     echo "kmeans $(grep -o 'KMEANS_SUMMARY,.*' "$out/kmeans-$1.log" | tail -1 | cut -d, -f6)"
 }
 collectives() {  # "<op>-<peers> <median us>" per row
-  [[ -n $coll_peers ]] || return 0
   run_setting "$1" "$fmib" --channel Direct --ops allreduce,bcast --peers "$coll_peers" \
     --sizes "$size" --iters "$iters" --warmup $((iters / 10)) --budget 2 --csv -q \
     2>>"$out/collectives-$1.log" |
@@ -76,6 +75,8 @@ collectives() {  # "<op>-<peers> <median us>" per row
 }
 
 settings=(default 0 30)
+benches=(latency kmeans)
+[[ -z $coll_peers ]] || benches+=(collectives)
 rows="$out/rounds.txt"
 : >"$rows"
 log "$(date -u +%FT%TZ); $(nproc) cores; load $(cut -d' ' -f1-4 /proc/loadavg); $rounds rounds;" \
@@ -86,7 +87,7 @@ for r in $(seq "$rounds"); do
   # Rotate the order so that no setting always runs first (a warm or cold machine).
   for i in 0 1 2; do
     s=${settings[$(((i + r) % 3))]}
-    for bench in latency kmeans collectives; do
+    for bench in "${benches[@]}"; do
       got=$($bench "$s" || true)
       [[ -n $got ]] || got="$bench failed"
       while read -r name value; do
