@@ -21,11 +21,6 @@
 namespace FMI::Comm {
 
 namespace {
-// How often a leader that is about to spin re-reads the machine's load (Direct::
-// SpinBudget): rarely enough to cost nothing, often enough to follow a job that
-// starts or ends next to this one.
-constexpr auto kLoadSampleEvery = std::chrono::milliseconds(100);
-
 // FMI_DIRECT_RELAY=auto|always|never: when pairs fall back to relaying through the
 // rendezvous server (see mesh.h).
 Direct::RelayMode relay_from_env() {
@@ -1119,42 +1114,45 @@ void DirectChannel::wake_leader() {
 
 // The leader's loop: drives everyone until its own call is done or past its
 // deadline. After the last progress it spins (yielding) for the budget spin_
-// chooses before it sleeps in poll, and tells spin_ whether the spin caught data
-// (Direct::SpinBudget: spinning only while it pays, nobody spins on a machine with
-// more runnable tasks than CPUs).
+// chooses before it sleeps in poll, and tells spin_ how long each wait took until
+// progress and how long each yield took (Direct::SpinBudget: spinning only while
+// waits are short and the core is not wanted by another task).
 void DirectChannel::lead(Waiter& w, Lock& lk) {
   // A non-blocking probe: one look at the sockets (and at handshakes, so that
   // probing in a loop connects a source) without waiting.
   if (w.one_pass && mesh_ && !mesh_->complete()) poll_once(Utils::Clock::now(), lk);
-  auto budget = [&](Utils::Clock::time_point now) {
-    if (!spin_.is_fixed() && now - load_sampled_ >= kLoadSampleEvery) {
-      load_sampled_ = now;
-      if (auto l = Direct::sample_machine_load()) spin_.load(l->runnable, l->cpus);
-    }
-    return now + spin_.next();
-  };
-  auto spin_until = budget(Utils::Clock::now());
-  bool spun = false;  // yielded since the last progress: the spin has an outcome
+  auto since = Utils::Clock::now();  // the last progress: the current wait began then
+  auto spin_until = since + spin_.next();
+  bool waited = false;  // yielded or polled since the last progress
   for (;;) {
     bool progress = pump();
-    if (progress && spun) spin_.spun(true);
-    if (progress) spun = false;
-    if (w.done) return;
+    if (w.done) {
+      // No clock read when the call is done without having waited (the fast path).
+      if (progress && waited) spin_.waited(Utils::Clock::now() - since);
+      return;
+    }
     auto now = Utils::Clock::now();
-    if (progress) spin_until = budget(now);
+    if (progress) {
+      if (waited) spin_.waited(now - since);
+      since = now;
+      waited = false;
+      spin_until = now + spin_.next();
+    }
     if (now >= w.deadline) return;
     if (now < spin_until) {
       // Yielding keeps the spin cheap when processes outnumber cores: a peer that
       // waits hands its core to whoever must run to answer it (sched_yield returns
-      // at once when nobody else is runnable).
+      // at once when nobody else is runnable). A yield that did not return at once
+      // ran another task: spin_ then stops the spin.
       lk.unlock();
       ::sched_yield();
+      auto back = Utils::Clock::now();
       lk.lock();
-      spun = true;
+      waited = true;
+      if (!spin_.tried(back - now)) spin_until = back;
       continue;
     }
-    if (spun) spin_.spun(false);
-    spun = false;
+    waited = true;
     auto until = w.deadline;
     if (rewanted_n_) until = std::min(until, mesh_->next_timer());
     for (Waiter* o : waiters_)
@@ -1163,7 +1161,7 @@ void DirectChannel::lead(Waiter& w, Lock& lk) {
         break;
       }
     poll_once(until, lk);
-    spin_until = budget(Utils::Clock::now());
+    spin_until = Utils::Clock::now() + spin_.next();
   }
 }
 

@@ -128,7 +128,6 @@ class DirectChannel final : public PeerToPeerChannel {
 
   DirectConfig cfg_;
   Direct::SpinBudget spin_;                  // busy-retry before blocking in poll (spin.h)
-  Utils::Clock::time_point load_sampled_{};  // the last machine-load sample for spin_
   Direct::RelayMode relay_;
   ChannelContext ctx_;
   bool initialised_ = false;

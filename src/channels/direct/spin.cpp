@@ -1,8 +1,7 @@
 #include "channels/direct/spin.h"
 
-#include <sched.h>
-
-#include <cstdio>
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <string_view>
 
@@ -11,14 +10,8 @@
 namespace FMI::Direct {
 
 SpinBudget SpinBudget::from_env() {
-  // The default is the fixed 30 us spin: the adaptive budget is opt-in
-  // (FMI_DIRECT_SPIN_US=adaptive) because, measured idle, it settled on "no spin"
-  // for two functions on two cores (its own spinning counts as runnable in
-  // /proc/loadavg, and a probe spin rarely catches a partner that sleeps too):
-  // 8-byte ping-pong 5 us -> 30-54 us (docs/benchmarks.md, issue 14's notes).
   const char* v = std::getenv("FMI_DIRECT_SPIN_US");
-  if (!v || !*v) return fixed(kDefaultMax);
-  if (std::string_view(v) == "adaptive") return adaptive();
+  if (!v || !*v || std::string_view(v) == "adaptive") return adaptive();
   char* end = nullptr;
   long n = std::strtol(v, &end, 10);
   if (*end || n < 0 || n > 1000000)
@@ -27,51 +20,61 @@ SpinBudget SpinBudget::from_env() {
   return fixed(us(n));
 }
 
+SpinBudget::us SpinBudget::budget() const {
+  const double lo = double(std::min(kMinSpin, max_).count());
+  const double b = std::clamp(kTimesTypical * typical_, lo, double(max_.count()));
+  return us(std::llround(b));
+}
+
 SpinBudget::us SpinBudget::next() {
   if (fixed_) return max_;
-  if (oversubscribed_) return us(0);
-  if (on_) return max_;
-  if (++since_probe_ < kProbeEvery) return us(0);
-  since_probe_ = 0;
-  return max_;
+  if (!on_ || max_.count() == 0) return us(0);
+  if (contended_ && !probing_) {
+    if (since_probe_ < probe_every_) return us(0);
+    probing_ = true;
+    since_probe_ = 0;
+  }
+  return budget();
 }
 
-void SpinBudget::spun(bool arrived) {
+bool SpinBudget::tried(ns yield) {
+  if (fixed_ || yield < kLongYield) return true;
+  if (probing_) {
+    probe_clean_ = false;
+  } else if (!contended_) {
+    // A contention soon after the last one (fewer than kCalm spinning waits since
+    // it ended) means the probes ended it too early: probe half as often.
+    probe_every_ = calm_ >= kCalm ? kFirstProbeEvery : std::min(2 * probe_every_, kMaxProbeEvery);
+    contended_ = true;
+    since_probe_ = 0;
+    clean_probes_ = 0;
+    calm_ = 0;
+  }
+  return false;
+}
+
+void SpinBudget::waited(ns took) {
   if (fixed_) return;
-  rate_ += kWeight * ((arrived ? 1.0 : 0.0) - rate_);
+  const double t = std::chrono::duration<double, std::micro>(took).count();
+  const bool is_short = t <= kShortTimes * double(max_.count());
+  rate_ += kWeight * ((is_short ? 1.0 : 0.0) - rate_);
+  if (is_short) typical_ += kWeight * (t - typical_);
   if (on_ && rate_ < kOff) on_ = false;
   if (!on_ && rate_ >= kOn) on_ = true;
-}
-
-void SpinBudget::load(unsigned runnable, unsigned cpus) {
-  bool over = runnable > cpus;
-  if ((!sampled_ || over == last_sample_over_) && over && !oversubscribed_) {
-    // Coming back needs successful probes, not only a quiet sample: functions that
-    // stopped spinning sleep in poll, so the machine looks idle exactly because
-    // they stopped; resuming all at once would oversubscribe it again.
-    on_ = false;
-    rate_ = 0.0;
+  if (probing_) {
+    probing_ = false;
+    if (!probe_clean_) {
+      clean_probes_ = 0;
+      probe_every_ = std::min(2 * probe_every_, kMaxProbeEvery);
+    } else if (++clean_probes_ >= kCleanProbes) {
+      contended_ = false;
+      clean_probes_ = 0;
+    }
+    probe_clean_ = true;
+  } else if (!contended_ && on_ && calm_ < kCalm) {
+    ++calm_;
   }
-  if (!sampled_ || over == last_sample_over_) oversubscribed_ = over;
-  sampled_ = true;
-  last_sample_over_ = over;
-}
-
-std::optional<MachineLoad> sample_machine_load() {
-  // "0.52 0.58 0.59 3/467 12345": the fourth field is runnable/total tasks.
-  std::FILE* f = std::fopen("/proc/loadavg", "re");
-  if (!f) return std::nullopt;
-  double a, b, c;
-  unsigned running = 0, total = 0;
-  int n = std::fscanf(f, "%lf %lf %lf %u/%u", &a, &b, &c, &running, &total);
-  std::fclose(f);
-  if (n != 5) return std::nullopt;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  unsigned cpus = 0;
-  if (::sched_getaffinity(0, sizeof set, &set) == 0) cpus = unsigned(CPU_COUNT(&set));
-  if (cpus == 0) return std::nullopt;
-  return MachineLoad{running, cpus};
+  if (contended_) ++since_probe_;
 }
 
 }  // namespace FMI::Direct
