@@ -424,8 +424,10 @@ void Puncher::auth_failed(const Candidate& c, const std::string& why) {
 bool Puncher::decide(Candidate& c) {
   auto p = std::uint32_t(c.peer);
   if (opt_.peer_id < p) {
-    // We decide: the first valid candidate wins, every later one is rejected.
-    if (peers_[p].conn || !peers_[p].broken.empty()) {
+    // We decide: the first valid candidate wins, every later one is rejected; none
+    // while the old connection is being closed (the other side may still hold it
+    // and would drop our DECIDE, leaving us a connection it closed).
+    if (peers_[p].conn || !peers_[p].broken.empty() || closing(p)) {
       send_frame(c.sock.fd(), proto::Decide{false});
       return false;
     }
