@@ -472,7 +472,10 @@ Puncher::Detached Puncher::detach(std::uint32_t peer) {
     --open_;
     --settled_;
   }
-  // A new connection starts like the first one did (no back-off left over).
+  // A new connection starts like the first one did (no back-off left over, and a
+  // timeout names what happened to the new one, not to the first).
+  ps.tcp_ever = false;
+  ps.last_error.clear();
   ps.next_attempt = {};
   ps.backoff = std::chrono::milliseconds(5);
   ps.attempt_timeout = std::chrono::milliseconds(250);
