@@ -221,7 +221,10 @@ void DirectChannel::init(const ChannelContext& ctx) {
                           ctx.num_peers, relay_,    cfg_.secret,   cfg_.encryption};
     mesh_ = std::make_unique<Direct::Mesh>(o, Utils::Clock::now() + cfg_.max_timeout);
     // Beyond the budget, connections other peers open to us wait for room too.
-    if (lru_) mesh_->set_admit([this](std::uint32_t p) { return admit(p); });
+    if (lru_) {
+      mesh_->set_admit([this](std::uint32_t p) { return admit(p); });
+      mesh_->set_closing([this](std::uint32_t p) { return closing_[p] != nullptr; });
+    }
   }
 }
 
@@ -717,6 +720,13 @@ bool DirectChannel::bind(Transfer& t, bool reconnect) {
     t.fd = fd;
     t.link = link;
     if (!t.sending && link) t.body.start(t.hdr, t.data, t.size);
+    // A sealed send whose socket was full may have sealed pieces ahead with the old
+    // connection's keys (nothing of them sent: done is 0); the new connection seals
+    // the message again with its own.
+    if (t.sending) {
+      t.buf_begin = t.buf_end = 0;
+      if (link) t.writer.start(t.hdr, t.data, t.size);
+    }
   }
   return true;
 }
@@ -728,7 +738,7 @@ void DirectChannel::rewant(Utils::peer_num p) {
   if (rewanted_[p] || mesh_->wanted(p) || !mesh_->broken(p).empty()) return;
   const Utils::peer_num one[] = {p};
   if (held() + mesh_->pending_connections() >= cfg_.max_connections &&
-      (closing_n_ > 0 || evict_one(one)))
+      (settling() || evict_one(one)))
     return;
   mesh_->want(one);
   rewanted_[p] = true;
@@ -878,8 +888,9 @@ void DirectChannel::want_or_defer(Waiter& w) {
            evict_one(w.connecting)) {
     }
     // When nothing is idle the budget gives way (waiting would deadlock); closes in
-    // progress end when their peers answer (any call of theirs does).
-    if (need && held() + pending + need > cfg_.max_connections && closing_n_ > 0) return;
+    // progress end when their peers answer (any call of theirs does), connections in
+    // progress when their handshakes do.
+    if (need && held() + pending + need > cfg_.max_connections && settling()) return;
   }
   mesh_->want(w.connecting);
   w.asked = true;
@@ -889,12 +900,25 @@ void DirectChannel::want_or_defer(Waiter& w) {
 // once an idle connection closed (its ACK came); a pair we want ourselves has its
 // room already.
 bool DirectChannel::admit(Utils::peer_num p) {
+  // While the pair's old connection is being closed, the peer may not know it yet:
+  // a new one waits until both sides are done with the old one (puncher.h closing()).
+  if (closing_[p]) return false;
   if (mesh_->wanted(p) || rewanted_[p]) return true;
   if (held() + mesh_->pending_connections() < cfg_.max_connections) return true;
-  // Nothing idle to close and nothing closing: the budget gives way rather than
-  // leave the peer waiting for a room that will not come.
-  return closing_n_ == 0 && !evict_one({});
+  // Nothing idle to close and nothing that will change that soon: the budget gives
+  // way rather than leave the peer waiting for a room that may not come (with a
+  // budget of 2, every connection busy with a sendrecv whose partners wait, through
+  // others, for this very peer).
+  return !settling() && !evict_one({});
 }
+
+// What makes room soon without anybody else's progress: a close in progress (its
+// ACK), or connections other peers opened to us that were admitted and are still
+// in their handshake (idle once open, then closed in turn). While either lasts, a
+// function at its budget waits instead of giving way; without the second, every
+// peer held at the gate was admitted at once when one close ended, each counted
+// against a room that the others had just taken.
+bool DirectChannel::settling() const { return closing_n_ > 0 || mesh_->admitted() > 0; }
 
 // Connections other peers opened to us may exceed the budget: the least recently
 // used idle ones go.
@@ -1102,9 +1126,10 @@ void DirectChannel::poll_once(Utils::Deadline until, Lock& lk) {
   // handshakes past their deadline.
   if (r >= 0 && control) {
     mesh_->handle(fds_.data() + own, fds_.size() - own);
-    after_handshakes();
   }
+  // After retry_held too: a held candidate it admits may complete its handshake there.
   if (lru_ && mesh_) mesh_->retry_held();
+  if (mesh_) after_handshakes();
 }
 
 void DirectChannel::wake_leader() {
@@ -1346,7 +1371,14 @@ void DirectChannel::recv(Utils::peer_num src, Bytes out, Tag tag, Utils::Deadlin
   const Utils::peer_num peers[] = {src};
   // While we close the connection from src, the message may still come on it (the
   // receive reads it to its end first, then asks for a new one).
-  if (!closing_[src] || !closing_[src]->initiator) ensure(peers, deadline, "recv", lk);
+  if (!closing_[src] || !closing_[src]->initiator) try {
+      ensure(peers, deadline, "recv", lk);
+    } catch (const PeerError&) {
+      // src sent its message and exited meanwhile: parked by the drain, then the end
+      // of its stream broke the pair. The message is still this receive's.
+      if (!take_parked(src, out, tag)) throw;
+      return;
+    }
   // While this thread waited for the connection, another one may have parked it.
   if (take_parked(src, out, tag)) return;
   Transfer t{false, src, mesh_->fd(src), tag, out.data(), out.size(), {}};
@@ -1374,7 +1406,16 @@ void DirectChannel::sendrecv(Utils::peer_num dest, ConstBytes data, Utils::peer_
   // Both connections are wanted at once: in a ring every peer waits for its two
   // neighbours, and each pair must be punched from both of its sides.
   const Utils::peer_num peers[] = {dest, src};
-  ensure({peers, closing_[src] && closing_[src]->initiator ? 1u : 2u}, deadline, "sendrecv", lk);
+  try {
+    ensure({peers, closing_[src] && closing_[src]->initiator ? 1u : 2u}, deadline, "sendrecv", lk);
+  } catch (const PeerError&) {
+    // src may have sent its message and exited meanwhile (parked, then the end of
+    // its stream broke the pair): the message is taken, only the send is left.
+    if (!take_parked(src, out, tag)) throw;
+    lk.unlock();
+    send(dest, data, tag, deadline);
+    return;
+  }
   if (take_parked(src, out, tag)) {
     lk.unlock();
     send(dest, data, tag, deadline);

@@ -117,6 +117,7 @@ class DirectChannel final : public PeerToPeerChannel {
   bool control(Transfer& t, std::uint64_t len, std::size_t nrest);
   void want_or_defer(Waiter& w);
   bool admit(Utils::peer_num p);
+  bool settling() const;
   bool evict_one(std::span<const Utils::peer_num> keep);
   void try_ack(Utils::peer_num p);
   bool closed_by_peer(Transfer& t);

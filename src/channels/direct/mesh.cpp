@@ -63,7 +63,7 @@ void Mesh::timers(Clock::time_point now) {
   if (!session_.have_table()) return;
   for (std::uint32_t p = 0; p < want_.size(); ++p) {
     auto& w = want_[p];
-    if (w.wanted == 0 || puncher_.fd(p) >= 0) continue;
+    if (w.wanted == 0 || puncher_.fd(p) >= 0 || puncher_.closing(p)) continue;
     if (w.first_attempt == Clock::time_point{}) w.first_attempt = now;
     if (relay_due(p) && now >= relay_time(p)) session_.start_relay(p);
     if (opt_.relay != RelayMode::always) puncher_.punch(p, now);
@@ -74,7 +74,8 @@ Clock::time_point Mesh::next_timer() const {
   auto t = puncher_.next_expiry();
   if (session_.have_table())
     for (std::uint32_t p = 0; p < want_.size(); ++p) {
-      if (want_[p].wanted == 0 || puncher_.fd(p) >= 0) continue;
+      // A pair being closed waits for its ACK, which the channel's poll sees.
+      if (want_[p].wanted == 0 || puncher_.fd(p) >= 0 || puncher_.closing(p)) continue;
       t = std::min(t, puncher_.next_round(p));
       if (relay_due(p)) t = std::min(t, relay_time(p));
     }

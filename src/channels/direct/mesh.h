@@ -104,9 +104,16 @@ class Mesh {
   /// Connections on their way: pairs wanted without a connection yet, and accepted
   /// connections admitted into their handshake (the budget counts both).
   std::size_t pending_connections() const;
+  /// Of those, the accepted ones admitted into their handshake.
+  std::size_t admitted() const { return puncher_.admitted(); }
   /// The budget's gate on accepted connections (puncher.h).
   void set_admit(std::function<bool(std::uint32_t)> admit) { puncher_.set_admit(std::move(admit)); }
   void retry_held() { puncher_.retry_held(); }
+  /// Pairs whose old connection is being closed: not punched or relayed until it is
+  /// gone on both sides (puncher.h).
+  void set_closing(std::function<bool(std::uint32_t)> closing) {
+    puncher_.set_closing(std::move(closing));
+  }
   /// Some caller wants a connection to `peer` (want() without its unwant() yet).
   bool wanted(std::uint32_t peer) const { return want_[peer].wanted > 0; }
 

@@ -426,8 +426,10 @@ void Puncher::auth_failed(const Candidate& c, const std::string& why) {
 bool Puncher::decide(Candidate& c) {
   auto p = std::uint32_t(c.peer);
   if (opt_.peer_id < p) {
-    // We decide: the first valid candidate wins, every later one is rejected.
-    if (peers_[p].conn || !peers_[p].broken.empty()) {
+    // We decide: the first valid candidate wins, every later one is rejected; none
+    // while the old connection is being closed (the other side may still hold it
+    // and would drop our DECIDE, leaving us a connection it closed).
+    if (peers_[p].conn || !peers_[p].broken.empty() || closing(p)) {
       send_frame(c.sock.fd(), proto::Decide{false});
       return false;
     }
@@ -472,7 +474,10 @@ Puncher::Detached Puncher::detach(std::uint32_t peer) {
     --open_;
     --settled_;
   }
-  // A new connection starts like the first one did (no back-off left over).
+  // A new connection starts like the first one did (no back-off left over, and a
+  // timeout names what happened to the new one, not to the first).
+  ps.tcp_ever = false;
+  ps.last_error.clear();
   ps.next_attempt = {};
   ps.backoff = std::chrono::milliseconds(5);
   ps.attempt_timeout = std::chrono::milliseconds(250);

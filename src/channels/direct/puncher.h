@@ -111,6 +111,11 @@ class Puncher {
   /// listener accepted gets our HELLO only once `admit(peer)` says there is room
   /// (until then it waits, unread); retry_held() asks again.
   void set_admit(std::function<bool(std::uint32_t)> admit) { admit_ = std::move(admit); }
+  /// The connection budget's close (docs/direct.md): while `closing(peer)` the pair's
+  /// old connection is being closed and the peer may still hold it, so no new one
+  /// forms: no attempts (mesh.cpp), and the decider rejects candidates.
+  void set_closing(std::function<bool(std::uint32_t)> closing) { closing_ = std::move(closing); }
+  bool closing(std::uint32_t peer) const { return closing_ && closing_(peer); }
   void retry_held();
   /// Accepted connections admitted and still in their handshake (they will count).
   std::size_t admitted() const;
@@ -193,6 +198,7 @@ class Puncher {
   Socket listener_;
   std::function<void(std::uint32_t)> on_connected_;
   std::function<bool(std::uint32_t)> admit_;
+  std::function<bool(std::uint32_t)> closing_;
   const proto::Table* table_ = nullptr;  // set by on_table
   std::vector<PeerState> peers_;
   std::size_t settled_ = 0;  // peers other than us with is_settled()
