@@ -360,12 +360,11 @@ TEST(Direct, UnreachableServerFailsAfterRetrying) {
 TEST(Direct, PlaintextLargeMessagesGoOutInPieces) {
   RendezvousServer server;
   auto res = run_forked(2, [&](unsigned me) {
-    auto ch =
-        make_direct_channel(server.port(), me, 2, comm_name(), 60s, "127.0.0.1", "", false);
+    auto ch = make_direct_channel(server.port(), me, 2, comm_name(), 60s, "127.0.0.1", "", false);
     constexpr std::size_t K = 1024, seg = 65483;
-    const std::initializer_list<std::size_t> sizes = {
-        128 * K - 16, 128 * K + 1, 2 * seg - 16, 2 * seg - 15, 2 * seg + 1, 256 * K + 1,
-        1024 * K + 3, 16 * 1024 * K + 7};
+    const std::initializer_list<std::size_t> sizes = {128 * K - 16, 128 * K + 1,      2 * seg - 16,
+                                                      2 * seg - 15, 2 * seg + 1,      256 * K + 1,
+                                                      1024 * K + 3, 16 * 1024 * K + 7};
     std::uint32_t seq = 0;
     ring_rounds(*ch, me, 2, sizes, seq);
     for (std::size_t s : sizes) {

@@ -63,14 +63,13 @@ std::uint64_t get_u64(const std::byte* p) {
 // sender copies. Most likely because the socket stays owned by the sender for the
 // whole call, and what TCP defers until the owner lets go (transmits held back, the
 // peer's ACKs in the backlog) waits for its end; ending a sendmsg every piece
-// flushes it (measured: 0.09 instead of 1.4 ppoll per 1 MiB ping-pong message). A piece is a whole number of the
-// connection's current segment size (TCP_MAXSEG): a piece that ends inside a
-// segment sends a runt segment per piece (256 KiB on loopback's 65483-byte
-// segments: a 212-byte segment after every fourth, which made the 1 MiB stream
-// slower than one sendmsg). The size, 128 KiB (two loopback segments; OpenMPI's
-// TCP fragments are 128 KiB too), came from interleaved runs of 1, 2, 3, 4 and 16
-// segments per piece: all alike at 1-4 MiB, but at 64 MiB one or two segments took
-// ~16 ms per message where three, four or sixteen took 24-36 ms (one sendmsg: 35 ms).
+// flushes it (measured: 0.09 instead of 1.4 ppoll per 1 MiB ping-pong message). A piece is a whole
+// number of the connection's current segment size (TCP_MAXSEG): a piece that ends inside a segment
+// sends a runt segment per piece (256 KiB on loopback's 65483-byte segments: a 212-byte segment
+// after every fourth, which made the 1 MiB stream slower than one sendmsg). The size, 128 KiB (two
+// loopback segments; OpenMPI's TCP fragments are 128 KiB too), came from interleaved runs of 1, 2,
+// 3, 4 and 16 segments per piece: all alike at 1-4 MiB, but at 64 MiB one or two segments took ~16
+// ms per message where three, four or sixteen took 24-36 ms (one sendmsg: 35 ms).
 std::size_t send_piece(int fd) {
   int mss = 0;
   socklen_t len = sizeof mss;

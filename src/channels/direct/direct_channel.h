@@ -128,7 +128,7 @@ class DirectChannel final : public PeerToPeerChannel {
   std::size_t held() const;
 
   DirectConfig cfg_;
-  Direct::SpinBudget spin_;                  // busy-retry before blocking in poll (spin.h)
+  Direct::SpinBudget spin_;  // busy-retry before blocking in poll (spin.h)
   Direct::RelayMode relay_;
   ChannelContext ctx_;
   bool initialised_ = false;

@@ -100,11 +100,11 @@ class SpinBudget {
   double typical_;     // us, the typical short wait
   bool on_ = true;
   bool contended_ = false;
-  bool probing_ = false;        // the current wait is a probe
-  bool probe_clean_ = true;     // ... and no yield of it was long
-  unsigned since_probe_ = 0;    // waits since the last probe or the contention began
-  unsigned clean_probes_ = 0;   // clean probes in a row
-  unsigned calm_ = kCalm;       // spinning waits since the last contention (the start is calm)
+  bool probing_ = false;       // the current wait is a probe
+  bool probe_clean_ = true;    // ... and no yield of it was long
+  unsigned since_probe_ = 0;   // waits since the last probe or the contention began
+  unsigned clean_probes_ = 0;  // clean probes in a row
+  unsigned calm_ = kCalm;      // spinning waits since the last contention (the start is calm)
   unsigned probe_every_ = kFirstProbeEvery;
 };
 
