@@ -275,3 +275,44 @@ TEST(DirectBudget, PeerThatExitsAfterItsLastSend) {
   });
   expect_all_ok(res);
 }
+
+// A receive waiting for its connections (a sendrecv: its destination is not
+// connected yet) while its message arrives on the source's connection, which the
+// source then closes to stay within its budget and exits: the message is parked,
+// and the sendrecv must take it instead of waiting for a new connection to a
+// source that never opens one (it stalled until the deadline; relayed pairs
+// stalled so whenever the source, done with us, did not ask for the relay again).
+TEST(DirectBudget, ReceiveTakesAMessageParkedWhileItWaitedForAConnection) {
+  RendezvousServer server;
+  constexpr unsigned n = 5;
+  auto res = run_forked(n, [&](unsigned me) {
+    auto ch = budget_channel(server.port(), me, n, 2, true, 6s);
+    std::vector<std::byte> x(1);
+    if (me == 1) {
+      ch->send(0, x, tag(0), deadline());
+      auto msg = make_data(300, 1, 0, 3);
+      ch->send(0, msg, tag(1, Operation::allgather), deadline());
+      // Holding 0 and 3, the connection to 4 closes the one to 0 (idle, oldest).
+      ch->send(3, x, tag(2), deadline());
+      ch->send(4, x, tag(2), deadline());
+      return;  // exits: nobody listens on its port any more
+    }
+    if (me == 0) {
+      ch->recv(1, x, tag(0), deadline());
+      // Peer 2 does not answer for a second: meanwhile 1's message arrives and 1
+      // closes the connection it came on.
+      auto out = make_data(200, 0, 2, 4);
+      std::vector<std::byte> in(300);
+      ch->sendrecv(2, out, 1, in, tag(1, Operation::allgather), deadline(8s));
+      check_data(in, 1, 0, 3);
+    }
+    if (me == 2) {
+      std::this_thread::sleep_for(1000ms);
+      std::vector<std::byte> in(200);
+      ch->recv(0, in, tag(1, Operation::allgather), deadline());
+      check_data(in, 0, 2, 4);
+    }
+    if (me == 3 || me == 4) ch->recv(1, x, tag(2), deadline());
+  });
+  expect_all_ok(res);
+}
