@@ -985,8 +985,7 @@ std::optional<Probed> DirectChannel::probed(std::span<const Envelope> wanted) co
 // source anyway stalls when the source, done with us, never opens it (a relayed
 // pair needs both sides to ask; a source that exited is not there at all).
 bool DirectChannel::connected(const Waiter& w) const {
-  if (!w.take || !matcher_.peek(w.take->src, w.take->tag))
-    return mesh_->ready(w.connecting, w.op);
+  if (!w.take || !matcher_.peek(w.take->src, w.take->tag)) return mesh_->ready(w.connecting, w.op);
   for (auto p : w.connecting)
     if (p != w.take->src && !mesh_->ready({&p, 1}, w.op)) return false;
   return true;
