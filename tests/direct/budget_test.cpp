@@ -169,9 +169,10 @@ TEST(DirectBudget, ArbitraryPairsPlaintext) { arbitrary_pairs(24, 4, false, 20);
 
 // Every pair relayed by the server (FMI_DIRECT_RELAY=always): a closed pair is
 // relayed again when it is reopened, which needs both sides to ask for it.
-// Disabled: it still stalls until the deadline in about one run of ten (one side's
-// relay request waits at the server, "peer j never asked for it"), and always at
-// budget 3 with 8 peers; docs/direct.md "Limits".
+// Disabled: it passed 10 of 11 runs once a receive stopped waiting for a source
+// whose message was parked (at budget 3 with 8 peers, 5 of 7, from none); what is
+// left: an established relayed connection reads an end of stream its peer did not
+// cause (suspected in the server's relay teardown); docs/direct.md "Limits".
 TEST(DirectBudget, DISABLED_ArbitraryPairsRelayed) {
   ::setenv("FMI_DIRECT_RELAY", "always", 1);
   arbitrary_pairs(12, 4, true, 8, true);
@@ -272,6 +273,47 @@ TEST(DirectBudget, PeerThatExitsAfterItsLastSend) {
       std::vector<std::byte> y(1);
       ch->recv(2, y, tag(5), deadline());
     }
+  });
+  expect_all_ok(res);
+}
+
+// A receive waiting for its connections (a sendrecv: its destination is not
+// connected yet) while its message arrives on the source's connection, which the
+// source then closes to stay within its budget and exits: the message is parked,
+// and the sendrecv must take it instead of waiting for a new connection to a
+// source that never opens one (it stalled until the deadline; relayed pairs
+// stalled so whenever the source, done with us, did not ask for the relay again).
+TEST(DirectBudget, ReceiveTakesAMessageParkedWhileItWaitedForAConnection) {
+  RendezvousServer server;
+  constexpr unsigned n = 5;
+  auto res = run_forked(n, [&](unsigned me) {
+    auto ch = budget_channel(server.port(), me, n, 2, true, 6s);
+    std::vector<std::byte> x(1);
+    if (me == 1) {
+      ch->send(0, x, tag(0), deadline());
+      auto msg = make_data(300, 1, 0, 3);
+      ch->send(0, msg, tag(1, Operation::allgather), deadline());
+      // Holding 0 and 3, the connection to 4 closes the one to 0 (idle, oldest).
+      ch->send(3, x, tag(2), deadline());
+      ch->send(4, x, tag(2), deadline());
+      return;  // exits: nobody listens on its port any more
+    }
+    if (me == 0) {
+      ch->recv(1, x, tag(0), deadline());
+      // Peer 2 does not answer for a second: meanwhile 1's message arrives and 1
+      // closes the connection it came on.
+      auto out = make_data(200, 0, 2, 4);
+      std::vector<std::byte> in(300);
+      ch->sendrecv(2, out, 1, in, tag(1, Operation::allgather), deadline(8s));
+      check_data(in, 1, 0, 3);
+    }
+    if (me == 2) {
+      std::this_thread::sleep_for(1000ms);
+      std::vector<std::byte> in(200);
+      ch->recv(0, in, tag(1, Operation::allgather), deadline());
+      check_data(in, 0, 2, 4);
+    }
+    if (me == 3 || me == 4) ch->recv(1, x, tag(2), deadline());
   });
   expect_all_ok(res);
 }

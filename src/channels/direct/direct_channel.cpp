@@ -148,6 +148,7 @@ struct DirectChannel::Waiter {
   Utils::Deadline deadline;
   std::span<Transfer> ts{};
   std::span<const Utils::peer_num> connecting{};  // connections awaited
+  const Envelope* take = nullptr;  // a receive's message (its source not needed once parked)
   bool connected = true;
   bool asked = false;                  // connecting want()ed (deferred while closes make room)
   std::span<const Envelope> wanted{};  // a probe's
@@ -272,12 +273,15 @@ void DirectChannel::check_peer(Utils::peer_num p, const char* op) const {
 // Connections are opened on first use. The wait for them is a waiter like any
 // other: the leader services the control plane for every thread at once, so a
 // thread that connects never stops another's data, nor the reverse.
+// `take`: the message a receive waits for; once it is parked, its source's
+// connection is not waited for (see connected()).
 void DirectChannel::ensure(std::span<const Utils::peer_num> peers, Utils::Deadline deadline,
-                           const char* op, Lock& lk) {
+                           const char* op, Lock& lk, const Envelope* take) {
   if (mesh_->ready(peers, op)) return;
   Waiter w{op, deadline};
   w.connecting = peers;
   w.connected = false;
+  w.take = take;
   for (auto p : peers) last_used_[p] = ++use_clock_;
   want_or_defer(w);
   wait(w, lk);
@@ -974,13 +978,26 @@ std::optional<Probed> DirectChannel::probed(std::span<const Envelope> wanted) co
   return best;
 }
 
+// Whether the connections `w` waits for are there. A receive's source is not needed
+// once the message it waits for is parked: it came on a connection that was closed
+// to stay within the budget while the receive waited for its other connection (a
+// sendrecv's destination) or for the reopen. Waiting for a new connection to that
+// source anyway stalls when the source, done with us, never opens it (a relayed
+// pair needs both sides to ask; a source that exited is not there at all).
+bool DirectChannel::connected(const Waiter& w) const {
+  if (!w.take || !matcher_.peek(w.take->src, w.take->tag)) return mesh_->ready(w.connecting, w.op);
+  for (auto p : w.connecting)
+    if (p != w.take->src && !mesh_->ready({&p, 1}, w.op)) return false;
+  return true;
+}
+
 // Steps what of `w` may move now. Returns true when a connection it waits for
 // came up (bytes moved are counted by the caller).
 bool DirectChannel::pump_one(Waiter& w) {
   bool progress = false;
   if (!w.connected) {
     if (!w.asked) want_or_defer(w);
-    if (!w.asked || !mesh_->ready(w.connecting, w.op)) return false;
+    if (!w.asked || !connected(w)) return false;
     w.connected = true;
     progress = true;
   }
@@ -1370,8 +1387,9 @@ void DirectChannel::recv(Utils::peer_num src, Bytes out, Tag tag, Utils::Deadlin
   const Utils::peer_num peers[] = {src};
   // While we close the connection from src, the message may still come on it (the
   // receive reads it to its end first, then asks for a new one).
+  const Envelope take{src, tag};
   if (!closing_[src] || !closing_[src]->initiator) try {
-      ensure(peers, deadline, "recv", lk);
+      ensure(peers, deadline, "recv", lk, &take);
     } catch (const PeerError&) {
       // src sent its message and exited meanwhile: parked by the drain, then the end
       // of its stream broke the pair. The message is still this receive's.
@@ -1406,7 +1424,9 @@ void DirectChannel::sendrecv(Utils::peer_num dest, ConstBytes data, Utils::peer_
   // neighbours, and each pair must be punched from both of its sides.
   const Utils::peer_num peers[] = {dest, src};
   try {
-    ensure({peers, closing_[src] && closing_[src]->initiator ? 1u : 2u}, deadline, "sendrecv", lk);
+    const Envelope take{src, tag};
+    ensure({peers, closing_[src] && closing_[src]->initiator ? 1u : 2u}, deadline, "sendrecv", lk,
+           &take);
   } catch (const PeerError&) {
     // src may have sent its message and exited meanwhile (parked, then the end of
     // its stream broke the pair): the message is taken, only the send is left.

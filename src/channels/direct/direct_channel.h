@@ -76,7 +76,8 @@ class DirectChannel final : public PeerToPeerChannel {
   void check_peer(Utils::peer_num p, const char* op) const;
   void open_mesh_for(Tag tag, Utils::Deadline deadline, Lock& lk);
   void ensure(std::span<const Utils::peer_num> peers, Utils::Deadline deadline, const char* op,
-              Lock& lk);
+              Lock& lk, const Envelope* take = nullptr);
+  bool connected(const Waiter& w) const;
   void connect_all_locked(Utils::Deadline deadline, Lock& lk);
   // The progress engine.
   void transfer(std::span<Transfer> ts, Utils::Deadline deadline, const char* op, Lock& lk);
