@@ -191,7 +191,7 @@ void Server::run() {
       FMI_THROW(ChannelError, "fmi-rendezvous: epoll_wait: ", Wire::errno_text(errno));
     }
     for (int i = 0; i < n && !stopping_; ++i) {
-      int fd = events[i].data.fd;
+      int fd = int(std::uint32_t(events[i].data.u64));
       if (fd == listener_.fd()) {
         accept_all();
         continue;
@@ -204,7 +204,9 @@ void Server::run() {
         break;
       }
       auto it = conns_.find(fd);
-      if (it == conns_.end()) continue;  // closed earlier in this batch
+      // Closed earlier in this batch, or closed and its descriptor reused by an
+      // accept earlier in this batch: the event was the old connection's.
+      if (it == conns_.end() || it->second->id != std::uint32_t(events[i].data.u64 >> 32)) continue;
       Conn& c = *it->second;
       if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
         on_readable(c);
@@ -270,9 +272,11 @@ void Server::accept_all() {
       }
     }
     c->deadline = Clock::now() + opt_.hello_timeout;
+    c->id = ++next_conn_id_;
+    if (c->id == 0) c->id = ++next_conn_id_;  // 0 marks the listener's and signal's events
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLRDHUP;
-    ev.data.fd = fd;
+    ev.data.u64 = event_key(*c);
     if (::epoll_ctl(epoll_.fd(), EPOLL_CTL_ADD, fd, &ev) < 0) {
       log(true, "epoll_ctl for ", c->addr, " failed: ", Wire::errno_text(errno));
       continue;
@@ -706,7 +710,7 @@ void Server::update_events(Conn& c) {
   }
   epoll_event ev{};
   ev.events = (read ? EPOLLIN | EPOLLRDHUP : 0u) | (want ? EPOLLOUT : 0u);
-  ev.data.fd = c.sock.fd();
+  ev.data.u64 = event_key(c);
   ::epoll_ctl(epoll_.fd(), c.in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c.sock.fd(), &ev);
   c.in_epoll = true;
 }
@@ -735,6 +739,11 @@ void Server::leave_group(Conn& c) {
     }
   }
   c.state = State::closing;
+}
+
+// The epoll payload of a connection: its descriptor and its id (see Conn::id).
+std::uint64_t Server::event_key(const Conn& c) {
+  return std::uint64_t(c.id) << 32 | std::uint32_t(c.sock.fd());
 }
 
 void Server::close_conn(int fd, const std::string& why) {

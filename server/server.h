@@ -63,6 +63,11 @@ class Server {
   enum class State { awaiting_register, registered, closing, relay_waiting, relaying };
   struct Conn {
     Wire::Socket sock;
+    // Unique for the server's lifetime, carried in the epoll events with the
+    // descriptor (event_key): a descriptor closed while handling one batch of events
+    // can be reused by an accept in the same batch, and the old connection's pending
+    // event (a hang-up, say) must not be applied to the new one.
+    std::uint32_t id = 0;
     std::string addr;  // public address:port as seen here
     std::string ip;    // the address without the port (per-address limit)
     proto::Endpoint public_ep;
@@ -125,6 +130,7 @@ class Server {
   /// closed `c` (write error).
   bool write_some(Conn& c, const std::vector<std::byte>& buf, std::size_t& off);
   void fail(Conn& c, proto::ErrorCode code, const std::string& text);
+  static std::uint64_t event_key(const Conn& c);
   void close_conn(int fd, const std::string& why);
   void leave_group(Conn& c);
   void update_events(Conn& c);
@@ -145,6 +151,7 @@ class Server {
   Wire::Socket signal_;
   std::uint16_t port_ = 0;
   std::unordered_map<int, std::unique_ptr<Conn>> conns_;
+  std::uint32_t next_conn_id_ = 0;
   std::map<std::string, Group> groups_;
   std::map<std::string, int> relay_waiting_;      // relay key -> fd
   std::map<std::string, SentTable> sent_tables_;  // comm -> its last table
