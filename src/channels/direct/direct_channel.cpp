@@ -579,17 +579,12 @@ bool DirectChannel::sealed_send(Transfer& t) {
       }
       seal_next();
     }
-    // MSG_MORE on every send of at least kMore bytes but the message's last: pieces
-    // are not multiples of the segment size (on loopback a 64 KiB piece is 53 bytes
-    // more than its MSS of 65483), and each sent on its own would end in a segment of
-    // a few bytes that costs both sides a pass through the TCP stack. With MSG_MORE
-    // the kernel sends the full segments and keeps that short tail for the next
-    // piece (it holds less than one segment of a send at least one segment long, so
-    // a piece is never held back whole); the message's last send pushes it all.
-    // docs/direct.md "Encryption".
-    const int more = t.buf_end < t.total() && t.buf_end - t.done >= sec::kMore ? MSG_MORE : 0;
+    // No MSG_MORE on the pieces: it saved the short segment each piece ends in
+    // (fewer segments per call), but held data back while the other side waited:
+    // encrypted ping-pong of 64 MiB took 69 ms with it, 26 ms without (1 MiB: 479 vs
+    // 274 us; allreduce 64 MiB on 4: 233 vs 212 ms; docs/benchmarks.md).
     ssize_t r = ::send(t.fd, link.txbuf.get() + (t.done - t.buf_begin), t.buf_end - t.done,
-                       MSG_NOSIGNAL | MSG_DONTWAIT | more);
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {

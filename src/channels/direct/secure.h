@@ -61,12 +61,9 @@ inline constexpr std::size_t kRecord = std::size_t(256) << 10;  // plaintext byt
 // kPiece and shrinking again at the end: the first bytes leave after a short seal,
 // the receiver's last decryption is short, and the pieces between cost one send
 // per 128 KiB (half a record: while the socket is full, the other half can be sealed
-// ahead). Sends of at least kMore bytes (at least one TCP segment, loopback's
-// included) that do not end the message go with MSG_MORE (docs/direct.md
-// "Encryption").
+// ahead; docs/direct.md "Encryption").
 inline constexpr std::size_t kFirstPiece = std::size_t(16) << 10;
 inline constexpr std::size_t kPiece = std::size_t(128) << 10;
-inline constexpr std::size_t kMore = std::size_t(64) << 10;
 
 /// The AEAD of a connection. The numbers are the cipher byte of HELLO (low bits).
 enum class Cipher : std::uint8_t { aes_256_gcm = 1, chacha20_poly1305 = 2 };
