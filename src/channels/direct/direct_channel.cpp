@@ -1387,9 +1387,8 @@ void DirectChannel::recv(Utils::peer_num src, Bytes out, Tag tag, Utils::Deadlin
       ensure(peers, deadline, "recv", lk, &take);
     } catch (const PeerError&) {
       // src sent its message and exited meanwhile: parked by the drain, then the end
-      // of its stream broke the pair. The message is still this receive's.
-      if (!take_parked(src, out, tag)) throw;
-      return;
+      // of its stream broke the pair. The message is still this receive's (below).
+      if (!matcher_.peek(src, tag)) throw;
     }
   // While this thread waited for the connection, another one may have parked it.
   if (take_parked(src, out, tag)) return;
@@ -1424,11 +1423,8 @@ void DirectChannel::sendrecv(Utils::peer_num dest, ConstBytes data, Utils::peer_
            &take);
   } catch (const PeerError&) {
     // src may have sent its message and exited meanwhile (parked, then the end of
-    // its stream broke the pair): the message is taken, only the send is left.
-    if (!take_parked(src, out, tag)) throw;
-    lk.unlock();
-    send(dest, data, tag, deadline);
-    return;
+    // its stream broke the pair): the message is taken below, only the send is left.
+    if (!matcher_.peek(src, tag)) throw;
   }
   if (take_parked(src, out, tag)) {
     lk.unlock();
