@@ -912,11 +912,25 @@ bool DirectChannel::admit(Utils::peer_num p) {
 
 // What makes room soon without anybody else's progress: a close in progress (its
 // ACK), or connections other peers opened to us that were admitted and are still
-// in their handshake (idle once open, then closed in turn). While either lasts, a
+// in their handshake (idle once open, then closed in turn). While any lasts, a
 // function at its budget waits instead of giving way; without the second, every
 // peer held at the gate was admitted at once when one close ended, each counted
 // against a room that the others had just taken.
-bool DirectChannel::settling() const { return closing_n_ > 0 || mesh_->admitted() > 0; }
+// A third: a message half moved on one of our connections (a send that started, or
+// a message from the peer being parked). It ends without anybody's new call, since
+// both sides step every connection while any call of theirs runs, and leaves the
+// connection idle (a send not started yet may belong to a call that waits for this
+// very room: it does not count). Without it a function at a budget of 2, receiving on one
+// connection while a faster peer's message was parked from the other, gave way to
+// a third peer (CI: "held 3 connections at once (budget 2)").
+bool DirectChannel::settling() const {
+  if (closing_n_ > 0 || mesh_->admitted() > 0) return true;
+  for (Utils::peer_num q = 0; q < ctx_.num_peers; ++q)
+    if (q != ctx_.peer_id && mesh_->fd(q) >= 0 &&
+        (in_[q].parking || (!out_[q].empty() && out_[q].front()->done > 0)))
+      return true;
+  return false;
+}
 
 // Connections other peers opened to us may exceed the budget: the least recently
 // used idle ones go.
