@@ -124,7 +124,10 @@ class Mesh {
   struct Want {
     unsigned wanted = 0;                // callers waiting for this pair
     Clock::time_point first_attempt{};  // when punching this pair started
+    Clock::time_point relay_retry{};    // a relay that ended unconnected is asked again then
   };
+
+  static constexpr auto kRelayRetry = std::chrono::milliseconds(50);
 
   Clock::time_point relay_time(std::uint32_t p) const;
   bool relay_due(std::uint32_t p) const;
