@@ -69,6 +69,8 @@ class ServerSession {
   /// A relay request for `p` is still on its way (connecting, or waiting at the
   /// server for the other side).
   bool relay_pending(std::uint32_t p) const;
+  /// Some relay request is on its way.
+  bool any_relay_pending() const { return !requests_.empty(); }
   /// Nobody wants the pair any more: its request is withdrawn, so that the server
   /// cannot pair it later with the other side's, for a connection neither side then
   /// counts in its budget (the next want asks again).
