@@ -65,6 +65,19 @@ void Mesh::timers(Clock::time_point now) {
     auto& w = want_[p];
     if (w.wanted == 0 || puncher_.fd(p) >= 0 || puncher_.closing(p)) continue;
     if (w.first_attempt == Clock::time_point{}) w.first_attempt = now;
+    // A relay needs both sides' requests at once: one that ended without a
+    // connection (the other side withdrew its request as the server paired it, or
+    // the handshake through it failed) is asked again while the pair is wanted, or
+    // the other side's next request waits at the server for one that never comes.
+    // After a pause, so that a server that refuses is not asked in a loop.
+    if (opt_.relay != RelayMode::never && session_.relay_started(p) && !session_.relay_pending(p) &&
+        !puncher_.handshaking(p)) {
+      if (w.relay_retry == Clock::time_point{}) w.relay_retry = now + kRelayRetry;
+      if (now >= w.relay_retry) {
+        w.relay_retry = {};
+        session_.retry_relay(p);
+      }
+    }
     if (relay_due(p) && now >= relay_time(p)) session_.start_relay(p);
     if (opt_.relay != RelayMode::always) puncher_.punch(p, now);
   }
@@ -78,6 +91,7 @@ Clock::time_point Mesh::next_timer() const {
       if (want_[p].wanted == 0 || puncher_.fd(p) >= 0 || puncher_.closing(p)) continue;
       t = std::min(t, puncher_.next_round(p));
       if (relay_due(p)) t = std::min(t, relay_time(p));
+      if (want_[p].relay_retry != Clock::time_point{}) t = std::min(t, want_[p].relay_retry);
     }
   return t;
 }
@@ -91,6 +105,7 @@ std::size_t Mesh::pending_connections() const {
 
 Puncher::Detached Mesh::detach(std::uint32_t peer) {
   want_[peer].first_attempt = {};  // the relay timer of a new connection starts afresh
+  want_[peer].relay_retry = {};
   session_.reset_relay(peer);
   return puncher_.detach(peer);
 }
@@ -102,7 +117,13 @@ void Mesh::want(std::span<const std::uint32_t> peers) {
 
 void Mesh::unwant(std::span<const std::uint32_t> peers) {
   for (auto p : peers)
-    if (p != opt_.peer_id && want_[p].wanted > 0) --want_[p].wanted;
+    if (p != opt_.peer_id && want_[p].wanted > 0 && --want_[p].wanted == 0 && puncher_.fd(p) < 0) {
+      // A request left at the server would be paired with the other side's next
+      // one, for a connection that no call here counts in the budget (seen with every
+      // pair relayed: 4 connections held at a budget of 3).
+      session_.withdraw_relay(p);
+      want_[p].relay_retry = {};
+    }
 }
 
 bool Mesh::ready(std::span<const std::uint32_t> peers, const char* op) const {

@@ -79,9 +79,13 @@ class Mesh {
   /// then, connecting or not.
   Clock::time_point next_expiry() const { return puncher_.next_expiry(); }
 
-  /// True once every other peer has a connection (or a broken one): the control
-  /// plane has nothing left to do, and data waits need not watch it.
-  bool complete() const { return puncher_.settled(); }
+  /// True once every other peer has a connection (or a broken one) and no relay
+  /// request is on its way: the control plane has nothing left to do, and data
+  /// waits need not watch it. A request started by a data wait's timers (a
+  /// receive whose connection was closed under the budget) is read only if the
+  /// wait watches it; unwatched, it never reached the server and the pair, relayed
+  /// only when both sides ask, stalled until the deadline.
+  bool complete() const { return puncher_.settled() && !session_.any_relay_pending(); }
 
   /// Appends the descriptors the mesh needs watched while the channel waits for
   /// data (listener, handshakes in progress, server, relay requests): connections
@@ -124,7 +128,10 @@ class Mesh {
   struct Want {
     unsigned wanted = 0;                // callers waiting for this pair
     Clock::time_point first_attempt{};  // when punching this pair started
+    Clock::time_point relay_retry{};    // a relay that ended unconnected is asked again then
   };
+
+  static constexpr auto kRelayRetry = std::chrono::milliseconds(50);
 
   Clock::time_point relay_time(std::uint32_t p) const;
   bool relay_due(std::uint32_t p) const;

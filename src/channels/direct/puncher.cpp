@@ -145,6 +145,11 @@ void Puncher::new_candidate(Socket s, std::int64_t peer, const std::string& remo
   cands_.push_back(std::move(c));
 }
 
+bool Puncher::handshaking(std::uint32_t p) const {
+  return std::any_of(cands_.begin(), cands_.end(),
+                     [&](const auto& c) { return c && c->sock && c->peer == std::int64_t(p); });
+}
+
 void Puncher::retry_held() {
   bool any = false;
   for (auto& c : cands_) {

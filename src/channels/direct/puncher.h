@@ -127,6 +127,8 @@ class Puncher {
 
   // For error messages: what happened with `p` so far.
   bool tcp_ever(std::uint32_t p) const { return peers_[p].tcp_ever; }
+  /// A handshake with `p` is in progress (a candidate known to be p's).
+  bool handshaking(std::uint32_t p) const;
   const std::string& last_error(std::uint32_t p) const { return peers_[p].last_error; }
   const std::string& auth_error(std::uint32_t p) const { return peers_[p].auth_error; }
 

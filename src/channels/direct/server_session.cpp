@@ -317,6 +317,11 @@ void ServerSession::on_request_event(Request& a, std::vector<Relayed>& ready) {
   a.sock.reset();
 }
 
+bool ServerSession::relay_pending(std::uint32_t p) const {
+  return std::any_of(requests_.begin(), requests_.end(),
+                     [&](const Request& r) { return r.peer == p && r.sock; });
+}
+
 void ServerSession::drop_relays(std::uint32_t p) {
   std::erase_if(requests_, [&](const Request& r) { return r.peer == p; });
 }

@@ -66,6 +66,22 @@ class ServerSession {
   /// The pair's connection was closed (connection budget): a new one may be relayed
   /// again.
   void reset_relay(std::uint32_t p) { relays_[p] = {}; }
+  /// A relay request for `p` is still on its way (connecting, or waiting at the
+  /// server for the other side).
+  bool relay_pending(std::uint32_t p) const;
+  /// Some relay request is on its way.
+  bool any_relay_pending() const { return !requests_.empty(); }
+  /// Nobody wants the pair any more: its request is withdrawn, so that the server
+  /// cannot pair it later with the other side's, for a connection neither side then
+  /// counts in its budget (the next want asks again).
+  void withdraw_relay(std::uint32_t p) {
+    drop_relays(p);
+    relays_[p].started = false;
+  }
+  /// The relay ended without a connection (the server refused or closed the
+  /// request, or the handshake through it failed): the pair may be relayed again.
+  /// Its error stays for the timeout's message.
+  void retry_relay(std::uint32_t p) { relays_[p].started = false; }
 
   /// Appends the server connection (until the table arrived) and the relay
   /// requests in progress.
