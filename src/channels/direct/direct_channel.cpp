@@ -106,10 +106,20 @@ struct DirectChannel::Transfer {
   bool checked = false;  // receive: header verified
   bool probe = false;
   Waiter* owner = nullptr;
-  // Plaintext send larger than kSendPiece: bytes per sendmsg (send_piece()) and the
-  // socket it was measured on (a transfer moves to a new connection between messages).
+  // Send larger than kSendPiece: bytes per send (send_piece()) and the socket it
+  // was measured on (a transfer moves to a new connection between messages).
   std::size_t piece = 0;
   int piece_fd = -1;
+  // The bytes per send of this message: 0 (all at once) up to kSendPiece, else the
+  // piece measured on its current socket.
+  std::size_t send_piece_size() {
+    if (total() <= kSendPiece) return 0;
+    if (piece_fd != fd) {
+      piece = send_piece(fd);
+      piece_fd = fd;
+    }
+    return piece;
+  }
   // Encrypted connection (null: plaintext). Send: wire bytes [buf_begin, buf_end)
   // of this message are sealed in link->txbuf (`writer` seals them). Receive:
   // `body` reads the records into `data` and opens them in place.
@@ -366,15 +376,10 @@ bool DirectChannel::step(Transfer& t) {
     if (t.size > off) iov[n++] = {t.data + off, t.size - off};
     ssize_t r;
     if (t.sending) {
-      if (t.total() > kSendPiece) {
-        if (t.piece_fd != t.fd) {
-          t.piece = send_piece(t.fd);
-          t.piece_fd = t.fd;
-        }
+      if (const std::size_t piece = t.send_piece_size())
         // Pieces are counted from the message's start (the header's first byte), so
         // each sendmsg but the last ends on a segment boundary.
-        n = trim(iov, n, t.piece - t.done % t.piece);
-      }
+        n = trim(iov, n, piece - t.done % piece);
       msghdr mh{};
       mh.msg_iov = iov;
       mh.msg_iovlen = std::size_t(n);
@@ -562,11 +567,7 @@ bool DirectChannel::sealed_send(Transfer& t) {
   // the message's first byte, as plaintext ones do (send_piece() says why; pieces of
   // 128 KiB of payload plus header and tags ended inside a segment, a runt segment
   // per send).
-  if (t.total() > kSendPiece && t.piece_fd != t.fd) {
-    t.piece = send_piece(t.fd);
-    t.piece_fd = t.fd;
-  }
-  const std::size_t piece = t.total() > kSendPiece ? t.piece : 0;
+  const std::size_t piece = t.send_piece_size();
   auto seal_next = [&] {
     // Pieces grow with what was sealed and shrink again towards the end (at most
     // half of what is left), so the receiver's last decryption is short too.
