@@ -186,27 +186,56 @@ Algorithm choose_p2p(Operation op, std::size_t bytes, Utils::peer_num n, const R
 }
 
 namespace {
-// The provisional decision rules (docs/collectives.md has them as a table; the
-// sweep of bench/collectives.sh sets the numbers).
+// The decision rules (docs/collectives.md has them as a table, with the sweep of
+// bench/collectives.sh at 2, 4 and 8 functions that set them; peer counts that
+// were not measured keep the cost model's rules).
+//
+// What the sweep showed on one 2-core machine, where every "link" is a memory copy
+// by a CPU that the functions share: the algorithm that copies the fewest bytes in
+// total wins, even with more sequential steps. So bcast stays binomial (n - 1
+// whole copies, as few as any algorithm, where scatter+allgather copies about
+// twice that), and a Hillis-Steele scan (log2 n whole messages per peer) loses to
+// the chain (one) before the chain's fill time is paid back by segments. Where
+// links are independent (functions on separate hosts) the cost model's
+// bandwidth-optimal choices should win; that is not measurable here.
+constexpr std::size_t kMeasuredPeers = 8;  // the largest peer count of the sweep
+// The rules measured at 8 peers hold up to 16: past that a chain's n - 1 hops cost
+// more than the copies it saves, and the cost model decides.
+bool wide(Utils::peer_num n) {
+  return std::size_t(n) >= kMeasuredPeers && std::size_t(n) <= 2 * kMeasuredPeers;
+}
+// At 2 peers a segmented chain wins only where the receiver folds each segment in
+// while it is still in cache (64 MiB: 0.56x for reduce, 0.67x for scan; 16 MiB:
+// 1.1-1.7x): no faster at the sizes measured between.
+constexpr std::size_t kTwoPeerPipeline = 64 * 1024 * 1024;
+// From 8 peers a chain scan beats Hillis-Steele from 64 KiB on (0.67x there).
+constexpr std::size_t kWideScanPipeline = 64 * 1024;
+// From 8 peers the ring reduce (reduce-scatter + gather) beats the chain from 1 MiB
+// on (0.72-0.96x of its time at 1-64 MiB).
+constexpr std::size_t kWideRingReduce = 1024 * 1024;
+
 Algorithm choose_auto(Operation op, std::size_t bytes, Utils::peer_num n, const ReduceProps& p) {
   const bool large = bytes >= kLargeMessage;
+  const bool chunkable = p.granularity > 0;
   // A pipelined chain of n peers costs about (segments + n - 2) segment times: it
   // beats the whole-message trees once there are at least n segments (scan,
-  // reduce: ~2(n-1)/n of the message time against log2(n) for the trees) and the
-  // scatter+allgather bcast (~2(n-1)/n) once there are 2n. On 2 peers there is no
-  // chain to fill; the existing choices stay until measured.
-  const bool pipelined = n > 2 && p.granularity > 0 && bytes >= std::size_t(n) * kSegment;
+  // reduce: ~2(n-1)/n of the message time against log2(n) for the trees). The
+  // sweep confirmed that crossover at 4 peers (between 256 KiB and 1 MiB).
+  const bool pipelined =
+      chunkable && (n == 2 ? bytes >= kTwoPeerPipeline : bytes >= std::size_t(n) * kSegment);
   // Chunked (ring) reductions combine contributions in ring order and cut the
   // buffer into element-sized pieces: only for commutative, associative,
   // element-wise functions, and only when each chunk is worth a message.
-  const bool ringable =
-      p.commutative && p.associative && p.granularity > 0 && bytes / p.granularity >= n;
+  const bool ringable = p.commutative && p.associative && chunkable && bytes / p.granularity >= n;
   switch (op) {
     case Operation::send: return Algorithm::linear;
     case Operation::barrier: return Algorithm::dissemination;
     case Operation::bcast:
-      if (n > 2 && bytes >= 2 * std::size_t(n) * kSegment) return Algorithm::pipeline;
-      return large && n > 2 ? Algorithm::scatter_allgather : Algorithm::binomial;
+      // Measured up to 8 peers: binomial at every size (the pipeline took 1.0-1.6x
+      // and scatter+allgather 0.9-1.6x its time at 4 and 8 peers, 256 KiB - 64 MiB).
+      if (std::size_t(n) <= kMeasuredPeers) return Algorithm::binomial;
+      if (bytes >= 2 * std::size_t(n) * kSegment) return Algorithm::pipeline;
+      return large ? Algorithm::scatter_allgather : Algorithm::binomial;
     case Operation::gather:
     case Operation::scatter:
     // The v-forms decide on the mean block (total / n), which every peer computes
@@ -214,6 +243,7 @@ Algorithm choose_auto(Operation op, std::size_t bytes, Utils::peer_num n, const 
     case Operation::gatherv:
     case Operation::scatterv: return large ? Algorithm::linear : Algorithm::binomial;
     case Operation::reduce:
+      if (wide(n) && ringable && bytes >= kWideRingReduce) return Algorithm::ring;
       // The chain folds strictly left to right, segment by segment: any element-wise
       // function, commutative or not, associative or not.
       if (pipelined) return Algorithm::pipeline;
@@ -226,7 +256,8 @@ Algorithm choose_auto(Operation op, std::size_t bytes, Utils::peer_num n, const 
       if (large && ringable) return Algorithm::ring;
       return Algorithm::recursive_doubling;
     case Operation::scan:
-      if (pipelined) return Algorithm::pipeline;
+      if (pipelined || (chunkable && wide(n) && bytes >= kWideScanPipeline))
+        return Algorithm::pipeline;
       return p.associative ? Algorithm::recursive_doubling : Algorithm::linear;
     case Operation::allgather:
     case Operation::allgatherv: return large || n > 8 ? Algorithm::ring : Algorithm::binomial;

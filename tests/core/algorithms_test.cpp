@@ -269,26 +269,49 @@ TEST(PipelineDefaultSegment, LargeBuffersThatDoNotDivide) {
     });
 }
 
-// The choice: pipelines only where they can run, on more than 2 peers, for
-// messages of at least n segments (bcast: 2n); a pure function of its inputs.
-TEST(PipelineChoice, OnlyForLargeChunkableCallsOnMoreThanTwoPeers) {
+// The choice: pipelines only where they can run, for messages of at least n
+// segments on 3-7 peers, of 64 MiB on 2 (where the sweep of docs/collectives.md
+// found them faster), and for scans from 64 KiB on 8-16 peers; bcast binomial up to
+// 8 peers; a pure function of its inputs.
+TEST(PipelineChoice, OnlyForLargeChunkableCallsWhereMeasuredFaster) {
   using FMI::coll::choose_p2p;
   using FMI::coll::kSegment;
   const FMI::coll::ReduceProps sum{true, true, 8}, ordered{false, true, 16}, whole{false, true, 0};
   for (unsigned n : {3u, 4u, 8u, 9u}) {
     const std::size_t big = n * kSegment;
+    const bool wide = n >= 8;
     EXPECT_EQ(choose_p2p(Operation::scan, big, n, sum), Algorithm::pipeline) << n;
     EXPECT_EQ(choose_p2p(Operation::scan, big, n, ordered), Algorithm::pipeline) << n;
     EXPECT_EQ(choose_p2p(Operation::reduce, big, n, ordered), Algorithm::pipeline) << n;
     EXPECT_EQ(choose_p2p(Operation::reduce, big, n, {false, false, 8}), Algorithm::pipeline) << n;
-    EXPECT_EQ(choose_p2p(Operation::scan, big - 8, n, sum), Algorithm::recursive_doubling) << n;
+    EXPECT_EQ(choose_p2p(Operation::scan, big - 8, n, sum),
+              wide ? Algorithm::pipeline : Algorithm::recursive_doubling)
+        << n;
     EXPECT_EQ(choose_p2p(Operation::scan, big, n, whole), Algorithm::recursive_doubling) << n;
     EXPECT_EQ(choose_p2p(Operation::reduce, big, n, whole), Algorithm::binomial) << n;
-    EXPECT_EQ(choose_p2p(Operation::bcast, 2 * big, n, {}), Algorithm::pipeline) << n;
-    EXPECT_EQ(choose_p2p(Operation::bcast, big, n, {}), Algorithm::scatter_allgather) << n;
+    // Commutative sums from 1 MiB on 8-16 peers: the ring, not the chain.
+    EXPECT_EQ(choose_p2p(Operation::reduce, 1 << 20, n, sum),
+              wide ? Algorithm::ring : Algorithm::pipeline)
+        << n;
+    EXPECT_EQ(choose_p2p(Operation::bcast, 2 * big, n, {}),
+              n <= 8 ? Algorithm::binomial : Algorithm::pipeline)
+        << n;
+    EXPECT_EQ(choose_p2p(Operation::bcast, big, n, {}),
+              n <= 8 ? Algorithm::binomial : Algorithm::scatter_allgather)
+        << n;
     EXPECT_EQ(choose_p2p(Operation::bcast, 8, n, {}), Algorithm::binomial) << n;
   }
+  // Scans of one segment: the chain on 8-16 peers only.
+  EXPECT_EQ(choose_p2p(Operation::scan, 64 * 1024, 8, sum), Algorithm::pipeline);
+  EXPECT_EQ(choose_p2p(Operation::scan, 64 * 1024 - 8, 8, sum), Algorithm::recursive_doubling);
+  EXPECT_EQ(choose_p2p(Operation::scan, 64 * 1024, 4, sum), Algorithm::recursive_doubling);
+  EXPECT_EQ(choose_p2p(Operation::scan, 64 * 1024, 17, sum), Algorithm::recursive_doubling);
+  // 2 peers: the chain from 64 MiB on, for reduce and scan alike.
   EXPECT_EQ(choose_p2p(Operation::scan, 64 * kSegment, 2, sum), Algorithm::recursive_doubling);
+  EXPECT_EQ(choose_p2p(Operation::scan, std::size_t(64) << 20, 2, sum), Algorithm::pipeline);
+  EXPECT_EQ(choose_p2p(Operation::reduce, std::size_t(64) << 20, 2, sum), Algorithm::pipeline);
+  EXPECT_EQ(choose_p2p(Operation::reduce, (std::size_t(64) << 20) - 8, 2, sum),
+            Algorithm::binomial);
   EXPECT_EQ(choose_p2p(Operation::bcast, 64 * kSegment, 2, {}), Algorithm::binomial);
   EXPECT_TRUE(FMI::coll::supports_p2p(Operation::reduce, Algorithm::pipeline, ordered));
   EXPECT_FALSE(FMI::coll::supports_p2p(Operation::reduce, Algorithm::pipeline, whole));
