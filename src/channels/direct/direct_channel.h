@@ -85,7 +85,9 @@ class DirectChannel final : public PeerToPeerChannel {
   void lead(Waiter& w, Lock& lk);
   bool pump();
   bool pump_one(Waiter& w);
-  void poll_once(Utils::Deadline until, Lock& lk);
+  // quiet_since: when the caller's wait began (its last progress); the default
+  // (long ago) watches everything.
+  void poll_once(Utils::Deadline until, Lock& lk, Utils::Clock::time_point quiet_since = {});
   void retire(Waiter& w);
   void wake_leader();
   std::optional<Probed> probed(std::span<const Envelope> wanted) const;
@@ -154,7 +156,10 @@ class DirectChannel final : public PeerToPeerChannel {
   std::size_t closing_n_ = 0;
   std::vector<Transfer> drains_;
   std::vector<Utils::peer_num> drain_at_;  // the peers of the drain entries of fds_
-  std::vector<bool> rewanted_;             // wanted for transfers that lost their connection
+  // When poll_once watches the idle connections under the budget, and when it last did.
+  static constexpr std::chrono::milliseconds kDrainAfter{20}, kDrainEvery{100};
+  Utils::Clock::time_point drains_polled_{};
+  std::vector<bool> rewanted_;  // wanted for transfers that lost their connection
   std::size_t rewanted_n_ = 0;
   std::size_t max_open_ = 0;
   std::uint64_t controls_ = 0;  // CLOSE/ACK frames read (progress of the leader)
