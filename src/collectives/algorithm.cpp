@@ -211,7 +211,7 @@ constexpr std::size_t kTwoPeerPipeline = 64 * 1024 * 1024;
 // From 8 peers a chain scan beats Hillis-Steele from 64 KiB on (0.67x there).
 constexpr std::size_t kWideScanPipeline = 64 * 1024;
 // From 8 peers the ring reduce (reduce-scatter + gather) beats the chain from 1 MiB
-// on (0.72-0.96x of its time at 1-64 MiB).
+// on (0.69-0.96x of its time at 1-64 MiB).
 constexpr std::size_t kWideRingReduce = 1024 * 1024;
 
 Algorithm choose_auto(Operation op, std::size_t bytes, Utils::peer_num n, const ReduceProps& p) {
@@ -221,8 +221,8 @@ Algorithm choose_auto(Operation op, std::size_t bytes, Utils::peer_num n, const 
   // beats the whole-message trees once there are at least n segments (scan,
   // reduce: ~2(n-1)/n of the message time against log2(n) for the trees). The
   // sweep confirmed that crossover at 4 peers (between 256 KiB and 1 MiB).
-  const bool pipelined =
-      chunkable && (n == 2 ? bytes >= kTwoPeerPipeline : bytes >= std::size_t(n) * kSegment);
+  const bool pipelined = chunkable && (n > 2 ? bytes >= std::size_t(n) * kSegment
+                                             : n == 2 && bytes >= kTwoPeerPipeline);
   // Chunked (ring) reductions combine contributions in ring order and cut the
   // buffer into element-sized pieces: only for commutative, associative,
   // element-wise functions, and only when each chunk is worth a message.
@@ -231,8 +231,8 @@ Algorithm choose_auto(Operation op, std::size_t bytes, Utils::peer_num n, const 
     case Operation::send: return Algorithm::linear;
     case Operation::barrier: return Algorithm::dissemination;
     case Operation::bcast:
-      // Measured up to 8 peers: binomial at every size (the pipeline took 1.0-1.6x
-      // and scatter+allgather 0.9-1.6x its time at 4 and 8 peers, 256 KiB - 64 MiB).
+      // Measured up to 8 peers: binomial at every size (the pipeline took 1.1-1.7x
+      // and scatter+allgather 1.0-1.8x its time at 4 and 8 peers, 256 KiB - 64 MiB).
       if (std::size_t(n) <= kMeasuredPeers) return Algorithm::binomial;
       if (bytes >= 2 * std::size_t(n) * kSegment) return Algorithm::pipeline;
       return large ? Algorithm::scatter_allgather : Algorithm::binomial;

@@ -313,6 +313,10 @@ TEST(PipelineChoice, OnlyForLargeChunkableCallsWhereMeasuredFaster) {
   EXPECT_EQ(choose_p2p(Operation::reduce, (std::size_t(64) << 20) - 8, 2, sum),
             Algorithm::binomial);
   EXPECT_EQ(choose_p2p(Operation::bcast, 64 * kSegment, 2, {}), Algorithm::binomial);
+  // 1 peer: no chain.
+  EXPECT_EQ(choose_p2p(Operation::reduce, std::size_t(64) << 20, 1, sum), Algorithm::binomial);
+  EXPECT_EQ(choose_p2p(Operation::scan, std::size_t(64) << 20, 1, sum),
+            Algorithm::recursive_doubling);
   EXPECT_TRUE(FMI::coll::supports_p2p(Operation::reduce, Algorithm::pipeline, ordered));
   EXPECT_FALSE(FMI::coll::supports_p2p(Operation::reduce, Algorithm::pipeline, whole));
   EXPECT_FALSE(FMI::coll::supports_p2p(Operation::reduce, Algorithm::ring, ordered));

@@ -156,7 +156,8 @@ class DirectChannel final : public PeerToPeerChannel {
   std::size_t closing_n_ = 0;
   std::vector<Transfer> drains_;
   std::vector<Utils::peer_num> drain_at_;  // the peers of the drain entries of fds_
-  // When poll_once watches the idle connections under the budget, and when it last did.
+  // When poll_once watches the idle connections under the budget, and when it last
+  // chose to (a close in progress has them watched on every poll regardless).
   static constexpr std::chrono::milliseconds kDrainAfter{20}, kDrainEvery{100};
   Utils::Clock::time_point drains_polled_{};
   std::vector<bool> rewanted_;  // wanted for transfers that lost their connection
