@@ -101,7 +101,7 @@ bool supports_p2p(Operation op, Algorithm a, const ReduceProps& p) {
              (a == Algorithm::ring && ringable) || (a == Algorithm::pipeline && chunkable);
     case Operation::allreduce:
       return a == Algorithm::linear || a == Algorithm::chain ||
-             (a == Algorithm::recursive_doubling && p.associative) ||
+             ((a == Algorithm::recursive_doubling || a == Algorithm::binomial) && p.associative) ||
              (a == Algorithm::ring && ringable);
     case Operation::scan:
       return a == Algorithm::linear || (a == Algorithm::recursive_doubling && p.associative) ||
@@ -158,6 +158,7 @@ Algorithm choose_p2p(Operation op, std::size_t bytes, Utils::peer_num n, const R
       add(Algorithm::linear);
       break;
     case Operation::allreduce:
+      add(Algorithm::binomial, p.associative && !large);
       add(Algorithm::recursive_doubling, p.associative && !large);
       add(Algorithm::ring, ringable);
       add(Algorithm::chain);
@@ -229,7 +230,11 @@ Algorithm choose_auto(Operation op, std::size_t bytes, Utils::peer_num n, const 
   const bool ringable = p.commutative && p.associative && chunkable && bytes / p.granularity >= n;
   switch (op) {
     case Operation::send: return Algorithm::linear;
-    case Operation::barrier: return Algorithm::dissemination;
+    // From 3 peers a binomial tree (fan-in to 0, then release: 2 (n-1) messages)
+    // beats dissemination (n ceil(log2 n) messages, in half the rounds) on this
+    // machine at every peer count measured, 3-256: 0.3-0.8x its time; at 2 peers
+    // dissemination is one exchange. docs/collectives.md "Decision rules".
+    case Operation::barrier: return n <= 2 ? Algorithm::dissemination : Algorithm::binomial;
     case Operation::bcast:
       // Measured up to 8 peers: binomial at every size (the pipeline took 1.1-1.7x
       // and scatter+allgather 1.0-1.8x its time at 4 and 8 peers, 256 KiB - 64 MiB).
@@ -254,7 +259,10 @@ Algorithm choose_auto(Operation op, std::size_t bytes, Utils::peer_num n, const 
       if (!p.associative) return Algorithm::linear;
       // Ring even for two peers: each reduces half the buffer instead of all of it.
       if (large && ringable) return Algorithm::ring;
-      return Algorithm::recursive_doubling;
+      // Small messages: reduce + bcast on one binomial tree from 3 peers (2 (n-1)
+      // messages against recursive doubling's ~n log2 n, in twice the rounds):
+      // 0.4-0.7x its time at 3-256 peers measured; at 2 peers one exchange wins.
+      return n <= 2 ? Algorithm::recursive_doubling : Algorithm::binomial;
     case Operation::scan:
       if (pipelined || (chunkable && wide(n) && bytes >= kWideScanPipeline))
         return Algorithm::pipeline;

@@ -704,6 +704,10 @@ void allreduce(Ch& ch, const Context& c, ConstBytes send, Bytes recv, const Redu
       bcast_binomial(ch, c, recv, n - 1);
       return;
     }
+    case Algorithm::binomial:  // associative: reduce to 0 in peer order, then bcast from 0
+      reduce_binomial(ch, c, send, recv, 0, f);  // writes recv on 0 only
+      bcast_binomial(ch, c, recv, 0);
+      return;
     case Algorithm::chain: {  // any function, 2 partners: the chain, then back along it
       Buffer acc(send.size());
       if (reduce_chain(ch, c, send, acc, f)) copy(acc, recv);

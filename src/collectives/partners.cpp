@@ -183,6 +183,8 @@ std::vector<peer_num> partners(Operation op, Algorithm a, peer_num rank, peer_nu
       } else if (a == Algorithm::chain) {  // chain to n-1, pipelined chain back from n-1
         s.chain(0);
         s.chain(n - 1);
+      } else if (a == Algorithm::binomial) {  // reduce to 0 and bcast from 0: one tree
+        s.tree(0);
       } else {
         s.doubling();
       }
@@ -258,6 +260,7 @@ std::size_t max_partners(Operation op, Algorithm a, peer_num n, const ReduceProp
     case Operation::allreduce:
       if (a == Algorithm::ring || a == Algorithm::chain) return bound(2);
       if (a == Algorithm::linear) return bound(L + 2);
+      if (a == Algorithm::binomial) return L;
       return bound(floor_log2(n) + 1);
     case Operation::scan: return a == Algorithm::recursive_doubling ? powers : bound(2);
     case Operation::allgather:

@@ -122,8 +122,15 @@ void p2p_pattern(const Utils::OperationInfo& info, Pattern& pat) {
   const std::size_t chunk = ceil_div(s, n);
   switch (info.op) {
     case Operation::send: break;
-    case Operation::barrier:  // dissemination: every peer signals one peer per round
-      b.round(n, 0, ceil_log2(n));
+    case Operation::barrier:
+      if (pat.algorithm == Algorithm::binomial) {  // fan-in to 0, then the release
+        b.binomial(n, 0);
+        b.binomial(n, 0);
+      } else if (pat.algorithm == Algorithm::chain) {  // along the chain and back
+        b.round(1, 0, 2.0 * (n - 1));
+      } else {  // dissemination: every peer signals one peer per round
+        b.round(n, 0, ceil_log2(n));
+      }
       break;
     case Operation::bcast:
       if (pat.algorithm == Algorithm::pipeline) {
@@ -172,6 +179,9 @@ void p2p_pattern(const Utils::OperationInfo& info, Pattern& pat) {
         b.binomial(n, s);
       } else if (pat.algorithm == Algorithm::ring) {  // reduce-scatter + allgather
         b.round(n, chunk, 2.0 * (n - 1));
+      } else if (pat.algorithm == Algorithm::binomial) {  // reduce to 0, bcast from 0
+        b.binomial(n, s);
+        b.binomial(n, s);
       } else {  // recursive doubling on p = 2^floor(log2 n); e extra peers fold in and out
         peer_num p = 1;
         while (p * 2 <= n) p *= 2;

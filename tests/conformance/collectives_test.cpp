@@ -57,7 +57,8 @@ std::vector<Algorithm> algorithms(Operation op, FMI::Comm::ChannelKind kind) {
     case Operation::reduce:
       return {Algorithm::linear, Algorithm::binomial, Algorithm::ring, Algorithm::pipeline};
     case Operation::allreduce:
-      return {Algorithm::linear, Algorithm::recursive_doubling, Algorithm::ring, Algorithm::chain};
+      return {Algorithm::linear, Algorithm::recursive_doubling, Algorithm::ring, Algorithm::chain,
+              Algorithm::binomial};
     case Operation::scan:
       return {Algorithm::linear, Algorithm::recursive_doubling, Algorithm::pipeline};
     case Operation::allgather: return {Algorithm::binomial, Algorithm::ring, Algorithm::bruck};

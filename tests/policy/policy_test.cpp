@@ -139,11 +139,26 @@ TEST(Pattern, ByHand) {
   ASSERT_EQ(r.path.size(), 1u);
   EXPECT_EQ(r.path[0], (Exchange{6, 1, 1, 256 * 1024}));
   EXPECT_EQ(r.traffic[0], (Exchange{24, 1, 1, 256 * 1024}));
-  // Recursive doubling on 6 peers: p = 4, e = 2: 1 + 2 + 1 rounds, 2 + 8 + 2 messages.
+  // Small allreduce on 6 peers: reduce to 0 and bcast on one binomial tree, 3 + 3
+  // rounds, 5 + 5 messages.
   auto d = pattern(info_of(Operation::allreduce, 64, 6), p2p);
-  EXPECT_EQ(d.algorithm, FMI::coll::Algorithm::recursive_doubling);
-  EXPECT_EQ(sum_count(d.path), 4);
-  EXPECT_EQ(sum_count(d.traffic), 12);
+  EXPECT_EQ(d.algorithm, FMI::coll::Algorithm::binomial);
+  EXPECT_EQ(sum_count(d.path), 6);
+  EXPECT_EQ(sum_count(d.traffic), 10);
+  // Recursive doubling on 2 peers: one exchange, 2 messages.
+  auto d2 = pattern(info_of(Operation::allreduce, 64, 2), p2p);
+  EXPECT_EQ(d2.algorithm, FMI::coll::Algorithm::recursive_doubling);
+  EXPECT_EQ(sum_count(d2.path), 1);
+  EXPECT_EQ(sum_count(d2.traffic), 2);
+  // Barrier on 5 peers: fan-in and release on the binomial tree, 3 + 3 rounds of
+  // empty messages, 4 + 4 of them; on 2 peers dissemination, one round.
+  auto w = pattern(info_of(Operation::barrier, 0, 5), p2p);
+  EXPECT_EQ(w.algorithm, FMI::coll::Algorithm::binomial);
+  EXPECT_EQ(sum_count(w.path), 6);
+  EXPECT_EQ(sum_count(w.traffic), 8);
+  auto w2 = pattern(info_of(Operation::barrier, 0, 2), p2p);
+  EXPECT_EQ(w2.algorithm, FMI::coll::Algorithm::dissemination);
+  EXPECT_EQ(sum_count(w2.path), 1);
   // Store allreduce: (n-1) -> 1 then 1 -> (n-1).
   auto s = pattern(info_of(Operation::allreduce, 64, 5), store);
   EXPECT_EQ(s.path, (std::vector<Exchange>{{1, 4, 1, 64}, {1, 1, 4, 64}}));
