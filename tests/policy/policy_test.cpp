@@ -704,7 +704,10 @@ TEST(Explain, TableMatchesPolicy) {
   const std::string table = FMI::Utils::explain(c, o);
   EXPECT_NE(table.find("bcast"), std::string::npos);
   EXPECT_NE(table.find("64 MiB"), std::string::npos);
-  EXPECT_NE(table.find("dissemination"), std::string::npos);
+  // The barrier of 8 peers: the binomial tree (dissemination only at 2 peers).
+  EXPECT_NE(table.find("barrier"), std::string::npos);
+  ASSERT_FALSE(rows[2].per_channel.empty());
+  EXPECT_EQ(rows[2].per_channel[0].second.algorithm, "binomial");
   o.channels = {"Redis", "Nope"};
   EXPECT_THROW(FMI::Utils::explain_rows(c, o), FMI::UsageError);
 }
