@@ -232,7 +232,7 @@ Algorithm choose_auto(Operation op, std::size_t bytes, Utils::peer_num n, const 
     case Operation::send: return Algorithm::linear;
     // From 3 peers a binomial tree (fan-in to 0, then release: 2 (n-1) messages)
     // beats dissemination (n ceil(log2 n) messages, in half the rounds) on this
-    // machine at every peer count measured, 3-256: 0.3-0.8x its time; at 2 peers
+    // machine at every peer count measured, 3-256: 0.26-0.89x its time; at 2 peers
     // dissemination is one exchange. docs/collectives.md "Decision rules".
     case Operation::barrier: return n <= 2 ? Algorithm::dissemination : Algorithm::binomial;
     case Operation::bcast:
@@ -261,7 +261,7 @@ Algorithm choose_auto(Operation op, std::size_t bytes, Utils::peer_num n, const 
       if (large && ringable) return Algorithm::ring;
       // Small messages: reduce + bcast on one binomial tree from 3 peers (2 (n-1)
       // messages against recursive doubling's ~n log2 n, in twice the rounds):
-      // 0.4-0.7x its time at 3-256 peers measured; at 2 peers one exchange wins.
+      // 0.32-0.89x its time at 8 B on 3-256 peers; at 2 peers one exchange wins.
       return n <= 2 ? Algorithm::recursive_doubling : Algorithm::binomial;
     case Operation::scan:
       if (pipelined || (chunkable && wide(n) && bytes >= kWideScanPipeline))
