@@ -28,13 +28,9 @@ sizes=8,64M${EXTRA_SIZES:+,$EXTRA_SIZES}
 cmake --build "$build" -j2 --target fmi-bench fmirun fmi-rendezvous mpi_bench >&2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python3 - "$src/config/fmi.json" "$work" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))
-for name, on in (("enc", True), ("plain", False)):
-    c["backends"]["Direct"]["encryption"] = on
-    json.dump(c, open(f"{sys.argv[2]}/{name}.json", "w"))
-PY
+# shellcheck source=bench/setup.sh
+source "$here/setup.sh"
+bench_direct_configs "$src" "$work"
 # shellcheck disable=SC2054  # tcp,self is one MCA value
 mpirun=(mpirun --allow-run-as-root --oversubscribe --mca btl tcp,self --bind-to none)
 mpi="$build/bench/baseline/mpi_bench"

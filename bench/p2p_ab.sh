@@ -22,12 +22,11 @@ for b in "$old" "$new"; do
 done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python3 - "$src/config/fmi.json" "$work/config.json" "${ENCRYPTED:-}" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))
-c["backends"]["Direct"]["encryption"] = bool(sys.argv[3])
-json.dump(c, open(sys.argv[2], "w"))
-PY
+# shellcheck source=bench/setup.sh
+source "$here/setup.sh"
+bench_direct_configs "$src" "$work"
+config="$work/plain.json"
+[[ -z "${ENCRYPTED:-}" ]] || config="$work/enc.json"
 # shellcheck disable=SC2054  # tcp,self is one MCA value
 mpirun=(mpirun --allow-run-as-root --oversubscribe --mca btl tcp,self --bind-to none)
 mpi="$new/bench/baseline/mpi_bench"
@@ -36,7 +35,7 @@ echo "date: $(date -u +%FT%TZ); $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loa
 for ((r = 1; r <= rounds; r++)); do
   for pair in "old:$old" "new:$new"; do
     name=${pair%%:*} b=${pair#*:}
-    fb=("$b/tools/fmi-bench/fmi-bench" --config "$work/config.json" --channel Direct -q "${common[@]}")
+    fb=("$b/tools/fmi-bench/fmi-bench" --config "$config" --channel Direct -q "${common[@]}")
     "${fb[@]}" --peers 2 --ops pingpong,bandwidth --sizes "$sizes" | sed -n "s/^fmi,/$r,$name,/p"
     "${fb[@]}" --peers 4 --ops bcast --sizes "$bcast_sizes" | sed -n "s/^fmi,/$r,$name,/p"
   done

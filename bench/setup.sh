@@ -1,5 +1,7 @@
-# Sourced by the benchmark scripts (compare.sh, collectives.sh): what they need
-# before measuring. Both use the caller's log().
+# shellcheck shell=bash
+# Sourced by the benchmark scripts (compare.sh, collectives.sh, p2p_ab.sh,
+# encryption.sh): what they need before measuring. bench_install uses the caller's
+# log().
 
 # bench_install PKG...: installs the Debian packages the caller found missing
 # (none: nothing to do); with NO_INSTALL set it refuses and exits.
@@ -21,4 +23,16 @@ bench_configure() {
     local gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
     cmake -S "$src" -B "$build" "${gen[@]}" "$@" >&2
   fi
+}
+
+# bench_direct_configs SRC DIR: writes DIR/enc.json and DIR/plain.json, copies of
+# SRC/config/fmi.json with backends.Direct.encryption true and false.
+bench_direct_configs() {
+  python3 - "$1/config/fmi.json" "$2" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+for name, on in (("enc", True), ("plain", False)):
+    c["backends"]["Direct"]["encryption"] = on
+    json.dump(c, open(f"{sys.argv[2]}/{name}.json", "w"))
+PY
 }
