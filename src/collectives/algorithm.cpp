@@ -259,9 +259,11 @@ Algorithm choose_auto(Operation op, std::size_t bytes, Utils::peer_num n, const 
       if (!p.associative) return Algorithm::linear;
       // Ring even for two peers: each reduces half the buffer instead of all of it.
       if (large && ringable) return Algorithm::ring;
-      // Small messages: reduce + bcast on one binomial tree from 3 peers (2 (n-1)
-      // messages against recursive doubling's ~n log2 n, in twice the rounds):
-      // 0.32-0.89x its time at 8 B on 3-256 peers; at 2 peers one exchange wins.
+      // Otherwise (small messages, or functions the ring cannot cut into chunks):
+      // reduce + bcast on one binomial tree from 3 peers (2 (n-1) messages against
+      // recursive doubling's ~n log2 n, in twice the rounds): 0.32-0.89x its time
+      // at 8 B on 3-256 peers, measured with a sum up to 128 KiB; the large
+      // non-ring-able case was not measured. At 2 peers one exchange wins.
       return n <= 2 ? Algorithm::recursive_doubling : Algorithm::binomial;
     case Operation::scan:
       if (pipelined || (chunkable && wide(n) && bytes >= kWideScanPipeline))
