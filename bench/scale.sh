@@ -9,7 +9,7 @@
 #   PEERS=16,64 NAT_PEERS=16,32 bench/scale.sh
 #
 # Environment:
-#   PEERS=16,64,256,1024     peer counts over Direct on loopback
+#   PEERS=16,64,256,1024     peer counts over Direct on loopback (empty: none)
 #   NAT_PEERS=               peer counts in the NAT lab (root; empty: none)
 #   OPS=mesh,barrier,allreduce,bcast,alltoall,allgather
 #   SIZES=4,1M               bytes per peer (mesh and barrier ignore it); alltoall and
@@ -34,7 +34,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${BUILD_DIR:-build}"
 [[ "$BUILD_DIR" = /* ]] || BUILD_DIR="$ROOT/$BUILD_DIR"
-PEERS="${PEERS:-16,64,256,1024}"
+PEERS="${PEERS-16,64,256,1024}"
 NAT_PEERS="${NAT_PEERS:-}"
 OPS="${OPS:-mesh,barrier,allreduce,bcast,alltoall,allgather}"
 SIZES="${SIZES:-4,1M}"

@@ -112,6 +112,7 @@ class Server {
     Clock::time_point until;
   };
 
+  static std::string missing_peers(const Group& g);
   void accept_all();
   void on_readable(Conn& c);
   void on_writable(Conn& c);
@@ -167,6 +168,8 @@ class Server {
   std::map<std::string, Limited> log_limits_;
   Clock::time_point accept_paused_until_{};  // EMFILE back-off; epoch: accepting
   bool stopping_ = false;
+  // What relay_read receives into before appending to the partner's buffer.
+  std::vector<std::byte> relay_scratch_;
 };
 
 }  // namespace FMI::Rendezvous

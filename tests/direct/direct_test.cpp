@@ -288,11 +288,12 @@ TEST(Direct, UnreachablePeerFailsWithPunchingError) {
 }
 
 // The server expires registrations of a communicator that never completes, and
-// the waiting peer gets a ChannelError that says so.
+// the waiting peer gets a ChannelError that says so and names the peers that
+// never came (the first ten of them).
 TEST(Direct, IncompleteCommunicatorExpires) {
   RendezvousServer server({"--ttl-ms", "300"});
   auto res = run_forked(1, [&](unsigned) {
-    auto ch = make_direct_channel(server.port(), 0, 2, comm_name());
+    auto ch = make_direct_channel(server.port(), 0, 13, comm_name());
     std::string what;
     try {
       ch->connect_all(deadline(20s));
@@ -300,6 +301,9 @@ TEST(Direct, IncompleteCommunicatorExpires) {
       what = e.what();
     }
     PEER_CHECK(what.find("expired") != std::string::npos, what);
+    PEER_CHECK(what.find("1 of 13 peers registered, missing: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 "
+                         "(and 2 more)") != std::string::npos,
+               what);
   });
   expect_all_ok(res);
 }

@@ -243,6 +243,16 @@ std::uint16_t Launcher::start_rendezvous(std::uint16_t port, int netns_fd,
   // per-address limit (1,024, against a stranger holding every slot) would refuse
   // the functions of a large run; --max-connections still bounds the total.
   if (netns_fd < 0) spec.argv.insert(spec.argv.end(), {"--max-per-address", "0"});
+  // A relayed pair holds one server connection per side for its lifetime, so behind
+  // NATs that do not punch the server needs up to one connection per function,
+  // communicator and partner (the default budget is 128 partners) next to the
+  // registrations: 64 functions in the NAT lab, with two communicators each
+  // (fmi-bench's mesh point), had 1,712 pairs relayed at once and the default 4,096
+  // refused the rest ("server overloaded"). Room for two communicators, bounded by
+  // what one machine's descriptors allow.
+  long n = opt_.n, per = std::min<long>(n - 1, 128) + 1;
+  long want = std::min<long>(16384, std::max<long>(4096, 2 * n * per));
+  spec.argv.insert(spec.argv.end(), {"--max-connections", std::to_string(want)});
   spec.netns_fd = netns_fd;
   spawn(*server_, spec);
 

@@ -29,19 +29,25 @@ Clock::time_point Mesh::relay_time(std::uint32_t p) const {
     return e.public_ep.port != e.private_ep.port;
   };
   auto start = ps.first_attempt == Clock::time_point{} ? Clock::now() : ps.first_attempt;
-  return start + ((changed(opt_.peer_id) || changed(p)) ? std::chrono::milliseconds(300)
-                                                        : std::chrono::milliseconds(1000));
+  auto t = start + ((changed(opt_.peer_id) || changed(p)) ? std::chrono::milliseconds(300)
+                                                          : std::chrono::milliseconds(1000));
+  // A TCP connection to p formed: punching works for the pair, p is only busy (at
+  // 1,024 functions on 2 cores a peer may not run for seconds), and a relay would
+  // not be faster, only load the server (1,024 functions on loopback asked for up
+  // to 4,000 relays at once, which filled its 4,096 connections). But a connection
+  // that formed once and then failed its handshake may never form again (a NAT
+  // that dropped the mapping): after kTcpGrace without one, the relay is asked for
+  // after all. Without that the side that had seen TCP never asked, and the other
+  // side's request waited at the server for good (64 functions in the NAT lab).
+  if (puncher_.tcp_ever(p)) t = std::max(t, puncher_.tcp_seen(p) + kTcpGrace);
+  return t;
 }
 
-// Whether pair p may still need the relay. Once a TCP connection to p formed
-// (either direction), punching works for the pair and only the handshake is
-// pending: p is busy (at 1,024 functions on 2 cores a peer may not run for
-// seconds), and a relay would not be faster, only load the server (1,024
-// functions on loopback asked for up to 4,000 relays at once, which filled its
-// 4,096 connections).
+// Whether pair p may still need the relay: not while a handshake with p is in
+// progress (it settles the pair one way or the other).
 bool Mesh::relay_due(std::uint32_t p) const {
   if (session_.relay_started(p)) return false;
-  return opt_.relay == RelayMode::always || !puncher_.tcp_ever(p);
+  return opt_.relay == RelayMode::always || !puncher_.handshaking(p);
 }
 
 void Mesh::add_pollfds(std::vector<pollfd>& fds) const {

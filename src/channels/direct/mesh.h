@@ -132,6 +132,9 @@ class Mesh {
   };
 
   static constexpr auto kRelayRetry = std::chrono::milliseconds(50);
+  // How long after a TCP connection to a peer last formed, with no handshake left,
+  // the pair still waits for punching before it asks for the relay (relay_time).
+  static constexpr auto kTcpGrace = std::chrono::seconds(5);
 
   Clock::time_point relay_time(std::uint32_t p) const;
   bool relay_due(std::uint32_t p) const;

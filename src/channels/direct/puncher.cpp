@@ -86,15 +86,17 @@ void Puncher::start_attempts(std::uint32_t p, Clock::time_point now) {
       } while (rc < 0 && errno == EINTR);
     }
     if (rc == 0) {
-      peers_[p].tcp_ever = true;
+      saw_tcp(p, now);
       new_candidate(std::move(a.sock), p, target.str());
     } else if (errno == EINPROGRESS) {
       attempts_.push_back(std::move(a));
     } else {
       // EADDRNOTAVAIL here means a connection with this very 4-tuple already exists
       // (the peer's SYN reached our listener first): its handshake settles it, and
-      // the pair needs no relay (Mesh::relay_due).
-      if (errno == EADDRNOTAVAIL) peers_[p].tcp_ever = true;
+      // the pair needs no relay for now (Mesh::relay_due). Only the first one counts:
+      // the 4-tuple may also be held by a connection that is gone for us (TIME_WAIT),
+      // and one that recurs must not keep postponing the relay forever.
+      if (errno == EADDRNOTAVAIL && !peers_[p].tcp_ever) saw_tcp(p, now);
       peers_[p].last_error = "connect to " + target.str() + ": " + errno_text(errno);
     }
   }
@@ -111,7 +113,7 @@ void Puncher::on_attempt_event(Attempt& a) {
   ::getsockopt(a.sock.fd(), SOL_SOCKET, SO_ERROR, &err, &el);
   std::uint32_t p = a.peer;
   if (err == 0) {
-    peers_[p].tcp_ever = true;
+    saw_tcp(p, Clock::now());
     new_candidate(std::move(a.sock), p, a.target.str());
   } else {
     peers_[p].last_error = "connect to " + a.target.str() + ": " + errno_text(err);
@@ -364,7 +366,7 @@ bool Puncher::on_hello(Candidate& c) {
   if (c.peer >= 0 && c.peer != std::int64_t(h.peer_id)) return false;
   c.peer = h.peer_id;
   auto p = h.peer_id;
-  peers_[p].tcp_ever = true;
+  saw_tcp(p, Clock::now());
   if (opt_.secret.empty() == h.auth) {
     auth_failed(c, opt_.secret.empty() ? "it uses a shared secret and this peer has none"
                                        : "it has no shared secret and this peer has one");
@@ -482,6 +484,7 @@ Puncher::Detached Puncher::detach(std::uint32_t peer) {
   // A new connection starts like the first one did (no back-off left over, and a
   // timeout names what happened to the new one, not to the first).
   ps.tcp_ever = false;
+  ps.tcp_seen = {};
   ps.last_error.clear();
   ps.next_attempt = {};
   ps.backoff = std::chrono::milliseconds(5);

@@ -127,6 +127,8 @@ class Puncher {
 
   // For error messages: what happened with `p` so far.
   bool tcp_ever(std::uint32_t p) const { return peers_[p].tcp_ever; }
+  /// When a TCP connection to `p` last formed (epoch: never).
+  Clock::time_point tcp_seen(std::uint32_t p) const { return peers_[p].tcp_seen; }
   /// A handshake with `p` is in progress (a candidate known to be p's).
   bool handshaking(std::uint32_t p) const;
   const std::string& last_error(std::uint32_t p) const { return peers_[p].last_error; }
@@ -166,7 +168,8 @@ class Puncher {
     Socket conn;
     std::unique_ptr<secure::Link> link;  // with encryption: the keys of conn
     std::string broken;
-    bool tcp_ever = false;  // a TCP connection formed at least once (handshake pending)
+    bool tcp_ever = false;         // a TCP connection formed at least once (handshake pending)
+    Clock::time_point tcp_seen{};  // when one last formed
     Clock::time_point next_attempt{};
     std::chrono::milliseconds backoff{5};
     std::chrono::milliseconds attempt_timeout{250};
@@ -174,6 +177,10 @@ class Puncher {
     std::string auth_error;  // why the last candidate failed authentication
   };
 
+  void saw_tcp(std::uint32_t p, Clock::time_point now) {
+    peers_[p].tcp_ever = true;
+    peers_[p].tcp_seen = now;
+  }
   void start_attempts(std::uint32_t p, Clock::time_point now);
   std::vector<proto::Endpoint> targets(std::uint32_t p) const;
   void on_attempt_event(Attempt& a);
