@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the tests under AddressSanitizer + UndefinedBehaviorSanitizer and/or
 # ThreadSanitizer (CMake presets `asan` / `tsan`, build-asan/ and build-tsan/) and runs
-# the tests that exercise concurrency and parsing, within a CI budget (~8 minutes
-# for both on 2 cores, build excluded; see docs/reliability.md for timings).
+# the tests that exercise concurrency and parsing, within a CI budget (~19 minutes
+# for both on 2 cores, builds included; see docs/reliability.md for timings).
 #
 #   scripts/sanitizers.sh [asan|tsan|all]      (default: all)
 #
@@ -47,11 +47,14 @@ CORE_FILTER+=':*SendRecv.*_n3*:*SendRecv.*_n5*:*SendRecv.*_n8*'
 CORE_FILTER+=':Config.*:Constructor.*:*UsageErrors.*:*PeerFailures.*:NoChannel.*'
 CORE_FILTER+=':Policy.*:Isolation.*:Lifecycle.*:Data.*:Function.*'
 CORE_FILTER+=':Vocabulary.*:Errors.*'
-# ThreadSanitizer is ~3x slower on the 4 MiB messages of the 8-peer reductions: it
-# keeps 8 peers on the data movements, send/recv and algorithms, 5 on reductions, and
-# runs the reproducibility check at 3 peers only.
+# ThreadSanitizer is ~3x slower on the 4 MiB messages of the 8-peer reductions, and
+# it looks for races, which need threads, not peers: it keeps 3 and 5 peers on the
+# data movements and 8 on send/recv only (the 8-peer data movements were ~25 of its
+# 142 s in core), 5 on reductions, and leaves the
+# bit-reproducibility check (single-threaded arithmetic, 14 s under it) to ASan.
 TSAN_CORE_FILTER="${CORE_FILTER/:\*Reduction.Values\/\*_n8_sum_int/}"
-TSAN_CORE_FILTER="${TSAN_CORE_FILTER/:\*Reproducible.\*_n5/}"
+TSAN_CORE_FILTER="${TSAN_CORE_FILTER/:\*Reproducible.\*_n3:\*Reproducible.\*_n5/}"
+TSAN_CORE_FILTER="${TSAN_CORE_FILTER/:\*Rooted.\*_n8_\*/}"
 # The 64 + 256 MiB Redis transfer takes 30 s under TSan (single-threaded copies):
 # ASan covers it.
 # The scale tests (256 peers: issue 14; 30 s each under TSan) run in the release ctest:
@@ -61,17 +64,30 @@ ASAN_REDIS_FILTER='-RedisScale.*'
 # The conformance suite (tests/conformance): every contract on every channel, and
 # the forced algorithms at 3, 5 and 8 peers (the full axes are for release builds);
 # Direct's forked peers and Redis/S3 with their servers as in the release run.
-CONFORMANCE_FILTER='*Contract.*:*P2PRing.*:*Collectives.Correct/*_n3:*Collectives.Correct/*_n5'
+CONFORMANCE_FILTER='*Contract.*:*P2PRing.*/n3:*P2PRing.*/n5:*Collectives.Correct/*_n3:*Collectives.Correct/*_n5'
 # (8 peers: the core subset's *_n8 data movements cover them under ASan; the
 # conformance run at 8 was 60 of its 205 s in CI.)
 CONFORMANCE_FILTER+=':*CommunicatorCollectives.Every/n3'
 # Non-blocking operations (issue 18): worker threads over every channel.
 CONFORMANCE_FILTER+=':*NonBlocking.*/n3'
+# Left to the release run, to keep both sanitizers within CI's budget (they were 17
+# of its 57 minutes on 3 December 2026): what mostly waits out a deadline or moto
+# rather than running FMI's code -- the S3 deadline test (20 s), the non-blocking
+# error test on every channel but one (10-22 s each: the worker-thread code is the
+# same for all), the non-blocking and collective runs over the two store channels
+# the other store runs already cover (InProcStore and S3: the S3 client's code is
+# run by the S3 contract and s3_channel_test) -- and the 16-peer rings (20 s).
+SAN_CONFORMANCE_SKIP='S3/StoreContract.DeadlineIsTimeoutErrorNamingThePeer/*'
+SAN_CONFORMANCE_SKIP+=':Direct/NonBlocking.ErrorsRaisedByWait/*:Redis/NonBlocking.ErrorsRaisedByWait/*'
+SAN_CONFORMANCE_SKIP+=':S3/NonBlocking.*:InProcStore/NonBlocking.*:S3/Collectives.*:S3/CommunicatorCollectives.*'
+CONFORMANCE_FILTER+=":-$SAN_CONFORMANCE_SKIP"
 # TSan: the contracts' 64 MiB messages take ~40 s each under it; 5 peers at most.
 # (5 peers run under ASan; under TSan they were ~100 of the 258 s in CI.)
 TSAN_CONFORMANCE_FILTER='*Contract.*:*P2PRing.*/n3:*Collectives.Correct/*_n3'
 TSAN_CONFORMANCE_FILTER+=':*NonBlocking.*/n3'
-TSAN_CONFORMANCE_FILTER+=':-*EmptyLargeSendrecvAndSelf*:*PutGetEverySize*'
+# (The S3 listing test waits out moto's deadlines for 20 s; ASan runs its parser.)
+TSAN_CONFORMANCE_FILTER+=":-*EmptyLargeSendrecvAndSelf*:*PutGetEverySize*:$SAN_CONFORMANCE_SKIP"
+TSAN_CONFORMANCE_FILTER+=':S3/StoreContract.ListEraseAndCommunicatorIsolation/*'
 # Under TSan every byte copied is checked: the 1 GiB Direct stream takes ~60 s.
 # ASan runs it; TSan runs the rest of direct_test (the Direct contract and
 # collectives are in the conformance run above).
@@ -82,7 +98,11 @@ TSAN_CONFORMANCE_FILTER+=':-*EmptyLargeSendrecvAndSelf*:*PutGetEverySize*'
 # them the binary reached its 300 s limit in CI.
 TSAN_DIRECT_FILTER='-Direct.OneGibibyteMessage:RendezvousLimits.TableOf4096PeersIsBuiltOnceAndReachesEveryone'
 TSAN_DIRECT_FILTER+=':DirectBudget.ArbitraryPairsBeyondTheBudget:Direct/DirectThreads.ConcurrentOperationsOnEveryPair/n5_*'
+TSAN_DIRECT_FILTER+=':Direct.PlaintextLargeMessagesGoOutInPieces'
+# ASan: also without the 1 GiB stream (16 s) and the 64-function budget test (22 s),
+# which the release run has; the 64 MiB messages of the contracts cover large buffers.
 ASAN_DIRECT_FILTER='-RendezvousLimits.TableOf4096PeersIsBuiltOnceAndReachesEveryone'
+ASAN_DIRECT_FILTER+=':Direct.OneGibibyteMessage:DirectBudget.ArbitraryPairsBeyondTheBudget'
 
 if [[ "${FMI_SAN_FULL:-0}" == 1 ]]; then
   CORE_FILTER='*'
