@@ -12,9 +12,7 @@ if [[ "${FMI_SKIP_DEPS:-0}" != 1 ]]; then
 fi
 
 BUILD_DIR="${FMI_BUILD_DIR:-build}"
-# The same flags as ./run-demo.sh (it says why -g1), so that the two share build/.
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG"
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$BUILD_DIR" -j "$(nproc)"
 cd "$BUILD_DIR"
 ctest --output-on-failure -j "${FMI_TEST_JOBS:-2}" "$@"

@@ -70,8 +70,8 @@ CONFORMANCE_FILTER='*Contract.*:*P2PRing.*/n3:*P2PRing.*/n5:*Collectives.Correct
 CONFORMANCE_FILTER+=':*CommunicatorCollectives.Every/n3'
 # Non-blocking operations (issue 18): worker threads over every channel.
 CONFORMANCE_FILTER+=':*NonBlocking.*/n3'
-# Left to the release run, to keep both sanitizers within CI's budget (they were 17
-# of its 57 minutes on 3 December 2026): what mostly waits out a deadline or moto
+# Left to the release run, to keep both sanitizers within CI's budget (their tests
+# were 17 of its 57 minutes on 3 December 2026): what mostly waits out a deadline or moto
 # rather than running FMI's code -- the S3 deadline test (20 s), the non-blocking
 # error test on every channel but one (10-22 s each: the worker-thread code is the
 # same for all), the non-blocking and collective runs over the two store channels
